@@ -1,0 +1,236 @@
+//! `cargo xtask test|demo|shell|gen`: the real-kernel test bed and generated files.
+//!
+//! xtask deliberately does not depend on the thinsr crate: it must build on a fresh machine
+//! before it has installed the C toolchain pieces (libclang) that devicemapper needs.
+
+mod vm;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    if !status.success() {
+        return Err(format!("{cmd:?} failed with {status}").into());
+    }
+    Ok(())
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(&args[1..]),
+        Some("demo") => demo(),
+        Some("shell") => shell(),
+        Some("gen") => gen(),
+        _ => {
+            eprintln!("usage: cargo xtask test [FILTER] | demo | shell | gen");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("xtask: error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn work_dir() -> Result<PathBuf> {
+    let dir = root().join("target/xtask");
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Builds thinsr (with the test hooks) and returns its path plus the integration test
+/// executables.
+fn build_for_vm() -> Result<(PathBuf, Vec<PathBuf>)> {
+    let out = cargo()
+        .args([
+            "test", "--package", "thinsr", "--features", "testing", "--tests", "--no-run",
+            "--message-format=json-render-diagnostics",
+        ])
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    if !out.status.success() {
+        return Err("building the integration tests failed".into());
+    }
+    let mut tests = Vec::new();
+    let mut thinsr = None;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        if msg["reason"] != "compiler-artifact" {
+            continue;
+        }
+        let kinds = msg["target"]["kind"].as_array().cloned().unwrap_or_default();
+        let exe = msg["executable"].as_str().map(PathBuf::from);
+        if kinds.iter().any(|k| k == "test") && msg["profile"]["test"] == true {
+            tests.extend(exe);
+        } else if kinds.iter().any(|k| k == "bin") && msg["target"]["name"] == "thinsr" {
+            thinsr = exe;
+        }
+    }
+    let thinsr = thinsr.ok_or("cargo did not report the thinsr binary")?;
+    tests.sort();
+    Ok((thinsr, tests))
+}
+
+fn list_tests(bin: &Path) -> Result<Vec<String>> {
+    let out = Command::new(bin).args(["--list", "--format", "terse"]).output()?;
+    if !out.status.success() {
+        return Err(format!("{} --list failed", bin.display()).into());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_suffix(": test").map(str::to_string))
+        .collect())
+}
+
+fn test(args: &[String]) -> Result<()> {
+    vm::ensure_packages()?;
+    let filter = args.first().cloned();
+    let started = Instant::now();
+
+    // 1. Unit tests on the host.
+    println!("[xtask] unit tests on the host");
+    run(cargo().args(["test", "--workspace", "--lib", "--bins"]))?;
+
+    // 2. Integration tests, one fresh VM (and fresh disks) per test.
+    let (thinsr, bins) = build_for_vm()?;
+    let mut jobs: Vec<(PathBuf, String)> = Vec::new();
+    for bin in &bins {
+        for name in list_tests(bin)? {
+            if filter.as_deref().is_none_or(|f| name.contains(f)) {
+                jobs.push((bin.clone(), name));
+            }
+        }
+    }
+    if jobs.is_empty() {
+        return Err("no integration test matched: nothing would be proven".into());
+    }
+    let mut extra = vec![thinsr];
+    extra.extend(bins.iter().cloned());
+    let bed = vm::build(&work_dir()?, &extra, &jobs, None)?;
+    println!(
+        "\n[xtask] running {} integration tests in VMs (kernel {})",
+        jobs.len(),
+        vm::kernel_version()?
+    );
+
+    let parallel: usize = std::env::var("THINSR_VM_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let timeout = Duration::from_secs(
+        std::env::var("THINSR_VM_TIMEOUT").ok().and_then(|v| v.parse().ok()).unwrap_or(600),
+    );
+    let next = Arc::new(Mutex::new(0usize));
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let bed = Arc::new(bed);
+    let jobs = Arc::new(jobs);
+    let mut handles = Vec::new();
+    for _ in 0..parallel.max(1) {
+        let (next, results, bed, jobs) = (next.clone(), results.clone(), bed.clone(), jobs.clone());
+        handles.push(std::thread::spawn(move || loop {
+            let i = {
+                let mut n = next.lock().unwrap();
+                let i = *n;
+                *n += 1;
+                i
+            };
+            if i >= jobs.len() {
+                break;
+            }
+            let name = &jobs[i].1;
+            let append = format!("thinsr_mode=test thinsr_job={}", i + 1);
+            let outcome = vm::boot(&bed, &i.to_string(), &append, false, timeout);
+            let ok = matches!(&outcome, Ok(o) if o.rc == Some(0));
+            let secs = outcome.as_ref().map(|o| o.elapsed.as_secs_f64()).unwrap_or(0.0);
+            println!("test {name} ... {} ({secs:.1}s)", if ok { "ok" } else { "FAILED" });
+            results.lock().unwrap().push((name.clone(), ok, outcome));
+        }));
+    }
+    for h in handles {
+        h.join().map_err(|_| "a VM runner thread panicked")?;
+    }
+    let results = results.lock().unwrap();
+    let failed: Vec<_> = results.iter().filter(|r| !r.1).collect();
+    if !failed.is_empty() {
+        println!("\nfailures:\n");
+        for (name, _, outcome) in &failed {
+            println!("---- {name} (in the VM) ----");
+            match outcome {
+                Ok(o) => {
+                    println!("{}", o.output);
+                    match o.rc {
+                        Some(rc) => println!("[xtask] test exited with {rc}"),
+                        None => println!("[xtask] no result came back from the VM"),
+                    }
+                }
+                Err(e) => println!("[xtask] could not run the VM: {e}"),
+            }
+        }
+        println!("failures:");
+        for (name, _, _) in &failed {
+            println!("    {name}");
+        }
+    }
+    let passed = results.len() - failed.len();
+    println!(
+        "\ntest result: {}. {passed} passed; {} failed; 0 ignored; 0 measured; 0 filtered out; finished in {:.2}s",
+        if failed.is_empty() { "ok" } else { "FAILED" },
+        failed.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} integration test(s) failed in the VM", failed.len()).into())
+    }
+}
+
+fn release_thinsr() -> Result<PathBuf> {
+    run(cargo().args(["build", "--quiet", "--release", "--package", "thinsr", "--bin", "thinsr"]))?;
+    Ok(root().join("target/release/thinsr"))
+}
+
+fn vm_with_thinsr(script: Option<&str>) -> Result<vm::Bed> {
+    let thinsr = release_thinsr()?;
+    vm::build(&work_dir()?, &[thinsr], &[], script)
+}
+
+fn demo() -> Result<()> {
+    vm::ensure_packages()?;
+    let bed = vm_with_thinsr(Some(include_str!("demo.sh")))?;
+    let outcome = vm::boot(&bed, "demo", "thinsr_mode=demo", true, Duration::from_secs(900))?;
+    match outcome.rc {
+        Some(0) => Ok(()),
+        Some(rc) => Err(format!("the demo failed (exit {rc})").into()),
+        None => Err(format!("the demo VM gave no result:\n{}", outcome.output).into()),
+    }
+}
+
+fn shell() -> Result<()> {
+    vm::ensure_packages()?;
+    let bed = vm_with_thinsr(None)?;
+    vm::boot(&bed, "shell", "thinsr_mode=shell", true, Duration::from_secs(86400))?;
+    Ok(())
+}
+
+/// Regenerates man/ and completions/ from the clap definitions.
+fn gen() -> Result<()> {
+    vm::ensure_packages()?;
+    run(cargo().args(["run", "--quiet", "--package", "thinsr", "--bin", "thinsr-gen", "--"]).arg(root()))
+}

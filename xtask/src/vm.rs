@@ -1,0 +1,406 @@
+//! The throwaway VM: Debian's cloud kernel, an initramfs holding busybox, the host's LVM and
+//! thin tools, and our binaries, booted under TCG (KVM hangs on these machines).
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::{run, Result};
+
+/// Host tools copied into the VM, with their shared libraries.
+const HOST_TOOLS: &[&str] = &[
+    "/sbin/lvm",
+    "/usr/sbin/dmsetup",
+    "/usr/sbin/pdata_tools",
+    "/usr/bin/qemu-nbd",
+    "/usr/bin/qemu-img",
+    "/usr/sbin/blkid",
+    "/usr/sbin/losetup",
+    "/usr/sbin/wipefs",
+    "/usr/sbin/mke2fs",
+];
+const LVM_LINKS: &[&str] = &[
+    "lvs", "vgs", "pvs", "lvcreate", "lvremove", "lvchange", "lvextend", "lvrename", "vgcreate",
+    "vgremove", "vgchange", "vgextend", "pvcreate", "pvremove", "lvconvert", "vgdisplay",
+    "lvdisplay",
+];
+const THIN_LINKS: &[&str] = &[
+    "thin_check", "thin_dump", "thin_delta", "thin_repair", "thin_restore", "thin_ls",
+    "thin_metadata_size",
+];
+const MODULES: &[&str] = &[
+    "dm-mod", "dm-thin-pool", "dm-snapshot", "dm-flakey", "dm-delay", "nbd", "loop",
+    "virtio_pci", "virtio_blk",
+];
+/// Debian packages the test bed needs; qemu-utils is pinned to qemu-system-x86's version
+/// because the machine may carry a newer backport that conflicts with it.
+pub const PACKAGES: &[&str] = &[
+    "qemu-system-x86",
+    "lvm2",
+    "thin-provisioning-tools",
+    "linux-image-cloud-amd64",
+    "busybox-static",
+    "libclang-dev",
+    "cpio",
+    "kmod",
+    "e2fsprogs",
+    "util-linux",
+    "libdevmapper-dev",
+    "pkg-config",
+];
+
+const LVM_CONF: &str = r#"devices {
+    obtain_device_list_from_udev = 0
+    use_devicesfile = 0
+}
+activation {
+    udev_sync = 0
+    udev_rules = 0
+    monitoring = 0
+}
+global {
+    thin_check_executable = "/usr/sbin/thin_check"
+    thin_dump_executable = "/usr/sbin/thin_dump"
+    thin_repair_executable = "/usr/sbin/thin_repair"
+}
+"#;
+
+/// What the VM's init does after setting up the machine.
+const INIT: &str = r#"#!/bin/busybox sh
+/bin/busybox mkdir -p /proc /sys /dev /tmp /run/lock /var/tmp /etc/thinsr
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mount -t tmpfs run /run
+mkdir -p /run/lock /dev/mapper
+for m in $(cat /modules.list); do insmod "$m" 2>/dev/null; done
+# nbd devices appear asynchronously after insmod; mdev gives the nodes a moment.
+sleep 0.2
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root THINSR_VM=1 LC_ALL=C
+export RUST_BACKTRACE=1
+cd /tmp
+mode=$(sed -n 's/.*thinsr_mode=\([a-z]*\).*/\1/p' /proc/cmdline)
+job=$(sed -n 's/.*thinsr_job=\([0-9]*\).*/\1/p' /proc/cmdline)
+case "$mode" in
+test)
+    line=$(sed -n "${job}p" /jobs.list)
+    bin=${line%% *}; name=${line#* }
+    echo "@@THINSR-START"
+    "$bin" --exact "$name" --test-threads=1 --nocapture
+    rc=$?
+    echo "@@THINSR-RESULT $rc"
+    ;;
+demo)
+    sh /demo.sh
+    echo "@@THINSR-RESULT $?"
+    ;;
+*)
+    echo "thinsr test VM: disks are /dev/vd[a-d]; 'poweroff -f' leaves."
+    setsid cttyhack sh -l
+    ;;
+esac
+sync
+poweroff -f
+"#;
+
+pub struct Bed {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub work: PathBuf,
+}
+
+pub fn kernel_version() -> Result<String> {
+    let mut found: Vec<String> = fs::read_dir("/lib/modules")?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with("-cloud-amd64"))
+        .collect();
+    found.sort();
+    found.pop().ok_or_else(|| "no cloud kernel under /lib/modules (linux-image-cloud-amd64)".into())
+}
+
+fn copy_into(root: &Path, src: &Path) -> Result<()> {
+    let dst = root.join(src.strip_prefix("/").unwrap_or(src));
+    if dst.exists() {
+        return Ok(());
+    }
+    fs::create_dir_all(dst.parent().unwrap())?;
+    fs::copy(src, &dst).map_err(|e| format!("copying {}: {e}", src.display()))?;
+    Ok(())
+}
+
+/// The binary and every shared library `ldd` names for it.
+fn copy_with_libs(root: &Path, bin: &Path, seen: &mut BTreeSet<PathBuf>) -> Result<()> {
+    copy_into(root, bin)?;
+    let out = Command::new("ldd").arg(bin).output()?;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let path = line
+            .split_whitespace()
+            .find(|w| w.starts_with('/'))
+            .map(PathBuf::from);
+        if let Some(p) = path {
+            if seen.insert(p.clone()) {
+                // Copy the real file to the path the loader asks for.
+                let real = fs::canonicalize(&p)?;
+                let dst = root.join(p.strip_prefix("/").unwrap());
+                fs::create_dir_all(dst.parent().unwrap())?;
+                if !dst.exists() {
+                    fs::copy(&real, &dst)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Builds the initramfs. `extra` binaries keep their host paths so that paths compiled into
+/// test binaries (CARGO_BIN_EXE_thinsr) resolve inside the VM too.
+pub fn build(
+    work: &Path,
+    extra: &[PathBuf],
+    jobs: &[(PathBuf, String)],
+    demo: Option<&str>,
+) -> Result<Bed> {
+    let kver = kernel_version()?;
+    let kernel = PathBuf::from(format!("/boot/vmlinuz-{kver}"));
+    if !kernel.exists() {
+        return Err(format!("{} is missing", kernel.display()).into());
+    }
+    let root = work.join("root");
+    if root.exists() {
+        fs::remove_dir_all(&root)?;
+    }
+    for d in ["bin", "sbin", "usr/bin", "usr/sbin", "etc/lvm", "lib64", "root", "tmp"] {
+        fs::create_dir_all(root.join(d))?;
+    }
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.exists())
+        .ok_or("busybox-static is not installed")?;
+    fs::copy(busybox, root.join("bin/busybox"))?;
+    let mut seen = BTreeSet::new();
+    for tool in HOST_TOOLS.iter().map(Path::new).chain(extra.iter().map(|p| p.as_path())) {
+        if !tool.exists() {
+            return Err(format!("{} is missing on the host", tool.display()).into());
+        }
+        copy_with_libs(&root, tool, &mut seen)?;
+    }
+    for l in LVM_LINKS {
+        symlink("/sbin/lvm", root.join("sbin").join(l))?;
+    }
+    for l in THIN_LINKS {
+        symlink("/usr/sbin/pdata_tools", root.join("usr/sbin").join(l))?;
+    }
+    symlink("/usr/sbin/mke2fs", root.join("usr/sbin/mkfs.ext4"))?;
+    if let Some(t) = extra.iter().find(|p| p.file_name().is_some_and(|n| n == "thinsr")) {
+        symlink(t, root.join("usr/sbin/thinsr"))?;
+    }
+
+    // Modules in dependency order, each once.
+    let mut order: Vec<String> = Vec::new();
+    for m in MODULES {
+        let out = Command::new("modprobe")
+            .args(["-S", &kver, "--show-depends", m])
+            .output()?;
+        if !out.status.success() {
+            return Err(format!("modprobe --show-depends {m} failed for kernel {kver}").into());
+        }
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Some(path) = line.strip_prefix("insmod ") {
+                let path = path.trim().to_string();
+                if !order.contains(&path) {
+                    copy_into(&root, Path::new(&path))?;
+                    order.push(path);
+                }
+            }
+        }
+    }
+    fs::write(root.join("modules.list"), order.join("\n") + "\n")?;
+    fs::write(root.join("etc/lvm/lvm.conf"), LVM_CONF)?;
+    fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
+    let jobs_list: String = jobs
+        .iter()
+        .map(|(bin, name)| format!("{} {}\n", bin.display(), name))
+        .collect();
+    fs::write(root.join("jobs.list"), jobs_list)?;
+    if let Some(script) = demo {
+        fs::write(root.join("demo.sh"), script)?;
+    }
+    let init = root.join("init");
+    fs::write(&init, INIT)?;
+    fs::set_permissions(&init, fs::Permissions::from_mode(0o755))?;
+
+    let initrd = work.join("initrd.cpio");
+    let file = fs::File::create(&initrd)?;
+    let mut find = Command::new("sh")
+        .args(["-c", "find . | cpio -o -H newc --quiet"])
+        .current_dir(&root)
+        .stdout(file)
+        .spawn()?;
+    if !find.wait()?.success() {
+        return Err("cpio failed to pack the initramfs".into());
+    }
+    Ok(Bed {
+        kernel,
+        initrd,
+        work: work.to_path_buf(),
+    })
+}
+
+pub struct Outcome {
+    pub rc: Option<i32>,
+    pub output: String,
+    pub elapsed: Duration,
+}
+
+pub const DISKS: usize = 4;
+pub const DISK_SIZE: u64 = 4 << 30;
+
+/// Boots the VM with fresh sparse disks. `echo` streams the console to our stdout.
+pub fn boot(bed: &Bed, tag: &str, append: &str, echo: bool, timeout: Duration) -> Result<Outcome> {
+    let dir = bed.work.join(format!("disks-{tag}"));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir)?;
+    let mut args: Vec<String> = vec![
+        "-accel".into(), "tcg".into(), "-cpu".into(), "max".into(), "-m".into(), "2048".into(),
+        "-smp".into(), "1".into(), "-nographic".into(), "-no-reboot".into(),
+        "-kernel".into(), bed.kernel.display().to_string(),
+        "-initrd".into(), bed.initrd.display().to_string(),
+        "-append".into(), format!("console=ttyS0 quiet panic=-1 {append}"),
+    ];
+    for i in 0..DISKS {
+        let disk = dir.join(format!("disk{i}.raw"));
+        fs::File::create(&disk)?.set_len(DISK_SIZE)?;
+        args.push("-drive".into());
+        args.push(format!(
+            "file={},if=virtio,format=raw,cache=unsafe,discard=unmap",
+            disk.display()
+        ));
+    }
+    let start = Instant::now();
+    let interactive = append.contains("thinsr_mode=shell");
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args(&args);
+    if interactive {
+        let status = cmd.status()?;
+        let _ = fs::remove_dir_all(&dir);
+        return Ok(Outcome { rc: status.code(), output: String::new(), elapsed: start.elapsed() });
+    }
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start qemu-system-x86_64: {e}"))?;
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut output = String::new();
+    let mut rc = None;
+    let mut started = false;
+    loop {
+        let left = timeout.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            let _ = child.kill();
+            output.push_str(&format!("\n[xtask] VM timed out after {}s\n", timeout.as_secs()));
+            break;
+        }
+        match rx.recv_timeout(left.min(Duration::from_millis(500))) {
+            Ok(line) => {
+                let line = line.trim_end_matches('\r').to_string();
+                if let Some(code) = line.strip_prefix("@@THINSR-RESULT ") {
+                    rc = code.trim().parse().ok();
+                    continue;
+                }
+                if line == "@@THINSR-START" {
+                    started = true;
+                    continue;
+                }
+                if echo {
+                    println!("{line}");
+                    let _ = std::io::stdout().flush();
+                }
+                output.push_str(&line);
+                output.push('\n');
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if child.try_wait()?.is_some() {
+                    // Drain what is left.
+                    while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+                        if let Some(code) = line.trim().strip_prefix("@@THINSR-RESULT ") {
+                            rc = code.trim().parse().ok();
+                        } else {
+                            output.push_str(&line);
+                            output.push('\n');
+                        }
+                    }
+                    break;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let _ = child.wait();
+                break;
+            }
+        }
+    }
+    let _ = child.wait();
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut err);
+    }
+    if rc.is_none() && !err.is_empty() {
+        output.push_str(&format!("[qemu stderr] {err}"));
+    }
+    if rc.is_none() && !started && !append.contains("thinsr_mode=demo") {
+        output.push_str("[xtask] the VM never started the test: it did not boot\n");
+    }
+    let _ = fs::remove_dir_all(&dir);
+    Ok(Outcome { rc, output, elapsed: start.elapsed() })
+}
+
+/// Installs the Debian packages the test bed needs when any is missing.
+pub fn ensure_packages() -> Result<()> {
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            let out = Command::new("dpkg-query").args(["-W", "-f=${Status}", p]).output();
+            !matches!(out, Ok(o) if String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        })
+        .collect();
+    let qemu_ok = Path::new("/usr/bin/qemu-system-x86_64").exists();
+    if missing.is_empty() && qemu_ok {
+        return Ok(());
+    }
+    eprintln!("[xtask] installing Debian packages: {}", missing.join(" "));
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    // qemu-utils must match qemu-system-x86 (the image may carry a newer backport).
+    let policy = Command::new("apt-cache").args(["policy", "qemu-system-x86"]).output()?;
+    let version = String::from_utf8_lossy(&policy.stdout)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Candidate: ").map(str::to_string))
+        .ok_or("apt-cache knows no qemu-system-x86")?;
+    let mut args: Vec<String> = vec![
+        "install".into(), "-y".into(), "-qq".into(), "--no-install-recommends".into(),
+        "--allow-downgrades".into(),
+    ];
+    args.extend(PACKAGES.iter().map(|s| s.to_string()));
+    args.push(format!("qemu-utils={version}"));
+    args.push(format!("qemu-block-extra={version}"));
+    run(Command::new("apt-get").env("DEBIAN_FRONTEND", "noninteractive").args(&args))
+}
