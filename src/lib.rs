@@ -1,1 +1,16 @@
-//! thinsr
+//! thinsr: thin-provisioned local VM-disk storage on LVM and dm-thin.
+
+pub mod cli;
+pub mod cmd;
+pub mod crash;
+pub mod dm;
+pub mod error;
+pub mod lock;
+pub mod loopdev;
+pub mod lvm;
+pub mod meta;
+pub mod names;
+pub mod probe;
+pub mod registry;
+pub mod sr;
+pub mod units;

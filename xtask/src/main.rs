@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 pub fn run(cmd: &mut Command) -> Result<()> {
-    let status = cmd.status().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
     if !status.success() {
         return Err(format!("{cmd:?} failed with {status}").into());
     }
@@ -21,7 +23,10 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn cargo() -> Command {
@@ -59,7 +64,13 @@ fn work_dir() -> Result<PathBuf> {
 fn build_for_vm() -> Result<(PathBuf, Vec<PathBuf>)> {
     let out = cargo()
         .args([
-            "test", "--package", "thinsr", "--features", "testing", "--tests", "--no-run",
+            "test",
+            "--package",
+            "thinsr",
+            "--features",
+            "testing",
+            "--tests",
+            "--no-run",
             "--message-format=json-render-diagnostics",
         ])
         .stderr(std::process::Stdio::inherit())
@@ -70,15 +81,23 @@ fn build_for_vm() -> Result<(PathBuf, Vec<PathBuf>)> {
     let mut tests = Vec::new();
     let mut thinsr = None;
     for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
         if msg["reason"] != "compiler-artifact" {
             continue;
         }
-        let kinds = msg["target"]["kind"].as_array().cloned().unwrap_or_default();
+        let kinds = msg["target"]["kind"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let exe = msg["executable"].as_str().map(PathBuf::from);
         if kinds.iter().any(|k| k == "test") && msg["profile"]["test"] == true {
             tests.extend(exe);
-        } else if kinds.iter().any(|k| k == "bin") && msg["target"]["name"] == "thinsr" {
+        } else if kinds.iter().any(|k| k == "bin")
+            && msg["target"]["name"] == "thinsr"
+            && msg["profile"]["test"] == false
+        {
             thinsr = exe;
         }
     }
@@ -88,7 +107,9 @@ fn build_for_vm() -> Result<(PathBuf, Vec<PathBuf>)> {
 }
 
 fn list_tests(bin: &Path) -> Result<Vec<String>> {
-    let out = Command::new(bin).args(["--list", "--format", "terse"]).output()?;
+    let out = Command::new(bin)
+        .args(["--list", "--format", "terse"])
+        .output()?;
     if !out.status.success() {
         return Err(format!("{} --list failed", bin.display()).into());
     }
@@ -132,9 +153,16 @@ fn test(args: &[String]) -> Result<()> {
     let parallel: usize = std::env::var("THINSR_VM_JOBS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
     let timeout = Duration::from_secs(
-        std::env::var("THINSR_VM_TIMEOUT").ok().and_then(|v| v.parse().ok()).unwrap_or(600),
+        std::env::var("THINSR_VM_TIMEOUT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(600),
     );
     let next = Arc::new(Mutex::new(0usize));
     let results = Arc::new(Mutex::new(Vec::new()));
@@ -157,8 +185,14 @@ fn test(args: &[String]) -> Result<()> {
             let append = format!("thinsr_mode=test thinsr_job={}", i + 1);
             let outcome = vm::boot(&bed, &i.to_string(), &append, false, timeout);
             let ok = matches!(&outcome, Ok(o) if o.rc == Some(0));
-            let secs = outcome.as_ref().map(|o| o.elapsed.as_secs_f64()).unwrap_or(0.0);
-            println!("test {name} ... {} ({secs:.1}s)", if ok { "ok" } else { "FAILED" });
+            let secs = outcome
+                .as_ref()
+                .map(|o| o.elapsed.as_secs_f64())
+                .unwrap_or(0.0);
+            println!(
+                "test {name} ... {} ({secs:.1}s)",
+                if ok { "ok" } else { "FAILED" }
+            );
             results.lock().unwrap().push((name.clone(), ok, outcome));
         }));
     }
@@ -202,7 +236,15 @@ fn test(args: &[String]) -> Result<()> {
 }
 
 fn release_thinsr() -> Result<PathBuf> {
-    run(cargo().args(["build", "--quiet", "--release", "--package", "thinsr", "--bin", "thinsr"]))?;
+    run(cargo().args([
+        "build",
+        "--quiet",
+        "--release",
+        "--package",
+        "thinsr",
+        "--bin",
+        "thinsr",
+    ]))?;
     Ok(root().join("target/release/thinsr"))
 }
 
@@ -214,7 +256,13 @@ fn vm_with_thinsr(script: Option<&str>) -> Result<vm::Bed> {
 fn demo() -> Result<()> {
     vm::ensure_packages()?;
     let bed = vm_with_thinsr(Some(include_str!("demo.sh")))?;
-    let outcome = vm::boot(&bed, "demo", "thinsr_mode=demo", true, Duration::from_secs(900))?;
+    let outcome = vm::boot(
+        &bed,
+        "demo",
+        "thinsr_mode=demo",
+        true,
+        Duration::from_secs(900),
+    )?;
     match outcome.rc {
         Some(0) => Ok(()),
         Some(rc) => Err(format!("the demo failed (exit {rc})").into()),
@@ -225,12 +273,28 @@ fn demo() -> Result<()> {
 fn shell() -> Result<()> {
     vm::ensure_packages()?;
     let bed = vm_with_thinsr(None)?;
-    vm::boot(&bed, "shell", "thinsr_mode=shell", true, Duration::from_secs(86400))?;
+    vm::boot(
+        &bed,
+        "shell",
+        "thinsr_mode=shell",
+        true,
+        Duration::from_secs(86400),
+    )?;
     Ok(())
 }
 
 /// Regenerates man/ and completions/ from the clap definitions.
 fn gen() -> Result<()> {
     vm::ensure_packages()?;
-    run(cargo().args(["run", "--quiet", "--package", "thinsr", "--bin", "thinsr-gen", "--"]).arg(root()))
+    run(cargo()
+        .args([
+            "run",
+            "--quiet",
+            "--package",
+            "thinsr",
+            "--bin",
+            "thinsr-gen",
+            "--",
+        ])
+        .arg(root()))
 }

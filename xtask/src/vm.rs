@@ -25,17 +25,43 @@ const HOST_TOOLS: &[&str] = &[
     "/usr/sbin/mke2fs",
 ];
 const LVM_LINKS: &[&str] = &[
-    "lvs", "vgs", "pvs", "lvcreate", "lvremove", "lvchange", "lvextend", "lvrename", "vgcreate",
-    "vgremove", "vgchange", "vgextend", "pvcreate", "pvremove", "lvconvert", "vgdisplay",
+    "lvs",
+    "vgs",
+    "pvs",
+    "lvcreate",
+    "lvremove",
+    "lvchange",
+    "lvextend",
+    "lvrename",
+    "vgcreate",
+    "vgremove",
+    "vgchange",
+    "vgextend",
+    "pvcreate",
+    "pvremove",
+    "lvconvert",
+    "vgdisplay",
     "lvdisplay",
 ];
 const THIN_LINKS: &[&str] = &[
-    "thin_check", "thin_dump", "thin_delta", "thin_repair", "thin_restore", "thin_ls",
+    "thin_check",
+    "thin_dump",
+    "thin_delta",
+    "thin_repair",
+    "thin_restore",
+    "thin_ls",
     "thin_metadata_size",
 ];
 const MODULES: &[&str] = &[
-    "dm-mod", "dm-thin-pool", "dm-snapshot", "dm-flakey", "dm-delay", "nbd", "loop",
-    "virtio_pci", "virtio_blk",
+    "dm-mod",
+    "dm-thin-pool",
+    "dm-snapshot",
+    "dm-flakey",
+    "dm-delay",
+    "nbd",
+    "loop",
+    "virtio_pci",
+    "virtio_blk",
 ];
 /// Debian packages the test bed needs; qemu-utils is pinned to qemu-system-x86's version
 /// because the machine may carry a newer backport that conflicts with it.
@@ -122,7 +148,9 @@ pub fn kernel_version() -> Result<String> {
         .filter(|n| n.ends_with("-cloud-amd64"))
         .collect();
     found.sort();
-    found.pop().ok_or_else(|| "no cloud kernel under /lib/modules (linux-image-cloud-amd64)".into())
+    found
+        .pop()
+        .ok_or_else(|| "no cloud kernel under /lib/modules (linux-image-cloud-amd64)".into())
 }
 
 fn copy_into(root: &Path, src: &Path) -> Result<()> {
@@ -176,7 +204,9 @@ pub fn build(
     if root.exists() {
         fs::remove_dir_all(&root)?;
     }
-    for d in ["bin", "sbin", "usr/bin", "usr/sbin", "etc/lvm", "lib64", "root", "tmp"] {
+    for d in [
+        "bin", "sbin", "usr/bin", "usr/sbin", "etc/lvm", "lib64", "root", "tmp",
+    ] {
         fs::create_dir_all(root.join(d))?;
     }
     let busybox = ["/bin/busybox", "/usr/bin/busybox"]
@@ -186,7 +216,11 @@ pub fn build(
         .ok_or("busybox-static is not installed")?;
     fs::copy(busybox, root.join("bin/busybox"))?;
     let mut seen = BTreeSet::new();
-    for tool in HOST_TOOLS.iter().map(Path::new).chain(extra.iter().map(|p| p.as_path())) {
+    for tool in HOST_TOOLS
+        .iter()
+        .map(Path::new)
+        .chain(extra.iter().map(|p| p.as_path()))
+    {
         if !tool.exists() {
             return Err(format!("{} is missing on the host", tool.display()).into());
         }
@@ -199,7 +233,10 @@ pub fn build(
         symlink("/usr/sbin/pdata_tools", root.join("usr/sbin").join(l))?;
     }
     symlink("/usr/sbin/mke2fs", root.join("usr/sbin/mkfs.ext4"))?;
-    if let Some(t) = extra.iter().find(|p| p.file_name().is_some_and(|n| n == "thinsr")) {
+    if let Some(t) = extra
+        .iter()
+        .find(|p| p.file_name().is_some_and(|n| n == "thinsr"))
+    {
         symlink(t, root.join("usr/sbin/thinsr"))?;
     }
 
@@ -269,11 +306,22 @@ pub fn boot(bed: &Bed, tag: &str, append: &str, echo: bool, timeout: Duration) -
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir)?;
     let mut args: Vec<String> = vec![
-        "-accel".into(), "tcg".into(), "-cpu".into(), "max".into(), "-m".into(), "2048".into(),
-        "-smp".into(), "1".into(), "-nographic".into(), "-no-reboot".into(),
-        "-kernel".into(), bed.kernel.display().to_string(),
-        "-initrd".into(), bed.initrd.display().to_string(),
-        "-append".into(), format!("console=ttyS0 quiet panic=-1 {append}"),
+        "-accel".into(),
+        "tcg".into(),
+        "-cpu".into(),
+        "max".into(),
+        "-m".into(),
+        "2048".into(),
+        "-smp".into(),
+        "1".into(),
+        "-nographic".into(),
+        "-no-reboot".into(),
+        "-kernel".into(),
+        bed.kernel.display().to_string(),
+        "-initrd".into(),
+        bed.initrd.display().to_string(),
+        "-append".into(),
+        format!("console=ttyS0 quiet panic=-1 {append}"),
     ];
     for i in 0..DISKS {
         let disk = dir.join(format!("disk{i}.raw"));
@@ -291,7 +339,11 @@ pub fn boot(bed: &Bed, tag: &str, append: &str, echo: bool, timeout: Duration) -
     if interactive {
         let status = cmd.status()?;
         let _ = fs::remove_dir_all(&dir);
-        return Ok(Outcome { rc: status.code(), output: String::new(), elapsed: start.elapsed() });
+        return Ok(Outcome {
+            rc: status.code(),
+            output: String::new(),
+            elapsed: start.elapsed(),
+        });
     }
     let mut child = cmd
         .stdin(Stdio::null())
@@ -316,7 +368,10 @@ pub fn boot(bed: &Bed, tag: &str, append: &str, echo: bool, timeout: Duration) -
         let left = timeout.saturating_sub(start.elapsed());
         if left.is_zero() {
             let _ = child.kill();
-            output.push_str(&format!("\n[xtask] VM timed out after {}s\n", timeout.as_secs()));
+            output.push_str(&format!(
+                "\n[xtask] VM timed out after {}s\n",
+                timeout.as_secs()
+            ));
             break;
         }
         match rx.recv_timeout(left.min(Duration::from_millis(500))) {
@@ -370,7 +425,11 @@ pub fn boot(bed: &Bed, tag: &str, append: &str, echo: bool, timeout: Duration) -
         output.push_str("[xtask] the VM never started the test: it did not boot\n");
     }
     let _ = fs::remove_dir_all(&dir);
-    Ok(Outcome { rc, output, elapsed: start.elapsed() })
+    Ok(Outcome {
+        rc,
+        output,
+        elapsed: start.elapsed(),
+    })
 }
 
 /// Installs the Debian packages the test bed needs when any is missing.
@@ -390,17 +449,24 @@ pub fn ensure_packages() -> Result<()> {
     eprintln!("[xtask] installing Debian packages: {}", missing.join(" "));
     run(Command::new("apt-get").args(["update", "-qq"]))?;
     // qemu-utils must match qemu-system-x86 (the image may carry a newer backport).
-    let policy = Command::new("apt-cache").args(["policy", "qemu-system-x86"]).output()?;
+    let policy = Command::new("apt-cache")
+        .args(["policy", "qemu-system-x86"])
+        .output()?;
     let version = String::from_utf8_lossy(&policy.stdout)
         .lines()
         .find_map(|l| l.trim().strip_prefix("Candidate: ").map(str::to_string))
         .ok_or("apt-cache knows no qemu-system-x86")?;
     let mut args: Vec<String> = vec![
-        "install".into(), "-y".into(), "-qq".into(), "--no-install-recommends".into(),
+        "install".into(),
+        "-y".into(),
+        "-qq".into(),
+        "--no-install-recommends".into(),
         "--allow-downgrades".into(),
     ];
     args.extend(PACKAGES.iter().map(|s| s.to_string()));
     args.push(format!("qemu-utils={version}"));
     args.push(format!("qemu-block-extra={version}"));
-    run(Command::new("apt-get").env("DEBIAN_FRONTEND", "noninteractive").args(&args))
+    run(Command::new("apt-get")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(&args))
 }

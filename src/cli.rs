@@ -1,0 +1,158 @@
+//! The clap definitions, and only them: man/ and completions/ are rendered from here.
+//! Sizes are taken as text and parsed by thinsr, so a bad one gets a coded error in --json.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+pub const EXIT_STATUS: &str = "\
+Exit status:
+  0  done
+  1  failed; nothing was changed unless the message says otherwise
+  2  usage error (unknown option, bad size or name)";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "thinsr",
+    version,
+    about = "Thin-provisioned local VM-disk storage on LVM and dm-thin",
+    long_about = "thinsr manages storage repositories (SRs) for Xen hosts: an LVM volume group \
+with a dm-thin pool, either owned by thinsr (made on raw disks) or shared with the admin's \
+own LVs, which it never touches.",
+    after_long_help = EXIT_STATUS,
+    propagate_version = true,
+    subcommand_required = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Group,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Print the result as one JSON document (errors in the xapi shape).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Answer yes to confirmations (needed for destructive commands off a terminal).
+    #[arg(short = 'y', long, global = true)]
+    pub yes: bool,
+    /// Print nothing but errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Show each lvm command run and its duration on stderr.
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+    /// Directory holding thinsr's host configuration (the list of known SRs).
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "THINSR_CONFIG",
+        default_value = "/etc/thinsr"
+    )]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Group {
+    /// Storage repositories: create, introduce, attach, inspect, destroy.
+    #[command(subcommand)]
+    Sr(SrCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SrCmd {
+    /// Create an owned SR on raw disks (or on a sparse file with --file).
+    #[command(after_long_help = "\
+Examples:
+  thinsr sr create /dev/sdb /dev/sdc --name \"Fast local\"
+  thinsr sr create --file /var/lib/thinsr/try.img --size 20G
+
+thinsr refuses a disk holding a filesystem, partition table, PV or RAID signature unless
+--force. The thin pool starts at a tenth of the VG and grows as it fills: pools cannot
+shrink, so the rest of the VG stays free for growth and preallocated disks.")]
+    Create {
+        /// Disks to turn into the SR's volume group.
+        #[arg(
+            value_name = "DEVICE",
+            required_unless_present = "file",
+            conflicts_with = "file"
+        )]
+        devices: Vec<String>,
+        /// Back the SR with a new sparse file attached as a loop device.
+        #[arg(long, value_name = "PATH", requires = "size")]
+        file: Option<PathBuf>,
+        /// Size of the file for --file (512M, 20G, 1.5T).
+        #[arg(long, value_name = "SIZE", requires = "file")]
+        size: Option<String>,
+        /// The SR's name; the volume group is named after it.
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// Wipe signatures found on the disks.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Share an existing volume group: make (or adopt) a thin pool beside the admin's LVs,
+    /// or register an SR already in it.
+    #[command(after_long_help = "\
+Examples:
+  thinsr sr introduce vg0 --pool-size 200G
+  thinsr sr introduce vg0 --pool-size 50%    # half of the VG's free space
+  thinsr sr introduce vg0 --pool vms         # adopt the thin pool vg0/vms
+  thinsr sr introduce vg0                    # re-register after 'forget' or a reinstall")]
+    Introduce {
+        /// The volume group.
+        #[arg(value_name = "VG")]
+        vg: String,
+        /// The SR's name (default: the VG's).
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// Size of a new thin pool: SIZE, or N% of the VG's free space.
+        #[arg(long, value_name = "SIZE|N%", conflicts_with = "pool")]
+        pool_size: Option<String>,
+        /// Adopt this existing thin pool LV instead of making one.
+        #[arg(long, value_name = "LV")]
+        pool: Option<String>,
+    },
+    /// Activate the SR's pool and metadata (re-attaching a file SR's loop device).
+    Attach(SrArg),
+    /// Deactivate the SR; refused while a disk is attached.
+    Detach(SrArg),
+    /// Unregister the SR from this host; nothing on disk changes.
+    Forget(SrArg),
+    /// Destroy the SR and everything thinsr made in it.
+    #[command(after_long_help = "\
+Owned SRs lose their volume group and PV labels. Shared SRs lose only the LVs thinsr
+created; every other LV in the volume group stays exactly as it was. On a terminal thinsr
+asks for the SR's name; elsewhere --yes is required.")]
+    Destroy(SrArg),
+    /// Show an SR's layout: disks, pool use, thinsr's LVs and the admin's.
+    Show(SrArg),
+    /// List registered SRs.
+    List,
+    /// Give the SR a new name (the volume group keeps its own).
+    Rename {
+        #[arg(value_name = "SR")]
+        sr: String,
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// Set the SR's description.
+    SetDescription {
+        #[arg(value_name = "SR")]
+        sr: String,
+        #[arg(value_name = "TEXT")]
+        text: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SrArg {
+    /// The SR: name, uuid (or a unique prefix), or volume group; may be left out when only
+    /// one SR is registered.
+    #[arg(value_name = "SR")]
+    pub sr: Option<String>,
+}

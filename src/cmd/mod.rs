@@ -1,0 +1,105 @@
+//! The CLI layer: runs a parsed command through the engine and renders the result.
+
+mod sr;
+
+use std::io::IsTerminal;
+
+use serde::Serialize;
+
+use crate::cli::{Cli, Global, Group};
+use crate::error::{Error, Result};
+use crate::lvm::Lvm;
+use crate::registry::RegistryFile;
+
+/// How to talk to whoever runs us.
+pub struct Out {
+    pub json: bool,
+    pub quiet: bool,
+    pub yes: bool,
+}
+
+impl Out {
+    pub fn new(g: &Global) -> Out {
+        Out {
+            json: g.json,
+            quiet: g.quiet,
+            yes: g.yes,
+        }
+    }
+
+    /// The result: JSON on stdout with --json, else whatever `human` prints.
+    pub fn emit<T: Serialize>(&self, value: &T, human: impl FnOnce()) {
+        if self.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(value).expect("results serialize")
+            );
+        } else if !self.quiet {
+            human();
+        }
+    }
+
+    /// A unit result: `null` in JSON, a one-line confirmation for humans.
+    pub fn done(&self, message: &str) {
+        self.emit(&(), || println!("{message}"));
+    }
+
+    pub fn warn(&self, message: &str) {
+        if !self.quiet {
+            eprintln!("thinsr: warning: {message}");
+        }
+    }
+
+    /// Asks the admin to type `expected` before something destructive.
+    pub fn confirm_by_typing(&self, what: &str, expected: &str) -> Result<()> {
+        if self.yes {
+            return Ok(());
+        }
+        if self.json || !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+            return Err(Error::ConfirmationRequired(what.into()));
+        }
+        let typed: String = dialoguer::Input::new()
+            .with_prompt(format!("{what}: type '{expected}' to confirm"))
+            .allow_empty(true)
+            .interact_text()
+            .map_err(|_| Error::Cancelled)?;
+        if typed.trim() == expected {
+            Ok(())
+        } else {
+            Err(Error::Cancelled)
+        }
+    }
+}
+
+pub fn run(cli: &Cli) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(Error::NotRoot);
+    }
+    let out = Out::new(&cli.global);
+    let ctx = crate::sr::Ctx {
+        lvm: Lvm::new(cli.global.verbose > 0),
+        registry: RegistryFile::in_dir(&cli.global.config),
+    };
+    let result = match &cli.command {
+        Group::Sr(c) => sr::run(&ctx, &out, c),
+    };
+    if cli.global.verbose > 0 {
+        eprintln!("thinsr: {} lvm call(s)", ctx.lvm.calls());
+    }
+    result
+}
+
+/// Renders an error: the xapi shape on stdout with --json, else a message and a hint.
+pub fn render_error(e: &Error, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&e.to_xapi()).expect("errors serialize")
+        );
+    } else {
+        eprintln!("thinsr: error: {e}");
+        if let Some(h) = e.hint() {
+            eprintln!("hint: {h}");
+        }
+    }
+}

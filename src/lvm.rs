@@ -1,0 +1,347 @@
+//! The lvm adapter: runs the `lvm` binary with argument vectors and parses its JSON reports.
+//! Every lvm call costs 0.3-0.5 s in the test VM (tens of ms on a host), so callers get one
+//! `fullreport` per command and this module counts the calls.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::units::Bytes;
+
+pub const TAG_SR: &str = "thinsr_sr=";
+pub const TAG_OWNED: &str = "thinsr_owned";
+pub const TAG_META: &str = "thinsr_meta";
+pub const TAG_POOL: &str = "thinsr_pool";
+pub const TAG_VDI: &str = "thinsr_vdi=";
+
+const VG_FIELDS: &str = "vg_name,vg_uuid,vg_size,vg_free,vg_extent_size,vg_tags";
+const PV_FIELDS: &str = "pv_name,pv_size,pv_free,vg_name";
+const LV_FIELDS: &str = "lv_name,vg_name,lv_uuid,lv_size,lv_tags,lv_attr,lv_layout,pool_lv,\
+origin,data_percent,metadata_percent,lv_metadata_size,lv_active,lv_device_open,lv_dm_path";
+
+#[derive(Debug, Clone)]
+pub struct Vg {
+    pub name: String,
+    pub uuid: String,
+    pub size: Bytes,
+    pub free: Bytes,
+    pub extent_size: Bytes,
+    pub tags: Vec<String>,
+    pub pvs: Vec<Pv>,
+    pub lvs: Vec<Lv>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Pv {
+    pub name: String,
+    pub size: Bytes,
+    pub free: Bytes,
+}
+
+#[derive(Debug, Clone)]
+pub struct Lv {
+    pub name: String,
+    pub uuid: String,
+    pub size: Bytes,
+    pub tags: Vec<String>,
+    pub attr: String,
+    pub layout: String,
+    pub pool: String,
+    pub origin: String,
+    pub data_percent: Option<f64>,
+    pub metadata_percent: Option<f64>,
+    pub metadata_size: Option<Bytes>,
+    pub active: bool,
+    pub open: bool,
+    pub dm_path: String,
+}
+
+impl Lv {
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.tags.iter().any(|t| t == tag)
+    }
+    /// The value of a `key=value` tag.
+    pub fn tag_value(&self, prefix: &str) -> Option<&str> {
+        self.tags.iter().find_map(|t| t.strip_prefix(prefix))
+    }
+    pub fn is_thin_pool(&self) -> bool {
+        self.layout.split(',').any(|l| l == "pool") && self.layout.contains("thin")
+    }
+    /// What kind of LV this is, for messages.
+    pub fn kind(&self) -> String {
+        if self.layout.is_empty() {
+            "an LV".into()
+        } else {
+            format!("a {} LV", self.layout)
+        }
+    }
+}
+
+impl Vg {
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.tags.iter().any(|t| t == tag)
+    }
+    pub fn tag_value(&self, prefix: &str) -> Option<&str> {
+        self.tags.iter().find_map(|t| t.strip_prefix(prefix))
+    }
+    pub fn lv(&self, name: &str) -> Option<&Lv> {
+        self.lvs.iter().find(|l| l.name == name)
+    }
+}
+
+// The raw report: every value is a string, absent is "".
+#[derive(Deserialize)]
+struct RawReport {
+    report: Vec<RawVgReport>,
+}
+#[derive(Deserialize)]
+struct RawVgReport {
+    #[serde(default)]
+    vg: Vec<HashMap<String, String>>,
+    #[serde(default)]
+    pv: Vec<HashMap<String, String>>,
+    #[serde(default)]
+    lv: Vec<HashMap<String, String>>,
+}
+
+fn field<'a>(row: &'a HashMap<String, String>, key: &str) -> &'a str {
+    row.get(key).map(String::as_str).unwrap_or("")
+}
+fn bytes(row: &HashMap<String, String>, key: &str) -> Result<Bytes> {
+    let v = field(row, key);
+    v.parse().map(Bytes).map_err(|_| Error::LvmFailed {
+        command: "fullreport".into(),
+        message: format!("unexpected value '{v}' for {key}"),
+    })
+}
+fn opt_f64(row: &HashMap<String, String>, key: &str) -> Option<f64> {
+    field(row, key).parse().ok()
+}
+fn tags(row: &HashMap<String, String>, key: &str) -> Vec<String> {
+    field(row, key)
+        .split(',')
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Parses `lvm fullreport --reportformat json` output.
+pub fn parse_report(json: &str) -> Result<Vec<Vg>> {
+    let raw: RawReport = serde_json::from_str(json).map_err(|e| Error::LvmFailed {
+        command: "fullreport".into(),
+        message: format!("unreadable JSON report: {e}"),
+    })?;
+    let mut vgs = Vec::new();
+    for r in raw.report {
+        let Some(v) = r.vg.first() else { continue };
+        let mut vg = Vg {
+            name: field(v, "vg_name").into(),
+            uuid: field(v, "vg_uuid").into(),
+            size: bytes(v, "vg_size")?,
+            free: bytes(v, "vg_free")?,
+            extent_size: bytes(v, "vg_extent_size")?,
+            tags: tags(v, "vg_tags"),
+            pvs: Vec::new(),
+            lvs: Vec::new(),
+        };
+        for p in &r.pv {
+            vg.pvs.push(Pv {
+                name: field(p, "pv_name").into(),
+                size: bytes(p, "pv_size")?,
+                free: bytes(p, "pv_free")?,
+            });
+        }
+        for l in &r.lv {
+            vg.lvs.push(Lv {
+                name: field(l, "lv_name").into(),
+                uuid: field(l, "lv_uuid").into(),
+                size: bytes(l, "lv_size")?,
+                tags: tags(l, "lv_tags"),
+                attr: field(l, "lv_attr").into(),
+                layout: field(l, "lv_layout").into(),
+                pool: field(l, "pool_lv").into(),
+                origin: field(l, "origin").into(),
+                data_percent: opt_f64(l, "data_percent"),
+                metadata_percent: opt_f64(l, "metadata_percent"),
+                metadata_size: field(l, "lv_metadata_size").parse().ok().map(Bytes),
+                active: field(l, "lv_active") == "active",
+                open: field(l, "lv_device_open") == "open",
+                dm_path: field(l, "lv_dm_path").into(),
+            });
+        }
+        vgs.push(vg);
+    }
+    Ok(vgs)
+}
+
+/// Runs lvm. Cheap to clone; counts invocations for `-v` and the benchmarks.
+pub struct Lvm {
+    verbose: bool,
+    calls: Cell<u32>,
+}
+
+impl Lvm {
+    pub fn new(verbose: bool) -> Lvm {
+        Lvm {
+            verbose,
+            calls: Cell::new(0),
+        }
+    }
+
+    pub fn calls(&self) -> u32 {
+        self.calls.get()
+    }
+
+    /// Runs `lvm ARGS...` and returns stdout; a failure carries lvm's own message.
+    pub fn run(&self, args: &[String]) -> Result<String> {
+        let start = Instant::now();
+        self.calls.set(self.calls.get() + 1);
+        let out = Command::new("lvm")
+            .args(args)
+            .env("LC_ALL", "C")
+            .env("LVM_SUPPRESS_FD_WARNINGS", "1")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| Error::LvmFailed {
+                command: args.first().cloned().unwrap_or_default(),
+                message: format!("cannot run lvm: {e} (is lvm2 installed?)"),
+            })?;
+        if self.verbose {
+            eprintln!(
+                "thinsr: lvm {} ({} ms)",
+                args.join(" "),
+                start.elapsed().as_millis()
+            );
+        }
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let message: Vec<&str> = stderr
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with("WARNING"))
+                .collect();
+            return Err(Error::LvmFailed {
+                command: args.first().cloned().unwrap_or_default(),
+                message: if message.is_empty() {
+                    format!("exit status {}", out.status)
+                } else {
+                    message.join("; ")
+                },
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// One report of VGs, their PVs and LVs: all VGs, or just `vg`.
+    /// A VG that does not exist is `Ok(None)` when one was named.
+    pub fn report(&self, vg: Option<&str>) -> Result<Vec<Vg>> {
+        let mut args = strings(&[
+            "fullreport",
+            "--reportformat",
+            "json",
+            "--units",
+            "b",
+            "--nosuffix",
+            "--configreport",
+            "vg",
+            "-o",
+            VG_FIELDS,
+            "--configreport",
+            "pv",
+            "-o",
+            PV_FIELDS,
+            "--configreport",
+            "lv",
+            "-o",
+            LV_FIELDS,
+            "--configreport",
+            "pvseg",
+            "-o",
+            "pvseg_start",
+            "--configreport",
+            "seg",
+            "-o",
+            "seg_start",
+        ]);
+        args.extend(vg.map(str::to_string));
+        match self.run(&args) {
+            Ok(out) => parse_report(&out),
+            Err(Error::LvmFailed { message, .. })
+                if vg.is_some() && message.contains("not found") =>
+            {
+                Ok(Vec::new())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn report_vg(&self, vg: &str) -> Result<Vg> {
+        self.report(Some(vg))?
+            .into_iter()
+            .find(|v| v.name == vg)
+            .ok_or_else(|| Error::VgNotFound(vg.into()))
+    }
+}
+
+pub fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+/// `--addtag T` for each tag.
+pub fn tag_args(tags: &[String]) -> Vec<String> {
+    tags.iter()
+        .flat_map(|t| ["--addtag".to_string(), t.clone()])
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"  {
+      "report": [
+          {
+              "vg": [
+                  {"vg_name":"tvg", "vg_uuid":"u1", "vg_size":"8581545984", "vg_free":"7491026944", "vg_tags":"thinsr_owned,thinsr_sr=abc", "vg_extent_size":"4194304"}
+              ],
+              "pv": [
+                  {"pv_name":"/dev/vda", "pv_size":"4290772992", "pv_free":"1", "vg_name":"tvg"}
+              ],
+              "lv": [
+                  {"lv_name":"pool", "vg_name":"tvg", "lv_uuid":"x", "lv_size":"1073741824", "lv_tags":"thinsr_pool,thinsr_sr=abc", "lv_attr":"twi-aotz--", "lv_layout":"thin,pool", "pool_lv":"", "origin":"", "data_percent":"12.50", "metadata_percent":"11.04", "lv_metadata_size":"4194304", "lv_active":"active", "lv_device_open":"open", "lv_dm_path":"/dev/mapper/tvg-pool"},
+                  {"lv_name":"meta", "vg_name":"tvg", "lv_uuid":"y", "lv_size":"8388608", "lv_tags":"", "lv_attr":"-wi-------", "lv_layout":"linear", "pool_lv":"", "origin":"", "data_percent":"", "metadata_percent":"", "lv_metadata_size":"", "lv_active":"", "lv_device_open":"", "lv_dm_path":""}
+              ],
+              "pvseg": [], "seg": []
+          }
+      ]
+  }"#;
+
+    #[test]
+    fn parses_fullreport() {
+        let vgs = parse_report(SAMPLE).unwrap();
+        assert_eq!(vgs.len(), 1);
+        let vg = &vgs[0];
+        assert_eq!(vg.size, Bytes(8581545984));
+        assert!(vg.has_tag(TAG_OWNED));
+        assert_eq!(vg.tag_value(TAG_SR), Some("abc"));
+        assert_eq!(vg.pvs[0].name, "/dev/vda");
+        let pool = vg.lv("pool").unwrap();
+        assert!(pool.is_thin_pool() && pool.active && pool.open);
+        assert_eq!(pool.data_percent, Some(12.5));
+        assert_eq!(pool.metadata_size, Some(Bytes(4194304)));
+        let meta = vg.lv("meta").unwrap();
+        assert!(!meta.is_thin_pool() && !meta.active && meta.tags.is_empty());
+        assert_eq!(meta.data_percent, None);
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert_eq!(parse_report("not json").unwrap_err().code(), "LVM_FAILED");
+        let bad = SAMPLE.replace("\"8581545984\"", "\"lots\"");
+        assert_eq!(parse_report(&bad).unwrap_err().code(), "LVM_FAILED");
+    }
+}

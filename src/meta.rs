@@ -1,0 +1,362 @@
+//! SR metadata: YAML on a small LV, written crash-safely in two slots.
+//!
+//! Each slot is a 4 KiB-aligned header plus the YAML document. A write goes to the slot that
+//! does not hold the current generation, is flushed, and only then counts: a torn or failed
+//! write leaves the other slot, the previous state, readable.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::crash;
+use crate::error::{Error, Result};
+use crate::units::Bytes;
+
+const MAGIC: &[u8; 8] = b"THINSRMD";
+const VERSION: u32 = 1;
+const HEADER: usize = 4096;
+pub const FORMAT: u32 = 1;
+/// Size of the metadata LV thinsr creates.
+pub const META_LV_SIZE: Bytes = Bytes(8 << 20);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// thinsr made the VG on raw disks and may use all of it.
+    Owned,
+    /// thinsr lives beside the admin's LVs in an existing VG.
+    Shared,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Owned => "owned",
+            Mode::Shared => "shared",
+        })
+    }
+}
+
+/// What an SR knows about itself. Later issues add VDIs and templates here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SrMeta {
+    pub format: u32,
+    pub uuid: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub mode: Mode,
+    /// The thin pool LV.
+    pub pool: String,
+    /// False when the admin's own pool was adopted: thinsr never removes it.
+    pub pool_owned: bool,
+    /// The backing file of an SR made with `sr create --file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+}
+
+pub struct MetaStore {
+    path: PathBuf,
+    /// The SR's name, for messages.
+    label: String,
+}
+
+struct Slot {
+    generation: u64,
+    payload: Vec<u8>,
+}
+
+fn header(generation: u64, payload: &[u8]) -> [u8; 64] {
+    let mut h = [0u8; 64];
+    h[0..8].copy_from_slice(MAGIC);
+    h[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    h[16..24].copy_from_slice(&generation.to_le_bytes());
+    h[24..32].copy_from_slice(&(payload.len() as u64).to_le_bytes());
+    h[32..36].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    let hcrc = crc32fast::hash(&h[0..36]);
+    h[36..40].copy_from_slice(&hcrc.to_le_bytes());
+    h
+}
+
+/// Decodes one slot; None when it is empty, torn or corrupt.
+fn decode_slot(buf: &[u8]) -> Option<Slot> {
+    if buf.len() < HEADER || &buf[0..8] != MAGIC {
+        return None;
+    }
+    let u32_at = |o: usize| u32::from_le_bytes(buf[o..o + 4].try_into().unwrap());
+    let u64_at = |o: usize| u64::from_le_bytes(buf[o..o + 8].try_into().unwrap());
+    if u32_at(8) != VERSION || u32_at(36) != crc32fast::hash(&buf[0..36]) {
+        return None;
+    }
+    let len = usize::try_from(u64_at(24)).ok()?;
+    let payload = buf.get(HEADER..HEADER.checked_add(len)?)?;
+    if crc32fast::hash(payload) != u32_at(32) {
+        return None;
+    }
+    Some(Slot {
+        generation: u64_at(16),
+        payload: payload.to_vec(),
+    })
+}
+
+impl MetaStore {
+    pub fn new(path: impl Into<PathBuf>, label: impl Into<String>) -> MetaStore {
+        MetaStore {
+            path: path.into(),
+            label: label.into(),
+        }
+    }
+
+    /// True when the metadata volume is there to read (its LV is active).
+    pub fn exists(&self) -> bool {
+        self.path.exists()
+    }
+
+    fn open(&self, write: bool) -> Result<File> {
+        OpenOptions::new()
+            .read(true)
+            .write(write)
+            .open(&self.path)
+            .map_err(|e| {
+                Error::io(
+                    format!("opening metadata volume {}", self.path.display()),
+                    e,
+                )
+            })
+    }
+
+    fn slot_size(file: &mut File, path: &Path) -> Result<u64> {
+        let size = file
+            .seek(SeekFrom::End(0))
+            .map_err(|e| Error::io(format!("sizing {}", path.display()), e))?;
+        Ok(size / 2 / 4096 * 4096)
+    }
+
+    fn corrupt(&self, why: impl Into<String>) -> Error {
+        Error::MetadataCorrupt {
+            sr: self.label.clone(),
+            why: why.into(),
+        }
+    }
+
+    fn read_slots(&self) -> Result<(Option<Slot>, Option<Slot>, u64)> {
+        let mut f = self.open(false)?;
+        let slot_size = Self::slot_size(&mut f, &self.path)?;
+        if slot_size < HEADER as u64 * 2 {
+            return Err(self.corrupt("the metadata volume is too small"));
+        }
+        let mut slots = Vec::new();
+        for i in 0..2 {
+            let mut buf = vec![0u8; slot_size as usize];
+            f.seek(SeekFrom::Start(i * slot_size))
+                .and_then(|_| f.read_exact(&mut buf))
+                .map_err(|e| Error::io(format!("reading {}", self.path.display()), e))?;
+            slots.push(decode_slot(&buf));
+        }
+        let b = slots.pop().unwrap();
+        let a = slots.pop().unwrap();
+        Ok((a, b, slot_size))
+    }
+
+    /// The current metadata and its generation.
+    pub fn read(&self) -> Result<(SrMeta, u64)> {
+        let (a, b, _) = self.read_slots()?;
+        let best = match (a, b) {
+            (Some(a), Some(b)) => {
+                if a.generation >= b.generation {
+                    a
+                } else {
+                    b
+                }
+            }
+            (Some(s), None) | (None, Some(s)) => s,
+            (None, None) => return Err(self.corrupt("no valid metadata copy (empty or torn)")),
+        };
+        let text = std::str::from_utf8(&best.payload).map_err(|_| self.corrupt("not UTF-8"))?;
+        let meta: SrMeta =
+            serde_yaml::from_str(text).map_err(|e| self.corrupt(format!("invalid YAML: {e}")))?;
+        if meta.format != FORMAT {
+            return Err(self.corrupt(format!(
+                "unknown format {} (this thinsr reads {FORMAT})",
+                meta.format
+            )));
+        }
+        Ok((meta, best.generation))
+    }
+
+    /// Writes `meta` as the next generation into the slot not holding the current one.
+    /// On a fresh volume (`fresh`), both slots are cleared first so old bytes never count.
+    pub fn write(&self, meta: &SrMeta, fresh: bool) -> Result<u64> {
+        let payload = serde_yaml::to_string(meta)
+            .map_err(|e| Error::InvalidArgument(format!("cannot encode metadata: {e}")))?
+            .into_bytes();
+        let (a, b, slot_size) = if fresh {
+            let mut f = self.open(true)?;
+            let size = Self::slot_size(&mut f, &self.path)?;
+            (None, None, size)
+        } else {
+            self.read_slots()?
+        };
+        let max = slot_size as usize - HEADER;
+        if payload.len() > max {
+            return Err(Error::MetadataTooLarge {
+                size: payload.len(),
+                max,
+            });
+        }
+        let ga = a.as_ref().map(|s| s.generation);
+        let gb = b.as_ref().map(|s| s.generation);
+        let current = ga.max(gb).unwrap_or(0);
+        // Overwrite the older copy, or an invalid one; never the current.
+        let target: u64 = match (ga, gb) {
+            (Some(x), Some(y)) => u64::from(x >= y),
+            (Some(_), None) => 1,
+            (None, _) => 0,
+        };
+        let generation = current + 1;
+        let mut buf = vec![0u8; HEADER + payload.len()];
+        buf[..64].copy_from_slice(&header(generation, &payload));
+        buf[HEADER..].copy_from_slice(&payload);
+        let padded = buf.len().div_ceil(4096) * 4096;
+        buf.resize(padded, 0);
+
+        let mut f = self.open(true)?;
+        let io = |e| Error::io(format!("writing {}", self.path.display()), e);
+        if fresh {
+            let zero = vec![0u8; HEADER];
+            for i in 0..2 {
+                f.seek(SeekFrom::Start(i * slot_size))
+                    .and_then(|_| f.write_all(&zero))
+                    .map_err(io)?;
+            }
+            f.sync_all().map_err(io)?;
+        }
+        crash::point("meta.before-write");
+        f.seek(SeekFrom::Start(target * slot_size)).map_err(io)?;
+        if crash::torn("meta.torn-write") {
+            // A crash half-way through the slot: half the bytes reach the disk.
+            let _ = f
+                .write_all(&buf[..buf.len() / 2])
+                .and_then(|_| f.sync_all());
+            crash::abort("meta.torn-write");
+        }
+        f.write_all(&buf).map_err(io)?;
+        crash::point("meta.before-flush");
+        f.sync_all().map_err(io)?;
+        crash::point("meta.after-flush");
+        Ok(generation)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> SrMeta {
+        SrMeta {
+            format: FORMAT,
+            uuid: "3f0c".into(),
+            name: "Local storage".into(),
+            description: String::new(),
+            mode: Mode::Owned,
+            pool: "thinsr_pool".into(),
+            pool_owned: true,
+            file: None,
+        }
+    }
+
+    fn store() -> (tempdir::Dir, MetaStore) {
+        let dir = tempdir::Dir::new();
+        let path = dir.0.join("meta");
+        File::create(&path).unwrap().set_len(1 << 20).unwrap();
+        let s = MetaStore::new(&path, "test");
+        (dir, s)
+    }
+
+    mod tempdir {
+        pub struct Dir(pub std::path::PathBuf);
+        impl Dir {
+            pub fn new() -> Dir {
+                let p = std::env::temp_dir().join(format!("thinsr-meta-{}", uuid::Uuid::new_v4()));
+                std::fs::create_dir_all(&p).unwrap();
+                Dir(p)
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    #[test]
+    fn round_trip_and_generations_alternate_slots() {
+        let (_d, s) = store();
+        let mut m = sample();
+        assert_eq!(s.write(&m, true).unwrap(), 1);
+        assert_eq!(s.read().unwrap(), (m.clone(), 1));
+        for g in 2..6 {
+            m.name = format!("name {g}");
+            assert_eq!(s.write(&m, false).unwrap(), g);
+            assert_eq!(s.read().unwrap(), (m.clone(), g));
+        }
+    }
+
+    #[test]
+    fn a_torn_slot_falls_back_to_the_previous_state() {
+        let (_d, s) = store();
+        let m1 = sample();
+        s.write(&m1, true).unwrap();
+        let mut m2 = sample();
+        m2.name = "second".into();
+        s.write(&m2, false).unwrap(); // generation 2, slot 1
+                                      // Tear slot 1: flip a byte in its payload.
+        let mut f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&s.path)
+            .unwrap();
+        let slot = (1u64 << 20) / 2;
+        f.seek(SeekFrom::Start(slot + HEADER as u64 + 3)).unwrap();
+        f.write_all(b"#").unwrap();
+        assert_eq!(s.read().unwrap(), (m1.clone(), 1));
+        // The next write replaces the torn slot, not the good one.
+        let mut m3 = sample();
+        m3.name = "third".into();
+        assert_eq!(s.write(&m3, false).unwrap(), 2);
+        assert_eq!(s.read().unwrap(), (m3, 2));
+    }
+
+    #[test]
+    fn empty_volume_is_corrupt_not_garbage() {
+        let (_d, s) = store();
+        assert_eq!(s.read().unwrap_err().code(), "METADATA_CORRUPT");
+    }
+
+    #[test]
+    fn oversized_documents_are_refused() {
+        let (_d, s) = store();
+        let mut m = sample();
+        m.description = "x".repeat(1 << 20);
+        assert_eq!(s.write(&m, true).unwrap_err().code(), "METADATA_TOO_LARGE");
+    }
+
+    #[test]
+    fn decode_rejects_bad_headers() {
+        let payload = b"format: 1";
+        let mut buf = vec![0u8; HEADER + payload.len()];
+        buf[..64].copy_from_slice(&header(7, payload));
+        buf[HEADER..].copy_from_slice(payload);
+        assert_eq!(decode_slot(&buf).unwrap().generation, 7);
+        let mut bad = buf.clone();
+        bad[20] ^= 1; // generation changed, header checksum no longer matches
+        assert!(decode_slot(&bad).is_none());
+        let mut long = buf.clone();
+        long[24..32].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(decode_slot(&long).is_none());
+        assert!(decode_slot(&buf[..10]).is_none());
+    }
+}

@@ -1,0 +1,196 @@
+//! Helpers for the integration tests. They run inside the test VM (`cargo xtask test`), each
+//! test in a fresh VM with four empty 4 GiB disks, /dev/vda to /dev/vdd.
+#![allow(dead_code)]
+
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+pub const DISKS: [&str; 4] = ["/dev/vda", "/dev/vdb", "/dev/vdc", "/dev/vdd"];
+
+/// Fails loudly outside the VM rather than running against the host's storage.
+pub fn vm() {
+    assert!(
+        std::env::var("THINSR_VM").is_ok(),
+        "integration tests run inside the test VM: use 'cargo xtask test'"
+    );
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(out: Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\nstderr: {}", self.stdout, self.stderr))
+    }
+}
+
+pub fn thinsr_cmd(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_thinsr"));
+    c.args(args).stdin(Stdio::null());
+    c
+}
+
+pub fn thinsr(args: &[&str]) -> Run {
+    Run::from(thinsr_cmd(args).output().expect("thinsr runs"))
+}
+
+/// Runs thinsr and expects success; returns stdout.
+pub fn ok(args: &[&str]) -> String {
+    let r = thinsr(args);
+    assert_eq!(
+        r.code, 0,
+        "thinsr {args:?} failed:\nstdout: {}\nstderr: {}",
+        r.stdout, r.stderr
+    );
+    r.stdout
+}
+
+/// Runs `thinsr --json ARGS` and expects success.
+pub fn json(args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let r = thinsr(&all);
+    assert_eq!(
+        r.code, 0,
+        "thinsr {all:?} failed:\nstdout: {}\nstderr: {}",
+        r.stdout, r.stderr
+    );
+    r.json()
+}
+
+/// Runs `thinsr --json ARGS`, expects failure with `code`; checks the xapi error shape.
+pub fn fails(args: &[&str], code: &str) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let r = thinsr(&all);
+    assert_ne!(
+        r.code, 0,
+        "thinsr {all:?} should have failed:\n{}",
+        r.stdout
+    );
+    let v = r.json();
+    assert_eq!(v["code"], code, "thinsr {all:?}: {v}");
+    assert!(
+        v["params"].is_array() && v["backtrace"]["error"].is_string(),
+        "{v}"
+    );
+    assert!(
+        v["backtrace"]["files"].is_array() && v["backtrace"]["lines"].is_array(),
+        "{v}"
+    );
+    v
+}
+
+/// Runs a host tool and returns stdout; panics with its stderr on failure.
+pub fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .output()
+        .expect("tool runs");
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Exit code of a host tool.
+pub fn sh_code(args: &[&str]) -> i32 {
+    Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .output()
+        .expect("tool runs")
+        .status
+        .code()
+        .unwrap_or(-1)
+}
+
+/// sha256 of a device or file.
+pub fn sha256(path: &str) -> String {
+    sh(&["sha256sum", path])
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Checksums of the regions of a disk that a PV label, VG metadata or a partition table
+/// (at either end) would occupy: the first 128 MiB and the last 1 MiB. Hashing a whole
+/// 4 GiB disk takes over a minute under TCG.
+pub fn fingerprint(path: &str) -> (u32, u32) {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).unwrap();
+    let size = f.seek(SeekFrom::End(0)).unwrap();
+    let mut crc = |start: u64, len: u64| {
+        f.seek(SeekFrom::Start(start)).unwrap();
+        let mut buf = vec![0u8; len as usize];
+        f.read_exact(&mut buf).unwrap();
+        crc32fast::hash(&buf)
+    };
+    (crc(0, 128 << 20), crc(size - (1 << 20), 1 << 20))
+}
+
+/// What LVM and device-mapper hold, plus thinsr's registry: equal before and after a
+/// command that must change nothing.
+pub fn state() -> String {
+    let lvs = sh(&[
+        "lvm",
+        "lvs",
+        "-a",
+        "--noheadings",
+        "-o",
+        "vg_name,lv_name,lv_size,lv_attr,lv_tags",
+    ]);
+    let pvs = sh(&[
+        "lvm",
+        "pvs",
+        "--noheadings",
+        "-o",
+        "pv_name,vg_name,pv_size",
+    ]);
+    let dm = Command::new("dmsetup").arg("ls").output().unwrap();
+    let reg = std::fs::read_to_string("/etc/thinsr/srs.yaml").unwrap_or_default();
+    format!(
+        "{lvs}\n{pvs}\n{}\n{reg}",
+        String::from_utf8_lossy(&dm.stdout)
+    )
+}
+
+/// Creates the admin's own LV filled with random data; returns its checksum.
+pub fn admin_lv(vg: &str, name: &str, mib: u32) -> String {
+    sh(&[
+        "lvm",
+        "lvcreate",
+        "-y",
+        "-n",
+        name,
+        "-L",
+        &format!("{mib}m"),
+        vg,
+    ]);
+    let dev = format!("/dev/{vg}/{name}");
+    sh(&[
+        "dd",
+        "if=/dev/urandom",
+        &format!("of={dev}"),
+        "bs=1M",
+        &format!("count={mib}"),
+        "conv=fsync",
+    ]);
+    sha256(&dev)
+}
