@@ -4,6 +4,7 @@ pub mod cli;
 pub mod cmd;
 pub mod crash;
 pub mod dm;
+pub mod docs;
 pub mod error;
 pub mod lock;
 pub mod loopdev;

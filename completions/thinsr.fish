@@ -1,0 +1,153 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_thinsr_global_optspecs
+    string join \n json y/yes q/quiet v/verbose config= h/help V/version
+end
+
+function __fish_thinsr_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_thinsr_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_thinsr_using_subcommand
+    set -l cmd (__fish_thinsr_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c thinsr -n "__fish_thinsr_needs_command" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_needs_command" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
+complete -c thinsr -n "__fish_thinsr_needs_command" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
+complete -c thinsr -n "__fish_thinsr_needs_command" -s q -l quiet -d 'Print nothing but errors'
+complete -c thinsr -n "__fish_thinsr_needs_command" -s v -l verbose -d 'Show each lvm command run and its duration on stderr'
+complete -c thinsr -n "__fish_thinsr_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c thinsr -n "__fish_thinsr_needs_command" -s V -l version -d 'Print version'
+complete -c thinsr -n "__fish_thinsr_needs_command" -f -a "sr" -d 'Storage repositories: create, introduce, attach, inspect, destroy'
+complete -c thinsr -n "__fish_thinsr_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and not __fish_seen_subcommand_from create introduce attach detach forget destroy show list rename set-description help" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and not __fish_seen_subcommand_from create introduce attach detach forget destroy show list rename set-description help" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and not __fish_seen_subcommand_from create introduce attach detach forget destroy show list rename set-description help" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and not __fish_seen_subcommand_from create introduce attach detach forget destroy show list rename set-description help" -s q -l quiet -d 'Print nothing but errors'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and not __fish_seen_subcommand_from create introduce attach detach forget destroy show list rename set-description help" -s v -l verbose -d 'Show each lvm command run and its duration on stderr'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and not __fish_seen_subcommand_from create introduce attach detach forget destroy show list rename set-description help" -s h -l help -d 'Print help'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and not __fish_seen_subcommand_from create introduce attach detach forget destroy show list rename set-description help" -s V -l version -d 'Print version'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and not __fish_seen_subcommand_from create introduce attach detach forget destroy show list rename set-description help" -f -a "create" -d 'Create an owned SR on raw disks (or on a sparse file with --file)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and not __fish_seen_subcommand_from create introduce attach detach forget destroy show list rename set-description help" -f -a "introduce" -d 'Share an existing volume group: make (or adopt) a thin pool beside the admin\'s LVs, or register an SR already in it'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and not __fish_seen_subcommand_from create introduce attach detach forget destroy show list rename set-description help" -f -a "attach" -d 'Activate the SR\'s pool and metadata (re-attaching a file SR\'s loop device)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and not __fish_seen_subcommand_from create introduce attach detach forget destroy show list rename set-description help" -f -a "detach" -d 'Deactivate the SR; refused while a disk is attached'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and not __fish_seen_subcommand_from create introduce attach detach forget destroy show list rename set-description help" -f -a "forget" -d 'Unregister the SR from this host; nothing on disk changes'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and not __fish_seen_subcommand_from create introduce attach detach forget destroy show list rename set-description help" -f -a "destroy" -d 'Destroy the SR and everything thinsr made in it'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and not __fish_seen_subcommand_from create introduce attach detach forget destroy show list rename set-description help" -f -a "show" -d 'Show an SR\'s layout: disks, pool use, thinsr\'s LVs and the admin\'s'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and not __fish_seen_subcommand_from create introduce attach detach forget destroy show list rename set-description help" -f -a "list" -d 'List registered SRs'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and not __fish_seen_subcommand_from create introduce attach detach forget destroy show list rename set-description help" -f -a "rename" -d 'Give the SR a new name (the volume group keeps its own)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and not __fish_seen_subcommand_from create introduce attach detach forget destroy show list rename set-description help" -f -a "set-description" -d 'Set the SR\'s description'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and not __fish_seen_subcommand_from create introduce attach detach forget destroy show list rename set-description help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from create" -l file -d 'Back the SR with a new sparse file attached as a loop device' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from create" -l size -d 'Size of the file for --file (512M, 20G, 1.5T)' -r
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from create" -l name -d 'The SR\'s name; the volume group is named after it' -r
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from create" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from create" -l force -d 'Wipe signatures found on the disks'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from create" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from create" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from create" -s q -l quiet -d 'Print nothing but errors'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from create" -s v -l verbose -d 'Show each lvm command run and its duration on stderr'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from create" -s V -l version -d 'Print version'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from introduce" -l name -d 'The SR\'s name (default: the VG\'s)' -r
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from introduce" -l pool-size -d 'Size of a new thin pool: SIZE, or N% of the VG\'s free space' -r
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from introduce" -l pool -d 'Adopt this existing thin pool LV instead of making one' -r
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from introduce" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from introduce" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from introduce" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from introduce" -s q -l quiet -d 'Print nothing but errors'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from introduce" -s v -l verbose -d 'Show each lvm command run and its duration on stderr'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from introduce" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from introduce" -s V -l version -d 'Print version'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from attach" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from attach" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from attach" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from attach" -s q -l quiet -d 'Print nothing but errors'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from attach" -s v -l verbose -d 'Show each lvm command run and its duration on stderr'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from attach" -s h -l help -d 'Print help'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from attach" -s V -l version -d 'Print version'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from detach" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from detach" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from detach" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from detach" -s q -l quiet -d 'Print nothing but errors'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from detach" -s v -l verbose -d 'Show each lvm command run and its duration on stderr'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from detach" -s h -l help -d 'Print help'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from detach" -s V -l version -d 'Print version'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from forget" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from forget" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from forget" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from forget" -s q -l quiet -d 'Print nothing but errors'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from forget" -s v -l verbose -d 'Show each lvm command run and its duration on stderr'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from forget" -s h -l help -d 'Print help'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from forget" -s V -l version -d 'Print version'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from destroy" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from destroy" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from destroy" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from destroy" -s q -l quiet -d 'Print nothing but errors'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from destroy" -s v -l verbose -d 'Show each lvm command run and its duration on stderr'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from destroy" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from destroy" -s V -l version -d 'Print version'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from show" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from show" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from show" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Print nothing but errors'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from show" -s v -l verbose -d 'Show each lvm command run and its duration on stderr'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from list" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from list" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from list" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print nothing but errors'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Show each lvm command run and its duration on stderr'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from rename" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from rename" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from rename" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from rename" -s q -l quiet -d 'Print nothing but errors'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from rename" -s v -l verbose -d 'Show each lvm command run and its duration on stderr'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from rename" -s h -l help -d 'Print help'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from rename" -s V -l version -d 'Print version'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from set-description" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from set-description" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from set-description" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from set-description" -s q -l quiet -d 'Print nothing but errors'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from set-description" -s v -l verbose -d 'Show each lvm command run and its duration on stderr'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from set-description" -s h -l help -d 'Print help'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from set-description" -s V -l version -d 'Print version'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from help" -f -a "create" -d 'Create an owned SR on raw disks (or on a sparse file with --file)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from help" -f -a "introduce" -d 'Share an existing volume group: make (or adopt) a thin pool beside the admin\'s LVs, or register an SR already in it'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from help" -f -a "attach" -d 'Activate the SR\'s pool and metadata (re-attaching a file SR\'s loop device)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from help" -f -a "detach" -d 'Deactivate the SR; refused while a disk is attached'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from help" -f -a "forget" -d 'Unregister the SR from this host; nothing on disk changes'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from help" -f -a "destroy" -d 'Destroy the SR and everything thinsr made in it'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show an SR\'s layout: disks, pool use, thinsr\'s LVs and the admin\'s'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from help" -f -a "list" -d 'List registered SRs'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from help" -f -a "rename" -d 'Give the SR a new name (the volume group keeps its own)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from help" -f -a "set-description" -d 'Set the SR\'s description'
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr help" -f -a "sr" -d 'Storage repositories: create, introduce, attach, inspect, destroy'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from sr" -f -a "create" -d 'Create an owned SR on raw disks (or on a sparse file with --file)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from sr" -f -a "introduce" -d 'Share an existing volume group: make (or adopt) a thin pool beside the admin\'s LVs, or register an SR already in it'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from sr" -f -a "attach" -d 'Activate the SR\'s pool and metadata (re-attaching a file SR\'s loop device)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from sr" -f -a "detach" -d 'Deactivate the SR; refused while a disk is attached'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from sr" -f -a "forget" -d 'Unregister the SR from this host; nothing on disk changes'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from sr" -f -a "destroy" -d 'Destroy the SR and everything thinsr made in it'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from sr" -f -a "show" -d 'Show an SR\'s layout: disks, pool use, thinsr\'s LVs and the admin\'s'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from sr" -f -a "list" -d 'List registered SRs'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from sr" -f -a "rename" -d 'Give the SR a new name (the volume group keeps its own)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from sr" -f -a "set-description" -d 'Set the SR\'s description'
