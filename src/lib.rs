@@ -14,4 +14,5 @@ pub mod names;
 pub mod probe;
 pub mod registry;
 pub mod sr;
+pub mod tool;
 pub mod units;

@@ -2,25 +2,15 @@
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use crate::error::{Error, Result};
+use crate::tool;
 use crate::units::Bytes;
 
 fn losetup(args: &[&std::ffi::OsStr]) -> Result<String> {
-    let out = Command::new("losetup")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| Error::CommandFailed {
-            tool: "losetup".into(),
-            message: format!("cannot run losetup: {e}"),
-        })?;
+    let out = tool::output("losetup", args)?;
     if !out.status.success() {
-        return Err(Error::CommandFailed {
-            tool: "losetup".into(),
-            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
+        return Err(tool::failed("losetup", &out));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -2,12 +2,13 @@
 //! does anything hold it, what signatures does it carry.
 
 use std::collections::HashSet;
+use std::ffi::OsStr;
 use std::fs::OpenOptions;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use crate::error::{Error, Result};
+use crate::tool;
 use crate::units::{clip, Bytes};
 
 /// A device that passed the checks.
@@ -45,23 +46,20 @@ fn article(word: &str) -> &'static str {
 }
 
 fn blkid(path: &Path) -> Result<Option<String>> {
-    let out = Command::new("blkid")
-        .args(["-p", "-o", "export"])
-        .arg(path)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| Error::CommandFailed {
-            tool: "blkid".into(),
-            message: format!("cannot run blkid: {e}"),
-        })?;
+    let out = tool::output(
+        "blkid",
+        &[
+            OsStr::new("-p"),
+            OsStr::new("-o"),
+            OsStr::new("export"),
+            path.as_os_str(),
+        ],
+    )?;
     match out.status.code() {
         Some(0) => Ok(describe_signatures(&String::from_utf8_lossy(&out.stdout))
             .or_else(|| Some("an unknown signature".into()))),
         Some(2) => Ok(None),
-        _ => Err(Error::CommandFailed {
-            tool: "blkid".into(),
-            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        }),
+        _ => Err(tool::failed("blkid", &out)),
     }
 }
 

@@ -111,15 +111,6 @@ pub struct LvInfo {
     pub active: bool,
 }
 
-/// The result of a change, with anything the admin should know.
-#[derive(Debug, Serialize)]
-pub struct Outcome<T> {
-    #[serde(flatten)]
-    pub value: T,
-    #[serde(skip)]
-    pub warnings: Vec<String>,
-}
-
 fn sr_tag(uuid: &str) -> String {
     format!("{TAG_SR}{uuid}")
 }
@@ -210,7 +201,7 @@ impl Ctx {
         devices: &[String],
         name: Option<&str>,
         force: bool,
-    ) -> Result<Outcome<SrDetail>> {
+    ) -> Result<SrDetail> {
         let name = name.unwrap_or(DEFAULT_NAME);
         names::check_label(name)?;
         if devices.is_empty() {
@@ -223,19 +214,11 @@ impl Ctx {
         let devs = probe::check_devices(devices, force)?;
         let entry = self.build_owned(&held, &devs, name, None)?;
         drop(held);
-        self.show(Some(&entry.uuid)).map(|d| Outcome {
-            value: d,
-            warnings: vec![],
-        })
+        self.show(Some(&entry.uuid))
     }
 
     /// `sr create --file PATH --size SIZE`: owned mode on a loop-attached sparse file.
-    pub fn create_file(
-        &self,
-        path: &Path,
-        size: Bytes,
-        name: Option<&str>,
-    ) -> Result<Outcome<SrDetail>> {
+    pub fn create_file(&self, path: &Path, size: Bytes, name: Option<&str>) -> Result<SrDetail> {
         let name = name.unwrap_or(DEFAULT_NAME);
         names::check_label(name)?;
         if size < MIN_FILE_SIZE {
@@ -271,11 +254,8 @@ impl Ctx {
             path.display()
         );
         let mut detail = self.show(Some(&entry.uuid))?;
-        detail.warnings.push(warning.clone());
-        Ok(Outcome {
-            value: detail,
-            warnings: vec![warning],
-        })
+        detail.warnings.push(warning);
+        Ok(detail)
     }
 
     /// Creates VG, pool, metadata and registry entry on checked devices; on failure removes
@@ -380,7 +360,7 @@ impl Ctx {
         name: Option<&str>,
         pool_size: Option<PoolSize>,
         pool: Option<&str>,
-    ) -> Result<Outcome<SrDetail>> {
+    ) -> Result<SrDetail> {
         if let Some(n) = name {
             names::check_label(n)?;
         }
@@ -390,7 +370,7 @@ impl Ctx {
         let reg_lock = lock::acquire("registry", "the SR registry")?;
         let reg = self.load()?;
         let vg = self.lvm.report_vg(vg_name)?;
-        let mut warnings = Vec::new();
+        let mut warnings: Vec<String> = Vec::new();
         let uuid = if let Some(meta_lv) = find_meta_lv(&vg) {
             if pool_size.is_some() || pool.is_some() {
                 warnings.push("the volume group already holds a thinsr SR: --pool-size and --pool are ignored".into());
@@ -402,11 +382,9 @@ impl Ctx {
             self.introduce_new(&reg_lock, &vg, name, pool_size, pool)?
         };
         drop(reg_lock);
-        let detail = self.show(Some(&uuid))?;
-        Ok(Outcome {
-            value: detail,
-            warnings,
-        })
+        let mut detail = self.show(Some(&uuid))?;
+        detail.warnings = warnings;
+        Ok(detail)
     }
 
     fn reintroduce(

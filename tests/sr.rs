@@ -540,6 +540,18 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
         2
     );
     assert_eq!(thinsr(&["--json", "sr", "show", "nope"]).code, 1);
+    // Not root: said plainly, before anything is looked at.
+    let out = {
+        use std::os::unix::process::CommandExt;
+        thinsr_cmd(&["--json", "sr", "list"])
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["code"], "NOT_ROOT");
     // Humans get the message and a hint on stderr.
     let r = thinsr(&["sr", "show", "nope"]);
     assert!(

@@ -17,27 +17,13 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &SrCmd) -> Result<()> {
             name,
             force,
         } => {
-            let outcome = match (file, size) {
+            let d = match (file, size) {
                 (Some(file), Some(size)) => {
                     ctx.create_file(file, parse_positive_size(size)?, name.as_deref())?
                 }
                 _ => ctx.create_owned(devices, name.as_deref(), *force)?,
             };
-            for w in &outcome.warnings {
-                out.warn(w);
-            }
-            let d = &outcome.value;
-            out.emit(d, || {
-                println!(
-                    "Created SR '{}' ({}) on volume group {}",
-                    d.name, d.uuid, d.vg
-                );
-                println!(
-                    "Thin pool {}: {}, grows as it fills",
-                    d.pool.lv,
-                    Bytes(d.pool.size)
-                );
-            });
+            made(out, "Created", &d);
         }
         SrCmd::Introduce {
             vg,
@@ -46,18 +32,8 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &SrCmd) -> Result<()> {
             pool,
         } => {
             let pool_size = pool_size.as_deref().map(parse_pool_size).transpose()?;
-            let outcome = ctx.introduce(vg, name.as_deref(), pool_size, pool.as_deref())?;
-            for w in &outcome.warnings {
-                out.warn(w);
-            }
-            let d = &outcome.value;
-            out.emit(d, || {
-                println!(
-                    "Introduced SR '{}' ({}) on volume group {}",
-                    d.name, d.uuid, d.vg
-                );
-                println!("Thin pool {}: {}", d.pool.lv, Bytes(d.pool.size));
-            });
+            let d = ctx.introduce(vg, name.as_deref(), pool_size, pool.as_deref())?;
+            made(out, "Introduced", &d);
         }
         SrCmd::Attach(a) => {
             let d = ctx.attach(a.sr.as_deref())?;
@@ -101,6 +77,24 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &SrCmd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The result of create or introduce: warnings on stderr, then the SR.
+fn made(out: &Out, verb: &str, d: &SrDetail) {
+    for w in &d.warnings {
+        out.warn(w);
+    }
+    out.emit(d, || {
+        println!(
+            "{verb} SR '{}' ({}) on volume group {}",
+            d.name, d.uuid, d.vg
+        );
+        println!(
+            "Thin pool {}: {}, grows as it fills",
+            d.pool.lv,
+            Bytes(d.pool.size)
+        );
+    });
 }
 
 fn table(header: &[&str]) -> Table {
