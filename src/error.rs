@@ -1,8 +1,6 @@
 //! The one error type. Every variant has a stable code (what xapi clients and scripts match
 //! on), parameters, a message for humans and, where there is one, a hint about what to do.
 
-use std::fmt;
-
 pub type Result<T> = std::result::Result<T, Error>;
 
 #[derive(Debug, thiserror::Error)]
@@ -210,15 +208,5 @@ impl Error {
             params: self.params(),
             backtrace: Backtrace::default(),
         }
-    }
-}
-
-/// A quoted list for messages: `'a', 'b'`.
-pub struct Quoted<'a>(pub &'a [String]);
-
-impl fmt::Display for Quoted<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> = self.0.iter().map(|s| format!("'{s}'")).collect();
-        f.write_str(&parts.join(", "))
     }
 }

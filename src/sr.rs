@@ -157,7 +157,8 @@ impl Ctx {
         self.registry.load()
     }
 
-    fn entry(&self, key: Option<&str>) -> Result<Entry> {
+    /// The registered SR named by `key` (or the only one); reads no LVM state.
+    pub fn entry(&self, key: Option<&str>) -> Result<Entry> {
         Ok(self.load()?.pick(key)?.clone())
     }
 
@@ -573,12 +574,11 @@ impl Ctx {
     }
 
     /// Checks `sr destroy` would be allowed, before the admin is asked to confirm.
-    pub fn check_destroy(&self, key: Option<&str>) -> Result<Entry> {
-        let entry = self.entry(key)?;
-        if let Ok(vg) = self.lvm.report_vg(&entry.vg) {
-            refuse_attached(&entry, &vg)?;
+    pub fn check_destroy(&self, entry: &Entry) -> Result<()> {
+        match self.lvm.report_vg(&entry.vg) {
+            Ok(vg) => refuse_attached(entry, &vg),
+            Err(_) => Ok(()),
         }
-        Ok(entry)
     }
 
     /// `sr destroy`. Owned: the VG, its PV labels (and a file SR's loop and file). Shared:

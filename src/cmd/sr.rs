@@ -51,11 +51,16 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &SrCmd) -> Result<()> {
             ));
         }
         SrCmd::Destroy(a) => {
-            let entry = ctx.check_destroy(a.sr.as_deref())?;
-            out.confirm_by_typing(
-                &format!("destroy SR '{}' and every disk in it", entry.name),
-                &entry.name,
-            )?;
+            let entry = ctx.entry(a.sr.as_deref())?;
+            // Refuse before asking rather than after; destroy checks again under the lock,
+            // so with --yes one lvm report is enough.
+            if !out.yes {
+                ctx.check_destroy(&entry)?;
+                out.confirm_by_typing(
+                    &format!("destroy SR '{}' and every disk in it", entry.name),
+                    &entry.name,
+                )?;
+            }
             ctx.destroy(&entry)?;
             out.done(&format!("Destroyed SR '{}'", entry.name));
         }
