@@ -9,7 +9,8 @@ pub const EXIT_STATUS: &str = "\
 Exit status:
   0  done
   1  failed; nothing was changed unless the message says otherwise
-  2  usage error (unknown option, bad size or name)";
+  2  usage error (unknown option, bad size or name)
+  130  cancelled (Ctrl-C, SIGTERM or a declined confirmation); what was half-made is undone";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -61,6 +62,9 @@ pub enum Group {
     /// Storage repositories: create, introduce, attach, inspect, destroy.
     #[command(subcommand)]
     Sr(SrCmd),
+    /// Virtual disks: thin or preallocated, snapshots, clones, resize, names and keys.
+    #[command(subcommand)]
+    Vdi(VdiCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -154,5 +158,133 @@ pub struct SrArg {
     /// The SR: name, uuid (or a unique prefix), or volume group; may be left out when only
     /// one SR is registered.
     #[arg(value_name = "SR")]
+    pub sr: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VdiCmd {
+    /// Create a VDI: a thin LV in the pool, or a fully zeroed LV with --preallocate.
+    #[command(after_long_help = "\
+Examples:
+  thinsr vdi create \"Windows 10 (64-bit)\" --size 40G
+  thinsr vdi create db-data --size 200G --preallocate --sr \"Fast local\"
+
+The LV is named after the label (Windows_10_64-bit, then Windows_10_64-bit+1, ...); the
+label itself is kept exactly. A preallocated VDI takes its space from the volume group and
+is zeroed completely before first use, with progress; Ctrl-C removes it again.")]
+    Create {
+        /// The VDI's name (label); any text, the LV name is derived from it.
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Virtual size (512M, 40G, 1.5T).
+        #[arg(long, value_name = "SIZE")]
+        size: String,
+        #[command(flatten)]
+        sr: SrOpt,
+        #[arg(long, value_name = "TEXT", default_value = "")]
+        description: String,
+        /// Allocate and zero all of it now, from the volume group's free space.
+        #[arg(long)]
+        preallocate: bool,
+    },
+    /// List VDIs: kind, size, space used, parent, attached or not.
+    List {
+        #[command(flatten)]
+        sr: SrOpt,
+    },
+    /// Show everything known about a VDI: LV, device, parent, keys.
+    Show(VdiArg),
+    /// Destroy a VDI; refused while attached.
+    #[command(after_long_help = "\
+On a terminal thinsr asks before destroying; elsewhere --yes is required. Snapshots and
+clones of the VDI stay usable: thin snapshots do not depend on their origin.")]
+    Destroy(VdiArg),
+    /// Take an instant read-only snapshot of a VDI.
+    #[command(after_long_help = "\
+Examples:
+  thinsr vdi snapshot web01 --name \"web01 before upgrade\"")]
+    Snapshot {
+        #[command(flatten)]
+        vdi: VdiArg,
+        /// Name of the snapshot (default: \"<name> snapshot\").
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+    },
+    /// Make an instant writable copy of a VDI (a thin snapshot).
+    Clone {
+        #[command(flatten)]
+        vdi: VdiArg,
+        /// Name of the clone (default: \"<name> clone\").
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+    },
+    /// Grow a VDI to SIZE, or by +SIZE; shrinking needs --allow-shrink.
+    #[command(after_long_help = "\
+Examples:
+  thinsr vdi resize web01 60G
+  thinsr vdi resize web01 +10G
+
+The new part of a preallocated VDI is zeroed before the VDI can be attached again.
+Shrinking cuts off the end of the disk and its data: shrink the filesystem inside first.")]
+    Resize {
+        #[command(flatten)]
+        vdi: VdiArg,
+        /// The new size, or +SIZE to grow by that much.
+        #[arg(value_name = "SIZE", allow_hyphen_values = true)]
+        size: String,
+        /// Allow a smaller size (data beyond it is lost).
+        #[arg(long)]
+        allow_shrink: bool,
+    },
+    /// Give a VDI a new name; its LV is renamed to match, the uuid stays.
+    Rename {
+        #[command(flatten)]
+        vdi: VdiArg,
+        #[arg(value_name = "NEW_NAME")]
+        name: String,
+    },
+    /// Set a VDI's description.
+    SetDescription {
+        #[command(flatten)]
+        vdi: VdiArg,
+        #[arg(value_name = "TEXT")]
+        text: String,
+    },
+    /// Set a key on a VDI (kept in the SR's metadata, shown under keys).
+    Set {
+        #[command(flatten)]
+        vdi: VdiArg,
+        #[arg(value_name = "KEY")]
+        key: String,
+        #[arg(value_name = "VALUE")]
+        value: String,
+    },
+    /// Remove a key from a VDI.
+    Unset {
+        #[command(flatten)]
+        vdi: VdiArg,
+        #[arg(value_name = "KEY")]
+        key: String,
+    },
+    /// Activate a VDI and print the block device to give the VM.
+    Attach(VdiArg),
+    /// Deactivate a VDI; refused while something holds it open.
+    Detach(VdiArg),
+}
+
+#[derive(Debug, Args)]
+pub struct SrOpt {
+    /// The SR (name, uuid or volume group); may be left out when only one is registered.
+    #[arg(long = "sr", value_name = "SR")]
+    pub sr: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VdiArg {
+    /// The VDI: uuid, unique uuid prefix, LV name, label, or SR/name.
+    #[arg(value_name = "VDI")]
+    pub vdi: String,
+    /// Look for the VDI in this SR only.
+    #[arg(long = "sr", value_name = "SR")]
     pub sr: Option<String>,
 }

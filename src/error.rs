@@ -42,12 +42,33 @@ pub enum Error {
     DeviceRepeated(String),
     #[error("'{0}' already exists")]
     FileExists(String),
-    #[error("not enough space in volume group '{vg}': {wanted} wanted, {free} free")]
+    #[error("not enough space in volume group '{vg}': {wanted} wanted, {free} free{detail}")]
     NoSpace {
         vg: String,
         wanted: String,
         free: String,
+        /// Where the rest went, when that helps (starts with "; ").
+        detail: String,
     },
+    #[error("VDI '{0}' not found")]
+    VdiNotFound(String),
+    #[error("'{name}' matches several VDIs: {}", .candidates.join(", "))]
+    VdiAmbiguous {
+        name: String,
+        candidates: Vec<String>,
+    },
+    #[error("VDI '{vdi}' is attached ({device})")]
+    VdiAttached { vdi: String, device: String },
+    #[error("VDI '{0}' is a read-only snapshot")]
+    VdiReadOnly(String),
+    #[error("shrinking VDI '{vdi}' from {from} to {to} would destroy the data beyond {to}")]
+    ShrinkRefused {
+        vdi: String,
+        from: String,
+        to: String,
+    },
+    #[error("VDI '{vdi}' is incomplete: {why}")]
+    VdiIncomplete { vdi: String, why: String },
     #[error("invalid size '{input}': {why}")]
     InvalidSize { input: String, why: String },
     #[error("invalid name '{input}': {why}")]
@@ -111,6 +132,12 @@ impl Error {
             Error::DeviceRepeated(_) => "INVALID_ARGUMENT",
             Error::FileExists(_) => "FILE_EXISTS",
             Error::NoSpace { .. } => "NO_SPACE",
+            Error::VdiNotFound(_) => "VDI_NOT_FOUND",
+            Error::VdiAmbiguous { .. } => "VDI_AMBIGUOUS",
+            Error::VdiAttached { .. } => "VDI_ATTACHED",
+            Error::VdiReadOnly(_) => "VDI_READ_ONLY",
+            Error::ShrinkRefused { .. } => "SHRINK_REFUSED",
+            Error::VdiIncomplete { .. } => "VDI_INCOMPLETE",
             Error::InvalidSize { .. } => "INVALID_SIZE",
             Error::InvalidName { .. } => "INVALID_NAME",
             Error::InvalidArgument(_) => "INVALID_ARGUMENT",
@@ -133,6 +160,15 @@ impl Error {
         let mut p = match self {
             Error::SrNotFound(s) | Error::SrBusy(s) | Error::SrNotAttached(s) => vec![s.clone()],
             Error::VgNotFound(s) | Error::VgExists(s) | Error::LvNotFound(s) => vec![s.clone()],
+            Error::VdiNotFound(s) | Error::VdiReadOnly(s) => vec![s.clone()],
+            Error::VdiAttached { vdi, .. }
+            | Error::ShrinkRefused { vdi, .. }
+            | Error::VdiIncomplete { vdi, .. } => vec![vdi.clone()],
+            Error::VdiAmbiguous { name, candidates } | Error::SrAmbiguous { name, candidates } => {
+                let mut p = vec![name.clone()];
+                p.extend(candidates.iter().cloned());
+                p
+            }
             Error::DeviceNotFound(s) | Error::NotABlockDevice(s) | Error::FileExists(s) => {
                 vec![s.clone()]
             }
@@ -169,14 +205,22 @@ impl Error {
             Error::NotRoot => "run it with sudo or as root".into(),
             Error::InvalidSize { .. } => "sizes look like 512M, 20G or 1.5T (binary units); a bare number is bytes".into(),
             Error::NoSpace { .. } => "'thinsr sr show' shows where the space went".into(),
+            Error::VdiNotFound(_) => "'thinsr vdi list' shows the VDIs of attached SRs; name one by uuid, uuid prefix, LV name, label or SR/name".into(),
+            Error::VdiAmbiguous { .. } => "name it by uuid, or as SR/name".into(),
+            Error::VdiAttached { .. } => "stop the VM using it, then 'thinsr vdi detach' it".into(),
+            Error::VdiReadOnly(_) => "clone it ('thinsr vdi clone') to get a writable copy".into(),
+            Error::ShrinkRefused { .. } => "shrink the filesystem inside first, then add --allow-shrink".into(),
+            Error::VdiIncomplete { .. } => "run the interrupted command again to finish it, or destroy the VDI".into(),
+            Error::Cancelled => "nothing was left half-made".into(),
             Error::MetadataCorrupt { .. } => "both metadata copies failed their checks; keep the volume group as it is and report the problem".into(),
             _ => return None,
         })
     }
 
-    /// Exit status: 2 for usage errors, 1 for every other failure.
+    /// Exit status: 2 for usage errors, 130 when cancelled (as for SIGINT), 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
+            Error::Cancelled => 130,
             Error::Usage(_)
             | Error::InvalidSize { .. }
             | Error::InvalidName { .. }

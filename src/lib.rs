@@ -1,5 +1,6 @@
 //! thinsr: thin-provisioned local VM-disk storage on LVM and dm-thin.
 
+pub mod cancel;
 pub mod cli;
 pub mod cmd;
 pub mod crash;
@@ -12,7 +13,11 @@ pub mod lvm;
 pub mod meta;
 pub mod names;
 pub mod probe;
+pub mod progress;
 pub mod registry;
 pub mod sr;
+pub mod thin;
 pub mod tool;
 pub mod units;
+pub mod vdi;
+pub mod zero;

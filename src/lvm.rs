@@ -22,6 +22,8 @@ const VG_FIELDS: &str = "vg_name,vg_uuid,vg_size,vg_free,vg_extent_size,vg_tags"
 const PV_FIELDS: &str = "pv_name,pv_size,pv_free,vg_name";
 const LV_FIELDS: &str = "lv_name,vg_name,lv_uuid,lv_size,lv_tags,lv_attr,lv_layout,pool_lv,\
 origin,data_percent,metadata_percent,lv_metadata_size,lv_active,lv_device_open,lv_dm_path";
+/// Segment fields: a thin volume's id in its pool is a property of its (single) segment.
+const SEG_FIELDS: &str = "lv_uuid,thin_id";
 
 #[derive(Debug, Clone)]
 pub struct Vg {
@@ -58,6 +60,8 @@ pub struct Lv {
     pub active: bool,
     pub open: bool,
     pub dm_path: String,
+    /// The device id inside its thin pool (thin volumes only).
+    pub thin_id: Option<u32>,
 }
 
 impl Lv {
@@ -67,6 +71,10 @@ impl Lv {
     /// The value of a `key=value` tag.
     pub fn tag_value(&self, prefix: &str) -> Option<&str> {
         self.tags.iter().find_map(|t| t.strip_prefix(prefix))
+    }
+    /// The LV thinsr made for VDI `uuid`, found by tag so a rename cannot hide it.
+    pub fn is_vdi(&self, uuid: &str) -> bool {
+        self.tag_value(TAG_VDI) == Some(uuid)
     }
     pub fn is_thin_pool(&self) -> bool {
         self.layout.split(',').any(|l| l == "pool") && self.layout.contains("thin")
@@ -91,6 +99,9 @@ impl Vg {
     pub fn lv(&self, name: &str) -> Option<&Lv> {
         self.lvs.iter().find(|l| l.name == name)
     }
+    pub fn vdi_lv(&self, uuid: &str) -> Option<&Lv> {
+        self.lvs.iter().find(|l| l.is_vdi(uuid))
+    }
 }
 
 // The raw report: every value is a string, absent is "".
@@ -106,6 +117,8 @@ struct RawVgReport {
     pv: Vec<HashMap<String, String>>,
     #[serde(default)]
     lv: Vec<HashMap<String, String>>,
+    #[serde(default)]
+    seg: Vec<HashMap<String, String>>,
 }
 
 fn field<'a>(row: &'a HashMap<String, String>, key: &str) -> &'a str {
@@ -155,6 +168,11 @@ pub fn parse_report(json: &str) -> Result<Vec<Vg>> {
                 free: bytes(p, "pv_free")?,
             });
         }
+        let thin_ids: HashMap<&str, u32> = r
+            .seg
+            .iter()
+            .filter_map(|s| Some((field(s, "lv_uuid"), field(s, "thin_id").parse().ok()?)))
+            .collect();
         for l in &r.lv {
             vg.lvs.push(Lv {
                 name: field(l, "lv_name").into(),
@@ -171,6 +189,7 @@ pub fn parse_report(json: &str) -> Result<Vec<Vg>> {
                 active: field(l, "lv_active") == "active",
                 open: field(l, "lv_device_open") == "open",
                 dm_path: field(l, "lv_dm_path").into(),
+                thin_id: thin_ids.get(field(l, "lv_uuid")).copied(),
             });
         }
         vgs.push(vg);
@@ -265,7 +284,7 @@ impl Lvm {
             "--configreport",
             "seg",
             "-o",
-            "seg_start",
+            SEG_FIELDS,
         ]);
         args.extend(vg.map(str::to_string));
         match self.run(&args) {
@@ -313,9 +332,10 @@ mod tests {
               ],
               "lv": [
                   {"lv_name":"pool", "vg_name":"tvg", "lv_uuid":"x", "lv_size":"1073741824", "lv_tags":"thinsr_pool,thinsr_sr=abc", "lv_attr":"twi-aotz--", "lv_layout":"thin,pool", "pool_lv":"", "origin":"", "data_percent":"12.50", "metadata_percent":"11.04", "lv_metadata_size":"4194304", "lv_active":"active", "lv_device_open":"open", "lv_dm_path":"/dev/mapper/tvg-pool"},
+                  {"lv_name":"disk", "vg_name":"tvg", "lv_uuid":"z", "lv_size":"104857600", "lv_tags":"thinsr_sr=abc,thinsr_vdi=v1", "lv_attr":"Vwi---tz-k", "lv_layout":"thin,sparse", "pool_lv":"pool", "origin":"", "data_percent":"", "metadata_percent":"", "lv_metadata_size":"", "lv_active":"", "lv_device_open":"", "lv_dm_path":""},
                   {"lv_name":"meta", "vg_name":"tvg", "lv_uuid":"y", "lv_size":"8388608", "lv_tags":"", "lv_attr":"-wi-------", "lv_layout":"linear", "pool_lv":"", "origin":"", "data_percent":"", "metadata_percent":"", "lv_metadata_size":"", "lv_active":"", "lv_device_open":"", "lv_dm_path":""}
               ],
-              "pvseg": [], "seg": []
+              "pvseg": [], "seg": [{"lv_uuid":"x", "thin_id":""}, {"lv_uuid":"z", "thin_id":"3"}]
           }
       ]
   }"#;
@@ -336,6 +356,10 @@ mod tests {
         let meta = vg.lv("meta").unwrap();
         assert!(!meta.is_thin_pool() && !meta.active && meta.tags.is_empty());
         assert_eq!(meta.data_percent, None);
+        assert_eq!(meta.thin_id, None);
+        let disk = vg.vdi_lv("v1").unwrap();
+        assert_eq!((disk.name.as_str(), disk.thin_id), ("disk", Some(3)));
+        assert!(vg.vdi_lv("v2").is_none());
     }
 
     #[test]

@@ -8,6 +8,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::crash;
@@ -39,7 +41,7 @@ impl std::fmt::Display for Mode {
     }
 }
 
-/// What an SR knows about itself. Later issues add VDIs and templates here.
+/// What an SR knows about itself and its VDIs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SrMeta {
@@ -56,6 +58,83 @@ pub struct SrMeta {
     /// The backing file of an SR made with `sr create --file`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vdis: Vec<VdiMeta>,
+}
+
+impl SrMeta {
+    pub fn vdi(&self, uuid: &str) -> Option<&VdiMeta> {
+        self.vdis.iter().find(|v| v.uuid == uuid)
+    }
+    pub fn vdi_mut(&mut self, uuid: &str) -> Option<&mut VdiMeta> {
+        self.vdis.iter_mut().find(|v| v.uuid == uuid)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VdiKind {
+    /// A thin LV in the pool.
+    Thin,
+    /// A regular LV from VG free space, zeroed completely before first use.
+    Preallocated,
+    /// A read-only thin snapshot of another VDI.
+    Snapshot,
+    /// A writable thin snapshot of another VDI.
+    Clone,
+}
+
+impl std::fmt::Display for VdiKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            VdiKind::Thin => "thin",
+            VdiKind::Preallocated => "preallocated",
+            VdiKind::Snapshot => "snapshot",
+            VdiKind::Clone => "clone",
+        })
+    }
+}
+
+/// One VDI. Its LV is found by its `thinsr_vdi=<uuid>` tag, not by `lv`: a crash between
+/// an LV rename and the metadata write must not lose the disk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VdiMeta {
+    pub uuid: String,
+    /// The label exactly as given; the LV name is derived from it.
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub kind: VdiKind,
+    /// The LV's name when the metadata was last written.
+    pub lv: String,
+    /// Size in bytes (whole extents), as last set by thinsr.
+    pub size: Bytes,
+    /// The VDI this one was snapshotted or cloned from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// Unix time of creation.
+    #[serde(default)]
+    pub created: u64,
+    /// Keys set with `vdi set` (xapi keeps its VDI metadata here).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub keys: BTreeMap<String, String>,
+    /// Work begun and not finished: the VDI cannot be attached until it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Pending>,
+}
+
+impl VdiMeta {
+    pub fn read_write(&self) -> bool {
+        self.kind != VdiKind::Snapshot
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pending {
+    /// A preallocated LV not yet zeroed from this byte offset on: nothing may read it.
+    Zeroing { from: Bytes },
 }
 
 pub struct MetaStore {
@@ -265,6 +344,7 @@ mod tests {
             pool: "thinsr_pool".into(),
             pool_owned: true,
             file: None,
+            vdis: vec![],
         }
     }
 

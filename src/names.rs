@@ -40,6 +40,45 @@ pub fn check_label(label: &str) -> Result<()> {
     Ok(())
 }
 
+/// Longest description thinsr keeps.
+pub const MAX_DESCRIPTION: usize = MAX_LABEL * 4;
+
+pub fn check_description(text: &str) -> Result<()> {
+    if text.chars().count() > MAX_DESCRIPTION {
+        return Err(Error::InvalidArgument(format!(
+            "a description holds at most {MAX_DESCRIPTION} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a key of `vdi set`: what xapi stores there is short and printable.
+pub fn check_key(key: &str) -> Result<()> {
+    let bad = |why: &str| Error::InvalidArgument(format!("invalid key '{}': {why}", clip(key)));
+    if key.is_empty() {
+        return Err(bad("it is empty"));
+    }
+    if key.chars().count() > 256 {
+        return Err(bad("longer than 256 characters"));
+    }
+    if key.chars().any(char::is_control) {
+        return Err(bad("it contains control characters"));
+    }
+    Ok(())
+}
+
+/// Longest value of a key, in bytes.
+pub const MAX_VALUE: usize = 64 * 1024;
+
+pub fn check_value(value: &str) -> Result<()> {
+    if value.len() > MAX_VALUE {
+        return Err(Error::InvalidArgument(format!(
+            "a key's value holds at most {MAX_VALUE} bytes"
+        )));
+    }
+    Ok(())
+}
+
 /// True when LVM accepts `name` as an LV (or VG) name.
 pub fn is_valid_lvm_name(name: &str) -> bool {
     !name.is_empty()

@@ -111,11 +111,11 @@ pub struct LvInfo {
     pub active: bool,
 }
 
-fn sr_tag(uuid: &str) -> String {
+pub(crate) fn sr_tag(uuid: &str) -> String {
     format!("{TAG_SR}{uuid}")
 }
 
-fn meta_path(vg: &str, lv: &str) -> PathBuf {
+pub(crate) fn meta_path(vg: &str, lv: &str) -> PathBuf {
     PathBuf::from(format!("/dev/{vg}/{lv}"))
 }
 
@@ -140,6 +140,7 @@ pub fn initial_pool_size(vg_size: Bytes, extent: Bytes) -> Result<(Bytes, Bytes)
             vg: String::new(),
             wanted: Bytes(reserved + 64 * MIB).to_string(),
             free: vg_size.to_string(),
+            detail: String::new(),
         });
     }
     Ok((pool, meta))
@@ -282,10 +283,16 @@ impl Ctx {
         let vg = names::unique_name(name, "", &taken);
         let vg_size = Bytes(devs.iter().map(|d| usable(d.size, EXTENT).0).sum());
         let (pool_size, pool_meta) = initial_pool_size(vg_size, EXTENT).map_err(|e| match e {
-            Error::NoSpace { wanted, free, .. } => Error::NoSpace {
+            Error::NoSpace {
+                wanted,
+                free,
+                detail,
+                ..
+            } => Error::NoSpace {
                 vg: vg.clone(),
                 wanted,
                 free,
+                detail,
             },
             e => e,
         })?;
@@ -299,6 +306,7 @@ impl Ctx {
             pool: POOL_LV.into(),
             pool_owned: true,
             file: file.map(Path::to_path_buf),
+            vdis: vec![],
         };
         let mut args = strings(&["vgcreate", "-y"]);
         args.extend(tag_args(&[TAG_OWNED.into(), sr_tag(&uuid)]));
@@ -487,6 +495,7 @@ impl Ctx {
             pool: pool_lv.clone(),
             pool_owned,
             file: None,
+            vdis: vec![],
         };
         let rest = (|| {
             crash::point("sr-introduce.after-pool");
@@ -685,12 +694,7 @@ impl Ctx {
     }
 
     pub fn set_description(&self, key: Option<&str>, text: &str) -> Result<SrMeta> {
-        if text.chars().count() > names::MAX_LABEL * 4 {
-            return Err(Error::InvalidArgument(format!(
-                "a description holds at most {} characters",
-                names::MAX_LABEL * 4
-            )));
-        }
+        names::check_description(text)?;
         self.update_meta(key, |meta, _| {
             meta.description = text.into();
             Ok(())
@@ -872,6 +876,7 @@ fn no_space(vg: &Vg, wanted: Bytes) -> Error {
         vg: vg.name.clone(),
         wanted: wanted.to_string(),
         free: vg.free.to_string(),
+        detail: String::new(),
     }
 }
 

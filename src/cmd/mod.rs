@@ -1,9 +1,12 @@
 //! The CLI layer: runs a parsed command through the engine and renders the result.
 
+mod progress;
 mod sr;
+mod vdi;
 
 use std::io::IsTerminal;
 
+use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
 use serde::Serialize;
 
 use crate::cli::{Cli, Global, Group};
@@ -50,6 +53,26 @@ impl Out {
         }
     }
 
+    /// Asks a yes/no question before something destructive; no is the default.
+    pub fn confirm(&self, question: &str) -> Result<()> {
+        if self.yes {
+            return Ok(());
+        }
+        if self.json || !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+            return Err(Error::ConfirmationRequired(
+                question.trim_end_matches('?').into(),
+            ));
+        }
+        match dialoguer::Confirm::new()
+            .with_prompt(question)
+            .default(false)
+            .interact()
+        {
+            Ok(true) => Ok(()),
+            _ => Err(Error::Cancelled),
+        }
+    }
+
     /// Asks the admin to type `expected` before something destructive.
     pub fn confirm_by_typing(&self, what: &str, expected: &str) -> Result<()> {
         if self.yes {
@@ -82,11 +105,18 @@ pub fn run(cli: &Cli) -> Result<()> {
     };
     let result = match &cli.command {
         Group::Sr(c) => sr::run(&ctx, &out, c),
+        Group::Vdi(c) => vdi::run(&ctx, &out, c),
     };
     if cli.global.verbose > 0 {
         eprintln!("thinsr: {} lvm call(s)", ctx.lvm.calls());
     }
     result
+}
+
+pub fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY).set_header(header.to_vec());
+    t
 }
 
 /// Renders an error: the xapi shape on stdout with --json, else a message and a hint.

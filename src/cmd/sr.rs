@@ -1,8 +1,6 @@
 //! `thinsr sr ...`: parse, call the engine, render.
 
-use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
-
-use super::Out;
+use super::{table, Out};
 use crate::cli::SrCmd;
 use crate::error::Result;
 use crate::sr::{Ctx, SrDetail, SrSummary};
@@ -100,12 +98,6 @@ fn made(out: &Out, verb: &str, d: &SrDetail) {
             Bytes(d.pool.size)
         );
     });
-}
-
-fn table(header: &[&str]) -> Table {
-    let mut t = Table::new();
-    t.load_preset(UTF8_BORDERS_ONLY).set_header(header.to_vec());
-    t
 }
 
 fn print_list(list: &[SrSummary]) {

@@ -194,3 +194,52 @@ pub fn admin_lv(vg: &str, name: &str, mib: u32) -> String {
     ]);
     sha256(&dev)
 }
+
+/// Pseudo-random bytes, cheap to make under TCG (xorshift), different for each seed.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Writes `data` at `offset` of a device and flushes it.
+pub fn write_at(path: &str, offset: u64, data: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(data, offset).unwrap();
+    f.sync_all().unwrap();
+}
+
+/// Reads `len` bytes at `offset` of a device, bypassing nothing but our own process.
+pub fn read_at(path: &str, offset: u64, len: usize) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(path).unwrap();
+    let mut buf = vec![0u8; len];
+    f.read_exact_at(&mut buf, offset).unwrap();
+    buf
+}
+
+/// CRC of `len` bytes at `offset`.
+pub fn crc_at(path: &str, offset: u64, len: usize) -> u32 {
+    crc32fast::hash(&read_at(path, offset, len))
+}
+
+/// The number of lvm calls thinsr reports with -v for `args`.
+pub fn lvm_calls(args: &[&str]) -> u32 {
+    let mut all = vec!["-v"];
+    all.extend_from_slice(args);
+    let r = thinsr(&all);
+    assert_eq!(r.code, 0, "thinsr {all:?}: {}", r.stderr);
+    r.stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("thinsr: ")?.strip_suffix(" lvm call(s)"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no call count in: {}", r.stderr))
+}

@@ -41,9 +41,13 @@ fn main() {
         Some("test") => test(&args[1..]),
         Some("demo") => demo(),
         Some("shell") => shell(),
+        Some("script") => script(&args[1..]),
         Some("gen") => gen(),
+        Some("bench") => bench(),
         _ => {
-            eprintln!("usage: cargo xtask test [FILTER] | demo | shell | gen");
+            eprintln!(
+                "usage: cargo xtask test [FILTER] | bench | demo | shell | script FILE | gen"
+            );
             std::process::exit(2);
         }
     };
@@ -132,8 +136,21 @@ fn test(args: &[String]) -> Result<()> {
     let (thinsr, bins) = build_for_vm()?;
     let mut jobs: Vec<(PathBuf, String)> = Vec::new();
     for bin in &bins {
+        // A filter names a test, or a test file (`vdi` runs all of tests/vdi.rs).
+        let file = bin
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.rsplit_once('-'))
+            .map(|(stem, _)| stem.to_string())
+            .unwrap_or_default();
+        if file == "bench" {
+            continue; // timings are `cargo xtask bench`'s, never a test's
+        }
         for name in list_tests(bin)? {
-            if filter.as_deref().is_none_or(|f| name.contains(f)) {
+            if filter
+                .as_deref()
+                .is_none_or(|f| name.contains(f) || file == f)
+            {
                 jobs.push((bin.clone(), name));
             }
         }
@@ -235,6 +252,35 @@ fn test(args: &[String]) -> Result<()> {
     }
 }
 
+/// `cargo xtask bench`: tests/bench.rs in one VM, its table echoed.
+fn bench() -> Result<()> {
+    vm::ensure_packages()?;
+    let (thinsr, bins) = build_for_vm()?;
+    let bench = bins
+        .iter()
+        .find(|b| {
+            b.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("bench-"))
+        })
+        .ok_or("cargo did not build tests/bench.rs")?
+        .clone();
+    let jobs = vec![(bench.clone(), "bench".to_string())];
+    let bed = vm::build(&work_dir()?, &[thinsr, bench], &jobs, None)?;
+    let outcome = vm::boot(
+        &bed,
+        "bench",
+        "thinsr_mode=test thinsr_job=1",
+        true,
+        Duration::from_secs(1800),
+    )?;
+    match outcome.rc {
+        Some(0) => Ok(()),
+        Some(rc) => Err(format!("the benchmark failed (exit {rc})").into()),
+        None => Err(format!("the benchmark VM gave no result:\n{}", outcome.output).into()),
+    }
+}
+
 fn release_thinsr() -> Result<PathBuf> {
     run(cargo().args([
         "build",
@@ -254,19 +300,32 @@ fn vm_with_thinsr(script: Option<&str>) -> Result<vm::Bed> {
 }
 
 fn demo() -> Result<()> {
+    run_script("demo", include_str!("demo.sh"))
+}
+
+/// `cargo xtask script FILE`: any shell script, run as root in a fresh VM with thinsr.
+fn script(args: &[String]) -> Result<()> {
+    let [file] = args else {
+        return Err("usage: cargo xtask script FILE".into());
+    };
+    run_script("script", &std::fs::read_to_string(file)?)
+}
+
+/// Runs a shell script in a fresh VM (as the demo does), echoing its output.
+fn run_script(what: &str, script: &str) -> Result<()> {
     vm::ensure_packages()?;
-    let bed = vm_with_thinsr(Some(include_str!("demo.sh")))?;
+    let bed = vm_with_thinsr(Some(script))?;
     let outcome = vm::boot(
         &bed,
-        "demo",
+        what,
         "thinsr_mode=demo",
         true,
         Duration::from_secs(900),
     )?;
     match outcome.rc {
         Some(0) => Ok(()),
-        Some(rc) => Err(format!("the demo failed (exit {rc})").into()),
-        None => Err(format!("the demo VM gave no result:\n{}", outcome.output).into()),
+        Some(rc) => Err(format!("the {what} failed (exit {rc})").into()),
+        None => Err(format!("the {what} VM gave no result:\n{}", outcome.output).into()),
     }
 }
 

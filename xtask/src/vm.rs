@@ -123,7 +123,7 @@ test)
     echo "@@THINSR-RESULT $rc"
     ;;
 demo)
-    sh /demo.sh
+    sh /demo.sh </dev/null
     echo "@@THINSR-RESULT $?"
     ;;
 *)

@@ -1,0 +1,111 @@
+//! The live pool's own metadata, read through a metadata snapshot: what LVM cannot say about
+//! inactive thin volumes (how much each one really holds).
+
+use std::collections::HashMap;
+
+use devicemapper::{DevId, DmName, DmOptions, DM};
+
+use crate::dm::dm_name;
+use crate::error::{Error, Result};
+use crate::lock;
+use crate::tool;
+
+/// The pool target's dm device, for messages: `-tpool` once thin volumes exist.
+fn pool_target(dm: &DM, vg: &str, pool: &str) -> Option<String> {
+    [format!("{}-tpool", dm_name(vg, pool)), dm_name(vg, pool)]
+        .into_iter()
+        .find(|n| {
+            DmName::new(n).is_ok_and(|name| {
+                dm.table_status(&DevId::Name(name), DmOptions::default())
+                    .is_ok_and(|(_, t)| t.first().is_some_and(|r| r.2 == "thin-pool"))
+            })
+        })
+}
+
+fn message(dm: &DM, target: &str, msg: &str) -> std::result::Result<(), String> {
+    let name = DmName::new(target).map_err(|e| e.to_string())?;
+    dm.target_msg(&DevId::Name(name), None, msg)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// Runs `f` with a metadata snapshot of the active pool `vg/pool` reserved, and releases it.
+/// The kernel allows one snapshot per pool: a lock serialises thinsr's readers, and a
+/// snapshot still reserved while we hold that lock was left by a crashed run.
+pub fn with_metadata_snapshot<T>(
+    vg: &str,
+    pool: &str,
+    f: impl FnOnce(&str) -> Result<T>,
+) -> Result<Option<T>> {
+    let dm =
+        DM::new().map_err(|e| Error::DmFailed(format!("cannot open /dev/mapper/control: {e}")))?;
+    let Some(target) = pool_target(&dm, vg, pool) else {
+        return Ok(None);
+    };
+    let _l = lock::acquire(
+        &format!("msnap-{}", dm_name(vg, pool)),
+        "the pool's metadata snapshot",
+    )?;
+    if message(&dm, &target, "reserve_metadata_snap").is_err() {
+        let _ = message(&dm, &target, "release_metadata_snap");
+        message(&dm, &target, "reserve_metadata_snap")
+            .map_err(|e| Error::DmFailed(format!("reserve_metadata_snap on {target}: {e}")))?;
+    }
+    let tmeta = format!("/dev/mapper/{}", dm_name(vg, &format!("{pool}_tmeta")));
+    let result = f(&tmeta);
+    let released = message(&dm, &target, "release_metadata_snap");
+    let value = result?;
+    released.map_err(|e| Error::DmFailed(format!("release_metadata_snap on {target}: {e}")))?;
+    Ok(Some(value))
+}
+
+/// Bytes mapped by each thin device of the active pool `vg/pool`, by thin id; None when the
+/// pool is not active.
+pub fn mapped_bytes(vg: &str, pool: &str) -> Result<Option<HashMap<u32, u64>>> {
+    with_metadata_snapshot(vg, pool, |tmeta| {
+        let out = tool::output(
+            "thin_ls",
+            &["-m", "--no-headers", "-o", "DEV,MAPPED_BYTES", tmeta],
+        )?;
+        if !out.status.success() {
+            return Err(tool::failed("thin_ls", &out));
+        }
+        parse_thin_ls(&String::from_utf8_lossy(&out.stdout))
+    })
+}
+
+/// Parses `thin_ls --no-headers -o DEV,MAPPED_BYTES`: one `<dev> <bytes>` line per device.
+pub fn parse_thin_ls(text: &str) -> Result<HashMap<u32, u64>> {
+    let bad = |line: &str| Error::CommandFailed {
+        tool: "thin_ls".into(),
+        message: format!("unexpected output line '{}'", crate::units::clip(line)),
+    };
+    let mut map = HashMap::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let mut words = line.split_whitespace();
+        let (Some(dev), Some(bytes), None) = (words.next(), words.next(), words.next()) else {
+            return Err(bad(line));
+        };
+        let dev = dev.parse().map_err(|_| bad(line))?;
+        let bytes = bytes.parse().map_err(|_| bad(line))?;
+        map.insert(dev, bytes);
+    }
+    Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_thin_ls() {
+        let m = parse_thin_ls("1 20971520 \n2        0 \n\n6 65536\n").unwrap();
+        assert_eq!(m.len(), 3);
+        assert_eq!(m[&1], 20971520);
+        assert_eq!(m[&2], 0);
+        assert!(parse_thin_ls("1 2 3").is_err());
+        assert!(parse_thin_ls("x 2").is_err());
+        assert!(parse_thin_ls("1").is_err());
+        assert!(parse_thin_ls("").unwrap().is_empty());
+    }
+}

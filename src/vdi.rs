@@ -1,0 +1,1159 @@
+//! VDIs: the engine. No printing; every function returns data.
+//!
+//! Ordering rules (a crash at any step leaves a state the next run can see):
+//! - create, snapshot, clone: the tagged LV first, then the metadata entry. A crash between
+//!   leaves a tagged LV with no entry, which `vdi list` reports.
+//! - destroy: the LV first, then the entry. A crash between leaves an entry whose LV is gone.
+//! - preallocation: the entry is written with `pending: zeroing` before the zeroing starts
+//!   and cleared after it; nothing attaches a VDI whose zeroing is pending.
+//! - rename: the LV first. Entries find their LV by its `thinsr_vdi=` tag, never by name.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::cancel;
+use crate::crash;
+use crate::error::{Error, Result};
+use crate::lock::{self, Lock};
+use crate::lvm::{strings, tag_args, Lv, Vg, TAG_META, TAG_VDI};
+use crate::meta::{MetaStore, Mode, Pending, SrMeta, VdiKind, VdiMeta};
+use crate::names;
+use crate::progress::Progress;
+use crate::registry::Entry;
+use crate::sr::{meta_path, sr_tag, Ctx};
+use crate::thin;
+use crate::units::{clip, Bytes};
+use crate::zero;
+
+/// The fields of xapi's `volume` record, all present in every `Volume`.
+pub const VOLUME_FIELDS: [&str; 10] = [
+    "key",
+    "uuid",
+    "name",
+    "description",
+    "read_write",
+    "sharable",
+    "virtual_size",
+    "physical_utilisation",
+    "uri",
+    "keys",
+];
+
+/// A VDI as xapi's `volume` record (the first fields) plus what thinsr knows of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Volume {
+    pub key: String,
+    pub uuid: String,
+    pub name: String,
+    pub description: String,
+    pub read_write: bool,
+    pub sharable: bool,
+    pub virtual_size: u64,
+    pub physical_utilisation: u64,
+    pub uri: Vec<String>,
+    pub keys: BTreeMap<String, String>,
+    pub sr: String,
+    pub sr_name: String,
+    pub kind: VdiKind,
+    pub vg: String,
+    pub lv: String,
+    /// The block device, present while the LV is active.
+    pub path: String,
+    pub attached: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_name: Option<String>,
+    pub created: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Pending>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+}
+
+/// `vdi list`: the volumes, and what the admin should know about the SRs listed.
+#[derive(Debug)]
+pub struct Listing {
+    pub volumes: Vec<Volume>,
+    pub warnings: Vec<String>,
+}
+
+/// The new size of `vdi resize`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NewSize {
+    To(Bytes),
+    Grow(Bytes),
+}
+
+/// A VDI named on the command line, found in an SR's metadata.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub entry: Entry,
+    pub uuid: String,
+    pub label: String,
+}
+
+/// An SR under its lock, with its metadata read.
+struct Locked {
+    entry: Entry,
+    store: MetaStore,
+    meta: SrMeta,
+    _lock: Lock,
+}
+
+impl Locked {
+    fn vdi(&self, uuid: &str) -> Result<&VdiMeta> {
+        self.meta
+            .vdi(uuid)
+            .ok_or_else(|| Error::VdiNotFound(uuid.into()))
+    }
+    fn vdi_mut(&mut self, uuid: &str) -> Result<&mut VdiMeta> {
+        self.meta
+            .vdi_mut(uuid)
+            .ok_or_else(|| Error::VdiNotFound(uuid.into()))
+    }
+    fn save(&self) -> Result<()> {
+        self.store.write(&self.meta, false).map(drop)
+    }
+}
+
+fn vdi_tag(uuid: &str) -> String {
+    format!("{TAG_VDI}{uuid}")
+}
+
+fn lv_path(vg: &str, lv: &str) -> String {
+    format!("/dev/{vg}/{lv}")
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn is_thin(kind: VdiKind) -> bool {
+    kind != VdiKind::Preallocated
+}
+
+/// The LV of a VDI, or an error saying it is gone.
+fn vdi_lv<'a>(vg: &'a Vg, v: &VdiMeta) -> Result<&'a Lv> {
+    vg.vdi_lv(&v.uuid)
+        .ok_or_else(|| Error::LvNotFound(format!("{}/{} (of VDI '{}')", vg.name, v.lv, v.name)))
+}
+
+fn refuse_attached(vg: &Vg, v: &VdiMeta, lv: &Lv) -> Result<()> {
+    if lv.active || lv.open {
+        return Err(Error::VdiAttached {
+            vdi: v.name.clone(),
+            device: lv_path(&vg.name, &lv.name),
+        });
+    }
+    Ok(())
+}
+
+fn refuse_pending(v: &VdiMeta) -> Result<()> {
+    match v.pending {
+        None => Ok(()),
+        Some(Pending::Zeroing { from }) => Err(Error::VdiIncomplete {
+            vdi: v.name.clone(),
+            why: format!("zeroing stopped at {from} or later and did not finish"),
+        }),
+    }
+}
+
+/// Where a VG's space went, for a NO_SPACE error on a preallocated VDI.
+fn space_detail(vg: &Vg, entry: &Entry) -> String {
+    let tag = sr_tag(&entry.uuid);
+    let (mut pool, mut prealloc, mut ours, mut others) = (0u64, 0u64, 0u64, 0u64);
+    for l in &vg.lvs {
+        if l.name == entry.pool {
+            // LVM keeps a spare copy of the pool's metadata beside it.
+            pool += l.size.0 + 2 * l.metadata_size.map(|b| b.0).unwrap_or(0);
+        } else if !l.pool.is_empty() {
+            // Thin volumes live inside the pool.
+        } else if l.has_tag(&tag) && l.tag_value(TAG_VDI).is_some() {
+            prealloc += l.size.0;
+        } else if l.has_tag(&tag) || l.has_tag(TAG_META) {
+            ours += l.size.0;
+        } else if !l.name.starts_with('[') {
+            others += l.size.0;
+        }
+    }
+    let mut parts = vec![format!(
+        "the thin pool holds {}{}",
+        Bytes(pool),
+        if entry.mode == Mode::Owned {
+            " (it grows as thin disks fill, and cannot shrink)"
+        } else {
+            ""
+        }
+    )];
+    parts.push(format!("preallocated VDIs {}", Bytes(prealloc)));
+    parts.push(format!("thinsr's metadata {}", Bytes(ours)));
+    if others > 0 {
+        parts.push(format!("LVs that are not thinsr's {}", Bytes(others)));
+    }
+    format!(" of {}; {}", vg.size, parts.join(", "))
+}
+
+impl Ctx {
+    /// Activates (ignoring the activation-skip flag every VDI carries) or deactivates an LV.
+    fn set_active(&self, vg_lv: &str, on: bool) -> Result<()> {
+        let args: &[&str] = if on {
+            &["lvchange", "-ay", "-K"]
+        } else {
+            &["lvchange", "-an"]
+        };
+        let mut args = strings(args);
+        args.push(vg_lv.into());
+        self.lvm.run(&args).map(drop)
+    }
+
+    fn store(entry: &Entry) -> MetaStore {
+        MetaStore::new(meta_path(&entry.vg, &entry.meta_lv), &entry.name)
+    }
+
+    /// The metadata of an attached SR.
+    fn read_meta(entry: &Entry) -> Result<SrMeta> {
+        let store = Self::store(entry);
+        if !store.exists() {
+            return Err(Error::SrNotAttached(entry.name.clone()));
+        }
+        Ok(store.read()?.0)
+    }
+
+    fn lock_sr(&self, entry: &Entry) -> Result<Locked> {
+        let lock = lock::acquire(&entry.uuid, &entry.name)?;
+        let store = Self::store(entry);
+        if !store.exists() {
+            return Err(Error::SrNotAttached(entry.name.clone()));
+        }
+        let meta = store.read()?.0;
+        Ok(Locked {
+            entry: entry.clone(),
+            store,
+            meta,
+            _lock: lock,
+        })
+    }
+
+    /// Finds a VDI by uuid, LV name, label, unique uuid prefix, or `SR/any of those`, in the
+    /// SR named by `sr` or in every attached SR. Reads metadata only, no LVM.
+    pub fn resolve(&self, key: &str, sr: Option<&str>) -> Result<Found> {
+        let reg = self.registry.load()?;
+        let entries: Vec<Entry> = match sr {
+            Some(s) => vec![reg.pick(Some(s))?.clone()],
+            None => reg.srs.clone(),
+        };
+        let mut metas = Vec::new();
+        for e in entries {
+            match Self::read_meta(&e) {
+                Ok(m) => metas.push((e, m)),
+                Err(Error::SrNotAttached(_)) if sr.is_none() => {}
+                Err(err) => return Err(err),
+            }
+        }
+        let mut found = match_vdis(&metas, key);
+        if found.is_empty() && sr.is_none() {
+            // `SR/name`: the SR part may itself hold a '/', so try every split.
+            for (i, _) in key.match_indices('/') {
+                let (s, rest) = (&key[..i], &key[i + 1..]);
+                if let Ok(e) = reg.find(s) {
+                    let one: Vec<_> = metas
+                        .iter()
+                        .filter(|(m, _)| m.uuid == e.uuid)
+                        .cloned()
+                        .collect();
+                    found = match_vdis(&one, rest);
+                    if !found.is_empty() {
+                        break;
+                    }
+                }
+            }
+        }
+        match found.len() {
+            0 => Err(Error::VdiNotFound(clip(key))),
+            1 => Ok(found.pop().unwrap()),
+            _ => Err(Error::VdiAmbiguous {
+                name: clip(key),
+                candidates: found
+                    .iter()
+                    .map(|f| {
+                        let lv = metas
+                            .iter()
+                            .find(|(e, _)| e.uuid == f.entry.uuid)
+                            .and_then(|(_, m)| m.vdi(&f.uuid))
+                            .map(|v| v.lv.clone())
+                            .unwrap_or_default();
+                        format!("{}/{} ({})", f.entry.name, lv, f.uuid)
+                    })
+                    .collect(),
+            }),
+        }
+    }
+
+    /// `vdi create`: a thin LV in the pool, or a preallocated LV zeroed completely.
+    pub fn vdi_create(
+        &self,
+        sr: Option<&str>,
+        label: &str,
+        size: Bytes,
+        description: &str,
+        preallocate: bool,
+        progress: &dyn Progress,
+    ) -> Result<Volume> {
+        names::check_label(label)?;
+        names::check_description(description)?;
+        if size.0 == 0 {
+            return Err(Error::InvalidSize {
+                input: "0".into(),
+                why: "a disk must be larger than zero".into(),
+            });
+        }
+        if preallocate {
+            cancel::watch();
+        }
+        let entry = self.entry(sr)?;
+        let op = self.lock_sr(&entry)?;
+        let vg = self.lvm.report_vg(&entry.vg)?;
+        let size = size.round_up(vg.extent_size.0);
+        let taken: HashSet<String> = vg.lvs.iter().map(|l| l.name.clone()).collect();
+        let lv = names::unique_name(label, &vg.name, &taken);
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let mut args = strings(&["lvcreate", "-y", "-n", &lv, "--setactivationskip", "y"]);
+        args.extend(tag_args(&[sr_tag(&entry.uuid), vdi_tag(&uuid)]));
+        if preallocate {
+            if vg.free < size {
+                return Err(Error::NoSpace {
+                    vg: vg.name.clone(),
+                    wanted: size.to_string(),
+                    free: vg.free.to_string(),
+                    detail: space_detail(&vg, &entry),
+                });
+            }
+            // Active now, to be zeroed; LVM's own zeroing covers only the first 4 KiB.
+            args.extend(strings(&["-K", "-Zn", "-Wn", "-L"]));
+            args.extend([format!("{}b", size.0), vg.name.clone()]);
+        } else {
+            args.extend(["-V".into(), format!("{}b", size.0), "-T".into()]);
+            args.push(format!("{}/{}", vg.name, entry.pool));
+        }
+        self.lvm.run(&args)?;
+        crash::point("vdi-create.after-lvcreate");
+        let vdi = VdiMeta {
+            uuid: uuid.clone(),
+            name: label.into(),
+            description: description.into(),
+            kind: if preallocate {
+                VdiKind::Preallocated
+            } else {
+                VdiKind::Thin
+            },
+            lv: lv.clone(),
+            size,
+            parent: None,
+            created: now(),
+            keys: BTreeMap::new(),
+            pending: preallocate.then_some(Pending::Zeroing { from: Bytes(0) }),
+        };
+        let mut op = op;
+        op.meta.vdis.push(vdi.clone());
+        if let Err(e) = op.save() {
+            let _ = self
+                .lvm
+                .run(&strings(&["lvremove", "-f", &format!("{}/{lv}", vg.name)]));
+            return Err(e);
+        }
+        crash::point("vdi-create.after-meta");
+        if preallocate {
+            // Other commands on this SR go on while the disk is zeroed.
+            drop(op);
+            self.finish_zeroing(&entry, &vdi, Bytes(0), size, progress)?;
+        }
+        let mut v = vdi;
+        v.pending = None;
+        Ok(self.volume_of(&entry, &vg, &v, None, size, false, None))
+    }
+
+    /// Zeroes a new preallocated VDI (an active LV), deactivates it and clears `pending`; on
+    /// cancel or failure removes the LV and its entry.
+    fn finish_zeroing(
+        &self,
+        entry: &Entry,
+        vdi: &VdiMeta,
+        from: Bytes,
+        to: Bytes,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        let lv = format!("{}/{}", entry.vg, vdi.lv);
+        let zeroed = if cancel::requested() {
+            Err(Error::Cancelled)
+        } else {
+            zero::zero(
+                &PathBuf::from(lv_path(&entry.vg, &vdi.lv)),
+                from.0,
+                to.0,
+                &format!("zeroing {}", vdi.name),
+                progress,
+            )
+        };
+        crash::point("vdi-create.after-zero");
+        match zeroed {
+            Ok(()) => {
+                self.set_active(&lv, false)?;
+                let mut op = self.lock_sr(entry)?;
+                op.vdi_mut(&vdi.uuid)?.pending = None;
+                op.save()
+            }
+            Err(e) => {
+                let mut op = self.lock_sr(entry)?;
+                self.lvm.run(&strings(&["lvremove", "-f", &lv]))?;
+                op.meta.vdis.retain(|v| v.uuid != vdi.uuid);
+                op.save()?;
+                Err(e)
+            }
+        }
+    }
+
+    /// `vdi list`: one lvm report for every SR listed.
+    pub fn vdi_list(&self, sr: Option<&str>) -> Result<Listing> {
+        let reg = self.registry.load()?;
+        let entries: Vec<Entry> = match sr {
+            Some(s) => vec![reg.pick(Some(s))?.clone()],
+            None => reg.srs.clone(),
+        };
+        let mut warnings = Vec::new();
+        let mut metas = Vec::new();
+        for e in entries {
+            match Self::read_meta(&e) {
+                Ok(m) => metas.push((e, m)),
+                Err(Error::SrNotAttached(_)) if sr.is_none() => warnings.push(format!(
+                    "SR '{}' is not attached: its VDIs are not listed",
+                    e.name
+                )),
+                Err(err) => return Err(err),
+            }
+        }
+        if metas.is_empty() {
+            return Ok(Listing {
+                volumes: vec![],
+                warnings,
+            });
+        }
+        let vgs = match metas.as_slice() {
+            [(e, _)] => vec![self.lvm.report_vg(&e.vg)?],
+            _ => self.lvm.report(None)?,
+        };
+        let mut volumes = Vec::new();
+        for (e, m) in &metas {
+            let Some(vg) = vgs.iter().find(|v| v.name == e.vg) else {
+                warnings.push(format!(
+                    "volume group {} of SR '{}' is missing",
+                    e.vg, e.name
+                ));
+                continue;
+            };
+            let mapped = self.mapped_if_needed(e, vg, &m.vdis);
+            for v in &m.vdis {
+                volumes.push(self.volume(e, m, vg, v, mapped.as_ref()));
+            }
+            let known: HashSet<&str> = m.vdis.iter().map(|v| v.uuid.as_str()).collect();
+            for l in vg.lvs.iter().filter(|l| l.has_tag(&sr_tag(&e.uuid))) {
+                if let Some(u) = l.tag_value(TAG_VDI).filter(|u| !known.contains(u)) {
+                    warnings.push(format!(
+                        "LV {}/{} carries VDI tag {u} but SR '{}' has no such VDI: left by an interrupted command",
+                        vg.name, l.name, e.name
+                    ));
+                }
+            }
+        }
+        Ok(Listing { volumes, warnings })
+    }
+
+    /// `vdi show`: one lvm report.
+    pub fn vdi_show(&self, key: &str, sr: Option<&str>) -> Result<Volume> {
+        let f = self.resolve(key, sr)?;
+        let meta = Self::read_meta(&f.entry)?;
+        let v = meta
+            .vdi(&f.uuid)
+            .ok_or_else(|| Error::VdiNotFound(clip(key)))?;
+        let vg = self.lvm.report_vg(&f.entry.vg)?;
+        let mapped = self.mapped_if_needed(&f.entry, &vg, std::slice::from_ref(v));
+        Ok(self.volume(&f.entry, &meta, &vg, v, mapped.as_ref()))
+    }
+
+    /// Bytes mapped per thin id, read from the pool's metadata when LVM cannot say (it
+    /// reports usage of active thin volumes only). Best effort: None when unreadable.
+    fn mapped_if_needed(&self, e: &Entry, vg: &Vg, vdis: &[VdiMeta]) -> Option<HashMap<u32, u64>> {
+        let needed = vdis.iter().any(|v| {
+            is_thin(v.kind) && vg.vdi_lv(&v.uuid).is_some_and(|l| l.data_percent.is_none())
+        });
+        let pool_active = vg.lv(&e.pool).is_some_and(|l| l.active);
+        if !needed || !pool_active {
+            return None;
+        }
+        thin::mapped_bytes(&vg.name, &e.pool).ok().flatten()
+    }
+
+    fn volume(
+        &self,
+        e: &Entry,
+        meta: &SrMeta,
+        vg: &Vg,
+        v: &VdiMeta,
+        mapped: Option<&HashMap<u32, u64>>,
+    ) -> Volume {
+        let lv = vg.vdi_lv(&v.uuid);
+        let size = lv.map(|l| l.size).unwrap_or(v.size);
+        let physical = match lv {
+            None => 0,
+            Some(l) if !is_thin(v.kind) => l.size.0,
+            Some(l) => match (l.data_percent, l.thin_id.and_then(|id| mapped?.get(&id))) {
+                (Some(p), _) => (l.size.0 as f64 * p / 100.0).round() as u64,
+                (None, Some(b)) => *b,
+                (None, None) => 0,
+            },
+        };
+        let parent_name = v.parent.as_ref().map(|p| {
+            meta.vdi(p)
+                .map(|pv| pv.name.clone())
+                .unwrap_or_else(|| "(destroyed)".into())
+        });
+        let mut vol = self.volume_of(
+            e,
+            vg,
+            v,
+            lv,
+            size,
+            lv.is_some_and(|l| l.active),
+            Some(physical),
+        );
+        vol.sr_name = meta.name.clone();
+        vol.parent_name = parent_name;
+        if lv.is_none() {
+            vol.problems
+                .push(format!("its LV {}/{} is missing", vg.name, v.lv));
+        }
+        vol
+    }
+
+    /// A volume record from what is known without a fresh report.
+    #[allow(clippy::too_many_arguments)]
+    fn volume_of(
+        &self,
+        e: &Entry,
+        vg: &Vg,
+        v: &VdiMeta,
+        lv: Option<&Lv>,
+        size: Bytes,
+        attached: bool,
+        physical: Option<u64>,
+    ) -> Volume {
+        let lv_name = lv.map(|l| l.name.clone()).unwrap_or_else(|| v.lv.clone());
+        let physical = physical.unwrap_or(if is_thin(v.kind) { 0 } else { size.0 });
+        Volume {
+            key: v.uuid.clone(),
+            uuid: v.uuid.clone(),
+            name: v.name.clone(),
+            description: v.description.clone(),
+            read_write: v.read_write(),
+            sharable: false,
+            virtual_size: size.0,
+            physical_utilisation: physical,
+            uri: vec![format!("thinsr://{}/{}", e.uuid, v.uuid)],
+            keys: v.keys.clone(),
+            sr: e.uuid.clone(),
+            sr_name: e.name.clone(),
+            kind: v.kind,
+            vg: vg.name.clone(),
+            path: lv_path(&vg.name, &lv_name),
+            lv: lv_name,
+            attached,
+            parent: v.parent.clone(),
+            parent_name: None,
+            created: v.created,
+            pending: v.pending,
+            problems: vec![],
+        }
+    }
+
+    /// Runs `f` on a VDI under its SR's lock with one fresh lvm report, then renders the VDI
+    /// as `f` left it (re-reading nothing).
+    fn with_vdi<T>(
+        &self,
+        key: &str,
+        sr: Option<&str>,
+        f: impl FnOnce(&Self, &mut Locked, &Vg, &str) -> Result<T>,
+    ) -> Result<T> {
+        let found = self.resolve(key, sr)?;
+        let mut op = self.lock_sr(&found.entry)?;
+        op.vdi(&found.uuid)?;
+        let vg = self.lvm.report_vg(&found.entry.vg)?;
+        f(self, &mut op, &vg, &found.uuid)
+    }
+
+    /// `vdi destroy`: refused while attached. Thin space returns to the pool.
+    pub fn vdi_destroy(&self, key: &str, sr: Option<&str>) -> Result<Volume> {
+        self.with_vdi(key, sr, |ctx, op, vg, uuid| {
+            let v = op.vdi(uuid)?.clone();
+            let lv = vg.vdi_lv(uuid);
+            if let Some(lv) = lv {
+                refuse_attached(vg, &v, lv)?;
+            }
+            let vol = ctx.volume(&op.entry, &op.meta, vg, &v, None);
+            if let Some(lv) = lv {
+                ctx.lvm.run(&strings(&[
+                    "lvremove",
+                    "-f",
+                    &format!("{}/{}", vg.name, lv.name),
+                ]))?;
+            }
+            crash::point("vdi-destroy.after-lvremove");
+            op.meta.vdis.retain(|x| x.uuid != uuid);
+            op.save()?;
+            Ok(vol)
+        })
+    }
+
+    /// Checks that `vdi destroy` would be allowed, before the admin is asked to confirm.
+    pub fn vdi_check_destroy(&self, v: &Volume) -> Result<()> {
+        if v.attached {
+            return Err(Error::VdiAttached {
+                vdi: v.name.clone(),
+                device: v.path.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// `vdi snapshot` (read-only) and `vdi clone` (writable): instant thin snapshots.
+    pub fn vdi_snapshot(
+        &self,
+        key: &str,
+        sr: Option<&str>,
+        name: Option<&str>,
+        clone: bool,
+    ) -> Result<Volume> {
+        if let Some(n) = name {
+            names::check_label(n)?;
+        }
+        self.with_vdi(key, sr, |ctx, op, vg, uuid| {
+            let parent = op.vdi(uuid)?.clone();
+            refuse_pending(&parent)?;
+            if parent.kind == VdiKind::Preallocated {
+                return Err(Error::InvalidArgument(format!(
+                    "VDI '{}' is preallocated: instant snapshots and clones need a thin VDI",
+                    parent.name
+                )));
+            }
+            let parent_lv = vdi_lv(vg, &parent)?;
+            let label = match name {
+                Some(n) => n.to_string(),
+                None => format!(
+                    "{} {}",
+                    parent.name,
+                    if clone { "clone" } else { "snapshot" }
+                ),
+            };
+            names::check_label(&label)?;
+            let taken: HashSet<String> = vg.lvs.iter().map(|l| l.name.clone()).collect();
+            let lv = names::unique_name(&label, &vg.name, &taken);
+            let new_uuid = uuid::Uuid::new_v4().to_string();
+            let mut args = strings(&[
+                "lvcreate",
+                "-y",
+                "-s",
+                "-n",
+                &lv,
+                "--setactivationskip",
+                "y",
+            ]);
+            args.extend(["-p".into(), (if clone { "rw" } else { "r" }).into()]);
+            args.extend(tag_args(&[sr_tag(&op.entry.uuid), vdi_tag(&new_uuid)]));
+            args.push(format!("{}/{}", vg.name, parent_lv.name));
+            ctx.lvm.run(&args)?;
+            crash::point("vdi-snapshot.after-lvcreate");
+            let vdi = VdiMeta {
+                uuid: new_uuid,
+                name: label,
+                description: parent.description.clone(),
+                kind: if clone {
+                    VdiKind::Clone
+                } else {
+                    VdiKind::Snapshot
+                },
+                lv: lv.clone(),
+                size: parent_lv.size,
+                parent: Some(parent.uuid.clone()),
+                created: now(),
+                keys: BTreeMap::new(),
+                pending: None,
+            };
+            op.meta.vdis.push(vdi.clone());
+            if let Err(e) = op.save() {
+                let _ = ctx
+                    .lvm
+                    .run(&strings(&["lvremove", "-f", &format!("{}/{lv}", vg.name)]));
+                return Err(e);
+            }
+            // Until the pool's metadata says otherwise, a snapshot maps what its parent does.
+            let parent_vol = ctx.volume(&op.entry, &op.meta, vg, &parent, None);
+            let mut vol = ctx.volume_of(
+                &op.entry,
+                vg,
+                &vdi,
+                None,
+                parent_lv.size,
+                false,
+                Some(parent_vol.physical_utilisation),
+            );
+            vol.sr_name = op.meta.name.clone();
+            vol.parent_name = Some(parent.name.clone());
+            Ok(vol)
+        })
+    }
+
+    /// `vdi resize`: grow (a preallocated VDI's new part is zeroed first), or shrink when
+    /// `allow_shrink` (the caller has confirmed).
+    pub fn vdi_resize(
+        &self,
+        key: &str,
+        sr: Option<&str>,
+        new: NewSize,
+        allow_shrink: bool,
+        progress: &dyn Progress,
+    ) -> Result<Volume> {
+        if new == NewSize::To(Bytes(0)) {
+            return Err(Error::InvalidSize {
+                input: "0".into(),
+                why: "a disk must be larger than zero".into(),
+            });
+        }
+        cancel::watch();
+        self.with_vdi(key, sr, |ctx, op, vg, uuid| {
+            let v = op.vdi(uuid)?.clone();
+            if !v.read_write() {
+                return Err(Error::VdiReadOnly(v.name.clone()));
+            }
+            let lv = vdi_lv(vg, &v)?;
+            let current = lv.size;
+            let target = match new {
+                NewSize::To(b) => b,
+                NewSize::Grow(b) => {
+                    Bytes(
+                        current
+                            .0
+                            .checked_add(b.0)
+                            .ok_or_else(|| Error::InvalidSize {
+                                input: b.to_string(),
+                                why: "too large".into(),
+                            })?,
+                    )
+                }
+            }
+            .round_up(vg.extent_size.0);
+            let name = format!("{}/{}", vg.name, lv.name);
+            if target < current {
+                if !allow_shrink {
+                    return Err(Error::ShrinkRefused {
+                        vdi: v.name.clone(),
+                        from: current.to_string(),
+                        to: target.to_string(),
+                    });
+                }
+                refuse_attached(vg, &v, lv)?;
+            }
+            let pending_from = v.pending.map(|Pending::Zeroing { from }| from);
+            if target == current && pending_from.is_none() {
+                return Ok(ctx.volume(&op.entry, &op.meta, vg, &v, None));
+            }
+            if v.kind == VdiKind::Preallocated && target > current || pending_from.is_some() {
+                refuse_attached(vg, &v, lv)?;
+                ctx.grow_preallocated(op, vg, &v, lv, target, pending_from, progress)?;
+            } else {
+                ctx.lvm.run(&strings(&[
+                    "lvresize",
+                    "-y",
+                    "-f",
+                    "-L",
+                    &format!("{}b", target.0),
+                    &name,
+                ]))?;
+                crash::point("vdi-resize.after-lvresize");
+                op.vdi_mut(uuid)?.size = target;
+                op.save()?;
+            }
+            let mut done = op.vdi(uuid)?.clone();
+            done.pending = None;
+            let mut vol = ctx.volume_of(&op.entry, vg, &done, Some(lv), target, lv.active, None);
+            vol.sr_name = op.meta.name.clone();
+            if is_thin(v.kind) {
+                vol.physical_utilisation = ctx
+                    .volume(&op.entry, &op.meta, vg, &v, None)
+                    .physical_utilisation;
+            }
+            Ok(vol)
+        })
+    }
+
+    /// Grows a preallocated VDI and zeroes the new part; also finishes an earlier grow that
+    /// was interrupted (`pending_from`). A cancel shrinks it back.
+    #[allow(clippy::too_many_arguments)]
+    fn grow_preallocated(
+        &self,
+        op: &mut Locked,
+        vg: &Vg,
+        v: &VdiMeta,
+        lv: &Lv,
+        target: Bytes,
+        pending_from: Option<Bytes>,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        let name = format!("{}/{}", vg.name, lv.name);
+        let from = pending_from.unwrap_or(lv.size).min(lv.size);
+        let target = target.max(lv.size);
+        if target > lv.size && vg.free.0 < target.0 - lv.size.0 {
+            return Err(Error::NoSpace {
+                vg: vg.name.clone(),
+                wanted: Bytes(target.0 - lv.size.0).to_string(),
+                free: vg.free.to_string(),
+                detail: space_detail(vg, &op.entry),
+            });
+        }
+        // Recorded before the LV grows: a crash leaves an unzeroed tail the metadata knows of.
+        op.vdi_mut(&v.uuid)?.pending = Some(Pending::Zeroing { from });
+        op.save()?;
+        if target > lv.size {
+            self.lvm.run(&strings(&[
+                "lvresize",
+                "-y",
+                "-L",
+                &format!("{}b", target.0),
+                &name,
+            ]))?;
+            crash::point("vdi-resize.after-lvresize");
+        }
+        self.lvm.run(&strings(&["lvchange", "-ay", "-K", &name]))?;
+        let zeroed = zero::zero(
+            &PathBuf::from(lv_path(&vg.name, &lv.name)),
+            from.0,
+            target.0,
+            &format!("zeroing the new part of {}", v.name),
+            progress,
+        );
+        let deactivated = self.set_active(&name, false);
+        match zeroed {
+            Ok(()) => {
+                deactivated?;
+                let m = op.vdi_mut(&v.uuid)?;
+                m.pending = None;
+                m.size = target;
+                op.save()
+            }
+            Err(e) => {
+                // Back to the size whose every byte is zeroed; nothing beyond it held data.
+                deactivated?;
+                self.lvm.run(&strings(&[
+                    "lvresize",
+                    "-y",
+                    "-f",
+                    "-L",
+                    &format!("{}b", from.0),
+                    &name,
+                ]))?;
+                let m = op.vdi_mut(&v.uuid)?;
+                m.pending = None;
+                m.size = from;
+                op.save()?;
+                Err(e)
+            }
+        }
+    }
+
+    /// `vdi rename`: a new label and a new friendly LV name; the uuid stays.
+    pub fn vdi_rename(&self, key: &str, sr: Option<&str>, label: &str) -> Result<Volume> {
+        names::check_label(label)?;
+        self.with_vdi(key, sr, |ctx, op, vg, uuid| {
+            let v = op.vdi(uuid)?.clone();
+            let lv = vdi_lv(vg, &v)?;
+            let taken: HashSet<String> = vg
+                .lvs
+                .iter()
+                .filter(|l| l.name != lv.name)
+                .map(|l| l.name.clone())
+                .collect();
+            let new_lv = names::unique_name(label, &vg.name, &taken);
+            if new_lv != lv.name {
+                refuse_attached(vg, &v, lv)?;
+                ctx.lvm
+                    .run(&strings(&["lvrename", &vg.name, &lv.name, &new_lv]))?;
+                crash::point("vdi-rename.after-lvrename");
+            }
+            let m = op.vdi_mut(uuid)?;
+            m.name = label.into();
+            m.lv = new_lv.clone();
+            let m = m.clone();
+            op.save()?;
+            let mut renamed = lv.clone();
+            renamed.name = new_lv;
+            let mut vg2 = vg.clone();
+            vg2.lvs.retain(|l| !l.is_vdi(uuid));
+            vg2.lvs.push(renamed);
+            Ok(ctx.volume(&op.entry, &op.meta, &vg2, &m, None))
+        })
+    }
+
+    /// Metadata-only changes: description and keys.
+    fn vdi_update(
+        &self,
+        key: &str,
+        sr: Option<&str>,
+        f: impl FnOnce(&mut VdiMeta) -> Result<()>,
+    ) -> Result<Volume> {
+        self.with_vdi(key, sr, |ctx, op, vg, uuid| {
+            f(op.vdi_mut(uuid)?)?;
+            op.save()?;
+            let v = op.vdi(uuid)?.clone();
+            Ok(ctx.volume(&op.entry, &op.meta, vg, &v, None))
+        })
+    }
+
+    pub fn vdi_set_description(&self, key: &str, sr: Option<&str>, text: &str) -> Result<Volume> {
+        names::check_description(text)?;
+        self.vdi_update(key, sr, |v| {
+            v.description = text.into();
+            Ok(())
+        })
+    }
+
+    pub fn vdi_set_key(&self, key: &str, sr: Option<&str>, k: &str, value: &str) -> Result<Volume> {
+        names::check_key(k)?;
+        names::check_value(value)?;
+        self.vdi_update(key, sr, |v| {
+            v.keys.insert(k.into(), value.into());
+            Ok(())
+        })
+    }
+
+    /// Removing a key that is not set is not an error (as for xapi).
+    pub fn vdi_unset_key(&self, key: &str, sr: Option<&str>, k: &str) -> Result<Volume> {
+        names::check_key(k)?;
+        self.vdi_update(key, sr, |v| {
+            v.keys.remove(k);
+            Ok(())
+        })
+    }
+
+    /// `vdi attach`: activates the LV and returns its device. Snapshots are read-only LVs.
+    pub fn vdi_attach(&self, key: &str, sr: Option<&str>) -> Result<Volume> {
+        self.with_vdi(key, sr, |ctx, op, vg, uuid| {
+            let v = op.vdi(uuid)?.clone();
+            refuse_pending(&v)?;
+            let lv = vdi_lv(vg, &v)?;
+            if !lv.active {
+                ctx.set_active(&format!("{}/{}", vg.name, lv.name), true)?;
+            }
+            let mut vol = ctx.volume(&op.entry, &op.meta, vg, &v, None);
+            vol.attached = true;
+            Ok(vol)
+        })
+    }
+
+    /// `vdi detach`: deactivates the LV; lvm refuses while something holds it open.
+    pub fn vdi_detach(&self, key: &str, sr: Option<&str>) -> Result<Volume> {
+        self.with_vdi(key, sr, |ctx, op, vg, uuid| {
+            let v = op.vdi(uuid)?.clone();
+            let lv = vdi_lv(vg, &v)?;
+            if lv.active {
+                if lv.open {
+                    return Err(Error::VdiAttached {
+                        vdi: v.name.clone(),
+                        device: lv_path(&vg.name, &lv.name),
+                    });
+                }
+                ctx.set_active(&format!("{}/{}", vg.name, lv.name), false)?;
+            }
+            let mut vol = ctx.volume(&op.entry, &op.meta, vg, &v, None);
+            vol.attached = false;
+            Ok(vol)
+        })
+    }
+}
+
+/// VDIs of these SRs matching `key`, by the first rule that matches any: uuid, LV name,
+/// label, then uuid prefix (at least 4 characters).
+fn match_vdis(metas: &[(Entry, SrMeta)], key: &str) -> Vec<Found> {
+    let lower = key.to_ascii_lowercase();
+    let rules: [&dyn Fn(&VdiMeta) -> bool; 4] = [
+        &|v| v.uuid == lower,
+        &|v| v.lv == key,
+        &|v| v.name == key,
+        &|v| key.len() >= 4 && v.uuid.starts_with(&lower),
+    ];
+    for rule in rules {
+        let found: Vec<Found> = metas
+            .iter()
+            .flat_map(|(e, m)| {
+                m.vdis.iter().filter(|v| rule(v)).map(|v| Found {
+                    entry: e.clone(),
+                    uuid: v.uuid.clone(),
+                    label: v.name.clone(),
+                })
+            })
+            .collect();
+        if !found.is_empty() {
+            return found;
+        }
+    }
+    Vec::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::FORMAT;
+
+    fn vdi(uuid: &str, name: &str, lv: &str) -> VdiMeta {
+        VdiMeta {
+            uuid: uuid.into(),
+            name: name.into(),
+            description: String::new(),
+            kind: VdiKind::Thin,
+            lv: lv.into(),
+            size: Bytes(1 << 30),
+            parent: None,
+            created: 0,
+            keys: BTreeMap::new(),
+            pending: None,
+        }
+    }
+
+    fn sr(uuid: &str, name: &str, vdis: Vec<VdiMeta>) -> (Entry, SrMeta) {
+        let meta = SrMeta {
+            format: FORMAT,
+            uuid: uuid.into(),
+            name: name.into(),
+            description: String::new(),
+            mode: Mode::Owned,
+            pool: "thinsr_pool".into(),
+            pool_owned: true,
+            file: None,
+            vdis,
+        };
+        (Entry::from_meta(&meta, name, "thinsr_meta"), meta)
+    }
+
+    fn uuids(found: &[Found]) -> Vec<&str> {
+        found.iter().map(|f| f.uuid.as_str()).collect()
+    }
+
+    #[test]
+    fn matching_rules_in_order() {
+        let a = "aaaa1111-0000-0000-0000-000000000000";
+        let b = "aaaa2222-0000-0000-0000-000000000000";
+        let c = "cccc3333-0000-0000-0000-000000000000";
+        let metas = vec![
+            sr(
+                "s1",
+                "one",
+                vec![
+                    vdi(a, "Windows 10", "Windows_10"),
+                    vdi(b, "Windows 10", "Windows_10+1"),
+                ],
+            ),
+            sr("s2", "two", vec![vdi(c, "Windows_10+1", "other")]),
+        ];
+        assert_eq!(uuids(&match_vdis(&metas, a)), [a]);
+        assert_eq!(uuids(&match_vdis(&metas, &a.to_uppercase())), [a]);
+        // An LV name wins over another VDI's identical label.
+        assert_eq!(uuids(&match_vdis(&metas, "Windows_10+1")), [b]);
+        // Two VDIs with one label: ambiguous, both returned.
+        assert_eq!(uuids(&match_vdis(&metas, "Windows 10")), [a, b]);
+        assert_eq!(uuids(&match_vdis(&metas, "aaaa")), [a, b]);
+        assert_eq!(uuids(&match_vdis(&metas, "aaaa1")), [a]);
+        assert_eq!(uuids(&match_vdis(&metas, "cccc")), [c]);
+        // Prefixes shorter than 4 characters do not count.
+        assert!(match_vdis(&metas, "ccc").is_empty());
+        assert!(match_vdis(&metas, "nothing").is_empty());
+    }
+
+    #[test]
+    fn volumes_follow_the_xapi_shape() {
+        let (e, m) = sr("s1", "one", vec![vdi("u1", "disk", "disk")]);
+        let vg = Vg {
+            name: "vg".into(),
+            uuid: String::new(),
+            size: Bytes(8 << 30),
+            free: Bytes(1 << 30),
+            extent_size: Bytes(4 << 20),
+            tags: vec![],
+            pvs: vec![],
+            lvs: vec![],
+        };
+        let ctx = Ctx {
+            lvm: crate::lvm::Lvm::new(false),
+            registry: crate::registry::RegistryFile::in_dir(std::path::Path::new("/nonexistent")),
+        };
+        let vol = ctx.volume(&e, &m, &vg, &m.vdis[0], None);
+        let json = serde_json::to_value(&vol).unwrap();
+        for field in VOLUME_FIELDS {
+            assert!(json.get(field).is_some(), "{field} missing");
+        }
+        assert_eq!(json["virtual_size"], 1u64 << 30);
+        assert_eq!(json["read_write"], true);
+        assert_eq!(json["uri"][0], "thinsr://s1/u1");
+        // Optional fields are left out rather than null: xapi rejects null strings.
+        assert!(json.get("parent").is_none());
+        assert_eq!(vol.problems, ["its LV vg/disk is missing"]);
+    }
+
+    #[test]
+    fn space_detail_says_where_the_space_went() {
+        let (e, _) = sr("s1", "one", vec![]);
+        let lv = |name: &str, size: u64, tags: &[&str], pool: &str| Lv {
+            name: name.into(),
+            uuid: String::new(),
+            size: Bytes(size),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            attr: String::new(),
+            layout: String::new(),
+            pool: pool.into(),
+            origin: String::new(),
+            data_percent: None,
+            metadata_percent: None,
+            metadata_size: None,
+            active: false,
+            open: false,
+            dm_path: String::new(),
+            thin_id: None,
+        };
+        let vg = Vg {
+            name: "vg".into(),
+            uuid: String::new(),
+            size: Bytes(8 << 30),
+            free: Bytes(1 << 30),
+            extent_size: Bytes(4 << 20),
+            tags: vec![],
+            pvs: vec![],
+            lvs: vec![
+                lv("thinsr_pool", 5 << 30, &["thinsr_sr=s1"], ""),
+                lv(
+                    "thin",
+                    100 << 30,
+                    &["thinsr_sr=s1", "thinsr_vdi=x"],
+                    "thinsr_pool",
+                ),
+                lv("fat", 2 << 30, &["thinsr_sr=s1", "thinsr_vdi=y"], ""),
+                lv("thinsr_meta", 8 << 20, &["thinsr_meta", "thinsr_sr=s1"], ""),
+            ],
+        };
+        let d = space_detail(&vg, &e);
+        assert!(d.contains("thin pool holds 5.00 GiB"), "{d}");
+        assert!(d.contains("preallocated VDIs 2.00 GiB"), "{d}");
+        assert!(d.contains("metadata 8.00 MiB"), "{d}");
+        assert!(!d.contains("not thinsr's"), "{d}");
+    }
+}

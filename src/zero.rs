@@ -1,0 +1,92 @@
+//! Zeroing a block device range so no earlier data can leak into a VM: BLKZEROOUT, which
+//! the device may offload (the design brief measured 80 ms for 200 MiB where dd took
+//! 1160 ms), and O_DIRECT writes of a zero buffer where the ioctl is not supported.
+
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+
+use crate::cancel;
+use crate::crash;
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use crate::units::MIB;
+
+nix::ioctl_write_ptr_bad!(blkzeroout, nix::request_code_none!(0x12, 127), [u64; 2]);
+
+/// Bytes per BLKZEROOUT call: small enough to notice a cancel and update progress often.
+const STEP: u64 = 64 * MIB;
+/// Bytes per O_DIRECT write.
+const BUF: usize = 4 * MIB as usize;
+
+/// Zeroes `[from, to)` of the device at `path`, which nobody else may hold open.
+/// Returns `Error::Cancelled` when SIGINT/SIGTERM arrived (the range is then partly zeroed).
+pub fn zero(path: &Path, from: u64, to: u64, what: &str, progress: &dyn Progress) -> Result<()> {
+    let file = OpenOptions::new()
+        .write(true)
+        .custom_flags((OFlag::O_EXCL | OFlag::O_DIRECT).bits())
+        .open(path)
+        .map_err(|e| Error::io(format!("opening {} to zero it", path.display()), e))?;
+    progress.begin(what, to.saturating_sub(from));
+    let result = zero_open(&file, path, from, to, progress);
+    progress.end();
+    result?;
+    file.sync_data()
+        .map_err(|e| Error::io(format!("flushing {}", path.display()), e))
+}
+
+fn zero_open(file: &File, path: &Path, from: u64, to: u64, progress: &dyn Progress) -> Result<()> {
+    let io = |e: std::io::Error| Error::io(format!("zeroing {}", path.display()), e);
+    let mut offset = from;
+    let mut offload = true;
+    let mut buf: Option<AlignedZeros> = None;
+    while offset < to {
+        if cancel::requested() {
+            return Err(Error::Cancelled);
+        }
+        crash::point("zero.step");
+        if offload {
+            let len = STEP.min(to - offset);
+            let range = [offset, len];
+            // SAFETY: BLKZEROOUT reads two u64s from the pointer, which outlives the call.
+            match unsafe { blkzeroout(file.as_raw_fd(), &range) } {
+                Ok(_) => {
+                    offset += len;
+                    progress.set(offset - from);
+                    continue;
+                }
+                Err(Errno::EOPNOTSUPP | Errno::ENOTTY | Errno::EINVAL) => offload = false,
+                Err(e) => return Err(io(e.into())),
+            }
+        }
+        let zeros = buf.get_or_insert_with(AlignedZeros::new);
+        let len = (BUF as u64).min(to - offset) as usize;
+        file.write_all_at(&zeros.slice()[..len], offset)
+            .map_err(io)?;
+        offset += len as u64;
+        progress.set(offset - from);
+    }
+    Ok(())
+}
+
+/// A zero buffer aligned for O_DIRECT.
+struct AlignedZeros {
+    raw: Vec<u8>,
+    start: usize,
+}
+
+impl AlignedZeros {
+    fn new() -> AlignedZeros {
+        const ALIGN: usize = 4096;
+        let raw = vec![0u8; BUF + ALIGN];
+        let start = raw.as_ptr().align_offset(ALIGN);
+        AlignedZeros { raw, start }
+    }
+    fn slice(&self) -> &[u8] {
+        &self.raw[self.start..self.start + BUF]
+    }
+}

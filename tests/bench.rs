@@ -1,0 +1,192 @@
+//! `cargo xtask bench`: thinsr against the bare commands it wraps, measured side by side in
+//! one VM run and reported as ratios. Not part of `cargo xtask test`: timings prove nothing
+//! on a shared machine; ratios measured together are what to read.
+
+mod common;
+
+use std::time::Instant;
+
+use common::*;
+
+fn timed(f: impl FnOnce()) -> f64 {
+    let start = Instant::now();
+    f();
+    start.elapsed().as_secs_f64()
+}
+
+/// Mean seconds of `n` runs of `f(i)`.
+fn mean(n: usize, mut f: impl FnMut(usize)) -> f64 {
+    (0..n).map(|i| timed(|| f(i))).sum::<f64>() / n as f64
+}
+
+struct Row {
+    what: String,
+    thinsr: String,
+    bare: String,
+    ratio: String,
+}
+
+fn row(rows: &mut Vec<Row>, what: &str, thinsr: f64, bare: f64, unit: &str) {
+    rows.push(Row {
+        what: what.into(),
+        thinsr: format!("{thinsr:.3} {unit}"),
+        bare: format!("{bare:.3} {unit}"),
+        ratio: format!("{:.2}x", thinsr / bare),
+    });
+}
+
+#[test]
+fn bench() {
+    vm();
+    ok(&["sr", "create", DISKS[0], DISKS[1], "--name", "bench"]);
+    let mut rows = Vec::new();
+
+    // Preallocation throughput against dd of zeros, on an LV of the same size placed on the
+    // same extents (each is removed before the next is made).
+    let gib = 2u64;
+    let size = format!("{gib}g");
+    sh(&[
+        "lvm", "lvcreate", "-y", "-Zn", "-Wn", "-n", "ddref", "-L", &size, "bench",
+    ]);
+    let dd = timed(|| {
+        sh(&[
+            "dd",
+            "if=/dev/zero",
+            "of=/dev/bench/ddref",
+            "bs=4M",
+            "oflag=direct",
+            &format!("count={}", gib * 256),
+        ]);
+    });
+    sh(&["lvm", "lvremove", "-y", "bench/ddref"]);
+    let pre = timed(|| {
+        ok(&[
+            "vdi",
+            "create",
+            "prealloc",
+            "--size",
+            &size,
+            "--preallocate",
+        ]);
+    });
+    let mib = (gib * 1024) as f64;
+    rows.push(Row {
+        what: format!("preallocate {gib} GiB (whole command) vs dd oflag=direct bs=4M"),
+        thinsr: format!("{:.0} MiB/s", mib / pre),
+        bare: format!("{:.0} MiB/s", mib / dd),
+        ratio: format!("{:.2}x faster", dd / pre),
+    });
+
+    // Latency of single operations against the lvm command each wraps (mean of 5).
+    let n = 5;
+    let t = mean(n, |i| {
+        ok(&["vdi", "create", &format!("t{i}"), "--size", "1G"]);
+    });
+    let b = mean(n, |i| {
+        sh(&[
+            "lvm",
+            "lvcreate",
+            "-y",
+            "-ky",
+            "-V",
+            "1g",
+            "-T",
+            "bench/thinsr_pool",
+            "-n",
+            &format!("bare{i}"),
+        ]);
+    });
+    row(&mut rows, "vdi create (thin) vs lvcreate -V", t, b, "s");
+    let t = mean(n, |i| {
+        ok(&["vdi", "snapshot", &format!("t{i}")]);
+    });
+    let b = mean(n, |i| {
+        sh(&[
+            "lvm",
+            "lvcreate",
+            "-y",
+            "-s",
+            "-n",
+            &format!("bare{i}_s"),
+            &format!("bench/bare{i}"),
+        ]);
+    });
+    row(&mut rows, "vdi snapshot vs lvcreate -s", t, b, "s");
+    let t = mean(n, |_| {
+        ok(&["--json", "vdi", "list"]);
+    });
+    let b = mean(n, |_| {
+        sh(&["lvm", "lvs", "--reportformat", "json", "bench"]);
+    });
+    row(
+        &mut rows,
+        "vdi list --json (21 VDIs) vs lvs --reportformat json",
+        t,
+        b,
+        "s",
+    );
+    let t = mean(n, |_| {
+        ok(&["--json", "vdi", "show", "t0"]);
+    });
+    row(
+        &mut rows,
+        "vdi show --json vs lvs --reportformat json",
+        t,
+        b,
+        "s",
+    );
+    let t = mean(n, |i| {
+        ok(&["vdi", "destroy", "--yes", &format!("t{i}")]);
+    });
+    let b = mean(n, |i| {
+        sh(&["lvm", "lvremove", "-y", &format!("bench/bare{i}")]);
+    });
+    row(&mut rows, "vdi destroy vs lvremove", t, b, "s");
+
+    // lvm invocations per command: a count that does not drift with load.
+    let calls = [
+        (
+            "vdi create (thin)",
+            lvm_calls(&["vdi", "create", "c", "--size", "1G"]),
+        ),
+        (
+            "vdi create --preallocate",
+            lvm_calls(&["vdi", "create", "p", "--size", "64M", "--preallocate"]),
+        ),
+        (
+            "vdi snapshot",
+            lvm_calls(&["vdi", "snapshot", "c", "--name", "cs"]),
+        ),
+        (
+            "vdi clone",
+            lvm_calls(&["vdi", "clone", "c", "--name", "cc"]),
+        ),
+        ("vdi list", lvm_calls(&["vdi", "list"])),
+        ("vdi show", lvm_calls(&["vdi", "show", "c"])),
+        ("vdi attach", lvm_calls(&["vdi", "attach", "c"])),
+        ("vdi detach", lvm_calls(&["vdi", "detach", "c"])),
+        (
+            "vdi destroy --yes",
+            lvm_calls(&["vdi", "destroy", "--yes", "cc"]),
+        ),
+    ];
+
+    println!(
+        "\nthinsr benchmark (one VM run, TCG, kernel {})",
+        sh(&["uname", "-r"]).trim()
+    );
+    println!(
+        "{:<60} {:>14} {:>14} {:>14}",
+        "measure", "thinsr", "bare", "ratio"
+    );
+    for r in &rows {
+        println!(
+            "{:<60} {:>14} {:>14} {:>14}",
+            r.what, r.thinsr, r.bare, r.ratio
+        );
+    }
+    println!("\n{:<60} {:>14}", "lvm invocations per command", "calls");
+    for (what, n) in calls {
+        println!("{what:<60} {n:>14}");
+    }
+}
