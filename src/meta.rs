@@ -229,10 +229,18 @@ impl MetaStore {
         }
         let mut slots = Vec::new();
         for i in 0..2 {
-            let mut buf = vec![0u8; slot_size as usize];
+            // The header first, then only as much payload as it announces: a slot is
+            // megabytes, the document usually kilobytes.
+            let io = |e| Error::io(format!("reading {}", self.path.display()), e);
+            let mut buf = vec![0u8; HEADER];
             f.seek(SeekFrom::Start(i * slot_size))
                 .and_then(|_| f.read_exact(&mut buf))
-                .map_err(|e| Error::io(format!("reading {}", self.path.display()), e))?;
+                .map_err(io)?;
+            let len = u64::from_le_bytes(buf[24..32].try_into().unwrap());
+            if &buf[0..8] == MAGIC && len <= slot_size - HEADER as u64 {
+                buf.resize(HEADER + len as usize, 0);
+                f.read_exact(&mut buf[HEADER..]).map_err(io)?;
+            }
             slots.push(decode_slot(&buf));
         }
         let b = slots.pop().unwrap();

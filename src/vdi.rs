@@ -836,7 +836,7 @@ impl Ctx {
             ]))?;
             crash::point("vdi-resize.after-lvresize");
         }
-        self.lvm.run(&strings(&["lvchange", "-ay", "-K", &name]))?;
+        self.set_active(&name, true)?;
         let zeroed = zero::zero(
             &PathBuf::from(lv_path(&vg.name, &lv.name)),
             from.0,

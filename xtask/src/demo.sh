@@ -18,6 +18,36 @@ run thinsr sr introduce vg0 --name "Beside the OS" --pool-size 50%
 run thinsr sr show "Beside the OS"
 run thinsr sr list
 
+say "VDIs: thin disks named after their label, so lvs reads like a list of VMs' disks"
+run thinsr vdi create "Windows 10 (64-bit)" --size 2G --sr "Fast local"
+run thinsr vdi create "Windows 10 (64-bit)" --size 2G --sr "Fast local"
+run thinsr vdi create "Debian 12 web" --size 1G --sr "Beside the OS" --description "nginx"
+run lvm lvs -o lv_name,lv_size,lv_attr Fast_local
+
+say "Write to a disk, snapshot it, write again: the snapshot keeps the old data"
+dev=$(thinsr vdi attach Windows_10_64-bit)
+echo "attached at $dev"
+dd if=/dev/urandom of="$dev" bs=1M count=8 conv=fsync 2>/dev/null
+first=$(dd if="$dev" bs=1M count=8 2>/dev/null | sha256sum | cut -d' ' -f1)
+run thinsr vdi snapshot Windows_10_64-bit --name "before update"
+dd if=/dev/urandom of="$dev" bs=1M count=8 conv=fsync 2>/dev/null
+run thinsr vdi clone "before update" --name "test VM"
+snap=$(thinsr vdi attach "before update")
+echo "snapshot now: $(dd if="$snap" bs=1M count=8 2>/dev/null | sha256sum | cut -d' ' -f1)"
+echo "was:          $first"
+run thinsr vdi detach "before update"
+run thinsr vdi detach Windows_10_64-bit
+run thinsr vdi list --sr "Fast local"
+
+say "Preallocated: zeroed completely before first use, with progress"
+run thinsr vdi create database --size 1G --preallocate --sr "Fast local"
+run thinsr vdi resize database +512M
+fails thinsr vdi resize database 256M
+run thinsr vdi set database vdi-type user
+run thinsr vdi show database
+fails thinsr vdi destroy "Windows 10 (64-bit)"
+run thinsr vdi destroy "test VM" --yes
+
 say "thinsr never overwrites a disk that holds data"
 mkfs.ext4 -q /dev/vdd
 fails thinsr sr create /dev/vdd --name scratch

@@ -65,20 +65,22 @@ fn work_dir() -> Result<PathBuf> {
 
 /// Builds thinsr (with the test hooks) and returns its path plus the integration test
 /// executables.
-fn build_for_vm() -> Result<(PathBuf, Vec<PathBuf>)> {
-    let out = cargo()
-        .args([
-            "test",
-            "--package",
-            "thinsr",
-            "--features",
-            "testing",
-            "--tests",
-            "--no-run",
-            "--message-format=json-render-diagnostics",
-        ])
-        .stderr(std::process::Stdio::inherit())
-        .output()?;
+fn build_for_vm(release: bool) -> Result<(PathBuf, Vec<PathBuf>)> {
+    let mut cmd = cargo();
+    cmd.args([
+        "test",
+        "--package",
+        "thinsr",
+        "--features",
+        "testing",
+        "--tests",
+        "--no-run",
+        "--message-format=json-render-diagnostics",
+    ]);
+    if release {
+        cmd.arg("--release");
+    }
+    let out = cmd.stderr(std::process::Stdio::inherit()).output()?;
     if !out.status.success() {
         return Err("building the integration tests failed".into());
     }
@@ -133,7 +135,7 @@ fn test(args: &[String]) -> Result<()> {
     run(cargo().args(["test", "--workspace", "--lib", "--bins"]))?;
 
     // 2. Integration tests, one fresh VM (and fresh disks) per test.
-    let (thinsr, bins) = build_for_vm()?;
+    let (thinsr, bins) = build_for_vm(false)?;
     let mut jobs: Vec<(PathBuf, String)> = Vec::new();
     for bin in &bins {
         // A filter names a test, or a test file (`vdi` runs all of tests/vdi.rs).
@@ -252,10 +254,11 @@ fn test(args: &[String]) -> Result<()> {
     }
 }
 
-/// `cargo xtask bench`: tests/bench.rs in one VM, its table echoed.
+/// `cargo xtask bench`: tests/bench.rs in one VM, its table echoed. Release build: the
+/// figures are about thinsr as shipped.
 fn bench() -> Result<()> {
     vm::ensure_packages()?;
-    let (thinsr, bins) = build_for_vm()?;
+    let (thinsr, bins) = build_for_vm(true)?;
     let bench = bins
         .iter()
         .find(|b| {
