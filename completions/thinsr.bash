@@ -19,6 +19,9 @@ _thinsr() {
             thinsr,help)
                 cmd="thinsr__subcmd__help"
                 ;;
+            thinsr,pool)
+                cmd="thinsr__subcmd__pool"
+                ;;
             thinsr,sr)
                 cmd="thinsr__subcmd__sr"
                 ;;
@@ -28,11 +31,29 @@ _thinsr() {
             thinsr__subcmd__help,help)
                 cmd="thinsr__subcmd__help__subcmd__help"
                 ;;
+            thinsr__subcmd__help,pool)
+                cmd="thinsr__subcmd__help__subcmd__pool"
+                ;;
             thinsr__subcmd__help,sr)
                 cmd="thinsr__subcmd__help__subcmd__sr"
                 ;;
             thinsr__subcmd__help,vdi)
                 cmd="thinsr__subcmd__help__subcmd__vdi"
+                ;;
+            thinsr__subcmd__help__subcmd__pool,check)
+                cmd="thinsr__subcmd__help__subcmd__pool__subcmd__check"
+                ;;
+            thinsr__subcmd__help__subcmd__pool,extend)
+                cmd="thinsr__subcmd__help__subcmd__pool__subcmd__extend"
+                ;;
+            thinsr__subcmd__help__subcmd__pool,maintain)
+                cmd="thinsr__subcmd__help__subcmd__pool__subcmd__maintain"
+                ;;
+            thinsr__subcmd__help__subcmd__pool,set)
+                cmd="thinsr__subcmd__help__subcmd__pool__subcmd__set"
+                ;;
+            thinsr__subcmd__help__subcmd__pool,show)
+                cmd="thinsr__subcmd__help__subcmd__pool__subcmd__show"
                 ;;
             thinsr__subcmd__help__subcmd__sr,attach)
                 cmd="thinsr__subcmd__help__subcmd__sr__subcmd__attach"
@@ -102,6 +123,42 @@ _thinsr() {
                 ;;
             thinsr__subcmd__help__subcmd__vdi,unset)
                 cmd="thinsr__subcmd__help__subcmd__vdi__subcmd__unset"
+                ;;
+            thinsr__subcmd__pool,check)
+                cmd="thinsr__subcmd__pool__subcmd__check"
+                ;;
+            thinsr__subcmd__pool,extend)
+                cmd="thinsr__subcmd__pool__subcmd__extend"
+                ;;
+            thinsr__subcmd__pool,help)
+                cmd="thinsr__subcmd__pool__subcmd__help"
+                ;;
+            thinsr__subcmd__pool,maintain)
+                cmd="thinsr__subcmd__pool__subcmd__maintain"
+                ;;
+            thinsr__subcmd__pool,set)
+                cmd="thinsr__subcmd__pool__subcmd__set"
+                ;;
+            thinsr__subcmd__pool,show)
+                cmd="thinsr__subcmd__pool__subcmd__show"
+                ;;
+            thinsr__subcmd__pool__subcmd__help,check)
+                cmd="thinsr__subcmd__pool__subcmd__help__subcmd__check"
+                ;;
+            thinsr__subcmd__pool__subcmd__help,extend)
+                cmd="thinsr__subcmd__pool__subcmd__help__subcmd__extend"
+                ;;
+            thinsr__subcmd__pool__subcmd__help,help)
+                cmd="thinsr__subcmd__pool__subcmd__help__subcmd__help"
+                ;;
+            thinsr__subcmd__pool__subcmd__help,maintain)
+                cmd="thinsr__subcmd__pool__subcmd__help__subcmd__maintain"
+                ;;
+            thinsr__subcmd__pool__subcmd__help,set)
+                cmd="thinsr__subcmd__pool__subcmd__help__subcmd__set"
+                ;;
+            thinsr__subcmd__pool__subcmd__help,show)
+                cmd="thinsr__subcmd__pool__subcmd__help__subcmd__show"
                 ;;
             thinsr__subcmd__sr,attach)
                 cmd="thinsr__subcmd__sr__subcmd__attach"
@@ -260,7 +317,7 @@ _thinsr() {
 
     case "${cmd}" in
         thinsr)
-            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --help --version sr vdi help"
+            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --help --version sr vdi pool help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -278,7 +335,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__help)
-            opts="sr vdi help"
+            opts="sr vdi pool help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -294,6 +351,90 @@ _thinsr() {
         thinsr__subcmd__help__subcmd__help)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__help__subcmd__pool)
+            opts="show extend set maintain check"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__help__subcmd__pool__subcmd__check)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__help__subcmd__pool__subcmd__extend)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__help__subcmd__pool__subcmd__maintain)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__help__subcmd__pool__subcmd__set)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__help__subcmd__pool__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -648,6 +789,236 @@ _thinsr() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__pool)
+            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --help --version show extend set maintain check help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__pool__subcmd__check)
+            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__pool__subcmd__extend)
+            opts="-y -q -v -h -V --metadata --json --yes --quiet --verbose --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --metadata)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__pool__subcmd__help)
+            opts="show extend set maintain check help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__pool__subcmd__help__subcmd__check)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__pool__subcmd__help__subcmd__extend)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__pool__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__pool__subcmd__help__subcmd__maintain)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__pool__subcmd__help__subcmd__set)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__pool__subcmd__help__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__pool__subcmd__maintain)
+            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__pool__subcmd__set)
+            opts="-y -q -v -h -V --threshold --grow-by --max-size --when-full --max-overcommit --json --yes --quiet --verbose --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --threshold)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --grow-by)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --when-full)
+                    COMPREPLY=($(compgen -W "queue error" -- "${cur}"))
+                    return 0
+                    ;;
+                --max-overcommit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__pool__subcmd__show)
+            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1583,3 +1954,33 @@ if [[ "${BASH_VERSINFO[0]}" -eq 4 && "${BASH_VERSINFO[1]}" -ge 4 || "${BASH_VERS
 else
     complete -F _thinsr -o bashdefault -o default thinsr
 fi
+
+# thinsr: names of registered SRs and VDIs, asked of thinsr itself (no lvm call).
+_thinsr_dynamic() {
+    _thinsr "$@"
+    local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]} kind="" i w
+    local -a pos=()
+    for ((i = 1; i < COMP_CWORD; i++)); do
+        w=${COMP_WORDS[i]}
+        case "$w" in
+            --config|--sr|--size|--name|--description|--file|--pool-size|--pool) ((i++)) ;;
+            -*) ;;
+            *) pos+=("$w") ;;
+        esac
+    done
+    if [[ $prev == --sr ]]; then
+        kind=sr
+    elif [[ ${#pos[@]} -eq 2 && $cur != -* ]]; then
+        case "${pos[0]} ${pos[1]}" in
+            "vdi show"|"vdi destroy"|"vdi snapshot"|"vdi clone"|"vdi resize"|"vdi rename"|\
+            "vdi set-description"|"vdi set"|"vdi unset"|"vdi attach"|"vdi detach") kind=vdi ;;
+            "sr attach"|"sr detach"|"sr forget"|"sr destroy"|"sr show"|"sr rename"|\
+            "sr set-description") kind=sr ;;
+        esac
+    fi
+    if [[ -n $kind ]]; then
+        local IFS=$'\n'
+        COMPREPLY=($(compgen -W "$(thinsr __complete "$kind" 2>/dev/null)" -- "$cur"))
+    fi
+}
+complete -F _thinsr_dynamic -o bashdefault -o default thinsr

@@ -12,6 +12,22 @@ Exit status:
   2  usage error (unknown option, bad size or name)
   130  cancelled (Ctrl-C, SIGTERM or a declined confirmation); what was half-made is undone";
 
+/// Shown by `thinsr pool` and `thinsr pool maintain`, and in their man pages.
+pub const MAINTAIN_HELP: &str = "\
+A full thin pool freezes every VM on it, so run maintenance from cron every minute:
+
+  * * * * *  root  /usr/sbin/thinsr pool maintain
+
+'pool maintain' grows each pool whose data or metadata use passed the threshold (80% by
+default) by 20%, within the pool's maximum ('pool set'). It prints one line per action and
+nothing when there is nothing to do, so cron mails only news. A busy SR is skipped, never
+waited on.
+
+Exit status of 'pool maintain' (usable as a monitoring check):
+  0  fine (including pools it grew)
+  1  warning: a pool is over its threshold and cannot grow
+  2  critical: a pool is full, read-only or needs_check";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "thinsr",
@@ -65,6 +81,9 @@ pub enum Group {
     /// Virtual disks: thin or preallocated, snapshots, clones, resize, names and keys.
     #[command(subcommand)]
     Vdi(VdiCmd),
+    /// The thin pool: use, growth policy, cron maintenance, checks.
+    #[command(subcommand, after_long_help = MAINTAIN_HELP)]
+    Pool(PoolCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -287,4 +306,65 @@ pub struct VdiArg {
     /// Look for the VDI in this SR only.
     #[arg(long = "sr", value_name = "SR")]
     pub sr: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PoolCmd {
+    /// Show data and metadata use, over-commitment, growth policy and room to grow.
+    Show(SrArg),
+    /// Grow the pool's data to SIZE (or by +SIZE), and/or its metadata.
+    #[command(after_long_help = "\
+Examples:
+  thinsr pool extend \"Fast local\" +20G
+  thinsr pool extend vg0 --metadata +64M
+
+Thin pools cannot shrink. In shared mode an explicit extend also raises the pool's maximum
+size to at least the new size.")]
+    Extend {
+        #[arg(value_name = "SR")]
+        sr: String,
+        /// New data size, or +SIZE to grow by that much.
+        #[arg(value_name = "SIZE", required_unless_present = "metadata")]
+        size: Option<String>,
+        /// New metadata size, or +SIZE.
+        #[arg(long, value_name = "SIZE")]
+        metadata: Option<String>,
+    },
+    /// Set the growth policy (kept in the SR's metadata).
+    #[command(after_long_help = "\
+Defaults: --threshold 80 --grow-by 20 --when-full queue, no over-commit limit. The maximum
+size defaults to all free space of the VG in owned mode, and to the size the admin chose in
+shared mode; N% is a share of the whole volume group.
+
+Examples:
+  thinsr pool set \"Fast local\" --threshold 70 --grow-by 25
+  thinsr pool set vg0 --max-size 400G --when-full error --max-overcommit 3")]
+    Set {
+        #[arg(value_name = "SR")]
+        sr: String,
+        /// Use (percent) of data or metadata at which the pool grows.
+        #[arg(long, value_name = "PCT")]
+        threshold: Option<u8>,
+        /// How much the pool grows each time, in percent of its size.
+        #[arg(long, value_name = "PCT")]
+        grow_by: Option<u16>,
+        /// The largest the pool may grow to: SIZE, or N% of the volume group.
+        #[arg(long, value_name = "SIZE|N%")]
+        max_size: Option<String>,
+        /// What a write into a full pool does: queue (up to 60 s, then fail) or error at once.
+        #[arg(long, value_name = "POLICY", value_parser = ["queue", "error"])]
+        when_full: Option<String>,
+        /// Refuse new thin disks once their virtual total would pass RATIO x the pool's size.
+        #[arg(long, value_name = "RATIO")]
+        max_overcommit: Option<f64>,
+    },
+    /// Grow pools that passed their threshold; quiet unless there is news (for cron).
+    #[command(after_long_help = MAINTAIN_HELP)]
+    Maintain {
+        /// The SRs (default: every registered SR).
+        #[arg(value_name = "SR")]
+        srs: Vec<String>,
+    },
+    /// Check the pool's metadata with thin_check (on a snapshot while it is live).
+    Check(SrArg),
 }

@@ -8,7 +8,9 @@ use crate::cli::Cli;
 
 pub const FILES: &str = "\
 /etc/thinsr/srs.yaml    the SRs registered on this host (--config, THINSR_CONFIG)
-/run/lock/thinsr/       per-SR locks";
+/run/lock/thinsr/       per-SR locks
+/usr/libexec/xapi/storage/
+                        scripts handling template URI schemes (templates)";
 pub const SEE_ALSO: &str = "lvm(8), lvmthin(7), thin_check(8), qemu-nbd(8)";
 
 /// Every page: `thinsr.1`, `thinsr-sr.1`, `thinsr-sr-create.1`, ...
@@ -47,7 +49,10 @@ fn walk(cmd: &clap::Command, name: &str, out: &mut Vec<(String, Vec<u8>)>) {
     section(&mut buf, "SEE ALSO", SEE_ALSO);
     man.render_version_section(&mut buf).unwrap();
     out.push((format!("{name}.1"), buf));
-    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| s.get_name() != "help" && !s.is_hide_set())
+    {
         walk(sub, &format!("{name}-{}", sub.get_name()), out);
     }
 }
@@ -78,6 +83,9 @@ pub fn completions() -> Vec<(String, Vec<u8>)> {
     .map(|(shell, file)| {
         let mut buf = Vec::new();
         clap_complete::generate(shell, &mut Cli::command(), "thinsr", &mut buf);
+        if shell == Shell::Bash {
+            buf.extend_from_slice(crate::complete::BASH_DYNAMIC.as_bytes());
+        }
         (file.to_string(), buf)
     })
     .collect()
@@ -133,11 +141,82 @@ mod tests {
             "thinsr-sr-create.1",
             "thinsr-sr-introduce.1",
             "thinsr-sr-destroy.1",
+            "thinsr-vdi.1",
+            "thinsr-vdi-create.1",
+            "thinsr-vdi-resize.1",
         ] {
             assert!(
                 pages.iter().any(|p| p == want),
                 "{want} missing from {pages:?}"
             );
         }
+    }
+
+    #[test]
+    fn pages_carry_examples_exit_status_files_and_see_also() {
+        let pages = man_pages();
+        let page = |name: &str| {
+            String::from_utf8(pages.iter().find(|p| p.0 == name).unwrap().1.clone()).unwrap()
+        };
+        let create = page("thinsr-vdi-create.1");
+        assert!(create.contains(".SH \"EXAMPLES AND NOTES\""), "{create}");
+        assert!(create.contains("--preallocate --sr"), "{create}");
+        for name in ["thinsr-pool.1", "thinsr-pool-maintain.1"] {
+            let p = page(name);
+            assert!(
+                p.contains("* * * * *  root  /usr/sbin/thinsr pool maintain"),
+                "{p}"
+            );
+            assert!(p.contains("2  critical"), "{p}");
+        }
+        for p in &pages {
+            let text = String::from_utf8_lossy(&p.1);
+            for section in ["EXIT STATUS", "FILES", "SEE ALSO"] {
+                assert!(
+                    text.contains(&format!(".SH \"{section}\"")),
+                    "{} lacks {section}",
+                    p.0
+                );
+            }
+            assert!(text.contains("lvmthin(7)") && text.contains("/run/lock/thinsr/"));
+        }
+    }
+
+    #[test]
+    fn man_renders_the_committed_pages() {
+        // man-db is among the test bed's packages (`cargo xtask test` installs it).
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let out = std::process::Command::new("man")
+            .args(["-l", "-P", "cat"])
+            .arg(root.join("man/thinsr-vdi-create.1"))
+            .env("MANWIDTH", "100")
+            .output()
+            .expect("man runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("EXAMPLES AND NOTES"), "{text}");
+        assert!(
+            text.contains("thinsr vdi create db-data --size 200G --preallocate"),
+            "{text}"
+        );
+        assert!(text.contains("lvmthin(7)"), "{text}");
+    }
+
+    #[test]
+    fn bash_accepts_the_completion_script() {
+        let out = std::process::Command::new("bash")
+            .args(["-n", "-c"])
+            .arg(String::from_utf8(completions()[0].1.clone()).unwrap())
+            .output()
+            .expect("bash runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

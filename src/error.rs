@@ -50,6 +50,15 @@ pub enum Error {
         /// Where the rest went, when that helps (starts with "; ").
         detail: String,
     },
+    #[error("SR '{sr}' would be over-committed: {virtual_total} of thin disks on a pool of {pool} (limit {limit}x)")]
+    PoolOvercommitted {
+        sr: String,
+        virtual_total: String,
+        pool: String,
+        limit: f64,
+    },
+    #[error("thin pool {pool} failed its check: {output}")]
+    PoolCheckFailed { pool: String, output: String },
     #[error("VDI '{0}' not found")]
     VdiNotFound(String),
     #[error("'{name}' matches several VDIs: {}", .candidates.join(", "))]
@@ -133,6 +142,8 @@ impl Error {
             Error::FileExists(_) => "FILE_EXISTS",
             Error::NoSpace { .. } => "NO_SPACE",
             Error::VdiNotFound(_) => "VDI_NOT_FOUND",
+            Error::PoolOvercommitted { .. } => "POOL_OVERCOMMITTED",
+            Error::PoolCheckFailed { .. } => "POOL_CHECK_FAILED",
             Error::VdiAmbiguous { .. } => "VDI_AMBIGUOUS",
             Error::VdiAttached { .. } => "VDI_ATTACHED",
             Error::VdiReadOnly(_) => "VDI_READ_ONLY",
@@ -205,6 +216,8 @@ impl Error {
             Error::NotRoot => "run it with sudo or as root".into(),
             Error::InvalidSize { .. } => "sizes look like 512M, 20G or 1.5T (binary units); a bare number is bytes".into(),
             Error::NoSpace { .. } => "'thinsr sr show' shows where the space went".into(),
+            Error::PoolOvercommitted { .. } => "destroy unused disks, raise the limit with 'thinsr pool set SR --max-overcommit RATIO', or grow the pool with 'thinsr pool extend'".into(),
+            Error::PoolCheckFailed { pool, .. } => format!("stop the VMs on this SR, then: 'thinsr sr detach SR', 'lvconvert --repair {pool}', 'thin_check' the repaired metadata, and 'thinsr sr attach SR'; keep the old metadata LV LVM leaves behind until the VMs are checked"),
             Error::VdiNotFound(_) => "'thinsr vdi list' shows the VDIs of attached SRs; name one by uuid, uuid prefix, LV name, label or SR/name".into(),
             Error::VdiAmbiguous { .. } => "name it by uuid, or as SR/name".into(),
             Error::VdiAttached { .. } => "stop the VM using it, then 'thinsr vdi detach' it".into(),

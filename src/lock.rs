@@ -29,10 +29,15 @@ pub fn wait_limit() -> Duration {
 
 /// Takes the lock called `name` (an SR uuid, or `registry`). `what` names it in errors.
 pub fn acquire(name: &str, what: &str) -> Result<Lock> {
+    acquire_within(name, what, wait_limit())
+}
+
+/// As `acquire`, waiting at most `wait`.
+pub fn acquire_within(name: &str, what: &str, wait: Duration) -> Result<Lock> {
     let dir = PathBuf::from(LOCK_DIR);
     fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     let path = dir.join(format!("{name}.lock"));
-    let deadline = Instant::now() + wait_limit();
+    let deadline = Instant::now() + wait;
     let mut file = OpenOptions::new()
         .create(true)
         .truncate(false)

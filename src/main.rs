@@ -1,12 +1,16 @@
 use clap::error::ErrorKind;
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 use thinsr::cli::Cli;
 use thinsr::cmd;
 use thinsr::error::Error;
 
 fn main() {
-    let cli = match Cli::try_parse() {
+    let args: Vec<String> = std::env::args().collect();
+    if thinsr::complete::run_if_asked(&args) {
+        return;
+    }
+    let cli = match parse(&args) {
         Ok(cli) => cli,
         Err(e) => {
             let informational =
@@ -25,8 +29,23 @@ fn main() {
             e.exit();
         }
     };
-    if let Err(e) = cmd::run(&cli) {
-        cmd::render_error(&e, cli.global.json);
-        std::process::exit(e.exit_code());
+    match cmd::run(&cli) {
+        Ok(0) => {}
+        Ok(status) => std::process::exit(status),
+        Err(e) => {
+            cmd::render_error(&e, cli.global.json);
+            std::process::exit(e.exit_code());
+        }
     }
+}
+
+/// Parses the command line; `--version` also names the tools thinsr found, so that is only
+/// looked up when asked for.
+fn parse(args: &[String]) -> Result<Cli, clap::Error> {
+    let mut cmd = Cli::command();
+    if args.iter().skip(1).any(|a| a == "--version") {
+        cmd = cmd.long_version(thinsr::version::long());
+    }
+    cmd.try_get_matches_from(args)
+        .and_then(|m| Cli::from_arg_matches(&m))
 }

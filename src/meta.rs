@@ -60,6 +60,36 @@ pub struct SrMeta {
     pub file: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vdis: Vec<VdiMeta>,
+    #[serde(default)]
+    pub policy: PoolPolicy,
+}
+
+/// How the pool grows, set with `pool set`. Defaults protect: grow early, by a fifth.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolPolicy {
+    /// Data or metadata use (percent) at which the pool grows.
+    pub threshold: u8,
+    /// How much it grows each time, in percent of its size.
+    pub grow_by: u16,
+    /// The largest the pool may grow to. None: owned SRs may use all the VG's free space;
+    /// shared SRs stay at the size the admin chose.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<Bytes>,
+    /// Virtual size of all thin volumes over the pool's size that VDI creation must not pass.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_overcommit: Option<f64>,
+}
+
+impl Default for PoolPolicy {
+    fn default() -> PoolPolicy {
+        PoolPolicy {
+            threshold: 80,
+            grow_by: 20,
+            max_size: None,
+            max_overcommit: None,
+        }
+    }
 }
 
 impl SrMeta {
@@ -353,6 +383,7 @@ mod tests {
             pool_owned: true,
             file: None,
             vdis: vec![],
+            policy: PoolPolicy::default(),
         }
     }
 

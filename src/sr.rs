@@ -307,6 +307,7 @@ impl Ctx {
             pool_owned: true,
             file: file.map(Path::to_path_buf),
             vdis: vec![],
+            policy: Default::default(),
         };
         let mut args = strings(&["vgcreate", "-y"]);
         args.extend(tag_args(&[TAG_OWNED.into(), sr_tag(&uuid)]));
@@ -496,6 +497,7 @@ impl Ctx {
             pool_owned,
             file: None,
             vdis: vec![],
+            policy: Default::default(),
         };
         let rest = (|| {
             crash::point("sr-introduce.after-pool");

@@ -96,10 +96,10 @@ pub struct Found {
 }
 
 /// An SR under its lock, with its metadata read.
-struct Locked {
-    entry: Entry,
+pub(crate) struct Locked {
+    pub entry: Entry,
     store: MetaStore,
-    meta: SrMeta,
+    pub meta: SrMeta,
     _lock: Lock,
 }
 
@@ -114,7 +114,7 @@ impl Locked {
             .vdi_mut(uuid)
             .ok_or_else(|| Error::VdiNotFound(uuid.into()))
     }
-    fn save(&self) -> Result<()> {
+    pub fn save(&self) -> Result<()> {
         self.store.write(&self.meta, false).map(drop)
     }
 }
@@ -217,7 +217,7 @@ impl Ctx {
     }
 
     /// The metadata of an attached SR.
-    fn read_meta(entry: &Entry) -> Result<SrMeta> {
+    pub(crate) fn read_meta(entry: &Entry) -> Result<SrMeta> {
         let store = Self::store(entry);
         if !store.exists() {
             return Err(Error::SrNotAttached(entry.name.clone()));
@@ -225,7 +225,7 @@ impl Ctx {
         Ok(store.read()?.0)
     }
 
-    fn lock_sr(&self, entry: &Entry) -> Result<Locked> {
+    pub(crate) fn lock_sr(&self, entry: &Entry) -> Result<Locked> {
         let lock = lock::acquire(&entry.uuid, &entry.name)?;
         let store = Self::store(entry);
         if !store.exists() {
@@ -338,6 +338,7 @@ impl Ctx {
             args.extend(strings(&["-K", "-Zn", "-Wn", "-L"]));
             args.extend([format!("{}b", size.0), vg.name.clone()]);
         } else {
+            self.prepare_thin(&entry, &op.meta, &vg, size)?;
             args.extend(["-V".into(), format!("{}b", size.0), "-T".into()]);
             args.push(format!("{}/{}", vg.name, entry.pool));
         }
@@ -650,6 +651,7 @@ impl Ctx {
                 )));
             }
             let parent_lv = vdi_lv(vg, &parent)?;
+            ctx.prepare_thin(&op.entry, &op.meta, vg, parent_lv.size)?;
             let label = match name {
                 Some(n) => n.to_string(),
                 None => format!(
@@ -1042,6 +1044,7 @@ mod tests {
             pool_owned: true,
             file: None,
             vdis,
+            policy: Default::default(),
         };
         (Entry::from_meta(&meta, name, "thinsr_meta"), meta)
     }

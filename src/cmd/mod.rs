@@ -1,5 +1,6 @@
 //! The CLI layer: runs a parsed command through the engine and renders the result.
 
+mod pool;
 mod progress;
 mod sr;
 mod vdi;
@@ -94,7 +95,8 @@ impl Out {
     }
 }
 
-pub fn run(cli: &Cli) -> Result<()> {
+/// Runs the command; Ok carries the exit status (`pool maintain` reports warnings with it).
+pub fn run(cli: &Cli) -> Result<i32> {
     if !nix::unistd::geteuid().is_root() {
         return Err(Error::NotRoot);
     }
@@ -104,8 +106,9 @@ pub fn run(cli: &Cli) -> Result<()> {
         registry: RegistryFile::in_dir(&cli.global.config),
     };
     let result = match &cli.command {
-        Group::Sr(c) => sr::run(&ctx, &out, c),
-        Group::Vdi(c) => vdi::run(&ctx, &out, c),
+        Group::Sr(c) => sr::run(&ctx, &out, c).map(|_| 0),
+        Group::Vdi(c) => vdi::run(&ctx, &out, c).map(|_| 0),
+        Group::Pool(c) => pool::run(&ctx, &out, c),
     };
     if cli.global.verbose > 0 {
         eprintln!("thinsr: {} lvm call(s)", ctx.lvm.calls());

@@ -23,6 +23,8 @@ const HOST_TOOLS: &[&str] = &[
     "/usr/sbin/losetup",
     "/usr/sbin/wipefs",
     "/usr/sbin/mke2fs",
+    // A real bash, for the completion test.
+    "/bin/bash",
 ];
 const LVM_LINKS: &[&str] = &[
     "lvs",
@@ -78,6 +80,7 @@ pub const PACKAGES: &[&str] = &[
     "util-linux",
     "libdevmapper-dev",
     "pkg-config",
+    "man-db",
 ];
 
 const LVM_CONF: &str = r#"devices {
@@ -104,7 +107,8 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mount -t tmpfs run /run
-mkdir -p /run/lock /dev/mapper
+mkdir -p /run/lock /dev/mapper /dev/pts
+mount -t devpts devpts /dev/pts
 for m in $(cat /modules.list); do insmod "$m" 2>/dev/null; done
 # nbd devices appear asynchronously after insmod; mdev gives the nodes a moment.
 sleep 0.2

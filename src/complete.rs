@@ -1,0 +1,82 @@
+//! Names offered by shell completion: `thinsr __complete sr|vdi`, handled before clap so it
+//! stays out of the CLI's help, man pages and completions. Read from the registry and the
+//! SRs' metadata only: no lvm call, so a TAB answers at once.
+
+use std::path::PathBuf;
+
+use crate::meta::MetaStore;
+use crate::registry::{RegistryFile, DEFAULT_CONFIG_DIR};
+use crate::sr::meta_path;
+
+/// Runs `thinsr __complete KIND` when those are the arguments; false otherwise.
+pub fn run_if_asked(args: &[String]) -> bool {
+    let [_, cmd, kind] = args else { return false };
+    if cmd != "__complete" {
+        return false;
+    }
+    let dir = std::env::var_os("THINSR_CONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_DIR));
+    for name in names(&RegistryFile::in_dir(&dir), kind) {
+        println!("{name}");
+    }
+    true
+}
+
+/// What to offer for `kind` (`sr` or `vdi`); anything unreadable offers nothing.
+pub fn names(registry: &RegistryFile, kind: &str) -> Vec<String> {
+    let Ok(reg) = registry.load() else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = match kind {
+        // By volume group: SR names may hold spaces, VG names never do.
+        "sr" => reg.srs.iter().map(|e| e.vg.clone()).collect(),
+        "vdi" => reg
+            .srs
+            .iter()
+            .filter_map(|e| {
+                let store = MetaStore::new(meta_path(&e.vg, &e.meta_lv), &e.name);
+                store.exists().then(|| store.read().ok()).flatten()
+            })
+            .flat_map(|(m, _)| m.vdis.into_iter().map(|v| v.lv))
+            .collect(),
+        _ => Vec::new(),
+    };
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Appended to clap's bash script: after clap's own completion, offers SR and VDI names
+/// where a command takes one, asking `thinsr __complete`.
+pub const BASH_DYNAMIC: &str = r#"
+# thinsr: names of registered SRs and VDIs, asked of thinsr itself (no lvm call).
+_thinsr_dynamic() {
+    _thinsr "$@"
+    local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]} kind="" i w
+    local -a pos=()
+    for ((i = 1; i < COMP_CWORD; i++)); do
+        w=${COMP_WORDS[i]}
+        case "$w" in
+            --config|--sr|--size|--name|--description|--file|--pool-size|--pool) ((i++)) ;;
+            -*) ;;
+            *) pos+=("$w") ;;
+        esac
+    done
+    if [[ $prev == --sr ]]; then
+        kind=sr
+    elif [[ ${#pos[@]} -eq 2 && $cur != -* ]]; then
+        case "${pos[0]} ${pos[1]}" in
+            "vdi show"|"vdi destroy"|"vdi snapshot"|"vdi clone"|"vdi resize"|"vdi rename"|\
+            "vdi set-description"|"vdi set"|"vdi unset"|"vdi attach"|"vdi detach") kind=vdi ;;
+            "sr attach"|"sr detach"|"sr forget"|"sr destroy"|"sr show"|"sr rename"|\
+            "sr set-description") kind=sr ;;
+        esac
+    fi
+    if [[ -n $kind ]]; then
+        local IFS=$'\n'
+        COMPREPLY=($(compgen -W "$(thinsr __complete "$kind" 2>/dev/null)" -- "$cur"))
+    fi
+}
+complete -F _thinsr_dynamic -o bashdefault -o default thinsr
+"#;
