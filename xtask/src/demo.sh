@@ -48,6 +48,18 @@ run thinsr vdi show database
 fails thinsr vdi destroy "Windows 10 (64-bit)"
 run thinsr vdi destroy "test VM" --yes
 
+say "Pools grow before they fill: cron runs 'thinsr pool maintain' every minute"
+run thinsr pool set "Fast local" --threshold 70
+dev=$(thinsr vdi attach Windows_10_64-bit+1)
+echo "writing 800 MiB into a thin disk of the 1 GiB pool..."
+dd if=/dev/zero of="$dev" bs=4M count=200 oflag=direct 2>/dev/null
+run thinsr pool show "Fast local"
+run thinsr pool maintain
+echo "(exit status $?)"
+run thinsr pool maintain
+echo "(exit status $?: nothing to say, so cron mails nothing)"
+run thinsr vdi detach Windows_10_64-bit+1
+
 say "thinsr never overwrites a disk that holds data"
 mkfs.ext4 -q /dev/vdd
 fails thinsr sr create /dev/vdd --name scratch
