@@ -58,6 +58,9 @@ _thinsr() {
             thinsr__subcmd__help__subcmd__sr,attach)
                 cmd="thinsr__subcmd__help__subcmd__sr__subcmd__attach"
                 ;;
+            thinsr__subcmd__help__subcmd__sr,check)
+                cmd="thinsr__subcmd__help__subcmd__sr__subcmd__check"
+                ;;
             thinsr__subcmd__help__subcmd__sr,create)
                 cmd="thinsr__subcmd__help__subcmd__sr__subcmd__create"
                 ;;
@@ -163,6 +166,9 @@ _thinsr() {
             thinsr__subcmd__sr,attach)
                 cmd="thinsr__subcmd__sr__subcmd__attach"
                 ;;
+            thinsr__subcmd__sr,check)
+                cmd="thinsr__subcmd__sr__subcmd__check"
+                ;;
             thinsr__subcmd__sr,create)
                 cmd="thinsr__subcmd__sr__subcmd__create"
                 ;;
@@ -195,6 +201,9 @@ _thinsr() {
                 ;;
             thinsr__subcmd__sr__subcmd__help,attach)
                 cmd="thinsr__subcmd__sr__subcmd__help__subcmd__attach"
+                ;;
+            thinsr__subcmd__sr__subcmd__help,check)
+                cmd="thinsr__subcmd__sr__subcmd__help__subcmd__check"
                 ;;
             thinsr__subcmd__sr__subcmd__help,create)
                 cmd="thinsr__subcmd__sr__subcmd__help__subcmd__create"
@@ -447,7 +456,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__help__subcmd__sr)
-            opts="create introduce attach detach forget destroy show list rename set-description"
+            opts="create introduce attach detach forget destroy show check list rename set-description"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -461,6 +470,20 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__help__subcmd__sr__subcmd__attach)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__help__subcmd__sr__subcmd__check)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1027,7 +1050,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__sr)
-            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --help --version create introduce attach detach forget destroy show list rename set-description help"
+            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --help --version create introduce attach detach forget destroy show check list rename set-description help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1046,6 +1069,24 @@ _thinsr() {
             ;;
         thinsr__subcmd__sr__subcmd__attach)
             opts="-y -q -v -h -V --json --yes --quiet --verbose --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__sr__subcmd__check)
+            opts="-y -q -v -h -V --repair --json --yes --quiet --verbose --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1147,7 +1188,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__sr__subcmd__help)
-            opts="create introduce attach detach forget destroy show list rename set-description help"
+            opts="create introduce attach detach forget destroy show check list rename set-description help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1161,6 +1202,20 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__sr__subcmd__help__subcmd__attach)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__sr__subcmd__help__subcmd__check)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

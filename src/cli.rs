@@ -154,6 +154,26 @@ asks for the SR's name; elsewhere --yes is required.")]
     Destroy(SrArg),
     /// Show an SR's layout: disks, pool use, thinsr's LVs and the admin's.
     Show(SrArg),
+    /// Compare the SR's metadata with LVM and the kernel; --repair fixes what an
+    /// interrupted command left.
+    #[command(after_long_help = "\
+What --repair does, by rules that never lose data:
+  - an entry whose LV is gone (an interrupted destroy) is forgotten;
+  - an entry whose LV was renamed records the new name;
+  - a preallocated VDI whose zeroing did not finish is zeroed now;
+  - a tagged thin LV missing from the metadata (an interrupted create) is adopted as a
+    VDI named after the LV;
+  - a tagged preallocated LV missing from the metadata was never zeroed nor used: it is
+    removed, with --yes only.
+
+Exit status: 0 consistent (or everything repaired), 1 findings remain.")]
+    Check {
+        #[arg(value_name = "SR")]
+        sr: Option<String>,
+        /// Repair what was found.
+        #[arg(long)]
+        repair: bool,
+    },
     /// List registered SRs.
     List,
     /// Give the SR a new name (the volume group keeps its own).

@@ -1,6 +1,7 @@
 //! thinsr: thin-provisioned local VM-disk storage on LVM and dm-thin.
 
 pub mod cancel;
+pub mod check;
 pub mod cli;
 pub mod cmd;
 pub mod complete;

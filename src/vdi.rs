@@ -201,7 +201,7 @@ fn space_detail(vg: &Vg, entry: &Entry) -> String {
 
 impl Ctx {
     /// Activates (ignoring the activation-skip flag every VDI carries) or deactivates an LV.
-    fn set_active(&self, vg_lv: &str, on: bool) -> Result<()> {
+    pub(crate) fn set_active(&self, vg_lv: &str, on: bool) -> Result<()> {
         let args: &[&str] = if on {
             &["lvchange", "-ay", "-K"]
         } else {

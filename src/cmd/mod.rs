@@ -106,7 +106,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
         registry: RegistryFile::in_dir(&cli.global.config),
     };
     let result = match &cli.command {
-        Group::Sr(c) => sr::run(&ctx, &out, c).map(|_| 0),
+        Group::Sr(c) => sr::run(&ctx, &out, c),
         Group::Vdi(c) => vdi::run(&ctx, &out, c).map(|_| 0),
         Group::Pool(c) => pool::run(&ctx, &out, c),
     };

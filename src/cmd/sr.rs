@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::sr::{Ctx, SrDetail, SrSummary};
 use crate::units::{parse_pool_size, parse_positive_size, Bytes};
 
-pub fn run(ctx: &Ctx, out: &Out, cmd: &SrCmd) -> Result<()> {
+pub fn run(ctx: &Ctx, out: &Out, cmd: &SrCmd) -> Result<i32> {
     match cmd {
         SrCmd::Create {
             devices,
@@ -66,6 +66,26 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &SrCmd) -> Result<()> {
             let d = ctx.show(a.sr.as_deref())?;
             out.emit(&d, || print_detail(&d));
         }
+        SrCmd::Check { sr, repair } => {
+            let progress = super::progress::Reporter::new(out.quiet);
+            let r = ctx.sr_check(sr.as_deref(), *repair, out.yes, &progress)?;
+            out.emit(&r, || {
+                if r.findings.is_empty() {
+                    println!("SR '{}' is consistent", r.name);
+                }
+                for f in &r.findings {
+                    println!(
+                        "{}: {} [{}]\n    {}: {}",
+                        f.subject,
+                        f.problem,
+                        f.kind,
+                        if f.repaired { "repaired" } else { "repair" },
+                        f.repair
+                    );
+                }
+            });
+            return Ok(if r.clean() { 0 } else { 1 });
+        }
         SrCmd::List => {
             let list = ctx.list()?;
             out.emit(&list, || print_list(&list));
@@ -79,7 +99,7 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &SrCmd) -> Result<()> {
             out.emit(&m, || println!("Description of SR '{}' set", m.name));
         }
     }
-    Ok(())
+    Ok(0)
 }
 
 /// The result of create or introduce: warnings on stderr, then the SR.

@@ -1,0 +1,224 @@
+//! `sr check [--repair]`: compares an SR's metadata with what LVM and the kernel hold, and
+//! repairs what an interrupted command left, by rules that never lose data:
+//! - an entry whose LV is gone (a crash after lvremove) is dropped;
+//! - an entry whose LV was renamed (a crash after lvrename) records the new name;
+//! - a preallocated VDI whose zeroing did not finish is zeroed now;
+//! - a tagged thin LV with no entry (a crash after lvcreate) is adopted as a VDI named
+//!   after it: nothing is deleted that a VM might have written;
+//! - a tagged preallocated LV with no entry was never zeroed nor used: removed, with --yes.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::lvm::{strings, TAG_VDI};
+use crate::meta::{Pending, VdiKind, VdiMeta};
+use crate::progress::Progress;
+use crate::sr::{sr_tag, Ctx};
+use crate::units::Bytes;
+use crate::zero;
+
+#[derive(Debug, Serialize)]
+pub struct Finding {
+    /// missing_lv, renamed_lv, incomplete_zeroing, orphan_thin_lv, orphan_lv, pool.
+    pub kind: &'static str,
+    pub subject: String,
+    pub problem: String,
+    /// What --repair does about it (or "none": the admin must act).
+    pub repair: String,
+    pub repaired: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CheckReport {
+    pub sr: String,
+    pub name: String,
+    pub findings: Vec<Finding>,
+}
+
+impl CheckReport {
+    /// True when nothing is left to repair.
+    pub fn clean(&self) -> bool {
+        self.findings.iter().all(|f| f.repaired)
+    }
+}
+
+impl Ctx {
+    pub fn sr_check(
+        &self,
+        key: Option<&str>,
+        repair: bool,
+        yes: bool,
+        progress: &dyn Progress,
+    ) -> Result<CheckReport> {
+        let entry = self.entry(key)?;
+        let mut op = self.lock_sr(&entry)?;
+        let vg = self.lvm.report_vg(&entry.vg)?;
+        let mut findings = Vec::new();
+        let mut changed = false;
+
+        let mut keep = Vec::new();
+        for mut v in std::mem::take(&mut op.meta.vdis) {
+            let subject = format!("VDI '{}' ({})", v.name, v.uuid);
+            let Some(lv) = vg.vdi_lv(&v.uuid) else {
+                findings.push(Finding {
+                    kind: "missing_lv",
+                    subject,
+                    problem: format!(
+                        "its LV {}/{} is gone (a destroy was interrupted)",
+                        vg.name, v.lv
+                    ),
+                    repair: "forget the entry".into(),
+                    repaired: repair,
+                });
+                changed |= repair;
+                if !repair {
+                    keep.push(v);
+                }
+                continue;
+            };
+            if lv.name != v.lv {
+                findings.push(Finding {
+                    kind: "renamed_lv",
+                    subject: subject.clone(),
+                    problem: format!(
+                        "its LV is {}/{}, the metadata says {}",
+                        vg.name, lv.name, v.lv
+                    ),
+                    repair: "record the LV's name".into(),
+                    repaired: repair,
+                });
+                if repair {
+                    v.lv = lv.name.clone();
+                    changed = true;
+                }
+            }
+            if let Some(Pending::Zeroing { from }) = v.pending {
+                let mut f = Finding {
+                    kind: "incomplete_zeroing",
+                    subject,
+                    problem: format!(
+                        "preallocation stopped: {} of {} from {from} on are not zeroed yet",
+                        Bytes(lv.size.0.saturating_sub(from.0)),
+                        lv.size
+                    ),
+                    repair: "zero the rest, then allow attaching it".into(),
+                    repaired: false,
+                };
+                if lv.open {
+                    f.repair = "none now: it is open, perhaps still being zeroed".into();
+                } else if repair {
+                    let name = format!("{}/{}", vg.name, lv.name);
+                    if !lv.active {
+                        self.set_active(&name, true)?;
+                    }
+                    let zeroed = zero::zero(
+                        &PathBuf::from(format!("/dev/{}/{}", vg.name, lv.name)),
+                        from.0,
+                        lv.size.0,
+                        &format!("zeroing {}", v.name),
+                        progress,
+                    );
+                    self.set_active(&name, false)?;
+                    zeroed?;
+                    v.pending = None;
+                    v.size = lv.size;
+                    f.repaired = true;
+                    changed = true;
+                }
+                findings.push(f);
+            }
+            keep.push(v);
+        }
+        op.meta.vdis = keep;
+
+        let tag = sr_tag(&entry.uuid);
+        for lv in vg.lvs.iter().filter(|l| l.has_tag(&tag)) {
+            let Some(uuid) = lv.tag_value(TAG_VDI) else {
+                continue;
+            };
+            if op.meta.vdi(uuid).is_some() {
+                continue;
+            }
+            let subject = format!("LV {}/{}", vg.name, lv.name);
+            if !lv.pool.is_empty() {
+                findings.push(Finding {
+                    kind: "orphan_thin_lv",
+                    subject,
+                    problem: format!(
+                        "tagged as VDI {uuid} but not in the metadata (a create was interrupted)"
+                    ),
+                    repair: format!("adopt it as VDI '{}'", lv.name),
+                    repaired: repair,
+                });
+                if repair {
+                    let read_only = lv.attr.as_bytes().get(1) == Some(&b'r');
+                    op.meta.vdis.push(VdiMeta {
+                        uuid: uuid.to_string(),
+                        name: lv.name.clone(),
+                        description: String::new(),
+                        kind: if read_only {
+                            VdiKind::Snapshot
+                        } else {
+                            VdiKind::Thin
+                        },
+                        lv: lv.name.clone(),
+                        size: lv.size,
+                        parent: None,
+                        created: 0,
+                        keys: Default::default(),
+                        pending: None,
+                    });
+                    changed = true;
+                }
+            } else {
+                let remove = repair && yes;
+                findings.push(Finding {
+                    kind: "orphan_lv",
+                    subject,
+                    problem: format!(
+                        "tagged as VDI {uuid} but not in the metadata: a preallocation interrupted before it was recorded, never zeroed nor used"
+                    ),
+                    repair: if repair && !yes {
+                        "remove it (needs --yes)".into()
+                    } else {
+                        "remove it".into()
+                    },
+                    repaired: remove,
+                });
+                if remove {
+                    self.lvm.run(&strings(&[
+                        "lvremove",
+                        "-f",
+                        &format!("{}/{}", vg.name, lv.name),
+                    ]))?;
+                }
+            }
+        }
+
+        if let Some(k) = crate::dm::pool_status(&vg.name, &entry.pool)? {
+            if k.state != "rw" || k.needs_check {
+                findings.push(Finding {
+                    kind: "pool",
+                    subject: format!("thin pool {}/{}", vg.name, entry.pool),
+                    problem: format!(
+                        "it is {}{}",
+                        k.state,
+                        if k.needs_check { ", needs_check" } else { "" }
+                    ),
+                    repair: format!("none here: see 'thinsr pool check {}'", vg.name),
+                    repaired: false,
+                });
+            }
+        }
+        if changed {
+            op.save()?;
+        }
+        Ok(CheckReport {
+            sr: entry.uuid.clone(),
+            name: op.meta.name.clone(),
+            findings,
+        })
+    }
+}

@@ -1,0 +1,134 @@
+//! `sr check [--repair]` after crashes injected into VDI commands (THINSR_CRASH_AT).
+
+mod common;
+
+use common::*;
+
+const MIB: u64 = 1 << 20;
+
+/// Runs thinsr with a crash injected at `point`; it must not succeed.
+fn crash(point: &str, args: &[&str]) {
+    let r = thinsr_cmd(args)
+        .env("THINSR_CRASH_AT", point)
+        .output()
+        .unwrap();
+    assert_ne!(r.status.code(), Some(0), "{args:?} survived {point}");
+}
+
+fn check(args: &[&str]) -> (i32, serde_json::Value) {
+    let mut all = vec!["--json", "sr", "check", "local"];
+    all.extend_from_slice(args);
+    let r = thinsr(&all);
+    (r.code, r.json())
+}
+
+fn kinds(report: &serde_json::Value) -> Vec<String> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn check_finds_and_repairs_what_crashed_commands_left() {
+    vm();
+    json(&["sr", "create", DISKS[0], "--name", "local"]);
+    json(&["vdi", "create", "keep", "--size", "16M"]);
+    let (code, r) = check(&[]);
+    assert_eq!((code, kinds(&r).len()), (0, 0), "{r}");
+
+    // Crashes after the LVM step and before the metadata write, one per command.
+    crash(
+        "vdi-create.after-lvcreate",
+        &["vdi", "create", "orphan", "--size", "16M"],
+    );
+    json(&["vdi", "create", "doomed", "--size", "16M"]);
+    crash(
+        "vdi-destroy.after-lvremove",
+        &["vdi", "destroy", "doomed", "--yes"],
+    );
+    crash(
+        "vdi-rename.after-lvrename",
+        &["vdi", "rename", "keep", "kept now"],
+    );
+    // A preallocation that dies before zeroing anything, on space that held data.
+    sh(&["lvm", "lvcreate", "-y", "-n", "junk", "-L", "64m", "local"]);
+    write_at("/dev/local/junk", 0, &noise(64 * MIB as usize, 9));
+    sh(&["lvm", "lvremove", "-y", "local/junk"]);
+    crash(
+        "zero.step",
+        &["vdi", "create", "fat", "--size", "64M", "--preallocate"],
+    );
+    fails(&["vdi", "attach", "fat"], "VDI_INCOMPLETE");
+    // And one that dies before it is recorded at all.
+    crash(
+        "vdi-create.after-lvcreate",
+        &["vdi", "create", "lost", "--size", "8M", "--preallocate"],
+    );
+
+    let before = state();
+    let (code, r) = check(&[]);
+    assert_eq!(code, 1, "{r}");
+    let mut found = kinds(&r);
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            "incomplete_zeroing",
+            "missing_lv",
+            "orphan_lv",
+            "orphan_thin_lv",
+            "renamed_lv"
+        ],
+        "{r}"
+    );
+    assert_eq!(
+        before,
+        state(),
+        "a check without --repair changed something"
+    );
+
+    // --repair without --yes: everything but the removal.
+    let (code, r) = check(&["--repair"]);
+    assert_eq!(code, 1, "{r}");
+    let left: Vec<_> = r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["repaired"] == false)
+        .collect();
+    assert_eq!(left.len(), 1, "{r}");
+    assert_eq!(left[0]["kind"], "orphan_lv");
+    assert!(left[0]["repair"].as_str().unwrap().contains("--yes"));
+    assert!(sh(&["lvm", "lvs", "--noheadings", "-o", "lv_name", "local"]).contains("lost"));
+
+    let (code, r) = check(&["--repair", "--yes"]);
+    assert_eq!((code, kinds(&r)), (0, vec!["orphan_lv".to_string()]), "{r}");
+    let (code, r) = check(&[]);
+    assert_eq!((code, kinds(&r).len()), (0, 0), "{r}");
+
+    // What the repairs left: the adopted orphan, the renamed VDI under its new LV name,
+    // no trace of the destroyed one, and a preallocated VDI that reads zero.
+    let list = json(&["vdi", "list"]);
+    let lvs: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["lv"].as_str().unwrap())
+        .collect();
+    assert_eq!(lvs.len(), 3, "{list}");
+    for want in ["orphan", "kept_now", "fat"] {
+        assert!(lvs.contains(&want), "{want} in {lvs:?}");
+    }
+    assert_eq!(json(&["vdi", "show", "orphan"])["name"], "orphan");
+    let dev = ok(&["vdi", "attach", "fat"]).trim().to_string();
+    assert!(
+        read_at(&dev, 0, 64 << 20).iter().all(|b| *b == 0),
+        "old data leaked"
+    );
+    ok(&["vdi", "detach", "fat"]);
+    let all = sh(&["lvm", "lvs", "--noheadings", "-o", "lv_name", "local"]);
+    assert!(!all.contains("lost") && !all.contains("doomed"), "{all}");
+}
