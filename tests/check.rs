@@ -132,3 +132,71 @@ fn check_finds_and_repairs_what_crashed_commands_left() {
     let all = sh(&["lvm", "lvs", "--noheadings", "-o", "lv_name", "local"]);
     assert!(!all.contains("lost") && !all.contains("doomed"), "{all}");
 }
+
+/// Runs `thinsr --json ARGS` until it succeeds, retrying only on SR_BUSY.
+fn until_done(args: &[&str]) -> (serde_json::Value, u32) {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    for busy in 0..30 {
+        let r = thinsr(&all);
+        if r.code == 0 {
+            return (r.json(), busy);
+        }
+        let e = r.json();
+        assert_eq!(e["code"], "SR_BUSY", "{args:?}: {e}");
+    }
+    panic!("{args:?} stayed busy 30 times");
+}
+
+#[test]
+fn eight_processes_doing_ten_operations_each_leave_metadata_and_lvm_agreeing() {
+    vm();
+    json(&["sr", "create", DISKS[0], DISKS[1], "--name", "local"]);
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            std::thread::spawn(move || {
+                let mut busy = 0;
+                for j in 0..10 {
+                    let name = format!("w{w}-{j}");
+                    match j % 3 {
+                        // create, snapshot it, destroy the snapshot: the VDI stays.
+                        0 | 1 => {
+                            let (v, b) = until_done(&["vdi", "create", &name, "--size", "8M"]);
+                            busy += b;
+                            assert_eq!(v["name"], name.as_str());
+                        }
+                        _ => {
+                            let prev = format!("w{w}-{}", j - 1);
+                            let (s, b) = until_done(&["vdi", "snapshot", &prev, "--name", &name]);
+                            busy += b;
+                            let uuid = s["uuid"].as_str().unwrap().to_string();
+                            let (_, b) = until_done(&["vdi", "destroy", "--yes", &uuid]);
+                            busy += b;
+                        }
+                    }
+                }
+                busy
+            })
+        })
+        .collect();
+    let busy: u32 = workers.into_iter().map(|w| w.join().unwrap()).sum();
+    println!("SR_BUSY answers retried: {busy}");
+    let list = json(&["vdi", "list"]);
+    let names: std::collections::BTreeSet<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap().to_string())
+        .collect();
+    // 8 workers x (7 creates kept; 3 snapshots made and destroyed).
+    assert_eq!(names.len(), 56, "{names:?}");
+    assert_eq!(list.as_array().unwrap().len(), 56);
+    let tagged = sh(&["lvm", "lvs", "--noheadings", "-o", "lv_tags", "local"])
+        .lines()
+        .filter(|l| l.contains("thinsr_vdi="))
+        .count();
+    assert_eq!(tagged, 56);
+    let r = thinsr(&["--json", "sr", "check", "local"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert_eq!(r.json()["findings"], serde_json::json!([]));
+}
