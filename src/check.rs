@@ -7,17 +7,14 @@
 //!   after it: nothing is deleted that a VM might have written;
 //! - a tagged preallocated LV with no entry was never zeroed nor used: removed, with --yes.
 
-use std::path::PathBuf;
-
 use serde::Serialize;
 
 use crate::error::Result;
 use crate::lvm::{strings, TAG_VDI};
 use crate::meta::{Pending, VdiKind, VdiMeta};
 use crate::progress::Progress;
-use crate::sr::{sr_tag, Ctx};
+use crate::sr::{ours, Ctx};
 use crate::units::Bytes;
-use crate::zero;
 
 #[derive(Debug, Serialize)]
 pub struct Finding {
@@ -109,19 +106,8 @@ impl Ctx {
                 if lv.open {
                     f.repair = "none now: it is open, perhaps still being zeroed".into();
                 } else if repair {
-                    let name = format!("{}/{}", vg.name, lv.name);
-                    if !lv.active {
-                        self.set_active(&name, true)?;
-                    }
-                    let zeroed = zero::zero(
-                        &PathBuf::from(format!("/dev/{}/{}", vg.name, lv.name)),
-                        from.0,
-                        lv.size.0,
-                        &format!("zeroing {}", v.name),
-                        progress,
-                    );
-                    self.set_active(&name, false)?;
-                    zeroed?;
+                    let what = format!("zeroing {}", v.name);
+                    self.zero_lv(&vg.name, &lv.name, from, lv.size, &what, progress)?;
                     v.pending = None;
                     v.size = lv.size;
                     f.repaired = true;
@@ -133,8 +119,7 @@ impl Ctx {
         }
         op.meta.vdis = keep;
 
-        let tag = sr_tag(&entry.uuid);
-        for lv in vg.lvs.iter().filter(|l| l.has_tag(&tag)) {
+        for lv in ours(&vg, &entry.uuid) {
             let Some(uuid) = lv.tag_value(TAG_VDI) else {
                 continue;
             };
@@ -197,20 +182,15 @@ impl Ctx {
             }
         }
 
-        if let Some(k) = crate::dm::pool_status(&vg.name, &entry.pool)? {
-            if k.state != "rw" || k.needs_check {
-                findings.push(Finding {
-                    kind: "pool",
-                    subject: format!("thin pool {}/{}", vg.name, entry.pool),
-                    problem: format!(
-                        "it is {}{}",
-                        k.state,
-                        if k.needs_check { ", needs_check" } else { "" }
-                    ),
-                    repair: format!("none here: see 'thinsr pool check {}'", vg.name),
-                    repaired: false,
-                });
-            }
+        let status = crate::dm::pool_status(&vg.name, &entry.pool)?;
+        if let Some(t) = status.and_then(|k| k.trouble()) {
+            findings.push(Finding {
+                kind: "pool",
+                subject: format!("thin pool {}/{}", vg.name, entry.pool),
+                problem: format!("it is {t}"),
+                repair: format!("none here: see 'thinsr pool check {}'", vg.name),
+                repaired: false,
+            });
         }
         if changed {
             op.save()?;

@@ -4,9 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::meta::MetaStore;
 use crate::registry::{RegistryFile, DEFAULT_CONFIG_DIR};
-use crate::sr::meta_path;
 
 /// Runs `thinsr __complete KIND` when those are the arguments; false otherwise.
 pub fn run_if_asked(args: &[String]) -> bool {
@@ -35,7 +33,7 @@ pub fn names(registry: &RegistryFile, kind: &str) -> Vec<String> {
             .srs
             .iter()
             .filter_map(|e| {
-                let store = MetaStore::new(meta_path(&e.vg, &e.meta_lv), &e.name);
+                let store = e.meta_store();
                 store.exists().then(|| store.read().ok()).flatten()
             })
             .flat_map(|(m, _)| m.vdis.into_iter().map(|v| v.lv))

@@ -27,31 +27,33 @@ pub struct PoolStatus {
     pub when_full: String,
 }
 
+pub fn open() -> Result<DM> {
+    DM::new().map_err(|e| Error::DmFailed(format!("cannot open /dev/mapper/control: {e}")))
+}
+
+/// The dm device carrying the thin-pool target of `vg/pool` and its status line, or None
+/// when the pool is not active. With thin volumes LVM stacks the target under `-tpool`; an
+/// unused pool may carry it itself.
+pub fn pool_target(dm: &DM, vg: &str, pool: &str) -> Option<(String, String)> {
+    [format!("{}-tpool", dm_name(vg, pool)), dm_name(vg, pool)]
+        .into_iter()
+        .find_map(|name| {
+            let (_, table) = dm
+                .table_status(
+                    &DevId::Name(DmName::new(&name).ok()?),
+                    DmOptions::default().set_flags(DmFlags::DM_NOFLUSH),
+                )
+                .ok()?;
+            let (_, _, target, params) = table.into_iter().next()?;
+            (target == "thin-pool").then_some((name, params))
+        })
+}
+
 /// Status of the pool `vg/pool`, or None when it is not active.
 pub fn pool_status(vg: &str, pool: &str) -> Result<Option<PoolStatus>> {
-    let dm =
-        DM::new().map_err(|e| Error::DmFailed(format!("cannot open /dev/mapper/control: {e}")))?;
-    // With thin volumes LVM stacks the pool target under `-tpool`; an unused pool may carry
-    // the target itself.
-    for name in [format!("{}-tpool", dm_name(vg, pool)), dm_name(vg, pool)] {
-        let Ok(dm_name) = DmName::new(&name) else {
-            continue;
-        };
-        let Ok((_, table)) = dm.table_status(
-            &DevId::Name(dm_name),
-            DmOptions::default().set_flags(DmFlags::DM_NOFLUSH),
-        ) else {
-            continue;
-        };
-        let Some((_, _, target, params)) = table.first() else {
-            continue;
-        };
-        if target != "thin-pool" {
-            continue;
-        }
-        return parse_pool_status(params).map(Some);
-    }
-    Ok(None)
+    pool_target(&open()?, vg, pool)
+        .map(|(_, params)| parse_pool_status(&params))
+        .transpose()
 }
 
 fn parse_pool_status(params: &str) -> Result<PoolStatus> {
@@ -101,6 +103,22 @@ fn failed(state: &str) -> PoolStatus {
 }
 
 impl PoolStatus {
+    /// What is wrong with the pool, as "out_of_data_space, needs_check"; None when it is a
+    /// healthy read-write pool.
+    pub fn trouble(&self) -> Option<String> {
+        (self.state != "rw" || self.needs_check).then(|| {
+            format!(
+                "{}{}",
+                self.state,
+                if self.needs_check {
+                    ", needs_check"
+                } else {
+                    ""
+                }
+            )
+        })
+    }
+
     /// Data counts come in blocks; scale them to bytes once the block size is known.
     pub fn with_block_size(mut self, block: Bytes) -> PoolStatus {
         self.data_used = Bytes(self.data_used.0 * block.0);

@@ -306,6 +306,11 @@ impl Lvm {
     }
 }
 
+/// The device path LVM gives an active LV.
+pub fn dev_path(vg: &str, lv: &str) -> String {
+    format!("/dev/{vg}/{lv}")
+}
+
 pub fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
 }

@@ -6,32 +6,26 @@ use serde::Serialize;
 use crate::dm::{self, PoolStatus};
 use crate::error::{Error, Result};
 use crate::lock;
-use crate::lvm::{strings, Lv, Vg};
+use crate::lvm::{strings, Lv, Vg, TAG_POOL};
 use crate::meta::{Mode, PoolPolicy, SrMeta};
 use crate::registry::Entry;
-use crate::sr::{Ctx, CHUNK};
+use crate::sr::{Ctx, PoolInfo, CHUNK};
 use crate::thin;
 use crate::tool;
-use crate::units::{Bytes, PoolSize, GIB};
+use crate::units::{Bytes, NewSize, PoolSize, GIB};
 
 /// LVM's largest pool metadata.
 const MAX_POOL_METADATA: Bytes = Bytes(15 * GIB + 812 * (1 << 20));
 
+/// `pool show`: what `sr show` says of the pool, plus its policy and room to grow.
 #[derive(Debug, Serialize)]
 pub struct PoolDetail {
     pub sr: String,
     pub name: String,
     pub vg: String,
-    pub lv: String,
-    pub size: u64,
-    pub data_used: u64,
-    pub data_percent: f64,
-    pub metadata_size: u64,
-    pub metadata_used: u64,
-    pub metadata_percent: f64,
+    #[serde(flatten)]
+    pub pool: PoolInfo,
     pub chunk_size: u64,
-    pub thin_volumes: usize,
-    pub virtual_total: u64,
     pub overcommit: f64,
     pub policy: PoolPolicy,
     /// The largest the pool may grow to under the policy and the VG's free space.
@@ -39,8 +33,6 @@ pub struct PoolDetail {
     /// How much more it may still grow.
     pub room: u64,
     pub when_full: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kernel: Option<PoolStatus>,
 }
 
 /// What `pool maintain` did or found for one SR.
@@ -88,6 +80,41 @@ pub fn max_size(mode: Mode, policy: &PoolPolicy, pool: &Lv, vg: &Vg) -> Bytes {
     limit.min(reachable).max(pool.size)
 }
 
+/// The pool as `sr show` and `pool show` report it: use from the kernel while the pool is
+/// active, from LVM otherwise; an absent pool reads as empty.
+pub(crate) fn pool_info(vg: &Vg, e: &Entry) -> Result<PoolInfo> {
+    let lv = vg.lv(&e.pool);
+    let kernel = match lv {
+        Some(l) if l.active => status(vg, e)?,
+        _ => None,
+    };
+    let size = lv.map(|l| l.size.0).unwrap_or(0);
+    let metadata_size = lv.and_then(|l| l.metadata_size).unwrap_or_default().0;
+    let (data_percent, metadata_percent) =
+        lv.map(|l| usage(l, kernel.as_ref())).unwrap_or_default();
+    let (data_used, metadata_used) = match &kernel {
+        Some(k) => (k.data_used.0, k.metadata_used.0),
+        None => (
+            (size as f64 * data_percent / 100.0) as u64,
+            (metadata_size as f64 * metadata_percent / 100.0) as u64,
+        ),
+    };
+    let thin: Vec<&Lv> = vg.lvs.iter().filter(|l| l.pool == e.pool).collect();
+    Ok(PoolInfo {
+        lv: e.pool.clone(),
+        owned: lv.is_some_and(|l| l.has_tag(TAG_POOL)),
+        size,
+        data_used,
+        data_percent,
+        metadata_size,
+        metadata_used,
+        metadata_percent,
+        thin_volumes: thin.len(),
+        virtual_total: thin.iter().map(|l| l.size.0).sum(),
+        kernel,
+    })
+}
+
 fn pool_lv<'a>(vg: &'a Vg, e: &Entry) -> Result<&'a Lv> {
     vg.lv(&e.pool)
         .ok_or_else(|| Error::LvNotFound(format!("{}/{}", vg.name, e.pool)))
@@ -104,35 +131,23 @@ impl Ctx {
         let meta = Self::read_meta(&e)?;
         let vg = self.lvm.report_vg(&e.vg)?;
         let lv = pool_lv(&vg, &e)?;
-        let kernel = status(&vg, &e)?;
-        let (dp, mp) = usage(lv, kernel.as_ref());
-        let meta_size = lv.metadata_size.unwrap_or_default().0;
-        let thin: Vec<&Lv> = vg.lvs.iter().filter(|l| l.pool == e.pool).collect();
-        let virtual_total: u64 = thin.iter().map(|l| l.size.0).sum();
         let max = max_size(e.mode, &meta.policy, lv, &vg);
+        let pool = pool_info(&vg, &e)?;
         Ok(PoolDetail {
             sr: e.uuid.clone(),
             name: meta.name.clone(),
             vg: vg.name.clone(),
-            lv: lv.name.clone(),
-            size: lv.size.0,
-            data_used: (lv.size.0 as f64 * dp / 100.0) as u64,
-            data_percent: dp,
-            metadata_size: meta_size,
-            metadata_used: (meta_size as f64 * mp / 100.0) as u64,
-            metadata_percent: mp,
             chunk_size: CHUNK.0,
-            thin_volumes: thin.len(),
-            virtual_total,
-            overcommit: virtual_total as f64 / lv.size.0.max(1) as f64,
+            overcommit: pool.overcommit(),
             policy: meta.policy.clone(),
             max_size: max.0,
             room: max.0 - lv.size.0,
-            when_full: kernel
+            when_full: pool
+                .kernel
                 .as_ref()
                 .map(|k| k.when_full.clone())
                 .unwrap_or_else(|| "queue".into()),
-            kernel,
+            pool,
         })
     }
 
@@ -141,20 +156,20 @@ impl Ctx {
     pub fn pool_extend(
         &self,
         key: Option<&str>,
-        size: Option<(bool, Bytes)>,
-        metadata: Option<(bool, Bytes)>,
+        size: Option<NewSize>,
+        metadata: Option<NewSize>,
     ) -> Result<PoolDetail> {
         let e = self.entry(key)?;
         {
             let mut op = self.lock_sr(&e)?;
             let vg = self.lvm.report_vg(&e.vg)?;
             let lv = pool_lv(&vg, &e)?;
-            let target = |(relative, b): (bool, Bytes), current: Bytes| -> Result<Bytes> {
-                let t =
-                    if relative { Bytes(current.0 + b.0) } else { b }.round_up(vg.extent_size.0);
+            let target = |new: NewSize, current: Bytes| -> Result<Bytes> {
+                let t = new.from(current, vg.extent_size.0)?;
                 if t < current {
+                    let (NewSize::To(given) | NewSize::Grow(given)) = new;
                     return Err(Error::InvalidSize {
-                        input: b.to_string(),
+                        input: given.to_string(),
                         why: format!("thin pools cannot shrink (it is {current})"),
                     });
                 }
@@ -278,21 +293,14 @@ impl Ctx {
             severity,
             message,
         };
-        if let Some(k) = &kernel {
-            if k.state != "rw" || k.needs_check {
-                out.push(say(
-                    2,
-                    format!(
-                        "SR '{}': thin pool {}/{} is {}{}: run 'thinsr pool check {}'",
-                        meta.name,
-                        vg.name,
-                        lv.name,
-                        k.state,
-                        if k.needs_check { ", needs_check" } else { "" },
-                        vg.name
-                    ),
-                ));
-            }
+        if let Some(t) = kernel.as_ref().and_then(|k| k.trouble()) {
+            out.push(say(
+                2,
+                format!(
+                    "SR '{}': thin pool {}/{} is {t}: run 'thinsr pool check {}'",
+                    meta.name, vg.name, lv.name, vg.name
+                ),
+            ));
         }
         let (dp, mp) = usage(lv, kernel.as_ref());
         let threshold = f64::from(meta.policy.threshold);

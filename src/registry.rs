@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::meta::{Mode, SrMeta};
+use crate::meta::{MetaStore, Mode, SrMeta};
 
 pub const DEFAULT_CONFIG_DIR: &str = "/etc/thinsr";
 /// A registry larger than this is not one thinsr wrote.
@@ -30,6 +30,11 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// The SR's metadata volume.
+    pub fn meta_store(&self) -> MetaStore {
+        MetaStore::new(crate::sr::meta_path(&self.vg, &self.meta_lv), &self.name)
+    }
+
     pub fn from_meta(meta: &SrMeta, vg: &str, meta_lv: &str) -> Entry {
         Entry {
             uuid: meta.uuid.clone(),

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::crash;
-use crate::dm::{self, PoolStatus};
+use crate::dm::PoolStatus;
 use crate::error::{Error, Result};
 use crate::lock;
 use crate::loopdev;
@@ -103,6 +103,17 @@ pub struct PoolInfo {
     pub kernel: Option<PoolStatus>,
 }
 
+impl PoolInfo {
+    /// Virtual size of all thin volumes over the pool's size.
+    pub fn overcommit(&self) -> f64 {
+        if self.size > 0 {
+            self.virtual_total as f64 / self.size as f64
+        } else {
+            0.0
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct LvInfo {
     pub name: String,
@@ -116,7 +127,7 @@ pub(crate) fn sr_tag(uuid: &str) -> String {
 }
 
 pub(crate) fn meta_path(vg: &str, lv: &str) -> PathBuf {
-    PathBuf::from(format!("/dev/{vg}/{lv}"))
+    PathBuf::from(crate::lvm::dev_path(vg, lv))
 }
 
 /// Pool metadata sized for everything the pool may grow to: 64 bytes per chunk, LVM's own
@@ -668,7 +679,7 @@ impl Ctx {
     ) -> Result<SrMeta> {
         let entry = self.entry(key)?;
         let _l = lock::acquire(&entry.uuid, &entry.name)?;
-        let store = MetaStore::new(meta_path(&entry.vg, &entry.meta_lv), &entry.name);
+        let store = entry.meta_store();
         if !store.exists() {
             return Err(Error::SrNotAttached(entry.name.clone()));
         }
@@ -745,35 +756,14 @@ impl Ctx {
     pub fn show(&self, key: Option<&str>) -> Result<SrDetail> {
         let entry = self.entry(key)?;
         let vg = self.lvm.report_vg(&entry.vg)?;
-        let store = MetaStore::new(meta_path(&entry.vg, &entry.meta_lv), &entry.name);
+        let store = entry.meta_store();
         // The metadata is the truth; the registry can lag it by one crash.
         let (name, description) = match store.exists() {
             true => store.read().map(|(m, _)| (m.name, m.description))?,
             false => (entry.name.clone(), String::new()),
         };
-        let pool_lv = vg.lv(&entry.pool);
         let attached = vg.lv(&entry.meta_lv).is_some_and(|l| l.active);
-        let kernel = if pool_lv.is_some_and(|l| l.active) {
-            dm::pool_status(&vg.name, &entry.pool)?.map(|s| s.with_block_size(CHUNK))
-        } else {
-            None
-        };
-        let thin: Vec<&Lv> = vg.lvs.iter().filter(|l| l.pool == entry.pool).collect();
-        let virtual_total: u64 = thin.iter().map(|l| l.size.0).sum();
-        let pool_size = pool_lv.map(|l| l.size.0).unwrap_or(0);
-        let data_percent = pool_lv.and_then(|l| l.data_percent).unwrap_or(0.0);
-        let metadata_percent = pool_lv.and_then(|l| l.metadata_percent).unwrap_or(0.0);
-        let metadata_size = pool_lv
-            .and_then(|l| l.metadata_size)
-            .map(|b| b.0)
-            .unwrap_or(0);
-        let (data_used, metadata_used) = match &kernel {
-            Some(k) => (k.data_used.0, k.metadata_used.0),
-            None => (
-                (pool_size as f64 * data_percent / 100.0) as u64,
-                (metadata_size as f64 * metadata_percent / 100.0) as u64,
-            ),
-        };
+        let pool = crate::pool::pool_info(&vg, &entry)?;
         let tag = sr_tag(&entry.uuid);
         let role = |l: &Lv| -> String {
             if l.name == entry.pool {
@@ -798,16 +788,9 @@ impl Ctx {
             .iter()
             .partition(|l| l.has_tag(&tag) || l.name == entry.pool);
         let (total, free) = space(&vg, &entry);
-        let health = match &kernel {
-            Some(k) if k.state != "rw" || k.needs_check => (
-                "Unavailable".to_string(),
-                format!(
-                    "thin pool is {}{}",
-                    k.state,
-                    if k.needs_check { ", needs_check" } else { "" }
-                ),
-            ),
-            _ => ("Healthy".to_string(), String::new()),
+        let health = match pool.kernel.as_ref().and_then(|k| k.trouble()) {
+            Some(t) => ("Unavailable".to_string(), format!("thin pool is {t}")),
+            None => ("Healthy".to_string(), String::new()),
         };
         Ok(SrDetail {
             sr: entry.uuid.clone(),
@@ -834,26 +817,10 @@ impl Ctx {
                     free: p.free.0,
                 })
                 .collect(),
-            pool: PoolInfo {
-                lv: entry.pool.clone(),
-                owned: pool_lv.is_some_and(|l| l.has_tag(TAG_POOL)),
-                size: pool_size,
-                data_used,
-                data_percent,
-                metadata_size,
-                metadata_used,
-                metadata_percent,
-                thin_volumes: thin.len(),
-                virtual_total,
-                kernel,
-            },
+            overcommit: pool.overcommit(),
+            pool,
             lvs: mine.iter().map(|l| info(l, role(l))).collect(),
             foreign_lvs: foreign.iter().map(|l| info(l, "foreign".into())).collect(),
-            overcommit: if pool_size > 0 {
-                virtual_total as f64 / pool_size as f64
-            } else {
-                0.0
-            },
             warnings: vec![],
         })
     }
@@ -889,7 +856,7 @@ fn find_meta_lv(vg: &Vg) -> Option<&Lv> {
 }
 
 /// LVs carrying this SR's tag.
-fn ours<'a>(vg: &'a Vg, uuid: &'a str) -> impl Iterator<Item = &'a Lv> + 'a {
+pub(crate) fn ours<'a>(vg: &'a Vg, uuid: &'a str) -> impl Iterator<Item = &'a Lv> + 'a {
     let tag = sr_tag(uuid);
     vg.lvs.iter().filter(move |l| l.has_tag(&tag))
 }

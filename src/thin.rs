@@ -3,24 +3,12 @@
 
 use std::collections::HashMap;
 
-use devicemapper::{DevId, DmName, DmOptions, DM};
+use devicemapper::{DevId, DmName, DM};
 
-use crate::dm::dm_name;
+use crate::dm::{self, dm_name};
 use crate::error::{Error, Result};
 use crate::lock;
 use crate::tool;
-
-/// The pool target's dm device, for messages: `-tpool` once thin volumes exist.
-fn pool_target(dm: &DM, vg: &str, pool: &str) -> Option<String> {
-    [format!("{}-tpool", dm_name(vg, pool)), dm_name(vg, pool)]
-        .into_iter()
-        .find(|n| {
-            DmName::new(n).is_ok_and(|name| {
-                dm.table_status(&DevId::Name(name), DmOptions::default())
-                    .is_ok_and(|(_, t)| t.first().is_some_and(|r| r.2 == "thin-pool"))
-            })
-        })
-}
 
 fn message(dm: &DM, target: &str, msg: &str) -> std::result::Result<(), String> {
     let name = DmName::new(target).map_err(|e| e.to_string())?;
@@ -37,9 +25,8 @@ pub fn with_metadata_snapshot<T>(
     pool: &str,
     f: impl FnOnce(&str) -> Result<T>,
 ) -> Result<Option<T>> {
-    let dm =
-        DM::new().map_err(|e| Error::DmFailed(format!("cannot open /dev/mapper/control: {e}")))?;
-    let Some(target) = pool_target(&dm, vg, pool) else {
+    let dm = dm::open()?;
+    let Some((target, _)) = dm::pool_target(&dm, vg, pool) else {
         return Ok(None);
     };
     let _l = lock::acquire(

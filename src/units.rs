@@ -114,6 +114,42 @@ pub fn parse_positive_size(input: &str) -> Result<Bytes> {
     Ok(b)
 }
 
+/// A new size given as `SIZE` or `+SIZE` (`vdi resize`, `pool extend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NewSize {
+    To(Bytes),
+    Grow(Bytes),
+}
+
+impl NewSize {
+    /// The size it names for something now `current` bytes, rounded up to `unit`.
+    pub fn from(self, current: Bytes, unit: u64) -> Result<Bytes> {
+        let b = match self {
+            NewSize::To(b) => b,
+            NewSize::Grow(g) => {
+                Bytes(
+                    current
+                        .0
+                        .checked_add(g.0)
+                        .ok_or_else(|| Error::InvalidSize {
+                            input: g.to_string(),
+                            why: "too large".into(),
+                        })?,
+                )
+            }
+        };
+        Ok(b.round_up(unit))
+    }
+}
+
+/// `SIZE` or `+SIZE`, positive either way.
+pub fn parse_new_size(input: &str) -> Result<NewSize> {
+    match input.strip_prefix('+') {
+        Some(rest) => Ok(NewSize::Grow(parse_positive_size(rest)?)),
+        None => Ok(NewSize::To(parse_positive_size(input)?)),
+    }
+}
+
 /// A pool size: absolute, or a percentage of the volume group's free space (`50%`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PoolSize {

@@ -17,14 +17,14 @@ use crate::cancel;
 use crate::crash;
 use crate::error::{Error, Result};
 use crate::lock::{self, Lock};
-use crate::lvm::{strings, tag_args, Lv, Vg, TAG_META, TAG_VDI};
+use crate::lvm::{dev_path, strings, tag_args, Lv, Vg, TAG_META, TAG_VDI};
 use crate::meta::{MetaStore, Mode, Pending, SrMeta, VdiKind, VdiMeta};
 use crate::names;
 use crate::progress::Progress;
 use crate::registry::Entry;
-use crate::sr::{meta_path, sr_tag, Ctx};
+use crate::sr::{ours, sr_tag, Ctx};
 use crate::thin;
-use crate::units::{clip, Bytes};
+use crate::units::{clip, Bytes, NewSize};
 use crate::zero;
 
 /// The fields of xapi's `volume` record, all present in every `Volume`.
@@ -80,19 +80,12 @@ pub struct Listing {
     pub warnings: Vec<String>,
 }
 
-/// The new size of `vdi resize`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NewSize {
-    To(Bytes),
-    Grow(Bytes),
-}
-
-/// A VDI named on the command line, found in an SR's metadata.
+/// A VDI named on the command line, found in an SR's metadata (as read, without the lock).
 #[derive(Debug, Clone)]
 pub struct Found {
     pub entry: Entry,
     pub uuid: String,
-    pub label: String,
+    pub meta: SrMeta,
 }
 
 /// An SR under its lock, with its metadata read.
@@ -123,10 +116,6 @@ fn vdi_tag(uuid: &str) -> String {
     format!("{TAG_VDI}{uuid}")
 }
 
-fn lv_path(vg: &str, lv: &str) -> String {
-    format!("/dev/{vg}/{lv}")
-}
-
 fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -144,11 +133,30 @@ fn vdi_lv<'a>(vg: &'a Vg, v: &VdiMeta) -> Result<&'a Lv> {
         .ok_or_else(|| Error::LvNotFound(format!("{}/{} (of VDI '{}')", vg.name, v.lv, v.name)))
 }
 
+/// A friendly LV name for `label` that no LV in the VG has; `keep` (the LV being renamed)
+/// may keep its own.
+fn free_lv_name(vg: &Vg, label: &str, keep: Option<&str>) -> String {
+    let taken: HashSet<String> = vg
+        .lvs
+        .iter()
+        .filter(|l| Some(l.name.as_str()) != keep)
+        .map(|l| l.name.clone())
+        .collect();
+    names::unique_name(label, &vg.name, &taken)
+}
+
+/// The start of every VDI's `lvcreate`: its name, its tags, activation skipped.
+fn lvcreate_args(sr: &str, uuid: &str, lv: &str) -> Vec<String> {
+    let mut args = strings(&["lvcreate", "-y", "-n", lv, "--setactivationskip", "y"]);
+    args.extend(tag_args(&[sr_tag(sr), vdi_tag(uuid)]));
+    args
+}
+
 fn refuse_attached(vg: &Vg, v: &VdiMeta, lv: &Lv) -> Result<()> {
     if lv.active || lv.open {
         return Err(Error::VdiAttached {
             vdi: v.name.clone(),
-            device: lv_path(&vg.name, &lv.name),
+            device: dev_path(&vg.name, &lv.name),
         });
     }
     Ok(())
@@ -201,7 +209,7 @@ fn space_detail(vg: &Vg, entry: &Entry) -> String {
 
 impl Ctx {
     /// Activates (ignoring the activation-skip flag every VDI carries) or deactivates an LV.
-    pub(crate) fn set_active(&self, vg_lv: &str, on: bool) -> Result<()> {
+    fn set_active(&self, vg_lv: &str, on: bool) -> Result<()> {
         let args: &[&str] = if on {
             &["lvchange", "-ay", "-K"]
         } else {
@@ -212,13 +220,9 @@ impl Ctx {
         self.lvm.run(&args).map(drop)
     }
 
-    fn store(entry: &Entry) -> MetaStore {
-        MetaStore::new(meta_path(&entry.vg, &entry.meta_lv), &entry.name)
-    }
-
     /// The metadata of an attached SR.
     pub(crate) fn read_meta(entry: &Entry) -> Result<SrMeta> {
-        let store = Self::store(entry);
+        let store = entry.meta_store();
         if !store.exists() {
             return Err(Error::SrNotAttached(entry.name.clone()));
         }
@@ -227,15 +231,10 @@ impl Ctx {
 
     pub(crate) fn lock_sr(&self, entry: &Entry) -> Result<Locked> {
         let lock = lock::acquire(&entry.uuid, &entry.name)?;
-        let store = Self::store(entry);
-        if !store.exists() {
-            return Err(Error::SrNotAttached(entry.name.clone()));
-        }
-        let meta = store.read()?.0;
         Ok(Locked {
             entry: entry.clone(),
-            store,
-            meta,
+            store: entry.meta_store(),
+            meta: Self::read_meta(entry)?,
             _lock: lock,
         })
     }
@@ -256,40 +255,30 @@ impl Ctx {
                 Err(err) => return Err(err),
             }
         }
-        let mut found = match_vdis(&metas, key);
+        let mut found = match_vdis(&metas, None, key);
         if found.is_empty() && sr.is_none() {
             // `SR/name`: the SR part may itself hold a '/', so try every split.
             for (i, _) in key.match_indices('/') {
-                let (s, rest) = (&key[..i], &key[i + 1..]);
-                if let Ok(e) = reg.find(s) {
-                    let one: Vec<_> = metas
-                        .iter()
-                        .filter(|(m, _)| m.uuid == e.uuid)
-                        .cloned()
-                        .collect();
-                    found = match_vdis(&one, rest);
+                if let Ok(e) = reg.find(&key[..i]) {
+                    found = match_vdis(&metas, Some(&e.uuid), &key[i + 1..]);
                     if !found.is_empty() {
                         break;
                     }
                 }
             }
         }
-        match found.len() {
-            0 => Err(Error::VdiNotFound(clip(key))),
-            1 => Ok(found.pop().unwrap()),
-            _ => Err(Error::VdiAmbiguous {
+        match found.as_slice() {
+            [] => Err(Error::VdiNotFound(clip(key))),
+            [(i, v)] => {
+                let (i, uuid) = (*i, v.uuid.clone());
+                let (entry, meta) = metas.swap_remove(i);
+                Ok(Found { entry, uuid, meta })
+            }
+            many => Err(Error::VdiAmbiguous {
                 name: clip(key),
-                candidates: found
+                candidates: many
                     .iter()
-                    .map(|f| {
-                        let lv = metas
-                            .iter()
-                            .find(|(e, _)| e.uuid == f.entry.uuid)
-                            .and_then(|(_, m)| m.vdi(&f.uuid))
-                            .map(|v| v.lv.clone())
-                            .unwrap_or_default();
-                        format!("{}/{} ({})", f.entry.name, lv, f.uuid)
-                    })
+                    .map(|(i, v)| format!("{}/{} ({})", metas[*i].0.name, v.lv, v.uuid))
                     .collect(),
             }),
         }
@@ -320,11 +309,9 @@ impl Ctx {
         let op = self.lock_sr(&entry)?;
         let vg = self.lvm.report_vg(&entry.vg)?;
         let size = size.round_up(vg.extent_size.0);
-        let taken: HashSet<String> = vg.lvs.iter().map(|l| l.name.clone()).collect();
-        let lv = names::unique_name(label, &vg.name, &taken);
+        let lv = free_lv_name(&vg, label, None);
         let uuid = uuid::Uuid::new_v4().to_string();
-        let mut args = strings(&["lvcreate", "-y", "-n", &lv, "--setactivationskip", "y"]);
-        args.extend(tag_args(&[sr_tag(&entry.uuid), vdi_tag(&uuid)]));
+        let mut args = lvcreate_args(&entry.uuid, &uuid, &lv);
         if preallocate {
             if vg.free < size {
                 return Err(Error::NoSpace {
@@ -361,13 +348,7 @@ impl Ctx {
             pending: preallocate.then_some(Pending::Zeroing { from: Bytes(0) }),
         };
         let mut op = op;
-        op.meta.vdis.push(vdi.clone());
-        if let Err(e) = op.save() {
-            let _ = self
-                .lvm
-                .run(&strings(&["lvremove", "-f", &format!("{}/{lv}", vg.name)]));
-            return Err(e);
-        }
+        self.record_new(&mut op, &vg.name, &vdi)?;
         crash::point("vdi-create.after-meta");
         if preallocate {
             // Other commands on this SR go on while the disk is zeroed.
@@ -377,6 +358,41 @@ impl Ctx {
         let mut v = vdi;
         v.pending = None;
         Ok(self.volume_of(&entry, &vg, &v, None, size, false, None))
+    }
+
+    /// Zeroes `[from, to)` of an LV: activated for it (VDIs are inactive unless attached)
+    /// and deactivated after, whatever the outcome.
+    pub(crate) fn zero_lv(
+        &self,
+        vg: &str,
+        lv: &str,
+        from: Bytes,
+        to: Bytes,
+        what: &str,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        let name = format!("{vg}/{lv}");
+        self.set_active(&name, true)?;
+        let zeroed = zero::zero(
+            &PathBuf::from(dev_path(vg, lv)),
+            from.0,
+            to.0,
+            what,
+            progress,
+        );
+        self.set_active(&name, false)?;
+        zeroed
+    }
+
+    /// Records a VDI whose LV was just made. When the metadata cannot be written the LV
+    /// goes again, so no half-made VDI is left behind.
+    fn record_new(&self, op: &mut Locked, vg: &str, vdi: &VdiMeta) -> Result<()> {
+        op.meta.vdis.push(vdi.clone());
+        op.save().inspect_err(|_| {
+            let _ = self
+                .lvm
+                .run(&strings(&["lvremove", "-f", &format!("{vg}/{}", vdi.lv)]));
+        })
     }
 
     /// Zeroes a new preallocated VDI (an active LV), deactivates it and clears `pending`; on
@@ -394,7 +410,7 @@ impl Ctx {
             Err(Error::Cancelled)
         } else {
             zero::zero(
-                &PathBuf::from(lv_path(&entry.vg, &vdi.lv)),
+                &PathBuf::from(dev_path(&entry.vg, &vdi.lv)),
                 from.0,
                 to.0,
                 &format!("zeroing {}", vdi.name),
@@ -462,7 +478,7 @@ impl Ctx {
                 volumes.push(self.volume(e, m, vg, v, mapped.as_ref()));
             }
             let known: HashSet<&str> = m.vdis.iter().map(|v| v.uuid.as_str()).collect();
-            for l in vg.lvs.iter().filter(|l| l.has_tag(&sr_tag(&e.uuid))) {
+            for l in ours(vg, &e.uuid) {
                 if let Some(u) = l.tag_value(TAG_VDI).filter(|u| !known.contains(u)) {
                     warnings.push(format!(
                         "LV {}/{} carries VDI tag {u} but SR '{}' has no such VDI: left by an interrupted command",
@@ -477,13 +493,10 @@ impl Ctx {
     /// `vdi show`: one lvm report.
     pub fn vdi_show(&self, key: &str, sr: Option<&str>) -> Result<Volume> {
         let f = self.resolve(key, sr)?;
-        let meta = Self::read_meta(&f.entry)?;
-        let v = meta
-            .vdi(&f.uuid)
-            .ok_or_else(|| Error::VdiNotFound(clip(key)))?;
+        let v = f.meta.vdi(&f.uuid).expect("resolve found it there");
         let vg = self.lvm.report_vg(&f.entry.vg)?;
         let mapped = self.mapped_if_needed(&f.entry, &vg, std::slice::from_ref(v));
-        Ok(self.volume(&f.entry, &meta, &vg, v, mapped.as_ref()))
+        Ok(self.volume(&f.entry, &f.meta, &vg, v, mapped.as_ref()))
     }
 
     /// Bytes mapped per thin id, read from the pool's metadata when LVM cannot say (it
@@ -570,7 +583,7 @@ impl Ctx {
             sr_name: e.name.clone(),
             kind: v.kind,
             vg: vg.name.clone(),
-            path: lv_path(&vg.name, &lv_name),
+            path: dev_path(&vg.name, &lv_name),
             lv: lv_name,
             attached,
             parent: v.parent.clone(),
@@ -661,20 +674,11 @@ impl Ctx {
                 ),
             };
             names::check_label(&label)?;
-            let taken: HashSet<String> = vg.lvs.iter().map(|l| l.name.clone()).collect();
-            let lv = names::unique_name(&label, &vg.name, &taken);
+            let lv = free_lv_name(vg, &label, None);
             let new_uuid = uuid::Uuid::new_v4().to_string();
-            let mut args = strings(&[
-                "lvcreate",
-                "-y",
-                "-s",
-                "-n",
-                &lv,
-                "--setactivationskip",
-                "y",
-            ]);
+            let mut args = lvcreate_args(&op.entry.uuid, &new_uuid, &lv);
+            args.push("-s".into());
             args.extend(["-p".into(), (if clone { "rw" } else { "r" }).into()]);
-            args.extend(tag_args(&[sr_tag(&op.entry.uuid), vdi_tag(&new_uuid)]));
             args.push(format!("{}/{}", vg.name, parent_lv.name));
             ctx.lvm.run(&args)?;
             crash::point("vdi-snapshot.after-lvcreate");
@@ -694,13 +698,7 @@ impl Ctx {
                 keys: BTreeMap::new(),
                 pending: None,
             };
-            op.meta.vdis.push(vdi.clone());
-            if let Err(e) = op.save() {
-                let _ = ctx
-                    .lvm
-                    .run(&strings(&["lvremove", "-f", &format!("{}/{lv}", vg.name)]));
-                return Err(e);
-            }
+            ctx.record_new(op, &vg.name, &vdi)?;
             // Until the pool's metadata says otherwise, a snapshot maps what its parent does.
             let parent_vol = ctx.volume(&op.entry, &op.meta, vg, &parent, None);
             let mut vol = ctx.volume_of(
@@ -742,21 +740,7 @@ impl Ctx {
             }
             let lv = vdi_lv(vg, &v)?;
             let current = lv.size;
-            let target = match new {
-                NewSize::To(b) => b,
-                NewSize::Grow(b) => {
-                    Bytes(
-                        current
-                            .0
-                            .checked_add(b.0)
-                            .ok_or_else(|| Error::InvalidSize {
-                                input: b.to_string(),
-                                why: "too large".into(),
-                            })?,
-                    )
-                }
-            }
-            .round_up(vg.extent_size.0);
+            let target = new.from(current, vg.extent_size.0)?;
             let name = format!("{}/{}", vg.name, lv.name);
             if target < current {
                 if !allow_shrink {
@@ -838,18 +822,9 @@ impl Ctx {
             ]))?;
             crash::point("vdi-resize.after-lvresize");
         }
-        self.set_active(&name, true)?;
-        let zeroed = zero::zero(
-            &PathBuf::from(lv_path(&vg.name, &lv.name)),
-            from.0,
-            target.0,
-            &format!("zeroing the new part of {}", v.name),
-            progress,
-        );
-        let deactivated = self.set_active(&name, false);
-        match zeroed {
+        let what = format!("zeroing the new part of {}", v.name);
+        match self.zero_lv(&vg.name, &lv.name, from, target, &what, progress) {
             Ok(()) => {
-                deactivated?;
                 let m = op.vdi_mut(&v.uuid)?;
                 m.pending = None;
                 m.size = target;
@@ -857,7 +832,6 @@ impl Ctx {
             }
             Err(e) => {
                 // Back to the size whose every byte is zeroed; nothing beyond it held data.
-                deactivated?;
                 self.lvm.run(&strings(&[
                     "lvresize",
                     "-y",
@@ -881,13 +855,7 @@ impl Ctx {
         self.with_vdi(key, sr, |ctx, op, vg, uuid| {
             let v = op.vdi(uuid)?.clone();
             let lv = vdi_lv(vg, &v)?;
-            let taken: HashSet<String> = vg
-                .lvs
-                .iter()
-                .filter(|l| l.name != lv.name)
-                .map(|l| l.name.clone())
-                .collect();
-            let new_lv = names::unique_name(label, &vg.name, &taken);
+            let new_lv = free_lv_name(vg, label, Some(&lv.name));
             if new_lv != lv.name {
                 refuse_attached(vg, &v, lv)?;
                 ctx.lvm
@@ -973,7 +941,7 @@ impl Ctx {
                 if lv.open {
                     return Err(Error::VdiAttached {
                         vdi: v.name.clone(),
-                        device: lv_path(&vg.name, &lv.name),
+                        device: dev_path(&vg.name, &lv.name),
                     });
                 }
                 ctx.set_active(&format!("{}/{}", vg.name, lv.name), false)?;
@@ -985,9 +953,14 @@ impl Ctx {
     }
 }
 
-/// VDIs of these SRs matching `key`, by the first rule that matches any: uuid, LV name,
-/// label, then uuid prefix (at least 4 characters).
-fn match_vdis(metas: &[(Entry, SrMeta)], key: &str) -> Vec<Found> {
+/// VDIs matching `key` (with the index of their SR in `metas`), in every SR or only the
+/// one whose uuid is `only`, by the first rule that matches any: uuid, LV name, label, then
+/// uuid prefix (at least 4 characters).
+fn match_vdis<'a>(
+    metas: &'a [(Entry, SrMeta)],
+    only: Option<&str>,
+    key: &str,
+) -> Vec<(usize, &'a VdiMeta)> {
     let lower = key.to_ascii_lowercase();
     let rules: [&dyn Fn(&VdiMeta) -> bool; 4] = [
         &|v| v.uuid == lower,
@@ -996,15 +969,11 @@ fn match_vdis(metas: &[(Entry, SrMeta)], key: &str) -> Vec<Found> {
         &|v| key.len() >= 4 && v.uuid.starts_with(&lower),
     ];
     for rule in rules {
-        let found: Vec<Found> = metas
+        let found: Vec<(usize, &VdiMeta)> = metas
             .iter()
-            .flat_map(|(e, m)| {
-                m.vdis.iter().filter(|v| rule(v)).map(|v| Found {
-                    entry: e.clone(),
-                    uuid: v.uuid.clone(),
-                    label: v.name.clone(),
-                })
-            })
+            .enumerate()
+            .filter(|(_, (e, _))| only.is_none_or(|u| e.uuid == u))
+            .flat_map(|(i, (_, m))| m.vdis.iter().filter(|v| rule(v)).map(move |v| (i, v)))
             .collect();
         if !found.is_empty() {
             return found;
@@ -1049,8 +1018,8 @@ mod tests {
         (Entry::from_meta(&meta, name, "thinsr_meta"), meta)
     }
 
-    fn uuids(found: &[Found]) -> Vec<&str> {
-        found.iter().map(|f| f.uuid.as_str()).collect()
+    fn uuids<'a>(found: &[(usize, &'a VdiMeta)]) -> Vec<&'a str> {
+        found.iter().map(|(_, v)| v.uuid.as_str()).collect()
     }
 
     #[test]
@@ -1069,18 +1038,18 @@ mod tests {
             ),
             sr("s2", "two", vec![vdi(c, "Windows_10+1", "other")]),
         ];
-        assert_eq!(uuids(&match_vdis(&metas, a)), [a]);
-        assert_eq!(uuids(&match_vdis(&metas, &a.to_uppercase())), [a]);
+        assert_eq!(uuids(&match_vdis(&metas, None, a)), [a]);
+        assert_eq!(uuids(&match_vdis(&metas, None, &a.to_uppercase())), [a]);
         // An LV name wins over another VDI's identical label.
-        assert_eq!(uuids(&match_vdis(&metas, "Windows_10+1")), [b]);
+        assert_eq!(uuids(&match_vdis(&metas, None, "Windows_10+1")), [b]);
         // Two VDIs with one label: ambiguous, both returned.
-        assert_eq!(uuids(&match_vdis(&metas, "Windows 10")), [a, b]);
-        assert_eq!(uuids(&match_vdis(&metas, "aaaa")), [a, b]);
-        assert_eq!(uuids(&match_vdis(&metas, "aaaa1")), [a]);
-        assert_eq!(uuids(&match_vdis(&metas, "cccc")), [c]);
+        assert_eq!(uuids(&match_vdis(&metas, None, "Windows 10")), [a, b]);
+        assert_eq!(uuids(&match_vdis(&metas, None, "aaaa")), [a, b]);
+        assert_eq!(uuids(&match_vdis(&metas, None, "aaaa1")), [a]);
+        assert_eq!(uuids(&match_vdis(&metas, None, "cccc")), [c]);
         // Prefixes shorter than 4 characters do not count.
-        assert!(match_vdis(&metas, "ccc").is_empty());
-        assert!(match_vdis(&metas, "nothing").is_empty());
+        assert!(match_vdis(&metas, None, "ccc").is_empty());
+        assert!(match_vdis(&metas, None, "nothing").is_empty());
     }
 
     #[test]

@@ -5,15 +5,7 @@ use crate::cli::PoolCmd;
 use crate::error::Result;
 use crate::pool::{PolicyChange, PoolDetail};
 use crate::sr::Ctx;
-use crate::units::{parse_pool_size, parse_positive_size, Bytes};
-
-/// `SIZE` or `+SIZE`: (relative, bytes).
-fn size_arg(s: &str) -> Result<(bool, Bytes)> {
-    match s.strip_prefix('+') {
-        Some(rest) => Ok((true, parse_positive_size(rest)?)),
-        None => Ok((false, parse_positive_size(s)?)),
-    }
-}
+use crate::units::{parse_new_size, parse_pool_size, Bytes};
 
 pub fn run(ctx: &Ctx, out: &Out, cmd: &PoolCmd) -> Result<i32> {
     match cmd {
@@ -22,16 +14,16 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &PoolCmd) -> Result<i32> {
             out.emit(&d, || print_detail(&d));
         }
         PoolCmd::Extend { sr, size, metadata } => {
-            let size = size.as_deref().map(size_arg).transpose()?;
-            let metadata = metadata.as_deref().map(size_arg).transpose()?;
+            let size = size.as_deref().map(parse_new_size).transpose()?;
+            let metadata = metadata.as_deref().map(parse_new_size).transpose()?;
             let d = ctx.pool_extend(Some(sr), size, metadata)?;
             out.emit(&d, || {
                 println!(
                     "Thin pool {}/{}: {} data, {} metadata",
                     d.vg,
-                    d.lv,
-                    Bytes(d.size),
-                    Bytes(d.metadata_size)
+                    d.pool.lv,
+                    Bytes(d.pool.size),
+                    Bytes(d.pool.metadata_size)
                 )
             });
         }
@@ -99,24 +91,24 @@ fn pct(v: f64) -> String {
 }
 
 fn print_detail(d: &PoolDetail) {
-    println!("Pool        {}/{} of SR '{}'", d.vg, d.lv, d.name);
+    println!("Pool        {}/{} of SR '{}'", d.vg, d.pool.lv, d.name);
     println!(
         "Data        {} used of {} ({}), chunk {}",
-        Bytes(d.data_used),
-        Bytes(d.size),
-        pct(d.data_percent),
+        Bytes(d.pool.data_used),
+        Bytes(d.pool.size),
+        pct(d.pool.data_percent),
         Bytes(d.chunk_size)
     );
     println!(
         "Metadata    {} used of {} ({})",
-        Bytes(d.metadata_used),
-        Bytes(d.metadata_size),
-        pct(d.metadata_percent)
+        Bytes(d.pool.metadata_used),
+        Bytes(d.pool.metadata_size),
+        pct(d.pool.metadata_percent)
     );
     println!(
         "Thin disks  {}, {} virtual, over-commitment {:.2}x{}",
-        d.thin_volumes,
-        Bytes(d.virtual_total),
+        d.pool.thin_volumes,
+        Bytes(d.pool.virtual_total),
         d.overcommit,
         d.policy
             .max_overcommit
@@ -131,7 +123,7 @@ fn print_detail(d: &PoolDetail) {
         Bytes(d.room),
         d.when_full
     );
-    if let Some(k) = &d.kernel {
+    if let Some(k) = &d.pool.kernel {
         println!(
             "Kernel      {}{}",
             k.state,

@@ -7,8 +7,8 @@ use super::{table, Out};
 use crate::cli::VdiCmd;
 use crate::error::Result;
 use crate::sr::Ctx;
-use crate::units::{parse_positive_size, Bytes};
-use crate::vdi::{NewSize, Volume};
+use crate::units::{parse_new_size, parse_positive_size, Bytes, NewSize};
+use crate::vdi::Volume;
 
 pub fn run(ctx: &Ctx, out: &Out, cmd: &VdiCmd) -> Result<()> {
     match cmd {
@@ -90,10 +90,7 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &VdiCmd) -> Result<()> {
             size,
             allow_shrink,
         } => {
-            let new = match size.strip_prefix('+') {
-                Some(rest) => NewSize::Grow(parse_positive_size(rest)?),
-                None => NewSize::To(parse_positive_size(size)?),
-            };
+            let new = parse_new_size(size)?;
             if *allow_shrink && !out.yes {
                 if let NewSize::To(to) = new {
                     let v = ctx.vdi_show(&vdi.vdi, vdi.sr.as_deref())?;
