@@ -25,6 +25,9 @@ _thinsr() {
             thinsr,sr)
                 cmd="thinsr__subcmd__sr"
                 ;;
+            thinsr,template)
+                cmd="thinsr__subcmd__template"
+                ;;
             thinsr,vdi)
                 cmd="thinsr__subcmd__vdi"
                 ;;
@@ -36,6 +39,9 @@ _thinsr() {
                 ;;
             thinsr__subcmd__help,sr)
                 cmd="thinsr__subcmd__help__subcmd__sr"
+                ;;
+            thinsr__subcmd__help,template)
+                cmd="thinsr__subcmd__help__subcmd__template"
                 ;;
             thinsr__subcmd__help,vdi)
                 cmd="thinsr__subcmd__help__subcmd__vdi"
@@ -87,6 +93,18 @@ _thinsr() {
                 ;;
             thinsr__subcmd__help__subcmd__sr,show)
                 cmd="thinsr__subcmd__help__subcmd__sr__subcmd__show"
+                ;;
+            thinsr__subcmd__help__subcmd__template,forget)
+                cmd="thinsr__subcmd__help__subcmd__template__subcmd__forget"
+                ;;
+            thinsr__subcmd__help__subcmd__template,introduce)
+                cmd="thinsr__subcmd__help__subcmd__template__subcmd__introduce"
+                ;;
+            thinsr__subcmd__help__subcmd__template,list)
+                cmd="thinsr__subcmd__help__subcmd__template__subcmd__list"
+                ;;
+            thinsr__subcmd__help__subcmd__template,show)
+                cmd="thinsr__subcmd__help__subcmd__template__subcmd__show"
                 ;;
             thinsr__subcmd__help__subcmd__vdi,attach)
                 cmd="thinsr__subcmd__help__subcmd__vdi__subcmd__attach"
@@ -235,6 +253,36 @@ _thinsr() {
             thinsr__subcmd__sr__subcmd__help,show)
                 cmd="thinsr__subcmd__sr__subcmd__help__subcmd__show"
                 ;;
+            thinsr__subcmd__template,forget)
+                cmd="thinsr__subcmd__template__subcmd__forget"
+                ;;
+            thinsr__subcmd__template,help)
+                cmd="thinsr__subcmd__template__subcmd__help"
+                ;;
+            thinsr__subcmd__template,introduce)
+                cmd="thinsr__subcmd__template__subcmd__introduce"
+                ;;
+            thinsr__subcmd__template,list)
+                cmd="thinsr__subcmd__template__subcmd__list"
+                ;;
+            thinsr__subcmd__template,show)
+                cmd="thinsr__subcmd__template__subcmd__show"
+                ;;
+            thinsr__subcmd__template__subcmd__help,forget)
+                cmd="thinsr__subcmd__template__subcmd__help__subcmd__forget"
+                ;;
+            thinsr__subcmd__template__subcmd__help,help)
+                cmd="thinsr__subcmd__template__subcmd__help__subcmd__help"
+                ;;
+            thinsr__subcmd__template__subcmd__help,introduce)
+                cmd="thinsr__subcmd__template__subcmd__help__subcmd__introduce"
+                ;;
+            thinsr__subcmd__template__subcmd__help,list)
+                cmd="thinsr__subcmd__template__subcmd__help__subcmd__list"
+                ;;
+            thinsr__subcmd__template__subcmd__help,show)
+                cmd="thinsr__subcmd__template__subcmd__help__subcmd__show"
+                ;;
             thinsr__subcmd__vdi,attach)
                 cmd="thinsr__subcmd__vdi__subcmd__attach"
                 ;;
@@ -326,13 +374,17 @@ _thinsr() {
 
     case "${cmd}" in
         thinsr)
-            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --help --version sr vdi pool help"
+            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --scheme-dir --help --version sr vdi template pool help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -344,7 +396,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__help)
-            opts="sr vdi pool help"
+            opts="sr vdi template pool help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -623,6 +675,76 @@ _thinsr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        thinsr__subcmd__help__subcmd__template)
+            opts="introduce forget list show"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__help__subcmd__template__subcmd__forget)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__help__subcmd__template__subcmd__introduce)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__help__subcmd__template__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__help__subcmd__template__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         thinsr__subcmd__help__subcmd__vdi)
             opts="create list show destroy snapshot clone resize rename set-description set unset attach detach"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -820,13 +942,17 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__pool)
-            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --help --version show extend set maintain check help"
+            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --scheme-dir --help --version show extend set maintain check help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -838,13 +964,17 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__pool__subcmd__check)
-            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --help --version"
+            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -856,7 +986,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__pool__subcmd__extend)
-            opts="-y -q -v -h -V --metadata --json --yes --quiet --verbose --config --help --version"
+            opts="-y -q -v -h -V --metadata --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -867,6 +997,10 @@ _thinsr() {
                     return 0
                     ;;
                 --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -976,13 +1110,17 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__pool__subcmd__maintain)
-            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --help --version"
+            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -994,7 +1132,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__pool__subcmd__set)
-            opts="-y -q -v -h -V --threshold --grow-by --max-size --when-full --max-overcommit --json --yes --quiet --verbose --config --help --version"
+            opts="-y -q -v -h -V --threshold --grow-by --max-size --when-full --max-overcommit --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1024,6 +1162,10 @@ _thinsr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --scheme-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1032,13 +1174,17 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__pool__subcmd__show)
-            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --help --version"
+            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1050,13 +1196,17 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__sr)
-            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --help --version create introduce attach detach forget destroy show check list rename set-description help"
+            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --scheme-dir --help --version create introduce attach detach forget destroy show check list rename set-description help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1068,13 +1218,17 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__sr__subcmd__attach)
-            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --help --version"
+            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1086,13 +1240,17 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__sr__subcmd__check)
-            opts="-y -q -v -h -V --repair --json --yes --quiet --verbose --config --help --version"
+            opts="-y -q -v -h -V --repair --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1104,7 +1262,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__sr__subcmd__create)
-            opts="-y -q -v -h -V --file --size --name --force --json --yes --quiet --verbose --config --help --version"
+            opts="-y -q -v -h -V --file --size --name --force --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1126,6 +1284,10 @@ _thinsr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --scheme-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1134,13 +1296,17 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__sr__subcmd__destroy)
-            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --help --version"
+            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1152,13 +1318,17 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__sr__subcmd__detach)
-            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --help --version"
+            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1170,13 +1340,17 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__sr__subcmd__forget)
-            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --help --version"
+            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1370,7 +1544,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__sr__subcmd__introduce)
-            opts="-y -q -v -h -V --name --pool-size --pool --json --yes --quiet --verbose --config --help --version"
+            opts="-y -q -v -h -V --name --pool-size --pool --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1392,6 +1566,10 @@ _thinsr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --scheme-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1400,13 +1578,17 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__sr__subcmd__list)
-            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --help --version"
+            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1418,13 +1600,17 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__sr__subcmd__rename)
-            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --help --version"
+            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1436,13 +1622,17 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__sr__subcmd__set__subcmd__description)
-            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --help --version"
+            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1454,7 +1644,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__sr__subcmd__show)
-            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --help --version"
+            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1464,21 +1654,7 @@ _thinsr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        thinsr__subcmd__vdi)
-            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --help --version create list show destroy snapshot clone resize rename set-description set unset attach detach help"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                --config)
+                --scheme-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1489,8 +1665,30 @@ _thinsr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        thinsr__subcmd__vdi__subcmd__attach)
-            opts="-y -q -v -h -V --sr --json --yes --quiet --verbose --config --help --version"
+        thinsr__subcmd__template)
+            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --scheme-dir --help --version introduce forget list show help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__template__subcmd__forget)
+            opts="-y -q -v -h -V --sr --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1504,6 +1702,10 @@ _thinsr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --scheme-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1511,8 +1713,92 @@ _thinsr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        thinsr__subcmd__vdi__subcmd__clone)
-            opts="-y -q -v -h -V --sr --name --json --yes --quiet --verbose --config --help --version"
+        thinsr__subcmd__template__subcmd__help)
+            opts="introduce forget list show help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__template__subcmd__help__subcmd__forget)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__template__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__template__subcmd__help__subcmd__introduce)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__template__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__template__subcmd__help__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__template__subcmd__introduce)
+            opts="-y -q -v -h -V --sr --name --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1530,6 +1816,140 @@ _thinsr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --scheme-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__template__subcmd__list)
+            opts="-y -q -v -h -V --sr --json --yes --quiet --verbose --config --scheme-dir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --sr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__template__subcmd__show)
+            opts="-y -q -v -h -V --sr --json --yes --quiet --verbose --config --scheme-dir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --sr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__vdi)
+            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --scheme-dir --help --version create list show destroy snapshot clone resize rename set-description set unset attach detach help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__vdi__subcmd__attach)
+            opts="-y -q -v -h -V --sr --read-only --json --yes --quiet --verbose --config --scheme-dir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --sr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__vdi__subcmd__clone)
+            opts="-y -q -v -h -V --sr --name --json --yes --quiet --verbose --config --scheme-dir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --sr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1538,7 +1958,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__vdi__subcmd__create)
-            opts="-y -q -v -h -V --size --sr --description --preallocate --json --yes --quiet --verbose --config --help --version"
+            opts="-y -q -v -h -V --size --sr --description --preallocate --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1560,6 +1980,10 @@ _thinsr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --scheme-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1568,7 +1992,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__vdi__subcmd__destroy)
-            opts="-y -q -v -h -V --sr --json --yes --quiet --verbose --config --help --version"
+            opts="-y -q -v -h -V --sr --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1579,6 +2003,10 @@ _thinsr() {
                     return 0
                     ;;
                 --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1590,7 +2018,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__vdi__subcmd__detach)
-            opts="-y -q -v -h -V --sr --json --yes --quiet --verbose --config --help --version"
+            opts="-y -q -v -h -V --sr --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1601,6 +2029,10 @@ _thinsr() {
                     return 0
                     ;;
                 --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1822,7 +2254,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__vdi__subcmd__list)
-            opts="-y -q -v -h -V --sr --json --yes --quiet --verbose --config --help --version"
+            opts="-y -q -v -h -V --sr --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1833,6 +2265,10 @@ _thinsr() {
                     return 0
                     ;;
                 --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1844,7 +2280,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__vdi__subcmd__rename)
-            opts="-y -q -v -h -V --sr --json --yes --quiet --verbose --config --help --version"
+            opts="-y -q -v -h -V --sr --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1855,6 +2291,10 @@ _thinsr() {
                     return 0
                     ;;
                 --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1866,7 +2306,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__vdi__subcmd__resize)
-            opts="-y -q -v -h -V --sr --allow-shrink --json --yes --quiet --verbose --config --help --version"
+            opts="-y -q -v -h -V --sr --allow-shrink --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1877,6 +2317,10 @@ _thinsr() {
                     return 0
                     ;;
                 --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1888,7 +2332,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__vdi__subcmd__set)
-            opts="-y -q -v -h -V --sr --json --yes --quiet --verbose --config --help --version"
+            opts="-y -q -v -h -V --sr --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1899,6 +2343,10 @@ _thinsr() {
                     return 0
                     ;;
                 --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1910,7 +2358,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__vdi__subcmd__set__subcmd__description)
-            opts="-y -q -v -h -V --sr --json --yes --quiet --verbose --config --help --version"
+            opts="-y -q -v -h -V --sr --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1921,6 +2369,10 @@ _thinsr() {
                     return 0
                     ;;
                 --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1932,7 +2384,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__vdi__subcmd__show)
-            opts="-y -q -v -h -V --sr --json --yes --quiet --verbose --config --help --version"
+            opts="-y -q -v -h -V --sr --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1946,6 +2398,10 @@ _thinsr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --scheme-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1954,7 +2410,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__vdi__subcmd__snapshot)
-            opts="-y -q -v -h -V --sr --name --json --yes --quiet --verbose --config --help --version"
+            opts="-y -q -v -h -V --sr --name --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1972,6 +2428,10 @@ _thinsr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --scheme-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1980,7 +2440,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__vdi__subcmd__unset)
-            opts="-y -q -v -h -V --sr --json --yes --quiet --verbose --config --help --version"
+            opts="-y -q -v -h -V --sr --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1991,6 +2451,10 @@ _thinsr() {
                     return 0
                     ;;
                 --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2018,7 +2482,7 @@ _thinsr_dynamic() {
     for ((i = 1; i < COMP_CWORD; i++)); do
         w=${COMP_WORDS[i]}
         case "$w" in
-            --config|--sr|--size|--name|--description|--file|--pool-size|--pool) ((i++)) ;;
+            --config|--scheme-dir|--sr|--size|--name|--description|--file|--pool-size|--pool) ((i++)) ;;
             -*) ;;
             *) pos+=("$w") ;;
         esac
@@ -2031,6 +2495,7 @@ _thinsr_dynamic() {
             "vdi set-description"|"vdi set"|"vdi unset"|"vdi attach"|"vdi detach") kind=vdi ;;
             "sr attach"|"sr detach"|"sr forget"|"sr destroy"|"sr show"|"sr rename"|\
             "sr set-description") kind=sr ;;
+            "template forget"|"template show") kind=template ;;
         esac
     fi
     if [[ -n $kind ]]; then

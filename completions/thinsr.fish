@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_thinsr_global_optspecs
-    string join \n json y/yes q/quiet v/verbose config= h/help V/version
+    string join \n json y/yes q/quiet v/verbose config= scheme-dir= h/help V/version
 end
 
 function __fish_thinsr_needs_command
@@ -25,6 +25,7 @@ function __fish_thinsr_using_subcommand
 end
 
 complete -c thinsr -n "__fish_thinsr_needs_command" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_needs_command" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
 complete -c thinsr -n "__fish_thinsr_needs_command" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_needs_command" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_needs_command" -s q -l quiet -d 'Print nothing but errors'
@@ -33,9 +34,11 @@ complete -c thinsr -n "__fish_thinsr_needs_command" -s h -l help -d 'Print help 
 complete -c thinsr -n "__fish_thinsr_needs_command" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_needs_command" -f -a "sr" -d 'Storage repositories: create, introduce, attach, inspect, destroy'
 complete -c thinsr -n "__fish_thinsr_needs_command" -f -a "vdi" -d 'Virtual disks: thin or preallocated, snapshots, clones, resize, names and keys'
+complete -c thinsr -n "__fish_thinsr_needs_command" -f -a "template" -d 'Templates: read-only images (file, NBD, scripted schemes) cloned without copying'
 complete -c thinsr -n "__fish_thinsr_needs_command" -f -a "pool" -d 'The thin pool: use, growth policy, cron maintenance, checks'
 complete -c thinsr -n "__fish_thinsr_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and not __fish_seen_subcommand_from create introduce attach detach forget destroy show check list rename set-description help" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and not __fish_seen_subcommand_from create introduce attach detach forget destroy show check list rename set-description help" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and not __fish_seen_subcommand_from create introduce attach detach forget destroy show check list rename set-description help" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and not __fish_seen_subcommand_from create introduce attach detach forget destroy show check list rename set-description help" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and not __fish_seen_subcommand_from create introduce attach detach forget destroy show check list rename set-description help" -s q -l quiet -d 'Print nothing but errors'
@@ -58,6 +61,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcom
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from create" -l size -d 'Size of the file for --file (512M, 20G, 1.5T)' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from create" -l name -d 'The SR\'s name; the volume group is named after it' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from create" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from create" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from create" -l force -d 'Wipe signatures found on the disks'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from create" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from create" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
@@ -69,6 +73,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcom
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from introduce" -l pool-size -d 'Size of a new thin pool: SIZE, or N% of the VG\'s free space' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from introduce" -l pool -d 'Adopt this existing thin pool LV instead of making one' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from introduce" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from introduce" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from introduce" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from introduce" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from introduce" -s q -l quiet -d 'Print nothing but errors'
@@ -76,6 +81,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcom
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from introduce" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from introduce" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from attach" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from attach" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from attach" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from attach" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from attach" -s q -l quiet -d 'Print nothing but errors'
@@ -83,6 +89,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcom
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from attach" -s h -l help -d 'Print help'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from attach" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from detach" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from detach" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from detach" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from detach" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from detach" -s q -l quiet -d 'Print nothing but errors'
@@ -90,6 +97,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcom
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from detach" -s h -l help -d 'Print help'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from detach" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from forget" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from forget" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from forget" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from forget" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from forget" -s q -l quiet -d 'Print nothing but errors'
@@ -97,6 +105,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcom
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from forget" -s h -l help -d 'Print help'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from forget" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from destroy" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from destroy" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from destroy" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from destroy" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from destroy" -s q -l quiet -d 'Print nothing but errors'
@@ -104,6 +113,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcom
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from destroy" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from destroy" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from show" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from show" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from show" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from show" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Print nothing but errors'
@@ -111,6 +121,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcom
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from check" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from check" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from check" -l repair -d 'Repair what was found'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from check" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from check" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
@@ -119,6 +130,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcom
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from check" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from check" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from list" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from list" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from list" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from list" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print nothing but errors'
@@ -126,6 +138,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcom
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from rename" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from rename" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from rename" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from rename" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from rename" -s q -l quiet -d 'Print nothing but errors'
@@ -133,6 +146,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcom
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from rename" -s h -l help -d 'Print help'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from rename" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from set-description" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from set-description" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from set-description" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from set-description" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from set-description" -s q -l quiet -d 'Print nothing but errors'
@@ -152,6 +166,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcom
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from help" -f -a "set-description" -d 'Set the SR\'s description'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -s q -l quiet -d 'Print nothing but errors'
@@ -163,19 +178,20 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_s
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -f -a "show" -d 'Show everything known about a VDI: LV, device, parent, keys'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -f -a "destroy" -d 'Destroy a VDI; refused while attached'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -f -a "snapshot" -d 'Take an instant read-only snapshot of a VDI'
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -f -a "clone" -d 'Make an instant writable copy of a VDI (a thin snapshot)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -f -a "clone" -d 'Make an instant writable copy of a VDI or template (a thin snapshot)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -f -a "resize" -d 'Grow a VDI to SIZE, or by +SIZE; shrinking needs --allow-shrink'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -f -a "rename" -d 'Give a VDI a new name; its LV is renamed to match, the uuid stays'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -f -a "set-description" -d 'Set a VDI\'s description'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -f -a "set" -d 'Set a key on a VDI (kept in the SR\'s metadata, shown under keys)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -f -a "unset" -d 'Remove a key from a VDI'
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -f -a "attach" -d 'Activate a VDI and print the block device to give the VM'
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -f -a "detach" -d 'Deactivate a VDI; refused while something holds it open'
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -f -a "attach" -d 'Attach a VDI and print the block device to give the VM'
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -f -a "detach" -d 'Detach a VDI; refused while something holds it open, done when already detached'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from create" -l size -d 'Virtual size (512M, 40G, 1.5T)' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from create" -l sr -d 'The SR (name, uuid or volume group); may be left out when only one is registered' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from create" -l description -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from create" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from create" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from create" -l preallocate -d 'Allocate and zero all of it now, from the volume group\'s free space'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from create" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from create" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
@@ -185,6 +201,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subco
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from create" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from list" -l sr -d 'The SR (name, uuid or volume group); may be left out when only one is registered' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from list" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from list" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from list" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from list" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print nothing but errors'
@@ -193,6 +210,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subco
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from show" -l sr -d 'Look for the VDI in this SR only' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from show" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from show" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from show" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from show" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Print nothing but errors'
@@ -201,6 +219,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subco
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from destroy" -l sr -d 'Look for the VDI in this SR only' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from destroy" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from destroy" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from destroy" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from destroy" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from destroy" -s q -l quiet -d 'Print nothing but errors'
@@ -210,6 +229,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subco
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from snapshot" -l sr -d 'Look for the VDI in this SR only' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from snapshot" -l name -d 'Name of the snapshot (default: \\"<name> snapshot\\")' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from snapshot" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from snapshot" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from snapshot" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from snapshot" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from snapshot" -s q -l quiet -d 'Print nothing but errors'
@@ -219,6 +239,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subco
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from clone" -l sr -d 'Look for the VDI in this SR only' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from clone" -l name -d 'Name of the clone (default: \\"<name> clone\\")' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from clone" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from clone" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from clone" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from clone" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from clone" -s q -l quiet -d 'Print nothing but errors'
@@ -227,6 +248,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subco
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from clone" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from resize" -l sr -d 'Look for the VDI in this SR only' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from resize" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from resize" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from resize" -l allow-shrink -d 'Allow a smaller size (data beyond it is lost)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from resize" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from resize" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
@@ -236,6 +258,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subco
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from resize" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from rename" -l sr -d 'Look for the VDI in this SR only' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from rename" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from rename" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from rename" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from rename" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from rename" -s q -l quiet -d 'Print nothing but errors'
@@ -244,6 +267,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subco
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from rename" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from set-description" -l sr -d 'Look for the VDI in this SR only' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from set-description" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from set-description" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from set-description" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from set-description" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from set-description" -s q -l quiet -d 'Print nothing but errors'
@@ -252,6 +276,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subco
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from set-description" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from set" -l sr -d 'Look for the VDI in this SR only' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from set" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from set" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from set" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from set" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from set" -s q -l quiet -d 'Print nothing but errors'
@@ -260,6 +285,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subco
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from set" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from unset" -l sr -d 'Look for the VDI in this SR only' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from unset" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from unset" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from unset" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from unset" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from unset" -s q -l quiet -d 'Print nothing but errors'
@@ -268,14 +294,17 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subco
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from unset" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from attach" -l sr -d 'Look for the VDI in this SR only' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from attach" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from attach" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from attach" -l read-only -d 'Attach it read-only (the only way to attach a template)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from attach" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from attach" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from attach" -s q -l quiet -d 'Print nothing but errors'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from attach" -s v -l verbose -d 'Show each lvm command run and its duration on stderr'
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from attach" -s h -l help -d 'Print help'
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from attach" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from attach" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from detach" -l sr -d 'Look for the VDI in this SR only' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from detach" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from detach" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from detach" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from detach" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from detach" -s q -l quiet -d 'Print nothing but errors'
@@ -287,16 +316,72 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subco
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show everything known about a VDI: LV, device, parent, keys'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from help" -f -a "destroy" -d 'Destroy a VDI; refused while attached'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from help" -f -a "snapshot" -d 'Take an instant read-only snapshot of a VDI'
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from help" -f -a "clone" -d 'Make an instant writable copy of a VDI (a thin snapshot)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from help" -f -a "clone" -d 'Make an instant writable copy of a VDI or template (a thin snapshot)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from help" -f -a "resize" -d 'Grow a VDI to SIZE, or by +SIZE; shrinking needs --allow-shrink'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from help" -f -a "rename" -d 'Give a VDI a new name; its LV is renamed to match, the uuid stays'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from help" -f -a "set-description" -d 'Set a VDI\'s description'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from help" -f -a "set" -d 'Set a key on a VDI (kept in the SR\'s metadata, shown under keys)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from help" -f -a "unset" -d 'Remove a key from a VDI'
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from help" -f -a "attach" -d 'Activate a VDI and print the block device to give the VM'
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from help" -f -a "detach" -d 'Deactivate a VDI; refused while something holds it open'
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from help" -f -a "attach" -d 'Attach a VDI and print the block device to give the VM'
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from help" -f -a "detach" -d 'Detach a VDI; refused while something holds it open, done when already detached'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget list show help" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget list show help" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget list show help" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget list show help" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget list show help" -s q -l quiet -d 'Print nothing but errors'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget list show help" -s v -l verbose -d 'Show each lvm command run and its duration on stderr'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget list show help" -s h -l help -d 'Print help'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget list show help" -s V -l version -d 'Print version'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget list show help" -f -a "introduce" -d 'Register a read-only image as a template; nothing is copied'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget list show help" -f -a "forget" -d 'Unregister a template; refused while clones read from it'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget list show help" -f -a "list" -d 'List templates'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget list show help" -f -a "show" -d 'Show a template: its URI, format, size and clones'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget list show help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from introduce" -l sr -d 'The SR (name, uuid or volume group); may be left out when only one is registered' -r
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from introduce" -l name -d 'The template\'s name (default: the image\'s file name without extension)' -r
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from introduce" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from introduce" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from introduce" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from introduce" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from introduce" -s q -l quiet -d 'Print nothing but errors'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from introduce" -s v -l verbose -d 'Show each lvm command run and its duration on stderr'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from introduce" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from introduce" -s V -l version -d 'Print version'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from forget" -l sr -d 'Look for the VDI in this SR only' -r
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from forget" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from forget" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from forget" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from forget" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from forget" -s q -l quiet -d 'Print nothing but errors'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from forget" -s v -l verbose -d 'Show each lvm command run and its duration on stderr'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from forget" -s h -l help -d 'Print help'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from forget" -s V -l version -d 'Print version'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from list" -l sr -d 'The SR (name, uuid or volume group); may be left out when only one is registered' -r
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from list" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from list" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from list" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from list" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print nothing but errors'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Show each lvm command run and its duration on stderr'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from show" -l sr -d 'Look for the VDI in this SR only' -r
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from show" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from show" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from show" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from show" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Print nothing but errors'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from show" -s v -l verbose -d 'Show each lvm command run and its duration on stderr'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from help" -f -a "introduce" -d 'Register a read-only image as a template; nothing is copied'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from help" -f -a "forget" -d 'Unregister a template; refused while clones read from it'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from help" -f -a "list" -d 'List templates'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show a template: its URI, format, size and clones'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain check help" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain check help" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain check help" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain check help" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain check help" -s q -l quiet -d 'Print nothing but errors'
@@ -310,6 +395,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain check help" -f -a "check" -d 'Check the pool\'s metadata with thin_check (on a snapshot while it is live)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain check help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from show" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from show" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from show" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from show" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Print nothing but errors'
@@ -318,6 +404,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subc
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from extend" -l metadata -d 'New metadata size, or +SIZE' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from extend" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from extend" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from extend" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from extend" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from extend" -s q -l quiet -d 'Print nothing but errors'
@@ -331,6 +418,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subc
 error\t''"
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from set" -l max-overcommit -d 'Refuse new thin disks once their virtual total would pass RATIO x the pool\'s size' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from set" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from set" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from set" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from set" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from set" -s q -l quiet -d 'Print nothing but errors'
@@ -338,6 +426,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subc
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from set" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from set" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from maintain" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from maintain" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from maintain" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from maintain" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from maintain" -s q -l quiet -d 'Print nothing but errors'
@@ -345,6 +434,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subc
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from maintain" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from maintain" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from check" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from check" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from check" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from check" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from check" -s q -l quiet -d 'Print nothing but errors'
@@ -357,10 +447,11 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subc
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from help" -f -a "maintain" -d 'Grow pools that passed their threshold; quiet unless there is news (for cron)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from help" -f -a "check" -d 'Check the pool\'s metadata with thin_check (on a snapshot while it is live)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi pool help" -f -a "sr" -d 'Storage repositories: create, introduce, attach, inspect, destroy'
-complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi pool help" -f -a "vdi" -d 'Virtual disks: thin or preallocated, snapshots, clones, resize, names and keys'
-complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi pool help" -f -a "pool" -d 'The thin pool: use, growth policy, cron maintenance, checks'
-complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi pool help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template pool help" -f -a "sr" -d 'Storage repositories: create, introduce, attach, inspect, destroy'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template pool help" -f -a "vdi" -d 'Virtual disks: thin or preallocated, snapshots, clones, resize, names and keys'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template pool help" -f -a "template" -d 'Templates: read-only images (file, NBD, scripted schemes) cloned without copying'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template pool help" -f -a "pool" -d 'The thin pool: use, growth policy, cron maintenance, checks'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template pool help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from sr" -f -a "create" -d 'Create an owned SR on raw disks (or on a sparse file with --file)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from sr" -f -a "introduce" -d 'Share an existing volume group: make (or adopt) a thin pool beside the admin\'s LVs, or register an SR already in it'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from sr" -f -a "attach" -d 'Activate the SR\'s pool and metadata (re-attaching a file SR\'s loop device)'
@@ -377,14 +468,18 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subc
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from vdi" -f -a "show" -d 'Show everything known about a VDI: LV, device, parent, keys'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from vdi" -f -a "destroy" -d 'Destroy a VDI; refused while attached'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from vdi" -f -a "snapshot" -d 'Take an instant read-only snapshot of a VDI'
-complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from vdi" -f -a "clone" -d 'Make an instant writable copy of a VDI (a thin snapshot)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from vdi" -f -a "clone" -d 'Make an instant writable copy of a VDI or template (a thin snapshot)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from vdi" -f -a "resize" -d 'Grow a VDI to SIZE, or by +SIZE; shrinking needs --allow-shrink'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from vdi" -f -a "rename" -d 'Give a VDI a new name; its LV is renamed to match, the uuid stays'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from vdi" -f -a "set-description" -d 'Set a VDI\'s description'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from vdi" -f -a "set" -d 'Set a key on a VDI (kept in the SR\'s metadata, shown under keys)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from vdi" -f -a "unset" -d 'Remove a key from a VDI'
-complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from vdi" -f -a "attach" -d 'Activate a VDI and print the block device to give the VM'
-complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from vdi" -f -a "detach" -d 'Deactivate a VDI; refused while something holds it open'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from vdi" -f -a "attach" -d 'Attach a VDI and print the block device to give the VM'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from vdi" -f -a "detach" -d 'Detach a VDI; refused while something holds it open, done when already detached'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from template" -f -a "introduce" -d 'Register a read-only image as a template; nothing is copied'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from template" -f -a "forget" -d 'Unregister a template; refused while clones read from it'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from template" -f -a "list" -d 'List templates'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from template" -f -a "show" -d 'Show a template: its URI, format, size and clones'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from pool" -f -a "show" -d 'Show data and metadata use, over-commitment, growth policy and room to grow'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from pool" -f -a "extend" -d 'Grow the pool\'s data to SIZE (or by +SIZE), and/or its metadata'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from pool" -f -a "set" -d 'Set the growth policy (kept in the SR\'s metadata)'

@@ -10,7 +10,7 @@
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::lvm::{strings, TAG_VDI};
+use crate::lvm::{strings, TAG_ORIGIN, TAG_VDI};
 use crate::meta::{Pending, VdiKind, VdiMeta};
 use crate::progress::Progress;
 use crate::sr::{ours, Ctx};
@@ -57,6 +57,11 @@ impl Ctx {
 
         let mut keep = Vec::new();
         for mut v in std::mem::take(&mut op.meta.vdis) {
+            if v.is_template() {
+                // Its image lives outside the VG.
+                keep.push(v);
+                continue;
+            }
             let subject = format!("VDI '{}' ({})", v.name, v.uuid);
             let Some(lv) = vg.vdi_lv(&v.uuid) else {
                 findings.push(Finding {
@@ -154,6 +159,8 @@ impl Ctx {
                         created: 0,
                         keys: Default::default(),
                         pending: None,
+                        image: None,
+                        origin: lv.tag_value(TAG_ORIGIN).map(str::to_string),
                     });
                     changed = true;
                 }

@@ -71,6 +71,16 @@ pub struct Global {
         default_value = "/etc/thinsr"
     )]
     pub config: PathBuf,
+    /// Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach
+    /// URI`).
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "THINSR_SCHEME_DIR",
+        default_value = "/usr/libexec/xapi/storage"
+    )]
+    pub scheme_dir: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,6 +91,9 @@ pub enum Group {
     /// Virtual disks: thin or preallocated, snapshots, clones, resize, names and keys.
     #[command(subcommand)]
     Vdi(VdiCmd),
+    /// Templates: read-only images (file, NBD, scripted schemes) cloned without copying.
+    #[command(subcommand)]
+    Template(TemplateCmd),
     /// The thin pool: use, growth policy, cron maintenance, checks.
     #[command(subcommand, after_long_help = MAINTAIN_HELP)]
     Pool(PoolCmd),
@@ -241,7 +254,9 @@ clones of the VDI stay usable: thin snapshots do not depend on their origin.")]
     /// Take an instant read-only snapshot of a VDI.
     #[command(after_long_help = "\
 Examples:
-  thinsr vdi snapshot web01 --name \"web01 before upgrade\"")]
+  thinsr vdi snapshot web01 --name \"web01 before upgrade\"
+
+Snapshots and clones of a template, or of a template's clone, read the same template.")]
     Snapshot {
         #[command(flatten)]
         vdi: VdiArg,
@@ -249,7 +264,7 @@ Examples:
         #[arg(long, value_name = "NAME")]
         name: Option<String>,
     },
-    /// Make an instant writable copy of a VDI (a thin snapshot).
+    /// Make an instant writable copy of a VDI or template (a thin snapshot).
     Clone {
         #[command(flatten)]
         vdi: VdiArg,
@@ -305,10 +320,56 @@ Shrinking cuts off the end of the disk and its data: shrink the filesystem insid
         #[arg(value_name = "KEY")]
         key: String,
     },
-    /// Activate a VDI and print the block device to give the VM.
-    Attach(VdiArg),
-    /// Deactivate a VDI; refused while something holds it open.
+    /// Attach a VDI and print the block device to give the VM.
+    #[command(after_long_help = "\
+A VDI cloned from a template gets a device of thinsr's own (/dev/mapper/thinsr-VG-LV) that
+reads the template where the VDI has no data of its own; the template is served read-only
+(qemu-nbd, or its scheme's script) once for all its attached clones. Other VDIs are their
+LV, activated by LVM. Attaching an attached VDI prints the same device.")]
+    Attach {
+        #[command(flatten)]
+        vdi: VdiArg,
+        /// Attach it read-only (the only way to attach a template).
+        #[arg(long)]
+        read_only: bool,
+    },
+    /// Detach a VDI; refused while something holds it open, done when already detached.
     Detach(VdiArg),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TemplateCmd {
+    /// Register a read-only image as a template; nothing is copied.
+    #[command(after_long_help = "\
+Examples:
+  thinsr template introduce file:///srv/images/debian-12.qcow2
+  thinsr template introduce nbd://images.lan:10809/win10 --name \"Windows 10\"
+  thinsr template introduce s3://bucket/debian.raw   # runs <scheme-dir>/s3 attach|detach URI
+
+file:// images may be raw, qcow2, vhd (vpc), vhdx or vmdk: thinsr reads the format and
+virtual size with qemu-img. nbd:// exports are raw disks. Any other scheme is handled by an
+executable <scheme-dir>/<scheme> (--scheme-dir, default /usr/libexec/xapi/storage) whose
+'attach URI' prints a local path or block device and whose 'detach URI' lets go of it.
+The image must not change while clones exist: they read their unwritten blocks from it.")]
+    Introduce {
+        /// The image: file:///path, nbd://host[:port]/export or scheme://...
+        #[arg(value_name = "URI")]
+        uri: String,
+        #[command(flatten)]
+        sr: SrOpt,
+        /// The template's name (default: the image's file name without extension).
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+    },
+    /// Unregister a template; refused while clones read from it.
+    Forget(VdiArg),
+    /// List templates.
+    List {
+        #[command(flatten)]
+        sr: SrOpt,
+    },
+    /// Show a template: its URI, format, size and clones.
+    Show(VdiArg),
 }
 
 #[derive(Debug, Args)]

@@ -21,7 +21,7 @@ pub fn run_if_asked(args: &[String]) -> bool {
     true
 }
 
-/// What to offer for `kind` (`sr` or `vdi`); anything unreadable offers nothing.
+/// What to offer for `kind` (`sr`, `vdi` or `template`); anything unreadable offers nothing.
 pub fn names(registry: &RegistryFile, kind: &str) -> Vec<String> {
     let Ok(reg) = registry.load() else {
         return Vec::new();
@@ -29,14 +29,29 @@ pub fn names(registry: &RegistryFile, kind: &str) -> Vec<String> {
     let mut names: Vec<String> = match kind {
         // By volume group: SR names may hold spaces, VG names never do.
         "sr" => reg.srs.iter().map(|e| e.vg.clone()).collect(),
-        "vdi" => reg
+        "vdi" | "template" => reg
             .srs
             .iter()
             .filter_map(|e| {
                 let store = e.meta_store();
                 store.exists().then(|| store.read().ok()).flatten()
             })
-            .flat_map(|(m, _)| m.vdis.into_iter().map(|v| v.lv))
+            .flat_map(|(m, _)| m.vdis)
+            .filter(|v| kind == "vdi" || v.is_template())
+            .map(|v| {
+                if !v.is_template() {
+                    v.lv
+                } else if v
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+_.-".contains(c))
+                {
+                    v.name
+                } else {
+                    // A label the shell would split: its uuid prefix finds it as well.
+                    v.uuid.chars().take(8).collect()
+                }
+            })
             .collect(),
         _ => Vec::new(),
     };
@@ -56,7 +71,7 @@ _thinsr_dynamic() {
     for ((i = 1; i < COMP_CWORD; i++)); do
         w=${COMP_WORDS[i]}
         case "$w" in
-            --config|--sr|--size|--name|--description|--file|--pool-size|--pool) ((i++)) ;;
+            --config|--scheme-dir|--sr|--size|--name|--description|--file|--pool-size|--pool) ((i++)) ;;
             -*) ;;
             *) pos+=("$w") ;;
         esac
@@ -69,6 +84,7 @@ _thinsr_dynamic() {
             "vdi set-description"|"vdi set"|"vdi unset"|"vdi attach"|"vdi detach") kind=vdi ;;
             "sr attach"|"sr detach"|"sr forget"|"sr destroy"|"sr show"|"sr rename"|\
             "sr set-description") kind=sr ;;
+            "template forget"|"template show") kind=template ;;
         esac
     fi
     if [[ -n $kind ]]; then

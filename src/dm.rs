@@ -2,7 +2,12 @@
 
 use std::str::FromStr;
 
-use devicemapper::{DevId, DmFlags, DmName, DmOptions, ThinPoolStatus, ThinPoolStatusSummary, DM};
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+
+use devicemapper::{
+    DevId, DmFlags, DmName, DmOptions, DmUuid, ThinPoolStatus, ThinPoolStatusSummary, DM,
+};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -12,6 +17,11 @@ use crate::units::Bytes;
 pub fn dm_name(vg: &str, lv: &str) -> String {
     format!("{}-{}", vg.replace('-', "--"), lv.replace('-', "--"))
 }
+
+/// Prefix of the names of the dm devices thinsr makes itself (LVM never sees them).
+pub const OUR_PREFIX: &str = "thinsr-";
+/// Prefix of their dm uuids; the rest is the VDI's uuid.
+const OUR_UUID_PREFIX: &str = "THINSR-";
 
 /// The kernel's view of a thin pool.
 #[derive(Debug, Clone, Serialize)]
@@ -127,6 +137,283 @@ impl PoolStatus {
     }
 }
 
+fn dm_err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::DmFailed(format!("{what}: {e}"))
+}
+
+/// A device thinsr made for a VDI.
+#[derive(Debug, Clone)]
+pub struct OurDevice {
+    pub name: String,
+    /// The VDI (or template) it serves.
+    pub vdi: String,
+    pub open_count: i32,
+    /// `major:minor`.
+    pub devno: String,
+    /// The last field of its table: a thin device's external origin, a linear one's source.
+    pub origin: Option<String>,
+    pub read_only: bool,
+    /// False when it has no live table (left by a crash between create and resume).
+    pub live: bool,
+}
+
+impl OurDevice {
+    pub fn path(&self) -> PathBuf {
+        Path::new("/dev/mapper").join(&self.name)
+    }
+}
+
+/// The dm name for VDI `lv` of `vg`, readable in `dmsetup ls`; the uuid when that would be
+/// too long for the kernel (127 bytes).
+pub fn our_name(vg: &str, lv: &str, vdi: &str) -> String {
+    let name = format!("{OUR_PREFIX}{}", dm_name(vg, lv));
+    if name.len() <= 127 {
+        name
+    } else {
+        format!("{OUR_PREFIX}{vdi}")
+    }
+}
+
+/// Every device thinsr made, with its table: one list ioctl and two per device.
+pub fn our_devices(dm: &DM) -> Result<Vec<OurDevice>> {
+    let mut found = Vec::new();
+    for (name, dev, _) in dm
+        .list_devices()
+        .map_err(|e| dm_err("listing devices", e))?
+    {
+        if !name.to_string().starts_with(OUR_PREFIX) {
+            continue;
+        }
+        let id = DevId::Name(&name);
+        let Ok(info) = dm.device_info(&id) else {
+            continue; // removed meanwhile
+        };
+        let Some(vdi) = info.uuid().and_then(|u| {
+            u.to_string()
+                .strip_prefix(OUR_UUID_PREFIX)
+                .map(str::to_string)
+        }) else {
+            continue;
+        };
+        let table = dm
+            .table_status(
+                &id,
+                DmOptions::default().set_flags(DmFlags::DM_STATUS_TABLE),
+            )
+            .map(|(_, t)| t)
+            .unwrap_or_default();
+        found.push(OurDevice {
+            name: name.to_string(),
+            vdi,
+            open_count: info.open_count(),
+            devno: format!("{}:{}", dev.major, dev.minor),
+            origin: origin_of(&table),
+            read_only: info.flags().contains(DmFlags::DM_READONLY),
+            live: !table.is_empty() && !info.flags().contains(DmFlags::DM_SUSPEND),
+        });
+    }
+    Ok(found)
+}
+
+/// The device a table reads besides the pool: a thin target's external origin (its third
+/// field), a linear target's source.
+fn origin_of(table: &[(u64, u64, String, String)]) -> Option<String> {
+    let (_, _, target, params) = table.first()?;
+    let mut fields = params.split_whitespace();
+    match target.as_str() {
+        "linear" => fields.next(),
+        "thin" => fields.nth(2),
+        _ => None,
+    }
+    .map(str::to_string)
+}
+
+/// `major:minor` of a block device node.
+pub fn devno(path: &Path) -> Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m =
+        std::fs::metadata(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    if !m.file_type().is_block_device() {
+        return Err(Error::NotABlockDevice(path.display().to_string()));
+    }
+    let rdev = m.rdev();
+    Ok(format!(
+        "{}:{}",
+        nix::sys::stat::major(rdev),
+        nix::sys::stat::minor(rdev)
+    ))
+}
+
+/// What a new device of ours maps.
+pub enum Table {
+    /// A thin volume of a pool, reading `origin` (`major:minor`) where it has no data.
+    Thin {
+        pool: String,
+        thin_id: u32,
+        origin: Option<String>,
+    },
+    /// All of another device (a template attached read-only).
+    Linear { source: String },
+}
+
+/// Creates `/dev/mapper/<name>` for VDI `vdi`: `sectors` long, mapped by `table`. On any
+/// failure the half-made device is removed again.
+pub fn create(
+    name: &str,
+    vdi: &str,
+    sectors: u64,
+    table: &Table,
+    read_only: bool,
+) -> Result<PathBuf> {
+    let dm = open()?;
+    let dm_name = DmName::new(name).map_err(|e| dm_err(name, e))?;
+    let uuid = format!("{OUR_UUID_PREFIX}{vdi}");
+    let dm_uuid = DmUuid::new(&uuid).map_err(|e| dm_err(&uuid, e))?;
+    let flags = if read_only {
+        DmFlags::DM_READONLY
+    } else {
+        DmFlags::empty()
+    };
+    let (target, params) = match table {
+        Table::Thin {
+            pool,
+            thin_id,
+            origin,
+        } => (
+            "thin",
+            match origin {
+                Some(o) => format!("{pool} {thin_id} {o}"),
+                None => format!("{pool} {thin_id}"),
+            },
+        ),
+        Table::Linear { source } => ("linear", format!("{source} 0")),
+    };
+    dm.device_create(
+        dm_name,
+        Some(dm_uuid),
+        DmOptions::default().set_flags(flags),
+    )
+    .map_err(|e| dm_err(&format!("creating {name}"), e))?;
+    let id = DevId::Name(dm_name);
+    let made = dm
+        .table_load(
+            &id,
+            &[(0, sectors, target.to_string(), params.clone())],
+            DmOptions::default().set_flags(flags),
+        )
+        .map_err(|e| dm_err(&format!("loading '{target} {params}' into {name}"), e))
+        .and_then(|_| {
+            crate::crash::point("dm.after-table-load");
+            dm.device_suspend(&id, DmOptions::default())
+                .map_err(|e| dm_err(&format!("resuming {name}"), e))
+        })
+        .and_then(|info| make_node(name, info.device().major, info.device().minor));
+    if made.is_err() {
+        let _ = dm.device_remove(&id, DmOptions::default());
+        remove_node(name);
+    }
+    made
+}
+
+/// Removes device `name`; refused (VDI_ATTACHED) while something holds it open.
+pub fn remove(name: &str, vdi: &str) -> Result<()> {
+    let dm = open()?;
+    let dm_name = DmName::new(name).map_err(|e| dm_err(name, e))?;
+    let id = DevId::Name(dm_name);
+    match dm.device_info(&id) {
+        Err(_) => {
+            remove_node(name);
+            return Ok(());
+        }
+        Ok(info) if info.open_count() > 0 => {
+            return Err(Error::VdiAttached {
+                vdi: vdi.into(),
+                device: format!(
+                    "/dev/mapper/{name}, held open by {} user(s)",
+                    info.open_count()
+                ),
+            })
+        }
+        Ok(info) if info.flags().contains(DmFlags::DM_SUSPEND) => {
+            // A crash left it suspended: let queued I/O go before it goes.
+            let _ = dm.device_suspend(&id, DmOptions::default());
+        }
+        Ok(_) => {}
+    }
+    dm.device_remove(&id, DmOptions::default())
+        .map_err(|e| dm_err(&format!("removing {name}"), e))?;
+    remove_node(name);
+    Ok(())
+}
+
+/// Suspends (flushing) or resumes device `name`.
+pub fn suspend(name: &str, on: bool) -> Result<()> {
+    let dm = open()?;
+    let dm_name = DmName::new(name).map_err(|e| dm_err(name, e))?;
+    let flags = if on {
+        DmFlags::DM_SUSPEND
+    } else {
+        DmFlags::empty()
+    };
+    dm.device_suspend(&DevId::Name(dm_name), DmOptions::default().set_flags(flags))
+        .map(drop)
+        .map_err(|e| {
+            dm_err(
+                &format!("{} {name}", if on { "suspending" } else { "resuming" }),
+                e,
+            )
+        })
+}
+
+/// Resumes device `name` if it can be (a crash may have left it suspended, or with its
+/// table loaded and never resumed); true when it is live afterwards.
+pub fn revive(name: &str) -> Result<bool> {
+    let dm = open()?;
+    let dm_name = DmName::new(name).map_err(|e| dm_err(name, e))?;
+    let id = DevId::Name(dm_name);
+    let _ = dm.device_suspend(&id, DmOptions::default());
+    // The live table's targets: none when the crash came before the first resume.
+    let (info, table) = dm
+        .table_status(
+            &id,
+            DmOptions::default().set_flags(DmFlags::DM_STATUS_TABLE),
+        )
+        .map_err(|e| dm_err(name, e))?;
+    let live = !table.is_empty() && !info.flags().contains(DmFlags::DM_SUSPEND);
+    if live {
+        // The crash may have come before its node was made.
+        make_node(name, info.device().major, info.device().minor)?;
+    }
+    Ok(live)
+}
+
+fn udev_running() -> bool {
+    Path::new("/run/udev/control").exists()
+}
+
+/// Without udev nothing makes `/dev/mapper/<name>`: make it as libdevmapper would.
+fn make_node(name: &str, major: u32, minor: u32) -> Result<PathBuf> {
+    let path = Path::new("/dev/mapper").join(name);
+    if udev_running() || path.exists() {
+        return Ok(path);
+    }
+    let dev = nix::sys::stat::makedev(major.into(), minor.into());
+    nix::sys::stat::mknod(
+        &path,
+        nix::sys::stat::SFlag::S_IFBLK,
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+        dev,
+    )
+    .map_err(|e| Error::io(format!("creating {}", path.display()), e.into()))?;
+    Ok(path)
+}
+
+fn remove_node(name: &str) {
+    if !udev_running() {
+        let _ = std::fs::remove_file(Path::new("/dev/mapper").join(name));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +422,9 @@ mod tests {
     fn names_escape_dashes() {
         assert_eq!(dm_name("vg", "pool"), "vg-pool");
         assert_eq!(dm_name("my-vg", "thin-pool"), "my--vg-thin--pool");
+        assert_eq!(our_name("my-vg", "Win-10", "u"), "thinsr-my--vg-Win--10");
+        let long = "x".repeat(120);
+        assert_eq!(our_name("vg", &long, "u1"), "thinsr-u1");
     }
 
     #[test]

@@ -78,6 +78,21 @@ pub enum Error {
     },
     #[error("VDI '{vdi}' is incomplete: {why}")]
     VdiIncomplete { vdi: String, why: String },
+    #[error("'{0}' is a template: its image is read-only and lives outside the SR")]
+    VdiIsTemplate(String),
+    #[error("'{0}' is not a template")]
+    NotATemplate(String),
+    #[error("template '{template}' is in use: {}", .users.join(", "))]
+    TemplateInUse {
+        template: String,
+        users: Vec<String>,
+    },
+    #[error("'{uri}' is already introduced as template '{name}'")]
+    TemplateExists { uri: String, name: String },
+    #[error("cannot read image '{uri}': {why}")]
+    ImageUnreadable { uri: String, why: String },
+    #[error("invalid URI '{uri}': {why}")]
+    InvalidUri { uri: String, why: String },
     #[error("invalid size '{input}': {why}")]
     InvalidSize { input: String, why: String },
     #[error("invalid name '{input}': {why}")]
@@ -149,6 +164,12 @@ impl Error {
             Error::VdiReadOnly(_) => "VDI_READ_ONLY",
             Error::ShrinkRefused { .. } => "SHRINK_REFUSED",
             Error::VdiIncomplete { .. } => "VDI_INCOMPLETE",
+            Error::VdiIsTemplate(_) => "VDI_IS_TEMPLATE",
+            Error::NotATemplate(_) => "NOT_A_TEMPLATE",
+            Error::TemplateInUse { .. } => "TEMPLATE_IN_USE",
+            Error::TemplateExists { .. } => "TEMPLATE_EXISTS",
+            Error::ImageUnreadable { .. } => "IMAGE_UNREADABLE",
+            Error::InvalidUri { .. } => "INVALID_URI",
             Error::InvalidSize { .. } => "INVALID_SIZE",
             Error::InvalidName { .. } => "INVALID_NAME",
             Error::InvalidArgument(_) => "INVALID_ARGUMENT",
@@ -171,7 +192,17 @@ impl Error {
         let mut p = match self {
             Error::SrNotFound(s) | Error::SrBusy(s) | Error::SrNotAttached(s) => vec![s.clone()],
             Error::VgNotFound(s) | Error::VgExists(s) | Error::LvNotFound(s) => vec![s.clone()],
-            Error::VdiNotFound(s) | Error::VdiReadOnly(s) => vec![s.clone()],
+            Error::VdiNotFound(s)
+            | Error::VdiReadOnly(s)
+            | Error::VdiIsTemplate(s)
+            | Error::NotATemplate(s) => vec![s.clone()],
+            Error::TemplateInUse { template, users } => {
+                let mut p = vec![template.clone()];
+                p.extend(users.iter().cloned());
+                p
+            }
+            Error::TemplateExists { uri, name } => vec![uri.clone(), name.clone()],
+            Error::ImageUnreadable { uri, .. } | Error::InvalidUri { uri, .. } => vec![uri.clone()],
             Error::VdiAttached { vdi, .. }
             | Error::ShrinkRefused { vdi, .. }
             | Error::VdiIncomplete { vdi, .. } => vec![vdi.clone()],
@@ -225,6 +256,11 @@ impl Error {
             Error::ShrinkRefused { .. } => "shrink the filesystem inside first, then add --allow-shrink".into(),
             Error::VdiIncomplete { .. } => "run the interrupted command again to finish it, or destroy the VDI".into(),
             Error::Cancelled => "nothing was left half-made".into(),
+            Error::VdiIsTemplate(_) => "clone it ('thinsr vdi clone TEMPLATE') to get a disk of your own; 'thinsr template forget' unregisters it".into(),
+            Error::NotATemplate(_) => "'thinsr template list' shows the templates".into(),
+            Error::TemplateInUse { .. } => "their unwritten blocks are read from the template: destroy them (or detach what is attached) first".into(),
+            Error::InvalidUri { .. } => "templates are file:///path, nbd://host[:port]/export, or scheme://... handled by <scheme-dir>/<scheme>".into(),
+            Error::ImageUnreadable { .. } => "check the image exists and qemu-img can read it ('qemu-img info')".into(),
             Error::MetadataCorrupt { .. } => "both metadata copies failed their checks; keep the volume group as it is and report the problem".into(),
             _ => return None,
         })
@@ -237,7 +273,8 @@ impl Error {
             Error::Usage(_)
             | Error::InvalidSize { .. }
             | Error::InvalidName { .. }
-            | Error::InvalidArgument(_) => 2,
+            | Error::InvalidArgument(_)
+            | Error::InvalidUri { .. } => 2,
             _ => 1,
         }
     }

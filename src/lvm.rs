@@ -17,13 +17,16 @@ pub const TAG_OWNED: &str = "thinsr_owned";
 pub const TAG_META: &str = "thinsr_meta";
 pub const TAG_POOL: &str = "thinsr_pool";
 pub const TAG_VDI: &str = "thinsr_vdi=";
+/// On the LV of a VDI reading a template: the template's uuid, so an LV found without its
+/// metadata entry can be adopted with its origin.
+pub const TAG_ORIGIN: &str = "thinsr_origin=";
 
 const VG_FIELDS: &str = "vg_name,vg_uuid,vg_size,vg_free,vg_extent_size,vg_tags";
 const PV_FIELDS: &str = "pv_name,pv_size,pv_free,vg_name";
 const LV_FIELDS: &str = "lv_name,vg_name,lv_uuid,lv_size,lv_tags,lv_attr,lv_layout,pool_lv,\
 origin,data_percent,metadata_percent,lv_metadata_size,lv_active,lv_device_open,lv_dm_path";
 /// Segment fields: a thin volume's id in its pool is a property of its (single) segment.
-const SEG_FIELDS: &str = "lv_uuid,thin_id";
+const SEG_FIELDS: &str = "lv_uuid,thin_id,chunk_size";
 
 #[derive(Debug, Clone)]
 pub struct Vg {
@@ -62,6 +65,8 @@ pub struct Lv {
     pub dm_path: String,
     /// The device id inside its thin pool (thin volumes only).
     pub thin_id: Option<u32>,
+    /// A thin pool's allocation unit.
+    pub chunk_size: Option<Bytes>,
 }
 
 impl Lv {
@@ -168,11 +173,13 @@ pub fn parse_report(json: &str) -> Result<Vec<Vg>> {
                 free: bytes(p, "pv_free")?,
             });
         }
-        let thin_ids: HashMap<&str, u32> = r
-            .seg
-            .iter()
-            .filter_map(|s| Some((field(s, "lv_uuid"), field(s, "thin_id").parse().ok()?)))
-            .collect();
+        let seg_value = |key: &str| -> HashMap<&str, u64> {
+            r.seg
+                .iter()
+                .filter_map(|s| Some((field(s, "lv_uuid"), field(s, key).parse().ok()?)))
+                .collect()
+        };
+        let (thin_ids, chunks) = (seg_value("thin_id"), seg_value("chunk_size"));
         for l in &r.lv {
             vg.lvs.push(Lv {
                 name: field(l, "lv_name").into(),
@@ -189,7 +196,13 @@ pub fn parse_report(json: &str) -> Result<Vec<Vg>> {
                 active: field(l, "lv_active") == "active",
                 open: field(l, "lv_device_open") == "open",
                 dm_path: field(l, "lv_dm_path").into(),
-                thin_id: thin_ids.get(field(l, "lv_uuid")).copied(),
+                thin_id: thin_ids
+                    .get(field(l, "lv_uuid"))
+                    .and_then(|&id| u32::try_from(id).ok()),
+                chunk_size: chunks
+                    .get(field(l, "lv_uuid"))
+                    .filter(|&&c| c > 0)
+                    .map(|&c| Bytes(c)),
             });
         }
         vgs.push(vg);
@@ -219,6 +232,8 @@ impl Lvm {
     pub fn run(&self, args: &[String]) -> Result<String> {
         let start = Instant::now();
         self.calls.set(self.calls.get() + 1);
+        let args = with_scan_config(args);
+        let args = args.as_slice();
         let out = Command::new("lvm")
             .args(args)
             .env("LC_ALL", "C")
@@ -306,6 +321,24 @@ impl Lvm {
     }
 }
 
+/// LVM's scan opens every block device, and blocks on a suspended one: thinsr suspends a
+/// device of its own while a snapshot of it is taken, and a crash could leave one
+/// suspended. Its lvm calls skip suspended devices rather than hang (one `--config` per
+/// call, so it joins any other the call carries).
+const SCAN_CONFIG: &str = "devices { ignore_suspended_devices = 1 }";
+
+fn with_scan_config(args: &[String]) -> Vec<String> {
+    let mut all = args.to_vec();
+    match all.iter().position(|a| a == "--config") {
+        Some(i) if i + 1 < all.len() => all[i + 1] = format!("{SCAN_CONFIG} {}", all[i + 1]),
+        _ => {
+            let at = 1.min(all.len());
+            all.splice(at..at, [String::from("--config"), SCAN_CONFIG.into()]);
+        }
+    }
+    all
+}
+
 /// The device path LVM gives an active LV.
 pub fn dev_path(vg: &str, lv: &str) -> String {
     format!("/dev/{vg}/{lv}")
@@ -340,7 +373,7 @@ mod tests {
                   {"lv_name":"disk", "vg_name":"tvg", "lv_uuid":"z", "lv_size":"104857600", "lv_tags":"thinsr_sr=abc,thinsr_vdi=v1", "lv_attr":"Vwi---tz-k", "lv_layout":"thin,sparse", "pool_lv":"pool", "origin":"", "data_percent":"", "metadata_percent":"", "lv_metadata_size":"", "lv_active":"", "lv_device_open":"", "lv_dm_path":""},
                   {"lv_name":"meta", "vg_name":"tvg", "lv_uuid":"y", "lv_size":"8388608", "lv_tags":"", "lv_attr":"-wi-------", "lv_layout":"linear", "pool_lv":"", "origin":"", "data_percent":"", "metadata_percent":"", "lv_metadata_size":"", "lv_active":"", "lv_device_open":"", "lv_dm_path":""}
               ],
-              "pvseg": [], "seg": [{"lv_uuid":"x", "thin_id":""}, {"lv_uuid":"z", "thin_id":"3"}]
+              "pvseg": [], "seg": [{"lv_uuid":"x", "thin_id":"", "chunk_size":"65536"}, {"lv_uuid":"z", "thin_id":"3", "chunk_size":"0"}]
           }
       ]
   }"#;
@@ -358,6 +391,7 @@ mod tests {
         assert!(pool.is_thin_pool() && pool.active && pool.open);
         assert_eq!(pool.data_percent, Some(12.5));
         assert_eq!(pool.metadata_size, Some(Bytes(4194304)));
+        assert_eq!(pool.chunk_size, Some(Bytes(65536)));
         let meta = vg.lv("meta").unwrap();
         assert!(!meta.is_thin_pool() && !meta.active && meta.tags.is_empty());
         assert_eq!(meta.data_percent, None);
@@ -365,6 +399,20 @@ mod tests {
         let disk = vg.vdi_lv("v1").unwrap();
         assert_eq!((disk.name.as_str(), disk.thin_id), ("disk", Some(3)));
         assert!(vg.vdi_lv("v2").is_none());
+    }
+
+    #[test]
+    fn every_call_skips_suspended_devices() {
+        let plain = with_scan_config(&strings(&["lvs", "vg"]));
+        assert_eq!(plain, strings(&["lvs", "--config", SCAN_CONFIG, "vg"]));
+        let joined = with_scan_config(&strings(&[
+            "lvchange",
+            "--config",
+            "activation { x = 1 }",
+            "vg/lv",
+        ]));
+        assert_eq!(joined[2], format!("{SCAN_CONFIG} activation {{ x = 1 }}"));
+        assert_eq!(joined.len(), 4);
     }
 
     #[test]

@@ -112,6 +112,8 @@ pub enum VdiKind {
     Snapshot,
     /// A writable thin snapshot of another VDI.
     Clone,
+    /// A read-only image outside the VG, referenced by URI: the external origin of clones.
+    Template,
 }
 
 impl std::fmt::Display for VdiKind {
@@ -121,6 +123,7 @@ impl std::fmt::Display for VdiKind {
             VdiKind::Preallocated => "preallocated",
             VdiKind::Snapshot => "snapshot",
             VdiKind::Clone => "clone",
+            VdiKind::Template => "template",
         })
     }
 }
@@ -152,11 +155,31 @@ pub struct VdiMeta {
     /// Work begun and not finished: the VDI cannot be attached until it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<Pending>,
+    /// A template's image: where it lives and how to read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<Image>,
+    /// The template whose image this VDI reads where it has written nothing (its dm-thin
+    /// external origin). Snapshots and clones inherit it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+}
+
+/// A template image, as found when it was introduced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Image {
+    /// The URI as given (`file:///...`, `nbd://...`, `<scheme>://...`).
+    pub uri: String,
+    /// qemu's name for its format: raw, qcow2, vpc, vmdk.
+    pub format: String,
 }
 
 impl VdiMeta {
     pub fn read_write(&self) -> bool {
-        self.kind != VdiKind::Snapshot
+        !matches!(self.kind, VdiKind::Snapshot | VdiKind::Template)
+    }
+    pub fn is_template(&self) -> bool {
+        self.kind == VdiKind::Template
     }
 }
 

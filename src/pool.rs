@@ -520,6 +520,7 @@ mod tests {
             open: false,
             dm_path: String::new(),
             thin_id: None,
+            chunk_size: None,
         }
     }
 

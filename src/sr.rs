@@ -31,6 +31,29 @@ const META_LV: &str = "thinsr_meta";
 pub struct Ctx {
     pub lvm: Lvm,
     pub registry: RegistryFile,
+    /// Where the scripts handling template URI schemes live.
+    pub scheme_dir: PathBuf,
+    /// thinsr's own dm devices, listed once per command when first needed.
+    pub(crate) devices: std::cell::OnceCell<Vec<crate::dm::OurDevice>>,
+}
+
+impl Ctx {
+    pub fn new(lvm: Lvm, registry: RegistryFile, scheme_dir: PathBuf) -> Ctx {
+        Ctx {
+            lvm,
+            registry,
+            scheme_dir,
+            devices: Default::default(),
+        }
+    }
+
+    /// The device of ours serving VDI `uuid`, from one listing per command.
+    pub(crate) fn our_device(&self, uuid: &str) -> Option<&crate::dm::OurDevice> {
+        self.devices
+            .get_or_init(crate::datapath::our_devices)
+            .iter()
+            .find(|d| d.vdi == uuid)
+    }
 }
 
 /// A summary line of `sr list`.
@@ -565,7 +588,7 @@ impl Ctx {
             Err(Error::VgNotFound(_)) if entry.file.is_some() => return Ok(()),
             Err(e) => return Err(e),
         };
-        refuse_attached(&entry, &vg)?;
+        refuse_attached(self, &entry, &vg)?;
         // Only LVs carrying this SR's tag: an adopted pool is the admin's and stays active.
         let active: Vec<String> = ours(&vg, &entry.uuid)
             .filter(|l| l.active)
@@ -598,7 +621,7 @@ impl Ctx {
     /// Checks `sr destroy` would be allowed, before the admin is asked to confirm.
     pub fn check_destroy(&self, entry: &Entry) -> Result<()> {
         match self.lvm.report_vg(&entry.vg) {
-            Ok(vg) => refuse_attached(entry, &vg),
+            Ok(vg) => refuse_attached(self, entry, &vg),
             Err(_) => Ok(()),
         }
     }
@@ -613,7 +636,7 @@ impl Ctx {
             }
         }
         let vg = self.lvm.report_vg(&entry.vg)?;
-        refuse_attached(entry, &vg)?;
+        refuse_attached(self, entry, &vg)?;
         let tag = sr_tag(&entry.uuid);
         match entry.mode {
             Mode::Owned => {
@@ -861,11 +884,30 @@ pub(crate) fn ours<'a>(vg: &'a Vg, uuid: &'a str) -> impl Iterator<Item = &'a Lv
     vg.lvs.iter().filter(move |l| l.has_tag(&tag))
 }
 
-fn refuse_attached(entry: &Entry, vg: &Vg) -> Result<()> {
-    let attached: Vec<String> = ours(vg, &entry.uuid)
+/// Refuses while a VDI of the SR is in use: active through LVM, or served by a device of
+/// thinsr's own (a template's clone, or a template attached read-only).
+fn refuse_attached(ctx: &Ctx, entry: &Entry, vg: &Vg) -> Result<()> {
+    let mut attached: Vec<String> = ours(vg, &entry.uuid)
         .filter(|l| l.tag_value(TAG_VDI).is_some() && (l.open || l.active))
         .map(|l| l.name.clone())
         .collect();
+    let mut uuids: Vec<String> = ours(vg, &entry.uuid)
+        .filter_map(|l| l.tag_value(TAG_VDI).map(str::to_string))
+        .collect();
+    if let Ok(meta) = Ctx::read_meta(entry) {
+        uuids.extend(
+            meta.vdis
+                .iter()
+                .filter(|v| v.is_template())
+                .map(|v| v.uuid.clone()),
+        );
+    }
+    attached.extend(
+        uuids
+            .iter()
+            .filter_map(|u| ctx.our_device(u))
+            .map(|d| d.path().display().to_string()),
+    );
     if attached.is_empty() {
         Ok(())
     } else {

@@ -15,9 +15,10 @@ use serde::Serialize;
 
 use crate::cancel;
 use crate::crash;
+use crate::dm;
 use crate::error::{Error, Result};
 use crate::lock::{self, Lock};
-use crate::lvm::{dev_path, strings, tag_args, Lv, Vg, TAG_META, TAG_VDI};
+use crate::lvm::{dev_path, strings, tag_args, Lv, Vg, TAG_META, TAG_ORIGIN, TAG_VDI};
 use crate::meta::{MetaStore, Mode, Pending, SrMeta, VdiKind, VdiMeta};
 use crate::names;
 use crate::progress::Progress;
@@ -66,6 +67,17 @@ pub struct Volume {
     pub parent: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent_name: Option<String>,
+    /// A template's image URI.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// A template's image format (qemu's name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// The template this VDI reads where it has written nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin_name: Option<String>,
     pub created: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pending: Option<Pending>,
@@ -116,7 +128,7 @@ fn vdi_tag(uuid: &str) -> String {
     format!("{TAG_VDI}{uuid}")
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -152,12 +164,9 @@ fn lvcreate_args(sr: &str, uuid: &str, lv: &str) -> Vec<String> {
     args
 }
 
-fn refuse_attached(vg: &Vg, v: &VdiMeta, lv: &Lv) -> Result<()> {
-    if lv.active || lv.open {
-        return Err(Error::VdiAttached {
-            vdi: v.name.clone(),
-            device: dev_path(&vg.name, &lv.name),
-        });
+fn refuse_template(v: &VdiMeta) -> Result<()> {
+    if v.is_template() {
+        return Err(Error::VdiIsTemplate(v.name.clone()));
     }
     Ok(())
 }
@@ -208,6 +217,19 @@ fn space_detail(vg: &Vg, entry: &Entry) -> String {
 }
 
 impl Ctx {
+    /// Refuses while the VDI is in use: active through LVM or through a device of ours.
+    fn refuse_attached(&self, vg: &Vg, v: &VdiMeta, lv: &Lv) -> Result<()> {
+        let device = match self.our_device(&v.uuid) {
+            Some(d) => d.path().display().to_string(),
+            None if lv.active || lv.open => dev_path(&vg.name, &lv.name),
+            None => return Ok(()),
+        };
+        Err(Error::VdiAttached {
+            vdi: v.name.clone(),
+            device,
+        })
+    }
+
     /// Activates (ignoring the activation-skip flag every VDI carries) or deactivates an LV.
     fn set_active(&self, vg_lv: &str, on: bool) -> Result<()> {
         let args: &[&str] = if on {
@@ -346,6 +368,8 @@ impl Ctx {
             created: now(),
             keys: BTreeMap::new(),
             pending: preallocate.then_some(Pending::Zeroing { from: Bytes(0) }),
+            image: None,
+            origin: None,
         };
         let mut op = op;
         self.record_new(&mut op, &vg.name, &vdi)?;
@@ -512,7 +536,7 @@ impl Ctx {
         thin::mapped_bytes(&vg.name, &e.pool).ok().flatten()
     }
 
-    fn volume(
+    pub(crate) fn volume(
         &self,
         e: &Entry,
         meta: &SrMeta,
@@ -536,18 +560,37 @@ impl Ctx {
                 .map(|pv| pv.name.clone())
                 .unwrap_or_else(|| "(destroyed)".into())
         });
+        let mine = self.our_device(&v.uuid);
         let mut vol = self.volume_of(
             e,
             vg,
             v,
             lv,
             size,
-            lv.is_some_and(|l| l.active),
+            lv.is_some_and(|l| l.active) || mine.is_some(),
             Some(physical),
         );
         vol.sr_name = meta.name.clone();
         vol.parent_name = parent_name;
-        if lv.is_none() {
+        vol.origin_name = v.origin.as_ref().map(|o| {
+            meta.vdi(o)
+                .map(|t| t.name.clone())
+                .unwrap_or_else(|| "(forgotten)".into())
+        });
+        if let Some(d) = mine {
+            vol.path = d.path().display().to_string();
+            if !d.live {
+                vol.problems.push(format!(
+                    "its device {} was left half-made: 'thinsr vdi detach' removes it",
+                    d.name
+                ));
+            }
+        }
+        if mine.is_none() && (v.is_template() || v.origin.is_some()) {
+            // Its LV alone (or nothing, for a template) is not what a VM should be given.
+            vol.path = String::new();
+        }
+        if !v.is_template() && lv.is_none() {
             vol.problems
                 .push(format!("its LV {}/{} is missing", vg.name, v.lv));
         }
@@ -588,6 +631,10 @@ impl Ctx {
             attached,
             parent: v.parent.clone(),
             parent_name: None,
+            source: v.image.as_ref().map(|i| i.uri.clone()),
+            format: v.image.as_ref().map(|i| i.format.clone()),
+            origin: v.origin.clone(),
+            origin_name: None,
             created: v.created,
             pending: v.pending,
             problems: vec![],
@@ -613,9 +660,10 @@ impl Ctx {
     pub fn vdi_destroy(&self, key: &str, sr: Option<&str>) -> Result<Volume> {
         self.with_vdi(key, sr, |ctx, op, vg, uuid| {
             let v = op.vdi(uuid)?.clone();
+            refuse_template(&v)?;
             let lv = vg.vdi_lv(uuid);
             if let Some(lv) = lv {
-                refuse_attached(vg, &v, lv)?;
+                ctx.refuse_attached(vg, &v, lv)?;
             }
             let vol = ctx.volume(&op.entry, &op.meta, vg, &v, None);
             if let Some(lv) = lv {
@@ -634,6 +682,9 @@ impl Ctx {
 
     /// Checks that `vdi destroy` would be allowed, before the admin is asked to confirm.
     pub fn vdi_check_destroy(&self, v: &Volume) -> Result<()> {
+        if v.kind == VdiKind::Template {
+            return Err(Error::VdiIsTemplate(v.name.clone()));
+        }
         if v.attached {
             return Err(Error::VdiAttached {
                 vdi: v.name.clone(),
@@ -663,8 +714,19 @@ impl Ctx {
                     parent.name
                 )));
             }
-            let parent_lv = vdi_lv(vg, &parent)?;
-            ctx.prepare_thin(&op.entry, &op.meta, vg, parent_lv.size)?;
+            // A template's clone is a new thin LV reading the template where it has no
+            // data; anything else is an LVM thin snapshot.
+            let (size, parent_lv) = if parent.is_template() {
+                let chunk = vg
+                    .lv(&op.entry.pool)
+                    .and_then(|p| p.chunk_size)
+                    .unwrap_or(crate::sr::CHUNK);
+                (parent.size.round_up(lcm(vg.extent_size.0, chunk.0)), None)
+            } else {
+                let l = vdi_lv(vg, &parent)?;
+                (l.size, Some(l))
+            };
+            ctx.prepare_thin(&op.entry, &op.meta, vg, size)?;
             let label = match name {
                 Some(n) => n.to_string(),
                 None => format!(
@@ -676,11 +738,41 @@ impl Ctx {
             names::check_label(&label)?;
             let lv = free_lv_name(vg, &label, None);
             let new_uuid = uuid::Uuid::new_v4().to_string();
+            let origin = if parent.is_template() {
+                Some(parent.uuid.clone())
+            } else {
+                parent.origin.clone()
+            };
             let mut args = lvcreate_args(&op.entry.uuid, &new_uuid, &lv);
-            args.push("-s".into());
+            if let Some(o) = &origin {
+                args.extend(tag_args(&[format!("{TAG_ORIGIN}{o}")]));
+            }
             args.extend(["-p".into(), (if clone { "rw" } else { "r" }).into()]);
-            args.push(format!("{}/{}", vg.name, parent_lv.name));
-            ctx.lvm.run(&args)?;
+            match parent_lv {
+                None => {
+                    args.extend(["-V".into(), format!("{}b", size.0), "-T".into()]);
+                    args.push(format!("{}/{}", vg.name, op.entry.pool));
+                    ctx.lvm.run(&args)?;
+                }
+                Some(parent_lv) => {
+                    args.push("-s".into());
+                    args.push(format!("{}/{}", vg.name, parent_lv.name));
+                    match ctx.our_device(&parent.uuid) {
+                        None => ctx.lvm.run(&args).map(drop)?,
+                        // The parent is in use through a device of ours, which LVM does not
+                        // know to quiesce: suspend it (flushing the VM's writes) for the
+                        // instant the snapshot is taken. (Our lvm calls skip suspended
+                        // devices rather than wait on them.)
+                        Some(d) => {
+                            dm::suspend(&d.name, true)?;
+                            crash::point("vdi-snapshot.while-suspended");
+                            let made = ctx.lvm.run(&args);
+                            dm::suspend(&d.name, false)?;
+                            made?;
+                        }
+                    }
+                }
+            }
             crash::point("vdi-snapshot.after-lvcreate");
             let vdi = VdiMeta {
                 uuid: new_uuid,
@@ -692,11 +784,13 @@ impl Ctx {
                     VdiKind::Snapshot
                 },
                 lv: lv.clone(),
-                size: parent_lv.size,
+                size,
                 parent: Some(parent.uuid.clone()),
                 created: now(),
                 keys: BTreeMap::new(),
                 pending: None,
+                image: None,
+                origin,
             };
             ctx.record_new(op, &vg.name, &vdi)?;
             // Until the pool's metadata says otherwise, a snapshot maps what its parent does.
@@ -706,12 +800,20 @@ impl Ctx {
                 vg,
                 &vdi,
                 None,
-                parent_lv.size,
+                size,
                 false,
                 Some(parent_vol.physical_utilisation),
             );
             vol.sr_name = op.meta.name.clone();
             vol.parent_name = Some(parent.name.clone());
+            vol.origin_name = vdi
+                .origin
+                .as_ref()
+                .and_then(|o| op.meta.vdi(o))
+                .map(|t| t.name.clone());
+            if vdi.origin.is_some() {
+                vol.path = String::new();
+            }
             Ok(vol)
         })
     }
@@ -735,10 +837,15 @@ impl Ctx {
         cancel::watch();
         self.with_vdi(key, sr, |ctx, op, vg, uuid| {
             let v = op.vdi(uuid)?.clone();
+            refuse_template(&v)?;
             if !v.read_write() {
                 return Err(Error::VdiReadOnly(v.name.clone()));
             }
             let lv = vdi_lv(vg, &v)?;
+            if v.origin.is_some() || ctx.our_device(uuid).is_some() {
+                // A device of ours has the old size in its table: a resize waits for detach.
+                ctx.refuse_attached(vg, &v, lv)?;
+            }
             let current = lv.size;
             let target = new.from(current, vg.extent_size.0)?;
             let name = format!("{}/{}", vg.name, lv.name);
@@ -750,14 +857,14 @@ impl Ctx {
                         to: target.to_string(),
                     });
                 }
-                refuse_attached(vg, &v, lv)?;
+                ctx.refuse_attached(vg, &v, lv)?;
             }
             let pending_from = v.pending.map(|Pending::Zeroing { from }| from);
             if target == current && pending_from.is_none() {
                 return Ok(ctx.volume(&op.entry, &op.meta, vg, &v, None));
             }
             if v.kind == VdiKind::Preallocated && target > current || pending_from.is_some() {
-                refuse_attached(vg, &v, lv)?;
+                ctx.refuse_attached(vg, &v, lv)?;
                 ctx.grow_preallocated(op, vg, &v, lv, target, pending_from, progress)?;
             } else {
                 ctx.lvm.run(&strings(&[
@@ -854,10 +961,11 @@ impl Ctx {
         names::check_label(label)?;
         self.with_vdi(key, sr, |ctx, op, vg, uuid| {
             let v = op.vdi(uuid)?.clone();
+            refuse_template(&v)?;
             let lv = vdi_lv(vg, &v)?;
             let new_lv = free_lv_name(vg, label, Some(&lv.name));
             if new_lv != lv.name {
-                refuse_attached(vg, &v, lv)?;
+                ctx.refuse_attached(vg, &v, lv)?;
                 ctx.lvm
                     .run(&strings(&["lvrename", &vg.name, &lv.name, &new_lv]))?;
                 crash::point("vdi-rename.after-lvrename");
@@ -884,6 +992,7 @@ impl Ctx {
         f: impl FnOnce(&mut VdiMeta) -> Result<()>,
     ) -> Result<Volume> {
         self.with_vdi(key, sr, |ctx, op, vg, uuid| {
+            refuse_template(op.vdi(uuid)?)?;
             f(op.vdi_mut(uuid)?)?;
             op.save()?;
             let v = op.vdi(uuid)?.clone();
@@ -917,27 +1026,179 @@ impl Ctx {
         })
     }
 
-    /// `vdi attach`: activates the LV and returns its device. Snapshots are read-only LVs.
-    pub fn vdi_attach(&self, key: &str, sr: Option<&str>) -> Result<Volume> {
+    /// `vdi attach`: returns the block device to give the VM, making it if needed. A VDI
+    /// reading a template gets a device of ours over its template; any other VDI is its LV,
+    /// activated by LVM. A template itself attaches read-only, as a device over its image.
+    pub fn vdi_attach(&self, key: &str, sr: Option<&str>, read_only: bool) -> Result<Volume> {
         self.with_vdi(key, sr, |ctx, op, vg, uuid| {
             let v = op.vdi(uuid)?.clone();
-            refuse_pending(&v)?;
-            let lv = vdi_lv(vg, &v)?;
-            if !lv.active {
-                ctx.set_active(&format!("{}/{}", vg.name, lv.name), true)?;
+            if v.is_template() && !read_only {
+                return Err(Error::VdiIsTemplate(v.name.clone()));
             }
+            refuse_pending(&v)?;
+            let read_only = read_only || !v.read_write();
             let mut vol = ctx.volume(&op.entry, &op.meta, vg, &v, None);
+            if let Some(d) = ctx.our_device(uuid) {
+                if d.live || dm::revive(&d.name)? {
+                    if d.read_only != read_only {
+                        return Err(Error::VdiAttached {
+                            vdi: v.name.clone(),
+                            device: format!(
+                                "{}, {}; detach it first to attach it {}",
+                                d.path().display(),
+                                if d.read_only {
+                                    "read-only"
+                                } else {
+                                    "read-write"
+                                },
+                                if read_only { "read-only" } else { "read-write" }
+                            ),
+                        });
+                    }
+                    vol.attached = true;
+                    vol.path = d.path().display().to_string();
+                    vol.problems.retain(|p| !p.contains("half-made"));
+                    return Ok(vol);
+                }
+                // Left without a table by a crash: start again.
+                dm::remove(&d.name, &v.name)?;
+            }
+            let device =
+                if v.is_template() {
+                    ctx.attach_template(&v, vg)?
+                } else {
+                    let lv = vdi_lv(vg, &v)?;
+                    let template =
+                        match &v.origin {
+                            None => None,
+                            Some(t) => Some(op.meta.vdi(t).cloned().ok_or_else(|| {
+                                Error::VdiIncomplete {
+                                    vdi: v.name.clone(),
+                                    why: format!("its template {t} is no longer registered"),
+                                }
+                            })?),
+                        };
+                    // LVM activates snapshots read-only by their permission, and writable
+                    // LVs read-write; a writable thin VDI wanted read-only, or one reading a
+                    // template, needs a device of ours. (LVM's read_only_volume_list would make
+                    // it reload the whole pool read-only, which the kernel refuses.)
+                    if template.is_some() || read_only && is_thin(v.kind) && v.read_write() {
+                        ctx.attach_thin(&op.entry, vg, &v, lv, template.as_ref(), read_only)?
+                    } else {
+                        ctx.activate(vg, &v, lv, read_only)?
+                    }
+                };
+            vol.path = device.display().to_string();
             vol.attached = true;
+            vol.read_write = !read_only;
             Ok(vol)
         })
     }
 
-    /// `vdi detach`: deactivates the LV; lvm refuses while something holds it open.
+    /// The VDI's LV activated by LVM (a preallocated one wanted read-only is activated
+    /// read-only without changing the LV).
+    fn activate(&self, vg: &Vg, v: &VdiMeta, lv: &Lv, read_only: bool) -> Result<PathBuf> {
+        let name = format!("{}/{}", vg.name, lv.name);
+        if !lv.active {
+            let mut args = strings(&["lvchange", "-ay", "-K"]);
+            if read_only && v.read_write() {
+                args.push("--config".into());
+                args.push(format!(
+                    "activation {{ read_only_volume_list = [ \"{name}\" ] }}"
+                ));
+            }
+            args.push(name);
+            self.lvm.run(&args)?;
+        } else {
+            // 'r' is a read-only LV, 'R' a read-only activation of a writable one.
+            let now_ro = matches!(lv.attr.as_bytes().get(1), Some(b'r' | b'R'));
+            if now_ro != read_only {
+                let mode = |ro| if ro { "read-only" } else { "read-write" };
+                return Err(Error::VdiAttached {
+                    vdi: v.name.clone(),
+                    device: format!(
+                        "{}, {}; detach it first to attach it {}",
+                        dev_path(&vg.name, &lv.name),
+                        mode(now_ro),
+                        mode(read_only)
+                    ),
+                });
+            }
+        }
+        Ok(PathBuf::from(dev_path(&vg.name, &lv.name)))
+    }
+
+    /// A thin device of ours: the VDI's LVM thin id in the pool, reading the template's
+    /// image (when it has one) where the VDI has no data.
+    fn attach_thin(
+        &self,
+        entry: &Entry,
+        vg: &Vg,
+        v: &VdiMeta,
+        lv: &Lv,
+        template: Option<&VdiMeta>,
+        read_only: bool,
+    ) -> Result<PathBuf> {
+        if lv.active {
+            // Two devices on one thin id would corrupt it; LVM's own reads zeros for the
+            // template's blocks.
+            return Err(Error::VdiAttached {
+                vdi: v.name.clone(),
+                device: format!(
+                    "{} is active through LVM, without its template; 'lvchange -an' it first",
+                    dev_path(&vg.name, &lv.name)
+                ),
+            });
+        }
+        let thin_id = lv.thin_id.ok_or_else(|| Error::LvmFailed {
+            command: "fullreport".into(),
+            message: format!("no thin id reported for {}/{}", vg.name, lv.name),
+        })?;
+        let (pool, _) = dm::pool_target(&dm::open()?, &vg.name, &entry.pool)
+            .ok_or_else(|| Error::SrNotAttached(entry.name.clone()))?;
+        let origin = template.map(|t| self.attach_origin(t)).transpose()?;
+        crash::point("vdi-attach.after-origin");
+        let table = dm::Table::Thin {
+            pool: format!("/dev/mapper/{pool}"),
+            thin_id,
+            origin,
+        };
+        let name = dm::our_name(&vg.name, &lv.name, &v.uuid);
+        dm::create(&name, &v.uuid, lv.size.0 / 512, &table, read_only).inspect_err(|_| {
+            if let Some(t) = template {
+                let _ = self.release_origin_if_unused(&t.uuid);
+            }
+        })
+    }
+
+    /// A template attached on its own, read-only: a device over its image.
+    fn attach_template(&self, t: &VdiMeta, vg: &Vg) -> Result<PathBuf> {
+        let origin = self.attach_origin(t)?;
+        let name = dm::our_name(
+            &vg.name,
+            &format!("template-{}", names::sanitize(&t.name, 64)),
+            &t.uuid,
+        );
+        let sectors = t.size.0.div_ceil(512);
+        let table = dm::Table::Linear { source: origin };
+        dm::create(&name, &t.uuid, sectors, &table, true).inspect_err(|_| {
+            let _ = self.release_origin_if_unused(&t.uuid);
+        })
+    }
+
+    /// `vdi detach`: removes the device of ours (and the template's attachment when no
+    /// other clone reads it) or deactivates the LV. Idempotent, and it clears what a crash
+    /// or a dead qemu-nbd left behind.
     pub fn vdi_detach(&self, key: &str, sr: Option<&str>) -> Result<Volume> {
         self.with_vdi(key, sr, |ctx, op, vg, uuid| {
             let v = op.vdi(uuid)?.clone();
-            let lv = vdi_lv(vg, &v)?;
-            if lv.active {
+            if let Some(d) = ctx.our_device(uuid) {
+                dm::remove(&d.name, &v.name)?;
+            }
+            if let Some(t) = v.origin.as_ref().or(v.is_template().then_some(&v.uuid)) {
+                ctx.release_origin_if_unused(t)?;
+            }
+            if let Some(lv) = vg.vdi_lv(uuid).filter(|l| l.active) {
                 if lv.open {
                     return Err(Error::VdiAttached {
                         vdi: v.name.clone(),
@@ -948,8 +1209,26 @@ impl Ctx {
             }
             let mut vol = ctx.volume(&op.entry, &op.meta, vg, &v, None);
             vol.attached = false;
+            vol.path = String::new();
+            vol.problems.retain(|p| !p.contains("half-made"));
             Ok(vol)
         })
+    }
+}
+
+/// The least common multiple of two allocation units (powers of two in practice).
+fn lcm(a: u64, b: u64) -> u64 {
+    fn gcd(a: u64, b: u64) -> u64 {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
+    }
+    if a == 0 || b == 0 {
+        a.max(b)
+    } else {
+        a / gcd(a, b) * b
     }
 }
 
@@ -999,6 +1278,8 @@ mod tests {
             created: 0,
             keys: BTreeMap::new(),
             pending: None,
+            image: None,
+            origin: None,
         }
     }
 
@@ -1065,10 +1346,11 @@ mod tests {
             pvs: vec![],
             lvs: vec![],
         };
-        let ctx = Ctx {
-            lvm: crate::lvm::Lvm::new(false),
-            registry: crate::registry::RegistryFile::in_dir(std::path::Path::new("/nonexistent")),
-        };
+        let ctx = Ctx::new(
+            crate::lvm::Lvm::new(false),
+            crate::registry::RegistryFile::in_dir(std::path::Path::new("/nonexistent")),
+            PathBuf::from("/nonexistent"),
+        );
         let vol = ctx.volume(&e, &m, &vg, &m.vdis[0], None);
         let json = serde_json::to_value(&vol).unwrap();
         for field in VOLUME_FIELDS {
@@ -1101,6 +1383,7 @@ mod tests {
             open: false,
             dm_path: String::new(),
             thin_id: None,
+            chunk_size: None,
         };
         let vg = Vg {
             name: "vg".into(),

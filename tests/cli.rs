@@ -99,6 +99,16 @@ fn bash_completes_commands_and_the_names_of_srs_and_vdis() {
     for label in ["Windows 10 (64-bit)", "Windows 10 (64-bit)", "web"] {
         json(&["vdi", "create", label, "--size", "8M"]);
     }
+    sh(&["truncate", "-s", "8M", "/tmp/debian.raw", "/tmp/win.raw"]);
+    json(&["template", "introduce", "file:///tmp/debian.raw"]);
+    let win = json(&[
+        "template",
+        "introduce",
+        "file:///tmp/win.raw",
+        "--name",
+        "Win 11",
+    ]);
+    let win_prefix = &win["uuid"].as_str().unwrap()[..8];
     let script = "/tmp/thinsr.bash";
     std::fs::write(script, include_str!("../completions/thinsr.bash")).unwrap();
     let mut bash = Bash::start(script);
@@ -125,15 +135,30 @@ fn bash_completes_commands_and_the_names_of_srs_and_vdis() {
     bash.send("thinsr sr show F\t");
     bash.expect(&["show Fast_local "]);
     bash.send("\x15");
+    // Templates by name, or by uuid prefix when the name holds a space.
+    bash.send("thinsr template show deb\t");
+    bash.expect(&["show debian "]);
+    bash.send("\x15");
+    let mut names: Vec<String> = vec!["debian".into(), win_prefix.into()];
+    names.sort();
+    assert_eq!(
+        ok(&["__complete", "template"]),
+        format!("{}\n", names.join("\n"))
+    );
 
     // Fast enough to feel instant: no lvm call behind a TAB.
     let start = Instant::now();
     for _ in 0..10 {
         let names = ok(&["__complete", "vdi"]);
-        assert_eq!(
-            names, "Windows_10_64-bit\nWindows_10_64-bit+1\nweb\n",
-            "{names}"
-        );
+        let mut want = [
+            "Windows_10_64-bit",
+            "Windows_10_64-bit+1",
+            "debian",
+            "web",
+            win_prefix,
+        ];
+        want.sort();
+        assert_eq!(names, format!("{}\n", want.join("\n")));
     }
     let each = start.elapsed() / 10;
     assert!(

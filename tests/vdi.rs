@@ -522,3 +522,49 @@ fn bad_vdi_input_gets_a_clear_error_and_changes_nothing() {
     );
     fails(&["vdi", "show", "orphan"], "VDI_NOT_FOUND");
 }
+
+#[test]
+fn read_only_attach_of_thin_preallocated_and_snapshot_vdis() {
+    vm();
+    owned_sr("local");
+    ok(&["vdi", "create", "thin", "--size", "64M"]);
+    ok(&["vdi", "create", "fat", "--size", "16M", "--preallocate"]);
+    let data = noise(4096, 5);
+    for name in ["thin", "fat"] {
+        let dev = json(&["vdi", "attach", name])["path"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        write_at(&dev, 0, &data);
+        ok(&["vdi", "detach", name]);
+        let ro = json(&["vdi", "attach", name, "--read-only"]);
+        assert_eq!(ro["read_write"], false, "{ro}");
+        let dev = ro["path"].as_str().unwrap().to_string();
+        assert_eq!(read_at(&dev, 0, 4096), data, "{name}");
+        assert!(refuses_writes(&dev), "{name}: {dev} took a write");
+        // The same mode gives the same device; the other mode waits for a detach.
+        assert_eq!(
+            json(&["vdi", "attach", name, "--read-only"])["path"],
+            dev.as_str()
+        );
+        fails(&["vdi", "attach", name], "VDI_ATTACHED");
+        fails(&["vdi", "resize", name, "+4M"], "VDI_ATTACHED");
+        ok(&["vdi", "detach", name]);
+        // Read-only was for that attachment only.
+        let dev = json(&["vdi", "attach", name])["path"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(!refuses_writes(&dev), "{name} stayed read-only");
+        ok(&["vdi", "detach", name]);
+    }
+    ok(&["vdi", "snapshot", "thin", "--name", "snap"]);
+    let dev = json(&["vdi", "attach", "snap"])["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(refuses_writes(&dev), "the snapshot took a write");
+    ok(&["vdi", "detach", "snap"]);
+    let dm = sh(&["dmsetup", "ls"]);
+    assert!(!dm.contains("thinsr-"), "{dm}");
+}

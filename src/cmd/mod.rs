@@ -3,6 +3,7 @@
 mod pool;
 mod progress;
 mod sr;
+mod template;
 mod vdi;
 
 use std::io::IsTerminal;
@@ -101,13 +102,15 @@ pub fn run(cli: &Cli) -> Result<i32> {
         return Err(Error::NotRoot);
     }
     let out = Out::new(&cli.global);
-    let ctx = crate::sr::Ctx {
-        lvm: Lvm::new(cli.global.verbose > 0),
-        registry: RegistryFile::in_dir(&cli.global.config),
-    };
+    let ctx = crate::sr::Ctx::new(
+        Lvm::new(cli.global.verbose > 0),
+        RegistryFile::in_dir(&cli.global.config),
+        cli.global.scheme_dir.clone(),
+    );
     let result = match &cli.command {
         Group::Sr(c) => sr::run(&ctx, &out, c),
         Group::Vdi(c) => vdi::run(&ctx, &out, c).map(|_| 0),
+        Group::Template(c) => template::run(&ctx, &out, c).map(|_| 0),
         Group::Pool(c) => pool::run(&ctx, &out, c),
     };
     if cli.global.verbose > 0 {

@@ -129,8 +129,8 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &VdiCmd) -> Result<()> {
             let v = ctx.vdi_unset_key(&vdi.vdi, vdi.sr.as_deref(), key)?;
             out.emit(&v, || println!("VDI '{}': {key} removed", v.name));
         }
-        VdiCmd::Attach(a) => {
-            let v = ctx.vdi_attach(&a.vdi, a.sr.as_deref())?;
+        VdiCmd::Attach { vdi, read_only } => {
+            let v = ctx.vdi_attach(&vdi.vdi, vdi.sr.as_deref(), *read_only)?;
             out.emit(&v, || println!("{}", v.path));
         }
         VdiCmd::Detach(a) => {
@@ -145,7 +145,7 @@ fn short(uuid: &str) -> &str {
     uuid.get(..8).unwrap_or(uuid)
 }
 
-fn print_list(list: &[Volume]) {
+pub(super) fn print_list(list: &[Volume]) {
     if list.is_empty() {
         println!("No VDIs. Create one with 'thinsr vdi create NAME --size SIZE'.");
         return;
@@ -188,7 +188,7 @@ fn print_list(list: &[Volume]) {
     println!("{t}");
 }
 
-fn print_detail(v: &Volume) {
+pub(super) fn print_detail(v: &Volume) {
     println!("VDI          {} ({})", v.name, v.uuid);
     if !v.description.is_empty() {
         println!("             {}", v.description);
@@ -201,16 +201,25 @@ fn print_detail(v: &Volume) {
     );
     println!("Size         {}", Bytes(v.virtual_size));
     println!("Allocated    {}", Bytes(v.physical_utilisation));
-    println!("LV           {}/{}", v.vg, v.lv);
-    println!(
-        "Device       {}{}",
-        v.path,
-        if v.attached {
-            " (attached)"
-        } else {
-            " (not attached)"
-        }
-    );
+    if let Some(src) = &v.source {
+        println!(
+            "Image        {src} ({})",
+            v.format.as_deref().unwrap_or("?")
+        );
+    } else {
+        println!("LV           {}/{}", v.vg, v.lv);
+    }
+    if let Some(o) = &v.origin {
+        println!(
+            "Template     {} ({o})",
+            v.origin_name.as_deref().unwrap_or("?")
+        );
+    }
+    if v.attached {
+        println!("Device       {} (attached)", v.path);
+    } else {
+        println!("Device       (not attached)");
+    }
     if let Some(p) = &v.parent {
         println!(
             "Parent       {} ({p})",

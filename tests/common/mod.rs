@@ -226,6 +226,19 @@ pub fn read_at(path: &str, offset: u64, len: usize) -> Vec<u8> {
     buf
 }
 
+/// True when writing to the device fails (the kernel lets a read-only disk be opened for
+/// writing, and fails the writes).
+pub fn refuses_writes(dev: &str) -> bool {
+    use std::os::unix::fs::FileExt;
+    match std::fs::OpenOptions::new().write(true).open(dev) {
+        Err(_) => true,
+        Ok(f) => f
+            .write_all_at(&[1u8; 4096], 0)
+            .and_then(|_| f.sync_all())
+            .is_err(),
+    }
+}
+
 /// CRC of `len` bytes at `offset`.
 pub fn crc_at(path: &str, offset: u64, len: usize) -> u32 {
     crc32fast::hash(&read_at(path, offset, len))

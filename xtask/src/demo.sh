@@ -60,6 +60,30 @@ run thinsr pool maintain
 echo "(exit status $?: nothing to say, so cron mails nothing)"
 run thinsr vdi detach Windows_10_64-bit+1
 
+say "Templates: a read-only image anywhere, cloned into VM disks without copying it"
+truncate -s 1G /tmp/debian-12.raw
+printf 'Debian 12 boot sector, straight from the template' | dd of=/tmp/debian-12.raw conv=notrunc 2>/dev/null
+qemu-img convert -O qcow2 /tmp/debian-12.raw /tmp/debian-12.qcow2
+sum=$(sha256sum /tmp/debian-12.qcow2 | cut -d' ' -f1)
+run thinsr template introduce file:///tmp/debian-12.qcow2 --sr "Fast local"
+run thinsr vdi clone debian-12 --name "web01 disk"
+run thinsr vdi clone debian-12 --name "web02 disk"
+run thinsr template list
+web01=$(thinsr vdi attach "web01 disk")
+web02=$(thinsr vdi attach "web02 disk")
+echo "web01's disk is $web01, web02's is $web02"
+echo "web01 reads: $(head -c 49 "$web01")"
+printf 'web01 was here' | dd of="$web01" conv=notrunc,fsync 2>/dev/null
+echo "after web01 wrote to its disk:"
+echo "  web01 reads: $(head -c 49 "$web01")"
+echo "  web02 reads: $(head -c 49 "$web02")"
+run dmsetup ls
+run thinsr vdi list --sr "Fast local"
+fails thinsr template forget debian-12
+run thinsr vdi detach "web01 disk"
+run thinsr vdi detach "web02 disk"
+echo "template image unchanged: $([ "$sum" = "$(sha256sum /tmp/debian-12.qcow2 | cut -d' ' -f1)" ] && echo yes)"
+
 say "thinsr never overwrites a disk that holds data"
 mkfs.ext4 -q /dev/vdd
 fails thinsr sr create /dev/vdd --name scratch

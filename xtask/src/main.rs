@@ -284,8 +284,11 @@ fn bench() -> Result<()> {
     }
 }
 
-fn release_thinsr() -> Result<PathBuf> {
-    run(cargo().args([
+/// A release build of thinsr; with `testing`, one that also honours THINSR_CRASH_AT (for
+/// `cargo xtask script` and `shell`, never for the demo).
+fn release_thinsr(testing: bool) -> Result<PathBuf> {
+    let mut cmd = cargo();
+    cmd.args([
         "build",
         "--quiet",
         "--release",
@@ -293,17 +296,26 @@ fn release_thinsr() -> Result<PathBuf> {
         "thinsr",
         "--bin",
         "thinsr",
-    ]))?;
-    Ok(root().join("target/release/thinsr"))
+    ]);
+    if testing {
+        cmd.args(["--features", "testing", "--target-dir"])
+            .arg(root().join("target/testing"));
+    }
+    run(&mut cmd)?;
+    Ok(root().join(if testing {
+        "target/testing/release/thinsr"
+    } else {
+        "target/release/thinsr"
+    }))
 }
 
-fn vm_with_thinsr(script: Option<&str>) -> Result<vm::Bed> {
-    let thinsr = release_thinsr()?;
+fn vm_with_thinsr(script: Option<&str>, testing: bool) -> Result<vm::Bed> {
+    let thinsr = release_thinsr(testing)?;
     vm::build(&work_dir()?, &[thinsr], &[], script)
 }
 
 fn demo() -> Result<()> {
-    run_script("demo", include_str!("demo.sh"))
+    run_script("demo", include_str!("demo.sh"), false)
 }
 
 /// `cargo xtask script FILE`: any shell script, run as root in a fresh VM with thinsr.
@@ -311,13 +323,13 @@ fn script(args: &[String]) -> Result<()> {
     let [file] = args else {
         return Err("usage: cargo xtask script FILE".into());
     };
-    run_script("script", &std::fs::read_to_string(file)?)
+    run_script("script", &std::fs::read_to_string(file)?, true)
 }
 
 /// Runs a shell script in a fresh VM (as the demo does), echoing its output.
-fn run_script(what: &str, script: &str) -> Result<()> {
+fn run_script(what: &str, script: &str, testing: bool) -> Result<()> {
     vm::ensure_packages()?;
-    let bed = vm_with_thinsr(Some(script))?;
+    let bed = vm_with_thinsr(Some(script), testing)?;
     let outcome = vm::boot(
         &bed,
         what,
@@ -334,7 +346,7 @@ fn run_script(what: &str, script: &str) -> Result<()> {
 
 fn shell() -> Result<()> {
     vm::ensure_packages()?;
-    let bed = vm_with_thinsr(None)?;
+    let bed = vm_with_thinsr(None, true)?;
     vm::boot(
         &bed,
         "shell",

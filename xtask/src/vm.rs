@@ -108,6 +108,8 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mount -t tmpfs run /run
 mkdir -p /run/lock /dev/mapper /dev/pts
+# As on Debian hosts: qemu-nbd -c puts its socket under /var/lock.
+ln -sfn /run/lock /var/lock
 mount -t devpts devpts /dev/pts
 for m in $(cat /modules.list); do insmod "$m" 2>/dev/null; done
 # nbd devices appear asynchronously after insmod; mdev gives the nodes a moment.

@@ -1,0 +1,188 @@
+//! The datapath: the block device a VM gets for a VDI, and the template images behind them.
+//!
+//! A VDI without a template is its LV, activated by LVM. A VDI reading a template (its
+//! `origin`) cannot be: LVM's external origins must be LVs of the same VG. So thinsr serves
+//! the template read-only (qemu-nbd, or a device a scheme script hands over) and loads a
+//! `thin` table of its own naming that device as the external origin, under the VDI's LVM
+//! thin id. LVM keeps the LV inactive meanwhile (the activation-skip flag).
+//!
+//! One template attachment serves every attached clone of the template. Who uses it is
+//! read from the kernel (the tables of thinsr's devices), not counted in a file that could
+//! drift; the state file under /run only says which device serves which template.
+//!
+//! Order: the state file names the NBD device before qemu-nbd connects it, so a crash at any
+//! step leaves something `detach` (or the next attach) recognises and cleans.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::crash;
+use crate::dm::{self, OurDevice};
+use crate::error::{Error, Result};
+use crate::lock;
+use crate::meta::VdiMeta;
+use crate::nbd;
+use crate::sr::Ctx;
+use crate::template::{is_block_device, parse_uri, run_scheme, Source};
+
+const STATE_DIR: &str = "/run/thinsr/origins";
+/// Serialises NBD device allocation and template attach/release across SRs.
+const LOCK: &str = "datapath";
+
+/// How a template is attached.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OriginState {
+    pub template: String,
+    pub uri: String,
+    /// The read-only block device serving the image.
+    pub device: PathBuf,
+    /// True when `device` is an NBD device thinsr connected with qemu-nbd.
+    pub nbd: bool,
+    /// qemu-nbd's pid, once connected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// The scheme whose script attached the image (to be told `detach`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
+}
+
+fn state_path(template: &str) -> PathBuf {
+    Path::new(STATE_DIR).join(format!("{template}.yaml"))
+}
+
+fn load_state(template: &str) -> Option<OriginState> {
+    let text = std::fs::read_to_string(state_path(template)).ok()?;
+    if text.len() > 64 << 10 {
+        return None;
+    }
+    serde_yaml::from_str(&text).ok()
+}
+
+fn save_state(s: &OriginState) -> Result<()> {
+    let dir = Path::new(STATE_DIR);
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {STATE_DIR}"), e))?;
+    let path = state_path(&s.template);
+    let tmp = path.with_extension("tmp");
+    let text = serde_yaml::to_string(s)
+        .map_err(|e| Error::InvalidArgument(format!("cannot encode attach state: {e}")))?;
+    std::fs::write(&tmp, text)
+        .and_then(|_| std::fs::rename(&tmp, &path))
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+impl OriginState {
+    fn is_live(&self) -> bool {
+        match (self.nbd, self.pid) {
+            (true, Some(pid)) => nbd::is_alive(&self.device, pid),
+            (true, None) => false,
+            (false, _) => is_block_device(&self.device),
+        }
+    }
+}
+
+/// thinsr's devices, or none where device-mapper is unavailable (listing must not fail).
+pub fn our_devices() -> Vec<OurDevice> {
+    dm::open()
+        .and_then(|dm| dm::our_devices(&dm))
+        .unwrap_or_default()
+}
+
+/// The device of ours serving VDI (or template) `uuid`.
+pub fn attached_device(uuid: &str) -> Result<Option<PathBuf>> {
+    Ok(dm::our_devices(&dm::open()?)?
+        .into_iter()
+        .find(|d| d.vdi == uuid)
+        .map(|d| d.path()))
+}
+
+impl Ctx {
+    /// The template's image as a read-only block device, attaching it if no live
+    /// attachment exists. Returns its `major:minor`.
+    pub(crate) fn attach_origin(&self, t: &VdiMeta) -> Result<String> {
+        let image = t.image.as_ref().ok_or_else(|| Error::VdiIncomplete {
+            vdi: t.name.clone(),
+            why: "the template records no image".into(),
+        })?;
+        let _l = lock::acquire(LOCK, "the datapath")?;
+        if let Some(s) = load_state(&t.uuid) {
+            if s.is_live() {
+                return dm::devno(&s.device);
+            }
+            // A dead server or a half-made attachment: clear it and start again.
+            self.release(&s)?;
+        }
+        let (path, scheme) = match parse_uri(&image.uri)? {
+            Source::File(p) => (p, None),
+            Source::Nbd(u) => (PathBuf::from(u), None),
+            Source::Scheme(s) => {
+                let p = run_scheme(&self.scheme_dir, &s, "attach", &image.uri)?
+                    .expect("attach returns a path");
+                (p, Some(s))
+            }
+        };
+        let mut state = OriginState {
+            template: t.uuid.clone(),
+            uri: image.uri.clone(),
+            device: path.clone(),
+            nbd: false,
+            pid: None,
+            scheme,
+        };
+        if state.scheme.is_some() && image.format == "raw" && is_block_device(&path) {
+            // A raw block device needs no server in between.
+            save_state(&state)?;
+            return dm::devno(&path);
+        }
+        let connected = nbd::pick_device().and_then(|device| {
+            state.device = device;
+            state.nbd = true;
+            save_state(&state)?;
+            crash::point("attach.after-origin-state");
+            let pid = nbd::connect(&state.device, &path.to_string_lossy(), &image.format)?;
+            state.pid = Some(pid);
+            save_state(&state)
+        });
+        if let Err(e) = connected {
+            let _ = self.release(&state);
+            return Err(e);
+        }
+        dm::devno(&state.device)
+    }
+
+    /// Ends a template's attachment when no device of ours reads it any more.
+    pub(crate) fn release_origin_if_unused(&self, template: &str) -> Result<()> {
+        let _l = lock::acquire(LOCK, "the datapath")?;
+        let Some(s) = load_state(template) else {
+            return Ok(());
+        };
+        if let Ok(devno) = dm::devno(&s.device) {
+            let users = dm::our_devices(&dm::open()?)?;
+            if users
+                .iter()
+                .any(|d| d.origin.as_deref() == Some(devno.as_str()))
+            {
+                return Ok(());
+            }
+        }
+        self.release(&s)
+    }
+
+    /// Disconnects the server, tells the scheme script, forgets the state.
+    fn release(&self, s: &OriginState) -> Result<()> {
+        if s.nbd {
+            nbd::disconnect(&s.device)?;
+        }
+        if let Some(scheme) = &s.scheme {
+            run_scheme(&self.scheme_dir, scheme, "detach", &s.uri)?;
+        }
+        match std::fs::remove_file(state_path(&s.template)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(
+                format!("removing {}", state_path(&s.template).display()),
+                e,
+            )),
+            _ => Ok(()),
+        }
+    }
+}

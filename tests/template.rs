@@ -1,0 +1,474 @@
+//! Templates and the datapath end to end, in the test VM: clones of qcow2, raw and vhd
+//! images over dm-thin external origins, scheme scripts, a dead qemu-nbd, and data that
+//! survives detach and SR reattach.
+
+mod common;
+
+use std::time::Instant;
+
+use common::*;
+
+const MIB: u64 = 1 << 20;
+/// Offsets of the known blocks written into every template image.
+const MARKS: [u64; 5] = [0, MIB + 17, 100 * MIB, 200 * MIB + 4095, 256 * MIB - 4096];
+
+fn owned_sr(name: &str) -> String {
+    let d = json(&["sr", "create", DISKS[0], "--name", name]);
+    d["uuid"].as_str().unwrap().to_string()
+}
+
+fn mark(i: usize) -> Vec<u8> {
+    noise(4096, 1000 + i as u64)
+}
+
+/// A 256 MiB image in `format` holding `mark(i)` at `MARKS[i]`, the rest zero (sparse).
+fn template_image(path: &str, format: &str) -> String {
+    let raw = format!("{path}.src.raw");
+    sh(&["truncate", "-s", "256M", &raw]);
+    for (i, off) in MARKS.iter().enumerate() {
+        write_at(&raw, *off, &mark(i));
+    }
+    match format {
+        "raw" => sh(&["mv", &raw, path]),
+        "vpc" => sh(&[
+            "qemu-img",
+            "convert",
+            "-O",
+            "vpc",
+            "-o",
+            "subformat=dynamic,force_size=on",
+            &raw,
+            path,
+        ]),
+        f => sh(&["qemu-img", "convert", "-O", f, &raw, path]),
+    };
+    let _ = std::fs::remove_file(&raw);
+    sha256(path)
+}
+
+/// Our dm devices and connected NBD devices: both empty once everything is detached.
+fn datapath_leftovers() -> (Vec<String>, Vec<String>) {
+    let dm = sh(&["dmsetup", "ls"])
+        .lines()
+        .filter(|l| l.starts_with("thinsr-"))
+        .map(str::to_string)
+        .collect();
+    let nbd = std::fs::read_dir("/sys/block")
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            let pid = std::fs::read_to_string(format!("/sys/block/{name}/pid")).ok()?;
+            Some(format!("{name} pid {}", pid.trim()))
+        })
+        .collect();
+    (dm, nbd)
+}
+
+fn assert_clean() {
+    let (dm, nbd) = datapath_leftovers();
+    assert!(dm.is_empty(), "dm devices left: {dm:?}");
+    assert!(nbd.is_empty(), "nbd connections left: {nbd:?}");
+}
+
+fn attach(vdi: &str) -> String {
+    let v = json(&["vdi", "attach", vdi]);
+    assert_eq!(v["attached"], true, "{v}");
+    v["path"].as_str().unwrap().to_string()
+}
+
+fn reads_template(dev: &str, skip: Option<usize>) {
+    for (i, off) in MARKS.iter().enumerate() {
+        if Some(i) != skip {
+            assert_eq!(
+                read_at(dev, *off, 4096),
+                mark(i),
+                "mark {i} at {off} on {dev}"
+            );
+        }
+    }
+}
+
+#[test]
+fn clones_read_qcow2_raw_and_vhd_templates() {
+    vm();
+    owned_sr("local");
+    for (format, file) in [("qcow2", "t.qcow2"), ("raw", "t.raw"), ("vpc", "t.vhd")] {
+        let path = format!("/tmp/{file}");
+        let sum = template_image(&path, format);
+        let uri = format!("file://{path}");
+        let t = json(&["template", "introduce", &uri]);
+        assert_eq!(t["kind"], "template", "{t}");
+        assert_eq!(t["format"], format, "{t}");
+        assert_eq!(t["read_write"], false);
+        assert_eq!(t["virtual_size"], 256 * MIB);
+        assert_eq!(t["name"], "t", "named after the file");
+        let tid = t["uuid"].as_str().unwrap().to_string();
+
+        let c1 = json(&["vdi", "clone", &tid, "--name", &format!("{format} one")]);
+        assert_eq!(c1["origin"], tid.as_str(), "{c1}");
+        assert_eq!(c1["kind"], "clone");
+        assert_eq!(c1["virtual_size"], 256 * MIB);
+        let c1 = c1["uuid"].as_str().unwrap().to_string();
+        let dev1 = attach(&c1);
+        assert!(dev1.starts_with("/dev/mapper/thinsr-local-"), "{dev1}");
+        // Attaching again gives the same device.
+        assert_eq!(attach(&c1), dev1);
+        reads_template(&dev1, None);
+
+        // A write lands in the clone only.
+        let mine = noise(4096, 7);
+        write_at(&dev1, MARKS[2], &mine);
+        assert_eq!(read_at(&dev1, MARKS[2], 4096), mine);
+        let c2 = json(&["vdi", "clone", &tid, "--name", &format!("{format} two")]);
+        let c2 = c2["uuid"].as_str().unwrap().to_string();
+        let dev2 = attach(&c2);
+        reads_template(&dev2, None);
+        // Both clones share one attachment of the template.
+        assert_eq!(
+            datapath_leftovers().1.len(),
+            1,
+            "{:?}",
+            datapath_leftovers()
+        );
+
+        let listed = json(&["vdi", "list"]);
+        let row = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["uuid"] == tid.as_str())
+            .unwrap()
+            .clone();
+        assert_eq!(row["kind"], "template");
+        assert_eq!(row["read_write"], false);
+
+        ok(&["vdi", "detach", &c1]);
+        // The template stays attached for the other clone.
+        reads_template(&dev2, None);
+        ok(&["vdi", "detach", &c2]);
+        // Idempotent.
+        ok(&["vdi", "detach", &c2]);
+        assert_clean();
+
+        // Detached and attached again, the clone still holds its write.
+        let dev1 = attach(&c1);
+        assert_eq!(read_at(&dev1, MARKS[2], 4096), mine);
+        reads_template(&dev1, Some(2));
+        ok(&["vdi", "detach", &c1]);
+        assert_clean();
+        assert_eq!(sha256(&path), sum, "the template image changed");
+
+        for c in [&c1, &c2] {
+            ok(&["--yes", "vdi", "destroy", c]);
+        }
+        ok(&["template", "forget", &tid]);
+    }
+    ok(&["sr", "check", "local"]);
+}
+
+#[test]
+fn cloning_copies_nothing() {
+    vm();
+    owned_sr("local");
+    for (name, size) in [("small", "64M"), ("big", "2G")] {
+        let path = format!("/tmp/{name}.qcow2");
+        sh(&["qemu-img", "create", "-f", "qcow2", &path, size]);
+        ok(&["template", "introduce", &format!("file://{path}")]);
+    }
+    // The best of three for each, measured in one run: no copy means no difference.
+    let best = |t: &str| {
+        (0..3)
+            .map(|i| {
+                let start = Instant::now();
+                ok(&["vdi", "clone", t, "--name", &format!("{t} {i}")]);
+                start.elapsed().as_secs_f64()
+            })
+            .fold(f64::MAX, f64::min)
+    };
+    let small = best("small");
+    let big = best("big");
+    let ratio = big / small;
+    eprintln!(
+        "clone of a 64 MiB template {small:.3} s, of a 2 GiB one {big:.3} s: ratio {ratio:.2}"
+    );
+    assert!(
+        ratio < 2.0,
+        "cloning the 2 GiB template took {ratio:.2}x as long"
+    );
+    let used = json(&["sr", "show", "local"])["pool"]["data_used"]
+        .as_u64()
+        .unwrap();
+    assert!(used < 16 * MIB, "clones allocated {used} bytes");
+}
+
+#[test]
+fn templates_refuse_what_would_change_them() {
+    vm();
+    owned_sr("local");
+    let path = "/tmp/t.qcow2";
+    let sum = template_image(path, "qcow2");
+    let t = json(&[
+        "template",
+        "introduce",
+        "file:///tmp/t.qcow2",
+        "--name",
+        "Debian 12",
+    ]);
+    let tid = t["uuid"].as_str().unwrap().to_string();
+    // Registered once per URI; unreadable or missing images register nothing.
+    fails(
+        &["template", "introduce", "file:///tmp/t.qcow2"],
+        "TEMPLATE_EXISTS",
+    );
+    std::fs::write("/tmp/empty.raw", b"").unwrap();
+    let before = state();
+    fails(
+        &["template", "introduce", "file:///tmp/nothing.qcow2"],
+        "IMAGE_UNREADABLE",
+    );
+    fails(
+        &["template", "introduce", "file:///tmp/empty.raw"],
+        "IMAGE_UNREADABLE",
+    );
+    fails(
+        &["template", "introduce", "nbd://127.0.0.1:1/x"],
+        "IMAGE_UNREADABLE",
+    );
+    fails(&["template", "introduce", "tmp/t.qcow2"], "INVALID_URI");
+    assert_eq!(state(), before);
+    assert_eq!(json(&["template", "list"]).as_array().unwrap().len(), 1);
+
+    let before = state();
+    for args in [
+        vec!["vdi", "resize", "Debian 12", "+1G"],
+        vec!["--yes", "vdi", "destroy", "Debian 12"],
+        vec!["vdi", "attach", "Debian 12"],
+        vec!["vdi", "set", "Debian 12", "k", "v"],
+        vec!["vdi", "unset", "Debian 12", "k"],
+        vec!["vdi", "rename", "Debian 12", "other"],
+        vec!["vdi", "set-description", "Debian 12", "x"],
+    ] {
+        fails(&args, "VDI_IS_TEMPLATE");
+    }
+    let tmeta = json(&["template", "show", "Debian 12"]);
+    assert_eq!(tmeta["source"], "file:///tmp/t.qcow2");
+    fails(&["template", "show", "nothing"], "VDI_NOT_FOUND");
+    assert_eq!(state(), before);
+
+    // Read-only, a template attaches as itself.
+    let ro = json(&["vdi", "attach", "Debian 12", "--read-only"]);
+    let dev = ro["path"].as_str().unwrap().to_string();
+    assert_eq!(ro["read_write"], false);
+    reads_template(&dev, None);
+    assert!(refuses_writes(&dev), "{dev} took a write");
+    fails(&["template", "forget", "Debian 12"], "TEMPLATE_IN_USE");
+    ok(&["vdi", "detach", "Debian 12"]);
+    assert_clean();
+
+    // Snapshots and clones of a clone keep reading the template.
+    let c = json(&["vdi", "clone", "Debian 12", "--name", "web"]);
+    assert_eq!(c["origin_name"], "Debian 12");
+    let dev = attach("web");
+    let mine = noise(8192, 3);
+    write_at(&dev, MARKS[1], &mine);
+    // Taken while the clone is attached: its device is suspended for the instant.
+    let s = json(&["vdi", "snapshot", "web", "--name", "web snap"]);
+    assert_eq!(s["origin"], tid.as_str(), "{s}");
+    assert_eq!(s["read_write"], false);
+    let cc = json(&["vdi", "clone", "web", "--name", "web copy"]);
+    assert_eq!(cc["origin"], tid.as_str(), "{cc}");
+    write_at(&dev, MARKS[3], &noise(4096, 4));
+    for name in ["web snap", "web copy"] {
+        let d = attach(name);
+        assert_eq!(read_at(&d, MARKS[1], 8192), mine, "{name}");
+        reads_template(&d, Some(1));
+        ok(&["vdi", "detach", name]);
+    }
+    // The snapshot is read-only on its device too.
+    let d = attach("web snap");
+    assert!(refuses_writes(&d), "{d} took a write");
+    ok(&["vdi", "detach", "web snap"]);
+
+    let err = fails(&["template", "forget", "Debian 12"], "TEMPLATE_IN_USE");
+    assert!(err["params"].to_string().contains("web"), "{err}");
+    fails(&["--yes", "vdi", "destroy", "web"], "VDI_ATTACHED");
+    fails(&["sr", "detach", "local"], "SR_HAS_ATTACHED_VDIS");
+    ok(&["vdi", "detach", "web"]);
+    for v in ["web", "web snap", "web copy"] {
+        ok(&["--yes", "vdi", "destroy", v]);
+    }
+    ok(&["template", "forget", "Debian 12"]);
+    assert!(json(&["template", "list"]).as_array().unwrap().is_empty());
+    assert_eq!(sha256(path), sum);
+    assert_clean();
+}
+
+#[test]
+fn scheme_scripts_serve_templates() {
+    vm();
+    owned_sr("local");
+    let dir = "/tmp/schemes";
+    std::fs::create_dir_all(dir).unwrap();
+    template_image("/tmp/img.raw", "raw");
+    // The fixture: attach puts the image on a loop device and prints it (a raw block
+    // device, used as the origin directly); detach lets it go. Every call is logged.
+    let script = r#"#!/bin/sh
+echo "$*" >> /tmp/scheme.log
+case "$1" in
+attach) /usr/sbin/losetup -f --show -r /tmp/img.raw ;;
+detach) for d in $(/usr/sbin/losetup -j /tmp/img.raw | cut -d: -f1); do /usr/sbin/losetup -d "$d"; done ;;
+*) exit 1 ;;
+esac
+"#;
+    std::fs::write(format!("{dir}/fake"), script).unwrap();
+    // A script outside the directory that must never run.
+    std::fs::write("/tmp/x", script).unwrap();
+    sh(&["chmod", "+x", &format!("{dir}/fake"), "/tmp/x"]);
+    // Passed on as --scheme-dir's environment variable.
+    std::env::set_var("THINSR_SCHEME_DIR", dir);
+
+    let before = state();
+    for uri in ["../x://img", "a/b://img", "A B://img", "X://img"] {
+        fails(&["template", "introduce", uri], "INVALID_URI");
+    }
+    fails(
+        &["template", "introduce", "nothing://img"],
+        "INVALID_ARGUMENT",
+    );
+    assert_eq!(state(), before);
+    assert!(
+        !std::path::Path::new("/tmp/scheme.log").exists(),
+        "a script ran"
+    );
+
+    let t = json(&["template", "introduce", "fake://img", "--name", "img"]);
+    assert_eq!(t["format"], "raw");
+    assert_eq!(t["virtual_size"], 256 * MIB);
+    let log = std::fs::read_to_string("/tmp/scheme.log").unwrap();
+    assert_eq!(
+        log, "attach fake://img\ndetach fake://img\n",
+        "introduce probes and lets go"
+    );
+
+    ok(&["vdi", "clone", "img", "--name", "c"]);
+    let dev = json(&["vdi", "attach", "c"])["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    reads_template(&dev, None);
+    // The loop device is the origin itself: no qemu-nbd in between.
+    assert!(datapath_leftovers().1.is_empty());
+    assert!(sh(&["/usr/sbin/losetup", "-a"]).contains("/tmp/img.raw"));
+    ok(&["vdi", "detach", "c"]);
+    assert!(!sh(&["/usr/sbin/losetup", "-a"]).contains("/tmp/img.raw"));
+    let log = std::fs::read_to_string("/tmp/scheme.log").unwrap();
+    assert_eq!(log.lines().count(), 4, "{log}");
+    assert!(
+        log.ends_with("attach fake://img\ndetach fake://img\n"),
+        "{log}"
+    );
+    assert_clean();
+}
+
+#[test]
+fn detach_survives_a_dead_qemu_nbd_and_data_survives_sr_reattach() {
+    vm();
+    owned_sr("local");
+    template_image("/tmp/t.qcow2", "qcow2");
+    ok(&["template", "introduce", "file:///tmp/t.qcow2"]);
+    ok(&["vdi", "clone", "t", "--name", "vm1"]);
+    let dev = attach("vm1");
+    let mine = noise(MIB as usize, 9);
+    write_at(&dev, 50 * MIB, &mine);
+
+    // Kill the server under the attached clone.
+    let (_, nbd) = datapath_leftovers();
+    assert_eq!(nbd.len(), 1, "{nbd:?}");
+    let pid = nbd[0].rsplit(' ').next().unwrap().to_string();
+    sh(&["kill", "-9", &pid]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let shown = json(&["vdi", "show", "vm1"]);
+    assert_eq!(shown["attached"], true);
+    ok(&["vdi", "detach", "vm1"]);
+    assert_clean();
+    ok(&["vdi", "detach", "vm1"]);
+
+    // Everything comes back after detach, and after the SR is detached and attached.
+    let same_data = || {
+        let dev = attach("vm1");
+        assert_eq!(read_at(&dev, 50 * MIB, MIB as usize), mine);
+        reads_template(&dev, None);
+        ok(&["vdi", "detach", "vm1"]);
+    };
+    same_data();
+    ok(&["sr", "detach", "local"]);
+    assert_clean();
+    ok(&["sr", "attach", "local"]);
+    same_data();
+    let report = json(&["sr", "check", "local"]);
+    assert!(
+        report["findings"].as_array().unwrap().is_empty(),
+        "{report}"
+    );
+    assert_clean();
+}
+
+/// A crash at each step of attach (and while a snapshot holds a clone's device suspended)
+/// leaves what the next detach or attach cleans up, and the clone's data is intact.
+#[test]
+fn crashes_during_attach_leave_nothing_behind() {
+    vm();
+    owned_sr("local");
+    template_image("/tmp/t.qcow2", "qcow2");
+    ok(&["template", "introduce", "file:///tmp/t.qcow2"]);
+    ok(&["vdi", "clone", "t", "--name", "vm1"]);
+    let dev = attach("vm1");
+    let mine = noise(4096, 11);
+    write_at(&dev, MARKS[4], &mine);
+    ok(&["vdi", "detach", "vm1"]);
+
+    let crash = |point: &str, args: &[&str]| {
+        let out = thinsr_cmd(args)
+            .env("THINSR_CRASH_AT", point)
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(&format!("crash point {point}")),
+            "{point} was not reached: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let points = [
+        "attach.after-origin-state",
+        "vdi-attach.after-origin",
+        "dm.after-table-load",
+    ];
+    for point in points {
+        // Cleaned by detach...
+        crash(point, &["vdi", "attach", "vm1"]);
+        ok(&["vdi", "detach", "vm1"]);
+        assert_clean();
+        // ...or finished by the next attach.
+        crash(point, &["vdi", "attach", "vm1"]);
+        let dev = attach("vm1");
+        assert_eq!(read_at(&dev, MARKS[4], 4096), mine, "after {point}");
+        reads_template(&dev, Some(4));
+        ok(&["vdi", "detach", "vm1"]);
+        assert_clean();
+    }
+
+    // A snapshot that dies while the clone's device is suspended (before LVM took it): the
+    // next attach resumes the device, and nothing is left for sr check to find.
+    let dev = attach("vm1");
+    crash("vdi-snapshot.while-suspended", &["vdi", "snapshot", "vm1"]);
+    assert_eq!(attach("vm1"), dev);
+    assert_eq!(read_at(&dev, MARKS[4], 4096), mine);
+    ok(&["vdi", "detach", "vm1"]);
+    assert_clean();
+    let report = json(&["sr", "check", "local"]);
+    assert!(
+        report["findings"].as_array().unwrap().is_empty(),
+        "{report}"
+    );
+    eprintln!("crash points walked: {}", points.len() * 2 + 1);
+}
