@@ -5,20 +5,28 @@
 //! - a preallocated VDI whose zeroing did not finish is zeroed now;
 //! - a tagged thin LV with no entry (a crash after lvcreate) is adopted as a VDI named
 //!   after it: nothing is deleted that a VM might have written;
-//! - a tagged preallocated LV with no entry was never zeroed nor used: removed, with --yes.
+//! - a tagged preallocated LV with no entry was never zeroed nor used: removed, with --yes;
+//! - a device of thinsr's left without a table or suspended by a crash is resumed if it
+//!   can be, else removed; one serving a VDI the SR no longer has is removed, with --yes;
+//! - a template attachment whose server died is cleared when no clone reads it; clones
+//!   still reading it must be detached and attached again.
+
+use std::collections::HashSet;
 
 use serde::Serialize;
 
+use crate::dm;
 use crate::error::Result;
-use crate::lvm::{strings, TAG_ORIGIN, TAG_VDI};
-use crate::meta::{Pending, VdiKind, VdiMeta};
+use crate::lvm::{strings, Vg, TAG_ORIGIN, TAG_VDI};
+use crate::meta::{Pending, SrMeta, VdiKind, VdiMeta};
 use crate::progress::Progress;
 use crate::sr::{ours, Ctx};
 use crate::units::Bytes;
 
 #[derive(Debug, Serialize)]
 pub struct Finding {
-    /// missing_lv, renamed_lv, incomplete_zeroing, orphan_thin_lv, orphan_lv, pool.
+    /// missing_lv, renamed_lv, incomplete_zeroing, orphan_thin_lv, orphan_lv, stale_device,
+    /// orphan_device, dead_origin, pool.
     pub kind: &'static str,
     pub subject: String,
     pub problem: String,
@@ -189,6 +197,8 @@ impl Ctx {
             }
         }
 
+        findings.extend(self.datapath_findings(&op.meta, &vg, &entry.uuid, repair, yes)?);
+
         let status = crate::dm::pool_status(&vg.name, &entry.pool)?;
         if let Some(t) = status.and_then(|k| k.trouble()) {
             findings.push(Finding {
@@ -207,5 +217,87 @@ impl Ctx {
             name: op.meta.name.clone(),
             findings,
         })
+    }
+
+    /// Devices of ours and template attachments of this SR.
+    fn datapath_findings(
+        &self,
+        meta: &SrMeta,
+        vg: &Vg,
+        sr: &str,
+        repair: bool,
+        yes: bool,
+    ) -> Result<Vec<Finding>> {
+        let mut findings = Vec::new();
+        let mut uuids: HashSet<String> = meta.vdis.iter().map(|v| v.uuid.clone()).collect();
+        uuids.extend(ours(vg, sr).filter_map(|l| l.tag_value(TAG_VDI).map(str::to_string)));
+        for d in crate::datapath::our_devices() {
+            if !uuids.contains(&d.vdi) {
+                continue;
+            }
+            let subject = format!("device {}", d.path().display());
+            if !d.live {
+                let mut f = Finding {
+                    kind: "stale_device",
+                    subject,
+                    problem: "left suspended or without a table by an interrupted command".into(),
+                    repair: "resume it, or remove it when it has no table".into(),
+                    repaired: false,
+                };
+                if repair && !dm::revive(&d.name)? {
+                    dm::remove(&d.name, &d.vdi)?;
+                }
+                f.repaired = repair;
+                findings.push(f);
+            } else if meta.vdi(&d.vdi).is_none() {
+                let remove = repair && yes && d.open_count == 0;
+                findings.push(Finding {
+                    kind: "orphan_device",
+                    subject,
+                    problem: format!("serves VDI {} which the metadata does not know", d.vdi),
+                    repair: if d.open_count > 0 {
+                        "none now: it is open; stop what uses it".into()
+                    } else if repair && !yes {
+                        "remove it (needs --yes)".into()
+                    } else {
+                        "remove it".into()
+                    },
+                    repaired: remove,
+                });
+                if remove {
+                    dm::remove(&d.name, &d.vdi)?;
+                }
+            }
+        }
+        for t in meta.vdis.iter().filter(|v| v.is_template()) {
+            let Some(users) = self.dead_origin(&t.uuid) else {
+                continue;
+            };
+            let mut f = Finding {
+                kind: "dead_origin",
+                subject: format!("template '{}' ({})", t.name, t.uuid),
+                problem: if users > 0 {
+                    format!(
+                        "the server of its image is gone: {users} attached clone(s) cannot read it"
+                    )
+                } else {
+                    "the server of its image is gone".into()
+                },
+                // An NBD device its readers hold open cannot take a new server: the
+                // kernel keeps failing their reads (checked on 6.1).
+                repair: if users > 0 {
+                    "none here: detach those clones (stop their VMs) and attach them again".into()
+                } else {
+                    "clear the attachment".into()
+                },
+                repaired: false,
+            };
+            if repair && users == 0 {
+                self.release_origin_if_unused(&t.uuid)?;
+                f.repaired = true;
+            }
+            findings.push(f);
+        }
+        Ok(findings)
     }
 }

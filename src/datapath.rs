@@ -151,6 +151,19 @@ impl Ctx {
         dm::devno(&state.device)
     }
 
+    /// When template `uuid` has an attachment whose server is gone: how many devices of
+    /// ours still read it.
+    pub(crate) fn dead_origin(&self, template: &str) -> Option<usize> {
+        let s = load_state(template).filter(|s| !s.is_live())?;
+        let devno = dm::devno(&s.device).ok();
+        Some(
+            our_devices()
+                .iter()
+                .filter(|d| devno.is_some() && d.origin == devno)
+                .count(),
+        )
+    }
+
     /// Ends a template's attachment when no device of ours reads it any more.
     pub(crate) fn release_origin_if_unused(&self, template: &str) -> Result<()> {
         let _l = lock::acquire(LOCK, "the datapath")?;

@@ -368,6 +368,33 @@ esac
         "{log}"
     );
     assert_clean();
+
+    // An NBD export, served on loopback as a remote image server would.
+    sh(&["ip", "link", "set", "lo", "up"]);
+    template_image("/tmp/remote.qcow2", "qcow2");
+    sh(&[
+        "qemu-nbd",
+        "--fork",
+        "--persistent",
+        "--shared=4",
+        "--read-only",
+        "--format=qcow2",
+        "--bind=127.0.0.1",
+        "--port=10809",
+        "--export-name=debian",
+        "/tmp/remote.qcow2",
+    ]);
+    let t = json(&["template", "introduce", "nbd://127.0.0.1:10809/debian"]);
+    assert_eq!(
+        (t["format"].as_str(), t["name"].as_str()),
+        (Some("raw"), Some("debian"))
+    );
+    assert_eq!(t["virtual_size"], 256 * MIB);
+    ok(&["vdi", "clone", "debian", "--name", "n1"]);
+    let dev = attach("n1");
+    reads_template(&dev, None);
+    ok(&["vdi", "detach", "n1"]);
+    assert_clean();
 }
 
 #[test]
@@ -389,9 +416,35 @@ fn detach_survives_a_dead_qemu_nbd_and_data_survives_sr_reattach() {
     std::thread::sleep(std::time::Duration::from_millis(500));
     let shown = json(&["vdi", "show", "vm1"]);
     assert_eq!(shown["attached"], true);
+    // sr check names it; the clone reading it must be attached again to read it.
+    let r = thinsr(&["--json", "sr", "check", "local", "--repair"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let findings = r.json()["findings"].clone();
+    assert_eq!(findings[0]["kind"], "dead_origin", "{findings}");
+    assert_eq!(findings[0]["repaired"], false, "{findings}");
+    // A clone attached meanwhile gets a live server of its own.
+    ok(&["vdi", "clone", "t", "--name", "vm2"]);
+    let dev2 = attach("vm2");
+    reads_template(&dev2, None);
     ok(&["vdi", "detach", "vm1"]);
+    ok(&["vdi", "detach", "vm2"]);
     assert_clean();
     ok(&["vdi", "detach", "vm1"]);
+
+    // A template attachment left by a crash before its server started: sr check clears it.
+    let out = thinsr_cmd(&["vdi", "attach", "vm2"])
+        .env("THINSR_CRASH_AT", "attach.after-origin-state")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let r = json(&["sr", "check", "local", "--repair"]);
+    assert_eq!(r["findings"][0]["kind"], "dead_origin", "{r}");
+    assert_eq!(r["findings"][0]["repaired"], true, "{r}");
+    assert!(json(&["sr", "check", "local"])["findings"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    assert_clean();
 
     // Everything comes back after detach, and after the SR is detached and attached.
     let same_data = || {
@@ -444,8 +497,19 @@ fn crashes_during_attach_leave_nothing_behind() {
         "dm.after-table-load",
     ];
     for point in points {
-        // Cleaned by detach...
+        // Found by sr check, cleaned by detach...
         crash(point, &["vdi", "attach", "vm1"]);
+        if point == "dm.after-table-load" {
+            let r = thinsr(&["--json", "sr", "check", "local"]);
+            assert_eq!(
+                r.json()["findings"][0]["kind"],
+                "stale_device",
+                "{}",
+                r.stdout
+            );
+            let problems = json(&["vdi", "show", "vm1"])["problems"].to_string();
+            assert!(problems.contains("half-made"), "{problems}");
+        }
         ok(&["vdi", "detach", "vm1"]);
         assert_clean();
         // ...or finished by the next attach.
