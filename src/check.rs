@@ -23,6 +23,9 @@ use crate::progress::Progress;
 use crate::sr::{ours, Ctx};
 use crate::units::Bytes;
 
+/// The host filter that keeps LVM off thinsr's devices (README, "Install on a host").
+pub const LVM_FILTER: &str = r#"[ "r|^/dev/mapper/thinsr-|", "r|^/dev/nbd|" ]"#;
+
 #[derive(Debug, Serialize)]
 pub struct Finding {
     /// missing_lv, renamed_lv, incomplete_zeroing, orphan_thin_lv, orphan_lv, stale_device,
@@ -40,6 +43,9 @@ pub struct CheckReport {
     pub sr: String,
     pub name: String,
     pub findings: Vec<Finding>,
+    /// What the admin should change on the host; nothing thinsr repairs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl CheckReport {
@@ -216,6 +222,7 @@ impl Ctx {
             sr: entry.uuid.clone(),
             name: op.meta.name.clone(),
             findings,
+            warnings: self.lvm_filter_warning().into_iter().collect(),
         })
     }
 
@@ -299,5 +306,27 @@ impl Ctx {
             findings.push(f);
         }
         Ok(findings)
+    }
+
+    /// LVM scans every block device: without a filter rejecting thinsr's devices, a VM's PVs
+    /// inside a disk or a template show up on the host (as duplicates, once cloned).
+    fn lvm_filter_warning(&self) -> Option<String> {
+        let out = self
+            .lvm
+            .run(&strings(&[
+                "lvmconfig",
+                "--typeconfig",
+                "full",
+                "devices/global_filter",
+            ]))
+            .ok()?;
+        let rejects = out.contains("r|^/dev/mapper/thinsr-|") && out.contains("r|^/dev/nbd|");
+        // Accepting everything also accepts the /dev/dm-N names of thinsr's devices.
+        (!rejects || out.contains("a|.*|")).then(|| {
+            format!(
+                "LVM scans thinsr's devices ({}): a VM's PVs inside a disk would appear on the host; set devices/global_filter = {LVM_FILTER} in /etc/lvm/lvm.conf (without an \"a|.*|\" entry)",
+                out.trim()
+            )
+        })
     }
 }

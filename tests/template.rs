@@ -395,6 +395,26 @@ esac
     reads_template(&dev, None);
     ok(&["vdi", "detach", "n1"]);
     assert_clean();
+
+    // With the filter README asks for (the VM's lvm.conf has it), sr check is quiet; on a
+    // host without it, sr check says so.
+    assert!(json(&["sr", "check", "local"]).get("warnings").is_none());
+    std::fs::create_dir_all("/tmp/lvmconf").unwrap();
+    let conf = std::fs::read_to_string("/etc/lvm/lvm.conf").unwrap();
+    let unfiltered: String = conf
+        .lines()
+        .filter(|l| !l.contains("global_filter"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(unfiltered, conf);
+    std::fs::write("/tmp/lvmconf/lvm.conf", unfiltered).unwrap();
+    let out = thinsr_cmd(&["--json", "sr", "check", "local"])
+        .env("LVM_SYSTEM_DIR", "/tmp/lvmconf")
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let warning = report["warnings"][0].as_str().unwrap_or_default();
+    assert!(warning.contains("global_filter"), "{report}");
 }
 
 #[test]

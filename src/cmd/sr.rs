@@ -69,6 +69,11 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &SrCmd) -> Result<i32> {
         SrCmd::Check { sr, repair } => {
             let progress = super::progress::Reporter::new(out.quiet);
             let r = ctx.sr_check(sr.as_deref(), *repair, out.yes, &progress)?;
+            if !out.json {
+                for w in &r.warnings {
+                    out.warn(w);
+                }
+            }
             out.emit(&r, || {
                 if r.findings.is_empty() {
                     println!("SR '{}' is consistent", r.name);

@@ -84,6 +84,8 @@ pub const PACKAGES: &[&str] = &[
 ];
 
 const LVM_CONF: &str = r#"devices {
+    # As README asks of hosts: LVM keeps off thinsr's own devices.
+    global_filter = [ "r|^/dev/mapper/thinsr-|", "r|^/dev/nbd|" ]
     obtain_device_list_from_udev = 0
     use_devicesfile = 0
 }
