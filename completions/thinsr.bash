@@ -31,6 +31,9 @@ _thinsr() {
             thinsr,vdi)
                 cmd="thinsr__subcmd__vdi"
                 ;;
+            thinsr,xapi)
+                cmd="thinsr__subcmd__xapi"
+                ;;
             thinsr__subcmd__help,help)
                 cmd="thinsr__subcmd__help__subcmd__help"
                 ;;
@@ -45,6 +48,9 @@ _thinsr() {
                 ;;
             thinsr__subcmd__help,vdi)
                 cmd="thinsr__subcmd__help__subcmd__vdi"
+                ;;
+            thinsr__subcmd__help,xapi)
+                cmd="thinsr__subcmd__help__subcmd__xapi"
                 ;;
             thinsr__subcmd__help__subcmd__pool,check)
                 cmd="thinsr__subcmd__help__subcmd__pool__subcmd__check"
@@ -144,6 +150,12 @@ _thinsr() {
                 ;;
             thinsr__subcmd__help__subcmd__vdi,unset)
                 cmd="thinsr__subcmd__help__subcmd__vdi__subcmd__unset"
+                ;;
+            thinsr__subcmd__help__subcmd__xapi,install)
+                cmd="thinsr__subcmd__help__subcmd__xapi__subcmd__install"
+                ;;
+            thinsr__subcmd__help__subcmd__xapi,uninstall)
+                cmd="thinsr__subcmd__help__subcmd__xapi__subcmd__uninstall"
                 ;;
             thinsr__subcmd__pool,check)
                 cmd="thinsr__subcmd__pool__subcmd__check"
@@ -367,6 +379,24 @@ _thinsr() {
             thinsr__subcmd__vdi__subcmd__help,unset)
                 cmd="thinsr__subcmd__vdi__subcmd__help__subcmd__unset"
                 ;;
+            thinsr__subcmd__xapi,help)
+                cmd="thinsr__subcmd__xapi__subcmd__help"
+                ;;
+            thinsr__subcmd__xapi,install)
+                cmd="thinsr__subcmd__xapi__subcmd__install"
+                ;;
+            thinsr__subcmd__xapi,uninstall)
+                cmd="thinsr__subcmd__xapi__subcmd__uninstall"
+                ;;
+            thinsr__subcmd__xapi__subcmd__help,help)
+                cmd="thinsr__subcmd__xapi__subcmd__help__subcmd__help"
+                ;;
+            thinsr__subcmd__xapi__subcmd__help,install)
+                cmd="thinsr__subcmd__xapi__subcmd__help__subcmd__install"
+                ;;
+            thinsr__subcmd__xapi__subcmd__help,uninstall)
+                cmd="thinsr__subcmd__xapi__subcmd__help__subcmd__uninstall"
+                ;;
             *)
                 ;;
         esac
@@ -374,7 +404,7 @@ _thinsr() {
 
     case "${cmd}" in
         thinsr)
-            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --scheme-dir --help --version sr vdi template pool help"
+            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --scheme-dir --help --version sr vdi template xapi pool help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -396,7 +426,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__help)
-            opts="sr vdi template pool help"
+            opts="sr vdi template xapi pool help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -928,6 +958,48 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__help__subcmd__vdi__subcmd__unset)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__help__subcmd__xapi)
+            opts="install uninstall"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__help__subcmd__xapi__subcmd__install)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__help__subcmd__xapi__subcmd__uninstall)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2447,6 +2519,136 @@ _thinsr() {
             fi
             case "${prev}" in
                 --sr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__xapi)
+            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --scheme-dir --help --version install uninstall help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__xapi__subcmd__help)
+            opts="install uninstall help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__xapi__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__xapi__subcmd__help__subcmd__install)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__xapi__subcmd__help__subcmd__uninstall)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__xapi__subcmd__install)
+            opts="-y -q -v -h -V --root --json --yes --quiet --verbose --config --scheme-dir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__xapi__subcmd__uninstall)
+            opts="-y -q -v -h -V --root --json --yes --quiet --verbose --config --scheme-dir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --root)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

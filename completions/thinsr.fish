@@ -35,6 +35,7 @@ complete -c thinsr -n "__fish_thinsr_needs_command" -s V -l version -d 'Print ve
 complete -c thinsr -n "__fish_thinsr_needs_command" -f -a "sr" -d 'Storage repositories: create, introduce, attach, inspect, destroy'
 complete -c thinsr -n "__fish_thinsr_needs_command" -f -a "vdi" -d 'Virtual disks: thin or preallocated, snapshots, clones, resize, names and keys'
 complete -c thinsr -n "__fish_thinsr_needs_command" -f -a "template" -d 'Templates: read-only images (file, NBD, scripted schemes) cloned without copying'
+complete -c thinsr -n "__fish_thinsr_needs_command" -f -a "xapi" -d 'The xapi storage plugin: install thinsr as an SMAPIv3 volume and datapath plugin'
 complete -c thinsr -n "__fish_thinsr_needs_command" -f -a "pool" -d 'The thin pool: use, growth policy, cron maintenance, checks'
 complete -c thinsr -n "__fish_thinsr_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and not __fish_seen_subcommand_from create introduce attach detach forget destroy show check list rename set-description help" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
@@ -380,6 +381,38 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from help" -f -a "list" -d 'List templates'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show a template: its URI, format, size and clones'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and not __fish_seen_subcommand_from install uninstall help" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and not __fish_seen_subcommand_from install uninstall help" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and not __fish_seen_subcommand_from install uninstall help" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and not __fish_seen_subcommand_from install uninstall help" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and not __fish_seen_subcommand_from install uninstall help" -s q -l quiet -d 'Print nothing but errors'
+complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and not __fish_seen_subcommand_from install uninstall help" -s v -l verbose -d 'Show each lvm command run and its duration on stderr'
+complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and not __fish_seen_subcommand_from install uninstall help" -s h -l help -d 'Print help'
+complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and not __fish_seen_subcommand_from install uninstall help" -s V -l version -d 'Print version'
+complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and not __fish_seen_subcommand_from install uninstall help" -f -a "install" -d 'Link every plugin method to this thinsr binary, for xapi-storage-script'
+complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and not __fish_seen_subcommand_from install uninstall help" -f -a "uninstall" -d 'Remove the links `xapi install` made'
+complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and not __fish_seen_subcommand_from install uninstall help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from install" -l root -d 'Where xapi-storage-script looks for plugins' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from install" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from install" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from install" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from install" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from install" -s q -l quiet -d 'Print nothing but errors'
+complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from install" -s v -l verbose -d 'Show each lvm command run and its duration on stderr'
+complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from install" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from install" -s V -l version -d 'Print version'
+complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from uninstall" -l root -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from uninstall" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from uninstall" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from uninstall" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from uninstall" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from uninstall" -s q -l quiet -d 'Print nothing but errors'
+complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from uninstall" -s v -l verbose -d 'Show each lvm command run and its duration on stderr'
+complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from uninstall" -s h -l help -d 'Print help'
+complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from uninstall" -s V -l version -d 'Print version'
+complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from help" -f -a "install" -d 'Link every plugin method to this thinsr binary, for xapi-storage-script'
+complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from help" -f -a "uninstall" -d 'Remove the links `xapi install` made'
+complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain check help" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain check help" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain check help" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
@@ -447,11 +480,12 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subc
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from help" -f -a "maintain" -d 'Grow pools that passed their threshold; quiet unless there is news (for cron)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from help" -f -a "check" -d 'Check the pool\'s metadata with thin_check (on a snapshot while it is live)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template pool help" -f -a "sr" -d 'Storage repositories: create, introduce, attach, inspect, destroy'
-complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template pool help" -f -a "vdi" -d 'Virtual disks: thin or preallocated, snapshots, clones, resize, names and keys'
-complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template pool help" -f -a "template" -d 'Templates: read-only images (file, NBD, scripted schemes) cloned without copying'
-complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template pool help" -f -a "pool" -d 'The thin pool: use, growth policy, cron maintenance, checks'
-complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template pool help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template xapi pool help" -f -a "sr" -d 'Storage repositories: create, introduce, attach, inspect, destroy'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template xapi pool help" -f -a "vdi" -d 'Virtual disks: thin or preallocated, snapshots, clones, resize, names and keys'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template xapi pool help" -f -a "template" -d 'Templates: read-only images (file, NBD, scripted schemes) cloned without copying'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template xapi pool help" -f -a "xapi" -d 'The xapi storage plugin: install thinsr as an SMAPIv3 volume and datapath plugin'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template xapi pool help" -f -a "pool" -d 'The thin pool: use, growth policy, cron maintenance, checks'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template xapi pool help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from sr" -f -a "create" -d 'Create an owned SR on raw disks (or on a sparse file with --file)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from sr" -f -a "introduce" -d 'Share an existing volume group: make (or adopt) a thin pool beside the admin\'s LVs, or register an SR already in it'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from sr" -f -a "attach" -d 'Activate the SR\'s pool and metadata (re-attaching a file SR\'s loop device)'
@@ -480,6 +514,8 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subc
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from template" -f -a "forget" -d 'Unregister a template; refused while clones read from it'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from template" -f -a "list" -d 'List templates'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from template" -f -a "show" -d 'Show a template: its URI, format, size and clones'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from xapi" -f -a "install" -d 'Link every plugin method to this thinsr binary, for xapi-storage-script'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from xapi" -f -a "uninstall" -d 'Remove the links `xapi install` made'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from pool" -f -a "show" -d 'Show data and metadata use, over-commitment, growth policy and room to grow'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from pool" -f -a "extend" -d 'Grow the pool\'s data to SIZE (or by +SIZE), and/or its metadata'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from pool" -f -a "set" -d 'Set the growth policy (kept in the SR\'s metadata)'

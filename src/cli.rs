@@ -94,6 +94,9 @@ pub enum Group {
     /// Templates: read-only images (file, NBD, scripted schemes) cloned without copying.
     #[command(subcommand)]
     Template(TemplateCmd),
+    /// The xapi storage plugin: install thinsr as an SMAPIv3 volume and datapath plugin.
+    #[command(subcommand)]
+    Xapi(XapiCmd),
     /// The thin pool: use, growth policy, cron maintenance, checks.
     #[command(subcommand, after_long_help = MAINTAIN_HELP)]
     Pool(PoolCmd),
@@ -335,6 +338,28 @@ LV, activated by LVM. Attaching an attached VDI prints the same device.")]
     },
     /// Detach a VDI; refused while something holds it open, done when already detached.
     Detach(VdiArg),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum XapiCmd {
+    /// Link every plugin method to this thinsr binary, for xapi-storage-script.
+    #[command(after_long_help = "\
+Makes <root>/volume/org.xen.xapi.storage.thinsr/ (Plugin.Query, SR.*, Volume.*) and
+<root>/datapath/thinsr/ (Datapath.*), each entry a link to this binary. Run under such a
+name, thinsr reads the method's arguments as JSON on stdin and prints the result as xapi
+expects. Then on an XCP-ng host: 'xe sr-create type=thinsr name-label=Local
+device-config:device=/dev/sdb' (owned) or 'device-config:vg=VG device-config:pool-size=50%'
+(shared).")]
+    Install {
+        /// Where xapi-storage-script looks for plugins.
+        #[arg(long, value_name = "DIR", default_value = crate::xapi::DEFAULT_ROOT)]
+        root: PathBuf,
+    },
+    /// Remove the links `xapi install` made.
+    Uninstall {
+        #[arg(long, value_name = "DIR", default_value = crate::xapi::DEFAULT_ROOT)]
+        root: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -304,3 +304,192 @@ impl Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One of every variant: a new one must be added here, or this fails to compile
+    /// (the match below has no wildcard).
+    fn all() -> Vec<Error> {
+        let s = || "x".to_string();
+        let v = vec![
+            Error::SrNotFound(s()),
+            Error::SrAmbiguous {
+                name: s(),
+                candidates: vec![s()],
+            },
+            Error::NoSr,
+            Error::SrRequired(vec![s()]),
+            Error::SrExists {
+                name: s(),
+                uuid: s(),
+            },
+            Error::SrBusy(s()),
+            Error::SrHasAttachedVdis {
+                sr: s(),
+                lvs: vec![s()],
+            },
+            Error::SrNotAttached(s()),
+            Error::VgNotFound(s()),
+            Error::VgExists(s()),
+            Error::LvNotFound(s()),
+            Error::NotAThinPool { lv: s(), kind: s() },
+            Error::DeviceNotFound(s()),
+            Error::NotABlockDevice(s()),
+            Error::DeviceInUse {
+                device: s(),
+                found: s(),
+            },
+            Error::DeviceRepeated(s()),
+            Error::FileExists(s()),
+            Error::NoSpace {
+                vg: s(),
+                wanted: s(),
+                free: s(),
+                detail: String::new(),
+            },
+            Error::PoolOvercommitted {
+                sr: s(),
+                virtual_total: s(),
+                pool: s(),
+                limit: 2.0,
+            },
+            Error::PoolCheckFailed {
+                pool: s(),
+                output: s(),
+            },
+            Error::VdiNotFound(s()),
+            Error::VdiAmbiguous {
+                name: s(),
+                candidates: vec![s()],
+            },
+            Error::VdiAttached {
+                vdi: s(),
+                device: s(),
+            },
+            Error::VdiReadOnly(s()),
+            Error::ShrinkRefused {
+                vdi: s(),
+                from: s(),
+                to: s(),
+            },
+            Error::VdiIncomplete { vdi: s(), why: s() },
+            Error::VdiIsTemplate(s()),
+            Error::NotATemplate(s()),
+            Error::TemplateInUse {
+                template: s(),
+                users: vec![s()],
+            },
+            Error::TemplateExists {
+                uri: s(),
+                name: s(),
+            },
+            Error::ImageUnreadable { uri: s(), why: s() },
+            Error::InvalidUri { uri: s(), why: s() },
+            Error::InvalidSize {
+                input: s(),
+                why: s(),
+            },
+            Error::InvalidName {
+                input: s(),
+                why: s(),
+            },
+            Error::InvalidArgument(s()),
+            Error::Usage(s()),
+            Error::ConfirmationRequired(s()),
+            Error::Cancelled,
+            Error::NotRoot,
+            Error::LvmFailed {
+                command: s(),
+                message: s(),
+            },
+            Error::CommandFailed {
+                tool: s(),
+                message: s(),
+            },
+            Error::DmFailed(s()),
+            Error::MetadataCorrupt { sr: s(), why: s() },
+            Error::MetadataTooLarge { size: 1, max: 0 },
+            Error::ConfigInvalid {
+                path: s(),
+                why: s(),
+            },
+            Error::io(s(), std::io::Error::other("e")),
+        ];
+        for e in &v {
+            // Exhaustive on purpose: see above.
+            match e {
+                Error::SrNotFound(_)
+                | Error::SrAmbiguous { .. }
+                | Error::NoSr
+                | Error::SrRequired(_)
+                | Error::SrExists { .. }
+                | Error::SrBusy(_)
+                | Error::SrHasAttachedVdis { .. }
+                | Error::SrNotAttached(_)
+                | Error::VgNotFound(_)
+                | Error::VgExists(_)
+                | Error::LvNotFound(_)
+                | Error::NotAThinPool { .. }
+                | Error::DeviceNotFound(_)
+                | Error::NotABlockDevice(_)
+                | Error::DeviceInUse { .. }
+                | Error::DeviceRepeated(_)
+                | Error::FileExists(_)
+                | Error::NoSpace { .. }
+                | Error::PoolOvercommitted { .. }
+                | Error::PoolCheckFailed { .. }
+                | Error::VdiNotFound(_)
+                | Error::VdiAmbiguous { .. }
+                | Error::VdiAttached { .. }
+                | Error::VdiReadOnly(_)
+                | Error::ShrinkRefused { .. }
+                | Error::VdiIncomplete { .. }
+                | Error::VdiIsTemplate(_)
+                | Error::NotATemplate(_)
+                | Error::TemplateInUse { .. }
+                | Error::TemplateExists { .. }
+                | Error::ImageUnreadable { .. }
+                | Error::InvalidUri { .. }
+                | Error::InvalidSize { .. }
+                | Error::InvalidName { .. }
+                | Error::InvalidArgument(_)
+                | Error::Usage(_)
+                | Error::ConfirmationRequired(_)
+                | Error::Cancelled
+                | Error::NotRoot
+                | Error::LvmFailed { .. }
+                | Error::CommandFailed { .. }
+                | Error::DmFailed(_)
+                | Error::MetadataCorrupt { .. }
+                | Error::MetadataTooLarge { .. }
+                | Error::ConfigInvalid { .. }
+                | Error::Io { .. } => {}
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn every_error_renders_in_the_xapi_shape() {
+        for e in all() {
+            let v = serde_json::to_value(e.to_xapi()).unwrap();
+            let code = v["code"].as_str().unwrap();
+            assert!(
+                !code.is_empty() && code.chars().all(|c| c.is_ascii_uppercase() || c == '_'),
+                "{code}"
+            );
+            let params = v["params"].as_array().unwrap();
+            assert_eq!(
+                params.last().unwrap(),
+                &e.to_string(),
+                "{code}: the message comes last"
+            );
+            assert!(params.iter().all(|p| p.is_string()), "{code}");
+            assert!(v["backtrace"]["error"].is_string(), "{code}");
+            assert!(v["backtrace"]["files"].is_array() && v["backtrace"]["lines"].is_array());
+            assert!(matches!(e.exit_code(), 1 | 2 | 130), "{code}");
+        }
+    }
+}

@@ -27,4 +27,5 @@ pub mod tool;
 pub mod units;
 pub mod vdi;
 pub mod version;
+pub mod xapi;
 pub mod zero;

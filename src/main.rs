@@ -7,6 +7,10 @@ use thinsr::error::Error;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    // Run by xapi under a method's name (a link `thinsr xapi install` made).
+    if let Some(method) = args.first().and_then(|a| thinsr::xapi::method_of(a)) {
+        std::process::exit(thinsr::xapi::serve(method));
+    }
     if thinsr::complete::run_if_asked(&args) {
         return;
     }

@@ -111,12 +111,40 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Group::Sr(c) => sr::run(&ctx, &out, c),
         Group::Vdi(c) => vdi::run(&ctx, &out, c).map(|_| 0),
         Group::Template(c) => template::run(&ctx, &out, c).map(|_| 0),
+        Group::Xapi(c) => xapi(&out, c).map(|_| 0),
         Group::Pool(c) => pool::run(&ctx, &out, c),
     };
     if cli.global.verbose > 0 {
         eprintln!("thinsr: {} lvm call(s)", ctx.lvm.calls());
     }
     result
+}
+
+fn xapi(out: &Out, cmd: &crate::cli::XapiCmd) -> Result<()> {
+    use crate::cli::XapiCmd;
+    match cmd {
+        XapiCmd::Install { root } => {
+            let exe =
+                std::env::current_exe().map_err(|e| Error::io("finding the thinsr binary", e))?;
+            let links = crate::xapi::install(root, &exe)?;
+            let shown: Vec<String> = links.iter().map(|l| l.display().to_string()).collect();
+            out.emit(&shown, || {
+                println!(
+                    "Installed {} plugin entry points in {} linking to {}",
+                    links.len(),
+                    root.display(),
+                    exe.display()
+                )
+            });
+        }
+        XapiCmd::Uninstall { root } => {
+            let n = crate::xapi::uninstall(root)?;
+            out.emit(&n, || {
+                println!("Removed {n} plugin entry points from {}", root.display())
+            });
+        }
+    }
+    Ok(())
 }
 
 pub fn table(header: &[&str]) -> Table {
