@@ -247,6 +247,7 @@ impl Ctx {
         }
         let held = lock::acquire("registry", "the SR registry")?;
         Self::check_name_free(&self.load()?, name, None)?;
+        self.clear_half_made(devices)?;
         let devs = probe::check_devices(devices, force)?;
         let entry = self.build_owned(&held, &devs, name, None)?;
         drop(held);
@@ -368,6 +369,50 @@ impl Ctx {
             let _ = self.lvm.run(&pvremove);
         }
         rest
+    }
+
+    /// A `sr create` that crashed before the SR's metadata existed leaves a VG tagged as
+    /// thinsr's own, unregistered, with at most the empty pool: nothing a VM wrote. Creating
+    /// again on those disks removes it first. One that crashed later left a whole SR, which
+    /// `sr introduce` registers: that is refused here, with the hint.
+    fn clear_half_made(&self, devices: &[String]) -> Result<()> {
+        let paths: HashSet<String> = devices
+            .iter()
+            .filter_map(|d| std::fs::canonicalize(d).ok())
+            .map(|p| p.display().to_string())
+            .collect();
+        let registered: HashSet<String> = self.load()?.srs.into_iter().map(|e| e.vg).collect();
+        for vg in self.lvm.report(None)? {
+            let ours = vg.has_tag(TAG_OWNED) && vg.tag_value(TAG_SR).is_some();
+            if !ours
+                || registered.contains(&vg.name)
+                || !vg.pvs.iter().any(|p| paths.contains(&p.name))
+            {
+                continue;
+            }
+            let tag = sr_tag(vg.tag_value(TAG_SR).unwrap_or_default());
+            if vg.lvs.iter().any(|l| l.has_tag(TAG_META)) {
+                return Err(Error::DeviceInUse {
+                    device: vg.pvs[0].name.clone(),
+                    found: format!(
+                        "thinsr SR volume group '{}', not registered: 'thinsr sr introduce {}' registers it",
+                        vg.name, vg.name
+                    ),
+                });
+            }
+            if vg
+                .lvs
+                .iter()
+                .any(|l| !l.has_tag(&tag) && !l.name.starts_with('['))
+            {
+                continue; // someone added LVs: not ours to remove
+            }
+            self.lvm.run(&strings(&["vgremove", "-f", &vg.name]))?;
+            let mut args = strings(&["pvremove", "-y"]);
+            args.extend(vg.pvs.iter().map(|p| p.name.clone()));
+            self.lvm.run(&args)?;
+        }
+        Ok(())
     }
 
     fn create_pool(&self, vg: &str, lv: &str, size: Bytes, meta: Bytes, uuid: &str) -> Result<()> {
@@ -635,7 +680,16 @@ impl Ctx {
                 loopdev::attach(file)?;
             }
         }
-        let vg = self.lvm.report_vg(&entry.vg)?;
+        let vg = match self.lvm.report_vg(&entry.vg) {
+            // A destroy that crashed after vgremove: only the registry entry is left.
+            Err(Error::VgNotFound(_)) if entry.mode == Mode::Owned => {
+                return self.update_registry(|reg| {
+                    reg.srs.retain(|e| e.uuid != entry.uuid);
+                    Ok(())
+                })
+            }
+            other => other?,
+        };
         refuse_attached(self, entry, &vg)?;
         let tag = sr_tag(&entry.uuid);
         match entry.mode {

@@ -561,3 +561,90 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
         r.stderr
     );
 }
+
+/// Runs thinsr with a crash injected at `point`, which must be reached.
+fn crash_at(point: &str, args: &[&str]) {
+    let out = thinsr_cmd(args)
+        .env("THINSR_CRASH_AT", point)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("crash point {point}")),
+        "{point} was not reached by {args:?}: {stderr}"
+    );
+}
+
+/// A crash at every step of `sr create` and `sr destroy` leaves what running the command
+/// again (or `sr introduce`, for an SR complete but unregistered) finishes, in both modes.
+#[test]
+fn sr_create_and_destroy_survive_a_crash_at_every_step() {
+    vm();
+    let pvs = || sh(&["lvm", "pvs", "--noheadings", "-o", "pv_name"]);
+    for point in ["sr-create.after-vgcreate", "sr-create.after-pool"] {
+        crash_at(point, &["sr", "create", DISKS[0], "--name", "half"]);
+        assert!(json(&["sr", "list"]).as_array().unwrap().is_empty());
+        // Created again on the same disk, without --force: the half-made VG held nothing.
+        let d = json(&["sr", "create", DISKS[0], "--name", "half"]);
+        assert_eq!(d["vg"], "half", "{point}: {d}");
+        ok(&["--yes", "sr", "destroy", "half"]);
+        assert!(!pvs().contains(DISKS[0]), "{point}: {}", pvs());
+    }
+
+    // Complete but not registered: create refuses and names the way back.
+    crash_at(
+        "sr-create.after-meta",
+        &["sr", "create", DISKS[0], "--name", "whole"],
+    );
+    let e = fails(
+        &["sr", "create", DISKS[0], "--name", "whole"],
+        "DEVICE_IN_USE",
+    );
+    assert!(
+        e["params"].to_string().contains("sr introduce whole"),
+        "{e}"
+    );
+    ok(&["sr", "introduce", "whole"]);
+    json(&["vdi", "create", "d", "--size", "8M"]);
+
+    // An owned destroy that crashed after vgremove: running it again forgets the entry.
+    crash_at(
+        "sr-destroy.after-vgremove",
+        &["--yes", "sr", "destroy", "whole"],
+    );
+    ok(&["--yes", "sr", "destroy", "whole"]);
+    assert!(json(&["sr", "list"]).as_array().unwrap().is_empty());
+    // The PV label that crash left is refused like any signature, and --force takes it.
+    fails(
+        &["sr", "create", DISKS[0], "--name", "again"],
+        "DEVICE_IN_USE",
+    );
+    ok(&["sr", "create", DISKS[0], "--name", "again", "--force"]);
+
+    // Shared: a destroy that crashed before removing the metadata LV.
+    sh(&["lvm", "vgcreate", "-y", "vg0", DISKS[1]]);
+    let home = admin_lv("vg0", "home", 16);
+    ok(&[
+        "sr",
+        "introduce",
+        "vg0",
+        "--name",
+        "beside",
+        "--pool-size",
+        "256M",
+    ]);
+    json(&["vdi", "create", "d2", "--size", "8M", "--sr", "beside"]);
+    crash_at(
+        "sr-destroy.before-meta",
+        &["--yes", "sr", "destroy", "beside"],
+    );
+    ok(&["--yes", "sr", "destroy", "beside"]);
+    let lvs = sh(&["lvm", "lvs", "--noheadings", "-o", "lv_name", "vg0"]);
+    assert_eq!(
+        lvs.split_whitespace().collect::<Vec<_>>(),
+        ["home"],
+        "{lvs}"
+    );
+    assert_eq!(sha256("/dev/vg0/home"), home);
+    eprintln!("sr crash points walked: 5");
+}
