@@ -1,5 +1,6 @@
 //! thinsr: thin-provisioned local VM-disk storage on LVM and dm-thin.
 
+pub mod aligned;
 pub mod cancel;
 pub mod check;
 pub mod cli;

@@ -5,13 +5,15 @@
 //! write leaves the other slot, the previous state, readable.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::aligned::AlignedBuf;
 use crate::crash;
 use crate::error::{Error, Result};
 use crate::units::Bytes;
@@ -260,6 +262,26 @@ impl MetaStore {
             })
     }
 
+    /// For writing, bypassing the page cache: a write the disk refused must not stay
+    /// readable from the cache, where the next read would take it for the new state.
+    /// (Files on filesystems without O_DIRECT, as in unit tests, fall back to buffered.)
+    fn open_direct(&self) -> Result<File> {
+        match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(nix::libc::O_DIRECT)
+            .open(&self.path)
+        {
+            Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => self.open(true),
+            r => r.map_err(|e| {
+                Error::io(
+                    format!("opening metadata volume {}", self.path.display()),
+                    e,
+                )
+            }),
+        }
+    }
+
     fn slot_size(file: &mut File, path: &Path) -> Result<u64> {
         let size = file
             .seek(SeekFrom::End(0))
@@ -360,30 +382,33 @@ impl MetaStore {
         let mut buf = vec![0u8; HEADER + payload.len()];
         buf[..64].copy_from_slice(&header(generation, &payload));
         buf[HEADER..].copy_from_slice(&payload);
-        let padded = buf.len().div_ceil(4096) * 4096;
-        buf.resize(padded, 0);
+        let buf = AlignedBuf::copy_of(&buf);
+        let buf = buf.as_slice();
 
-        let mut f = self.open(true)?;
-        let io = |e| Error::io(format!("writing {}", self.path.display()), e);
+        let f = self.open_direct()?;
+        let io = |e| {
+            Error::io(
+                format!("writing metadata volume {}", self.path.display()),
+                e,
+            )
+        };
         if fresh {
-            let zero = vec![0u8; HEADER];
+            let zero = AlignedBuf::zeroed(HEADER);
             for i in 0..2 {
-                f.seek(SeekFrom::Start(i * slot_size))
-                    .and_then(|_| f.write_all(&zero))
-                    .map_err(io)?;
+                f.write_all_at(zero.as_slice(), i * slot_size).map_err(io)?;
             }
             f.sync_all().map_err(io)?;
         }
         crash::point("meta.before-write");
-        f.seek(SeekFrom::Start(target * slot_size)).map_err(io)?;
         if crash::torn("meta.torn-write") {
-            // A crash half-way through the slot: half the bytes reach the disk.
+            // A crash half-way through the slot: the first blocks reach the disk.
+            let half = buf.len() / 2 / 4096 * 4096;
             let _ = f
-                .write_all(&buf[..buf.len() / 2])
+                .write_all_at(&buf[..half.max(4096)], target * slot_size)
                 .and_then(|_| f.sync_all());
             crash::abort("meta.torn-write");
         }
-        f.write_all(&buf).map_err(io)?;
+        f.write_all_at(buf, target * slot_size).map_err(io)?;
         crash::point("meta.before-flush");
         f.sync_all().map_err(io)?;
         crash::point("meta.after-flush");
@@ -394,6 +419,7 @@ impl MetaStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     fn sample() -> SrMeta {
         SrMeta {

@@ -974,7 +974,14 @@ impl Ctx {
             m.name = label.into();
             m.lv = new_lv.clone();
             let m = m.clone();
-            op.save()?;
+            op.save().inspect_err(|_| {
+                // The metadata keeps the old name: so does the LV.
+                if new_lv != lv.name {
+                    let _ = ctx
+                        .lvm
+                        .run(&strings(&["lvrename", &vg.name, &new_lv, &lv.name]));
+                }
+            })?;
             let mut renamed = lv.clone();
             renamed.name = new_lv;
             let mut vg2 = vg.clone();

@@ -10,6 +10,7 @@ use std::path::Path;
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 
+use crate::aligned::AlignedBuf;
 use crate::cancel;
 use crate::crash;
 use crate::error::{Error, Result};
@@ -43,7 +44,7 @@ fn zero_open(file: &File, path: &Path, from: u64, to: u64, progress: &dyn Progre
     let io = |e: std::io::Error| Error::io(format!("zeroing {}", path.display()), e);
     let mut offset = from;
     let mut offload = true;
-    let mut buf: Option<AlignedZeros> = None;
+    let mut buf: Option<AlignedBuf> = None;
     while offset < to {
         if cancel::requested() {
             return Err(Error::Cancelled);
@@ -63,30 +64,12 @@ fn zero_open(file: &File, path: &Path, from: u64, to: u64, progress: &dyn Progre
                 Err(e) => return Err(io(e.into())),
             }
         }
-        let zeros = buf.get_or_insert_with(AlignedZeros::new);
+        let zeros = buf.get_or_insert_with(|| AlignedBuf::zeroed(BUF));
         let len = (BUF as u64).min(to - offset) as usize;
-        file.write_all_at(&zeros.slice()[..len], offset)
+        file.write_all_at(&zeros.as_slice()[..len], offset)
             .map_err(io)?;
         offset += len as u64;
         progress.set(offset - from);
     }
     Ok(())
-}
-
-/// A zero buffer aligned for O_DIRECT.
-struct AlignedZeros {
-    raw: Vec<u8>,
-    start: usize,
-}
-
-impl AlignedZeros {
-    fn new() -> AlignedZeros {
-        const ALIGN: usize = 4096;
-        let raw = vec![0u8; BUF + ALIGN];
-        let start = raw.as_ptr().align_offset(ALIGN);
-        AlignedZeros { raw, start }
-    }
-    fn slice(&self) -> &[u8] {
-        &self.raw[self.start..self.start + BUF]
-    }
 }

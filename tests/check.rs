@@ -200,3 +200,61 @@ fn eight_processes_doing_ten_operations_each_leave_metadata_and_lvm_agreeing() {
     assert_eq!(r.code, 0, "{}", r.stdout);
     assert_eq!(r.json()["findings"], serde_json::json!([]));
 }
+
+/// Replaces the table of dm device `name` (suspend, reload, resume).
+fn reload(name: &str, table: &str) {
+    sh(&["dmsetup", "suspend", name]);
+    sh(&["dmsetup", "reload", name, "--table", table]);
+    sh(&["dmsetup", "resume", name]);
+}
+
+/// Writes to the metadata LV fail (dm-flakey with error_writes under it): the command that
+/// needed the write reports the error, leaves no half-made VDI, and the metadata reads as
+/// before, during the fault and after it.
+#[test]
+fn failing_metadata_writes_are_reported_and_lose_nothing() {
+    vm();
+    json(&["sr", "create", DISKS[0], "--name", "local"]);
+    json(&["vdi", "create", "before", "--size", "8M"]);
+    let dm = "local-thinsr_meta";
+    let table = sh(&["dmsetup", "table", dm]).trim().to_string();
+    // "0 <len> linear <dev> <offset>": the same extents, with every write failing.
+    let f: Vec<&str> = table.split_whitespace().collect();
+    assert_eq!(f[2], "linear", "{table}");
+    let faulty = format!("0 {} flakey {} {} 0 1 1 error_writes", f[1], f[3], f[4]);
+    let lvs_before = sh(&["lvm", "lvs", "--noheadings", "-o", "lv_name", "local"]);
+
+    reload(dm, &faulty);
+    let tries: [&[&str]; 4] = [
+        &["vdi", "create", "during", "--size", "8M"],
+        &["vdi", "rename", "before", "renamed"],
+        &["vdi", "set", "before", "k", "v"],
+        &["sr", "rename", "local", "other"],
+    ];
+    for args in tries {
+        let e = fails(args, "IO_ERROR");
+        assert!(
+            e["params"].to_string().contains("metadata"),
+            "{args:?}: {e}"
+        );
+        // Still readable, and still the old state.
+        let list = json(&["vdi", "list"]);
+        assert_eq!(list.as_array().unwrap().len(), 1, "{args:?}: {list}");
+        assert_eq!(list[0]["name"], "before");
+        assert!(list[0].get("keys").unwrap().as_object().unwrap().is_empty());
+    }
+    // No LV of the failed create was left behind, and the rename was put back.
+    assert_eq!(
+        sh(&["lvm", "lvs", "--noheadings", "-o", "lv_name", "local"]),
+        lvs_before
+    );
+
+    reload(dm, &table);
+    let list = json(&["vdi", "list"]);
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(json(&["sr", "show", "local"])["name"], "local");
+    let (code, r) = check(&[]);
+    assert_eq!((code, kinds(&r).len()), (0, 0), "{r}");
+    // And it works again.
+    json(&["vdi", "create", "after", "--size", "8M"]);
+}
