@@ -241,7 +241,18 @@ impl Ctx {
                         why: format!("{} does not exist", path.display()),
                     });
                 }
-                probe(&path.to_string_lossy(), None)
+                let probed = probe(&path.to_string_lossy(), None)?;
+                // qemu calls any file raw; a disk image is whole 512-byte sectors.
+                let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                if probed.0 == "raw" && !is_block_device(&path) && len % 512 != 0 {
+                    return Err(Error::ImageUnreadable {
+                        uri: clip(uri),
+                        why: format!(
+                            "{len} bytes is not a whole number of 512-byte sectors: not a disk image"
+                        ),
+                    });
+                }
+                Ok(probed)
             }
             Source::Nbd(u) => probe(&u, Some("raw")),
             Source::Scheme(scheme) => {
