@@ -238,7 +238,8 @@ impl Ctx {
         let mut findings = Vec::new();
         let mut uuids: HashSet<String> = meta.vdis.iter().map(|v| v.uuid.clone()).collect();
         uuids.extend(ours(vg, sr).filter_map(|l| l.tag_value(TAG_VDI).map(str::to_string)));
-        for d in crate::datapath::our_devices() {
+        let devices = crate::datapath::our_devices();
+        for d in &devices {
             if !uuids.contains(&d.vdi) {
                 continue;
             }
@@ -277,7 +278,7 @@ impl Ctx {
             }
         }
         for t in meta.vdis.iter().filter(|v| v.is_template()) {
-            let Some(users) = self.dead_origin(&t.uuid) else {
+            let Some(users) = crate::datapath::dead_origin(&t.uuid, &devices) else {
                 continue;
             };
             let mut f = Finding {

@@ -78,7 +78,7 @@ pub struct Global {
         global = true,
         value_name = "DIR",
         env = "THINSR_SCHEME_DIR",
-        default_value = "/usr/libexec/xapi/storage"
+        default_value = crate::template::DEFAULT_SCHEME_DIR
     )]
     pub scheme_dir: PathBuf,
 }

@@ -2,9 +2,7 @@
 //! stays out of the CLI's help, man pages and completions. Read from the registry and the
 //! SRs' metadata only: no lvm call, so a TAB answers at once.
 
-use std::path::PathBuf;
-
-use crate::registry::{RegistryFile, DEFAULT_CONFIG_DIR};
+use crate::registry::{config_dir_from_env, RegistryFile};
 
 /// Runs `thinsr __complete KIND` when those are the arguments; false otherwise.
 pub fn run_if_asked(args: &[String]) -> bool {
@@ -12,10 +10,7 @@ pub fn run_if_asked(args: &[String]) -> bool {
     if cmd != "__complete" {
         return false;
     }
-    let dir = std::env::var_os("THINSR_CONFIG")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_DIR));
-    for name in names(&RegistryFile::in_dir(&dir), kind) {
+    for name in names(&RegistryFile::in_dir(&config_dir_from_env()), kind) {
         println!("{name}");
     }
     true

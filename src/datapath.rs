@@ -24,7 +24,7 @@ use crate::lock;
 use crate::meta::VdiMeta;
 use crate::nbd;
 use crate::sr::Ctx;
-use crate::template::{is_block_device, parse_uri, run_scheme, Source};
+use crate::template::{is_block_device, run_scheme};
 
 const STATE_DIR: &str = "/run/thinsr/origins";
 /// Serialises NBD device allocation and template attach/release across SRs.
@@ -89,12 +89,22 @@ pub fn our_devices() -> Vec<OurDevice> {
         .unwrap_or_default()
 }
 
-/// The device of ours serving VDI (or template) `uuid`.
-pub fn attached_device(uuid: &str) -> Result<Option<PathBuf>> {
-    Ok(dm::our_devices(&dm::open()?)?
-        .into_iter()
-        .find(|d| d.vdi == uuid)
-        .map(|d| d.path()))
+/// How many devices of ours read `device` (a template's origin) through their tables.
+fn readers(device: &Path, devices: &[OurDevice]) -> usize {
+    match dm::devno(device) {
+        Ok(devno) => devices
+            .iter()
+            .filter(|d| d.origin.as_deref() == Some(devno.as_str()))
+            .count(),
+        Err(_) => 0,
+    }
+}
+
+/// When template `uuid` has an attachment whose server is gone: how many of `devices`
+/// still read it.
+pub(crate) fn dead_origin(template: &str, devices: &[OurDevice]) -> Option<usize> {
+    let s = load_state(template).filter(|s| !s.is_live())?;
+    Some(readers(&s.device, devices))
 }
 
 impl Ctx {
@@ -113,15 +123,7 @@ impl Ctx {
             // A dead server or a half-made attachment: clear it and start again.
             self.release(&s)?;
         }
-        let (path, scheme) = match parse_uri(&image.uri)? {
-            Source::File(p) => (p, None),
-            Source::Nbd(u) => (PathBuf::from(u), None),
-            Source::Scheme(s) => {
-                let p = run_scheme(&self.scheme_dir, &s, "attach", &image.uri)?
-                    .expect("attach returns a path");
-                (p, Some(s))
-            }
-        };
+        let (path, scheme) = self.open_image(&image.uri)?;
         let mut state = OriginState {
             template: t.uuid.clone(),
             uri: image.uri.clone(),
@@ -151,33 +153,14 @@ impl Ctx {
         dm::devno(&state.device)
     }
 
-    /// When template `uuid` has an attachment whose server is gone: how many devices of
-    /// ours still read it.
-    pub(crate) fn dead_origin(&self, template: &str) -> Option<usize> {
-        let s = load_state(template).filter(|s| !s.is_live())?;
-        let devno = dm::devno(&s.device).ok();
-        Some(
-            our_devices()
-                .iter()
-                .filter(|d| devno.is_some() && d.origin == devno)
-                .count(),
-        )
-    }
-
     /// Ends a template's attachment when no device of ours reads it any more.
     pub(crate) fn release_origin_if_unused(&self, template: &str) -> Result<()> {
         let _l = lock::acquire(LOCK, "the datapath")?;
         let Some(s) = load_state(template) else {
             return Ok(());
         };
-        if let Ok(devno) = dm::devno(&s.device) {
-            let users = dm::our_devices(&dm::open()?)?;
-            if users
-                .iter()
-                .any(|d| d.origin.as_deref() == Some(devno.as_str()))
-            {
-                return Ok(());
-            }
+        if readers(&s.device, &dm::our_devices(&dm::open()?)?) > 0 {
+            return Ok(());
         }
         self.release(&s)
     }

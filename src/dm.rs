@@ -137,6 +137,10 @@ impl PoolStatus {
     }
 }
 
+fn valid_name(name: &str) -> Result<&DmName> {
+    DmName::new(name).map_err(|e| dm_err(name, e))
+}
+
 fn dm_err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::DmFailed(format!("{what}: {e}"))
 }
@@ -148,8 +152,6 @@ pub struct OurDevice {
     /// The VDI (or template) it serves.
     pub vdi: String,
     pub open_count: i32,
-    /// `major:minor`.
-    pub devno: String,
     /// The last field of its table: a thin device's external origin, a linear one's source.
     pub origin: Option<String>,
     pub read_only: bool,
@@ -174,18 +176,19 @@ pub fn our_name(vg: &str, lv: &str, vdi: &str) -> String {
     }
 }
 
-/// Every device thinsr made, with its table: one list ioctl and two per device.
+/// Every device thinsr made, with its table: one list ioctl and one per device (the table
+/// status carries the device's uuid, flags and open count too).
 pub fn our_devices(dm: &DM) -> Result<Vec<OurDevice>> {
     let mut found = Vec::new();
-    for (name, dev, _) in dm
+    for (name, _, _) in dm
         .list_devices()
         .map_err(|e| dm_err("listing devices", e))?
     {
         if !name.to_string().starts_with(OUR_PREFIX) {
             continue;
         }
-        let id = DevId::Name(&name);
-        let Ok(info) = dm.device_info(&id) else {
+        let status = DmOptions::default().set_flags(DmFlags::DM_STATUS_TABLE);
+        let Ok((info, table)) = dm.table_status(&DevId::Name(&name), status) else {
             continue; // removed meanwhile
         };
         let Some(vdi) = info.uuid().and_then(|u| {
@@ -195,18 +198,10 @@ pub fn our_devices(dm: &DM) -> Result<Vec<OurDevice>> {
         }) else {
             continue;
         };
-        let table = dm
-            .table_status(
-                &id,
-                DmOptions::default().set_flags(DmFlags::DM_STATUS_TABLE),
-            )
-            .map(|(_, t)| t)
-            .unwrap_or_default();
         found.push(OurDevice {
             name: name.to_string(),
             vdi,
             open_count: info.open_count(),
-            devno: format!("{}:{}", dev.major, dev.minor),
             origin: origin_of(&table),
             read_only: info.flags().contains(DmFlags::DM_READONLY),
             live: !table.is_empty() && !info.flags().contains(DmFlags::DM_SUSPEND),
@@ -266,7 +261,7 @@ pub fn create(
     read_only: bool,
 ) -> Result<PathBuf> {
     let dm = open()?;
-    let dm_name = DmName::new(name).map_err(|e| dm_err(name, e))?;
+    let dm_name = valid_name(name)?;
     let uuid = format!("{OUR_UUID_PREFIX}{vdi}");
     let dm_uuid = DmUuid::new(&uuid).map_err(|e| dm_err(&uuid, e))?;
     let flags = if read_only {
@@ -318,7 +313,7 @@ pub fn create(
 /// Removes device `name`; refused (VDI_ATTACHED) while something holds it open.
 pub fn remove(name: &str, vdi: &str) -> Result<()> {
     let dm = open()?;
-    let dm_name = DmName::new(name).map_err(|e| dm_err(name, e))?;
+    let dm_name = valid_name(name)?;
     let id = DevId::Name(dm_name);
     match dm.device_info(&id) {
         Err(_) => {
@@ -349,7 +344,7 @@ pub fn remove(name: &str, vdi: &str) -> Result<()> {
 /// Suspends (flushing) or resumes device `name`.
 pub fn suspend(name: &str, on: bool) -> Result<()> {
     let dm = open()?;
-    let dm_name = DmName::new(name).map_err(|e| dm_err(name, e))?;
+    let dm_name = valid_name(name)?;
     let flags = if on {
         DmFlags::DM_SUSPEND
     } else {
@@ -369,7 +364,7 @@ pub fn suspend(name: &str, on: bool) -> Result<()> {
 /// table loaded and never resumed); true when it is live afterwards.
 pub fn revive(name: &str) -> Result<bool> {
     let dm = open()?;
-    let dm_name = DmName::new(name).map_err(|e| dm_err(name, e))?;
+    let dm_name = valid_name(name)?;
     let id = DevId::Name(dm_name);
     let _ = dm.device_suspend(&id, DmOptions::default());
     // The live table's targets: none when the crash came before the first resume.

@@ -12,6 +12,15 @@ use crate::error::{Error, Result};
 use crate::meta::{MetaStore, Mode, SrMeta};
 
 pub const DEFAULT_CONFIG_DIR: &str = "/etc/thinsr";
+
+/// `$THINSR_CONFIG` or the default, for entry points that run without clap (completion,
+/// the xapi plugin); the CLI's `--config` reads the same variable.
+pub fn config_dir_from_env() -> PathBuf {
+    std::env::var_os("THINSR_CONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_DIR))
+}
+
 /// A registry larger than this is not one thinsr wrote.
 const MAX_SIZE: u64 = 16 << 20;
 

@@ -33,8 +33,8 @@ pub struct Ctx {
     pub registry: RegistryFile,
     /// Where the scripts handling template URI schemes live.
     pub scheme_dir: PathBuf,
-    /// thinsr's own dm devices, listed once per command when first needed.
-    pub(crate) devices: std::cell::OnceCell<Vec<crate::dm::OurDevice>>,
+    /// thinsr's own dm devices, listed when first needed and again after a change.
+    devices: std::cell::RefCell<Option<Vec<crate::dm::OurDevice>>>,
 }
 
 impl Ctx {
@@ -48,11 +48,18 @@ impl Ctx {
     }
 
     /// The device of ours serving VDI `uuid`, from one listing per command.
-    pub(crate) fn our_device(&self, uuid: &str) -> Option<&crate::dm::OurDevice> {
+    pub(crate) fn our_device(&self, uuid: &str) -> Option<crate::dm::OurDevice> {
         self.devices
-            .get_or_init(crate::datapath::our_devices)
+            .borrow_mut()
+            .get_or_insert_with(crate::datapath::our_devices)
             .iter()
             .find(|d| d.vdi == uuid)
+            .cloned()
+    }
+
+    /// After a device of ours was made, changed or removed: list them again when asked.
+    pub(crate) fn forget_devices(&self) {
+        self.devices.borrow_mut().take();
     }
 }
 
@@ -246,10 +253,14 @@ impl Ctx {
             ));
         }
         let held = lock::acquire("registry", "the SR registry")?;
-        Self::check_name_free(&self.load()?, name, None)?;
-        self.clear_half_made(devices)?;
+        let reg = self.load()?;
+        Self::check_name_free(&reg, name, None)?;
+        let mut all = self.lvm.report(None)?;
+        if self.clear_half_made(&reg, &all, devices)? {
+            all = self.lvm.report(None)?;
+        }
         let devs = probe::check_devices(devices, force)?;
-        let entry = self.build_owned(&held, &devs, name, None)?;
+        let entry = self.build_owned(&held, &all, &devs, name, None)?;
         drop(held);
         self.show(Some(&entry.uuid))
     }
@@ -273,7 +284,8 @@ impl Ctx {
                 path: dev.clone(),
                 size,
             }];
-            self.build_owned(&held, &devs, name, Some(&path))
+            let all = self.lvm.report(None)?;
+            self.build_owned(&held, &all, &devs, name, Some(&path))
                 .inspect_err(|_| {
                     let _ = loopdev::detach(&dev);
                 })
@@ -300,13 +312,13 @@ impl Ctx {
     fn build_owned(
         &self,
         held: &lock::Lock,
+        all: &[Vg],
         devs: &[probe::Device],
         name: &str,
         file: Option<&Path>,
     ) -> Result<Entry> {
-        let all = self.lvm.report(None)?;
         let paths: HashSet<String> = devs.iter().map(|d| d.path.display().to_string()).collect();
-        for vg in &all {
+        for vg in all {
             if let Some(pv) = vg.pvs.iter().find(|p| paths.contains(&p.name)) {
                 return Err(Error::DeviceInUse {
                     device: pv.name.clone(),
@@ -363,10 +375,8 @@ impl Ctx {
         })();
         if rest.is_err() {
             // Undo: the VG is ours (just made, tagged); remove it and the PV labels.
-            let _ = self.lvm.run(&strings(&["vgremove", "-f", &vg]));
-            let mut pvremove = strings(&["pvremove", "-y"]);
-            pvremove.extend(devs.iter().map(|d| d.path.display().to_string()));
-            let _ = self.lvm.run(&pvremove);
+            let _ =
+                self.remove_vg_and_labels(&vg, devs.iter().map(|d| d.path.display().to_string()));
         }
         rest
     }
@@ -375,17 +385,19 @@ impl Ctx {
     /// thinsr's own, unregistered, with at most the empty pool: nothing a VM wrote. Creating
     /// again on those disks removes it first. One that crashed later left a whole SR, which
     /// `sr introduce` registers: that is refused here, with the hint.
-    fn clear_half_made(&self, devices: &[String]) -> Result<()> {
+    /// True when it removed one (`all`, the VGs before, is then out of date).
+    fn clear_half_made(&self, reg: &Registry, all: &[Vg], devices: &[String]) -> Result<bool> {
         let paths: HashSet<String> = devices
             .iter()
             .filter_map(|d| std::fs::canonicalize(d).ok())
             .map(|p| p.display().to_string())
             .collect();
-        let registered: HashSet<String> = self.load()?.srs.into_iter().map(|e| e.vg).collect();
-        for vg in self.lvm.report(None)? {
+        let registered: HashSet<&str> = reg.srs.iter().map(|e| e.vg.as_str()).collect();
+        let mut removed = false;
+        for vg in all {
             let ours = vg.has_tag(TAG_OWNED) && vg.tag_value(TAG_SR).is_some();
             if !ours
-                || registered.contains(&vg.name)
+                || registered.contains(vg.name.as_str())
                 || !vg.pvs.iter().any(|p| paths.contains(&p.name))
             {
                 continue;
@@ -407,12 +419,18 @@ impl Ctx {
             {
                 continue; // someone added LVs: not ours to remove
             }
-            self.lvm.run(&strings(&["vgremove", "-f", &vg.name]))?;
-            let mut args = strings(&["pvremove", "-y"]);
-            args.extend(vg.pvs.iter().map(|p| p.name.clone()));
-            self.lvm.run(&args)?;
+            self.remove_vg_and_labels(&vg.name, vg.pvs.iter().map(|p| p.name.clone()))?;
+            removed = true;
         }
-        Ok(())
+        Ok(removed)
+    }
+
+    /// Removes a VG thinsr made (it checked the tags) and the PV labels of its disks.
+    fn remove_vg_and_labels(&self, vg: &str, pvs: impl Iterator<Item = String>) -> Result<()> {
+        self.lvm.run(&strings(&["vgremove", "-f", vg]))?;
+        let mut args = strings(&["pvremove", "-y"]);
+        args.extend(pvs);
+        self.lvm.run(&args).map(drop)
     }
 
     fn create_pool(&self, vg: &str, lv: &str, size: Bytes, meta: Bytes, uuid: &str) -> Result<()> {

@@ -18,6 +18,9 @@ use crate::tool;
 use crate::units::{clip, Bytes};
 use crate::vdi::{now, Volume};
 
+/// Where scheme scripts live unless `--scheme-dir` / `THINSR_SCHEME_DIR` says otherwise.
+pub const DEFAULT_SCHEME_DIR: &str = "/usr/libexec/xapi/storage";
+
 /// Formats thinsr serves as origins (qemu's names: `vpc` is VHD).
 const FORMATS: [&str; 5] = ["raw", "qcow2", "vpc", "vmdk", "vhdx"];
 const MAX_URI: usize = 4096;
@@ -231,6 +234,20 @@ pub fn is_block_device(path: &Path) -> bool {
 }
 
 impl Ctx {
+    /// What qemu opens for a template's image: its file, its NBD URI, or the path its
+    /// scheme's script attached (with the scheme, whose script must be told `detach`).
+    pub(crate) fn open_image(&self, uri: &str) -> Result<(PathBuf, Option<String>)> {
+        Ok(match parse_uri(uri)? {
+            Source::File(p) => (p, None),
+            Source::Nbd(u) => (PathBuf::from(u), None),
+            Source::Scheme(s) => {
+                let p = run_scheme(&self.scheme_dir, &s, "attach", uri)?
+                    .expect("attach returns a path");
+                (p, Some(s))
+            }
+        })
+    }
+
     /// Reads a template's format and size through whatever its URI needs.
     fn probe_uri(&self, uri: &str) -> Result<(String, Bytes)> {
         match parse_uri(uri)? {
@@ -256,8 +273,7 @@ impl Ctx {
             }
             Source::Nbd(u) => probe(&u, Some("raw")),
             Source::Scheme(scheme) => {
-                let path = run_scheme(&self.scheme_dir, &scheme, "attach", uri)?
-                    .expect("attach returns a path");
+                let (path, _) = self.open_image(uri)?;
                 let probed = probe(&path.to_string_lossy(), None);
                 let detached = run_scheme(&self.scheme_dir, &scheme, "detach", uri);
                 let probed = probed?;
@@ -318,40 +334,34 @@ impl Ctx {
 
     /// `template forget`: refused while clones read from it or it is attached.
     pub fn template_forget(&self, key: &str, sr: Option<&str>) -> Result<Volume> {
-        let found = self.resolve(key, sr)?;
-        let mut op = self.lock_sr(&found.entry)?;
-        let t = op
-            .meta
-            .vdi(&found.uuid)
-            .ok_or_else(|| Error::VdiNotFound(clip(key)))?
-            .clone();
-        if !t.is_template() {
-            return Err(Error::NotATemplate(t.name.clone()));
-        }
-        let users: Vec<String> = op
-            .meta
-            .vdis
-            .iter()
-            .filter(|v| v.origin.as_deref() == Some(t.uuid.as_str()))
-            .map(|v| format!("{} ({})", v.name, v.uuid))
-            .collect();
-        if !users.is_empty() {
-            return Err(Error::TemplateInUse {
-                template: t.name.clone(),
-                users,
-            });
-        }
-        if let Some(dev) = crate::datapath::attached_device(&t.uuid)? {
-            return Err(Error::TemplateInUse {
-                template: t.name.clone(),
-                users: vec![format!("attached read-only as {}", dev.display())],
-            });
-        }
-        let vg = self.lvm.report_vg(&found.entry.vg)?;
-        let vol = self.volume(&found.entry, &op.meta, &vg, &t, None);
-        op.meta.vdis.retain(|v| v.uuid != t.uuid);
-        op.save()?;
-        Ok(vol)
+        self.with_vdi(key, sr, |ctx, op, vg, uuid| {
+            let t = op.meta.vdi(uuid).expect("with_vdi found it").clone();
+            if !t.is_template() {
+                return Err(Error::NotATemplate(t.name.clone()));
+            }
+            let mut users: Vec<String> = op
+                .meta
+                .vdis
+                .iter()
+                .filter(|v| v.origin.as_deref() == Some(t.uuid.as_str()))
+                .map(|v| format!("{} ({})", v.name, v.uuid))
+                .collect();
+            if users.is_empty() {
+                if let Some(d) = ctx.our_device(&t.uuid) {
+                    users.push(format!("attached read-only as {}", d.path().display()));
+                }
+            }
+            if !users.is_empty() {
+                return Err(Error::TemplateInUse {
+                    template: t.name.clone(),
+                    users,
+                });
+            }
+            let vol = ctx.volume(&op.entry, &op.meta, vg, &t, None);
+            op.meta.vdis.retain(|v| v.uuid != t.uuid);
+            op.save()?;
+            Ok(vol)
+        })
     }
 
     /// `template list`: the templates of one SR or all.

@@ -572,11 +572,7 @@ impl Ctx {
         );
         vol.sr_name = meta.name.clone();
         vol.parent_name = parent_name;
-        vol.origin_name = v.origin.as_ref().map(|o| {
-            meta.vdi(o)
-                .map(|t| t.name.clone())
-                .unwrap_or_else(|| "(forgotten)".into())
-        });
+        vol.origin_name = origin_name(meta, v);
         if let Some(d) = mine {
             vol.path = d.path().display().to_string();
             if !d.live {
@@ -585,10 +581,6 @@ impl Ctx {
                     d.name
                 ));
             }
-        }
-        if mine.is_none() && (v.is_template() || v.origin.is_some()) {
-            // Its LV alone (or nothing, for a template) is not what a VM should be given.
-            vol.path = String::new();
         }
         if !v.is_template() && lv.is_none() {
             vol.problems
@@ -626,7 +618,13 @@ impl Ctx {
             sr_name: e.name.clone(),
             kind: v.kind,
             vg: vg.name.clone(),
-            path: dev_path(&vg.name, &lv_name),
+            // A VDI reading a template is not its LV alone, and a template has none: their
+            // device exists only while attached.
+            path: if v.is_template() || v.origin.is_some() {
+                String::new()
+            } else {
+                dev_path(&vg.name, &lv_name)
+            },
             lv: lv_name,
             attached,
             parent: v.parent.clone(),
@@ -643,7 +641,7 @@ impl Ctx {
 
     /// Runs `f` on a VDI under its SR's lock with one fresh lvm report, then renders the VDI
     /// as `f` left it (re-reading nothing).
-    fn with_vdi<T>(
+    pub(crate) fn with_vdi<T>(
         &self,
         key: &str,
         sr: Option<&str>,
@@ -806,14 +804,7 @@ impl Ctx {
             );
             vol.sr_name = op.meta.name.clone();
             vol.parent_name = Some(parent.name.clone());
-            vol.origin_name = vdi
-                .origin
-                .as_ref()
-                .and_then(|o| op.meta.vdi(o))
-                .map(|t| t.name.clone());
-            if vdi.origin.is_some() {
-                vol.path = String::new();
-            }
+            vol.origin_name = origin_name(&op.meta, &vdi);
             Ok(vol)
         })
     }
@@ -1044,62 +1035,57 @@ impl Ctx {
             }
             refuse_pending(&v)?;
             let read_only = read_only || !v.read_write();
-            let mut vol = ctx.volume(&op.entry, &op.meta, vg, &v, None);
-            if let Some(d) = ctx.our_device(uuid) {
-                if d.live || dm::revive(&d.name)? {
+            let device = match ctx.our_device(uuid) {
+                Some(d) if d.live || dm::revive(&d.name)? => {
                     if d.read_only != read_only {
-                        return Err(Error::VdiAttached {
-                            vdi: v.name.clone(),
-                            device: format!(
-                                "{}, {}; detach it first to attach it {}",
-                                d.path().display(),
-                                if d.read_only {
-                                    "read-only"
-                                } else {
-                                    "read-write"
-                                },
-                                if read_only { "read-only" } else { "read-write" }
-                            ),
-                        });
+                        let path = d.path().display().to_string();
+                        return Err(mode_clash(&v, &path, d.read_only, read_only));
                     }
-                    vol.attached = true;
-                    vol.path = d.path().display().to_string();
-                    vol.problems.retain(|p| !p.contains("half-made"));
-                    return Ok(vol);
+                    if !d.live {
+                        ctx.forget_devices(); // revived
+                    }
+                    d.path()
                 }
-                // Left without a table by a crash: start again.
-                dm::remove(&d.name, &v.name)?;
-            }
-            let device =
-                if v.is_template() {
-                    ctx.attach_template(&v, vg)?
-                } else {
-                    let lv = vdi_lv(vg, &v)?;
-                    let template =
-                        match &v.origin {
-                            None => None,
-                            Some(t) => Some(op.meta.vdi(t).cloned().ok_or_else(|| {
-                                Error::VdiIncomplete {
-                                    vdi: v.name.clone(),
-                                    why: format!("its template {t} is no longer registered"),
-                                }
-                            })?),
-                        };
-                    // LVM activates snapshots read-only by their permission, and writable
-                    // LVs read-write; a writable thin VDI wanted read-only, or one reading a
-                    // template, needs a device of ours. (LVM's read_only_volume_list would make
-                    // it reload the whole pool read-only, which the kernel refuses.)
-                    if template.is_some() || read_only && is_thin(v.kind) && v.read_write() {
-                        ctx.attach_thin(&op.entry, vg, &v, lv, template.as_ref(), read_only)?
-                    } else {
-                        ctx.activate(vg, &v, lv, read_only)?
+                left => {
+                    if let Some(d) = left {
+                        // Left without a table by a crash: start again.
+                        dm::remove(&d.name, &v.name)?;
                     }
-                };
+                    let made = ctx.make_device(op, vg, &v, read_only)?;
+                    ctx.forget_devices();
+                    made
+                }
+            };
+            let mut vol = ctx.volume(&op.entry, &op.meta, vg, &v, None);
             vol.path = device.display().to_string();
             vol.attached = true;
             vol.read_write = !read_only;
             Ok(vol)
         })
+    }
+
+    /// The device to give a VM for `v`, which has none yet.
+    fn make_device(&self, op: &Locked, vg: &Vg, v: &VdiMeta, read_only: bool) -> Result<PathBuf> {
+        if v.is_template() {
+            return self.attach_template(v, vg);
+        }
+        let lv = vdi_lv(vg, v)?;
+        let template = match &v.origin {
+            None => None,
+            Some(t) => Some(op.meta.vdi(t).ok_or_else(|| Error::VdiIncomplete {
+                vdi: v.name.clone(),
+                why: format!("its template {t} is no longer registered"),
+            })?),
+        };
+        // LVM activates snapshots read-only by their permission, and writable LVs
+        // read-write; a writable thin VDI wanted read-only, or one reading a template,
+        // needs a device of ours. (LVM's read_only_volume_list would make it reload the
+        // whole pool read-only, which the kernel refuses.)
+        if template.is_some() || read_only && is_thin(v.kind) && v.read_write() {
+            self.attach_thin(&op.entry, vg, v, lv, template, read_only)
+        } else {
+            self.activate(vg, v, lv, read_only)
+        }
     }
 
     /// The VDI's LV activated by LVM (a preallocated one wanted read-only is activated
@@ -1120,16 +1106,8 @@ impl Ctx {
             // 'r' is a read-only LV, 'R' a read-only activation of a writable one.
             let now_ro = matches!(lv.attr.as_bytes().get(1), Some(b'r' | b'R'));
             if now_ro != read_only {
-                let mode = |ro| if ro { "read-only" } else { "read-write" };
-                return Err(Error::VdiAttached {
-                    vdi: v.name.clone(),
-                    device: format!(
-                        "{}, {}; detach it first to attach it {}",
-                        dev_path(&vg.name, &lv.name),
-                        mode(now_ro),
-                        mode(read_only)
-                    ),
-                });
+                let path = dev_path(&vg.name, &lv.name);
+                return Err(mode_clash(v, &path, now_ro, read_only));
             }
         }
         Ok(PathBuf::from(dev_path(&vg.name, &lv.name)))
@@ -1201,6 +1179,7 @@ impl Ctx {
             let v = op.vdi(uuid)?.clone();
             if let Some(d) = ctx.our_device(uuid) {
                 dm::remove(&d.name, &v.name)?;
+                ctx.forget_devices();
             }
             if let Some(t) = v.origin.as_ref().or(v.is_template().then_some(&v.uuid)) {
                 ctx.release_origin_if_unused(t)?;
@@ -1217,10 +1196,31 @@ impl Ctx {
             let mut vol = ctx.volume(&op.entry, &op.meta, vg, &v, None);
             vol.attached = false;
             vol.path = String::new();
-            vol.problems.retain(|p| !p.contains("half-made"));
             Ok(vol)
         })
     }
+}
+
+/// `VDI_ATTACHED` for an attach in the other mode than the VDI's current one.
+fn mode_clash(v: &VdiMeta, device: &str, now_ro: bool, want_ro: bool) -> Error {
+    let mode = |ro| if ro { "read-only" } else { "read-write" };
+    Error::VdiAttached {
+        vdi: v.name.clone(),
+        device: format!(
+            "{device}, {}; detach it first to attach it {}",
+            mode(now_ro),
+            mode(want_ro)
+        ),
+    }
+}
+
+/// The name of the template `v` reads, for display.
+fn origin_name(meta: &SrMeta, v: &VdiMeta) -> Option<String> {
+    v.origin.as_ref().map(|o| {
+        meta.vdi(o)
+            .map(|t| t.name.clone())
+            .unwrap_or_else(|| "(forgotten)".into())
+    })
 }
 
 /// The least common multiple of two allocation units (powers of two in practice).
@@ -1306,6 +1306,20 @@ mod tests {
         (Entry::from_meta(&meta, name, "thinsr_meta"), meta)
     }
 
+    /// An 8 GiB VG named `vg` with 1 GiB free.
+    fn vg(lvs: Vec<Lv>) -> Vg {
+        Vg {
+            name: "vg".into(),
+            uuid: String::new(),
+            size: Bytes(8 << 30),
+            free: Bytes(1 << 30),
+            extent_size: Bytes(4 << 20),
+            tags: vec![],
+            pvs: vec![],
+            lvs,
+        }
+    }
+
     fn uuids<'a>(found: &[(usize, &'a VdiMeta)]) -> Vec<&'a str> {
         found.iter().map(|(_, v)| v.uuid.as_str()).collect()
     }
@@ -1343,16 +1357,7 @@ mod tests {
     #[test]
     fn volumes_follow_the_xapi_shape() {
         let (e, m) = sr("s1", "one", vec![vdi("u1", "disk", "disk")]);
-        let vg = Vg {
-            name: "vg".into(),
-            uuid: String::new(),
-            size: Bytes(8 << 30),
-            free: Bytes(1 << 30),
-            extent_size: Bytes(4 << 20),
-            tags: vec![],
-            pvs: vec![],
-            lvs: vec![],
-        };
+        let vg = vg(vec![]);
         let ctx = Ctx::new(
             crate::lvm::Lvm::new(false),
             crate::registry::RegistryFile::in_dir(std::path::Path::new("/nonexistent")),
@@ -1392,26 +1397,17 @@ mod tests {
             thin_id: None,
             chunk_size: None,
         };
-        let vg = Vg {
-            name: "vg".into(),
-            uuid: String::new(),
-            size: Bytes(8 << 30),
-            free: Bytes(1 << 30),
-            extent_size: Bytes(4 << 20),
-            tags: vec![],
-            pvs: vec![],
-            lvs: vec![
-                lv("thinsr_pool", 5 << 30, &["thinsr_sr=s1"], ""),
-                lv(
-                    "thin",
-                    100 << 30,
-                    &["thinsr_sr=s1", "thinsr_vdi=x"],
-                    "thinsr_pool",
-                ),
-                lv("fat", 2 << 30, &["thinsr_sr=s1", "thinsr_vdi=y"], ""),
-                lv("thinsr_meta", 8 << 20, &["thinsr_meta", "thinsr_sr=s1"], ""),
-            ],
-        };
+        let vg = vg(vec![
+            lv("thinsr_pool", 5 << 30, &["thinsr_sr=s1"], ""),
+            lv(
+                "thin",
+                100 << 30,
+                &["thinsr_sr=s1", "thinsr_vdi=x"],
+                "thinsr_pool",
+            ),
+            lv("fat", 2 << 30, &["thinsr_sr=s1", "thinsr_vdi=y"], ""),
+            lv("thinsr_meta", 8 << 20, &["thinsr_meta", "thinsr_sr=s1"], ""),
+        ]);
         let d = space_detail(&vg, &e);
         assert!(d.contains("thin pool holds 5.00 GiB"), "{d}");
         assert!(d.contains("preallocated VDIs 2.00 GiB"), "{d}");

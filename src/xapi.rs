@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 
 use crate::error::{Error, Result};
 use crate::lvm::Lvm;
-use crate::registry::{RegistryFile, DEFAULT_CONFIG_DIR};
+use crate::registry::{config_dir_from_env, RegistryFile};
 use crate::sr::Ctx;
 use crate::units::{Bytes, NewSize};
 
@@ -120,13 +120,11 @@ pub fn serve(method: &str) -> i32 {
         let args = args
             .as_object()
             .ok_or_else(|| Error::InvalidArgument("arguments are not a JSON object".into()))?;
-        let dir = std::env::var_os("THINSR_CONFIG")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_DIR));
         let scheme_dir = std::env::var_os("THINSR_SCHEME_DIR")
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/usr/libexec/xapi/storage"));
-        let ctx = Ctx::new(Lvm::new(false), RegistryFile::in_dir(&dir), scheme_dir);
+            .unwrap_or_else(|| PathBuf::from(crate::template::DEFAULT_SCHEME_DIR));
+        let registry = RegistryFile::in_dir(&config_dir_from_env());
+        let ctx = Ctx::new(Lvm::new(false), registry, scheme_dir);
         call(&ctx, method, &Args(args))
     });
     match result {
@@ -323,58 +321,7 @@ fn call(ctx: &Ctx, method: &str, a: &Args) -> Result<Value> {
             )?;
             to_value(&v)
         }
-        "Volume.snapshot" | "Volume.clone" => {
-            let sr = a.sr()?;
-            let uuid = volume(ctx, a, sr)?;
-            to_value(&ctx.vdi_snapshot(&uuid, Some(sr), None, method == "Volume.clone")?)
-        }
-        "Volume.destroy" => {
-            let sr = a.sr()?;
-            let uuid = volume(ctx, a, sr)?;
-            ctx.vdi_destroy(&uuid, Some(sr)).map(|_| Value::Null)
-        }
-        "Volume.resize" => {
-            let sr = a.sr()?;
-            let uuid = volume(ctx, a, sr)?;
-            let progress = crate::progress::Silent;
-            ctx.vdi_resize(
-                &uuid,
-                Some(sr),
-                NewSize::To(a.size("new_size")?),
-                false,
-                &progress,
-            )
-            .map(|_| Value::Null)
-        }
-        "Volume.stat" => {
-            let sr = a.sr()?;
-            let uuid = volume(ctx, a, sr)?;
-            to_value(&ctx.vdi_show(&uuid, Some(sr))?)
-        }
-        "Volume.set" => {
-            let sr = a.sr()?;
-            let uuid = volume(ctx, a, sr)?;
-            ctx.vdi_set_key(&uuid, Some(sr), a.str("k")?, a.str("v")?)
-                .map(|_| Value::Null)
-        }
-        "Volume.unset" => {
-            let sr = a.sr()?;
-            let uuid = volume(ctx, a, sr)?;
-            ctx.vdi_unset_key(&uuid, Some(sr), a.str("k")?)
-                .map(|_| Value::Null)
-        }
-        "Volume.set_name" => {
-            let sr = a.sr()?;
-            let uuid = volume(ctx, a, sr)?;
-            ctx.vdi_rename(&uuid, Some(sr), a.str("new_name")?)
-                .map(|_| Value::Null)
-        }
-        "Volume.set_description" => {
-            let sr = a.sr()?;
-            let uuid = volume(ctx, a, sr)?;
-            ctx.vdi_set_description(&uuid, Some(sr), a.str("new_description")?)
-                .map(|_| Value::Null)
-        }
+        m if m.starts_with("Volume.") => volume_call(ctx, m, a),
         "Datapath.attach" => {
             let (sr, vdi) = parse_volume_uri(a.str("uri")?)?;
             let v = ctx.vdi_attach(&vdi, Some(&sr), false)?;
@@ -383,10 +330,11 @@ fn call(ctx: &Ctx, method: &str, a: &Args) -> Result<Value> {
                 ["BlockDevice", {"path": v.path}]
             ]}))
         }
-        // The device is ready from attach on; a VM's blkback opens it.
+        // The device is ready from attach on; a VM's blkback opens it. Only check the VDI
+        // exists (metadata alone: these run at every VM start and stop).
         "Datapath.activate" | "Datapath.deactivate" => {
             let (sr, vdi) = parse_volume_uri(a.str("uri")?)?;
-            ctx.vdi_show(&vdi, Some(&sr)).map(|_| Value::Null)
+            ctx.resolve(&vdi, Some(&sr)).map(|_| Value::Null)
         }
         // Never fails: xapi must be able to clean up whatever state the VDI is in.
         "Datapath.detach" => {
@@ -394,6 +342,32 @@ fn call(ctx: &Ctx, method: &str, a: &Args) -> Result<Value> {
                 let _ = ctx.vdi_detach(&vdi, Some(&sr));
             }
             Ok(Value::Null)
+        }
+        other => Err(Error::InvalidArgument(format!("unknown method {other}"))),
+    }
+}
+
+/// Volume.* methods other than create: all name a volume by `sr` and `key`.
+fn volume_call(ctx: &Ctx, method: &str, a: &Args) -> Result<Value> {
+    let sr = a.sr()?;
+    let uuid = volume(ctx, a, sr)?;
+    let sr = Some(sr);
+    let done = |r: Result<crate::vdi::Volume>| r.map(|_| Value::Null);
+    match method {
+        "Volume.snapshot" | "Volume.clone" => {
+            to_value(&ctx.vdi_snapshot(&uuid, sr, None, method == "Volume.clone")?)
+        }
+        "Volume.destroy" => done(ctx.vdi_destroy(&uuid, sr)),
+        "Volume.resize" => {
+            let to = NewSize::To(a.size("new_size")?);
+            done(ctx.vdi_resize(&uuid, sr, to, false, &crate::progress::Silent))
+        }
+        "Volume.stat" => to_value(&ctx.vdi_show(&uuid, sr)?),
+        "Volume.set" => done(ctx.vdi_set_key(&uuid, sr, a.str("k")?, a.str("v")?)),
+        "Volume.unset" => done(ctx.vdi_unset_key(&uuid, sr, a.str("k")?)),
+        "Volume.set_name" => done(ctx.vdi_rename(&uuid, sr, a.str("new_name")?)),
+        "Volume.set_description" => {
+            done(ctx.vdi_set_description(&uuid, sr, a.str("new_description")?))
         }
         other => Err(Error::InvalidArgument(format!("unknown method {other}"))),
     }

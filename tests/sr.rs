@@ -562,19 +562,6 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
     );
 }
 
-/// Runs thinsr with a crash injected at `point`, which must be reached.
-fn crash_at(point: &str, args: &[&str]) {
-    let out = thinsr_cmd(args)
-        .env("THINSR_CRASH_AT", point)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains(&format!("crash point {point}")),
-        "{point} was not reached by {args:?}: {stderr}"
-    );
-}
-
 /// A crash at every step of `sr create` and `sr destroy` leaves what running the command
 /// again (or `sr introduce`, for an SR complete but unregistered) finishes, in both modes.
 #[test]

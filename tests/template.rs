@@ -70,6 +70,15 @@ fn assert_clean() {
     assert!(nbd.is_empty(), "nbd connections left: {nbd:?}");
 }
 
+/// An SR with a qcow2 template `t` and its clone `vm1`, attached; returns the device.
+fn attached_clone_of_a_template() -> String {
+    owned_sr("local");
+    template_image("/tmp/t.qcow2", "qcow2");
+    ok(&["template", "introduce", "file:///tmp/t.qcow2"]);
+    ok(&["vdi", "clone", "t", "--name", "vm1"]);
+    attach("vm1")
+}
+
 fn attach(vdi: &str) -> String {
     let v = json(&["vdi", "attach", vdi]);
     assert_eq!(v["attached"], true, "{v}");
@@ -420,11 +429,7 @@ esac
 #[test]
 fn detach_survives_a_dead_qemu_nbd_and_data_survives_sr_reattach() {
     vm();
-    owned_sr("local");
-    template_image("/tmp/t.qcow2", "qcow2");
-    ok(&["template", "introduce", "file:///tmp/t.qcow2"]);
-    ok(&["vdi", "clone", "t", "--name", "vm1"]);
-    let dev = attach("vm1");
+    let dev = attached_clone_of_a_template();
     let mine = noise(MIB as usize, 9);
     write_at(&dev, 50 * MIB, &mine);
 
@@ -491,26 +496,11 @@ fn detach_survives_a_dead_qemu_nbd_and_data_survives_sr_reattach() {
 #[test]
 fn crashes_during_attach_leave_nothing_behind() {
     vm();
-    owned_sr("local");
-    template_image("/tmp/t.qcow2", "qcow2");
-    ok(&["template", "introduce", "file:///tmp/t.qcow2"]);
-    ok(&["vdi", "clone", "t", "--name", "vm1"]);
-    let dev = attach("vm1");
+    let dev = attached_clone_of_a_template();
     let mine = noise(4096, 11);
     write_at(&dev, MARKS[4], &mine);
     ok(&["vdi", "detach", "vm1"]);
 
-    let crash = |point: &str, args: &[&str]| {
-        let out = thinsr_cmd(args)
-            .env("THINSR_CRASH_AT", point)
-            .output()
-            .unwrap();
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains(&format!("crash point {point}")),
-            "{point} was not reached: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
     let points = [
         "attach.after-origin-state",
         "vdi-attach.after-origin",
@@ -518,7 +508,7 @@ fn crashes_during_attach_leave_nothing_behind() {
     ];
     for point in points {
         // Found by sr check, cleaned by detach...
-        crash(point, &["vdi", "attach", "vm1"]);
+        crash_at(point, &["vdi", "attach", "vm1"]);
         if point == "dm.after-table-load" {
             let r = thinsr(&["--json", "sr", "check", "local"]);
             assert_eq!(
@@ -533,7 +523,7 @@ fn crashes_during_attach_leave_nothing_behind() {
         ok(&["vdi", "detach", "vm1"]);
         assert_clean();
         // ...or finished by the next attach.
-        crash(point, &["vdi", "attach", "vm1"]);
+        crash_at(point, &["vdi", "attach", "vm1"]);
         let dev = attach("vm1");
         assert_eq!(read_at(&dev, MARKS[4], 4096), mine, "after {point}");
         reads_template(&dev, Some(4));
@@ -544,7 +534,7 @@ fn crashes_during_attach_leave_nothing_behind() {
     // A snapshot that dies while the clone's device is suspended (before LVM took it): the
     // next attach resumes the device, and nothing is left for sr check to find.
     let dev = attach("vm1");
-    crash("vdi-snapshot.while-suspended", &["vdi", "snapshot", "vm1"]);
+    crash_at("vdi-snapshot.while-suspended", &["vdi", "snapshot", "vm1"]);
     assert_eq!(attach("vm1"), dev);
     assert_eq!(read_at(&dev, MARKS[4], 4096), mine);
     ok(&["vdi", "detach", "vm1"]);

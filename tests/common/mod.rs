@@ -244,6 +244,19 @@ pub fn crc_at(path: &str, offset: u64, len: usize) -> u32 {
     crc32fast::hash(&read_at(path, offset, len))
 }
 
+/// Runs thinsr with a crash injected at `point` (a `testing` build), which must be reached.
+pub fn crash_at(point: &str, args: &[&str]) {
+    let out = thinsr_cmd(args)
+        .env("THINSR_CRASH_AT", point)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("crash point {point}")),
+        "{point} was not reached by {args:?}: {stderr}"
+    );
+}
+
 /// The number of lvm calls thinsr reports with -v for `args`.
 pub fn lvm_calls(args: &[&str]) -> u32 {
     let mut all = vec!["-v"];
