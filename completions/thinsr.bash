@@ -16,6 +16,9 @@ _thinsr() {
             ",$1")
                 cmd="thinsr"
                 ;;
+            thinsr,export)
+                cmd="thinsr__subcmd__export"
+                ;;
             thinsr,help)
                 cmd="thinsr__subcmd__help"
                 ;;
@@ -33,6 +36,9 @@ _thinsr() {
                 ;;
             thinsr,xapi)
                 cmd="thinsr__subcmd__xapi"
+                ;;
+            thinsr__subcmd__help,export)
+                cmd="thinsr__subcmd__help__subcmd__export"
                 ;;
             thinsr__subcmd__help,help)
                 cmd="thinsr__subcmd__help__subcmd__help"
@@ -126,6 +132,9 @@ _thinsr() {
                 ;;
             thinsr__subcmd__help__subcmd__vdi,detach)
                 cmd="thinsr__subcmd__help__subcmd__vdi__subcmd__detach"
+                ;;
+            thinsr__subcmd__help__subcmd__vdi,import)
+                cmd="thinsr__subcmd__help__subcmd__vdi__subcmd__import"
                 ;;
             thinsr__subcmd__help__subcmd__vdi,list)
                 cmd="thinsr__subcmd__help__subcmd__vdi__subcmd__list"
@@ -313,6 +322,9 @@ _thinsr() {
             thinsr__subcmd__vdi,help)
                 cmd="thinsr__subcmd__vdi__subcmd__help"
                 ;;
+            thinsr__subcmd__vdi,import)
+                cmd="thinsr__subcmd__vdi__subcmd__import"
+                ;;
             thinsr__subcmd__vdi,list)
                 cmd="thinsr__subcmd__vdi__subcmd__list"
                 ;;
@@ -354,6 +366,9 @@ _thinsr() {
                 ;;
             thinsr__subcmd__vdi__subcmd__help,help)
                 cmd="thinsr__subcmd__vdi__subcmd__help__subcmd__help"
+                ;;
+            thinsr__subcmd__vdi__subcmd__help,import)
+                cmd="thinsr__subcmd__vdi__subcmd__help__subcmd__import"
                 ;;
             thinsr__subcmd__vdi__subcmd__help,list)
                 cmd="thinsr__subcmd__vdi__subcmd__help__subcmd__list"
@@ -404,7 +419,7 @@ _thinsr() {
 
     case "${cmd}" in
         thinsr)
-            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --scheme-dir --help --version sr vdi template xapi pool help"
+            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --scheme-dir --help --version sr vdi template xapi pool export help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -425,9 +440,69 @@ _thinsr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        thinsr__subcmd__help)
-            opts="sr vdi template xapi pool help"
+        thinsr__subcmd__export)
+            opts="-o -y -q -v -h -V --sr --format --output --base --backing-name --force --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --sr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "raw vhd qcow2" -- "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --base)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --backing-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__help)
+            opts="sr vdi template xapi pool export help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__help__subcmd__export)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -776,7 +851,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__help__subcmd__vdi)
-            opts="create list show destroy snapshot clone resize rename set-description set unset attach detach"
+            opts="create list show destroy snapshot clone resize rename set-description set unset attach detach import"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -846,6 +921,20 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__help__subcmd__vdi__subcmd__detach)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__help__subcmd__vdi__subcmd__import)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1952,7 +2041,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__vdi)
-            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --scheme-dir --help --version create list show destroy snapshot clone resize rename set-description set unset attach detach help"
+            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --scheme-dir --help --version create list show destroy snapshot clone resize rename set-description set unset attach detach import help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2116,7 +2205,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__vdi__subcmd__help)
-            opts="create list show destroy snapshot clone resize rename set-description set unset attach detach help"
+            opts="create list show destroy snapshot clone resize rename set-description set unset attach detach import help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2200,6 +2289,20 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__vdi__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__vdi__subcmd__help__subcmd__import)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2318,6 +2421,48 @@ _thinsr() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__vdi__subcmd__import)
+            opts="-y -q -v -h -V --name --sr --format --size --description --json --yes --quiet --verbose --config --scheme-dir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "auto raw vhd qcow2 vmdk vhdx" -- "${cur}"))
+                    return 0
+                    ;;
+                --size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --description)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -2684,13 +2829,18 @@ _thinsr_dynamic() {
     for ((i = 1; i < COMP_CWORD; i++)); do
         w=${COMP_WORDS[i]}
         case "$w" in
-            --config|--scheme-dir|--sr|--size|--name|--description|--file|--pool-size|--pool) ((i++)) ;;
+            --config|--scheme-dir|--sr|--size|--name|--description|--file|--pool-size|--pool|\
+            --format|--base|--backing-name|-o|--output) ((i++)) ;;
             -*) ;;
             *) pos+=("$w") ;;
         esac
     done
     if [[ $prev == --sr ]]; then
         kind=sr
+    elif [[ $prev == --base ]]; then
+        kind=vdi
+    elif [[ ${#pos[@]} -eq 1 && ${pos[0]} == export && $cur != -* ]]; then
+        kind=vdi
     elif [[ ${#pos[@]} -eq 2 && $cur != -* ]]; then
         case "${pos[0]} ${pos[1]}" in
             "vdi show"|"vdi destroy"|"vdi snapshot"|"vdi clone"|"vdi resize"|"vdi rename"|\

@@ -37,6 +37,7 @@ complete -c thinsr -n "__fish_thinsr_needs_command" -f -a "vdi" -d 'Virtual disk
 complete -c thinsr -n "__fish_thinsr_needs_command" -f -a "template" -d 'Templates: read-only images (file, NBD, scripted schemes) cloned without copying'
 complete -c thinsr -n "__fish_thinsr_needs_command" -f -a "xapi" -d 'The xapi storage plugin: install thinsr as an SMAPIv3 volume and datapath plugin'
 complete -c thinsr -n "__fish_thinsr_needs_command" -f -a "pool" -d 'The thin pool: use, growth policy, cron maintenance, checks'
+complete -c thinsr -n "__fish_thinsr_needs_command" -f -a "export" -d 'Write a VDI as a raw, VHD or qcow2 image, reading only the blocks that hold data'
 complete -c thinsr -n "__fish_thinsr_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and not __fish_seen_subcommand_from create introduce attach detach forget destroy show check list rename set-description help" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and not __fish_seen_subcommand_from create introduce attach detach forget destroy show check list rename set-description help" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
@@ -166,28 +167,29 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcom
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from help" -f -a "rename" -d 'Give the SR a new name (the volume group keeps its own)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from help" -f -a "set-description" -d 'Set the SR\'s description'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -s q -l quiet -d 'Print nothing but errors'
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -s v -l verbose -d 'Show each lvm command run and its duration on stderr'
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -s h -l help -d 'Print help'
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -s V -l version -d 'Print version'
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -f -a "create" -d 'Create a VDI: a thin LV in the pool, or a fully zeroed LV with --preallocate'
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -f -a "list" -d 'List VDIs: kind, size, space used, parent, attached or not'
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -f -a "show" -d 'Show everything known about a VDI: LV, device, parent, keys'
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -f -a "destroy" -d 'Destroy a VDI; refused while attached'
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -f -a "snapshot" -d 'Take an instant read-only snapshot of a VDI'
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -f -a "clone" -d 'Make an instant writable copy of a VDI or template (a thin snapshot)'
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -f -a "resize" -d 'Grow a VDI to SIZE, or by +SIZE; shrinking needs --allow-shrink'
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -f -a "rename" -d 'Give a VDI a new name; its LV is renamed to match, the uuid stays'
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -f -a "set-description" -d 'Set a VDI\'s description'
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -f -a "set" -d 'Set a key on a VDI (kept in the SR\'s metadata, shown under keys)'
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -f -a "unset" -d 'Remove a key from a VDI'
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -f -a "attach" -d 'Attach a VDI and print the block device to give the VM'
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -f -a "detach" -d 'Detach a VDI; refused while something holds it open, done when already detached'
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach import help" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach import help" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach import help" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach import help" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach import help" -s q -l quiet -d 'Print nothing but errors'
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach import help" -s v -l verbose -d 'Show each lvm command run and its duration on stderr'
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach import help" -s h -l help -d 'Print help'
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach import help" -s V -l version -d 'Print version'
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach import help" -f -a "create" -d 'Create a VDI: a thin LV in the pool, or a fully zeroed LV with --preallocate'
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach import help" -f -a "list" -d 'List VDIs: kind, size, space used, parent, attached or not'
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach import help" -f -a "show" -d 'Show everything known about a VDI: LV, device, parent, keys'
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach import help" -f -a "destroy" -d 'Destroy a VDI; refused while attached'
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach import help" -f -a "snapshot" -d 'Take an instant read-only snapshot of a VDI'
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach import help" -f -a "clone" -d 'Make an instant writable copy of a VDI or template (a thin snapshot)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach import help" -f -a "resize" -d 'Grow a VDI to SIZE, or by +SIZE; shrinking needs --allow-shrink'
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach import help" -f -a "rename" -d 'Give a VDI a new name; its LV is renamed to match, the uuid stays'
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach import help" -f -a "set-description" -d 'Set a VDI\'s description'
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach import help" -f -a "set" -d 'Set a key on a VDI (kept in the SR\'s metadata, shown under keys)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach import help" -f -a "unset" -d 'Remove a key from a VDI'
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach import help" -f -a "attach" -d 'Attach a VDI and print the block device to give the VM'
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach import help" -f -a "detach" -d 'Detach a VDI; refused while something holds it open, done when already detached'
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach import help" -f -a "import" -d 'Make a new thin VDI from a disk image (a file, or - for stdin)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach import help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from create" -l size -d 'Virtual size (512M, 40G, 1.5T)' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from create" -l sr -d 'The SR (name, uuid or volume group); may be left out when only one is registered' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from create" -l description -r
@@ -312,6 +314,24 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subco
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from detach" -s v -l verbose -d 'Show each lvm command run and its duration on stderr'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from detach" -s h -l help -d 'Print help'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from detach" -s V -l version -d 'Print version'
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from import" -l name -d 'The new VDI\'s name (label)' -r
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from import" -l sr -d 'The SR (name, uuid or volume group); may be left out when only one is registered' -r
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from import" -l format -d 'The image\'s format (auto: detected)' -r -f -a "auto\t''
+raw\t''
+vhd\t''
+qcow2\t''
+vmdk\t''
+vhdx\t''"
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from import" -l size -d 'The virtual size of a raw stream on stdin (its exact length)' -r
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from import" -l description -r
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from import" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from import" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from import" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from import" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from import" -s q -l quiet -d 'Print nothing but errors'
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from import" -s v -l verbose -d 'Show each lvm command run and its duration on stderr'
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from import" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from import" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from help" -f -a "create" -d 'Create a VDI: a thin LV in the pool, or a fully zeroed LV with --preallocate'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from help" -f -a "list" -d 'List VDIs: kind, size, space used, parent, attached or not'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show everything known about a VDI: LV, device, parent, keys'
@@ -325,6 +345,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subco
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from help" -f -a "unset" -d 'Remove a key from a VDI'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from help" -f -a "attach" -d 'Attach a VDI and print the block device to give the VM'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from help" -f -a "detach" -d 'Detach a VDI; refused while something holds it open, done when already detached'
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from help" -f -a "import" -d 'Make a new thin VDI from a disk image (a file, or - for stdin)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget list show help" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget list show help" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
@@ -480,12 +501,29 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subc
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from help" -f -a "maintain" -d 'Grow pools that passed their threshold; quiet unless there is news (for cron)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from help" -f -a "check" -d 'Check the pool\'s metadata with thin_check (on a snapshot while it is live)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template xapi pool help" -f -a "sr" -d 'Storage repositories: create, introduce, attach, inspect, destroy'
-complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template xapi pool help" -f -a "vdi" -d 'Virtual disks: thin or preallocated, snapshots, clones, resize, names and keys'
-complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template xapi pool help" -f -a "template" -d 'Templates: read-only images (file, NBD, scripted schemes) cloned without copying'
-complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template xapi pool help" -f -a "xapi" -d 'The xapi storage plugin: install thinsr as an SMAPIv3 volume and datapath plugin'
-complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template xapi pool help" -f -a "pool" -d 'The thin pool: use, growth policy, cron maintenance, checks'
-complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template xapi pool help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand export" -l sr -d 'Look for the VDI in this SR only' -r
+complete -c thinsr -n "__fish_thinsr_using_subcommand export" -l format -d 'Image format' -r -f -a "raw\t''
+vhd\t''
+qcow2\t''"
+complete -c thinsr -n "__fish_thinsr_using_subcommand export" -s o -l output -d 'Where to write: a file, or - for stdout (the default when stdout is not a terminal)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand export" -l base -d 'Only what changed since this older snapshot of the VDI (a qcow2 over its export)' -r
+complete -c thinsr -n "__fish_thinsr_using_subcommand export" -l backing-name -d 'The backing file name written into a --base export' -r
+complete -c thinsr -n "__fish_thinsr_using_subcommand export" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand export" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand export" -l force -d 'Replace an existing output file'
+complete -c thinsr -n "__fish_thinsr_using_subcommand export" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand export" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand export" -s q -l quiet -d 'Print nothing but errors'
+complete -c thinsr -n "__fish_thinsr_using_subcommand export" -s v -l verbose -d 'Show each lvm command run and its duration on stderr'
+complete -c thinsr -n "__fish_thinsr_using_subcommand export" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c thinsr -n "__fish_thinsr_using_subcommand export" -s V -l version -d 'Print version'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template xapi pool export help" -f -a "sr" -d 'Storage repositories: create, introduce, attach, inspect, destroy'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template xapi pool export help" -f -a "vdi" -d 'Virtual disks: thin or preallocated, snapshots, clones, resize, names and keys'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template xapi pool export help" -f -a "template" -d 'Templates: read-only images (file, NBD, scripted schemes) cloned without copying'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template xapi pool export help" -f -a "xapi" -d 'The xapi storage plugin: install thinsr as an SMAPIv3 volume and datapath plugin'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template xapi pool export help" -f -a "pool" -d 'The thin pool: use, growth policy, cron maintenance, checks'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template xapi pool export help" -f -a "export" -d 'Write a VDI as a raw, VHD or qcow2 image, reading only the blocks that hold data'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template xapi pool export help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from sr" -f -a "create" -d 'Create an owned SR on raw disks (or on a sparse file with --file)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from sr" -f -a "introduce" -d 'Share an existing volume group: make (or adopt) a thin pool beside the admin\'s LVs, or register an SR already in it'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from sr" -f -a "attach" -d 'Activate the SR\'s pool and metadata (re-attaching a file SR\'s loop device)'
@@ -510,6 +548,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subc
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from vdi" -f -a "unset" -d 'Remove a key from a VDI'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from vdi" -f -a "attach" -d 'Attach a VDI and print the block device to give the VM'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from vdi" -f -a "detach" -d 'Detach a VDI; refused while something holds it open, done when already detached'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from vdi" -f -a "import" -d 'Make a new thin VDI from a disk image (a file, or - for stdin)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from template" -f -a "introduce" -d 'Register a read-only image as a template; nothing is copied'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from template" -f -a "forget" -d 'Unregister a template; refused while clones read from it'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from template" -f -a "list" -d 'List templates'

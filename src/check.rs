@@ -3,6 +3,7 @@
 //! - an entry whose LV is gone (a crash after lvremove) is dropped;
 //! - an entry whose LV was renamed (a crash after lvrename) records the new name;
 //! - a preallocated VDI whose zeroing did not finish is zeroed now;
+//! - a VDI whose import did not finish is removed, with --yes (import it again);
 //! - a tagged thin LV with no entry (a crash after lvcreate) is adopted as a VDI named
 //!   after it: nothing is deleted that a VM might have written;
 //! - a tagged preallocated LV with no entry was never zeroed nor used: removed, with --yes;
@@ -56,6 +57,13 @@ impl CheckReport {
 }
 
 impl Ctx {
+    /// Removes an LV that `sr check` found to hold nothing wanted.
+    fn remove_lv(&self, vg: &str, lv: &str) -> Result<()> {
+        self.lvm
+            .run(&strings(&["lvremove", "-f", &format!("{vg}/{lv}")]))
+            .map(drop)
+    }
+
     pub fn sr_check(
         &self,
         key: Option<&str>,
@@ -68,6 +76,7 @@ impl Ctx {
         let vg = self.lvm.report_vg(&entry.vg)?;
         let mut findings = Vec::new();
         let mut changed = false;
+        let mut removed = HashSet::new();
 
         let mut keep = Vec::new();
         for mut v in std::mem::take(&mut op.meta.vdis) {
@@ -113,7 +122,7 @@ impl Ctx {
             if let Some(Pending::Zeroing { from }) = v.pending {
                 let mut f = Finding {
                     kind: "incomplete_zeroing",
-                    subject,
+                    subject: subject.clone(),
                     problem: format!(
                         "preallocation stopped: {} of {} from {from} on are not zeroed yet",
                         Bytes(lv.size.0.saturating_sub(from.0)),
@@ -134,6 +143,28 @@ impl Ctx {
                 }
                 findings.push(f);
             }
+            if v.pending == Some(Pending::Importing) {
+                let remove = repair && yes && !lv.open;
+                findings.push(Finding {
+                    kind: "incomplete_import",
+                    subject,
+                    problem: "an import stopped before the end: its data is incomplete".into(),
+                    repair: if lv.open {
+                        "none now: it is open, perhaps still being imported".into()
+                    } else if repair && !yes {
+                        "remove it (needs --yes), then import again".into()
+                    } else {
+                        "remove it, then import again".into()
+                    },
+                    repaired: remove,
+                });
+                if remove {
+                    self.remove_lv(&vg.name, &lv.name)?;
+                    removed.insert(lv.name.clone());
+                    changed = true;
+                    continue;
+                }
+            }
             keep.push(v);
         }
         op.meta.vdis = keep;
@@ -142,6 +173,9 @@ impl Ctx {
             let Some(uuid) = lv.tag_value(TAG_VDI) else {
                 continue;
             };
+            if removed.contains(&lv.name) {
+                continue; // gone since the report
+            }
             if op.meta.vdi(uuid).is_some() {
                 continue;
             }
@@ -194,11 +228,7 @@ impl Ctx {
                     repaired: remove,
                 });
                 if remove {
-                    self.lvm.run(&strings(&[
-                        "lvremove",
-                        "-f",
-                        &format!("{}/{}", vg.name, lv.name),
-                    ]))?;
+                    self.remove_lv(&vg.name, &lv.name)?;
                 }
             }
         }

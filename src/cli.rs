@@ -100,6 +100,48 @@ pub enum Group {
     /// The thin pool: use, growth policy, cron maintenance, checks.
     #[command(subcommand, after_long_help = MAINTAIN_HELP)]
     Pool(PoolCmd),
+    /// Write a VDI as a raw, VHD or qcow2 image, reading only the blocks that hold data.
+    #[command(after_long_help = "\
+Examples:
+  thinsr export web01 -o web01.qcow2
+  thinsr export web01 --format vhd | ssh backup 'cat > web01.vhd'
+  thinsr export web01 --base \"web01 monday\" -o web01-tuesday.qcow2 --backing-name web01-monday.qcow2
+
+Which blocks to read comes from the pool's metadata (and, for a template's clone, from the
+template's map): a mostly empty disk exports in the time its data takes to read. A VDI
+attached read-write is exported from a temporary snapshot, removed afterwards, so the image
+is one point in time. The format is --format, else the output file's extension (.raw, .img,
+.vhd, .qcow2), else raw.
+
+--base SNAPSHOT writes only what changed since that older snapshot of the same VDI, as a
+qcow2 image whose unwritten clusters fall through to its backing file (the base's export,
+named by --backing-name, by default '<base LV>.qcow2') and whose discarded ranges read as
+zeros. The image is written beside the output file under a hidden name and renamed into
+place once complete: a failed or cancelled export leaves no partial image, and an existing
+file is replaced (only with --force) only by a complete one. With --json the report goes to stdout, or to stderr when the image
+does.")]
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub vdi: VdiArg,
+    /// Image format.
+    #[arg(long, value_name = "FORMAT", value_parser = ["raw", "vhd", "qcow2"])]
+    pub format: Option<String>,
+    /// Where to write: a file, or - for stdout (the default when stdout is not a terminal).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
+    /// Only what changed since this older snapshot of the VDI (a qcow2 over its export).
+    #[arg(long, value_name = "SNAPSHOT")]
+    pub base: Option<String>,
+    /// The backing file name written into a --base export.
+    #[arg(long, value_name = "NAME", requires = "base")]
+    pub backing_name: Option<String>,
+    /// Replace an existing output file.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -338,6 +380,38 @@ LV, activated by LVM. Attaching an attached VDI prints the same device.")]
     },
     /// Detach a VDI; refused while something holds it open, done when already detached.
     Detach(VdiArg),
+    /// Make a new thin VDI from a disk image (a file, or - for stdin).
+    #[command(after_long_help = "\
+Examples:
+  thinsr vdi import debian.qcow2 --name \"Debian 12\"
+  ssh backup 'cat web01.vhd' | thinsr vdi import - --name web01
+  thinsr vdi import - --name scratch --format raw --size 20G < disk.raw
+
+The VDI gets the image's virtual size, and only data that is not zero is written, so it
+stays thin. Files are read by qemu-img (raw, qcow2, vhd, vhdx, vmdk); a stream on stdin is
+decoded by thinsr (raw with --size, dynamic VHD, qcow2 whose tables precede their data, as
+qemu and thinsr write them). Until the import finishes the VDI is marked incomplete and
+cannot be attached; a failed or cancelled import removes it, and 'sr check' finds one a
+crash left.")]
+    Import {
+        /// The image file, or - for stdin.
+        #[arg(value_name = "FILE")]
+        file: std::path::PathBuf,
+        /// The new VDI's name (label).
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        #[command(flatten)]
+        sr: SrOpt,
+        /// The image's format (auto: detected).
+        #[arg(long, value_name = "FORMAT", default_value = "auto",
+              value_parser = ["auto", "raw", "vhd", "qcow2", "vmdk", "vhdx"])]
+        format: String,
+        /// The virtual size of a raw stream on stdin (its exact length).
+        #[arg(long, value_name = "SIZE")]
+        size: Option<String>,
+        #[arg(long, value_name = "TEXT", default_value = "")]
+        description: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

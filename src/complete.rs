@@ -66,13 +66,18 @@ _thinsr_dynamic() {
     for ((i = 1; i < COMP_CWORD; i++)); do
         w=${COMP_WORDS[i]}
         case "$w" in
-            --config|--scheme-dir|--sr|--size|--name|--description|--file|--pool-size|--pool) ((i++)) ;;
+            --config|--scheme-dir|--sr|--size|--name|--description|--file|--pool-size|--pool|\
+            --format|--base|--backing-name|-o|--output) ((i++)) ;;
             -*) ;;
             *) pos+=("$w") ;;
         esac
     done
     if [[ $prev == --sr ]]; then
         kind=sr
+    elif [[ $prev == --base ]]; then
+        kind=vdi
+    elif [[ ${#pos[@]} -eq 1 && ${pos[0]} == export && $cur != -* ]]; then
+        kind=vdi
     elif [[ ${#pos[@]} -eq 2 && $cur != -* ]]; then
         case "${pos[0]} ${pos[1]}" in
             "vdi show"|"vdi destroy"|"vdi snapshot"|"vdi clone"|"vdi resize"|"vdi rename"|\

@@ -11,6 +11,7 @@ pub mod datapath;
 pub mod dm;
 pub mod docs;
 pub mod error;
+pub mod export;
 pub mod lock;
 pub mod loopdev;
 pub mod lvm;

@@ -190,6 +190,8 @@ impl VdiMeta {
 pub enum Pending {
     /// A preallocated LV not yet zeroed from this byte offset on: nothing may read it.
     Zeroing { from: Bytes },
+    /// Made by `vdi import`, which has not finished writing it: nothing may use it.
+    Importing,
 }
 
 pub struct MetaStore {

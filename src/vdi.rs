@@ -171,13 +171,30 @@ fn refuse_template(v: &VdiMeta) -> Result<()> {
     Ok(())
 }
 
-fn refuse_pending(v: &VdiMeta) -> Result<()> {
+pub(crate) fn refuse_pending(v: &VdiMeta) -> Result<()> {
     match v.pending {
         None => Ok(()),
         Some(Pending::Zeroing { from }) => Err(Error::VdiIncomplete {
             vdi: v.name.clone(),
             why: format!("zeroing stopped at {from} or later and did not finish"),
         }),
+        Some(Pending::Importing) => Err(Error::VdiIncomplete {
+            vdi: v.name.clone(),
+            why: "its import stopped before the end; destroy it and import again".into(),
+        }),
+    }
+}
+
+/// The template VDI `v` reads, if any.
+fn template_of<'a>(op: &'a Locked, v: &VdiMeta) -> Result<Option<&'a VdiMeta>> {
+    match &v.origin {
+        None => Ok(None),
+        Some(t) => Ok(Some(op.meta.vdi(t).ok_or_else(|| {
+            Error::VdiIncomplete {
+                vdi: v.name.clone(),
+                why: format!("its template {t} is no longer registered"),
+            }
+        })?)),
     }
 }
 
@@ -231,7 +248,7 @@ impl Ctx {
     }
 
     /// Activates (ignoring the activation-skip flag every VDI carries) or deactivates an LV.
-    fn set_active(&self, vg_lv: &str, on: bool) -> Result<()> {
+    pub(crate) fn set_active(&self, vg_lv: &str, on: bool) -> Result<()> {
         let args: &[&str] = if on {
             &["lvchange", "-ay", "-K"]
         } else {
@@ -316,6 +333,22 @@ impl Ctx {
         preallocate: bool,
         progress: &dyn Progress,
     ) -> Result<Volume> {
+        self.create(sr, label, size, description, preallocate, false, progress)
+    }
+
+    /// `vdi create`, or the empty VDI an import fills (`importing`: marked so until the
+    /// import finishes, and created active so the import needs no further lvm call).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn create(
+        &self,
+        sr: Option<&str>,
+        label: &str,
+        size: Bytes,
+        description: &str,
+        preallocate: bool,
+        importing: bool,
+        progress: &dyn Progress,
+    ) -> Result<Volume> {
         names::check_label(label)?;
         names::check_description(description)?;
         if size.0 == 0 {
@@ -348,6 +381,9 @@ impl Ctx {
             args.extend([format!("{}b", size.0), vg.name.clone()]);
         } else {
             self.prepare_thin(&entry, &op.meta, &vg, size)?;
+            if importing {
+                args.push("-K".into());
+            }
             args.extend(["-V".into(), format!("{}b", size.0), "-T".into()]);
             args.push(format!("{}/{}", vg.name, entry.pool));
         }
@@ -367,7 +403,11 @@ impl Ctx {
             parent: None,
             created: now(),
             keys: BTreeMap::new(),
-            pending: preallocate.then_some(Pending::Zeroing { from: Bytes(0) }),
+            pending: if importing {
+                Some(Pending::Importing)
+            } else {
+                preallocate.then_some(Pending::Zeroing { from: Bytes(0) })
+            },
             image: None,
             origin: None,
         };
@@ -380,7 +420,9 @@ impl Ctx {
             self.finish_zeroing(&entry, &vdi, Bytes(0), size, progress)?;
         }
         let mut v = vdi;
-        v.pending = None;
+        if !importing {
+            v.pending = None;
+        }
         Ok(self.volume_of(&entry, &vg, &v, None, size, false, None))
     }
 
@@ -829,6 +871,9 @@ impl Ctx {
         self.with_vdi(key, sr, |ctx, op, vg, uuid| {
             let v = op.vdi(uuid)?.clone();
             refuse_template(&v)?;
+            if v.pending == Some(Pending::Importing) {
+                refuse_pending(&v)?;
+            }
             if !v.read_write() {
                 return Err(Error::VdiReadOnly(v.name.clone()));
             }
@@ -850,7 +895,10 @@ impl Ctx {
                 }
                 ctx.refuse_attached(vg, &v, lv)?;
             }
-            let pending_from = v.pending.map(|Pending::Zeroing { from }| from);
+            let pending_from = match v.pending {
+                Some(Pending::Zeroing { from }) => Some(from),
+                _ => None,
+            };
             if target == current && pending_from.is_none() {
                 return Ok(ctx.volume(&op.entry, &op.meta, vg, &v, None));
             }
@@ -1070,13 +1118,7 @@ impl Ctx {
             return self.attach_template(v, vg);
         }
         let lv = vdi_lv(vg, v)?;
-        let template = match &v.origin {
-            None => None,
-            Some(t) => Some(op.meta.vdi(t).ok_or_else(|| Error::VdiIncomplete {
-                vdi: v.name.clone(),
-                why: format!("its template {t} is no longer registered"),
-            })?),
-        };
+        let template = template_of(op, v)?;
         // LVM activates snapshots read-only by their permission, and writable LVs
         // read-write; a writable thin VDI wanted read-only, or one reading a template,
         // needs a device of ours. (LVM's read_only_volume_list would make it reload the
@@ -1085,6 +1127,25 @@ impl Ctx {
             self.attach_thin(&op.entry, vg, v, lv, template, read_only)
         } else {
             self.activate(vg, v, lv, read_only)
+        }
+    }
+
+    /// Marks an imported VDI complete.
+    pub(crate) fn finish_import(&self, mut op: Locked, uuid: &str) -> Result<()> {
+        op.vdi_mut(uuid)?.pending = None;
+        op.save()
+    }
+
+    /// A read-only device over VDI `v`, which has none (an export reads it): thin VDIs
+    /// get one of ours, which needs no lvm call; preallocated ones are activated read-only.
+    pub(crate) fn attach_for_reading(&self, op: &Locked, vg: &Vg, v: &VdiMeta) -> Result<PathBuf> {
+        let lv = vdi_lv(vg, v)?;
+        if is_thin(v.kind) {
+            let made = self.attach_thin(&op.entry, vg, v, lv, template_of(op, v)?, true);
+            self.forget_devices();
+            made
+        } else {
+            self.activate(vg, v, lv, true)
         }
     }
 

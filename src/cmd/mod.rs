@@ -1,5 +1,6 @@
 //! The CLI layer: runs a parsed command through the engine and renders the result.
 
+mod export;
 mod pool;
 mod progress;
 mod sr;
@@ -113,6 +114,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Group::Template(c) => template::run(&ctx, &out, c).map(|_| 0),
         Group::Xapi(c) => xapi(&out, c).map(|_| 0),
         Group::Pool(c) => pool::run(&ctx, &out, c),
+        Group::Export(a) => export::run(&ctx, &out, a).map(|_| 0),
     };
     if cli.global.verbose > 0 {
         eprintln!("thinsr: {} lvm call(s)", ctx.lvm.calls());

@@ -6,6 +6,7 @@ use super::progress::Reporter;
 use super::{table, Out};
 use crate::cli::VdiCmd;
 use crate::error::Result;
+use crate::export::import::{ImportOpts, ImportSource};
 use crate::sr::Ctx;
 use crate::units::{parse_new_size, parse_positive_size, Bytes, NewSize};
 use crate::vdi::Volume;
@@ -136,6 +137,42 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &VdiCmd) -> Result<()> {
         VdiCmd::Detach(a) => {
             let v = ctx.vdi_detach(&a.vdi, a.sr.as_deref())?;
             out.emit(&v, || println!("VDI '{}' detached", v.name));
+        }
+        VdiCmd::Import {
+            file,
+            name,
+            sr,
+            format,
+            size,
+            description,
+        } => {
+            let source = if file.as_os_str() == "-" {
+                ImportSource::Stdin
+            } else {
+                ImportSource::File(file.clone())
+            };
+            let opts = ImportOpts {
+                format: Some(format.clone()),
+                size: size.as_deref().map(parse_positive_size).transpose()?,
+                description: description.clone(),
+            };
+            let progress = Reporter::new(out.quiet);
+            let r = ctx.vdi_import(&source, sr.sr.as_deref(), name, &opts, &progress)?;
+            out.emit(&r, || {
+                let written = r
+                    .written
+                    .map(|w| format!(", {} of data written", Bytes(w)))
+                    .unwrap_or_default();
+                println!(
+                    "Imported {} image as VDI '{}' ({}): {}{written}, LV {}/{}",
+                    r.format,
+                    r.volume.name,
+                    r.volume.uuid,
+                    Bytes(r.volume.virtual_size),
+                    r.volume.vg,
+                    r.volume.lv
+                )
+            });
         }
     }
     Ok(())

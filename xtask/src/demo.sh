@@ -84,6 +84,23 @@ run thinsr vdi detach "web01 disk"
 run thinsr vdi detach "web02 disk"
 echo "template image unchanged: $([ "$sum" = "$(sha256sum /tmp/debian-12.qcow2 | cut -d' ' -f1)" ] && echo yes)"
 
+say "Export reads only the blocks that hold data; import writes only what is not zero"
+run thinsr export "web01 disk" -o /tmp/web01.qcow2
+run qemu-img check /tmp/web01.qcow2
+run thinsr vdi snapshot Windows_10_64-bit --name monday
+run thinsr export monday -o /tmp/monday.qcow2
+dev=$(thinsr vdi attach Windows_10_64-bit)
+dd if=/dev/urandom of="$dev" bs=1M count=4 seek=100 conv=fsync 2>/dev/null
+echo "(4 MiB written to Windows_10_64-bit since monday, while attached)"
+run thinsr export Windows_10_64-bit --base monday -o /tmp/since-monday.qcow2 --backing-name monday.qcow2
+run qemu-img info /tmp/since-monday.qcow2
+run qemu-img compare "$dev" /tmp/since-monday.qcow2
+run thinsr vdi detach Windows_10_64-bit
+run thinsr vdi import /tmp/web01.qcow2 --name "web01 restored" --sr "Fast local"
+restored=$(thinsr vdi attach "web01 restored")
+echo "web01 restored reads: $(head -c 49 "$restored")"
+run thinsr vdi detach "web01 restored"
+
 say "thinsr never overwrites a disk that holds data"
 mkfs.ext4 -q /dev/vdd
 fails thinsr sr create /dev/vdd --name scratch

@@ -1,0 +1,631 @@
+//! `thinsr export` and `vdi import`: disk images in and out, reading and writing only what
+//! holds data. Which blocks hold data comes from the pool's metadata (`thin_dump`,
+//! `thin_delta`) and, for a template's clone, from the template's own map (`qemu-img map`).
+
+mod be;
+pub mod extent;
+pub mod import;
+pub mod qcow2;
+pub mod stream;
+pub mod thin_xml;
+pub mod vhd;
+
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::aligned::AlignedBuf;
+use crate::error::{Error, Result};
+use crate::meta::{VdiKind, VdiMeta};
+use crate::progress::Progress;
+use crate::sr::Ctx;
+use crate::template::{parse_uri, Source};
+use crate::units::{clip, Bytes};
+use crate::{cancel, crash, thin, tool};
+use extent::{align, normalize, subtract, total, Extent};
+use stream::Out;
+
+/// Reads are at most this large (and aligned for O_DIRECT).
+const PIECE: u64 = 4 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Raw,
+    Vhd,
+    Qcow2,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> Result<Format> {
+        match s {
+            "raw" => Ok(Format::Raw),
+            "vhd" | "vpc" => Ok(Format::Vhd),
+            "qcow2" => Ok(Format::Qcow2),
+            _ => Err(Error::Usage(format!(
+                "unknown format '{}': raw, vhd or qcow2",
+                clip(s)
+            ))),
+        }
+    }
+
+    /// The format a file name's extension asks for, if any.
+    pub fn of_path(p: &Path) -> Option<Format> {
+        match p.extension()?.to_str()? {
+            "raw" | "img" => Some(Format::Raw),
+            "vhd" => Some(Format::Vhd),
+            "qcow2" => Some(Format::Qcow2),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(match self {
+            Format::Raw => "raw",
+            Format::Vhd => "vhd",
+            Format::Qcow2 => "qcow2",
+        })
+    }
+}
+
+/// Something an image's data is read from, at byte offsets.
+pub trait ReadAt {
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()>;
+}
+
+impl ReadAt for (File, String) {
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.0.read_exact_at(buf, offset).map_err(|e| Error::Io {
+            context: format!("{} at byte {offset}", self.1),
+            source: e,
+        })
+    }
+}
+
+/// Copies source ranges to the output in bounded pieces, counting them for progress and
+/// stopping at a cancel.
+pub struct Feed<'a> {
+    src: &'a mut dyn ReadAt,
+    buf: AlignedBuf,
+    pub read: u64,
+    progress: &'a dyn Progress,
+}
+
+impl<'a> Feed<'a> {
+    pub fn new(src: &'a mut dyn ReadAt, progress: &'a dyn Progress) -> Feed<'a> {
+        Feed {
+            src,
+            buf: AlignedBuf::zeroed(PIECE as usize),
+            read: 0,
+            progress,
+        }
+    }
+
+    pub fn copy(&mut self, e: Extent, out: &mut Out) -> Result<()> {
+        for p in extent::pieces(&[e], PIECE) {
+            if cancel::requested() {
+                return Err(Error::Cancelled);
+            }
+            let buf = &mut self.buf.as_mut_slice()[..p.len as usize];
+            self.src.read_at(p.start, buf)?;
+            out.write(buf)?;
+            self.read += p.len;
+            self.progress.set(self.read);
+        }
+        Ok(())
+    }
+}
+
+/// Writes a raw image: the data ranges, zeros (holes in a file) elsewhere.
+pub fn write_raw(size: u64, data: &[Extent], feed: &mut Feed, out: &mut Out) -> Result<()> {
+    for e in data {
+        out.zeros(e.start - out.pos())?;
+        feed.copy(*e, out)?;
+    }
+    out.zeros(size - out.pos())
+}
+
+/// Where an export goes.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A new file (replaced only with `force`).
+    File {
+        path: PathBuf,
+        force: bool,
+    },
+    Stdout,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExportOpts {
+    pub format: Format,
+    pub base: Option<String>,
+    pub backing_name: Option<String>,
+}
+
+/// What an export did.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ExportReport {
+    pub vdi: String,
+    pub uuid: String,
+    pub format: String,
+    pub output: String,
+    pub virtual_size: u64,
+    /// Bytes read from the VDI: its data, never the whole disk.
+    pub read: u64,
+    /// Bytes of the image written.
+    pub written: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    /// True when the VDI was attached read-write and a temporary snapshot was exported.
+    pub from_snapshot: bool,
+    pub seconds: f64,
+}
+
+/// The device an export reads, and what to undo afterwards.
+struct Readable {
+    uuid: String,
+    path: PathBuf,
+    thin_id: Option<u32>,
+    base_thin_id: Option<u32>,
+    vg: String,
+    pool: String,
+    size: u64,
+    origin: Option<VdiMeta>,
+    attached_here: bool,
+}
+
+enum Prepared {
+    Ready(Box<Readable>),
+    /// Attached read-write: export a snapshot instead.
+    Live,
+}
+
+/// Data ranges of the template `t` (of a clone of `size` bytes), from qemu's map of its
+/// image; the whole template where qemu cannot tell (a scheme's device).
+fn template_data(t: &VdiMeta, size: u64) -> Result<Vec<Extent>> {
+    let image = t.image.as_ref().expect("templates have an image");
+    let whole = vec![Extent::new(0, t.size.0.min(size))];
+    let path = match parse_uri(&image.uri)? {
+        Source::File(p) => p.display().to_string(),
+        Source::Nbd(u) => u,
+        Source::Scheme(_) => return Ok(whole),
+    };
+    let out = tool::output(
+        "qemu-img",
+        &["map", "--output=json", "-f", &image.format, "--", &path],
+    )?;
+    if !out.status.success() {
+        return Err(Error::ImageUnreadable {
+            uri: clip(&image.uri),
+            why: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    parse_qemu_map(&out.stdout).map_err(|why| Error::ImageUnreadable {
+        uri: clip(&image.uri),
+        why: format!("qemu-img map printed something unexpected: {why}"),
+    })
+}
+
+#[derive(Deserialize)]
+struct MapEntry {
+    start: u64,
+    length: u64,
+    data: bool,
+}
+
+/// The ranges `qemu-img map --output=json` says hold data.
+pub fn parse_qemu_map(json: &[u8]) -> std::result::Result<Vec<Extent>, String> {
+    let entries: Vec<MapEntry> = serde_json::from_slice(json).map_err(|e| e.to_string())?;
+    Ok(normalize(
+        entries
+            .into_iter()
+            .filter(|e| e.data)
+            .map(|e| Extent::new(e.start, e.length))
+            .collect(),
+    ))
+}
+
+/// The output file while it is written: a hidden file beside it, renamed over it only
+/// once the image is complete, so a failed, cancelled or crashed export never leaves a
+/// partial image under the name (nor destroys the file --force would replace).
+struct Partial {
+    file: File,
+    tmp: PathBuf,
+    path: PathBuf,
+}
+
+impl Partial {
+    fn create(path: &Path, force: bool) -> Result<Partial> {
+        if path.exists() {
+            if !force {
+                return Err(Error::FileExists(path.display().to_string()));
+            }
+            if !path.metadata().map(|m| m.is_file()).unwrap_or(false) {
+                return Err(Error::InvalidArgument(format!(
+                    "{} is not a regular file: thinsr writes images to files or stdout",
+                    path.display()
+                )));
+            }
+        }
+        let name = path
+            .file_name()
+            .ok_or_else(|| Error::InvalidArgument(format!("{} names no file", path.display())))?;
+        let tmp = path.with_file_name(format!(
+            ".{}.thinsr-{}",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        let file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| Error::Io {
+                context: tmp.display().to_string(),
+                source: e,
+            })?;
+        Ok(Partial {
+            file,
+            tmp,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Puts the complete image in place.
+    fn finish(self) -> Result<()> {
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::Io {
+            context: self.path.display().to_string(),
+            source: e,
+        })
+    }
+
+    fn discard(self) {
+        let _ = std::fs::remove_file(&self.tmp);
+    }
+}
+
+impl Ctx {
+    /// `thinsr export`: writes the VDI (or what changed since `base`) as an image, reading
+    /// only its data. A VDI attached read-write is exported from a temporary snapshot.
+    pub fn export(
+        &self,
+        key: &str,
+        sr: Option<&str>,
+        opts: &ExportOpts,
+        target: &Target,
+        progress: &dyn Progress,
+    ) -> Result<ExportReport> {
+        let start = Instant::now();
+        let found = self.resolve(key, sr)?;
+        let sr_uuid = found.entry.uuid.clone();
+        let v = found
+            .meta
+            .vdi(&found.uuid)
+            .cloned()
+            .ok_or_else(|| Error::VdiNotFound(key.into()))?;
+        if v.is_template() {
+            return Err(Error::VdiIsTemplate(v.name.clone()));
+        }
+        crate::vdi::refuse_pending(&v)?;
+        if opts.base.is_some() && opts.format != Format::Qcow2 {
+            return Err(Error::Usage(
+                "--base writes a qcow2 image (only qcow2 can fall through to a backing file)"
+                    .into(),
+            ));
+        }
+        let base = match &opts.base {
+            None => None,
+            Some(b) => Some(self.export_base(&v, b, &sr_uuid)?),
+        };
+        let mut opts = opts.clone();
+        if let Some(b) = &base {
+            opts.backing_name
+                .get_or_insert_with(|| format!("{}.qcow2", b.lv));
+        }
+        let opts = &opts;
+        if opts.format == Format::Vhd && v.size.0 > vhd::MAX_SIZE {
+            return Err(Error::InvalidArgument(format!(
+                "VDI '{}' is {}, beyond the 2040 GiB a VHD holds: export it as qcow2 or raw",
+                v.name, v.size
+            )));
+        }
+        if let Some(n) = &opts.backing_name {
+            if n.len() > qcow2::MAX_BACKING_NAME || n.contains('\0') {
+                return Err(Error::InvalidArgument(
+                    "--backing-name is at most 1023 bytes, without NUL".into(),
+                ));
+            }
+        }
+        cancel::watch();
+        let partial = match target {
+            Target::File { path, force } => Some(Partial::create(path, *force)?),
+            Target::Stdout => None,
+        };
+        let base_uuid = base.as_ref().map(|b| b.uuid.clone());
+        let result = self.export_to(
+            &v,
+            &sr_uuid,
+            base_uuid.as_deref(),
+            opts,
+            partial.as_ref().map(|p| &p.file),
+            progress,
+        );
+        let result = match (result, partial) {
+            (Ok(r), Some(p)) => p.finish().map(|_| r),
+            (Err(e), Some(p)) => {
+                p.discard();
+                Err(e)
+            }
+            (r, None) => r,
+        };
+        let (read, written, from_snapshot) = result?;
+        Ok(ExportReport {
+            vdi: v.name.clone(),
+            uuid: v.uuid.clone(),
+            format: opts.format.to_string(),
+            output: match target {
+                Target::File { path, .. } => path.display().to_string(),
+                Target::Stdout => "-".into(),
+            },
+            virtual_size: v.size.0,
+            read,
+            written,
+            base: base.map(|b| b.uuid),
+            from_snapshot,
+            seconds: start.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// The snapshot `key` a delta export of `v` is taken against.
+    fn export_base(&self, v: &VdiMeta, key: &str, sr: &str) -> Result<VdiMeta> {
+        let found = self.resolve(key, Some(sr))?;
+        let b = found
+            .meta
+            .vdi(&found.uuid)
+            .cloned()
+            .ok_or_else(|| Error::VdiNotFound(key.into()))?;
+        let why = if b.uuid == v.uuid {
+            Some("it is the VDI itself".to_string())
+        } else if b.kind == VdiKind::Preallocated || v.kind == VdiKind::Preallocated {
+            Some("a delta needs two thin VDIs; preallocated ones have no map".into())
+        } else if b.is_template() {
+            Some("it is a template".into())
+        } else if b.origin != v.origin {
+            Some("it does not read the same template".into())
+        } else {
+            None
+        };
+        match why {
+            Some(why) => Err(Error::InvalidArgument(format!(
+                "'{}' cannot be the base of an export of '{}': {why}",
+                b.name, v.name
+            ))),
+            None => Ok(b),
+        }
+    }
+
+    /// Attaches what the export reads and exports it; undoes the attachment (and removes
+    /// the temporary snapshot) whatever happens. Returns (read, written, from_snapshot).
+    fn export_to(
+        &self,
+        v: &VdiMeta,
+        sr: &str,
+        base: Option<&str>,
+        opts: &ExportOpts,
+        file: Option<&File>,
+        progress: &dyn Progress,
+    ) -> Result<(u64, u64, bool)> {
+        let (src, snapshot) = match self.export_source(&v.uuid, sr, base)? {
+            Prepared::Ready(s) => (s, None),
+            Prepared::Live if v.kind == VdiKind::Preallocated => {
+                return Err(Error::VdiAttached {
+                    vdi: v.name.clone(),
+                    device: "attached read-write, and a preallocated VDI has no instant \
+                             snapshot to export from: detach it, or attach it read-only"
+                        .into(),
+                })
+            }
+            Prepared::Live => {
+                let label = format!("export of {}", &v.uuid[..8]);
+                let snap = self.vdi_snapshot(&v.uuid, Some(sr), Some(&label), false)?;
+                crash::point("export.after-snapshot");
+                match self.export_source(&snap.uuid, sr, base) {
+                    Ok(Prepared::Ready(s)) => (s, Some(snap.uuid)),
+                    other => {
+                        let _ = self.vdi_destroy(&snap.uuid, Some(sr));
+                        other?;
+                        return Err(Error::VdiAttached {
+                            vdi: snap.name,
+                            device: "its temporary snapshot is attached read-write".into(),
+                        });
+                    }
+                }
+            }
+        };
+        crash::point("export.after-attach");
+        let result = self.export_from(&src, opts, file, progress);
+        progress.end();
+        let mut undo = Ok(());
+        if src.attached_here {
+            undo = self.vdi_detach(&src.uuid, Some(sr)).map(drop);
+        }
+        if let Some(s) = &snapshot {
+            undo = undo.and(self.vdi_destroy(s, Some(sr)).map(drop));
+        }
+        let (read, written) = result?;
+        undo?;
+        Ok((read, written, snapshot.is_some()))
+    }
+
+    /// Makes VDI `uuid` readable without letting it change under the export: a read-only
+    /// device of ours (or LVM's, preallocated), or the one it has when attached read-only.
+    fn export_source(&self, uuid: &str, sr: &str, base: Option<&str>) -> Result<Prepared> {
+        self.with_vdi(uuid, Some(sr), |ctx, op, vg, uuid| {
+            let v = op
+                .meta
+                .vdi(uuid)
+                .cloned()
+                .ok_or_else(|| Error::VdiNotFound(uuid.into()))?;
+            let lv = vg.vdi_lv(uuid).ok_or_else(|| {
+                Error::LvNotFound(format!("{}/{} (of VDI '{}')", vg.name, v.lv, v.name))
+            })?;
+            let writable_lv = matches!(lv.attr.as_bytes().get(1), Some(b'w'));
+            let (path, attached_here) = match ctx.our_device(uuid) {
+                Some(d) if !d.read_only => return Ok(Prepared::Live),
+                Some(d) => (d.path(), false),
+                None if lv.active && writable_lv => return Ok(Prepared::Live),
+                None if lv.active => (
+                    PathBuf::from(crate::lvm::dev_path(&vg.name, &lv.name)),
+                    false,
+                ),
+                None => (ctx.attach_for_reading(op, vg, &v)?, true),
+            };
+            let origin = v.origin.as_ref().and_then(|t| op.meta.vdi(t)).cloned();
+            Ok(Prepared::Ready(Box::new(Readable {
+                uuid: uuid.to_string(),
+                path,
+                thin_id: lv.thin_id.filter(|_| v.kind != VdiKind::Preallocated),
+                base_thin_id: base.and_then(|b| vg.vdi_lv(b)).and_then(|l| l.thin_id),
+                vg: vg.name.clone(),
+                pool: op.entry.pool.clone(),
+                size: lv.size.0,
+                origin,
+                attached_here,
+            })))
+        })
+    }
+
+    /// Maps the source, then writes the image. Returns (bytes read, bytes written).
+    fn export_from(
+        &self,
+        src: &Readable,
+        opts: &ExportOpts,
+        file: Option<&File>,
+        progress: &dyn Progress,
+    ) -> Result<(u64, u64)> {
+        let size = src.size;
+        let cluster = qcow2::CLUSTER;
+        let template = match &src.origin {
+            Some(t) => template_data(t, size)?,
+            None => vec![],
+        };
+        let (data, zero) = match (src.thin_id, src.base_thin_id) {
+            (None, _) => (vec![Extent::new(0, size)], vec![]),
+            (Some(id), None) => {
+                let (_, mapped) = self.thin_map(src, |tmeta| {
+                    let id = id.to_string();
+                    let xml = run_xml("thin_dump", &["-m", "--dev-id", &id, tmeta])?;
+                    thin_xml::parse_dump(&xml, id.parse().expect("a number"))
+                })?;
+                let all = normalize([mapped, template].concat());
+                (align(&all, cluster, size), vec![])
+            }
+            (Some(id), Some(base)) => {
+                let d = self.thin_map(src, |tmeta| {
+                    let (a, b) = (base.to_string(), id.to_string());
+                    let xml = run_xml("thin_delta", &["-m", "--thin1", &a, "--thin2", &b, tmeta])?;
+                    thin_xml::parse_delta(&xml)
+                })?;
+                if src.origin.is_some() {
+                    // Discarded blocks of a clone read its template again.
+                    let changed = normalize([d.changed, d.removed].concat());
+                    (align(&changed, cluster, size), vec![])
+                } else {
+                    let data = align(&d.changed, cluster, size);
+                    let zero = subtract(&align(&d.removed, cluster, size), &data);
+                    (data, zero)
+                }
+            }
+        };
+        let what = src.path.display().to_string();
+        let dev = File::options()
+            .read(true)
+            .custom_flags(nix::libc::O_DIRECT)
+            .open(&src.path)
+            .map_err(|e| Error::Io {
+                context: what.clone(),
+                source: e,
+            })?;
+        let mut reader = (dev, what);
+        progress.begin(&format!("exporting {}", Bytes(size)), total(&data));
+        let mut feed = Feed::new(&mut reader, progress);
+        let stdout = std::io::stdout();
+        let mut lock = stdout.lock();
+        let mut out = match file {
+            Some(f) => Out::file(f, "the output file"),
+            None => Out::stream(&mut lock as &mut dyn Write, "stdout"),
+        };
+        match opts.format {
+            Format::Raw => write_raw(size, &data, &mut feed, &mut out)?,
+            Format::Vhd => {
+                let id = *uuid::Uuid::new_v4().as_bytes();
+                vhd::write(size, &data, &id, &mut feed, &mut out)?;
+            }
+            Format::Qcow2 => {
+                let img = qcow2::Image {
+                    size,
+                    data: &data,
+                    zero: &zero,
+                    backing: opts.backing_name.as_deref(),
+                };
+                qcow2::write(&img, &mut feed, &mut out)?;
+            }
+        }
+        let read = feed.read;
+        let written = out.finish()?;
+        if let Some(f) = file {
+            f.sync_all().map_err(|e| Error::Io {
+                context: "the output file".into(),
+                source: e,
+            })?;
+        }
+        Ok((read, written))
+    }
+
+    /// Runs `f` on the pool's metadata snapshot.
+    fn thin_map<T>(&self, src: &Readable, f: impl FnOnce(&str) -> Result<T>) -> Result<T> {
+        thin::with_metadata_snapshot(&src.vg, &src.pool, f)?.ok_or_else(|| {
+            Error::DmFailed(format!("the pool {}/{} is not active", src.vg, src.pool))
+        })
+    }
+}
+
+fn run_xml(tool_name: &str, args: &[&str]) -> Result<String> {
+    let out = tool::output(tool_name, args)?;
+    if !out.status.success() {
+        return Err(tool::failed(tool_name, &out));
+    }
+    String::from_utf8(out.stdout).map_err(|_| Error::CommandFailed {
+        tool: tool_name.into(),
+        message: "output is not UTF-8".into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_qemu_map() {
+        let json = br#"[{ "start": 0, "length": 65536, "depth": 0, "present": true, "zero": false, "data": true, "offset": 327680},
+{ "start": 65536, "length": 1048576, "depth": 0, "present": false, "zero": true, "data": false},
+{ "start": 1114112, "length": 4096, "depth": 0, "present": true, "zero": false, "data": true, "offset": 393216}]"#;
+        assert_eq!(
+            parse_qemu_map(json).unwrap(),
+            vec![Extent::new(0, 65536), Extent::new(1114112, 4096)]
+        );
+        assert!(parse_qemu_map(b"[{}]").is_err());
+        assert_eq!(Format::of_path(Path::new("/x/a.vhd")), Some(Format::Vhd));
+        assert_eq!(Format::of_path(Path::new("a")), None);
+        assert!(Format::parse("vmdk").is_err());
+    }
+}
+
+#[cfg(test)]
+mod roundtrip_tests;

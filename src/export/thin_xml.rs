@@ -1,0 +1,330 @@
+//! The XML that `thin_dump` and `thin_delta` print: which blocks of a thin device hold data,
+//! and which differ between two thin devices. Units are the pool's data blocks.
+
+use std::collections::HashMap;
+
+use super::extent::{normalize, Extent};
+use crate::error::{Error, Result};
+
+/// One tag: `<name a="v" .../>`, `<name ...>` or `</name>`.
+struct Tag<'a> {
+    name: &'a str,
+    closing: bool,
+    attrs: Vec<(&'a str, &'a str)>,
+}
+
+impl Tag<'_> {
+    fn attr(&self, key: &str) -> Option<&str> {
+        self.attrs.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    }
+}
+
+fn bad(tool: &str, why: impl Into<String>) -> Error {
+    Error::CommandFailed {
+        tool: tool.into(),
+        message: format!("unexpected output: {}", why.into()),
+    }
+}
+
+/// The tags of `xml`, in order; text between them is ignored (these documents have none).
+fn tags<'a>(tool: &'a str, xml: &'a str) -> impl Iterator<Item = Result<Tag<'a>>> + 'a {
+    let mut rest = xml;
+    std::iter::from_fn(move || {
+        let open = rest.find('<')?;
+        let Some(len) = rest[open..].find('>') else {
+            rest = "";
+            return Some(Err(bad(tool, "a tag is not closed")));
+        };
+        let body = &rest[open + 1..open + len];
+        rest = &rest[open + len + 1..];
+        if body.starts_with('?') || body.starts_with('!') {
+            return Some(Ok(Tag {
+                name: "",
+                closing: false,
+                attrs: vec![],
+            }));
+        }
+        Some(parse_tag(tool, body))
+    })
+}
+
+fn parse_tag<'a>(tool: &str, body: &'a str) -> Result<Tag<'a>> {
+    let closing = body.starts_with('/');
+    let body = body.trim_start_matches('/').trim_end_matches('/');
+    let (name, mut rest) = body.split_once(char::is_whitespace).unwrap_or((body, ""));
+    let mut attrs = Vec::new();
+    loop {
+        rest = rest.trim_start();
+        if rest.is_empty() {
+            break;
+        }
+        let (key, after) = rest
+            .split_once("=\"")
+            .ok_or_else(|| bad(tool, format!("attribute without a value in <{name}>")))?;
+        let (value, after) = after
+            .split_once('"')
+            .ok_or_else(|| bad(tool, format!("unterminated attribute in <{name}>")))?;
+        attrs.push((key.trim(), value));
+        rest = after;
+    }
+    Ok(Tag {
+        name,
+        closing,
+        attrs,
+    })
+}
+
+fn num(tool: &str, tag: &Tag, key: &str) -> Result<u64> {
+    let v = tag
+        .attr(key)
+        .ok_or_else(|| bad(tool, format!("<{}> without {key}", tag.name)))?;
+    v.parse().map_err(|_| {
+        bad(
+            tool,
+            format!("{key}=\"{}\" is not a number", crate::units::clip(v)),
+        )
+    })
+}
+
+/// Blocks `[begin, begin+len)` as bytes, refusing ranges that overflow.
+fn blocks(tool: &str, begin: u64, len: u64, block: u64) -> Result<Extent> {
+    let start = begin.checked_mul(block);
+    let len = len.checked_mul(block);
+    match (start, len) {
+        (Some(s), Some(l)) if s.checked_add(l).is_some() => Ok(Extent::new(s, l)),
+        _ => Err(bad(tool, "a range beyond 2^64 bytes")),
+    }
+}
+
+/// The pool's data block size in bytes, from `<superblock data_block_size=sectors>`.
+fn block_size(tool: &str, tag: &Tag) -> Result<u64> {
+    let sectors = num(tool, tag, "data_block_size")?;
+    if sectors == 0 || sectors > 1 << 21 {
+        return Err(bad(tool, format!("data_block_size {sectors}")));
+    }
+    Ok(sectors * 512)
+}
+
+/// The mapped ranges of thin device `dev_id` (bytes, normalized) and the block size, from
+/// `thin_dump`. thin-tools 1.x may share subtrees: `<def name>` ... `</def>` and `<ref name>`.
+pub fn parse_dump(xml: &str, dev_id: u32) -> Result<(u64, Vec<Extent>)> {
+    const T: &str = "thin_dump";
+    let mut block = None;
+    let mut defs: HashMap<String, Vec<Extent>> = HashMap::new();
+    let mut def: Option<(String, Vec<Extent>)> = None;
+    let mut in_dev = false;
+    let mut found = false;
+    let mut mapped = Vec::new();
+    for tag in tags(T, xml) {
+        let tag = tag?;
+        let range = match (tag.name, tag.closing) {
+            ("superblock", false) => {
+                block = Some(block_size(T, &tag)?);
+                continue;
+            }
+            ("device", false) => {
+                in_dev = num(T, &tag, "dev_id")? == u64::from(dev_id);
+                found |= in_dev;
+                continue;
+            }
+            ("device", true) => {
+                in_dev = false;
+                continue;
+            }
+            ("def", false) => {
+                let name = tag
+                    .attr("name")
+                    .ok_or_else(|| bad(T, "<def> without a name"))?;
+                def = Some((name.to_string(), Vec::new()));
+                continue;
+            }
+            ("def", true) => {
+                if let Some((name, v)) = def.take() {
+                    defs.insert(name, v);
+                }
+                continue;
+            }
+            ("ref", false) => {
+                if in_dev {
+                    let name = tag.attr("name").unwrap_or_default();
+                    let shared = defs.get(name).ok_or_else(|| {
+                        bad(
+                            T,
+                            format!("<ref> to an unknown def '{}'", crate::units::clip(name)),
+                        )
+                    })?;
+                    mapped.extend_from_slice(shared);
+                }
+                continue;
+            }
+            ("range_mapping", false) => (num(T, &tag, "origin_begin")?, num(T, &tag, "length")?),
+            ("single_mapping", false) => (num(T, &tag, "origin_block")?, 1),
+            _ => continue,
+        };
+        let b = block.ok_or_else(|| bad(T, "a mapping before the superblock"))?;
+        let e = blocks(T, range.0, range.1, b)?;
+        if let Some((_, v)) = def.as_mut() {
+            v.push(e);
+        } else if in_dev {
+            mapped.push(e);
+        }
+    }
+    let block = block.ok_or_else(|| bad(T, "no superblock"))?;
+    if !found {
+        return Err(bad(T, format!("no device {dev_id} in the pool's metadata")));
+    }
+    Ok((block, normalize(mapped)))
+}
+
+/// Between two thin devices, from `thin_delta`: what the right one maps differently from
+/// the left one (changed or new), and what only the left one maps (discarded since).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Delta {
+    pub block: u64,
+    pub changed: Vec<Extent>,
+    pub removed: Vec<Extent>,
+}
+
+/// Parses `thin_delta` output, short or `--verbose` (where `<range>` sits inside the kind).
+pub fn parse_delta(xml: &str) -> Result<Delta> {
+    const T: &str = "thin_delta";
+    let mut block = None;
+    let mut d = Delta::default();
+    let mut kind: Option<&str> = None;
+    let mut diff = false;
+    for tag in tags(T, xml) {
+        let tag = tag?;
+        if tag.closing {
+            if tag.name == kind.unwrap_or_default() {
+                kind = None;
+            }
+            continue;
+        }
+        let which = match tag.name {
+            "superblock" => {
+                block = Some(block_size(T, &tag)?);
+                continue;
+            }
+            "diff" => {
+                diff = true;
+                continue;
+            }
+            "same" | "different" | "left_only" | "right_only" if tag.attr("begin").is_none() => {
+                kind = Some(tag.name);
+                continue;
+            }
+            "same" | "different" | "left_only" | "right_only" => tag.name,
+            "range" => kind.ok_or_else(|| bad(T, "<range> outside a kind"))?,
+            _ => continue,
+        };
+        let b = block.ok_or_else(|| bad(T, "a range before the superblock"))?;
+        let e = blocks(T, num(T, &tag, "begin")?, num(T, &tag, "length")?, b)?;
+        match which {
+            "different" | "right_only" => d.changed.push(e),
+            "left_only" => d.removed.push(e),
+            _ => {}
+        }
+    }
+    d.block = block.ok_or_else(|| bad(T, "no superblock"))?;
+    if !diff {
+        return Err(bad(T, "no <diff>"));
+    }
+    d.changed = normalize(d.changed);
+    d.removed = normalize(d.removed);
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DUMP: &str = r#"<superblock uuid="" time="1" transaction="3" flags="0" version="2" data_block_size="128" nr_data_blocks="1000">
+  <device dev_id="1" mapped_blocks="5" transaction="0" creation_time="0" snap_time="1">
+    <range_mapping origin_begin="0" data_begin="10" length="3" time="0"/>
+    <single_mapping origin_block="7" data_block="20" time="0"/>
+  </device>
+  <device dev_id="2" mapped_blocks="4" transaction="0" creation_time="1" snap_time="1">
+    <range_mapping origin_begin="0" data_begin="10" length="2" time="0"/>
+    <single_mapping origin_block="7" data_block="30" time="1"/>
+    <single_mapping origin_block="8" data_block="31" time="1"/>
+  </device>
+</superblock>"#;
+
+    fn x(v: &[(u64, u64)]) -> Vec<Extent> {
+        v.iter()
+            .map(|&(s, l)| Extent::new(s * 65536, l * 65536))
+            .collect()
+    }
+
+    #[test]
+    fn parses_thin_dump() {
+        assert_eq!(parse_dump(DUMP, 2).unwrap(), (65536, x(&[(0, 2), (7, 2)])));
+        assert_eq!(parse_dump(DUMP, 1).unwrap().1, x(&[(0, 3), (7, 1)]));
+        assert!(parse_dump(DUMP, 3).is_err());
+        assert!(parse_dump("", 1).is_err());
+        assert!(parse_dump("<superblock data_block_size=\"0\">", 1).is_err());
+        assert!(parse_dump("<superblock data_block_size=\"128\"><device dev_id=\"1\"><single_mapping origin_block=\"x\"/>", 1).is_err());
+        let huge = "<superblock data_block_size=\"128\"><device dev_id=\"1\"><range_mapping origin_begin=\"18446744073709551615\" length=\"2\"/>";
+        assert!(parse_dump(huge, 1).is_err());
+    }
+
+    #[test]
+    fn parses_shared_subtrees() {
+        let xml = r#"<superblock data_block_size="128">
+  <def name="17"><range_mapping origin_begin="4" data_begin="1" length="2" time="0"/></def>
+  <device dev_id="1"><ref name="17"/><single_mapping origin_block="0" data_block="9" time="0"/></device>
+  <device dev_id="2"><ref name="17"/></device>
+</superblock>"#;
+        assert_eq!(parse_dump(xml, 1).unwrap().1, x(&[(0, 1), (4, 2)]));
+        assert_eq!(parse_dump(xml, 2).unwrap().1, x(&[(4, 2)]));
+        assert!(parse_dump(
+            "<superblock data_block_size=\"128\"><device dev_id=\"1\"><ref name=\"9\"/>",
+            1
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn parses_thin_delta_short_and_verbose() {
+        let short = r#"<superblock uuid="" time="1" transaction="3" data_block_size="128" nr_data_blocks="1000">
+  <diff left="1" right="2">
+    <same begin="0" length="2"/>
+    <left_only begin="2" length="1"/>
+    <different begin="7" length="1"/>
+    <left_only begin="9" length="1"/>
+    <right_only begin="12" length="1"/>
+  </diff>
+</superblock>"#;
+        let verbose = r#"<superblock uuid="" time="1" transaction="3" data_block_size="128" nr_data_blocks="1000">
+  <diff left="1" right="2">
+    <same>
+      <range begin="0" data_begin="10" length="2"/>
+    </same>
+    <left_only>
+      <range begin="2" data_begin="12" length="1"/>
+    </left_only>
+    <different>
+      <range begin="7" left_data_begin="20" right_data_begin="30" length="1"/>
+    </different>
+    <left_only>
+      <range begin="9" data_begin="21" length="1"/>
+    </left_only>
+    <right_only>
+      <range begin="12" data_begin="31" length="1"/>
+    </right_only>
+  </diff>
+</superblock>"#;
+        let want = Delta {
+            block: 65536,
+            changed: x(&[(7, 1), (12, 1)]),
+            removed: x(&[(2, 1), (9, 1)]),
+        };
+        assert_eq!(parse_delta(short).unwrap(), want);
+        assert_eq!(parse_delta(verbose).unwrap(), want);
+        assert!(parse_delta("<superblock data_block_size=\"128\">").is_err());
+        assert!(parse_delta(
+            "<superblock data_block_size=\"128\"><diff><range begin=\"1\" length=\"1\"/>"
+        )
+        .is_err());
+    }
+}
