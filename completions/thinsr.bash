@@ -106,6 +106,9 @@ _thinsr() {
             thinsr__subcmd__help__subcmd__sr,show)
                 cmd="thinsr__subcmd__help__subcmd__sr__subcmd__show"
                 ;;
+            thinsr__subcmd__help__subcmd__template,cache)
+                cmd="thinsr__subcmd__help__subcmd__template__subcmd__cache"
+                ;;
             thinsr__subcmd__help__subcmd__template,forget)
                 cmd="thinsr__subcmd__help__subcmd__template__subcmd__forget"
                 ;;
@@ -117,6 +120,9 @@ _thinsr() {
                 ;;
             thinsr__subcmd__help__subcmd__template,show)
                 cmd="thinsr__subcmd__help__subcmd__template__subcmd__show"
+                ;;
+            thinsr__subcmd__help__subcmd__template,warm)
+                cmd="thinsr__subcmd__help__subcmd__template__subcmd__warm"
                 ;;
             thinsr__subcmd__help__subcmd__vdi,attach)
                 cmd="thinsr__subcmd__help__subcmd__vdi__subcmd__attach"
@@ -274,6 +280,9 @@ _thinsr() {
             thinsr__subcmd__sr__subcmd__help,show)
                 cmd="thinsr__subcmd__sr__subcmd__help__subcmd__show"
                 ;;
+            thinsr__subcmd__template,cache)
+                cmd="thinsr__subcmd__template__subcmd__cache"
+                ;;
             thinsr__subcmd__template,forget)
                 cmd="thinsr__subcmd__template__subcmd__forget"
                 ;;
@@ -289,6 +298,12 @@ _thinsr() {
             thinsr__subcmd__template,show)
                 cmd="thinsr__subcmd__template__subcmd__show"
                 ;;
+            thinsr__subcmd__template,warm)
+                cmd="thinsr__subcmd__template__subcmd__warm"
+                ;;
+            thinsr__subcmd__template__subcmd__help,cache)
+                cmd="thinsr__subcmd__template__subcmd__help__subcmd__cache"
+                ;;
             thinsr__subcmd__template__subcmd__help,forget)
                 cmd="thinsr__subcmd__template__subcmd__help__subcmd__forget"
                 ;;
@@ -303,6 +318,9 @@ _thinsr() {
                 ;;
             thinsr__subcmd__template__subcmd__help,show)
                 cmd="thinsr__subcmd__template__subcmd__help__subcmd__show"
+                ;;
+            thinsr__subcmd__template__subcmd__help,warm)
+                cmd="thinsr__subcmd__template__subcmd__help__subcmd__warm"
                 ;;
             thinsr__subcmd__vdi,attach)
                 cmd="thinsr__subcmd__vdi__subcmd__attach"
@@ -781,8 +799,22 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__help__subcmd__template)
-            opts="introduce forget list show"
+            opts="introduce forget cache warm list show"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__help__subcmd__template__subcmd__cache)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -837,6 +869,20 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__help__subcmd__template__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__help__subcmd__template__subcmd__warm)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1827,12 +1873,38 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__template)
-            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --scheme-dir --help --version introduce forget list show help"
+            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --scheme-dir --help --version introduce forget cache warm list show help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__template__subcmd__cache)
+            opts="-y -q -v -h -V --sr --json --yes --quiet --verbose --config --scheme-dir --help --version on off"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --sr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1875,8 +1947,22 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__template__subcmd__help)
-            opts="introduce forget list show help"
+            opts="introduce forget cache warm list show help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__template__subcmd__help__subcmd__cache)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1958,8 +2044,22 @@ _thinsr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        thinsr__subcmd__template__subcmd__help__subcmd__warm)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         thinsr__subcmd__template__subcmd__introduce)
-            opts="-y -q -v -h -V --sr --name --json --yes --quiet --verbose --config --scheme-dir --help --version"
+            opts="-y -q -v -h -V --sr --name --cache --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2015,6 +2115,32 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__template__subcmd__show)
+            opts="-y -q -v -h -V --sr --json --yes --quiet --verbose --config --scheme-dir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --sr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__template__subcmd__warm)
             opts="-y -q -v -h -V --sr --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2847,7 +2973,7 @@ _thinsr_dynamic() {
             "vdi set-description"|"vdi set"|"vdi unset"|"vdi attach"|"vdi detach") kind=vdi ;;
             "sr attach"|"sr detach"|"sr forget"|"sr destroy"|"sr show"|"sr rename"|\
             "sr set-description") kind=sr ;;
-            "template forget"|"template show") kind=template ;;
+            "template forget"|"template show"|"template cache"|"template warm") kind=template ;;
         esac
     fi
     if [[ -n $kind ]]; then

@@ -9,6 +9,10 @@
 //! - a tagged preallocated LV with no entry was never zeroed nor used: removed, with --yes;
 //! - a device of thinsr's left without a table or suspended by a crash is resumed if it
 //!   can be, else removed; one serving a VDI the SR no longer has is removed, with --yes;
+//! - a thin device in an owned pool that no LV names (an interrupted lvcreate or lvremove)
+//!   is freed, with --yes;
+//! - a template cache LV no template uses (an interrupted cache on/off) is removed: it
+//!   holds only copies;
 //! - a template attachment whose server died is cleared when no clone reads it; clones
 //!   still reading it must be detached and attached again.
 
@@ -81,7 +85,20 @@ impl Ctx {
         let mut keep = Vec::new();
         for mut v in std::mem::take(&mut op.meta.vdis) {
             if v.is_template() {
-                // Its image lives outside the VG.
+                // Its image lives outside the VG; only its cache is ours.
+                if let Some(c) = v.cache.clone().filter(|c| vg.lv(c).is_none()) {
+                    findings.push(Finding {
+                        kind: "missing_cache",
+                        subject: format!("template '{}' ({})", v.name, v.uuid),
+                        problem: format!("its cache LV {}/{c} is gone", vg.name),
+                        repair: "serve it uncached ('template cache on' makes a new cache)".into(),
+                        repaired: repair,
+                    });
+                    if repair {
+                        v.cache = None;
+                        changed = true;
+                    }
+                }
                 keep.push(v);
                 continue;
             }
@@ -209,6 +226,7 @@ impl Ctx {
                         pending: None,
                         image: None,
                         origin: lv.tag_value(TAG_ORIGIN).map(str::to_string),
+                        cache: None,
                     });
                     changed = true;
                 }
@@ -229,11 +247,47 @@ impl Ctx {
                 });
                 if remove {
                     self.remove_lv(&vg.name, &lv.name)?;
+                    removed.insert(lv.name.clone());
                 }
             }
         }
 
+        for lv in ours(&vg, &entry.uuid) {
+            let Some(template) = lv.tag_value(crate::lvm::TAG_CACHE) else {
+                continue;
+            };
+            let wanted = op
+                .meta
+                .vdi(template)
+                .is_some_and(|t| t.cache.as_deref() == Some(lv.name.as_str()));
+            if wanted || lv.open {
+                continue;
+            }
+            // A cache holds copies of its template only: nothing is lost removing it.
+            findings.push(Finding {
+                kind: "orphan_cache",
+                subject: format!("LV {}/{}", vg.name, lv.name),
+                problem: format!(
+                    "a cache of template {template} that no template uses (a cache on, off or forget was interrupted)"
+                ),
+                repair: "remove it (it holds only copies of the template)".into(),
+                repaired: repair,
+            });
+            if repair {
+                self.remove_lv(&vg.name, &lv.name)?;
+                removed.insert(lv.name.clone());
+            }
+        }
+
         findings.extend(self.datapath_findings(&op.meta, &vg, &entry.uuid, repair, yes)?);
+        findings.extend(self.thin_id_findings(
+            &vg,
+            &removed,
+            &entry.pool,
+            op.meta.pool_owned,
+            repair,
+            yes,
+        )?);
 
         let status = crate::dm::pool_status(&vg.name, &entry.pool)?;
         if let Some(t) = status.and_then(|k| k.trouble()) {
@@ -248,12 +302,99 @@ impl Ctx {
         if changed {
             op.save()?;
         }
+        // The metadata is the SR's truth; the host's registry copies it (a rename that
+        // crashed between the two leaves the old name here).
+        let truth = crate::registry::Entry::from_meta(&op.meta, &entry.vg, &entry.meta_lv);
+        if truth != entry {
+            findings.push(Finding {
+                kind: "registry_stale",
+                subject: format!("SR '{}' in this host's registry", entry.name),
+                problem: format!(
+                    "the registry says '{}', the SR's metadata '{}' (a rename or change was interrupted)",
+                    entry.name, truth.name
+                ),
+                repair: "copy the metadata into the registry".into(),
+                repaired: repair,
+            });
+            if repair {
+                self.replace_entry(truth)?;
+            }
+        }
         Ok(CheckReport {
             sr: entry.uuid.clone(),
             name: op.meta.name.clone(),
             findings,
             warnings: self.lvm_filter_warning().into_iter().collect(),
         })
+    }
+
+    /// Thin devices the pool holds that no LV names (an lvcreate or lvremove interrupted
+    /// between the kernel and LVM's metadata: space lost for good unless freed), and LVs
+    /// whose thin device the pool does not hold (their data is gone). Read from the
+    /// pool's own metadata, so only while the pool is active.
+    fn thin_id_findings(
+        &self,
+        vg: &Vg,
+        removed: &HashSet<String>,
+        pool: &str,
+        pool_owned: bool,
+        repair: bool,
+        yes: bool,
+    ) -> Result<Vec<Finding>> {
+        let Some(kernel) = crate::thin::mapped_bytes(&vg.name, pool)? else {
+            return Ok(vec![]);
+        };
+        let lvm: std::collections::HashMap<u32, &str> = vg
+            .lvs
+            .iter()
+            .filter(|l| l.pool == pool && !removed.contains(&l.name))
+            .filter_map(|l| Some((l.thin_id?, l.name.as_str())))
+            .collect();
+        let mut findings = Vec::new();
+        let mut unknown: Vec<(u32, u64)> = kernel
+            .iter()
+            .filter(|(id, _)| !lvm.contains_key(id))
+            .map(|(id, b)| (*id, *b))
+            .collect();
+        unknown.sort_unstable();
+        for (id, bytes) in unknown {
+            // In the admin's own pool an lvcreate of theirs may be under way: report only.
+            let remove = repair && yes && pool_owned;
+            findings.push(Finding {
+                kind: "unknown_thin_device",
+                subject: format!("thin device {id} of pool {}/{pool}", vg.name),
+                problem: format!(
+                    "it holds {} but no LV names it (an lvcreate or lvremove was interrupted)",
+                    Bytes(bytes)
+                ),
+                repair: if !pool_owned {
+                    "none: the pool is the admin's; check 'lvs' and 'thin_ls'".into()
+                } else if repair && !yes {
+                    "free it (needs --yes)".into()
+                } else {
+                    "free it".into()
+                },
+                repaired: remove,
+            });
+            if remove {
+                crate::thin::delete_thin(&vg.name, pool, id)?;
+            }
+        }
+        let mut missing: Vec<(&u32, &&str)> = lvm
+            .iter()
+            .filter(|(id, _)| !kernel.contains_key(id))
+            .collect();
+        missing.sort_unstable();
+        for (id, lv) in missing {
+            findings.push(Finding {
+                kind: "missing_thin_device",
+                subject: format!("LV {}/{lv}", vg.name),
+                problem: format!("its thin device {id} is not in the pool: its data is gone"),
+                repair: "none: restore it from a backup (thinsr export) and remove the LV".into(),
+                repaired: false,
+            });
+        }
+        Ok(findings)
     }
 
     /// Devices of ours and template attachments of this SR.

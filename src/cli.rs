@@ -459,9 +459,31 @@ The image must not change while clones exist: they read their unwritten blocks f
         /// The template's name (default: the image's file name without extension).
         #[arg(long, value_name = "NAME")]
         name: Option<String>,
+        /// Keep a local copy-on-read cache of it (see 'thinsr template cache').
+        #[arg(long)]
+        cache: bool,
     },
-    /// Unregister a template; refused while clones read from it.
+    /// Unregister a template (and remove its cache); refused while clones read from it.
     Forget(VdiArg),
+    /// Keep (on) or drop (off) a local copy-on-read cache of a remote template.
+    #[command(after_long_help = "\
+Examples:
+  thinsr template cache \"Windows 10\" on
+  thinsr template warm \"Windows 10\"
+
+A cached template is served to its clones through a thin LV of the SR's pool holding a
+qcow2 overlay of the image: a block read once is kept there, so each block crosses the
+network once per host, even across detach, 'sr detach' and reboots. VMs never write the
+cache: their writes go to their own volumes. Only images qemu opens itself (file://,
+nbd://) can be cached. Switching is refused while the template is attached.")]
+    Cache {
+        #[command(flatten)]
+        template: VdiArg,
+        #[arg(value_name = "STATE", value_parser = ["on", "off"])]
+        state: String,
+    },
+    /// Fetch a cached template completely now, with progress (cancellable, resumable).
+    Warm(VdiArg),
     /// List templates.
     List {
         #[command(flatten)]

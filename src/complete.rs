@@ -84,7 +84,7 @@ _thinsr_dynamic() {
             "vdi set-description"|"vdi set"|"vdi unset"|"vdi attach"|"vdi detach") kind=vdi ;;
             "sr attach"|"sr detach"|"sr forget"|"sr destroy"|"sr show"|"sr rename"|\
             "sr set-description") kind=sr ;;
-            "template forget"|"template show") kind=template ;;
+            "template forget"|"template show"|"template cache"|"template warm") kind=template ;;
         esac
     fi
     if [[ -n $kind ]]; then

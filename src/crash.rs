@@ -38,3 +38,50 @@ pub fn abort(name: &str) -> ! {
     eprintln!("thinsr: crash point {name}: aborting");
     std::process::abort()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    fn sources(dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                sources(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(std::fs::read_to_string(&p).unwrap());
+            }
+        }
+    }
+
+    /// Every crash point in the code is walked by some VM test (named there in quotes), so
+    /// a new multi-step operation cannot land without its crash test.
+    #[test]
+    fn every_crash_point_is_walked_by_a_vm_test() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let (mut src, mut tests) = (Vec::new(), Vec::new());
+        sources(&root.join("src"), &mut src);
+        sources(&root.join("tests"), &mut tests);
+        let tests = tests.concat();
+        let mut points = Vec::new();
+        for text in &src {
+            for marker in ["crash::point(\"", "crash::torn(\""] {
+                for (i, _) in text.match_indices(marker) {
+                    let rest = &text[i + marker.len()..];
+                    points.push(rest[..rest.find('"').unwrap()].to_string());
+                }
+            }
+        }
+        points.sort();
+        points.dedup();
+        assert!(points.len() >= 25, "found only {points:?}");
+        let unwalked: Vec<_> = points
+            .iter()
+            .filter(|p| !tests.contains(&format!("\"{p}\"")))
+            .collect();
+        assert!(
+            unwalked.is_empty(),
+            "crash points no VM test walks: {unwalked:?}"
+        );
+    }
+}

@@ -21,6 +21,7 @@ use crate::crash;
 use crate::dm::{self, OurDevice};
 use crate::error::{Error, Result};
 use crate::lock;
+use crate::lvm::Vg;
 use crate::meta::VdiMeta;
 use crate::nbd;
 use crate::sr::Ctx;
@@ -46,6 +47,9 @@ pub struct OriginState {
     /// The scheme whose script attached the image (to be told `detach`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheme: Option<String>,
+    /// The template's cache LV (`vg/lv`) the server reads and fills, activated for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<String>,
 }
 
 fn state_path(template: &str) -> PathBuf {
@@ -82,6 +86,11 @@ impl OriginState {
     }
 }
 
+/// True while template `uuid` has an attachment (live or not yet cleared).
+pub(crate) fn is_attached(template: &str) -> bool {
+    load_state(template).is_some()
+}
+
 /// thinsr's devices, or none where device-mapper is unavailable (listing must not fail).
 pub fn our_devices() -> Vec<OurDevice> {
     dm::open()
@@ -110,7 +119,7 @@ pub(crate) fn dead_origin(template: &str, devices: &[OurDevice]) -> Option<usize
 impl Ctx {
     /// The template's image as a read-only block device, attaching it if no live
     /// attachment exists. Returns its `major:minor`.
-    pub(crate) fn attach_origin(&self, t: &VdiMeta) -> Result<String> {
+    pub(crate) fn attach_origin(&self, t: &VdiMeta, vg: &Vg) -> Result<String> {
         let image = t.image.as_ref().ok_or_else(|| Error::VdiIncomplete {
             vdi: t.name.clone(),
             why: "the template records no image".into(),
@@ -123,6 +132,9 @@ impl Ctx {
             // A dead server or a half-made attachment: clear it and start again.
             self.release(&s)?;
         }
+        if let Some(cache) = &t.cache {
+            return self.attach_cached(t, vg, cache);
+        }
         let (path, scheme) = self.open_image(&image.uri)?;
         let mut state = OriginState {
             template: t.uuid.clone(),
@@ -131,6 +143,7 @@ impl Ctx {
             nbd: false,
             pid: None,
             scheme,
+            cache: None,
         };
         if state.scheme.is_some() && image.format == "raw" && is_block_device(&path) {
             // A raw block device needs no server in between.
@@ -144,6 +157,47 @@ impl Ctx {
             crash::point("attach.after-origin-state");
             let pid = nbd::connect(&state.device, &path.to_string_lossy(), &image.format)?;
             state.pid = Some(pid);
+            save_state(&state)
+        });
+        if let Err(e) = connected {
+            let _ = self.release(&state);
+            return Err(e);
+        }
+        dm::devno(&state.device)
+    }
+
+    /// Serves template `t` through its cache LV (activated for it): qemu reads the image
+    /// (the overlay's backing file) only where the cache has nothing yet.
+    fn attach_cached(&self, t: &VdiMeta, vg: &Vg, cache: &str) -> Result<String> {
+        let lv = vg.lv(cache).ok_or_else(|| Error::VdiIncomplete {
+            vdi: t.name.clone(),
+            why: format!(
+                "its cache LV {}/{cache} is missing: 'thinsr template cache {} off' forgets it",
+                vg.name, t.uuid
+            ),
+        })?;
+        let name = format!("{}/{}", vg.name, lv.name);
+        let mut state = OriginState {
+            template: t.uuid.clone(),
+            uri: t.image.as_ref().map(|i| i.uri.clone()).unwrap_or_default(),
+            device: PathBuf::new(),
+            nbd: true,
+            pid: None,
+            scheme: None,
+            cache: Some(name.clone()),
+        };
+        let connected = nbd::pick_device().and_then(|device| {
+            state.device = device;
+            save_state(&state)?;
+            // Its device node, not the report: clearing a stale attachment just now may
+            // have deactivated it.
+            let path = PathBuf::from(crate::lvm::dev_path(&vg.name, &lv.name));
+            if !path.exists() {
+                self.lvm
+                    .run(&crate::lvm::strings(&["lvchange", "-ay", "-K", &name]))?;
+            }
+            crash::point("attach.after-cache-active");
+            state.pid = Some(nbd::connect_cached(&state.device, &path)?);
             save_state(&state)
         });
         if let Err(e) = connected {
@@ -172,6 +226,10 @@ impl Ctx {
         }
         if let Some(scheme) = &s.scheme {
             run_scheme(&self.scheme_dir, scheme, "detach", &s.uri)?;
+        }
+        if let Some(cache) = &s.cache {
+            self.lvm
+                .run(&crate::lvm::strings(&["lvchange", "-an", cache]))?;
         }
         match std::fs::remove_file(state_path(&s.template)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(

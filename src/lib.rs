@@ -1,6 +1,7 @@
 //! thinsr: thin-provisioned local VM-disk storage on LVM and dm-thin.
 
 pub mod aligned;
+pub mod cache;
 pub mod cancel;
 pub mod check;
 pub mod cli;
@@ -12,6 +13,8 @@ pub mod dm;
 pub mod docs;
 pub mod error;
 pub mod export;
+#[cfg(test)]
+mod fuzz;
 pub mod lock;
 pub mod loopdev;
 pub mod lvm;

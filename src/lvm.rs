@@ -20,6 +20,8 @@ pub const TAG_VDI: &str = "thinsr_vdi=";
 /// On the LV of a VDI reading a template: the template's uuid, so an LV found without its
 /// metadata entry can be adopted with its origin.
 pub const TAG_ORIGIN: &str = "thinsr_origin=";
+/// On a template's cache LV: the template it caches.
+pub const TAG_CACHE: &str = "thinsr_cache=";
 
 const VG_FIELDS: &str = "vg_name,vg_uuid,vg_size,vg_free,vg_extent_size,vg_tags";
 const PV_FIELDS: &str = "pv_name,pv_size,pv_free,vg_name";

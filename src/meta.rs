@@ -164,6 +164,10 @@ pub struct VdiMeta {
     /// external origin). Snapshots and clones inherit it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
+    /// A template's local cache: the thin LV holding a qcow2 overlay of its image, filled
+    /// as clones read it (found by its `thinsr_cache=<template>` tag, this is its name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<String>,
 }
 
 /// A template image, as found when it was introduced.
@@ -236,6 +240,35 @@ fn decode_slot(buf: &[u8]) -> Option<Slot> {
         generation: u64_at(16),
         payload: payload.to_vec(),
     })
+}
+
+/// The YAML document of a slot, checked; the error says why it is not one.
+fn parse_document(payload: &[u8]) -> std::result::Result<SrMeta, String> {
+    let text = std::str::from_utf8(payload).map_err(|_| "not UTF-8".to_string())?;
+    let meta: SrMeta = serde_yaml::from_str(text).map_err(|e| format!("invalid YAML: {e}"))?;
+    if meta.format != FORMAT {
+        return Err(format!(
+            "unknown format {} (this thinsr reads {FORMAT})",
+            meta.format
+        ));
+    }
+    Ok(meta)
+}
+
+/// What a metadata slot's bytes decode to, for the fuzz tests.
+#[cfg(test)]
+pub(crate) fn decode_for_fuzz(buf: &[u8]) -> Option<std::result::Result<SrMeta, String>> {
+    decode_slot(buf).map(|s| parse_document(&s.payload))
+}
+
+/// A slot holding `meta`, for the fuzz corpus.
+#[cfg(test)]
+pub(crate) fn encode_for_fuzz(meta: &SrMeta) -> Vec<u8> {
+    let payload = serde_yaml::to_string(meta).unwrap().into_bytes();
+    let mut v = header(1, &payload).to_vec();
+    v.resize(HEADER, 0);
+    v.extend_from_slice(&payload);
+    v
 }
 
 impl MetaStore {
@@ -339,15 +372,7 @@ impl MetaStore {
             (Some(s), None) | (None, Some(s)) => s,
             (None, None) => return Err(self.corrupt("no valid metadata copy (empty or torn)")),
         };
-        let text = std::str::from_utf8(&best.payload).map_err(|_| self.corrupt("not UTF-8"))?;
-        let meta: SrMeta =
-            serde_yaml::from_str(text).map_err(|e| self.corrupt(format!("invalid YAML: {e}")))?;
-        if meta.format != FORMAT {
-            return Err(self.corrupt(format!(
-                "unknown format {} (this thinsr reads {FORMAT})",
-                meta.format
-            )));
-        }
+        let meta = parse_document(&best.payload).map_err(|why| self.corrupt(why))?;
         Ok((meta, best.generation))
     }
 

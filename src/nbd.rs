@@ -57,20 +57,43 @@ pub fn pick_device() -> Result<PathBuf> {
 /// Serves `image` (a path or an `nbd://` URI qemu opens itself) read-only on `device` and
 /// returns the server's pid once the device has a size.
 pub fn connect(device: &Path, image: &str, format: &str) -> Result<u32> {
+    // The page cache is welcome: every clone reads the same template blocks.
+    serve(device, &["--read-only", "--format", format], image)
+}
+
+/// Serves a template through its cache: qemu's copy-on-read filter over the qcow2 overlay
+/// on `cache` (a block device) whose backing file is the template, so each block read is
+/// fetched once and kept. qemu needs the overlay writable, so the NBD device is made
+/// read-only in the kernel instead (BLKROSET): nothing but qemu writes the cache.
+pub fn connect_cached(device: &Path, cache: &Path) -> Result<u32> {
+    let opts = format!(
+        "driver=copy-on-read,file.driver=qcow2,file.file.driver=host_device,file.file.filename={}",
+        cache.display()
+    );
+    let pid = serve(device, &["--image-opts"], &opts)?;
+    set_read_only(device).inspect_err(|_| {
+        let _ = disconnect(device);
+    })?;
+    Ok(pid)
+}
+
+fn set_read_only(device: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    nix::ioctl_write_ptr_bad!(blkroset, 0x125d, nix::libc::c_int);
+    let f = std::fs::File::open(device)
+        .map_err(|e| Error::io(format!("opening {}", device.display()), e))?;
+    let on: nix::libc::c_int = 1;
+    // SAFETY: BLKROSET reads one int from the pointer, which outlives the call.
+    unsafe { blkroset(f.as_raw_fd(), &on) }
+        .map(drop)
+        .map_err(|e| Error::io(format!("making {} read-only", device.display()), e.into()))
+}
+
+fn serve(device: &Path, opts: &[&str], image: &str) -> Result<u32> {
     let dev = device.to_string_lossy().into_owned();
-    let out = tool::output(
-        "qemu-nbd",
-        &[
-            // The page cache is welcome: every clone reads the same template blocks.
-            "--read-only",
-            "--format",
-            format,
-            "--connect",
-            &dev,
-            "--",
-            image,
-        ],
-    )?;
+    let mut args: Vec<&str> = opts.to_vec();
+    args.extend(["--connect", &dev, "--", image]);
+    let out = tool::output("qemu-nbd", &args)?;
     if !out.status.success() {
         return Err(tool::failed("qemu-nbd", &out));
     }

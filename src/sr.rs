@@ -99,6 +99,9 @@ pub struct SrDetail {
     pub vg_free: u64,
     pub pvs: Vec<PvInfo>,
     pub pool: PoolInfo,
+    /// VDI LVs (templates have none), and template cache LVs, counted apart.
+    pub vdis: usize,
+    pub caches: usize,
     /// thinsr's own LVs.
     pub lvs: Vec<LvInfo>,
     /// LVs in the VG that thinsr did not create and never touches (shared mode).
@@ -530,6 +533,37 @@ impl Ctx {
         Ok(meta.uuid)
     }
 
+    /// Pools a crashed `sr introduce` made: tagged by thinsr for an SR that is neither
+    /// registered nor has a metadata LV, and holding no thin volume. Removed (they are
+    /// empty) so the new attempt does not leave them taking space; returns their names.
+    fn clear_half_introduced(&self, vg: &Vg, _held: &lock::Lock) -> Result<Vec<String>> {
+        let reg = self.load()?;
+        let leftovers: Vec<String> = vg
+            .lvs
+            .iter()
+            .filter(|l| l.has_tag(TAG_POOL) && l.is_thin_pool())
+            .filter(|l| {
+                let Some(sr) = l.tag_value(TAG_SR) else {
+                    return false;
+                };
+                let tag = sr_tag(sr);
+                !reg.srs.iter().any(|e| e.uuid == sr)
+                    && !vg
+                        .lvs
+                        .iter()
+                        .any(|m| m.has_tag(TAG_META) && m.has_tag(&tag))
+                    && !vg.lvs.iter().any(|t| t.pool == l.name)
+            })
+            .map(|l| l.name.clone())
+            .collect();
+        if !leftovers.is_empty() {
+            let mut args = strings(&["lvremove", "-f"]);
+            args.extend(leftovers.iter().map(|n| format!("{}/{n}", vg.name)));
+            self.lvm.run(&args)?;
+        }
+        Ok(leftovers)
+    }
+
     fn introduce_new(
         &self,
         held: &lock::Lock,
@@ -539,7 +573,13 @@ impl Ctx {
         pool: Option<&str>,
     ) -> Result<String> {
         let uuid = uuid::Uuid::new_v4().to_string();
-        let taken: HashSet<String> = vg.lvs.iter().map(|l| l.name.clone()).collect();
+        let cleared = self.clear_half_introduced(vg, held)?;
+        let taken: HashSet<String> = vg
+            .lvs
+            .iter()
+            .map(|l| l.name.clone())
+            .filter(|n| !cleared.contains(n))
+            .collect();
         let meta_lv = names::unique_name(META_LV, &vg.name, &taken);
         let meta_lv_size = META_LV_SIZE.round_up(vg.extent_size.0);
         let (pool_lv, pool_owned) = match (pool_size, pool) {
@@ -782,14 +822,18 @@ impl Ctx {
         f(&mut meta, &self.load()?)?;
         store.write(&meta, false)?;
         crash::point("sr-meta.after-write");
-        let updated = Entry::from_meta(&meta, &entry.vg, &entry.meta_lv);
+        self.replace_entry(Entry::from_meta(&meta, &entry.vg, &entry.meta_lv))?;
+        Ok(meta)
+    }
+
+    /// Puts `updated` in the registry in place of the entry with its uuid.
+    pub(crate) fn replace_entry(&self, updated: Entry) -> Result<()> {
         self.update_registry(|reg| {
             for e in reg.srs.iter_mut().filter(|e| e.uuid == updated.uuid) {
                 *e = updated.clone();
             }
             Ok(())
-        })?;
-        Ok(meta)
+        })
     }
 
     pub fn rename(&self, key: Option<&str>, name: &str) -> Result<SrMeta> {
@@ -867,6 +911,8 @@ impl Ctx {
                 "metadata"
             } else if l.tag_value(TAG_VDI).is_some() {
                 "vdi"
+            } else if l.tag_value(crate::lvm::TAG_CACHE).is_some() {
+                "template cache"
             } else {
                 "other"
             }
@@ -914,6 +960,14 @@ impl Ctx {
                 .collect(),
             overcommit: pool.overcommit(),
             pool,
+            vdis: mine
+                .iter()
+                .filter(|l| l.tag_value(TAG_VDI).is_some())
+                .count(),
+            caches: mine
+                .iter()
+                .filter(|l| l.tag_value(crate::lvm::TAG_CACHE).is_some())
+                .count(),
             lvs: mine.iter().map(|l| info(l, role(l))).collect(),
             foreign_lvs: foreign.iter().map(|l| info(l, "foreign".into())).collect(),
             warnings: vec![],

@@ -289,6 +289,31 @@ impl Ctx {
         uri: &str,
         sr: Option<&str>,
         name: Option<&str>,
+        cache: bool,
+    ) -> Result<Volume> {
+        if cache {
+            if let Source::Scheme(s) = parse_uri(uri)? {
+                return Err(Error::InvalidArgument(format!(
+                    "'{s}' templates are served by a script whose device changes from one \
+                     attach to the next: a cache needs an image qemu opens itself (file:// or nbd://)"
+                )));
+            }
+        }
+        let t = self.introduce_template(uri, sr, name)?;
+        if !cache {
+            return Ok(t);
+        }
+        self.template_cache(&t.uuid, Some(&t.sr), true)
+            .inspect_err(|_| {
+                let _ = self.template_forget(&t.uuid, Some(&t.sr));
+            })
+    }
+
+    fn introduce_template(
+        &self,
+        uri: &str,
+        sr: Option<&str>,
+        name: Option<&str>,
     ) -> Result<Volume> {
         parse_uri(uri)?;
         let label = name.map_or_else(|| default_name(uri), str::to_string);
@@ -325,6 +350,7 @@ impl Ctx {
                 format,
             }),
             origin: None,
+            cache: None,
         };
         op.meta.vdis.push(t.clone());
         op.save()?;
@@ -360,6 +386,10 @@ impl Ctx {
             let vol = ctx.volume(&op.entry, &op.meta, vg, &t, None);
             op.meta.vdis.retain(|v| v.uuid != t.uuid);
             op.save()?;
+            if let Some(c) = &t.cache {
+                // After the entry: a crash between leaves an orphan cache sr check removes.
+                ctx.remove_cache(&vg.name, c)?;
+            }
             Ok(vol)
         })
     }

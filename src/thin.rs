@@ -46,6 +46,15 @@ pub fn with_metadata_snapshot<T>(
     Ok(Some(value))
 }
 
+/// Deletes thin device `id` from the active pool `vg/pool` (one LVM does not know).
+pub fn delete_thin(vg: &str, pool: &str, id: u32) -> Result<()> {
+    let dm = dm::open()?;
+    let (target, _) = dm::pool_target(&dm, vg, pool)
+        .ok_or_else(|| Error::DmFailed(format!("the pool {vg}/{pool} is not active")))?;
+    message(&dm, &target, &format!("delete {id}"))
+        .map_err(|e| Error::DmFailed(format!("delete {id} on {target}: {e}")))
+}
+
 /// Bytes mapped by each thin device of the active pool `vg/pool`, by thin id; None when the
 /// pool is not active.
 pub fn mapped_bytes(vg: &str, pool: &str) -> Result<Option<HashMap<u32, u64>>> {

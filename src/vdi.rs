@@ -78,6 +78,13 @@ pub struct Volume {
     pub origin: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub origin_name: Option<String>,
+    /// A template's cache LV, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<String>,
+    /// Bytes held by the template's cache LV (the blocks fetched so far, plus qcow2's
+    /// tables).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cached: Option<u64>,
     pub created: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pending: Option<Pending>,
@@ -410,6 +417,7 @@ impl Ctx {
             },
             image: None,
             origin: None,
+            cache: None,
         };
         let mut op = op;
         self.record_new(&mut op, &vg.name, &vdi)?;
@@ -569,7 +577,11 @@ impl Ctx {
     /// reports usage of active thin volumes only). Best effort: None when unreadable.
     fn mapped_if_needed(&self, e: &Entry, vg: &Vg, vdis: &[VdiMeta]) -> Option<HashMap<u32, u64>> {
         let needed = vdis.iter().any(|v| {
-            is_thin(v.kind) && vg.vdi_lv(&v.uuid).is_some_and(|l| l.data_percent.is_none())
+            let lv = match &v.cache {
+                Some(c) => vg.lv(c),
+                None => vg.vdi_lv(&v.uuid),
+            };
+            is_thin(v.kind) && lv.is_some_and(|l| l.data_percent.is_none())
         });
         let pool_active = vg.lv(&e.pool).is_some_and(|l| l.active);
         if !needed || !pool_active {
@@ -588,14 +600,15 @@ impl Ctx {
     ) -> Volume {
         let lv = vg.vdi_lv(&v.uuid);
         let size = lv.map(|l| l.size).unwrap_or(v.size);
+        let used = |l: &Lv| match (l.data_percent, l.thin_id.and_then(|id| mapped?.get(&id))) {
+            (Some(p), _) => (l.size.0 as f64 * p / 100.0).round() as u64,
+            (None, Some(b)) => *b,
+            (None, None) => 0,
+        };
         let physical = match lv {
             None => 0,
             Some(l) if !is_thin(v.kind) => l.size.0,
-            Some(l) => match (l.data_percent, l.thin_id.and_then(|id| mapped?.get(&id))) {
-                (Some(p), _) => (l.size.0 as f64 * p / 100.0).round() as u64,
-                (None, Some(b)) => *b,
-                (None, None) => 0,
-            },
+            Some(l) => used(l),
         };
         let parent_name = v.parent.as_ref().map(|p| {
             meta.vdi(p)
@@ -613,6 +626,7 @@ impl Ctx {
             Some(physical),
         );
         vol.sr_name = meta.name.clone();
+        vol.cached = v.cache.as_ref().map(|c| vg.lv(c).map(used).unwrap_or(0));
         vol.parent_name = parent_name;
         vol.origin_name = origin_name(meta, v);
         if let Some(d) = mine {
@@ -674,6 +688,8 @@ impl Ctx {
             source: v.image.as_ref().map(|i| i.uri.clone()),
             format: v.image.as_ref().map(|i| i.format.clone()),
             origin: v.origin.clone(),
+            cache: v.cache.clone(),
+            cached: None,
             origin_name: None,
             created: v.created,
             pending: v.pending,
@@ -831,6 +847,7 @@ impl Ctx {
                 pending: None,
                 image: None,
                 origin,
+                cache: None,
             };
             ctx.record_new(op, &vg.name, &vdi)?;
             // Until the pool's metadata says otherwise, a snapshot maps what its parent does.
@@ -1202,7 +1219,7 @@ impl Ctx {
         })?;
         let (pool, _) = dm::pool_target(&dm::open()?, &vg.name, &entry.pool)
             .ok_or_else(|| Error::SrNotAttached(entry.name.clone()))?;
-        let origin = template.map(|t| self.attach_origin(t)).transpose()?;
+        let origin = template.map(|t| self.attach_origin(t, vg)).transpose()?;
         crash::point("vdi-attach.after-origin");
         let table = dm::Table::Thin {
             pool: format!("/dev/mapper/{pool}"),
@@ -1219,7 +1236,7 @@ impl Ctx {
 
     /// A template attached on its own, read-only: a device over its image.
     fn attach_template(&self, t: &VdiMeta, vg: &Vg) -> Result<PathBuf> {
-        let origin = self.attach_origin(t)?;
+        let origin = self.attach_origin(t, vg)?;
         let name = dm::our_name(
             &vg.name,
             &format!("template-{}", names::sanitize(&t.name, 64)),
@@ -1348,6 +1365,7 @@ mod tests {
             pending: None,
             image: None,
             origin: None,
+            cache: None,
         }
     }
 

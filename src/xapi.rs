@@ -441,6 +441,8 @@ mod tests {
             format: None,
             origin: None,
             origin_name: None,
+            cache: None,
+            cached: None,
             created: 0,
             pending: None,
             problems: vec![],

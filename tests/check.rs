@@ -258,3 +258,155 @@ fn failing_metadata_writes_are_reported_and_lose_nothing() {
     // And it works again.
     json(&["vdi", "create", "after", "--size", "8M"]);
 }
+
+/// Findings of a plain `sr check` (exit 1 when there are any).
+fn found(sr: &str) -> Vec<String> {
+    let r = thinsr(&["--json", "sr", "check", sr]);
+    let report = r.json();
+    assert_eq!(r.code, i32::from(!kinds(&report).is_empty()), "{report}");
+    kinds(&report)
+}
+
+fn repaired(sr: &str) {
+    let r = thinsr(&["--json", "sr", "check", sr, "--repair", "--yes"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(found(sr).is_empty());
+}
+
+/// The crash points no other test walks, each followed by what brings the SR back: a
+/// repair by `sr check` or running the command again. Data written before stays.
+#[test]
+fn the_other_crash_points_leave_what_check_or_a_rerun_repairs() {
+    vm();
+    json(&["sr", "create", DISKS[0], "--name", "local"]);
+    json(&["vdi", "create", "base", "--size", "32M"]);
+    let dev = ok(&["vdi", "attach", "base"]).trim().to_string();
+    let data = noise(MIB as usize, 3);
+    write_at(&dev, 5 * MIB, &data);
+    ok(&["vdi", "detach", "base"]);
+
+    // A thin create whose metadata was written: complete, nothing to repair.
+    crash(
+        "vdi-create.after-meta",
+        &["vdi", "create", "t1", "--size", "16M"],
+    );
+    assert!(found("local").is_empty());
+    json(&["vdi", "show", "t1"]);
+    // A preallocated one, before or after zeroing: zeroing finished by the repair.
+    for (point, name) in [
+        ("vdi-create.after-meta", "p1"),
+        ("vdi-create.after-zero", "p2"),
+    ] {
+        crash(
+            point,
+            &["vdi", "create", name, "--size", "16M", "--preallocate"],
+        );
+        fails(&["vdi", "attach", name], "VDI_INCOMPLETE");
+        assert_eq!(found("local"), ["incomplete_zeroing"], "{point}");
+        repaired("local");
+        let dev = ok(&["vdi", "attach", name]).trim().to_string();
+        assert!(
+            read_at(&dev, 0, 16 << 20).iter().all(|b| *b == 0),
+            "{point}"
+        );
+        ok(&["vdi", "detach", name]);
+    }
+    // A snapshot LVM made and the metadata never recorded: adopted, holding the data.
+    crash(
+        "vdi-snapshot.after-lvcreate",
+        &["vdi", "snapshot", "base", "--name", "s1"],
+    );
+    assert_eq!(found("local"), ["orphan_thin_lv"]);
+    repaired("local");
+    let snap = json(&["vdi", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["kind"] == "snapshot")
+        .cloned()
+        .expect("the adopted snapshot");
+    let uuid = snap["uuid"].as_str().unwrap();
+    let dev = ok(&["vdi", "attach", uuid]).trim().to_string();
+    assert_eq!(read_at(&dev, 5 * MIB, MIB as usize), data);
+    ok(&["vdi", "detach", uuid]);
+    // Imports cut short: marked incomplete, removed by the repair.
+    sh(&["truncate", "-s", "8M", "/tmp/i.raw"]);
+    write_at("/tmp/i.raw", 0, &noise(4096, 4));
+    let before = state();
+    for point in ["import.after-create", "import.after-deactivate"] {
+        crash(point, &["vdi", "import", "/tmp/i.raw", "--name", "imp"]);
+        fails(&["vdi", "attach", "imp"], "VDI_INCOMPLETE");
+        assert_eq!(found("local"), ["incomplete_import"], "{point}");
+        repaired("local");
+        assert_eq!(state(), before, "{point}");
+    }
+    // A rename whose registry update never happened: copied from the metadata.
+    crash("sr-meta.after-write", &["sr", "rename", "local", "fast"]);
+    assert_eq!(found("local"), ["registry_stale"]);
+    ok(&["sr", "check", "local", "--repair"]);
+    assert!(found("fast").is_empty());
+    assert_eq!(json(&["sr", "show", "fast"])["name"], "fast");
+    let dev = ok(&["vdi", "attach", "base"]).trim().to_string();
+    assert_eq!(read_at(&dev, 5 * MIB, MIB as usize), data);
+    ok(&["vdi", "detach", "base"]);
+
+    // A shared introduce that made its pool and died: the next one removes that pool.
+    sh(&["lvm", "vgcreate", "-y", "vg0", DISKS[1]]);
+    let mine = admin_lv("vg0", "home", 64);
+    crash(
+        "sr-introduce.after-pool",
+        &["sr", "introduce", "vg0", "--pool-size", "512M"],
+    );
+    let pools = || {
+        sh(&["lvm", "lvs", "--noheadings", "-o", "lv_name,lv_attr", "vg0"])
+            .lines()
+            .filter(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .is_some_and(|a| a.starts_with('t'))
+            })
+            .count()
+    };
+    assert_eq!(pools(), 1, "the crash left its pool");
+    json(&[
+        "sr",
+        "introduce",
+        "vg0",
+        "--pool-size",
+        "512M",
+        "--name",
+        "shared",
+    ]);
+    assert_eq!(pools(), 1, "the leftover pool was removed, one made");
+    assert!(found("shared").is_empty());
+    assert_eq!(sha256("/dev/vg0/home"), mine);
+}
+
+#[test]
+fn thin_devices_lvm_does_not_know_are_found_and_freed() {
+    vm();
+    json(&["sr", "create", DISKS[0], "--name", "local"]);
+    json(&["vdi", "create", "a", "--size", "16M"]);
+    json(&["vdi", "create", "b", "--size", "16M"]);
+    let pool = sh(&["dmsetup", "ls"])
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .find(|n| n.ends_with("-tpool"))
+        .expect("the pool is active");
+    // What an lvcreate interrupted between the kernel and LVM's metadata leaves.
+    sh(&["dmsetup", "message", &pool, "0", "create_thin", "77"]);
+    let r = thinsr(&["--json", "sr", "check", "local", "--repair"]);
+    let report = r.json();
+    assert_eq!(kinds(&report), ["unknown_thin_device"], "{report}");
+    assert_eq!(report["findings"][0]["repaired"], false, "--yes is needed");
+    repaired("local");
+    // And an LV whose thin device is gone: reported, never "repaired" by guessing.
+    let id = sh(&["lvm", "lvs", "--noheadings", "-o", "thin_id", "local/b"])
+        .trim()
+        .to_string();
+    sh(&["dmsetup", "message", &pool, "0", "delete", &id]);
+    assert_eq!(found("local"), ["missing_thin_device"]);
+    let r = thinsr(&["--json", "sr", "check", "local", "--repair", "--yes"]);
+    assert_eq!(r.code, 1, "nothing can repair a lost device: {}", r.stdout);
+    json(&["vdi", "show", "a"]);
+}

@@ -155,6 +155,10 @@ fn pct(part: u64, whole: u64) -> String {
 
 fn print_detail(d: &SrDetail) {
     println!("SR          {} ({})", d.name, d.uuid);
+    println!(
+        "Contents    {} VDI LV(s), {} template cache(s)",
+        d.vdis, d.caches
+    );
     if !d.description.is_empty() {
         println!("            {}", d.description);
     }

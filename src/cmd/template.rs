@@ -9,8 +9,13 @@ use crate::units::Bytes;
 
 pub fn run(ctx: &Ctx, out: &Out, cmd: &TemplateCmd) -> Result<()> {
     match cmd {
-        TemplateCmd::Introduce { uri, sr, name } => {
-            let t = ctx.template_introduce(uri, sr.sr.as_deref(), name.as_deref())?;
+        TemplateCmd::Introduce {
+            uri,
+            sr,
+            name,
+            cache,
+        } => {
+            let t = ctx.template_introduce(uri, sr.sr.as_deref(), name.as_deref(), *cache)?;
             out.emit(&t, || {
                 println!(
                     "Introduced template '{}' ({}): {} {}, {}",
@@ -40,6 +45,27 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &TemplateCmd) -> Result<()> {
                 } else {
                     print_list(&listing.volumes)
                 }
+            });
+        }
+        TemplateCmd::Cache { template, state } => {
+            let on = state == "on";
+            let t = ctx.template_cache(&template.vdi, template.sr.as_deref(), on)?;
+            out.emit(&t, || match &t.cache {
+                Some(lv) => println!("Template '{}' is cached in LV {}/{lv}", t.name, t.vg),
+                None => println!("Template '{}' is not cached", t.name),
+            });
+        }
+        TemplateCmd::Warm(a) => {
+            let progress = super::progress::Reporter::new(out.quiet);
+            let t = ctx.template_warm(&a.vdi, a.sr.as_deref(), &progress)?;
+            out.emit(&t, || {
+                println!(
+                    "Template '{}' is cached: {} in LV {}/{}",
+                    t.name,
+                    Bytes(t.cached.unwrap_or(0)),
+                    t.vg,
+                    t.cache.as_deref().unwrap_or("?")
+                )
             });
         }
         TemplateCmd::Show(a) => {

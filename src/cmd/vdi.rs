@@ -246,6 +246,15 @@ pub(super) fn print_detail(v: &Volume) {
     } else {
         println!("LV           {}/{}", v.vg, v.lv);
     }
+    if let Some(c) = &v.cache {
+        let cached = v.cached.unwrap_or(0);
+        println!(
+            "Cache        LV {}/{c}: {} held (about {:.0}% of the image)",
+            v.vg,
+            Bytes(cached),
+            (cached as f64 * 100.0 / v.virtual_size.max(1) as f64).min(100.0)
+        );
+    }
     if let Some(o) = &v.origin {
         println!(
             "Template     {} ({o})",

@@ -178,7 +178,17 @@ struct Readable {
     pool: String,
     size: u64,
     origin: Option<VdiMeta>,
-    attached_here: bool,
+    attached_here: Attached,
+}
+
+/// What the export attached itself, to undo.
+#[derive(PartialEq)]
+enum Attached {
+    Nothing,
+    /// A read-only device of ours, by its dm name: removed without asking LVM anything.
+    Ours(String),
+    /// Activated by LVM: `vdi detach` deactivates it.
+    Lvm,
 }
 
 enum Prepared {
@@ -451,10 +461,11 @@ impl Ctx {
         crash::point("export.after-attach");
         let result = self.export_from(&src, opts, file, progress);
         progress.end();
-        let mut undo = Ok(());
-        if src.attached_here {
-            undo = self.vdi_detach(&src.uuid, Some(sr)).map(drop);
-        }
+        let mut undo = match &src.attached_here {
+            Attached::Nothing => Ok(()),
+            Attached::Lvm => self.vdi_detach(&src.uuid, Some(sr)).map(drop),
+            Attached::Ours(name) => self.release_reader(name, &src.uuid, sr, src.origin.as_ref()),
+        };
         if let Some(s) = &snapshot {
             undo = undo.and(self.vdi_destroy(s, Some(sr)).map(drop));
         }
@@ -478,13 +489,21 @@ impl Ctx {
             let writable_lv = matches!(lv.attr.as_bytes().get(1), Some(b'w'));
             let (path, attached_here) = match ctx.our_device(uuid) {
                 Some(d) if !d.read_only => return Ok(Prepared::Live),
-                Some(d) => (d.path(), false),
+                Some(d) => (d.path(), Attached::Nothing),
                 None if lv.active && writable_lv => return Ok(Prepared::Live),
                 None if lv.active => (
                     PathBuf::from(crate::lvm::dev_path(&vg.name, &lv.name)),
-                    false,
+                    Attached::Nothing,
                 ),
-                None => (ctx.attach_for_reading(op, vg, &v)?, true),
+                None => {
+                    let path = ctx.attach_for_reading(op, vg, &v)?;
+                    let ours = if v.kind == VdiKind::Preallocated {
+                        Attached::Lvm
+                    } else {
+                        Attached::Ours(crate::dm::our_name(&vg.name, &lv.name, uuid))
+                    };
+                    (path, ours)
+                }
             };
             let origin = v.origin.as_ref().and_then(|t| op.meta.vdi(t)).cloned();
             Ok(Prepared::Ready(Box::new(Readable {
@@ -499,6 +518,26 @@ impl Ctx {
                 attached_here,
             })))
         })
+    }
+
+    /// Removes the read-only device the export made (under the SR's lock, like a detach,
+    /// but with no lvm report: LVM never knew of it) and the template's attachment with
+    /// its last reader.
+    fn release_reader(
+        &self,
+        name: &str,
+        uuid: &str,
+        sr: &str,
+        origin: Option<&VdiMeta>,
+    ) -> Result<()> {
+        let entry = self.entry(Some(sr))?;
+        let _op = self.lock_sr(&entry)?;
+        crate::dm::remove(name, uuid)?;
+        self.forget_devices();
+        match origin {
+            Some(t) => self.release_origin_if_unused(&t.uuid),
+            None => Ok(()),
+        }
     }
 
     /// Maps the source, then writes the image. Returns (bytes read, bytes written).

@@ -261,7 +261,8 @@ pub fn read_header(input: &mut Input) -> Result<Header> {
     let needed = size.div_ceil(cluster).div_ceil(per_l2);
     let l1_size = u64::from(get32(&h, 36));
     let l1_offset = get64(&h, 40);
-    if l1_size < needed || l1_size > needed + per_l2 {
+    // qemu's own bound on the L1 table (32 MiB), so a header cannot make us allocate more.
+    if l1_size < needed || l1_size > needed + per_l2 || l1_size * 8 > 32 << 20 {
         return Err(unreadable(
             &what,
             format!("l1_size {l1_size} does not fit the virtual size (needs {needed})"),

@@ -214,14 +214,14 @@ pub fn read_header(input: &mut Input) -> Result<Header> {
         ));
     }
     let block = u64::from(get32(&d, 32));
-    if !block.is_power_of_two() || !(SECTOR * 8..=256 << 20).contains(&block) {
+    if !block.is_power_of_two() || !(SECTOR * 8..=32 << 20).contains(&block) {
         return Err(unreadable(
             &what,
             format!("block size {block} is out of range"),
         ));
     }
     let entries = u64::from(get32(&d, 28));
-    if entries < size.div_ceil(block) || entries > size.div_ceil(block) + 1 {
+    if entries < size.div_ceil(block) || entries > size.div_ceil(block) + 1 || entries > 16 << 20 {
         return Err(unreadable(
             &what,
             format!("{entries} BAT entries do not fit the virtual size"),

@@ -84,6 +84,19 @@ run thinsr vdi detach "web01 disk"
 run thinsr vdi detach "web02 disk"
 echo "template image unchanged: $([ "$sum" = "$(sha256sum /tmp/debian-12.qcow2 | cut -d' ' -f1)" ] && echo yes)"
 
+say "A template on a (slow) NBD server, cached on this host: each block is fetched once"
+ip link set lo up
+truncate -s 256M /tmp/remote.raw
+printf 'Served over NBD, cached locally' | dd of=/tmp/remote.raw conv=notrunc 2>/dev/null
+qemu-nbd --fork --persistent --read-only --format=raw --bind=127.0.0.1 --port=10810 --export-name=win /tmp/remote.raw
+run thinsr template introduce nbd://127.0.0.1:10810/win --name "Remote Windows" --sr "Fast local" --cache
+run thinsr vdi clone "Remote Windows" --name "vm3 disk"
+vm3=$(thinsr vdi attach "vm3 disk")
+echo "vm3 reads: $(head -c 31 "$vm3")"
+run thinsr vdi detach "vm3 disk"
+run thinsr template warm "Remote Windows"
+run thinsr template show "Remote Windows"
+
 say "Export reads only the blocks that hold data; import writes only what is not zero"
 run thinsr export "web01 disk" -o /tmp/web01.qcow2
 run qemu-img check /tmp/web01.qcow2

@@ -1,0 +1,208 @@
+//! Copy-on-read caches of templates: a thin LV per cached template holding a qcow2 overlay
+//! whose backing file is the template's image. Attached clones read the template through
+//! qemu's copy-on-read filter over it (datapath), so each block crosses the network once
+//! per host; VMs never write the cache (their writes go to their own thin volumes).
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::PathBuf;
+
+use crate::aligned::AlignedBuf;
+use crate::error::{Error, Result};
+use crate::lvm::{dev_path, strings, tag_args, Vg, TAG_CACHE};
+use crate::meta::VdiMeta;
+use crate::progress::Progress;
+use crate::sr::{sr_tag, Ctx};
+use crate::template::{parse_uri, Source};
+use crate::vdi::Volume;
+use crate::{cancel, crash, names, tool};
+
+/// Room for qcow2's own tables beside the data: L2 tables take 1/8192 of the disk with
+/// 64 KiB clusters, refcounts 1/32768; the rest is headers. Thin: unused room costs nothing.
+pub fn overlay_size(virtual_size: u64) -> u64 {
+    virtual_size + virtual_size / 4096 + (4 << 20)
+}
+
+/// What qemu opens as the overlay's backing file, or why this template cannot be cached.
+fn backing(t: &VdiMeta) -> Result<(String, String)> {
+    let image = t
+        .image
+        .as_ref()
+        .ok_or_else(|| Error::NotATemplate(t.name.clone()))?;
+    let file = match parse_uri(&image.uri)? {
+        Source::File(p) => p.display().to_string(),
+        Source::Nbd(u) => u,
+        Source::Scheme(s) => {
+            return Err(Error::InvalidArgument(format!(
+                "template '{}' is served by the '{s}' script, whose device changes from one \
+                 attach to the next: a cache needs an image qemu opens itself (file:// or nbd://)",
+                t.name
+            )))
+        }
+    };
+    Ok((file, image.format.clone()))
+}
+
+fn refuse_if_attached(t: &VdiMeta) -> Result<()> {
+    if crate::datapath::is_attached(&t.uuid) {
+        return Err(Error::TemplateInUse {
+            template: t.name.clone(),
+            users: vec!["attached: detach its clones (and the template) first".into()],
+        });
+    }
+    Ok(())
+}
+
+impl Ctx {
+    /// `template cache TEMPLATE on|off`.
+    pub fn template_cache(&self, key: &str, sr: Option<&str>, on: bool) -> Result<Volume> {
+        self.with_vdi(key, sr, |ctx, op, vg, uuid| {
+            let t = op.meta.vdi(uuid).cloned().expect("with_vdi found it");
+            if !t.is_template() {
+                return Err(Error::NotATemplate(t.name.clone()));
+            }
+            match (on, &t.cache) {
+                (true, Some(_)) | (false, None) => {}
+                (true, None) => {
+                    let lv = ctx.make_cache(&op.entry.uuid, &op.entry.pool, vg, &t)?;
+                    crash::point("cache.after-lvcreate");
+                    op.meta.vdi_mut(uuid).expect("found").cache = Some(lv);
+                    op.save()?;
+                }
+                (false, Some(lv)) => {
+                    refuse_if_attached(&t)?;
+                    // The entry first: a crash before the lvremove leaves an orphan cache
+                    // that sr check removes, never an entry pointing at nothing.
+                    op.meta.vdi_mut(uuid).expect("found").cache = None;
+                    op.save()?;
+                    crash::point("cache.after-meta");
+                    ctx.remove_cache(&vg.name, lv)?;
+                }
+            }
+            let t = op.meta.vdi(uuid).cloned().expect("found");
+            let vg = ctx.lvm.report_vg(&vg.name)?;
+            let mapped = crate::thin::mapped_bytes(&vg.name, &op.entry.pool)
+                .ok()
+                .flatten();
+            Ok(ctx.volume(&op.entry, &op.meta, &vg, &t, mapped.as_ref()))
+        })
+    }
+
+    /// A new cache LV for `t`, its overlay written: returns the LV's name. Removed again
+    /// if anything fails.
+    fn make_cache(&self, sr: &str, pool: &str, vg: &Vg, t: &VdiMeta) -> Result<String> {
+        let (backing, format) = backing(t)?;
+        let taken: HashSet<String> = vg.lvs.iter().map(|l| l.name.clone()).collect();
+        let lv = names::unique_name(&format!("{} cache", t.name), &vg.name, &taken);
+        let size = crate::units::Bytes(overlay_size(t.size.0)).round_up(vg.extent_size.0);
+        let mut args = strings(&[
+            "lvcreate",
+            "-y",
+            "-n",
+            &lv,
+            "--setactivationskip",
+            "y",
+            "-K",
+        ]);
+        args.extend(tag_args(&[sr_tag(sr), format!("{TAG_CACHE}{}", t.uuid)]));
+        args.extend(["-V".into(), format!("{}b", size.0), "-T".into()]);
+        args.push(format!("{}/{pool}", vg.name));
+        self.lvm.run(&args)?;
+        let path = dev_path(&vg.name, &lv);
+        let made = tool::output(
+            "qemu-img",
+            &[
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                "-o",
+                "cluster_size=65536",
+                "-b",
+                &backing,
+                "-F",
+                &format,
+                &path,
+                &t.size.0.to_string(),
+            ],
+        )
+        .and_then(|out| {
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(tool::failed("qemu-img create", &out))
+            }
+        })
+        .and_then(|_| {
+            self.lvm
+                .run(&strings(&["lvchange", "-an", &format!("{}/{lv}", vg.name)]))
+        });
+        if let Err(e) = made {
+            let _ = self.remove_cache(&vg.name, &lv);
+            return Err(e);
+        }
+        Ok(lv)
+    }
+
+    pub(crate) fn remove_cache(&self, vg: &str, lv: &str) -> Result<()> {
+        self.lvm
+            .run(&strings(&["lvremove", "-f", &format!("{vg}/{lv}")]))
+            .map(drop)
+    }
+
+    /// `template warm`: reads the whole template through its cache now, so no clone ever
+    /// waits on the server. Cancellable; run again, it reads what is cached locally.
+    pub fn template_warm(
+        &self,
+        key: &str,
+        sr: Option<&str>,
+        progress: &dyn Progress,
+    ) -> Result<Volume> {
+        let before = self.template_show(key, sr)?;
+        if before.cache.is_none() {
+            return Err(Error::InvalidArgument(format!(
+                "template '{}' has no cache: 'thinsr template cache {} on' makes one",
+                before.name, before.uuid
+            )));
+        }
+        cancel::watch();
+        let attached = self.vdi_attach(&before.uuid, Some(&before.sr), true)?;
+        let read = read_all(
+            &PathBuf::from(&attached.path),
+            before.virtual_size,
+            &before.name,
+            progress,
+        );
+        progress.end();
+        if !before.attached {
+            self.vdi_detach(&before.uuid, Some(&before.sr))?;
+        }
+        read?;
+        self.template_show(&before.uuid, Some(&before.sr))
+    }
+}
+
+/// Reads `size` bytes of `path` in 4 MiB pieces, bypassing the page cache.
+fn read_all(path: &PathBuf, size: u64, name: &str, progress: &dyn Progress) -> Result<()> {
+    const PIECE: u64 = 4 << 20;
+    let f = File::options()
+        .read(true)
+        .custom_flags(nix::libc::O_DIRECT)
+        .open(path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    let mut buf = AlignedBuf::zeroed(PIECE as usize);
+    progress.begin(&format!("warming the cache of {name}"), size);
+    let mut at = 0;
+    while at < size {
+        if cancel::requested() {
+            return Err(Error::Cancelled);
+        }
+        let n = PIECE.min(size - at) as usize;
+        f.read_exact_at(&mut buf.as_mut_slice()[..n], at)
+            .map_err(|e| Error::io(format!("reading {} at {at}", path.display()), e))?;
+        at += n as u64;
+        progress.set(at);
+    }
+    Ok(())
+}

@@ -1,0 +1,226 @@
+//! Copy-on-read caches of remote templates, in the test VM: a template served over NBD on
+//! loopback from a device whose reads are counted (block-layer stats of a dm-linear device
+//! under the server). Each block crosses the "network" once per host.
+
+mod common;
+
+use common::*;
+
+const MIB: u64 = 1 << 20;
+const SIZE: u64 = 64 * MIB;
+
+/// A 64 MiB template of random data on a counted device, served by qemu-nbd with
+/// O_DIRECT (so the server's own page cache cannot hide reads). Returns the dm name.
+fn remote_template() -> &'static str {
+    sh(&["ip", "link", "set", "lo", "up"]);
+    let img = "/tmp/src.raw";
+    std::fs::write(img, noise(SIZE as usize, 77)).unwrap();
+    let loopdev = sh(&["/usr/sbin/losetup", "-f", "--show", img])
+        .trim()
+        .to_string();
+    let table = format!("0 {} linear {loopdev} 0", SIZE / 512);
+    sh(&["dmsetup", "create", "tsrc", "--table", &table]);
+    sh(&["dmsetup", "mknodes", "tsrc"]);
+    sh(&[
+        "qemu-nbd",
+        "--fork",
+        "--persistent",
+        "--shared=8",
+        "--read-only",
+        "--format=raw",
+        "--cache=none",
+        "--bind=127.0.0.1",
+        "--port=10811",
+        "--export-name=tpl",
+        "/dev/mapper/tsrc",
+    ]);
+    "tsrc"
+}
+
+/// Bytes the server has read from its device so far.
+fn server_read(dm: &str) -> u64 {
+    let minor = sh(&["dmsetup", "info", "-c", "--noheadings", "-o", "minor", dm]);
+    let stat = std::fs::read_to_string(format!("/sys/block/dm-{}/stat", minor.trim())).unwrap();
+    stat.split_whitespace()
+        .nth(2)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 512
+}
+
+fn attach(vdi: &str) -> String {
+    json(&["vdi", "attach", vdi])["path"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Reads `[from, from+len)` of a device, checking it against the template's bytes.
+fn read_checked(dev: &str, from: u64, len: u64) {
+    let want = &noise(SIZE as usize, 77)[from as usize..(from + len) as usize];
+    assert!(
+        read_at(dev, from, len as usize) == want,
+        "{dev} does not read the template"
+    );
+}
+
+fn server_reads_during(dm: &str, f: impl FnOnce()) -> u64 {
+    let before = server_read(dm);
+    f();
+    server_read(dm) - before
+}
+
+fn cache_lv() -> String {
+    json(&["template", "show", "remote"])["cache"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn each_template_block_is_fetched_once_per_host() {
+    vm();
+    ok(&["sr", "create", DISKS[0], "--name", "local"]);
+    let dm = remote_template();
+    let t = json(&[
+        "template",
+        "introduce",
+        "nbd://127.0.0.1:10811/tpl",
+        "--name",
+        "remote",
+        "--cache",
+    ]);
+    assert!(t["cache"].is_string(), "{t}");
+    assert_eq!(json(&["sr", "show", "local"])["caches"], 1);
+    for c in ["c1", "c2", "c3", "c4"] {
+        ok(&["vdi", "clone", "remote", "--name", c]);
+    }
+
+    // The first clone's read of 16 MiB reaches the server; the second's does not.
+    let region = (16 * MIB, 16 * MIB);
+    let c1 = attach("c1");
+    let first = server_reads_during(dm, || read_checked(&c1, region.0, region.1));
+    assert!(
+        first >= region.1,
+        "the server read {first} for the first 16 MiB"
+    );
+    let c2 = attach("c2");
+    let second = server_reads_during(dm, || read_checked(&c2, region.0, region.1));
+    assert!(
+        second < MIB,
+        "the server read {second} for a region already cached"
+    );
+    eprintln!("first read: {first} bytes from the server, second: {second}");
+
+    // Clones' writes go to the clones, never to the cache.
+    write_at(&c1, region.0, &vec![0xEE; MIB as usize]);
+    read_checked(&c2, region.0, region.1);
+    ok(&["vdi", "detach", "c1"]);
+    ok(&["vdi", "detach", "c2"]);
+
+    // The cache outlives detach and the SR's detach and attach.
+    ok(&["sr", "detach", "local"]);
+    ok(&["sr", "attach", "local"]);
+    let c3 = attach("c3");
+    let third = server_reads_during(dm, || read_checked(&c3, region.0, region.1));
+    assert!(
+        third < MIB,
+        "the server read {third} after sr detach/attach"
+    );
+    ok(&["vdi", "detach", "c3"]);
+    let shown = json(&["template", "show", "remote"]);
+    assert!(shown["cached"].as_u64().unwrap() >= region.1, "{shown}");
+
+    // Warm fetches the rest once; a whole read of a clone then costs the server nothing.
+    let warm = server_reads_during(dm, || {
+        ok(&["template", "warm", "remote"]);
+    });
+    assert!(
+        warm <= SIZE - region.1 + MIB,
+        "warm read {warm}: more than the missing part"
+    );
+    let c4 = attach("c4");
+    let whole = server_reads_during(dm, || read_checked(&c4, 0, SIZE));
+    assert_eq!(whole, 0, "a full read after warm reached the server");
+    // Clones write everywhere; the cache still equals the template byte for byte.
+    write_at(&c4, 0, &vec![0x11; SIZE as usize]);
+    ok(&["vdi", "detach", "c4"]);
+    let lv = format!("local/{}", cache_lv());
+    sh(&["lvm", "lvchange", "-ay", "-K", &lv]);
+    sh(&[
+        "qemu-img",
+        "compare",
+        "-U",
+        "-f",
+        "qcow2",
+        "-F",
+        "raw",
+        &format!("/dev/{lv}"),
+        "/tmp/src.raw",
+    ]);
+    sh(&["lvm", "lvchange", "-an", &lv]);
+
+    // Off is refused while attached; then the cache LV goes.
+    attach("c3");
+    fails(&["template", "cache", "remote", "off"], "TEMPLATE_IN_USE");
+    ok(&["vdi", "detach", "c3"]);
+    let t = json(&["template", "cache", "remote", "off"]);
+    assert!(t.get("cache").is_none(), "{t}");
+    assert!(
+        !sh(&["lvm", "lvs", "--noheadings", "-o", "lv_tags", "local"]).contains("thinsr_cache")
+    );
+    // Uncached, the clone reads from the server again.
+    let c3 = attach("c3");
+    let again = server_reads_during(dm, || read_checked(&c3, 40 * MIB, MIB));
+    assert!(again >= MIB, "{again}");
+    ok(&["vdi", "detach", "c3"]);
+    let r = thinsr(&["--json", "sr", "check", "local"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+}
+
+#[test]
+fn cache_crashes_leave_what_check_or_detach_clears() {
+    vm();
+    ok(&["sr", "create", DISKS[0], "--name", "local"]);
+    let dm = remote_template();
+    ok(&[
+        "template",
+        "introduce",
+        "nbd://127.0.0.1:10811/tpl",
+        "--name",
+        "remote",
+    ]);
+    ok(&["vdi", "clone", "remote", "--name", "c"]);
+    let before = state();
+    // On: the LV made, the entry not written: an orphan cache, removed by the repair.
+    crash_at(
+        "cache.after-lvcreate",
+        &["template", "cache", "remote", "on"],
+    );
+    let r = thinsr(&["--json", "sr", "check", "local", "--repair"]);
+    assert!(r.stdout.contains("orphan_cache"), "{}", r.stdout);
+    assert_eq!(state(), before);
+    // Off: the entry written, the LV left: the same.
+    ok(&["template", "cache", "remote", "on"]);
+    crash_at("cache.after-meta", &["template", "cache", "remote", "off"]);
+    let r = thinsr(&["--json", "sr", "check", "local", "--repair"]);
+    assert!(r.stdout.contains("orphan_cache"), "{}", r.stdout);
+    assert_eq!(state(), before);
+    // Attach dying after activating the cache: the next attach starts over and works.
+    ok(&["template", "cache", "remote", "on"]);
+    crash_at("attach.after-cache-active", &["vdi", "attach", "c"]);
+    let c = attach("c");
+    let read = server_reads_during(dm, || read_checked(&c, 0, MIB));
+    assert!(read >= MIB);
+    ok(&["vdi", "detach", "c"]);
+    let r = thinsr(&["--json", "sr", "check", "local"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    // A script's template cannot be cached; nothing is registered.
+    let before = state();
+    fails(
+        &["template", "introduce", "fake://x", "--cache"],
+        "INVALID_ARGUMENT",
+    );
+    assert_eq!(state(), before);
+}
