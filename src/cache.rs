@@ -65,6 +65,9 @@ impl Ctx {
             match (on, &t.cache) {
                 (true, Some(_)) | (false, None) => {}
                 (true, None) => {
+                    // Clones attached now read the image directly: switching under them
+                    // would serve one template two ways.
+                    refuse_if_attached(&t)?;
                     let lv = ctx.make_cache(&op.entry.uuid, &op.entry.pool, vg, &t)?;
                     crash::point("cache.after-lvcreate");
                     op.meta.vdi_mut(uuid).expect("found").cache = Some(lv);
