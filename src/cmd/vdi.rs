@@ -247,12 +247,12 @@ pub(super) fn print_detail(v: &Volume) {
         println!("LV           {}/{}", v.vg, v.lv);
     }
     if let Some(c) = &v.cache {
-        let cached = v.cached.unwrap_or(0);
+        // No percentage of the image: fetched zeros are kept as zero clusters, which hold
+        // nothing, so a fully warm sparse image would read as nearly 0%.
         println!(
-            "Cache        LV {}/{c}: {} held (about {:.0}% of the image)",
+            "Cache        LV {}/{c}: {} of fetched data held (zeros take no space)",
             v.vg,
-            Bytes(cached),
-            (cached as f64 * 100.0 / v.virtual_size.max(1) as f64).min(100.0)
+            Bytes(v.cached.unwrap_or(0))
         );
     }
     if let Some(o) = &v.origin {
