@@ -3,20 +3,19 @@
 //! qemu's copy-on-read filter over it (datapath), so each block crosses the network once
 //! per host; VMs never write the cache (their writes go to their own thin volumes).
 
-use std::collections::HashSet;
-use std::fs::File;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::PathBuf;
+use std::path::Path;
 
-use crate::aligned::AlignedBuf;
 use crate::error::{Error, Result};
+use crate::export::extent::Extent;
+use crate::export::stream::Out;
+use crate::export::{Device, Feed};
 use crate::lvm::{dev_path, strings, tag_args, Vg, TAG_CACHE};
 use crate::meta::VdiMeta;
 use crate::progress::Progress;
 use crate::sr::{sr_tag, Ctx};
 use crate::template::{parse_uri, Source};
 use crate::vdi::Volume;
-use crate::{cancel, crash, names, tool};
+use crate::{cancel, crash, tool};
 
 /// Room for qcow2's own tables beside the data: L2 tables take 1/8192 of the disk with
 /// 64 KiB clusters, refcounts 1/32768; the rest is headers. Thin: unused room costs nothing.
@@ -80,7 +79,7 @@ impl Ctx {
                     op.meta.vdi_mut(uuid).expect("found").cache = None;
                     op.save()?;
                     crash::point("cache.after-meta");
-                    ctx.remove_cache(&vg.name, lv)?;
+                    ctx.remove_lv(&format!("{}/{lv}", vg.name))?;
                 }
             }
             let t = op.meta.vdi(uuid).cloned().expect("found");
@@ -96,8 +95,7 @@ impl Ctx {
     /// if anything fails.
     fn make_cache(&self, sr: &str, pool: &str, vg: &Vg, t: &VdiMeta) -> Result<String> {
         let (backing, format) = backing(t)?;
-        let taken: HashSet<String> = vg.lvs.iter().map(|l| l.name.clone()).collect();
-        let lv = names::unique_name(&format!("{} cache", t.name), &vg.name, &taken);
+        let lv = crate::vdi::free_lv_name(vg, &format!("{} cache", t.name), None);
         let size = crate::units::Bytes(overlay_size(t.size.0)).round_up(vg.extent_size.0);
         let mut args = strings(&[
             "lvcreate",
@@ -113,7 +111,8 @@ impl Ctx {
         args.push(format!("{}/{pool}", vg.name));
         self.lvm.run(&args)?;
         let path = dev_path(&vg.name, &lv);
-        let made = tool::output(
+        let name = format!("{}/{lv}", vg.name);
+        let made = tool::run(
             "qemu-img",
             &[
                 "create",
@@ -130,28 +129,12 @@ impl Ctx {
                 &t.size.0.to_string(),
             ],
         )
-        .and_then(|out| {
-            if out.status.success() {
-                Ok(())
-            } else {
-                Err(tool::failed("qemu-img create", &out))
-            }
-        })
-        .and_then(|_| {
-            self.lvm
-                .run(&strings(&["lvchange", "-an", &format!("{}/{lv}", vg.name)]))
-        });
+        .and_then(|_| self.set_active(&name, false));
         if let Err(e) = made {
-            let _ = self.remove_cache(&vg.name, &lv);
+            let _ = self.remove_lv(&name);
             return Err(e);
         }
         Ok(lv)
-    }
-
-    pub(crate) fn remove_cache(&self, vg: &str, lv: &str) -> Result<()> {
-        self.lvm
-            .run(&strings(&["lvremove", "-f", &format!("{vg}/{lv}")]))
-            .map(drop)
     }
 
     /// `template warm`: reads the whole template through its cache now, so no clone ever
@@ -162,50 +145,42 @@ impl Ctx {
         sr: Option<&str>,
         progress: &dyn Progress,
     ) -> Result<Volume> {
-        let before = self.template_show(key, sr)?;
-        if before.cache.is_none() {
+        // From the metadata and the kernel: no lvm report before the work.
+        let found = self.resolve(key, sr)?;
+        let t = found
+            .meta
+            .vdi(&found.uuid)
+            .expect("resolve found it")
+            .clone();
+        if !t.is_template() {
+            return Err(Error::NotATemplate(t.name));
+        }
+        if t.cache.is_none() {
             return Err(Error::InvalidArgument(format!(
                 "template '{}' has no cache: 'thinsr template cache {} on' makes one",
-                before.name, before.uuid
+                t.name, t.uuid
             )));
         }
+        let sr = found.entry.uuid.as_str();
+        let was_attached = self.our_device(&t.uuid).is_some();
         cancel::watch();
-        let attached = self.vdi_attach(&before.uuid, Some(&before.sr), true)?;
-        let read = read_all(
-            &PathBuf::from(&attached.path),
-            before.virtual_size,
-            &before.name,
-            progress,
-        );
+        let attached = self.vdi_attach(&t.uuid, Some(sr), true)?;
+        let read = read_all(Path::new(&attached.path), t.size.0, &t.name, progress);
         progress.end();
-        if !before.attached {
-            self.vdi_detach(&before.uuid, Some(&before.sr))?;
+        if !was_attached {
+            self.vdi_detach(&t.uuid, Some(sr))?;
         }
         read?;
-        self.template_show(&before.uuid, Some(&before.sr))
+        self.template_show(&t.uuid, Some(sr))
     }
 }
 
-/// Reads `size` bytes of `path` in 4 MiB pieces, bypassing the page cache.
-fn read_all(path: &PathBuf, size: u64, name: &str, progress: &dyn Progress) -> Result<()> {
-    const PIECE: u64 = 4 << 20;
-    let f = File::options()
-        .read(true)
-        .custom_flags(nix::libc::O_DIRECT)
-        .open(path)
-        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-    let mut buf = AlignedBuf::zeroed(PIECE as usize);
+/// Reads all `size` bytes of `path` as an export does, the bytes going nowhere.
+fn read_all(path: &Path, size: u64, name: &str, progress: &dyn Progress) -> Result<()> {
+    let mut dev = Device::open(path)?;
     progress.begin(&format!("warming the cache of {name}"), size);
-    let mut at = 0;
-    while at < size {
-        if cancel::requested() {
-            return Err(Error::Cancelled);
-        }
-        let n = PIECE.min(size - at) as usize;
-        f.read_exact_at(&mut buf.as_mut_slice()[..n], at)
-            .map_err(|e| Error::io(format!("reading {} at {at}", path.display()), e))?;
-        at += n as u64;
-        progress.set(at);
-    }
-    Ok(())
+    let mut feed = Feed::new(&mut dev, progress);
+    let mut nowhere = std::io::sink();
+    let mut out = Out::stream(&mut nowhere, "nowhere");
+    feed.copy(Extent::new(0, size), &mut out)
 }

@@ -53,6 +53,15 @@ pub struct CheckReport {
     pub warnings: Vec<String>,
 }
 
+/// What `--repair` does for a finding whose fix needs `--yes`, saying so when it is missing.
+fn with_yes(action: &str, repair: bool, yes: bool) -> String {
+    if repair && !yes {
+        format!("{action} (needs --yes)")
+    } else {
+        action.to_string()
+    }
+}
+
 impl CheckReport {
     /// True when nothing is left to repair.
     pub fn clean(&self) -> bool {
@@ -61,13 +70,6 @@ impl CheckReport {
 }
 
 impl Ctx {
-    /// Removes an LV that `sr check` found to hold nothing wanted.
-    fn remove_lv(&self, vg: &str, lv: &str) -> Result<()> {
-        self.lvm
-            .run(&strings(&["lvremove", "-f", &format!("{vg}/{lv}")]))
-            .map(drop)
-    }
-
     pub fn sr_check(
         &self,
         key: Option<&str>,
@@ -168,15 +170,13 @@ impl Ctx {
                     problem: "an import stopped before the end: its data is incomplete".into(),
                     repair: if lv.open {
                         "none now: it is open, perhaps still being imported".into()
-                    } else if repair && !yes {
-                        "remove it (needs --yes), then import again".into()
                     } else {
-                        "remove it, then import again".into()
+                        format!("{}, then import again", with_yes("remove it", repair, yes))
                     },
                     repaired: remove,
                 });
                 if remove {
-                    self.remove_lv(&vg.name, &lv.name)?;
+                    self.remove_lv(&format!("{}/{}", vg.name, lv.name))?;
                     removed.insert(lv.name.clone());
                     changed = true;
                     continue;
@@ -238,15 +238,11 @@ impl Ctx {
                     problem: format!(
                         "tagged as VDI {uuid} but not in the metadata: a preallocation interrupted before it was recorded, never zeroed nor used"
                     ),
-                    repair: if repair && !yes {
-                        "remove it (needs --yes)".into()
-                    } else {
-                        "remove it".into()
-                    },
+                    repair: with_yes("remove it", repair, yes),
                     repaired: remove,
                 });
                 if remove {
-                    self.remove_lv(&vg.name, &lv.name)?;
+                    self.remove_lv(&format!("{}/{}", vg.name, lv.name))?;
                     removed.insert(lv.name.clone());
                 }
             }
@@ -274,7 +270,7 @@ impl Ctx {
                 repaired: repair,
             });
             if repair {
-                self.remove_lv(&vg.name, &lv.name)?;
+                self.remove_lv(&format!("{}/{}", vg.name, lv.name))?;
                 removed.insert(lv.name.clone());
             }
         }
@@ -369,10 +365,8 @@ impl Ctx {
                 ),
                 repair: if !pool_owned {
                     "none: the pool is the admin's; check 'lvs' and 'thin_ls'".into()
-                } else if repair && !yes {
-                    "free it (needs --yes)".into()
                 } else {
-                    "free it".into()
+                    with_yes("free it", repair, yes)
                 },
                 repaired: remove,
             });
@@ -436,10 +430,8 @@ impl Ctx {
                     problem: format!("serves VDI {} which the metadata does not know", d.vdi),
                     repair: if d.open_count > 0 {
                         "none now: it is open; stop what uses it".into()
-                    } else if repair && !yes {
-                        "remove it (needs --yes)".into()
                     } else {
-                        "remove it".into()
+                        with_yes("remove it", repair, yes)
                     },
                     repaired: remove,
                 });

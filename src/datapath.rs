@@ -132,72 +132,65 @@ impl Ctx {
             // A dead server or a half-made attachment: clear it and start again.
             self.release(&s)?;
         }
-        if let Some(cache) = &t.cache {
-            return self.attach_cached(t, vg, cache);
-        }
-        let (path, scheme) = self.open_image(&image.uri)?;
         let mut state = OriginState {
             template: t.uuid.clone(),
             uri: image.uri.clone(),
-            device: path.clone(),
+            device: PathBuf::new(),
             nbd: false,
             pid: None,
-            scheme,
+            scheme: None,
             cache: None,
         };
+        if let Some(cache) = &t.cache {
+            // Served through its cache LV: qemu reads the image (the overlay's backing
+            // file) only where the cache has nothing yet.
+            let lv = vg.lv(cache).ok_or_else(|| Error::VdiIncomplete {
+                vdi: t.name.clone(),
+                why: format!(
+                    "its cache LV {}/{cache} is missing: 'thinsr template cache {} off' forgets it",
+                    vg.name, t.uuid
+                ),
+            })?;
+            let name = format!("{}/{}", vg.name, lv.name);
+            let path = PathBuf::from(crate::lvm::dev_path(&vg.name, &lv.name));
+            state.cache = Some(name.clone());
+            return self.serve_on_nbd(state, |device| {
+                // Its device node, not the report: clearing a stale attachment just now
+                // may have deactivated it.
+                if !path.exists() {
+                    self.set_active(&name, true)?;
+                }
+                crash::point("attach.after-cache-active");
+                nbd::connect_cached(device, &path)
+            });
+        }
+        let (path, scheme) = self.open_image(&image.uri)?;
+        state.device = path.clone();
+        state.scheme = scheme;
         if state.scheme.is_some() && image.format == "raw" && is_block_device(&path) {
             // A raw block device needs no server in between.
             save_state(&state)?;
             return dm::devno(&path);
         }
+        self.serve_on_nbd(state, |device| {
+            nbd::connect(device, &path.to_string_lossy(), &image.format)
+        })
+    }
+
+    /// Starts a server on a free NBD device for `state`'s template: the state is saved
+    /// before `connect` runs (a crash leaves what the next attach clears), and a failure
+    /// releases whatever was made. Returns the device's `major:minor`.
+    fn serve_on_nbd(
+        &self,
+        mut state: OriginState,
+        connect: impl FnOnce(&Path) -> Result<u32>,
+    ) -> Result<String> {
         let connected = nbd::pick_device().and_then(|device| {
             state.device = device;
             state.nbd = true;
             save_state(&state)?;
             crash::point("attach.after-origin-state");
-            let pid = nbd::connect(&state.device, &path.to_string_lossy(), &image.format)?;
-            state.pid = Some(pid);
-            save_state(&state)
-        });
-        if let Err(e) = connected {
-            let _ = self.release(&state);
-            return Err(e);
-        }
-        dm::devno(&state.device)
-    }
-
-    /// Serves template `t` through its cache LV (activated for it): qemu reads the image
-    /// (the overlay's backing file) only where the cache has nothing yet.
-    fn attach_cached(&self, t: &VdiMeta, vg: &Vg, cache: &str) -> Result<String> {
-        let lv = vg.lv(cache).ok_or_else(|| Error::VdiIncomplete {
-            vdi: t.name.clone(),
-            why: format!(
-                "its cache LV {}/{cache} is missing: 'thinsr template cache {} off' forgets it",
-                vg.name, t.uuid
-            ),
-        })?;
-        let name = format!("{}/{}", vg.name, lv.name);
-        let mut state = OriginState {
-            template: t.uuid.clone(),
-            uri: t.image.as_ref().map(|i| i.uri.clone()).unwrap_or_default(),
-            device: PathBuf::new(),
-            nbd: true,
-            pid: None,
-            scheme: None,
-            cache: Some(name.clone()),
-        };
-        let connected = nbd::pick_device().and_then(|device| {
-            state.device = device;
-            save_state(&state)?;
-            // Its device node, not the report: clearing a stale attachment just now may
-            // have deactivated it.
-            let path = PathBuf::from(crate::lvm::dev_path(&vg.name, &lv.name));
-            if !path.exists() {
-                self.lvm
-                    .run(&crate::lvm::strings(&["lvchange", "-ay", "-K", &name]))?;
-            }
-            crash::point("attach.after-cache-active");
-            state.pid = Some(nbd::connect_cached(&state.device, &path)?);
+            state.pid = Some(connect(&state.device)?);
             save_state(&state)
         });
         if let Err(e) = connected {
@@ -228,8 +221,7 @@ impl Ctx {
             run_scheme(&self.scheme_dir, scheme, "detach", &s.uri)?;
         }
         if let Some(cache) = &s.cache {
-            self.lvm
-                .run(&crate::lvm::strings(&["lvchange", "-an", cache]))?;
+            self.set_active(cache, false)?;
         }
         match std::fs::remove_file(state_path(&s.template)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(

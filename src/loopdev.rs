@@ -8,11 +8,7 @@ use crate::tool;
 use crate::units::Bytes;
 
 fn losetup(args: &[&std::ffi::OsStr]) -> Result<String> {
-    let out = tool::output("losetup", args)?;
-    if !out.status.success() {
-        return Err(tool::failed("losetup", &out));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    tool::run("losetup", args)
 }
 
 /// Creates a new sparse file; refuses one that exists.

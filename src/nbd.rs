@@ -93,10 +93,7 @@ fn serve(device: &Path, opts: &[&str], image: &str) -> Result<u32> {
     let dev = device.to_string_lossy().into_owned();
     let mut args: Vec<&str> = opts.to_vec();
     args.extend(["--connect", &dev, "--", image]);
-    let out = tool::output("qemu-nbd", &args)?;
-    if !out.status.success() {
-        return Err(tool::failed("qemu-nbd", &out));
-    }
+    tool::run("qemu-nbd", &args)?;
     // qemu-nbd returns once the kernel holds the socket; the size follows.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -120,10 +117,7 @@ fn serve(device: &Path, opts: &[&str], image: &str) -> Result<u32> {
 /// whose server died or that was never connected.
 pub fn disconnect(device: &Path) -> Result<()> {
     let pid = server_pid(device);
-    let out = tool::output("qemu-nbd", &[Path::new("--disconnect"), device])?;
-    if !out.status.success() {
-        return Err(tool::failed("qemu-nbd", &out));
-    }
+    tool::run("qemu-nbd", &[Path::new("--disconnect"), device])?;
     // The server exits once the kernel lets go of the socket.
     if let Some(pid) = pid {
         let deadline = Instant::now() + Duration::from_secs(5);

@@ -157,14 +157,10 @@ fn scheme_script(dir: &Path, scheme: &str) -> Result<PathBuf> {
 pub fn run_scheme(dir: &Path, scheme: &str, verb: &str, uri: &str) -> Result<Option<PathBuf>> {
     let script = scheme_script(dir, scheme)?;
     let tool_name = script.display().to_string();
-    let out = tool::output(&tool_name, &[verb, uri])?;
-    if !out.status.success() {
-        return Err(tool::failed(&tool_name, &out));
-    }
+    let text = tool::run(&tool_name, &[verb, uri])?;
     if verb != "attach" {
         return Ok(None);
     }
-    let text = String::from_utf8_lossy(&out.stdout);
     let path = text.lines().map(str::trim).find(|l| !l.is_empty());
     match path {
         Some(p) if p.starts_with('/') && Path::new(p).exists() => Ok(Some(PathBuf::from(p))),
@@ -192,23 +188,12 @@ struct QemuInfo {
 /// Format and virtual size of an image, as qemu reads it. `format` forces one (NBD exports
 /// are raw disks); otherwise qemu detects it.
 pub fn probe(image: &str, format: Option<&str>) -> Result<(String, Bytes)> {
-    let mut args = vec!["info", "--output=json"];
+    let mut args = vec!["--output=json"];
     if let Some(f) = format {
         args.extend(["-f", f]);
     }
     args.extend(["--", image]);
-    let out = tool::output("qemu-img", &args)?;
-    if !out.status.success() {
-        return Err(Error::ImageUnreadable {
-            uri: clip(image),
-            why: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    let info: QemuInfo =
-        serde_json::from_slice(&out.stdout).map_err(|e| Error::ImageUnreadable {
-            uri: clip(image),
-            why: format!("qemu-img info printed something unexpected: {e}"),
-        })?;
+    let info: QemuInfo = qemu_img_json("info", &args, image)?;
     if !FORMATS.contains(&info.format.as_str()) {
         return Err(Error::ImageUnreadable {
             uri: clip(image),
@@ -226,6 +211,29 @@ pub fn probe(image: &str, format: Option<&str>) -> Result<(String, Bytes)> {
         });
     }
     Ok((info.format, Bytes(info.virtual_size)))
+}
+
+/// Runs `qemu-img VERB ARGS --output=json` and decodes what it printed; any failure is
+/// IMAGE_UNREADABLE for `uri`, with qemu's own words.
+pub(crate) fn qemu_img_json<T: serde::de::DeserializeOwned>(
+    verb: &str,
+    args: &[&str],
+    uri: &str,
+) -> Result<T> {
+    let unreadable = |why: String| Error::ImageUnreadable {
+        uri: clip(uri),
+        why,
+    };
+    let mut all = vec![verb];
+    all.extend_from_slice(args);
+    let out = tool::output("qemu-img", &all)?;
+    if !out.status.success() {
+        return Err(unreadable(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
+    }
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| unreadable(format!("qemu-img {verb} printed something unexpected: {e}")))
 }
 
 /// True when `path` is a block device (a scheme may hand one over).
@@ -388,7 +396,7 @@ impl Ctx {
             op.save()?;
             if let Some(c) = &t.cache {
                 // After the entry: a crash between leaves an orphan cache sr check removes.
-                ctx.remove_cache(&vg.name, c)?;
+                ctx.remove_lv(&format!("{}/{c}", vg.name))?;
             }
             Ok(vol)
         })

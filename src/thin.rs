@@ -59,14 +59,11 @@ pub fn delete_thin(vg: &str, pool: &str, id: u32) -> Result<()> {
 /// pool is not active.
 pub fn mapped_bytes(vg: &str, pool: &str) -> Result<Option<HashMap<u32, u64>>> {
     with_metadata_snapshot(vg, pool, |tmeta| {
-        let out = tool::output(
+        let out = tool::run(
             "thin_ls",
             &["-m", "--no-headers", "-o", "DEV,MAPPED_BYTES", tmeta],
         )?;
-        if !out.status.success() {
-            return Err(tool::failed("thin_ls", &out));
-        }
-        parse_thin_ls(&String::from_utf8_lossy(&out.stdout))
+        parse_thin_ls(&out)
     })
 }
 

@@ -18,6 +18,15 @@ pub fn output<S: AsRef<OsStr>>(tool: &str, args: &[S]) -> Result<Output> {
         })
 }
 
+/// Runs `tool ARGS...` and returns what it printed; a non-zero exit is the tool's failure.
+pub fn run<S: AsRef<OsStr>>(tool: &str, args: &[S]) -> Result<String> {
+    let out = output(tool, args)?;
+    if !out.status.success() {
+        return Err(failed(tool, &out));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// The tool's failure, with its own message.
 pub fn failed(tool: &str, out: &Output) -> Error {
     Error::CommandFailed {

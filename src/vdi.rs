@@ -154,7 +154,7 @@ fn vdi_lv<'a>(vg: &'a Vg, v: &VdiMeta) -> Result<&'a Lv> {
 
 /// A friendly LV name for `label` that no LV in the VG has; `keep` (the LV being renamed)
 /// may keep its own.
-fn free_lv_name(vg: &Vg, label: &str, keep: Option<&str>) -> String {
+pub(crate) fn free_lv_name(vg: &Vg, label: &str, keep: Option<&str>) -> String {
     let taken: HashSet<String> = vg
         .lvs
         .iter()
@@ -252,6 +252,11 @@ impl Ctx {
             vdi: v.name.clone(),
             device,
         })
+    }
+
+    /// Removes an LV (`vg/lv`) thinsr made.
+    pub(crate) fn remove_lv(&self, vg_lv: &str) -> Result<()> {
+        self.lvm.run(&strings(&["lvremove", "-f", vg_lv])).map(drop)
     }
 
     /// Activates (ignoring the activation-skip flag every VDI carries) or deactivates an LV.
@@ -463,9 +468,7 @@ impl Ctx {
     fn record_new(&self, op: &mut Locked, vg: &str, vdi: &VdiMeta) -> Result<()> {
         op.meta.vdis.push(vdi.clone());
         op.save().inspect_err(|_| {
-            let _ = self
-                .lvm
-                .run(&strings(&["lvremove", "-f", &format!("{vg}/{}", vdi.lv)]));
+            let _ = self.remove_lv(&format!("{vg}/{}", vdi.lv));
         })
     }
 
@@ -501,7 +504,7 @@ impl Ctx {
             }
             Err(e) => {
                 let mut op = self.lock_sr(entry)?;
-                self.lvm.run(&strings(&["lvremove", "-f", &lv]))?;
+                self.remove_lv(&lv)?;
                 op.meta.vdis.retain(|v| v.uuid != vdi.uuid);
                 op.save()?;
                 Err(e)
@@ -723,11 +726,7 @@ impl Ctx {
             }
             let vol = ctx.volume(&op.entry, &op.meta, vg, &v, None);
             if let Some(lv) = lv {
-                ctx.lvm.run(&strings(&[
-                    "lvremove",
-                    "-f",
-                    &format!("{}/{}", vg.name, lv.name),
-                ]))?;
+                ctx.remove_lv(&format!("{}/{}", vg.name, lv.name))?;
             }
             crash::point("vdi-destroy.after-lvremove");
             op.meta.vdis.retain(|x| x.uuid != uuid);

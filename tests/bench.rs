@@ -271,27 +271,9 @@ fn export_rows(rows: &mut Vec<Row>) {
 /// reads: parallel reads would hide the server's latency.
 fn cache_rows(rows: &mut Vec<Row>) {
     const MIB: u64 = 1 << 20;
-    sh(&["ip", "link", "set", "lo", "up"]);
     std::fs::write("/tmp/slow.raw", noise(64 * MIB as usize, 5)).unwrap();
-    let lo = sh(&["/usr/sbin/losetup", "-f", "--show", "/tmp/slow.raw"])
-        .trim()
-        .to_string();
-    let table = format!("0 {} delay {lo} 0 20", 64 * MIB / 512);
-    sh(&["dmsetup", "create", "slow", "--table", &table]);
-    sh(&["dmsetup", "mknodes", "slow"]);
-    sh(&[
-        "qemu-nbd",
-        "--fork",
-        "--persistent",
-        "--shared=8",
-        "--read-only",
-        "--format=raw",
-        "--cache=none",
-        "--bind=127.0.0.1",
-        "--port=10812",
-        "--export-name=slow",
-        "/dev/mapper/slow",
-    ]);
+    dm_on_file("slow", "/tmp/slow.raw", "delay", " 20");
+    serve_nbd("/dev/mapper/slow", "raw", 10812, "slow", true);
     ok(&[
         "template",
         "introduce",

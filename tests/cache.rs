@@ -12,41 +12,11 @@ const SIZE: u64 = 64 * MIB;
 /// A 64 MiB template of random data on a counted device, served by qemu-nbd with
 /// O_DIRECT (so the server's own page cache cannot hide reads). Returns the dm name.
 fn remote_template() -> &'static str {
-    sh(&["ip", "link", "set", "lo", "up"]);
     let img = "/tmp/src.raw";
     std::fs::write(img, noise(SIZE as usize, 77)).unwrap();
-    let loopdev = sh(&["/usr/sbin/losetup", "-f", "--show", img])
-        .trim()
-        .to_string();
-    let table = format!("0 {} linear {loopdev} 0", SIZE / 512);
-    sh(&["dmsetup", "create", "tsrc", "--table", &table]);
-    sh(&["dmsetup", "mknodes", "tsrc"]);
-    sh(&[
-        "qemu-nbd",
-        "--fork",
-        "--persistent",
-        "--shared=8",
-        "--read-only",
-        "--format=raw",
-        "--cache=none",
-        "--bind=127.0.0.1",
-        "--port=10811",
-        "--export-name=tpl",
-        "/dev/mapper/tsrc",
-    ]);
+    dm_on_file("tsrc", img, "linear", "");
+    serve_nbd("/dev/mapper/tsrc", "raw", 10811, "tpl", true);
     "tsrc"
-}
-
-/// Bytes the server has read from its device so far.
-fn server_read(dm: &str) -> u64 {
-    let minor = sh(&["dmsetup", "info", "-c", "--noheadings", "-o", "minor", dm]);
-    let stat = std::fs::read_to_string(format!("/sys/block/dm-{}/stat", minor.trim())).unwrap();
-    stat.split_whitespace()
-        .nth(2)
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        * 512
 }
 
 fn attach(vdi: &str) -> String {
@@ -66,9 +36,9 @@ fn read_checked(dev: &str, from: u64, len: u64) {
 }
 
 fn server_reads_during(dm: &str, f: impl FnOnce()) -> u64 {
-    let before = server_read(dm);
+    let before = dm_bytes_read(dm);
     f();
-    server_read(dm) - before
+    dm_bytes_read(dm) - before
 }
 
 fn cache_lv() -> String {

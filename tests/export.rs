@@ -24,25 +24,14 @@ fn attach(vdi: &str, read_only: bool) -> String {
     v["path"].as_str().unwrap().to_string()
 }
 
-/// Sectors read so far from the pool's data device (every read of VDI data lands there).
+/// Bytes read so far from the pool's data device (every read of VDI data lands there).
 fn pool_data_read() -> u64 {
     let name = sh(&["dmsetup", "ls"])
         .lines()
         .map(|l| l.split_whitespace().next().unwrap().to_string())
         .find(|n| n.ends_with("_tdata"))
         .expect("the pool's data device");
-    let minor = sh(&[
-        "dmsetup",
-        "info",
-        "-c",
-        "--noheadings",
-        "-o",
-        "minor",
-        &name,
-    ]);
-    let stat = std::fs::read_to_string(format!("/sys/block/dm-{}/stat", minor.trim())).unwrap();
-    let sectors: u64 = stat.split_whitespace().nth(2).unwrap().parse().unwrap();
-    sectors * 512
+    dm_bytes_read(&name)
 }
 
 /// Writes about `percent` % of a `size` disk: 1 MiB pieces at scattered MiB offsets, plus
@@ -82,14 +71,6 @@ fn mapped(vdi: &str) -> u64 {
     json(&["vdi", "show", vdi])["physical_utilisation"]
         .as_u64()
         .unwrap()
-}
-
-fn thinsr_leftovers() -> Vec<String> {
-    sh(&["dmsetup", "ls"])
-        .lines()
-        .filter(|l| l.starts_with("thinsr-"))
-        .map(str::to_string)
-        .collect()
 }
 
 #[test]
@@ -197,7 +178,7 @@ fn exports_read_only_the_data_and_qemu_reads_them_identical() {
     fails(&["export", "nope", "-o", "/tmp/x.qcow2"], "VDI_NOT_FOUND");
     assert!(!std::path::Path::new("/tmp/x.qcow2").exists());
     assert_eq!(state(), before);
-    assert!(thinsr_leftovers().is_empty());
+    assert!(our_dm_devices().is_empty());
 }
 
 #[test]
@@ -271,7 +252,7 @@ fn a_delta_over_its_base_rebuilds_the_vdi() {
     assert_eq!(r["from_snapshot"], true);
     compare(&dev, "/tmp/backup/now.qcow2", "qcow2");
     ok(&["vdi", "detach", "v"]);
-    assert!(thinsr_leftovers().is_empty());
+    assert!(our_dm_devices().is_empty());
 }
 
 #[test]
@@ -300,7 +281,7 @@ fn a_template_clone_exports_template_data_and_its_writes() {
     compare(&dev, "/tmp/c.qcow2", "qcow2");
     assert_eq!(read_at("/tmp/t.qcow2", 0, 4).as_slice(), b"QFI\xfb");
     ok(&["vdi", "detach", "c"]);
-    assert!(thinsr_leftovers().is_empty());
+    assert!(our_dm_devices().is_empty());
 }
 
 fn import_file(path: &str, name: &str, extra: &[&str]) -> serde_json::Value {

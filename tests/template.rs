@@ -48,11 +48,7 @@ fn template_image(path: &str, format: &str) -> String {
 
 /// Our dm devices and connected NBD devices: both empty once everything is detached.
 fn datapath_leftovers() -> (Vec<String>, Vec<String>) {
-    let dm = sh(&["dmsetup", "ls"])
-        .lines()
-        .filter(|l| l.starts_with("thinsr-"))
-        .map(str::to_string)
-        .collect();
+    let dm = our_dm_devices();
     let nbd = std::fs::read_dir("/sys/block")
         .unwrap()
         .filter_map(|e| {
@@ -379,20 +375,8 @@ esac
     assert_clean();
 
     // An NBD export, served on loopback as a remote image server would.
-    sh(&["ip", "link", "set", "lo", "up"]);
     template_image("/tmp/remote.qcow2", "qcow2");
-    sh(&[
-        "qemu-nbd",
-        "--fork",
-        "--persistent",
-        "--shared=4",
-        "--read-only",
-        "--format=qcow2",
-        "--bind=127.0.0.1",
-        "--port=10809",
-        "--export-name=debian",
-        "/tmp/remote.qcow2",
-    ]);
+    serve_nbd("/tmp/remote.qcow2", "qcow2", 10809, "debian", false);
     let t = json(&["template", "introduce", "nbd://127.0.0.1:10809/debian"]);
     assert_eq!(
         (t["format"].as_str(), t["name"].as_str()),

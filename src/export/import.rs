@@ -76,6 +76,15 @@ fn qemu_format(f: &str) -> Result<&str> {
     }
 }
 
+/// thinsr's name for a format qemu calls by another (its `vpc` is VHD).
+fn our_format(f: &str) -> &str {
+    if f == "vpc" {
+        "vhd"
+    } else {
+        f
+    }
+}
+
 /// Writes what is not zero, in cluster-sized pieces, to the new VDI's device.
 struct Writer {
     dev: File,
@@ -94,10 +103,9 @@ impl Writer {
                 continue;
             }
             let off = at + (i as u64) * CLUSTER;
-            self.dev.write_all_at(piece, off).map_err(|e| Error::Io {
-                context: format!("{} at byte {off}", self.what),
-                source: e,
-            })?;
+            self.dev
+                .write_all_at(piece, off)
+                .map_err(|e| Error::io(format!("{} at byte {off}", self.what), e))?;
             self.written += piece.len() as u64;
         }
         self.reached = self.reached.max(at + data.len() as u64);
@@ -200,9 +208,7 @@ impl Ctx {
                 let mut stdin = std::io::stdin().lock();
                 let mut input = Input::new(&mut stdin, "stdin");
                 let found = detect(input.peek(512)?);
-                let format = wanted
-                    .map(|f| if f == "vpc" { "vhd" } else { f })
-                    .unwrap_or(found);
+                let format = wanted.map(our_format).unwrap_or(found);
                 let (decoder, size) = match format {
                     "qcow2" => {
                         let h = qcow2::read_header(&mut input)?;
@@ -239,20 +245,14 @@ impl Ctx {
                         dev: File::options()
                             .write(true)
                             .open(dev)
-                            .map_err(|e| Error::Io {
-                                context: dev.into(),
-                                source: e,
-                            })?,
+                            .map_err(|e| Error::io(dev, e))?,
                         what: dev.into(),
                         written: 0,
                         reached: 0,
                     };
                     decode(&mut input, &decoder, size.0, &mut writer, progress)?;
                     *w = Some(writer.written);
-                    writer.dev.sync_all().map_err(|e| Error::Io {
-                        context: dev.into(),
-                        source: e,
-                    })
+                    writer.dev.sync_all().map_err(|e| Error::io(dev, e))
                 })
             }
         }
@@ -302,11 +302,7 @@ impl Ctx {
                 }
                 Ok(Imported {
                     volume,
-                    format: if format == "vpc" {
-                        "vhd".into()
-                    } else {
-                        format.into()
-                    },
+                    format: our_format(format).into(),
                     written,
                 })
             }
@@ -402,10 +398,9 @@ fn convert(
 fn read_until_any(r: &mut impl BufRead, out: &mut Vec<u8>) -> Result<usize> {
     let mut n = 0;
     loop {
-        let buf = r.fill_buf().map_err(|e| Error::Io {
-            context: "qemu-img's output".into(),
-            source: e,
-        })?;
+        let buf = r
+            .fill_buf()
+            .map_err(|e| Error::io("qemu-img's output", e))?;
         if buf.is_empty() {
             return Ok(n);
         }

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::meta::{VdiKind, VdiMeta};
 use crate::progress::Progress;
 use crate::sr::Ctx;
-use crate::template::{parse_uri, Source};
+use crate::template::{parse_uri, qemu_img_json, Source};
 use crate::units::{clip, Bytes};
 use crate::{cancel, crash, thin, tool};
 use extent::{align, normalize, subtract, total, Extent};
@@ -79,12 +79,30 @@ pub trait ReadAt {
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()>;
 }
 
-impl ReadAt for (File, String) {
+/// A block device read with O_DIRECT: each piece comes from the disk once, and a whole
+/// disk read leaves the page cache alone.
+pub struct Device {
+    file: File,
+    what: String,
+}
+
+impl Device {
+    pub fn open(path: &Path) -> Result<Device> {
+        let what = path.display().to_string();
+        let file = File::options()
+            .read(true)
+            .custom_flags(nix::libc::O_DIRECT)
+            .open(path)
+            .map_err(|e| Error::io(what.as_str(), e))?;
+        Ok(Device { file, what })
+    }
+}
+
+impl ReadAt for Device {
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        self.0.read_exact_at(buf, offset).map_err(|e| Error::Io {
-            context: format!("{} at byte {offset}", self.1),
-            source: e,
-        })
+        self.file
+            .read_exact_at(buf, offset)
+            .map_err(|e| Error::io(format!("{} at byte {offset}", self.what), e))
     }
 }
 
@@ -182,7 +200,6 @@ struct Readable {
 }
 
 /// What the export attached itself, to undo.
-#[derive(PartialEq)]
 enum Attached {
     Nothing,
     /// A read-only device of ours, by its dm name: removed without asking LVM anything.
@@ -207,20 +224,12 @@ fn template_data(t: &VdiMeta, size: u64) -> Result<Vec<Extent>> {
         Source::Nbd(u) => u,
         Source::Scheme(_) => return Ok(whole),
     };
-    let out = tool::output(
-        "qemu-img",
-        &["map", "--output=json", "-f", &image.format, "--", &path],
+    let map: Vec<MapEntry> = qemu_img_json(
+        "map",
+        &["--output=json", "-f", &image.format, "--", &path],
+        &image.uri,
     )?;
-    if !out.status.success() {
-        return Err(Error::ImageUnreadable {
-            uri: clip(&image.uri),
-            why: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    parse_qemu_map(&out.stdout).map_err(|why| Error::ImageUnreadable {
-        uri: clip(&image.uri),
-        why: format!("qemu-img map printed something unexpected: {why}"),
-    })
+    Ok(data_of(map))
 }
 
 #[derive(Deserialize)]
@@ -230,16 +239,22 @@ struct MapEntry {
     data: bool,
 }
 
-/// The ranges `qemu-img map --output=json` says hold data.
-pub fn parse_qemu_map(json: &[u8]) -> std::result::Result<Vec<Extent>, String> {
-    let entries: Vec<MapEntry> = serde_json::from_slice(json).map_err(|e| e.to_string())?;
-    Ok(normalize(
-        entries
-            .into_iter()
+/// The ranges of a `qemu-img map` that hold data.
+fn data_of(map: Vec<MapEntry>) -> Vec<Extent> {
+    normalize(
+        map.into_iter()
             .filter(|e| e.data)
             .map(|e| Extent::new(e.start, e.length))
             .collect(),
-    ))
+    )
+}
+
+/// The ranges `qemu-img map --output=json` says hold data: what `template_data` decodes,
+/// for the unit and fuzz tests.
+#[cfg(test)]
+pub fn parse_qemu_map(json: &[u8]) -> std::result::Result<Vec<Extent>, String> {
+    let map: Vec<MapEntry> = serde_json::from_slice(json).map_err(|e| e.to_string())?;
+    Ok(data_of(map))
 }
 
 /// The output file while it is written: a hidden file beside it, renamed over it only
@@ -276,10 +291,7 @@ impl Partial {
             .write(true)
             .create_new(true)
             .open(&tmp)
-            .map_err(|e| Error::Io {
-                context: tmp.display().to_string(),
-                source: e,
-            })?;
+            .map_err(|e| Error::io(tmp.display().to_string(), e))?;
         Ok(Partial {
             file,
             tmp,
@@ -289,10 +301,8 @@ impl Partial {
 
     /// Puts the complete image in place.
     fn finish(self) -> Result<()> {
-        std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::Io {
-            context: self.path.display().to_string(),
-            source: e,
-        })
+        std::fs::rename(&self.tmp, &self.path)
+            .map_err(|e| Error::io(self.path.display().to_string(), e))
     }
 
     fn discard(self) {
@@ -558,9 +568,9 @@ impl Ctx {
             (None, _) => (vec![Extent::new(0, size)], vec![]),
             (Some(id), None) => {
                 let (_, mapped) = self.thin_map(src, |tmeta| {
-                    let id = id.to_string();
-                    let xml = run_xml("thin_dump", &["-m", "--dev-id", &id, tmeta])?;
-                    thin_xml::parse_dump(&xml, id.parse().expect("a number"))
+                    let dev = id.to_string();
+                    let xml = tool::run("thin_dump", &["-m", "--dev-id", &dev, tmeta])?;
+                    thin_xml::parse_dump(&xml, id)
                 })?;
                 let all = normalize([mapped, template].concat());
                 (align(&all, cluster, size), vec![])
@@ -568,7 +578,8 @@ impl Ctx {
             (Some(id), Some(base)) => {
                 let d = self.thin_map(src, |tmeta| {
                     let (a, b) = (base.to_string(), id.to_string());
-                    let xml = run_xml("thin_delta", &["-m", "--thin1", &a, "--thin2", &b, tmeta])?;
+                    let xml =
+                        tool::run("thin_delta", &["-m", "--thin1", &a, "--thin2", &b, tmeta])?;
                     thin_xml::parse_delta(&xml)
                 })?;
                 if src.origin.is_some() {
@@ -582,16 +593,7 @@ impl Ctx {
                 }
             }
         };
-        let what = src.path.display().to_string();
-        let dev = File::options()
-            .read(true)
-            .custom_flags(nix::libc::O_DIRECT)
-            .open(&src.path)
-            .map_err(|e| Error::Io {
-                context: what.clone(),
-                source: e,
-            })?;
-        let mut reader = (dev, what);
+        let mut reader = Device::open(&src.path)?;
         progress.begin(&format!("exporting {}", Bytes(size)), total(&data));
         let mut feed = Feed::new(&mut reader, progress);
         let stdout = std::io::stdout();
@@ -619,10 +621,7 @@ impl Ctx {
         let read = feed.read;
         let written = out.finish()?;
         if let Some(f) = file {
-            f.sync_all().map_err(|e| Error::Io {
-                context: "the output file".into(),
-                source: e,
-            })?;
+            f.sync_all().map_err(|e| Error::io("the output file", e))?;
         }
         Ok((read, written))
     }
@@ -633,17 +632,6 @@ impl Ctx {
             Error::DmFailed(format!("the pool {}/{} is not active", src.vg, src.pool))
         })
     }
-}
-
-fn run_xml(tool_name: &str, args: &[&str]) -> Result<String> {
-    let out = tool::output(tool_name, args)?;
-    if !out.status.success() {
-        return Err(tool::failed(tool_name, &out));
-    }
-    String::from_utf8(out.stdout).map_err(|_| Error::CommandFailed {
-        tool: tool_name.into(),
-        message: "output is not UTF-8".into(),
-    })
 }
 
 #[cfg(test)]

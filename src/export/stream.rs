@@ -8,13 +8,6 @@ use crate::error::{Error, Result};
 
 static ZEROS: [u8; 65536] = [0; 65536];
 
-fn io(what: &str, e: std::io::Error) -> Error {
-    Error::Io {
-        context: what.into(),
-        source: e,
-    }
-}
-
 /// Where an image is written, strictly forward.
 pub struct Out<'a> {
     sink: Sink<'a>,
@@ -55,7 +48,7 @@ impl<'a> Out<'a> {
             Sink::File(w) => w.write_all(b),
             Sink::Stream(w) => w.write_all(b),
         }
-        .map_err(|e| io(&self.what, e))?;
+        .map_err(|e| Error::io(self.what.as_str(), e))?;
         self.pos += b.len() as u64;
         Ok(())
     }
@@ -65,7 +58,7 @@ impl<'a> Out<'a> {
         match &mut self.sink {
             Sink::File(w) => {
                 w.seek(SeekFrom::Current(n as i64))
-                    .map_err(|e| io(&self.what, e))?;
+                    .map_err(|e| Error::io(self.what.as_str(), e))?;
                 self.pos += n;
             }
             Sink::Stream(_) => {
@@ -85,10 +78,13 @@ impl<'a> Out<'a> {
         let what = self.what;
         match self.sink {
             Sink::File(w) => {
-                let f = w.into_inner().map_err(|e| io(&what, e.into_error()))?;
-                f.set_len(self.pos).map_err(|e| io(&what, e))?;
+                let f = w
+                    .into_inner()
+                    .map_err(|e| Error::io(what.as_str(), e.into_error()))?;
+                f.set_len(self.pos)
+                    .map_err(|e| Error::io(what.as_str(), e))?;
             }
-            Sink::Stream(w) => w.flush().map_err(|e| io(&what, e))?,
+            Sink::Stream(w) => w.flush().map_err(|e| Error::io(what.as_str(), e))?,
         }
         Ok(self.pos)
     }
@@ -135,7 +131,7 @@ impl<'a> Input<'a> {
                         return Err(Error::Cancelled);
                     }
                 }
-                Err(e) => return Err(io(&self.what, e)),
+                Err(e) => return Err(Error::io(self.what.as_str(), e)),
             }
         }
     }

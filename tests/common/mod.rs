@@ -269,3 +269,60 @@ pub fn lvm_calls(args: &[&str]) -> u32 {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no call count in: {}", r.stderr))
 }
+
+/// A device-mapper device `name` over a loop device on `file`: table
+/// `0 <sectors> <target> <loop> 0<extra>` (`linear`, or `delay` with `extra` " 20").
+pub fn dm_on_file(name: &str, file: &str, target: &str, extra: &str) {
+    let sectors = std::fs::metadata(file).unwrap().len() / 512;
+    let lo = sh(&["/usr/sbin/losetup", "-f", "--show", file])
+        .trim()
+        .to_string();
+    let table = format!("0 {sectors} {target} {lo} 0{extra}");
+    sh(&["dmsetup", "create", name, "--table", &table]);
+    sh(&["dmsetup", "mknodes", name]);
+}
+
+/// Bytes read so far from device-mapper device `name` (its block-layer counters).
+pub fn dm_bytes_read(name: &str) -> u64 {
+    let minor = sh(&["dmsetup", "info", "-c", "--noheadings", "-o", "minor", name]);
+    let stat = std::fs::read_to_string(format!("/sys/block/dm-{}/stat", minor.trim())).unwrap();
+    let sectors: u64 = stat.split_whitespace().nth(2).unwrap().parse().unwrap();
+    sectors * 512
+}
+
+/// Serves `image` read-only over NBD on loopback, as a remote image server would, at
+/// `nbd://127.0.0.1:<port>/<export>`. `direct` bypasses the server's page cache, so that
+/// every read a client makes shows on the device (not possible for files on tmpfs).
+pub fn serve_nbd(image: &str, format: &str, port: u16, export: &str, direct: bool) {
+    sh(&["ip", "link", "set", "lo", "up"]);
+    let (format, port, export) = (
+        format!("--format={format}"),
+        format!("--port={port}"),
+        format!("--export-name={export}"),
+    );
+    let mut args = vec![
+        "qemu-nbd",
+        "--fork",
+        "--persistent",
+        "--shared=8",
+        "--read-only",
+        &format,
+        "--bind=127.0.0.1",
+        &port,
+        &export,
+    ];
+    if direct {
+        args.push("--cache=none");
+    }
+    args.push(image);
+    sh(&args);
+}
+
+/// thinsr's device-mapper devices (`dmsetup ls` lines): none once everything is detached.
+pub fn our_dm_devices() -> Vec<String> {
+    sh(&["dmsetup", "ls"])
+        .lines()
+        .filter(|l| l.starts_with("thinsr-"))
+        .map(str::to_string)
+        .collect()
+}
