@@ -341,6 +341,14 @@ pub fn remove(name: &str, vdi: &str) -> Result<()> {
     Ok(())
 }
 
+/// True when a dm device `name` exists (for an LV: LVM has activated it).
+pub fn exists(name: &str) -> bool {
+    let Ok(dm_name) = DmName::new(name) else {
+        return false;
+    };
+    open().is_ok_and(|dm| dm.device_info(&DevId::Name(dm_name)).is_ok())
+}
+
 /// Suspends (flushing) or resumes device `name`.
 pub fn suspend(name: &str, on: bool) -> Result<()> {
     let dm = open()?;

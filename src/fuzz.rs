@@ -131,6 +131,32 @@ fn meta(bytes: &[u8]) {
     let _ = crate::meta::decode_for_fuzz(bytes);
 }
 
+/// A pool's metadata blocks, checksums recomputed after mutation so that the tree walk,
+/// not only the checksum test, meets the damage.
+fn thin_details(bytes: &[u8]) {
+    use crate::thin::details::{image::reseal, parse, BLOCK};
+    let mut blocks: Vec<Vec<u8>> = bytes.chunks(BLOCK).map(<[u8]>::to_vec).collect();
+    for b in &mut blocks {
+        b.resize(BLOCK, 0);
+        reseal(b);
+    }
+    let mut reads = 0;
+    let parsed = parse(|n| {
+        reads += 1;
+        assert!(
+            reads <= blocks.len() + 3,
+            "read more blocks than the device has"
+        );
+        blocks
+            .get(n as usize)
+            .cloned()
+            .ok_or_else(|| "past the end".into())
+    });
+    if let Ok(d) = parsed {
+        assert!(d.data_block_size.0 % 512 == 0);
+    }
+}
+
 fn strings(bytes: &[u8]) {
     let s = text(bytes);
     let name = crate::names::sanitize(&s, 64);
@@ -204,6 +230,11 @@ fn fuzz_metadata() {
     for s in corpus("meta") {
         assert!(matches!(crate::meta::decode_for_fuzz(&s), Some(Ok(_))));
     }
+}
+
+#[test]
+fn fuzz_thin_details() {
+    run("thin_details", false, thin_details);
 }
 
 #[test]
@@ -306,7 +337,13 @@ fn write_corpus() {
     );
     let m: crate::meta::SrMeta =
         serde_yaml::from_str(include_str!("../fuzz/seeds/meta.yaml")).unwrap();
-    put("meta", "slot", &crate::meta::encode_for_fuzz(&m));
+    put("meta", "slot", &crate::meta::encode_for_fuzz(&m, false));
+    put("meta", "slot-json", &crate::meta::encode_for_fuzz(&m, true));
+    put(
+        "thin_details",
+        "sample",
+        &crate::thin::details::image::sample().concat(),
+    );
     for (i, s) in [
         "Windows 10 (64-bit)",
         "../../etc",

@@ -15,6 +15,7 @@ pub mod error;
 pub mod export;
 #[cfg(test)]
 mod fuzz;
+pub mod known;
 pub mod lock;
 pub mod loopdev;
 pub mod lvm;
@@ -26,6 +27,7 @@ pub mod probe;
 pub mod progress;
 pub mod registry;
 pub mod sr;
+pub mod stats;
 pub mod template;
 pub mod thin;
 pub mod tool;

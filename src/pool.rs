@@ -56,16 +56,23 @@ pub struct PolicyChange {
 
 /// Use of the pool as a fraction, from the kernel when active, else from LVM.
 fn usage(lv: &Lv, kernel: Option<&PoolStatus>) -> (f64, f64) {
-    match kernel {
-        Some(k) if k.data_total.0 > 0 && k.metadata_total.0 > 0 => (
-            k.data_used.0 as f64 * 100.0 / k.data_total.0 as f64,
-            k.metadata_used.0 as f64 * 100.0 / k.metadata_total.0 as f64,
-        ),
-        _ => (
+    match kernel.and_then(kernel_usage) {
+        Some(u) => u,
+        None => (
             lv.data_percent.unwrap_or(0.0),
             lv.metadata_percent.unwrap_or(0.0),
         ),
     }
+}
+
+/// Data and metadata use in percent, as the kernel counts them.
+fn kernel_usage(k: &PoolStatus) -> Option<(f64, f64)> {
+    (k.data_total.0 > 0 && k.metadata_total.0 > 0).then(|| {
+        (
+            k.data_used.0 as f64 * 100.0 / k.data_total.0 as f64,
+            k.metadata_used.0 as f64 * 100.0 / k.metadata_total.0 as f64,
+        )
+    })
 }
 
 /// The largest the pool may become: the policy's maximum (shared SRs default to the size
@@ -464,6 +471,23 @@ impl Ctx {
         }
     }
 
+    /// True when a thin VDI can be made without an lvm report: no overcommit limit to add
+    /// up, and the kernel says the pool is active, writable and below the growth threshold.
+    /// Otherwise `prepare_thin` decides, from a report.
+    pub(crate) fn thin_ready(e: &Entry, meta: &SrMeta) -> bool {
+        if meta.policy.max_overcommit.is_some() {
+            return false;
+        }
+        let Ok(Some(k)) = dm::pool_status(&e.vg, &e.pool) else {
+            return false;
+        };
+        let Some((dp, mp)) = kernel_usage(&k) else {
+            return false;
+        };
+        let limit = f64::from(meta.policy.threshold);
+        k.state == "rw" && !k.needs_check && dp < limit && mp < limit
+    }
+
     /// Before a thin VDI of `adding` bytes is made: refuse past `--max-overcommit`, and grow
     /// the pool first when it is over the threshold. The caller holds the SR's lock.
     pub(crate) fn prepare_thin(
@@ -534,6 +558,7 @@ mod tests {
             tags: vec![],
             pvs: vec![],
             lvs: vec![],
+            vdi_index: Default::default(),
         }
     }
 

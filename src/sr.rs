@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::lock;
 use crate::loopdev;
 use crate::lvm::{strings, tag_args, Lv, Lvm, Vg, TAG_META, TAG_OWNED, TAG_POOL, TAG_SR, TAG_VDI};
-use crate::meta::{MetaStore, Mode, SrMeta, FORMAT, META_LV_SIZE};
+use crate::meta::{Geometry, MetaStore, Mode, SrMeta, FORMAT, META_LV_SIZE};
 use crate::names;
 use crate::probe;
 use crate::registry::{Entry, Registry, RegistryFile};
@@ -358,8 +358,14 @@ impl Ctx {
             file: file.map(Path::to_path_buf),
             vdis: vec![],
             policy: Default::default(),
+            geometry: Some(Geometry {
+                extent: EXTENT,
+                chunk: CHUNK,
+            }),
         };
         let mut args = strings(&["vgcreate", "-y"]);
+        // The extent size the pool was sized with, whatever lvm.conf's default.
+        args.extend(["-s".into(), format!("{}k", EXTENT.0 / 1024)]);
         args.extend(tag_args(&[TAG_OWNED.into(), sr_tag(&uuid)]));
         args.push(vg.clone());
         // In the order given: LVM allocates from the first PV first.
@@ -635,6 +641,11 @@ impl Ctx {
             file: None,
             vdis: vec![],
             policy: Default::default(),
+            // An adopted pool's chunk size is learnt from the first report that needs it.
+            geometry: pool_owned.then_some(Geometry {
+                extent: vg.extent_size,
+                chunk: CHUNK,
+            }),
         };
         let rest = (|| {
             crash::point("sr-introduce.after-pool");
@@ -738,7 +749,7 @@ impl Ctx {
                 loopdev::attach(file)?;
             }
         }
-        let vg = match self.lvm.report_vg(&entry.vg) {
+        let vg = match self.lvm.report_vg_pvs(&entry.vg) {
             // A destroy that crashed after vgremove: only the registry entry is left.
             Err(Error::VgNotFound(_)) if entry.mode == Mode::Owned => {
                 return self.update_registry(|reg| {
@@ -894,7 +905,7 @@ impl Ctx {
     /// `sr show`: one lvm report, the kernel's pool status, and the metadata when active.
     pub fn show(&self, key: Option<&str>) -> Result<SrDetail> {
         let entry = self.entry(key)?;
-        let vg = self.lvm.report_vg(&entry.vg)?;
+        let vg = self.lvm.report_vg_pvs(&entry.vg)?;
         let store = entry.meta_store();
         // The metadata is the truth; the registry can lag it by one crash.
         let (name, description) = match store.exists() {

@@ -17,9 +17,10 @@ use crate::cancel;
 use crate::crash;
 use crate::dm;
 use crate::error::{Error, Result};
+use crate::known;
 use crate::lock::{self, Lock};
 use crate::lvm::{dev_path, strings, tag_args, Lv, Vg, TAG_META, TAG_ORIGIN, TAG_VDI};
-use crate::meta::{MetaStore, Mode, Pending, SrMeta, VdiKind, VdiMeta};
+use crate::meta::{Geometry, MetaStore, Mode, Pending, SrMeta, VdiKind, VdiMeta};
 use crate::names;
 use crate::progress::Progress;
 use crate::registry::Entry;
@@ -373,33 +374,57 @@ impl Ctx {
             cancel::watch();
         }
         let entry = self.entry(sr)?;
-        let op = self.lock_sr(&entry)?;
-        let vg = self.lvm.report_vg(&entry.vg)?;
-        let size = size.round_up(vg.extent_size.0);
-        let lv = free_lv_name(&vg, label, None);
+        let mut op = self.lock_sr(&entry)?;
         let uuid = uuid::Uuid::new_v4().to_string();
-        let mut args = lvcreate_args(&entry.uuid, &uuid, &lv);
-        if preallocate {
-            if vg.free < size {
-                return Err(Error::NoSpace {
-                    vg: vg.name.clone(),
-                    wanted: size.to_string(),
-                    free: vg.free.to_string(),
-                    detail: space_detail(&vg, &entry),
-                });
+        let args_for = |lv: &str, size: Bytes| {
+            let mut args = lvcreate_args(&entry.uuid, &uuid, lv);
+            if preallocate {
+                // Active now, to be zeroed; LVM's own zeroing covers only the first 4 KiB.
+                args.extend(strings(&["-K", "-Zn", "-Wn", "-L"]));
+                args.extend([format!("{}b", size.0), entry.vg.clone()]);
+            } else {
+                if importing {
+                    args.push("-K".into());
+                }
+                args.extend(["-V".into(), format!("{}b", size.0), "-T".into()]);
+                args.push(format!("{}/{}", entry.vg, entry.pool));
             }
-            // Active now, to be zeroed; LVM's own zeroing covers only the first 4 KiB.
-            args.extend(strings(&["-K", "-Zn", "-Wn", "-L"]));
-            args.extend([format!("{}b", size.0), vg.name.clone()]);
-        } else {
-            self.prepare_thin(&entry, &op.meta, &vg, size)?;
-            if importing {
-                args.push("-K".into());
+            args
+        };
+        // One lvm call when the metadata and the kernel can say all a report would.
+        let mut made = None;
+        let ready = preallocate || Self::thin_ready(&entry, &op.meta);
+        if let Some(g) = op.meta.geometry.filter(|_| ready) {
+            let size = size.round_up(g.extent.0);
+            let lv = op.known_free_name(label);
+            match self.lvm.run(&args_for(&lv, size)) {
+                Ok(_) => made = Some((lv, size)),
+                Err(e) if known::report_would_help(&e) => {}
+                Err(e) => return Err(e),
             }
-            args.extend(["-V".into(), format!("{}b", size.0), "-T".into()]);
-            args.push(format!("{}/{}", vg.name, entry.pool));
         }
-        self.lvm.run(&args)?;
+        let (lv, size) = match made {
+            Some(m) => m,
+            None => {
+                let vg = self.lvm.report_vg(&entry.vg)?;
+                op.learn_geometry(&vg);
+                let size = size.round_up(vg.extent_size.0);
+                let lv = free_lv_name(&vg, label, None);
+                if preallocate && vg.free < size {
+                    return Err(Error::NoSpace {
+                        vg: vg.name.clone(),
+                        wanted: size.to_string(),
+                        free: vg.free.to_string(),
+                        detail: space_detail(&vg, &entry),
+                    });
+                }
+                if !preallocate {
+                    self.prepare_thin(&entry, &op.meta, &vg, size)?;
+                }
+                self.lvm.run(&args_for(&lv, size))?;
+                (lv, size)
+            }
+        };
         crash::point("vdi-create.after-lvcreate");
         let vdi = VdiMeta {
             uuid: uuid.clone(),
@@ -424,8 +449,7 @@ impl Ctx {
             origin: None,
             cache: None,
         };
-        let mut op = op;
-        self.record_new(&mut op, &vg.name, &vdi)?;
+        self.record_new(&mut op, &entry.vg, &vdi)?;
         crash::point("vdi-create.after-meta");
         if preallocate {
             // Other commands on this SR go on while the disk is zeroed.
@@ -436,7 +460,7 @@ impl Ctx {
         if !importing {
             v.pending = None;
         }
-        Ok(self.volume_of(&entry, &vg, &v, None, size, false, None))
+        Ok(self.volume_of(&entry, &entry.vg, &v, None, size, false, None))
     }
 
     /// Zeroes `[from, to)` of an LV: activated for it (VDIs are inactive unless attached)
@@ -621,7 +645,7 @@ impl Ctx {
         let mine = self.our_device(&v.uuid);
         let mut vol = self.volume_of(
             e,
-            vg,
+            &vg.name,
             v,
             lv,
             size,
@@ -653,7 +677,7 @@ impl Ctx {
     fn volume_of(
         &self,
         e: &Entry,
-        vg: &Vg,
+        vg: &str,
         v: &VdiMeta,
         lv: Option<&Lv>,
         size: Bytes,
@@ -676,13 +700,13 @@ impl Ctx {
             sr: e.uuid.clone(),
             sr_name: e.name.clone(),
             kind: v.kind,
-            vg: vg.name.clone(),
+            vg: vg.to_string(),
             // A VDI reading a template is not its LV alone, and a template has none: their
             // device exists only while attached.
             path: if v.is_template() || v.origin.is_some() {
                 String::new()
             } else {
-                dev_path(&vg.name, &lv_name)
+                dev_path(vg, &lv_name)
             },
             lv: lv_name,
             attached,
@@ -715,24 +739,49 @@ impl Ctx {
         f(self, &mut op, &vg, &found.uuid)
     }
 
-    /// `vdi destroy`: refused while attached. Thin space returns to the pool.
+    /// `vdi destroy`: refused while attached. Thin space returns to the pool. One lvm call:
+    /// `lvremove` of the LV the metadata names, selected by the VDI's tag (so it can only
+    /// remove thinsr's LV of this VDI); a report only when that LV is not there by that name.
     pub fn vdi_destroy(&self, key: &str, sr: Option<&str>) -> Result<Volume> {
-        self.with_vdi(key, sr, |ctx, op, vg, uuid| {
-            let v = op.vdi(uuid)?.clone();
-            refuse_template(&v)?;
-            let lv = vg.vdi_lv(uuid);
-            if let Some(lv) = lv {
-                ctx.refuse_attached(vg, &v, lv)?;
+        let found = self.resolve(key, sr)?;
+        let mut op = self.lock_sr(&found.entry)?;
+        let v = op.vdi(&found.uuid)?.clone();
+        refuse_template(&v)?;
+        let vg_name = op.entry.vg.clone();
+        let attached = |device: String| Error::VdiAttached {
+            vdi: v.name.clone(),
+            device,
+        };
+        if let Some(d) = self.our_device(&v.uuid) {
+            return Err(attached(d.path().display().to_string()));
+        }
+        // An active LV by the recorded name is ours attached, or an LV renamed into that
+        // name: the report below tells which. Otherwise lvremove without -f (were the LV
+        // active after all, lvremove would ask, and with no terminal to answer, refuse).
+        let removed = !known::lv_active(&vg_name, &v.lv)
+            && self
+                .lvm
+                .run(&[
+                    "lvremove".into(),
+                    "-S".into(),
+                    format!("lv_tags={}", vdi_tag(&v.uuid)),
+                    format!("{vg_name}/{}", v.lv),
+                ])?
+                .contains("successfully removed");
+        let mut vol = self.volume_of(&op.entry, &vg_name, &v, None, v.size, false, None);
+        vol.sr_name = op.meta.name.clone();
+        if !removed {
+            // Not by that name: find it by its tag, if it is anywhere.
+            let vg = self.lvm.report_vg(&vg_name)?;
+            if let Some(lv) = vg.vdi_lv(&v.uuid) {
+                self.refuse_attached(&vg, &v, lv)?;
+                self.remove_lv(&format!("{vg_name}/{}", lv.name))?;
             }
-            let vol = ctx.volume(&op.entry, &op.meta, vg, &v, None);
-            if let Some(lv) = lv {
-                ctx.remove_lv(&format!("{}/{}", vg.name, lv.name))?;
-            }
-            crash::point("vdi-destroy.after-lvremove");
-            op.meta.vdis.retain(|x| x.uuid != uuid);
-            op.save()?;
-            Ok(vol)
-        })
+        }
+        crash::point("vdi-destroy.after-lvremove");
+        op.meta.vdis.retain(|x| x.uuid != v.uuid);
+        op.save()?;
+        Ok(vol)
     }
 
     /// Checks that `vdi destroy` would be allowed, before the admin is asked to confirm.
@@ -760,111 +809,131 @@ impl Ctx {
         if let Some(n) = name {
             names::check_label(n)?;
         }
-        self.with_vdi(key, sr, |ctx, op, vg, uuid| {
-            let parent = op.vdi(uuid)?.clone();
-            refuse_pending(&parent)?;
-            if parent.kind == VdiKind::Preallocated {
-                return Err(Error::InvalidArgument(format!(
-                    "VDI '{}' is preallocated: instant snapshots and clones need a thin VDI",
-                    parent.name
-                )));
-            }
-            // A template's clone is a new thin LV reading the template where it has no
-            // data; anything else is an LVM thin snapshot.
-            let (size, parent_lv) = if parent.is_template() {
-                let chunk = vg
-                    .lv(&op.entry.pool)
-                    .and_then(|p| p.chunk_size)
-                    .unwrap_or(crate::sr::CHUNK);
-                (parent.size.round_up(lcm(vg.extent_size.0, chunk.0)), None)
-            } else {
-                let l = vdi_lv(vg, &parent)?;
-                (l.size, Some(l))
-            };
-            ctx.prepare_thin(&op.entry, &op.meta, vg, size)?;
-            let label = match name {
-                Some(n) => n.to_string(),
-                None => format!(
-                    "{} {}",
-                    parent.name,
-                    if clone { "clone" } else { "snapshot" }
-                ),
-            };
-            names::check_label(&label)?;
-            let lv = free_lv_name(vg, &label, None);
-            let new_uuid = uuid::Uuid::new_v4().to_string();
-            let origin = if parent.is_template() {
-                Some(parent.uuid.clone())
-            } else {
-                parent.origin.clone()
-            };
-            let mut args = lvcreate_args(&op.entry.uuid, &new_uuid, &lv);
+        let found = self.resolve(key, sr)?;
+        let mut op = self.lock_sr(&found.entry)?;
+        let parent = op.vdi(&found.uuid)?.clone();
+        refuse_pending(&parent)?;
+        if parent.kind == VdiKind::Preallocated {
+            return Err(Error::InvalidArgument(format!(
+                "VDI '{}' is preallocated: instant snapshots and clones need a thin VDI",
+                parent.name
+            )));
+        }
+        let label = match name {
+            Some(n) => n.to_string(),
+            None => format!(
+                "{} {}",
+                parent.name,
+                if clone { "clone" } else { "snapshot" }
+            ),
+        };
+        names::check_label(&label)?;
+        let new_uuid = uuid::Uuid::new_v4().to_string();
+        let origin = if parent.is_template() {
+            Some(parent.uuid.clone())
+        } else {
+            parent.origin.clone()
+        };
+        let (vg_name, pool) = (op.entry.vg.clone(), op.entry.pool.clone());
+        // A template's clone is a new thin LV reading the template where it has no data;
+        // anything else is an LVM thin snapshot of the parent's LV.
+        let make = |lv: &str, size: Bytes, parent_lv: Option<&str>| -> Result<()> {
+            let mut args = lvcreate_args(&found.entry.uuid, &new_uuid, lv);
             if let Some(o) = &origin {
                 args.extend(tag_args(&[format!("{TAG_ORIGIN}{o}")]));
             }
             args.extend(["-p".into(), (if clone { "rw" } else { "r" }).into()]);
-            match parent_lv {
-                None => {
-                    args.extend(["-V".into(), format!("{}b", size.0), "-T".into()]);
-                    args.push(format!("{}/{}", vg.name, op.entry.pool));
-                    ctx.lvm.run(&args)?;
-                }
-                Some(parent_lv) => {
-                    args.push("-s".into());
-                    args.push(format!("{}/{}", vg.name, parent_lv.name));
-                    match ctx.our_device(&parent.uuid) {
-                        None => ctx.lvm.run(&args).map(drop)?,
-                        // The parent is in use through a device of ours, which LVM does not
-                        // know to quiesce: suspend it (flushing the VM's writes) for the
-                        // instant the snapshot is taken. (Our lvm calls skip suspended
-                        // devices rather than wait on them.)
-                        Some(d) => {
-                            dm::suspend(&d.name, true)?;
-                            crash::point("vdi-snapshot.while-suspended");
-                            let made = ctx.lvm.run(&args);
-                            dm::suspend(&d.name, false)?;
-                            made?;
-                        }
-                    }
+            let Some(parent_lv) = parent_lv else {
+                args.extend(["-V".into(), format!("{}b", size.0), "-T".into()]);
+                args.push(format!("{vg_name}/{pool}"));
+                return self.lvm.run(&args).map(drop);
+            };
+            args.extend(["-s".into(), format!("{vg_name}/{parent_lv}")]);
+            match self.our_device(&parent.uuid) {
+                None => self.lvm.run(&args).map(drop),
+                // The parent is in use through a device of ours, which LVM does not know to
+                // quiesce: suspend it (flushing the VM's writes) for the instant the
+                // snapshot is taken. (Our lvm calls skip suspended devices rather than wait
+                // on them.)
+                Some(d) => {
+                    dm::suspend(&d.name, true)?;
+                    crash::point("vdi-snapshot.while-suspended");
+                    let made = self.lvm.run(&args);
+                    dm::suspend(&d.name, false)?;
+                    made.map(drop)
                 }
             }
-            crash::point("vdi-snapshot.after-lvcreate");
-            let vdi = VdiMeta {
-                uuid: new_uuid,
-                name: label,
-                description: parent.description.clone(),
-                kind: if clone {
-                    VdiKind::Clone
-                } else {
-                    VdiKind::Snapshot
-                },
-                lv: lv.clone(),
-                size,
-                parent: Some(parent.uuid.clone()),
-                created: now(),
-                keys: BTreeMap::new(),
-                pending: None,
-                image: None,
-                origin,
-                cache: None,
+        };
+        let clone_size = |g: Geometry| parent.size.round_up(lcm(g.extent.0, g.chunk.0));
+        // One lvm call when the metadata and the kernel can say all a report would.
+        let mut made = None;
+        let ready = Self::thin_ready(&op.entry, &op.meta);
+        if let Some(g) = op.meta.geometry.filter(|_| ready) {
+            let lv = op.known_free_name(&label);
+            let (size, parent_lv) = if parent.is_template() {
+                (clone_size(g), None)
+            } else {
+                (parent.size, Some(parent.lv.as_str()))
             };
-            ctx.record_new(op, &vg.name, &vdi)?;
-            // Until the pool's metadata says otherwise, a snapshot maps what its parent does.
-            let parent_vol = ctx.volume(&op.entry, &op.meta, vg, &parent, None);
-            let mut vol = ctx.volume_of(
-                &op.entry,
-                vg,
-                &vdi,
-                None,
-                size,
-                false,
-                Some(parent_vol.physical_utilisation),
-            );
-            vol.sr_name = op.meta.name.clone();
-            vol.parent_name = Some(parent.name.clone());
-            vol.origin_name = origin_name(&op.meta, &vdi);
-            Ok(vol)
-        })
+            match make(&lv, size, parent_lv) {
+                // What the new VDI maps is known from the next listing.
+                Ok(()) => made = Some((lv, size, 0)),
+                Err(e) if known::report_would_help(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let (lv, size, physical) = match made {
+            Some(m) => m,
+            None => {
+                let vg = self.lvm.report_vg(&op.entry.vg)?;
+                op.learn_geometry(&vg);
+                let g = op.meta.geometry.expect("just learnt");
+                let (size, parent_lv) = if parent.is_template() {
+                    (clone_size(g), None)
+                } else {
+                    let l = vdi_lv(&vg, &parent)?;
+                    if l.name != parent.lv {
+                        // Renamed outside thinsr: the metadata learns the name (saved with
+                        // the new VDI), so the next command needs no report again.
+                        op.vdi_mut(&parent.uuid)?.lv = l.name.clone();
+                    }
+                    (l.size, Some(l.name.as_str()))
+                };
+                self.prepare_thin(&op.entry, &op.meta, &vg, size)?;
+                let lv = free_lv_name(&vg, &label, None);
+                make(&lv, size, parent_lv)?;
+                // Until the pool's metadata says otherwise, a snapshot maps what its parent
+                // does.
+                let parent_vol = self.volume(&op.entry, &op.meta, &vg, &parent, None);
+                (lv, size, parent_vol.physical_utilisation)
+            }
+        };
+        crash::point("vdi-snapshot.after-lvcreate");
+        let vdi = VdiMeta {
+            uuid: new_uuid.clone(),
+            name: label,
+            description: parent.description.clone(),
+            kind: if clone {
+                VdiKind::Clone
+            } else {
+                VdiKind::Snapshot
+            },
+            lv,
+            size,
+            parent: Some(parent.uuid.clone()),
+            created: now(),
+            keys: BTreeMap::new(),
+            pending: None,
+            image: None,
+            origin: origin.clone(),
+            cache: None,
+        };
+        self.record_new(&mut op, &vg_name, &vdi)?;
+        let mut vol = self.volume_of(&op.entry, &vg_name, &vdi, None, size, false, Some(physical));
+        vol.sr_name = op.meta.name.clone();
+        vol.parent_name = Some(parent.name.clone());
+        vol.origin_name = origin_name(&op.meta, &vdi);
+        Ok(vol)
     }
 
     /// `vdi resize`: grow (a preallocated VDI's new part is zeroed first), or shrink when
@@ -936,7 +1005,15 @@ impl Ctx {
             }
             let mut done = op.vdi(uuid)?.clone();
             done.pending = None;
-            let mut vol = ctx.volume_of(&op.entry, vg, &done, Some(lv), target, lv.active, None);
+            let mut vol = ctx.volume_of(
+                &op.entry,
+                &vg.name,
+                &done,
+                Some(lv),
+                target,
+                lv.active,
+                None,
+            );
             vol.sr_name = op.meta.name.clone();
             if is_thin(v.kind) {
                 vol.physical_utilisation = ctx
@@ -1040,8 +1117,7 @@ impl Ctx {
             let mut renamed = lv.clone();
             renamed.name = new_lv;
             let mut vg2 = vg.clone();
-            vg2.lvs.retain(|l| !l.is_vdi(uuid));
-            vg2.lvs.push(renamed);
+            vg2.set_vdi_lv(uuid, renamed);
             Ok(ctx.volume(&op.entry, &op.meta, &vg2, &m, None))
         })
     }
@@ -1380,6 +1456,7 @@ mod tests {
             file: None,
             vdis,
             policy: Default::default(),
+            geometry: None,
         };
         (Entry::from_meta(&meta, name, "thinsr_meta"), meta)
     }
@@ -1395,6 +1472,7 @@ mod tests {
             tags: vec![],
             pvs: vec![],
             lvs,
+            vdi_index: Default::default(),
         }
     }
 

@@ -26,15 +26,6 @@ struct Row {
     ratio: String,
 }
 
-fn row(rows: &mut Vec<Row>, what: &str, thinsr: f64, bare: f64, unit: &str) {
-    rows.push(Row {
-        what: what.into(),
-        thinsr: format!("{thinsr:.3} {unit}"),
-        bare: format!("{bare:.3} {unit}"),
-        ratio: format!("{:.2}x", thinsr / bare),
-    });
-}
-
 #[test]
 fn bench() {
     vm();
@@ -77,72 +68,6 @@ fn bench() {
         ratio: format!("{:.2}x faster", dd / pre),
     });
 
-    // Latency of single operations against the lvm command each wraps (mean of 5).
-    let n = 5;
-    let t = mean(n, |i| {
-        ok(&["vdi", "create", &format!("t{i}"), "--size", "1G"]);
-    });
-    let b = mean(n, |i| {
-        sh(&[
-            "lvm",
-            "lvcreate",
-            "-y",
-            "-ky",
-            "-V",
-            "1g",
-            "-T",
-            "bench/thinsr_pool",
-            "-n",
-            &format!("bare{i}"),
-        ]);
-    });
-    row(&mut rows, "vdi create (thin) vs lvcreate -V", t, b, "s");
-    let t = mean(n, |i| {
-        ok(&["vdi", "snapshot", &format!("t{i}")]);
-    });
-    let b = mean(n, |i| {
-        sh(&[
-            "lvm",
-            "lvcreate",
-            "-y",
-            "-s",
-            "-n",
-            &format!("bare{i}_s"),
-            &format!("bench/bare{i}"),
-        ]);
-    });
-    row(&mut rows, "vdi snapshot vs lvcreate -s", t, b, "s");
-    let t = mean(n, |_| {
-        ok(&["--json", "vdi", "list"]);
-    });
-    let b = mean(n, |_| {
-        sh(&["lvm", "lvs", "--reportformat", "json", "bench"]);
-    });
-    row(
-        &mut rows,
-        "vdi list --json (21 VDIs) vs lvs --reportformat json",
-        t,
-        b,
-        "s",
-    );
-    let t = mean(n, |_| {
-        ok(&["--json", "vdi", "show", "t0"]);
-    });
-    row(
-        &mut rows,
-        "vdi show --json vs lvs --reportformat json",
-        t,
-        b,
-        "s",
-    );
-    let t = mean(n, |i| {
-        ok(&["vdi", "destroy", "--yes", &format!("t{i}")]);
-    });
-    let b = mean(n, |i| {
-        sh(&["lvm", "lvremove", "-y", &format!("bench/bare{i}")]);
-    });
-    row(&mut rows, "vdi destroy vs lvremove", t, b, "s");
-
     export_rows(&mut rows);
     cache_rows(&mut rows);
 
@@ -174,6 +99,8 @@ fn bench() {
         ),
     ];
 
+    let scale = scale_rows();
+
     println!(
         "\nthinsr benchmark (one VM run, TCG, kernel {})",
         sh(&["uname", "-r"]).trim()
@@ -192,6 +119,307 @@ fn bench() {
     for (what, n) in calls {
         println!("{what:<60} {n:>14}");
     }
+    print_scale(&scale);
+}
+
+/// The figures of one scale step.
+struct Step {
+    vdis: usize,
+    /// (what, thinsr seconds, bare seconds)
+    times: Vec<(&'static str, f64, f64)>,
+    calls: Vec<(&'static str, u32)>,
+    meta: Cost,
+}
+
+const SCALE_SR: &str = "scale";
+
+/// An SR grown to 10, 100 and 1,000 VDIs, a quarter of them snapshots, measured at each
+/// step against the bare lvm commands, in the same run. The VDIs are bare LVs carrying
+/// thinsr's tags, made through one `lvm` shell (as fast as LVM makes them) and adopted by
+/// `sr check --repair`: making 1,000 through thinsr would measure nothing more, in an hour.
+fn scale_rows() -> Vec<Step> {
+    ok(&["sr", "create", DISKS[2], DISKS[3], "--name", SCALE_SR]);
+    let sr_uuid = json(&["sr", "show", SCALE_SR])["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut made = 0;
+    let mut steps = Vec::new();
+    for n in [10, 100, 1000] {
+        grow(&sr_uuid, &mut made, n);
+        steps.push(measure(n));
+    }
+    steps
+}
+
+fn grow(sr_uuid: &str, made: &mut usize, n: usize) {
+    let mut script = String::new();
+    while *made < n {
+        let i = *made;
+        let tags = format!(
+            "--setactivationskip y --addtag thinsr_sr={sr_uuid} --addtag thinsr_vdi={}",
+            uuid::Uuid::new_v4()
+        );
+        if i % 4 == 3 {
+            script += &format!(
+                "lvcreate -q -y -n v{i} {tags} -p r -s {SCALE_SR}/v{}\n",
+                i - 1
+            );
+        } else {
+            script += &format!("lvcreate -q -y -n v{i} {tags} -V 64m -T {SCALE_SR}/thinsr_pool\n");
+        }
+        *made += 1;
+    }
+    let mut lvm = std::process::Command::new("lvm")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    lvm.stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    assert!(lvm.wait().unwrap().success());
+    let _ = thinsr(&["sr", "check", SCALE_SR, "--repair"]);
+    let listed = json(&["vdi", "list", "--sr", SCALE_SR]);
+    assert_eq!(listed.as_array().unwrap().len(), n, "VDIs after adoption");
+}
+
+fn measure(n: usize) -> Step {
+    let runs = 3;
+    let lvs = || {
+        sh(&["lvm", "lvs", "--reportformat", "json", SCALE_SR]);
+    };
+    let mut times = Vec::new();
+    let mut timed_pair = |what, ours: &mut dyn FnMut(usize), bare: &mut dyn FnMut(usize)| {
+        let t = mean(runs, &mut *ours);
+        let b = mean(runs, &mut *bare);
+        times.push((what, t, b));
+    };
+    timed_pair(
+        "vdi list --json / lvs --reportformat json",
+        &mut |_| {
+            ok(&["--json", "vdi", "list", "--sr", SCALE_SR]);
+        },
+        &mut |_| lvs(),
+    );
+    timed_pair(
+        "sr show --json / lvs --reportformat json",
+        &mut |_| {
+            ok(&["--json", "sr", "show", SCALE_SR]);
+        },
+        &mut |_| lvs(),
+    );
+    timed_pair(
+        "vdi show --json / lvs --reportformat json",
+        &mut |_| {
+            ok(&["--json", "vdi", "show", "v5"]);
+        },
+        &mut |_| lvs(),
+    );
+    // The bare commands as thinsr runs them (less its `--config`).
+    let lvcreate = |args: &[&str]| {
+        let mut all = vec!["lvm", "lvcreate", "-q", "-y"];
+        all.extend_from_slice(args);
+        sh(&all);
+    };
+    let bare_create = |i: usize| {
+        let name = format!("b{n}_{i}");
+        lvcreate(&[
+            "-n",
+            &name,
+            "--setactivationskip",
+            "y",
+            "--addtag",
+            "bench",
+            "-V",
+            "64m",
+            "-T",
+            "scale/thinsr_pool",
+        ]);
+    };
+    if n != 100 {
+        timed_pair(
+            "vdi create / lvcreate -V",
+            &mut |i| {
+                ok(&[
+                    "vdi",
+                    "create",
+                    &format!("c{n}_{i}"),
+                    "--size",
+                    "64M",
+                    "--sr",
+                    SCALE_SR,
+                ]);
+            },
+            &mut |i| bare_create(i),
+        );
+        timed_pair(
+            "vdi snapshot / lvcreate -s",
+            &mut |i| {
+                ok(&[
+                    "vdi",
+                    "snapshot",
+                    &format!("c{n}_{i}"),
+                    "--name",
+                    &format!("c{n}_{i}s"),
+                ]);
+            },
+            &mut |i| {
+                lvcreate(&[
+                    "-p",
+                    "r",
+                    "-n",
+                    &format!("b{n}_{i}s"),
+                    "-s",
+                    &format!("scale/b{n}_{i}"),
+                ]);
+            },
+        );
+        timed_pair(
+            "vdi clone / lvcreate -s",
+            &mut |i| {
+                ok(&[
+                    "vdi",
+                    "clone",
+                    &format!("c{n}_{i}"),
+                    "--name",
+                    &format!("c{n}_{i}c"),
+                ]);
+            },
+            &mut |i| {
+                lvcreate(&[
+                    "-n",
+                    &format!("b{n}_{i}c"),
+                    "-s",
+                    &format!("scale/b{n}_{i}"),
+                ]);
+            },
+        );
+        timed_pair(
+            "vdi destroy --yes / lvremove",
+            &mut |i| {
+                ok(&["vdi", "destroy", "--yes", &format!("c{n}_{i}c")]);
+            },
+            &mut |i| {
+                sh(&["lvm", "lvremove", "-q", "-y", &format!("scale/b{n}_{i}c")]);
+            },
+        );
+    }
+    let calls = vec![
+        (
+            "vdi create",
+            lvm_calls(&[
+                "vdi",
+                "create",
+                &format!("k{n}"),
+                "--size",
+                "64M",
+                "--sr",
+                SCALE_SR,
+            ]),
+        ),
+        (
+            "vdi snapshot",
+            lvm_calls(&[
+                "vdi",
+                "snapshot",
+                &format!("k{n}"),
+                "--name",
+                &format!("k{n}s"),
+            ]),
+        ),
+        (
+            "vdi clone",
+            lvm_calls(&[
+                "vdi",
+                "clone",
+                &format!("k{n}"),
+                "--name",
+                &format!("k{n}c"),
+            ]),
+        ),
+        ("vdi list", lvm_calls(&["vdi", "list", "--sr", SCALE_SR])),
+        ("vdi show", lvm_calls(&["vdi", "show", "v5"])),
+        ("sr show", lvm_calls(&["sr", "show", SCALE_SR])),
+        (
+            "vdi destroy --yes",
+            lvm_calls(&["vdi", "destroy", "--yes", &format!("k{n}c")]),
+        ),
+    ];
+    // A metadata read and write: renaming the description of one VDI.
+    let meta = cost(&["vdi", "set-description", "v5", &format!("step {n}")]);
+    let vdis = json(&["vdi", "list", "--sr", SCALE_SR])
+        .as_array()
+        .unwrap()
+        .len();
+    Step {
+        vdis,
+        times,
+        calls,
+        meta,
+    }
+}
+
+fn print_scale(steps: &[Step]) {
+    let head: Vec<String> = steps.iter().map(|s| format!("{} VDIs", s.vdis)).collect();
+    println!(
+        "\n{:<44} {:>22} {:>22} {:>22}",
+        "scale: thinsr / bare (mean of 3)", head[0], head[1], head[2]
+    );
+    let whats: Vec<&str> = steps.last().unwrap().times.iter().map(|t| t.0).collect();
+    for what in whats {
+        let cells: Vec<String> = steps
+            .iter()
+            .map(|s| match s.times.iter().find(|t| t.0 == what) {
+                Some((_, t, b)) => format!("{t:.2}/{b:.2} s {:.2}x", t / b),
+                None => "-".into(),
+            })
+            .collect();
+        println!(
+            "{what:<44} {:>22} {:>22} {:>22}",
+            cells[0], cells[1], cells[2]
+        );
+    }
+    let whats: Vec<&str> = steps[0].calls.iter().map(|c| c.0).collect();
+    for what in whats {
+        let cells: Vec<String> = steps
+            .iter()
+            .map(|s| {
+                s.calls
+                    .iter()
+                    .find(|c| c.0 == what)
+                    .map(|c| c.1.to_string())
+                    .unwrap_or_default()
+            })
+            .collect();
+        println!(
+            "{:<44} {:>22} {:>22} {:>22}",
+            format!("lvm calls: {what}"),
+            cells[0],
+            cells[1],
+            cells[2]
+        );
+    }
+    let row = |what: &str, f: &dyn Fn(&Cost) -> String| {
+        let cells: Vec<String> = steps.iter().map(|s| f(&s.meta)).collect();
+        println!(
+            "{what:<44} {:>22} {:>22} {:>22}",
+            cells[0], cells[1], cells[2]
+        );
+    };
+    row("metadata size", &|c| {
+        format!("{} KiB", c.meta_written_bytes / 1024)
+    });
+    row("metadata read + write, CPU", &|c| {
+        format!("{:.1} ms", c.meta_read_ms + c.meta_write_ms)
+    });
+    row("thinsr's own CPU for that command", &|c| {
+        format!("{:.1} ms", c.own_cpu_ms)
+    });
 }
 
 /// Drops the page cache, so that neither side reads what the other (or the writer) cached.

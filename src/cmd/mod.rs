@@ -117,7 +117,12 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Group::Export(a) => export::run(&ctx, &out, a).map(|_| 0),
     };
     if cli.global.verbose > 0 {
-        eprintln!("thinsr: {} lvm call(s)", ctx.lvm.calls());
+        eprintln!(
+            "thinsr: {} lvm call(s) ({} ms); {}",
+            ctx.lvm.calls(),
+            ctx.lvm.time().as_millis(),
+            crate::stats::summary()
+        );
     }
     result
 }

@@ -257,17 +257,51 @@ pub fn crash_at(point: &str, args: &[&str]) {
     );
 }
 
-/// The number of lvm calls thinsr reports with -v for `args`.
-pub fn lvm_calls(args: &[&str]) -> u32 {
+/// What thinsr says a command cost with -v.
+#[derive(Debug, Default)]
+pub struct Cost {
+    pub lvm_calls: u32,
+    pub meta_read_bytes: u64,
+    pub meta_read_ms: f64,
+    pub meta_written_bytes: u64,
+    pub meta_write_ms: f64,
+    pub own_cpu_ms: f64,
+}
+
+/// Runs `thinsr -v ARGS` (expecting success) and reads its closing cost line:
+/// `thinsr: N lvm call(s) (T ms); metadata read B B in X ms CPU, written B B in Y ms CPU;
+/// thinsr's own CPU Z ms`.
+pub fn cost(args: &[&str]) -> Cost {
     let mut all = vec!["-v"];
     all.extend_from_slice(args);
     let r = thinsr(&all);
     assert_eq!(r.code, 0, "thinsr {all:?}: {}", r.stderr);
-    r.stderr
+    let line = r
+        .stderr
         .lines()
-        .find_map(|l| l.strip_prefix("thinsr: ")?.strip_suffix(" lvm call(s)"))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no call count in: {}", r.stderr))
+        .rev()
+        .find(|l| l.contains(" lvm call(s) ("))
+        .unwrap_or_else(|| panic!("no cost line in: {}", r.stderr));
+    let numbers: Vec<f64> = line
+        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .filter_map(|w| w.trim_matches('.').parse().ok())
+        .collect();
+    let [calls, _lvm_ms, rb, rms, wb, wms, own] = numbers[..] else {
+        panic!("unexpected cost line: {line}");
+    };
+    Cost {
+        lvm_calls: calls as u32,
+        meta_read_bytes: rb as u64,
+        meta_read_ms: rms,
+        meta_written_bytes: wb as u64,
+        meta_write_ms: wms,
+        own_cpu_ms: own,
+    }
+}
+
+/// The number of lvm calls thinsr reports with -v for `args`.
+pub fn lvm_calls(args: &[&str]) -> u32 {
+    cost(args).lvm_calls
 }
 
 /// A device-mapper device `name` over a loop device on `file`: table

@@ -275,7 +275,7 @@ fn bench() -> Result<()> {
         "bench",
         "thinsr_mode=test thinsr_job=1",
         true,
-        Duration::from_secs(1800),
+        Duration::from_secs(3600),
     )?;
     match outcome.rc {
         Some(0) => Ok(()),

@@ -1,6 +1,8 @@
 //! The live pool's own metadata, read through a metadata snapshot: what LVM cannot say about
 //! inactive thin volumes (how much each one really holds).
 
+pub mod details;
+
 use std::collections::HashMap;
 
 use devicemapper::{DevId, DmName, DM};
@@ -8,7 +10,6 @@ use devicemapper::{DevId, DmName, DM};
 use crate::dm::{self, dm_name};
 use crate::error::{Error, Result};
 use crate::lock;
-use crate::tool;
 
 fn message(dm: &DM, target: &str, msg: &str) -> std::result::Result<(), String> {
     let name = DmName::new(target).map_err(|e| e.to_string())?;
@@ -59,46 +60,7 @@ pub fn delete_thin(vg: &str, pool: &str, id: u32) -> Result<()> {
 /// pool is not active.
 pub fn mapped_bytes(vg: &str, pool: &str) -> Result<Option<HashMap<u32, u64>>> {
     with_metadata_snapshot(vg, pool, |tmeta| {
-        let out = tool::run(
-            "thin_ls",
-            &["-m", "--no-headers", "-o", "DEV,MAPPED_BYTES", tmeta],
-        )?;
-        parse_thin_ls(&out)
+        let d = details::read(std::path::Path::new(tmeta))?;
+        Ok(d.mapped_bytes().into_iter().collect())
     })
-}
-
-/// Parses `thin_ls --no-headers -o DEV,MAPPED_BYTES`: one `<dev> <bytes>` line per device.
-pub fn parse_thin_ls(text: &str) -> Result<HashMap<u32, u64>> {
-    let bad = |line: &str| Error::CommandFailed {
-        tool: "thin_ls".into(),
-        message: format!("unexpected output line '{}'", crate::units::clip(line)),
-    };
-    let mut map = HashMap::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let mut words = line.split_whitespace();
-        let (Some(dev), Some(bytes), None) = (words.next(), words.next(), words.next()) else {
-            return Err(bad(line));
-        };
-        let dev = dev.parse().map_err(|_| bad(line))?;
-        let bytes = bytes.parse().map_err(|_| bad(line))?;
-        map.insert(dev, bytes);
-    }
-    Ok(map)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_thin_ls() {
-        let m = parse_thin_ls("1 20971520 \n2        0 \n\n6 65536\n").unwrap();
-        assert_eq!(m.len(), 3);
-        assert_eq!(m[&1], 20971520);
-        assert_eq!(m[&2], 0);
-        assert!(parse_thin_ls("1 2 3").is_err());
-        assert!(parse_thin_ls("x 2").is_err());
-        assert!(parse_thin_ls("1").is_err());
-        assert!(parse_thin_ls("").unwrap().is_empty());
-    }
 }
