@@ -562,7 +562,7 @@ impl Ctx {
             });
         }
         let vgs = match metas.as_slice() {
-            [(e, _)] => vec![self.lvm.report_vg(&e.vg)?],
+            [(e, _)] => vec![self.lvm.report_listing(&e.vg)?],
             _ => self.lvm.report(None)?,
         };
         let mut volumes = Vec::new();
@@ -595,7 +595,7 @@ impl Ctx {
     pub fn vdi_show(&self, key: &str, sr: Option<&str>) -> Result<Volume> {
         let f = self.resolve(key, sr)?;
         let v = f.meta.vdi(&f.uuid).expect("resolve found it there");
-        let vg = self.lvm.report_vg(&f.entry.vg)?;
+        let vg = self.lvm.report_listing(&f.entry.vg)?;
         let mapped = self.mapped_if_needed(&f.entry, &vg, std::slice::from_ref(v));
         Ok(self.volume(&f.entry, &f.meta, &vg, v, mapped.as_ref()))
     }
