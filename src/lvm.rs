@@ -1,6 +1,7 @@
 //! The lvm adapter: runs the `lvm` binary with argument vectors and parses its JSON reports.
-//! Every lvm call costs 0.3-0.5 s in the test VM (tens of ms on a host), so callers get one
-//! `fullreport` per command and this module counts the calls.
+//! Every lvm call costs 0.3-1 s in the test VM (tens of ms on a host), so a command makes
+//! one report at most (an `lvs`; a `fullreport` when it needs PVs) and this module counts
+//! the calls and their time.
 
 use std::borrow::Cow;
 use std::cell::Cell;
