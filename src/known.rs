@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::lvm::Vg;
 use crate::meta::Geometry;
 use crate::names;
@@ -39,8 +39,18 @@ impl Locked {
     }
 }
 
+/// The outcome of an attempt made without a report: None when LVM refused for a reason a
+/// fresh report lets thinsr work around (the caller then reads one and tries again).
+pub(crate) fn unless_a_report_helps<T>(attempt: Result<T>) -> Result<Option<T>> {
+    match attempt {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if report_would_help(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// True when LVM refused for a reason a fresh report lets thinsr work around.
-pub(crate) fn report_would_help(e: &Error) -> bool {
+fn report_would_help(e: &Error) -> bool {
     match e {
         Error::LvmFailed { message, .. } => {
             let m = message.to_ascii_lowercase();

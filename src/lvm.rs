@@ -72,7 +72,6 @@ pub struct Lv {
     pub metadata_size: Option<Bytes>,
     pub active: bool,
     pub open: bool,
-    pub dm_path: String,
     /// The device id inside its thin pool (thin volumes only).
     pub thin_id: Option<u32>,
     /// A thin pool's allocation unit.
@@ -204,46 +203,14 @@ struct Row<'a> {
     chunk_size: Cow<'a, str>,
 }
 
-fn field<'a>(row: &'a Row, key: &str) -> &'a str {
-    match key {
-        "vg_name" => &row.vg_name,
-        "vg_uuid" => &row.vg_uuid,
-        "vg_size" => &row.vg_size,
-        "vg_free" => &row.vg_free,
-        "vg_extent_size" => &row.vg_extent_size,
-        "vg_tags" => &row.vg_tags,
-        "pv_name" => &row.pv_name,
-        "pv_size" => &row.pv_size,
-        "pv_free" => &row.pv_free,
-        "lv_name" => &row.lv_name,
-        "lv_uuid" => &row.lv_uuid,
-        "lv_size" => &row.lv_size,
-        "lv_tags" => &row.lv_tags,
-        "lv_attr" => &row.lv_attr,
-        "lv_layout" => &row.lv_layout,
-        "pool_lv" => &row.pool_lv,
-        "origin" => &row.origin,
-        "data_percent" => &row.data_percent,
-        "metadata_percent" => &row.metadata_percent,
-        "lv_metadata_size" => &row.lv_metadata_size,
-        "thin_id" => &row.thin_id,
-        "chunk_size" => &row.chunk_size,
-        _ => unreachable!("no report field {key}"),
-    }
-}
-fn bytes(row: &Row, key: &str) -> Result<Bytes> {
-    let v = field(row, key);
+fn bytes(v: &str, key: &str) -> Result<Bytes> {
     v.parse().map(Bytes).map_err(|_| Error::LvmFailed {
-        command: "fullreport".into(),
+        command: "lvm report".into(),
         message: format!("unexpected value '{v}' for {key}"),
     })
 }
-fn opt_f64(row: &Row, key: &str) -> Option<f64> {
-    field(row, key).parse().ok()
-}
-fn tags(row: &Row, key: &str) -> Vec<String> {
-    field(row, key)
-        .split(',')
+fn tags(v: &str) -> Vec<String> {
+    v.split(',')
         .filter(|t| !t.is_empty())
         .map(str::to_string)
         .collect()
@@ -251,12 +218,12 @@ fn tags(row: &Row, key: &str) -> Vec<String> {
 
 fn vg_from(v: &Row) -> Result<Vg> {
     Ok(Vg {
-        name: field(v, "vg_name").into(),
-        uuid: field(v, "vg_uuid").into(),
-        size: bytes(v, "vg_size")?,
-        free: bytes(v, "vg_free")?,
-        extent_size: bytes(v, "vg_extent_size")?,
-        tags: tags(v, "vg_tags"),
+        name: v.vg_name.to_string(),
+        uuid: v.vg_uuid.to_string(),
+        size: bytes(&v.vg_size, "vg_size")?,
+        free: bytes(&v.vg_free, "vg_free")?,
+        extent_size: bytes(&v.vg_extent_size, "vg_extent_size")?,
+        tags: tags(&v.vg_tags),
         pvs: Vec::new(),
         lvs: Vec::new(),
         vdi_index: Default::default(),
@@ -265,30 +232,24 @@ fn vg_from(v: &Row) -> Result<Vg> {
 
 /// An LV from its report row, with its segment's thin id and chunk size.
 fn lv_from(l: &Row, thin_id: Option<u64>, chunk: Option<u64>) -> Result<Lv> {
-    let attr = field(l, "lv_attr");
+    let attr: &str = &l.lv_attr;
     let state = attr.as_bytes().get(4).copied().unwrap_or(b'-');
     // a(ctive), s(uspended), d/i (device present without/with an inactive table), h(eld).
     let active = matches!(state, b'a' | b's' | b'd' | b'i' | b'h');
-    let (name, vg) = (field(l, "lv_name"), field(l, "vg_name"));
     Ok(Lv {
-        name: name.into(),
-        uuid: field(l, "lv_uuid").into(),
-        size: bytes(l, "lv_size")?,
-        tags: tags(l, "lv_tags"),
+        name: l.lv_name.to_string(),
+        uuid: l.lv_uuid.to_string(),
+        size: bytes(&l.lv_size, "lv_size")?,
+        tags: tags(&l.lv_tags),
         attr: attr.into(),
-        layout: field(l, "lv_layout").into(),
-        pool: field(l, "pool_lv").into(),
-        origin: field(l, "origin").into(),
-        data_percent: opt_f64(l, "data_percent"),
-        metadata_percent: opt_f64(l, "metadata_percent"),
-        metadata_size: field(l, "lv_metadata_size").parse().ok().map(Bytes),
+        layout: l.lv_layout.to_string(),
+        pool: l.pool_lv.to_string(),
+        origin: l.origin.to_string(),
+        data_percent: l.data_percent.parse().ok(),
+        metadata_percent: l.metadata_percent.parse().ok(),
+        metadata_size: l.lv_metadata_size.parse().ok().map(Bytes),
         active,
         open: attr.as_bytes().get(5) == Some(&b'o'),
-        dm_path: if active {
-            format!("/dev/mapper/{}", crate::dm::dm_name(vg, name))
-        } else {
-            String::new()
-        },
         thin_id: thin_id.and_then(|id| u32::try_from(id).ok()),
         chunk_size: chunk.filter(|&c| c > 0).map(Bytes),
     })
@@ -323,9 +284,9 @@ pub fn parse_lvs(json: &str, vg_fields: bool) -> Result<Option<Vg>> {
     };
     let mut seen = std::collections::HashSet::new();
     for row in rows {
-        if seen.insert(field(row, "lv_name")) {
-            let n = |k: &str| field(row, k).parse().ok();
-            vg.lvs.push(lv_from(row, n("thin_id"), n("chunk_size"))?);
+        if seen.insert(&row.lv_name) {
+            let (thin_id, chunk) = (row.thin_id.parse().ok(), row.chunk_size.parse().ok());
+            vg.lvs.push(lv_from(row, thin_id, chunk)?);
         }
     }
     Ok(Some(vg))
@@ -343,20 +304,22 @@ pub fn parse_report(json: &str) -> Result<Vec<Vg>> {
         let mut vg = vg_from(v)?;
         for p in &r.pv {
             vg.pvs.push(Pv {
-                name: field(p, "pv_name").into(),
-                size: bytes(p, "pv_size")?,
-                free: bytes(p, "pv_free")?,
+                name: p.pv_name.to_string(),
+                size: bytes(&p.pv_size, "pv_size")?,
+                free: bytes(&p.pv_free, "pv_free")?,
             });
         }
-        let seg_value = |key: &str| -> HashMap<&str, u64> {
-            r.seg
-                .iter()
-                .filter_map(|s| Some((field(s, "lv_uuid"), field(s, key).parse().ok()?)))
-                .collect()
-        };
-        let (thin_ids, chunks) = (seg_value("thin_id"), seg_value("chunk_size"));
+        let (mut thin_ids, mut chunks) = (HashMap::new(), HashMap::new());
+        for s in &r.seg {
+            if let Ok(id) = s.thin_id.parse::<u64>() {
+                thin_ids.insert(&*s.lv_uuid, id);
+            }
+            if let Ok(c) = s.chunk_size.parse::<u64>() {
+                chunks.insert(&*s.lv_uuid, c);
+            }
+        }
         for l in &r.lv {
-            let uuid = field(l, "lv_uuid");
+            let uuid: &str = &l.lv_uuid;
             vg.lvs.push(lv_from(
                 l,
                 thin_ids.get(uuid).copied(),
@@ -633,9 +596,8 @@ mod tests {
         assert_eq!(vg.lvs.len(), 2);
         let a = vg.vdi_lv("v1").unwrap();
         assert!(a.active && a.open);
-        assert_eq!(a.dm_path, "/dev/mapper/my--vg-a");
         let b = vg.vdi_lv("v2").unwrap();
-        assert!(!b.active && !b.open && b.dm_path.is_empty());
+        assert!(!b.active && !b.open);
         assert_eq!((b.thin_id, b.chunk_size), (Some(2), None));
         assert!(vg.vdi_lv("v3").is_none());
         assert!(parse_lvs(r#"{"report": [{"lv": []}]}"#, true)

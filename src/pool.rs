@@ -542,7 +542,6 @@ mod tests {
             metadata_size: Some(Bytes(8 << 20)),
             active: true,
             open: false,
-            dm_path: String::new(),
             thin_id: None,
             chunk_size: None,
         }

@@ -392,17 +392,16 @@ impl Ctx {
             args
         };
         // One lvm call when the metadata and the kernel can say all a report would.
-        let mut made = None;
         let ready = preallocate || Self::thin_ready(&entry, &op.meta);
-        if let Some(g) = op.meta.geometry.filter(|_| ready) {
-            let size = size.round_up(g.extent.0);
-            let lv = op.known_free_name(label);
-            match self.lvm.run(&args_for(&lv, size)) {
-                Ok(_) => made = Some((lv, size)),
-                Err(e) if known::report_would_help(&e) => {}
-                Err(e) => return Err(e),
+        let made = match op.meta.geometry.filter(|_| ready) {
+            Some(g) => {
+                let size = size.round_up(g.extent.0);
+                let lv = op.known_free_name(label);
+                known::unless_a_report_helps(self.lvm.run(&args_for(&lv, size)))?
+                    .map(|_| (lv, size))
             }
-        }
+            None => None,
+        };
         let (lv, size) = match made {
             Some(m) => m,
             None => {
@@ -748,12 +747,11 @@ impl Ctx {
         let v = op.vdi(&found.uuid)?.clone();
         refuse_template(&v)?;
         let vg_name = op.entry.vg.clone();
-        let attached = |device: String| Error::VdiAttached {
-            vdi: v.name.clone(),
-            device,
-        };
         if let Some(d) = self.our_device(&v.uuid) {
-            return Err(attached(d.path().display().to_string()));
+            return Err(Error::VdiAttached {
+                vdi: v.name.clone(),
+                device: d.path().display().to_string(),
+            });
         }
         // An active LV by the recorded name is ours attached, or an LV renamed into that
         // name: the report below tells which. Otherwise lvremove without -f (were the LV
@@ -866,22 +864,20 @@ impl Ctx {
         };
         let clone_size = |g: Geometry| parent.size.round_up(lcm(g.extent.0, g.chunk.0));
         // One lvm call when the metadata and the kernel can say all a report would.
-        let mut made = None;
         let ready = Self::thin_ready(&op.entry, &op.meta);
-        if let Some(g) = op.meta.geometry.filter(|_| ready) {
-            let lv = op.known_free_name(&label);
-            let (size, parent_lv) = if parent.is_template() {
-                (clone_size(g), None)
-            } else {
-                (parent.size, Some(parent.lv.as_str()))
-            };
-            match make(&lv, size, parent_lv) {
+        let made = match op.meta.geometry.filter(|_| ready) {
+            Some(g) => {
+                let lv = op.known_free_name(&label);
+                let (size, parent_lv) = if parent.is_template() {
+                    (clone_size(g), None)
+                } else {
+                    (parent.size, Some(parent.lv.as_str()))
+                };
                 // What the new VDI maps is known from the next listing.
-                Ok(()) => made = Some((lv, size, 0)),
-                Err(e) if known::report_would_help(&e) => {}
-                Err(e) => return Err(e),
+                known::unless_a_report_helps(make(&lv, size, parent_lv))?.map(|()| (lv, size, 0))
             }
-        }
+            None => None,
+        };
         let (lv, size, physical) = match made {
             Some(m) => m,
             None => {
@@ -1549,7 +1545,6 @@ mod tests {
             metadata_size: None,
             active: false,
             open: false,
-            dm_path: String::new(),
             thin_id: None,
             chunk_size: None,
         };

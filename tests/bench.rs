@@ -367,60 +367,41 @@ fn measure(n: usize) -> Step {
 }
 
 fn print_scale(steps: &[Step]) {
-    let head: Vec<String> = steps.iter().map(|s| format!("{} VDIs", s.vdis)).collect();
-    println!(
-        "\n{:<44} {:>22} {:>22} {:>22}",
-        "scale: thinsr / bare (mean of 3)", head[0], head[1], head[2]
-    );
-    let whats: Vec<&str> = steps.last().unwrap().times.iter().map(|t| t.0).collect();
-    for what in whats {
-        let cells: Vec<String> = steps
-            .iter()
-            .map(|s| match s.times.iter().find(|t| t.0 == what) {
-                Some((_, t, b)) => format!("{t:.2}/{b:.2} s {:.2}x", t / b),
-                None => "-".into(),
-            })
-            .collect();
-        println!(
-            "{what:<44} {:>22} {:>22} {:>22}",
-            cells[0], cells[1], cells[2]
-        );
-    }
-    let whats: Vec<&str> = steps[0].calls.iter().map(|c| c.0).collect();
-    for what in whats {
-        let cells: Vec<String> = steps
-            .iter()
-            .map(|s| {
-                s.calls
-                    .iter()
-                    .find(|c| c.0 == what)
-                    .map(|c| c.1.to_string())
-                    .unwrap_or_default()
-            })
-            .collect();
-        println!(
-            "{:<44} {:>22} {:>22} {:>22}",
-            format!("lvm calls: {what}"),
-            cells[0],
-            cells[1],
-            cells[2]
-        );
-    }
-    let row = |what: &str, f: &dyn Fn(&Cost) -> String| {
-        let cells: Vec<String> = steps.iter().map(|s| f(&s.meta)).collect();
+    // One line: a label, then a cell per step.
+    let row = |what: &str, cell: &dyn Fn(&Step) -> String| {
+        let cells: Vec<String> = steps.iter().map(cell).collect();
         println!(
             "{what:<44} {:>22} {:>22} {:>22}",
             cells[0], cells[1], cells[2]
         );
     };
-    row("metadata size", &|c| {
-        format!("{} KiB", c.meta_written_bytes / 1024)
+    println!();
+    row("scale: thinsr / bare (mean of 3)", &|s| {
+        format!("{} VDIs", s.vdis)
     });
-    row("metadata read + write, CPU", &|c| {
-        format!("{:.1} ms", c.meta_read_ms + c.meta_write_ms)
+    for (what, _, _) in &steps.last().unwrap().times {
+        row(what, &|s| match s.times.iter().find(|t| t.0 == *what) {
+            Some((_, t, b)) => format!("{t:.2}/{b:.2} s {:.2}x", t / b),
+            None => "-".into(),
+        });
+    }
+    for (what, _) in &steps[0].calls {
+        row(&format!("lvm calls: {what}"), &|s| {
+            s.calls
+                .iter()
+                .find(|c| c.0 == *what)
+                .map(|c| c.1.to_string())
+                .unwrap_or_default()
+        });
+    }
+    row("metadata size", &|s| {
+        format!("{} KiB", s.meta.meta_written_bytes / 1024)
     });
-    row("thinsr's own CPU for that command", &|c| {
-        format!("{:.1} ms", c.own_cpu_ms)
+    row("metadata read + write, CPU", &|s| {
+        format!("{:.1} ms", s.meta.meta_read_ms + s.meta.meta_write_ms)
+    });
+    row("thinsr's own CPU for that command", &|s| {
+        format!("{:.1} ms", s.meta.own_cpu_ms)
     });
 }
 
