@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use proptest::prelude::*;
 
-use crate::export::{extent::Extent, qcow2, stream::Input, thin_xml, vhd};
+use crate::image::{extent::Extent, qcow2, stream::Input, thin_xml, vhd};
 
 fn corpus_dir(target: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -128,13 +128,13 @@ fn xml(bytes: &[u8]) {
 }
 
 fn meta(bytes: &[u8]) {
-    let _ = crate::meta::decode_for_fuzz(bytes);
+    let _ = crate::engine::meta::decode_for_fuzz(bytes);
 }
 
 /// A pool's metadata blocks, checksums recomputed after mutation so that the tree walk,
 /// not only the checksum test, meets the damage.
 fn thin_details(bytes: &[u8]) {
-    use crate::thin::details::{image::reseal, parse, BLOCK};
+    use crate::host::thin::details::{image::reseal, parse, BLOCK};
     let mut blocks: Vec<Vec<u8>> = bytes.chunks(BLOCK).map(<[u8]>::to_vec).collect();
     for b in &mut blocks {
         b.resize(BLOCK, 0);
@@ -159,24 +159,24 @@ fn thin_details(bytes: &[u8]) {
 
 fn strings(bytes: &[u8]) {
     let s = text(bytes);
-    let name = crate::names::sanitize(&s, 64);
+    let name = crate::engine::names::sanitize(&s, 64);
     assert!(
-        crate::names::is_valid_lvm_name(&name) && name.len() <= 64,
+        crate::engine::names::is_valid_lvm_name(&name) && name.len() <= 64,
         "{s:?} -> {name:?}"
     );
-    let _ = crate::names::check_label(&s);
-    let _ = crate::names::check_key(&s);
+    let _ = crate::engine::names::check_label(&s);
+    let _ = crate::engine::names::check_key(&s);
     let _ = crate::units::parse_size(&s);
     let _ = crate::units::parse_new_size(&s);
     let _ = crate::units::parse_pool_size(&s);
-    match crate::template::parse_uri(&s) {
-        Ok(crate::template::Source::Scheme(scheme)) => {
-            assert!(crate::template::check_scheme(&scheme), "{s:?}")
+    match crate::engine::template::parse_uri(&s) {
+        Ok(crate::engine::template::Source::Scheme(scheme)) => {
+            assert!(crate::engine::template::check_scheme(&scheme), "{s:?}")
         }
-        Ok(crate::template::Source::File(p)) => assert!(p.is_absolute(), "{s:?}"),
+        Ok(crate::engine::template::Source::File(p)) => assert!(p.is_absolute(), "{s:?}"),
         _ => {}
     }
-    let _ = crate::export::parse_qemu_map(bytes);
+    let _ = crate::image::parse_qemu_map(bytes);
 }
 
 /// Every seed as it is, then `cases` mutations of them.
@@ -228,7 +228,10 @@ fn fuzz_metadata() {
     run("meta", true, meta);
     // The seeds are real metadata and must decode.
     for s in corpus("meta") {
-        assert!(matches!(crate::meta::decode_for_fuzz(&s), Some(Ok(_))));
+        assert!(matches!(
+            crate::engine::meta::decode_for_fuzz(&s),
+            Some(Ok(_))
+        ));
     }
 }
 
@@ -290,7 +293,7 @@ fn write_corpus() {
         assert!(st.success());
         put(target, name, &std::fs::read(&out).unwrap());
     }
-    let data = crate::export::extent::align(
+    let data = crate::image::extent::align(
         &[Extent::new(0, 4096), Extent::new(70_000, 4096)],
         qcow2::CLUSTER,
         1 << 20,
@@ -299,8 +302,8 @@ fn write_corpus() {
     for target in ["qcow2", "vhd"] {
         let mut src = disk.clone();
         let mut outv = Vec::new();
-        let mut out = crate::export::stream::Out::stream(&mut outv, "corpus");
-        let mut feed = crate::export::Feed::new(&mut src, &progress);
+        let mut out = crate::image::stream::Out::stream(&mut outv, "corpus");
+        let mut feed = crate::image::Feed::new(&mut src, &progress);
         if target == "qcow2" {
             let img = qcow2::Image {
                 size: 1 << 20,
@@ -335,14 +338,22 @@ fn write_corpus() {
         "delta-verbose.xml",
         include_bytes!("../fuzz/seeds/delta-verbose.xml"),
     );
-    let m: crate::meta::SrMeta =
+    let m: crate::engine::meta::SrMeta =
         serde_yaml::from_str(include_str!("../fuzz/seeds/meta.yaml")).unwrap();
-    put("meta", "slot", &crate::meta::encode_for_fuzz(&m, false));
-    put("meta", "slot-json", &crate::meta::encode_for_fuzz(&m, true));
+    put(
+        "meta",
+        "slot",
+        &crate::engine::meta::encode_for_fuzz(&m, false),
+    );
+    put(
+        "meta",
+        "slot-json",
+        &crate::engine::meta::encode_for_fuzz(&m, true),
+    );
     put(
         "thin_details",
         "sample",
-        &crate::thin::details::image::sample().concat(),
+        &crate::host::thin::details::image::sample().concat(),
     );
     for (i, s) in [
         "Windows 10 (64-bit)",

@@ -1,8 +1,8 @@
 use clap::error::ErrorKind;
 use clap::{CommandFactory, FromArgMatches};
 
-use thinsr::cli::Cli;
-use thinsr::cmd;
+use thinsr::cli::args::Cli;
+use thinsr::cli::{render_error, run};
 use thinsr::error::Error;
 
 fn main() {
@@ -11,7 +11,7 @@ fn main() {
     if let Some(method) = args.first().and_then(|a| thinsr::xapi::method_of(a)) {
         std::process::exit(thinsr::xapi::serve(method));
     }
-    if thinsr::complete::run_if_asked(&args) {
+    if thinsr::cli::complete::run_if_asked(&args) {
         return;
     }
     let cli = match parse(&args) {
@@ -27,17 +27,17 @@ fn main() {
                     .next()
                     .unwrap_or("")
                     .trim_start_matches("error: ");
-                cmd::render_error(&Error::Usage(first.to_string()), true);
+                render_error(&Error::Usage(first.to_string()), true);
                 std::process::exit(2);
             }
             e.exit();
         }
     };
-    match cmd::run(&cli) {
+    match run(&cli) {
         Ok(0) => {}
         Ok(status) => std::process::exit(status),
         Err(e) => {
-            cmd::render_error(&e, cli.global.json);
+            render_error(&e, cli.global.json);
             std::process::exit(e.exit_code());
         }
     }
@@ -48,7 +48,7 @@ fn main() {
 fn parse(args: &[String]) -> Result<Cli, clap::Error> {
     let mut cmd = Cli::command();
     if args.iter().skip(1).any(|a| a == "--version") {
-        cmd = cmd.long_version(thinsr::version::long());
+        cmd = cmd.long_version(thinsr::host::version::long());
     }
     cmd.try_get_matches_from(args)
         .and_then(|m| Cli::from_arg_matches(&m))

@@ -59,7 +59,7 @@ fn friendly_names_labels_keys_and_lookups() {
     }
     // xapi's volume record: every field, no nulls.
     let v = json(&["vdi", "show", &uuids[0]]);
-    for f in thinsr::vdi::VOLUME_FIELDS {
+    for f in thinsr::engine::vdi::VOLUME_FIELDS {
         assert!(v.get(f).is_some_and(|x| !x.is_null()), "{f} in {v}");
     }
     assert_eq!(v["key"], uuids[0].as_str());

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 fn main() {
     let root = PathBuf::from(std::env::args().nth(1).expect("usage: thinsr-gen ROOT"));
     for (dir, files) in [
-        ("man", thinsr::docs::man_pages()),
-        ("completions", thinsr::docs::completions()),
+        ("man", thinsr::cli::docs::man_pages()),
+        ("completions", thinsr::cli::docs::completions()),
     ] {
         let dir = root.join(dir);
         // Start clean so a removed command leaves no stale page behind.

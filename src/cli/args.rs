@@ -1,0 +1,572 @@
+//! The clap definitions, and only them: man/ and completions/ are rendered from here.
+//! Sizes are taken as text and parsed by thinsr, so a bad one gets a coded error in --json.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+pub const EXIT_STATUS: &str = "\
+Exit status:
+  0  done
+  1  failed; nothing was changed unless the message says otherwise
+  2  usage error (unknown option, bad size or name)
+  130  cancelled (Ctrl-C, SIGTERM or a declined confirmation); what was half-made is undone";
+
+/// Shown by `thinsr pool` and `thinsr pool maintain`, and in their man pages.
+pub const MAINTAIN_HELP: &str = "\
+A full thin pool freezes every VM on it, so run maintenance from cron every minute:
+
+  * * * * *  root  /usr/sbin/thinsr pool maintain
+
+'pool maintain' grows each pool whose data or metadata use passed the threshold (80% by
+default) by 20%, within the pool's maximum ('pool set'). It prints one line per action and
+nothing when there is nothing to do, so cron mails only news. A busy SR is skipped, never
+waited on.
+
+Exit status of 'pool maintain' (usable as a monitoring check):
+  0  fine (including pools it grew)
+  1  warning: a pool is over its threshold and cannot grow
+  2  critical: a pool is full, read-only or needs_check";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "thinsr",
+    version,
+    about = "Thin-provisioned local VM-disk storage on LVM and dm-thin",
+    long_about = "thinsr manages storage repositories (SRs) for Xen hosts: an LVM volume group \
+with a dm-thin pool, either owned by thinsr (made on raw disks) or shared with the admin's \
+own LVs, which it never touches.",
+    after_long_help = EXIT_STATUS,
+    propagate_version = true,
+    subcommand_required = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Group,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Print the result as one JSON document (errors in the xapi shape).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Answer yes to confirmations (needed for destructive commands off a terminal).
+    #[arg(short = 'y', long, global = true)]
+    pub yes: bool,
+    /// Print nothing but errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Show each lvm command run and its duration on stderr.
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+    /// Directory holding thinsr's host configuration (the list of known SRs).
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "THINSR_CONFIG",
+        default_value = "/etc/thinsr"
+    )]
+    pub config: PathBuf,
+    /// Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach
+    /// URI`).
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "THINSR_SCHEME_DIR",
+        default_value = crate::engine::template::DEFAULT_SCHEME_DIR
+    )]
+    pub scheme_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Group {
+    /// Storage repositories: create, introduce, attach, inspect, destroy.
+    #[command(subcommand)]
+    Sr(SrCmd),
+    /// Virtual disks: thin or preallocated, snapshots, clones, resize, names and keys.
+    #[command(subcommand)]
+    Vdi(VdiCmd),
+    /// Templates: read-only images (file, NBD, scripted schemes) cloned without copying.
+    #[command(subcommand)]
+    Template(TemplateCmd),
+    /// The xapi storage plugin: install thinsr as an SMAPIv3 volume and datapath plugin.
+    #[command(subcommand)]
+    Xapi(XapiCmd),
+    /// The thin pool: use, growth policy, cron maintenance, checks.
+    #[command(subcommand, after_long_help = MAINTAIN_HELP)]
+    Pool(PoolCmd),
+    /// Write a VDI as a raw, VHD or qcow2 image, reading only the blocks that hold data.
+    #[command(after_long_help = "\
+Examples:
+  thinsr export web01 -o web01.qcow2
+  thinsr export web01 --format vhd | ssh backup 'cat > web01.vhd'
+  thinsr export web01 --base \"web01 monday\" -o web01-tuesday.qcow2 --backing-name web01-monday.qcow2
+
+Which blocks to read comes from the pool's metadata (and, for a template's clone, from the
+template's map): a mostly empty disk exports in the time its data takes to read. A VDI
+attached read-write is exported from a temporary snapshot, removed afterwards, so the image
+is one point in time. The format is --format, else the output file's extension (.raw, .img,
+.vhd, .qcow2), else raw.
+
+--base SNAPSHOT writes only what changed since that older snapshot of the same VDI, as a
+qcow2 image whose unwritten clusters fall through to its backing file (the base's export,
+named by --backing-name, by default '<base LV>.qcow2') and whose discarded ranges read as
+zeros. The image is written beside the output file under a hidden name and renamed into
+place once complete: a failed or cancelled export leaves no partial image, and an existing
+file is replaced (only with --force) only by a complete one. With --json the report goes to stdout, or to stderr when the image
+does.")]
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub vdi: VdiArg,
+    /// Image format.
+    #[arg(long, value_name = "FORMAT", value_parser = ["raw", "vhd", "qcow2"])]
+    pub format: Option<String>,
+    /// Where to write: a file, or - for stdout (the default when stdout is not a terminal).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
+    /// Only what changed since this older snapshot of the VDI (a qcow2 over its export).
+    #[arg(long, value_name = "SNAPSHOT")]
+    pub base: Option<String>,
+    /// The backing file name written into a --base export.
+    #[arg(long, value_name = "NAME", requires = "base")]
+    pub backing_name: Option<String>,
+    /// Replace an existing output file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SrCmd {
+    /// Create an owned SR on raw disks (or on a sparse file with --file).
+    #[command(after_long_help = "\
+Examples:
+  thinsr sr create /dev/sdb /dev/sdc --name \"Fast local\"
+  thinsr sr create --file /var/lib/thinsr/try.img --size 20G
+
+thinsr refuses a disk holding a filesystem, partition table, PV or RAID signature unless
+--force. The thin pool starts at a tenth of the VG and grows as it fills: pools cannot
+shrink, so the rest of the VG stays free for growth and preallocated disks.")]
+    Create {
+        /// Disks to turn into the SR's volume group.
+        #[arg(
+            value_name = "DEVICE",
+            required_unless_present = "file",
+            conflicts_with = "file"
+        )]
+        devices: Vec<String>,
+        /// Back the SR with a new sparse file attached as a loop device.
+        #[arg(long, value_name = "PATH", requires = "size")]
+        file: Option<PathBuf>,
+        /// Size of the file for --file (512M, 20G, 1.5T).
+        #[arg(long, value_name = "SIZE", requires = "file")]
+        size: Option<String>,
+        /// The SR's name; the volume group is named after it.
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// Wipe signatures found on the disks.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Share an existing volume group: make (or adopt) a thin pool beside the admin's LVs,
+    /// or register an SR already in it.
+    #[command(after_long_help = "\
+Examples:
+  thinsr sr introduce vg0 --pool-size 200G
+  thinsr sr introduce vg0 --pool-size 50%    # half of the VG's free space
+  thinsr sr introduce vg0 --pool vms         # adopt the thin pool vg0/vms
+  thinsr sr introduce vg0                    # re-register after 'forget' or a reinstall")]
+    Introduce {
+        /// The volume group.
+        #[arg(value_name = "VG")]
+        vg: String,
+        /// The SR's name (default: the VG's).
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// Size of a new thin pool: SIZE, or N% of the VG's free space.
+        #[arg(long, value_name = "SIZE|N%", conflicts_with = "pool")]
+        pool_size: Option<String>,
+        /// Adopt this existing thin pool LV instead of making one.
+        #[arg(long, value_name = "LV")]
+        pool: Option<String>,
+    },
+    /// Activate the SR's pool and metadata (re-attaching a file SR's loop device).
+    Attach(SrArg),
+    /// Deactivate the SR; refused while a disk is attached.
+    Detach(SrArg),
+    /// Unregister the SR from this host; nothing on disk changes.
+    Forget(SrArg),
+    /// Destroy the SR and everything thinsr made in it.
+    #[command(after_long_help = "\
+Owned SRs lose their volume group and PV labels. Shared SRs lose only the LVs thinsr
+created; every other LV in the volume group stays exactly as it was. On a terminal thinsr
+asks for the SR's name; elsewhere --yes is required.")]
+    Destroy(SrArg),
+    /// Show an SR's layout: disks, pool use, thinsr's LVs and the admin's.
+    Show(SrArg),
+    /// Compare the SR's metadata with LVM and the kernel; --repair fixes what an
+    /// interrupted command left.
+    #[command(after_long_help = "\
+What --repair does, by rules that never lose data:
+  - an entry whose LV is gone (an interrupted destroy) is forgotten;
+  - an entry whose LV was renamed records the new name;
+  - a preallocated VDI whose zeroing did not finish is zeroed now;
+  - a tagged thin LV missing from the metadata (an interrupted create) is adopted as a
+    VDI named after the LV;
+  - a tagged preallocated LV missing from the metadata was never zeroed nor used: it is
+    removed, with --yes only.
+
+Exit status: 0 consistent (or everything repaired), 1 findings remain.")]
+    Check {
+        #[arg(value_name = "SR")]
+        sr: Option<String>,
+        /// Repair what was found.
+        #[arg(long)]
+        repair: bool,
+    },
+    /// List registered SRs.
+    List,
+    /// Give the SR a new name (the volume group keeps its own).
+    Rename {
+        #[arg(value_name = "SR")]
+        sr: String,
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// Set the SR's description.
+    SetDescription {
+        #[arg(value_name = "SR")]
+        sr: String,
+        #[arg(value_name = "TEXT")]
+        text: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SrArg {
+    /// The SR: name, uuid (or a unique prefix), or volume group; may be left out when only
+    /// one SR is registered.
+    #[arg(value_name = "SR")]
+    pub sr: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VdiCmd {
+    /// Create a VDI: a thin LV in the pool, or a fully zeroed LV with --preallocate.
+    #[command(after_long_help = "\
+Examples:
+  thinsr vdi create \"Windows 10 (64-bit)\" --size 40G
+  thinsr vdi create db-data --size 200G --preallocate --sr \"Fast local\"
+
+The LV is named after the label (Windows_10_64-bit, then Windows_10_64-bit+1, ...); the
+label itself is kept exactly. A preallocated VDI takes its space from the volume group and
+is zeroed completely before first use, with progress; Ctrl-C removes it again.")]
+    Create {
+        /// The VDI's name (label); any text, the LV name is derived from it.
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Virtual size (512M, 40G, 1.5T).
+        #[arg(long, value_name = "SIZE")]
+        size: String,
+        #[command(flatten)]
+        sr: SrOpt,
+        #[arg(long, value_name = "TEXT", default_value = "")]
+        description: String,
+        /// Allocate and zero all of it now, from the volume group's free space.
+        #[arg(long)]
+        preallocate: bool,
+    },
+    /// List VDIs: kind, size, space used, parent, attached or not.
+    List {
+        #[command(flatten)]
+        sr: SrOpt,
+    },
+    /// Show everything known about a VDI: LV, device, parent, keys.
+    Show(VdiArg),
+    /// Destroy a VDI; refused while attached.
+    #[command(after_long_help = "\
+On a terminal thinsr asks before destroying; elsewhere --yes is required. Snapshots and
+clones of the VDI stay usable: thin snapshots do not depend on their origin.")]
+    Destroy(VdiArg),
+    /// Take an instant read-only snapshot of a VDI.
+    #[command(after_long_help = "\
+Examples:
+  thinsr vdi snapshot web01 --name \"web01 before upgrade\"
+
+Snapshots and clones of a template, or of a template's clone, read the same template.")]
+    Snapshot {
+        #[command(flatten)]
+        vdi: VdiArg,
+        /// Name of the snapshot (default: \"<name> snapshot\").
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+    },
+    /// Make an instant writable copy of a VDI or template (a thin snapshot).
+    Clone {
+        #[command(flatten)]
+        vdi: VdiArg,
+        /// Name of the clone (default: \"<name> clone\").
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+    },
+    /// Grow a VDI to SIZE, or by +SIZE; shrinking needs --allow-shrink.
+    #[command(after_long_help = "\
+Examples:
+  thinsr vdi resize web01 60G
+  thinsr vdi resize web01 +10G
+
+The new part of a preallocated VDI is zeroed before the VDI can be attached again.
+Shrinking cuts off the end of the disk and its data: shrink the filesystem inside first.")]
+    Resize {
+        #[command(flatten)]
+        vdi: VdiArg,
+        /// The new size, or +SIZE to grow by that much.
+        #[arg(value_name = "SIZE", allow_hyphen_values = true)]
+        size: String,
+        /// Allow a smaller size (data beyond it is lost).
+        #[arg(long)]
+        allow_shrink: bool,
+    },
+    /// Give a VDI a new name; its LV is renamed to match, the uuid stays.
+    Rename {
+        #[command(flatten)]
+        vdi: VdiArg,
+        #[arg(value_name = "NEW_NAME")]
+        name: String,
+    },
+    /// Set a VDI's description.
+    SetDescription {
+        #[command(flatten)]
+        vdi: VdiArg,
+        #[arg(value_name = "TEXT")]
+        text: String,
+    },
+    /// Set a key on a VDI (kept in the SR's metadata, shown under keys).
+    Set {
+        #[command(flatten)]
+        vdi: VdiArg,
+        #[arg(value_name = "KEY")]
+        key: String,
+        #[arg(value_name = "VALUE")]
+        value: String,
+    },
+    /// Remove a key from a VDI.
+    Unset {
+        #[command(flatten)]
+        vdi: VdiArg,
+        #[arg(value_name = "KEY")]
+        key: String,
+    },
+    /// Attach a VDI and print the block device to give the VM.
+    #[command(after_long_help = "\
+A VDI cloned from a template gets a device of thinsr's own (/dev/mapper/thinsr-VG-LV) that
+reads the template where the VDI has no data of its own; the template is served read-only
+(qemu-nbd, or its scheme's script) once for all its attached clones. Other VDIs are their
+LV, activated by LVM. Attaching an attached VDI prints the same device.")]
+    Attach {
+        #[command(flatten)]
+        vdi: VdiArg,
+        /// Attach it read-only (the only way to attach a template).
+        #[arg(long)]
+        read_only: bool,
+    },
+    /// Detach a VDI; refused while something holds it open, done when already detached.
+    Detach(VdiArg),
+    /// Make a new thin VDI from a disk image (a file, or - for stdin).
+    #[command(after_long_help = "\
+Examples:
+  thinsr vdi import debian.qcow2 --name \"Debian 12\"
+  ssh backup 'cat web01.vhd' | thinsr vdi import - --name web01
+  thinsr vdi import - --name scratch --format raw --size 20G < disk.raw
+
+The VDI gets the image's virtual size, and only data that is not zero is written, so it
+stays thin. Files are read by qemu-img (raw, qcow2, vhd, vhdx, vmdk); a stream on stdin is
+decoded by thinsr (raw with --size, dynamic VHD, qcow2 whose tables precede their data, as
+qemu and thinsr write them). Until the import finishes the VDI is marked incomplete and
+cannot be attached; a failed or cancelled import removes it, and 'sr check' finds one a
+crash left.")]
+    Import {
+        /// The image file, or - for stdin.
+        #[arg(value_name = "FILE")]
+        file: std::path::PathBuf,
+        /// The new VDI's name (label).
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        #[command(flatten)]
+        sr: SrOpt,
+        /// The image's format (auto: detected).
+        #[arg(long, value_name = "FORMAT", default_value = "auto",
+              value_parser = ["auto", "raw", "vhd", "qcow2", "vmdk", "vhdx"])]
+        format: String,
+        /// The virtual size of a raw stream on stdin (its exact length).
+        #[arg(long, value_name = "SIZE")]
+        size: Option<String>,
+        #[arg(long, value_name = "TEXT", default_value = "")]
+        description: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum XapiCmd {
+    /// Link every plugin method to this thinsr binary, for xapi-storage-script.
+    #[command(after_long_help = "\
+Makes <root>/volume/org.xen.xapi.storage.thinsr/ (Plugin.Query, SR.*, Volume.*) and
+<root>/datapath/thinsr/ (Datapath.*), each entry a link to this binary. Run under such a
+name, thinsr reads the method's arguments as JSON on stdin and prints the result as xapi
+expects. Then on an XCP-ng host: 'xe sr-create type=thinsr name-label=Local
+device-config:device=/dev/sdb' (owned) or 'device-config:vg=VG device-config:pool-size=50%'
+(shared).")]
+    Install {
+        /// Where xapi-storage-script looks for plugins.
+        #[arg(long, value_name = "DIR", default_value = crate::xapi::DEFAULT_ROOT)]
+        root: PathBuf,
+    },
+    /// Remove the links `xapi install` made.
+    Uninstall {
+        #[arg(long, value_name = "DIR", default_value = crate::xapi::DEFAULT_ROOT)]
+        root: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TemplateCmd {
+    /// Register a read-only image as a template; nothing is copied.
+    #[command(after_long_help = "\
+Examples:
+  thinsr template introduce file:///srv/images/debian-12.qcow2
+  thinsr template introduce nbd://images.lan:10809/win10 --name \"Windows 10\"
+  thinsr template introduce s3://bucket/debian.raw   # runs <scheme-dir>/s3 attach|detach URI
+
+file:// images may be raw, qcow2, vhd (vpc), vhdx or vmdk: thinsr reads the format and
+virtual size with qemu-img. nbd:// exports are raw disks. Any other scheme is handled by an
+executable <scheme-dir>/<scheme> (--scheme-dir, default /usr/libexec/xapi/storage) whose
+'attach URI' prints a local path or block device and whose 'detach URI' lets go of it.
+The image must not change while clones exist: they read their unwritten blocks from it.")]
+    Introduce {
+        /// The image: file:///path, nbd://host[:port]/export or scheme://...
+        #[arg(value_name = "URI")]
+        uri: String,
+        #[command(flatten)]
+        sr: SrOpt,
+        /// The template's name (default: the image's file name without extension).
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// Keep a local copy-on-read cache of it (see 'thinsr template cache').
+        #[arg(long)]
+        cache: bool,
+    },
+    /// Unregister a template (and remove its cache); refused while clones read from it.
+    Forget(VdiArg),
+    /// Keep (on) or drop (off) a local copy-on-read cache of a remote template.
+    #[command(after_long_help = "\
+Examples:
+  thinsr template cache \"Windows 10\" on
+  thinsr template warm \"Windows 10\"
+
+A cached template is served to its clones through a thin LV of the SR's pool holding a
+qcow2 overlay of the image: a block read once is kept there, so each block crosses the
+network once per host, even across detach, 'sr detach' and reboots. VMs never write the
+cache: their writes go to their own volumes. Only images qemu opens itself (file://,
+nbd://) can be cached. Switching is refused while the template is attached.")]
+    Cache {
+        #[command(flatten)]
+        template: VdiArg,
+        #[arg(value_name = "STATE", value_parser = ["on", "off"])]
+        state: String,
+    },
+    /// Fetch a cached template completely now, with progress (cancellable, resumable).
+    Warm(VdiArg),
+    /// List templates.
+    List {
+        #[command(flatten)]
+        sr: SrOpt,
+    },
+    /// Show a template: its URI, format, size and clones.
+    Show(VdiArg),
+}
+
+#[derive(Debug, Args)]
+pub struct SrOpt {
+    /// The SR (name, uuid or volume group); may be left out when only one is registered.
+    #[arg(long = "sr", value_name = "SR")]
+    pub sr: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VdiArg {
+    /// The VDI: uuid, unique uuid prefix, LV name, label, or SR/name.
+    #[arg(value_name = "VDI")]
+    pub vdi: String,
+    /// Look for the VDI in this SR only.
+    #[arg(long = "sr", value_name = "SR")]
+    pub sr: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PoolCmd {
+    /// Show data and metadata use, over-commitment, growth policy and room to grow.
+    Show(SrArg),
+    /// Grow the pool's data to SIZE (or by +SIZE), and/or its metadata.
+    #[command(after_long_help = "\
+Examples:
+  thinsr pool extend \"Fast local\" +20G
+  thinsr pool extend vg0 --metadata +64M
+
+Thin pools cannot shrink. In shared mode an explicit extend also raises the pool's maximum
+size to at least the new size.")]
+    Extend {
+        #[arg(value_name = "SR")]
+        sr: String,
+        /// New data size, or +SIZE to grow by that much.
+        #[arg(value_name = "SIZE", required_unless_present = "metadata")]
+        size: Option<String>,
+        /// New metadata size, or +SIZE.
+        #[arg(long, value_name = "SIZE")]
+        metadata: Option<String>,
+    },
+    /// Set the growth policy (kept in the SR's metadata).
+    #[command(after_long_help = "\
+Defaults: --threshold 80 --grow-by 20 --when-full queue, no over-commit limit. The maximum
+size defaults to all free space of the VG in owned mode, and to the size the admin chose in
+shared mode; N% is a share of the whole volume group.
+
+Examples:
+  thinsr pool set \"Fast local\" --threshold 70 --grow-by 25
+  thinsr pool set vg0 --max-size 400G --when-full error --max-overcommit 3")]
+    Set {
+        #[arg(value_name = "SR")]
+        sr: String,
+        /// Use (percent) of data or metadata at which the pool grows.
+        #[arg(long, value_name = "PCT")]
+        threshold: Option<u8>,
+        /// How much the pool grows each time, in percent of its size.
+        #[arg(long, value_name = "PCT")]
+        grow_by: Option<u16>,
+        /// The largest the pool may grow to: SIZE, or N% of the volume group.
+        #[arg(long, value_name = "SIZE|N%")]
+        max_size: Option<String>,
+        /// What a write into a full pool does: queue (up to 60 s, then fail) or error at once.
+        #[arg(long, value_name = "POLICY", value_parser = ["queue", "error"])]
+        when_full: Option<String>,
+        /// Refuse new thin disks once their virtual total would pass RATIO x the pool's size.
+        #[arg(long, value_name = "RATIO")]
+        max_overcommit: Option<f64>,
+    },
+    /// Grow pools that passed their threshold; quiet unless there is news (for cron).
+    #[command(after_long_help = MAINTAIN_HELP)]
+    Maintain {
+        /// The SRs (default: every registered SR).
+        #[arg(value_name = "SR")]
+        srs: Vec<String>,
+    },
+    /// Check the pool's metadata with thin_check (on a snapshot while it is live).
+    Check(SrArg),
+}

@@ -1,0 +1,245 @@
+//! `thinsr sr ...`: parse, call the engine, render.
+
+use super::{table, Out};
+use crate::cli::args::SrCmd;
+use crate::engine::sr::{Ctx, SrDetail, SrSummary};
+use crate::error::Result;
+use crate::units::{parse_pool_size, parse_positive_size, Bytes};
+
+pub fn run(ctx: &Ctx, out: &Out, cmd: &SrCmd) -> Result<i32> {
+    match cmd {
+        SrCmd::Create {
+            devices,
+            file,
+            size,
+            name,
+            force,
+        } => {
+            let d = match (file, size) {
+                (Some(file), Some(size)) => {
+                    ctx.create_file(file, parse_positive_size(size)?, name.as_deref())?
+                }
+                _ => ctx.create_owned(devices, name.as_deref(), *force)?,
+            };
+            made(out, "Created", &d);
+        }
+        SrCmd::Introduce {
+            vg,
+            name,
+            pool_size,
+            pool,
+        } => {
+            let pool_size = pool_size.as_deref().map(parse_pool_size).transpose()?;
+            let d = ctx.introduce(vg, name.as_deref(), pool_size, pool.as_deref())?;
+            made(out, "Introduced", &d);
+        }
+        SrCmd::Attach(a) => {
+            let d = ctx.attach(a.sr.as_deref())?;
+            out.emit(&d, || println!("SR '{}' is attached", d.name));
+        }
+        SrCmd::Detach(a) => {
+            ctx.detach(a.sr.as_deref())?;
+            out.done("SR detached");
+        }
+        SrCmd::Forget(a) => {
+            let e = ctx.forget(a.sr.as_deref())?;
+            out.done(&format!(
+                "Forgot SR '{}'; its volume group {} is untouched ('thinsr sr introduce {}' brings it back)",
+                e.name, e.vg, e.vg
+            ));
+        }
+        SrCmd::Destroy(a) => {
+            let entry = ctx.entry(a.sr.as_deref())?;
+            // Refuse before asking rather than after; destroy checks again under the lock,
+            // so with --yes one lvm report is enough.
+            if !out.yes {
+                ctx.check_destroy(&entry)?;
+                out.confirm_by_typing(
+                    &format!("destroy SR '{}' and every disk in it", entry.name),
+                    &entry.name,
+                )?;
+            }
+            ctx.destroy(&entry)?;
+            out.done(&format!("Destroyed SR '{}'", entry.name));
+        }
+        SrCmd::Show(a) => {
+            let d = ctx.show(a.sr.as_deref())?;
+            out.emit(&d, || print_detail(&d));
+        }
+        SrCmd::Check { sr, repair } => {
+            let progress = super::progress::Reporter::new(out.quiet);
+            let r = ctx.sr_check(sr.as_deref(), *repair, out.yes, &progress)?;
+            if !out.json {
+                for w in &r.warnings {
+                    out.warn(w);
+                }
+            }
+            out.emit(&r, || {
+                if r.findings.is_empty() {
+                    println!("SR '{}' is consistent", r.name);
+                }
+                for f in &r.findings {
+                    println!(
+                        "{}: {} [{}]\n    {}: {}",
+                        f.subject,
+                        f.problem,
+                        f.kind,
+                        if f.repaired { "repaired" } else { "repair" },
+                        f.repair
+                    );
+                }
+            });
+            return Ok(if r.clean() { 0 } else { 1 });
+        }
+        SrCmd::List => {
+            let list = ctx.list()?;
+            out.emit(&list, || print_list(&list));
+        }
+        SrCmd::Rename { sr, name } => {
+            let m = ctx.rename(Some(sr), name)?;
+            out.emit(&m, || println!("SR {} is now named '{}'", m.uuid, m.name));
+        }
+        SrCmd::SetDescription { sr, text } => {
+            let m = ctx.set_description(Some(sr), text)?;
+            out.emit(&m, || println!("Description of SR '{}' set", m.name));
+        }
+    }
+    Ok(0)
+}
+
+/// The result of create or introduce: warnings on stderr, then the SR.
+fn made(out: &Out, verb: &str, d: &SrDetail) {
+    for w in &d.warnings {
+        out.warn(w);
+    }
+    out.emit(d, || {
+        println!(
+            "{verb} SR '{}' ({}) on volume group {}",
+            d.name, d.uuid, d.vg
+        );
+        println!(
+            "Thin pool {}: {}, grows as it fills",
+            d.pool.lv,
+            Bytes(d.pool.size)
+        );
+    });
+}
+
+fn print_list(list: &[SrSummary]) {
+    if list.is_empty() {
+        println!("No storage repository is registered. Create one with 'thinsr sr create' or 'thinsr sr introduce'.");
+        return;
+    }
+    let mut t = table(&["Name", "UUID", "VG", "Mode", "State", "Size", "Free"]);
+    for s in list {
+        t.add_row(vec![
+            s.name.clone(),
+            s.uuid[..8].to_string(),
+            s.vg.clone(),
+            s.mode.to_string(),
+            s.state.clone(),
+            Bytes(s.total_space).to_string(),
+            Bytes(s.free_space).to_string(),
+        ]);
+    }
+    println!("{t}");
+}
+
+fn pct(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        "-".into()
+    } else {
+        format!("{:.1}%", part as f64 * 100.0 / whole as f64)
+    }
+}
+
+fn print_detail(d: &SrDetail) {
+    println!("SR          {} ({})", d.name, d.uuid);
+    println!(
+        "Contents    {} VDI LV(s), {} template cache(s)",
+        d.vdis, d.caches
+    );
+    if !d.description.is_empty() {
+        println!("            {}", d.description);
+    }
+    println!(
+        "Mode        {}{}",
+        d.mode,
+        d.file
+            .as_ref()
+            .map(|f| format!(", backed by file {}", f.display()))
+            .unwrap_or_default()
+    );
+    println!(
+        "State       {}, health {}{}",
+        if d.attached { "attached" } else { "detached" },
+        d.health.0,
+        if d.health.1.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", d.health.1)
+        }
+    );
+    println!(
+        "VG          {}: {} total, {} free for pool growth and preallocated disks",
+        d.vg,
+        Bytes(d.vg_size),
+        Bytes(d.vg_free)
+    );
+    let p = &d.pool;
+    println!(
+        "Pool        {}{}: {} data, {} used ({}); metadata {} used of {} ({})",
+        p.lv,
+        if p.owned { "" } else { " (adopted)" },
+        Bytes(p.size),
+        Bytes(p.data_used),
+        pct(p.data_used, p.size),
+        Bytes(p.metadata_used),
+        Bytes(p.metadata_size),
+        pct(p.metadata_used, p.metadata_size),
+    );
+    println!(
+        "Thin disks  {}, {} virtual, over-commitment {:.2}x",
+        p.thin_volumes,
+        Bytes(p.virtual_total),
+        d.overcommit
+    );
+    if let Some(k) = &p.kernel {
+        println!(
+            "Kernel      pool {}{}, when full: {}",
+            k.state,
+            if k.needs_check { ", NEEDS CHECK" } else { "" },
+            k.when_full
+        );
+    }
+    println!(
+        "Space       {} free of {} for disks",
+        Bytes(d.free_space),
+        Bytes(d.total_space)
+    );
+    println!();
+    let mut pvs = table(&["Physical volume", "Size", "Free"]);
+    for pv in &d.pvs {
+        pvs.add_row(vec![
+            pv.device.clone(),
+            Bytes(pv.size).to_string(),
+            Bytes(pv.free).to_string(),
+        ]);
+    }
+    println!("{pvs}");
+    let mut lvs = table(&["Logical volume", "Role", "Size", "Active"]);
+    for l in d.lvs.iter().chain(&d.foreign_lvs) {
+        let role = if l.role == "foreign" {
+            "foreign (not thinsr's)".to_string()
+        } else {
+            l.role.clone()
+        };
+        lvs.add_row(vec![
+            l.name.clone(),
+            role,
+            Bytes(l.size).to_string(),
+            if l.active { "yes" } else { "no" }.into(),
+        ]);
+    }
+    println!("{lvs}");
+}

@@ -1,0 +1,77 @@
+//! `thinsr template ...`: parse, call the engine, render.
+
+use super::vdi::{print_detail, print_list};
+use super::Out;
+use crate::cli::args::TemplateCmd;
+use crate::engine::sr::Ctx;
+use crate::error::Result;
+use crate::units::Bytes;
+
+pub fn run(ctx: &Ctx, out: &Out, cmd: &TemplateCmd) -> Result<()> {
+    match cmd {
+        TemplateCmd::Introduce {
+            uri,
+            sr,
+            name,
+            cache,
+        } => {
+            let t = ctx.template_introduce(uri, sr.sr.as_deref(), name.as_deref(), *cache)?;
+            out.emit(&t, || {
+                println!(
+                    "Introduced template '{}' ({}): {} {}, {}",
+                    t.name,
+                    t.uuid,
+                    t.format.as_deref().unwrap_or("?"),
+                    Bytes(t.virtual_size),
+                    uri
+                );
+                println!("Clone it with 'thinsr vdi clone \"{}\"'.", t.name);
+            });
+        }
+        TemplateCmd::Forget(a) => {
+            let t = ctx.template_forget(&a.vdi, a.sr.as_deref())?;
+            out.emit(&t, || {
+                println!("Template '{}' forgotten; its image is untouched", t.name)
+            });
+        }
+        TemplateCmd::List { sr } => {
+            let listing = ctx.template_list(sr.sr.as_deref())?;
+            for w in &listing.warnings {
+                out.warn(w);
+            }
+            out.emit(&listing.volumes, || {
+                if listing.volumes.is_empty() {
+                    println!("No templates. Register one with 'thinsr template introduce URI'.");
+                } else {
+                    print_list(&listing.volumes)
+                }
+            });
+        }
+        TemplateCmd::Cache { template, state } => {
+            let on = state == "on";
+            let t = ctx.template_cache(&template.vdi, template.sr.as_deref(), on)?;
+            out.emit(&t, || match &t.cache {
+                Some(lv) => println!("Template '{}' is cached in LV {}/{lv}", t.name, t.vg),
+                None => println!("Template '{}' is not cached", t.name),
+            });
+        }
+        TemplateCmd::Warm(a) => {
+            let progress = super::progress::Reporter::new(out.quiet);
+            let t = ctx.template_warm(&a.vdi, a.sr.as_deref(), &progress)?;
+            out.emit(&t, || {
+                println!(
+                    "Template '{}' is cached: {} in LV {}/{}",
+                    t.name,
+                    Bytes(t.cached.unwrap_or(0)),
+                    t.vg,
+                    t.cache.as_deref().unwrap_or("?")
+                )
+            });
+        }
+        TemplateCmd::Show(a) => {
+            let t = ctx.template_show(&a.vdi, a.sr.as_deref())?;
+            out.emit(&t, || print_detail(&t));
+        }
+    }
+    Ok(())
+}

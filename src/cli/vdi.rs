@@ -1,0 +1,287 @@
+//! `thinsr vdi ...`: parse, call the engine, render.
+
+use std::collections::HashSet;
+
+use super::progress::Reporter;
+use super::{table, Out};
+use crate::cli::args::VdiCmd;
+use crate::engine::import::{ImportOpts, ImportSource};
+use crate::engine::sr::Ctx;
+use crate::engine::vdi::Volume;
+use crate::error::Result;
+use crate::units::{parse_new_size, parse_positive_size, Bytes, NewSize};
+
+pub fn run(ctx: &Ctx, out: &Out, cmd: &VdiCmd) -> Result<()> {
+    match cmd {
+        VdiCmd::Create {
+            name,
+            size,
+            sr,
+            description,
+            preallocate,
+        } => {
+            let size = parse_positive_size(size)?;
+            let progress = Reporter::new(out.quiet);
+            let v = ctx.vdi_create(
+                sr.sr.as_deref(),
+                name,
+                size,
+                description,
+                *preallocate,
+                &progress,
+            )?;
+            out.emit(&v, || {
+                println!(
+                    "Created {} VDI '{}' ({}): {}, LV {}/{}",
+                    v.kind,
+                    v.name,
+                    v.uuid,
+                    Bytes(v.virtual_size),
+                    v.vg,
+                    v.lv
+                )
+            });
+        }
+        VdiCmd::List { sr } => {
+            let listing = ctx.vdi_list(sr.sr.as_deref())?;
+            for w in &listing.warnings {
+                out.warn(w);
+            }
+            out.emit(&listing.volumes, || print_list(&listing.volumes));
+        }
+        VdiCmd::Show(a) => {
+            let v = ctx.vdi_show(&a.vdi, a.sr.as_deref())?;
+            out.emit(&v, || print_detail(&v));
+        }
+        VdiCmd::Destroy(a) => {
+            // Refuse before asking rather than after; destroy checks again under the lock,
+            // so with --yes one lvm report is enough.
+            if !out.yes {
+                let v = ctx.vdi_show(&a.vdi, a.sr.as_deref())?;
+                ctx.vdi_check_destroy(&v)?;
+                out.confirm(&format!(
+                    "Destroy VDI '{}' ({}, {}, LV {}/{}) and its data?",
+                    v.name,
+                    v.uuid,
+                    Bytes(v.virtual_size),
+                    v.vg,
+                    v.lv
+                ))?;
+            }
+            let v = ctx.vdi_destroy(&a.vdi, a.sr.as_deref())?;
+            out.done(&format!("Destroyed VDI '{}' ({})", v.name, v.uuid));
+        }
+        VdiCmd::Snapshot { vdi, name } | VdiCmd::Clone { vdi, name } => {
+            let clone = matches!(cmd, VdiCmd::Clone { .. });
+            let v = ctx.vdi_snapshot(&vdi.vdi, vdi.sr.as_deref(), name.as_deref(), clone)?;
+            out.emit(&v, || {
+                println!(
+                    "{} '{}' ({}) of '{}': LV {}/{}",
+                    if clone { "Clone" } else { "Snapshot" },
+                    v.name,
+                    v.uuid,
+                    v.parent_name.as_deref().unwrap_or("?"),
+                    v.vg,
+                    v.lv
+                )
+            });
+        }
+        VdiCmd::Resize {
+            vdi,
+            size,
+            allow_shrink,
+        } => {
+            let new = parse_new_size(size)?;
+            if *allow_shrink && !out.yes {
+                if let NewSize::To(to) = new {
+                    let v = ctx.vdi_show(&vdi.vdi, vdi.sr.as_deref())?;
+                    if to.0 < v.virtual_size {
+                        out.confirm(&format!(
+                            "Shrink VDI '{}' from {} to {}? Data beyond {} is lost.",
+                            v.name,
+                            Bytes(v.virtual_size),
+                            to,
+                            to
+                        ))?;
+                    }
+                }
+            }
+            let progress = Reporter::new(out.quiet);
+            let v = ctx.vdi_resize(&vdi.vdi, vdi.sr.as_deref(), new, *allow_shrink, &progress)?;
+            out.emit(&v, || {
+                println!("VDI '{}' is now {}", v.name, Bytes(v.virtual_size))
+            });
+        }
+        VdiCmd::Rename { vdi, name } => {
+            let v = ctx.vdi_rename(&vdi.vdi, vdi.sr.as_deref(), name)?;
+            out.emit(&v, || {
+                println!("VDI {} is now '{}', LV {}/{}", v.uuid, v.name, v.vg, v.lv)
+            });
+        }
+        VdiCmd::SetDescription { vdi, text } => {
+            let v = ctx.vdi_set_description(&vdi.vdi, vdi.sr.as_deref(), text)?;
+            out.emit(&v, || println!("Description of VDI '{}' set", v.name));
+        }
+        VdiCmd::Set { vdi, key, value } => {
+            let v = ctx.vdi_set_key(&vdi.vdi, vdi.sr.as_deref(), key, value)?;
+            out.emit(&v, || println!("VDI '{}': {key} set", v.name));
+        }
+        VdiCmd::Unset { vdi, key } => {
+            let v = ctx.vdi_unset_key(&vdi.vdi, vdi.sr.as_deref(), key)?;
+            out.emit(&v, || println!("VDI '{}': {key} removed", v.name));
+        }
+        VdiCmd::Attach { vdi, read_only } => {
+            let v = ctx.vdi_attach(&vdi.vdi, vdi.sr.as_deref(), *read_only)?;
+            out.emit(&v, || println!("{}", v.path));
+        }
+        VdiCmd::Detach(a) => {
+            let v = ctx.vdi_detach(&a.vdi, a.sr.as_deref())?;
+            out.emit(&v, || println!("VDI '{}' detached", v.name));
+        }
+        VdiCmd::Import {
+            file,
+            name,
+            sr,
+            format,
+            size,
+            description,
+        } => {
+            let source = if file.as_os_str() == "-" {
+                ImportSource::Stdin
+            } else {
+                ImportSource::File(file.clone())
+            };
+            let opts = ImportOpts {
+                format: Some(format.clone()),
+                size: size.as_deref().map(parse_positive_size).transpose()?,
+                description: description.clone(),
+            };
+            let progress = Reporter::new(out.quiet);
+            let r = ctx.vdi_import(&source, sr.sr.as_deref(), name, &opts, &progress)?;
+            out.emit(&r, || {
+                let written = r
+                    .written
+                    .map(|w| format!(", {} of data written", Bytes(w)))
+                    .unwrap_or_default();
+                println!(
+                    "Imported {} image as VDI '{}' ({}): {}{written}, LV {}/{}",
+                    r.format,
+                    r.volume.name,
+                    r.volume.uuid,
+                    Bytes(r.volume.virtual_size),
+                    r.volume.vg,
+                    r.volume.lv
+                )
+            });
+        }
+    }
+    Ok(())
+}
+
+fn short(uuid: &str) -> &str {
+    uuid.get(..8).unwrap_or(uuid)
+}
+
+pub(super) fn print_list(list: &[Volume]) {
+    if list.is_empty() {
+        println!("No VDIs. Create one with 'thinsr vdi create NAME --size SIZE'.");
+        return;
+    }
+    let many_srs = list.iter().map(|v| &v.sr).collect::<HashSet<_>>().len() > 1;
+    let mut header = vec![
+        "Name",
+        "UUID",
+        "Kind",
+        "Size",
+        "Allocated",
+        "Parent",
+        "Attached",
+    ];
+    if many_srs {
+        header.insert(0, "SR");
+    }
+    let mut t = table(&header);
+    for v in list {
+        let mut row = vec![
+            v.name.clone(),
+            short(&v.uuid).to_string(),
+            v.kind.to_string(),
+            Bytes(v.virtual_size).to_string(),
+            Bytes(v.physical_utilisation).to_string(),
+            v.parent_name.clone().unwrap_or_default(),
+            if v.attached {
+                "yes".into()
+            } else if v.pending.is_some() {
+                "incomplete".into()
+            } else {
+                "no".into()
+            },
+        ];
+        if many_srs {
+            row.insert(0, v.sr_name.clone());
+        }
+        t.add_row(row);
+    }
+    println!("{t}");
+}
+
+pub(super) fn print_detail(v: &Volume) {
+    println!("VDI          {} ({})", v.name, v.uuid);
+    if !v.description.is_empty() {
+        println!("             {}", v.description);
+    }
+    println!("SR           {} ({})", v.sr_name, v.sr);
+    println!(
+        "Kind         {}{}",
+        v.kind,
+        if v.read_write { "" } else { ", read-only" }
+    );
+    println!("Size         {}", Bytes(v.virtual_size));
+    println!("Allocated    {}", Bytes(v.physical_utilisation));
+    if let Some(src) = &v.source {
+        println!(
+            "Image        {src} ({})",
+            v.format.as_deref().unwrap_or("?")
+        );
+    } else {
+        println!("LV           {}/{}", v.vg, v.lv);
+    }
+    if let Some(c) = &v.cache {
+        // No percentage of the image: fetched zeros are kept as zero clusters, which hold
+        // nothing, so a fully warm sparse image would read as nearly 0%.
+        println!(
+            "Cache        LV {}/{c}: {} of fetched data held (zeros take no space)",
+            v.vg,
+            Bytes(v.cached.unwrap_or(0))
+        );
+    }
+    if let Some(o) = &v.origin {
+        println!(
+            "Template     {} ({o})",
+            v.origin_name.as_deref().unwrap_or("?")
+        );
+    }
+    if v.attached {
+        println!("Device       {} (attached)", v.path);
+    } else {
+        println!("Device       (not attached)");
+    }
+    if let Some(p) = &v.parent {
+        println!(
+            "Parent       {} ({p})",
+            v.parent_name.as_deref().unwrap_or("?")
+        );
+    }
+    if let Some(p) = &v.pending {
+        println!("Incomplete   {p:?}: run the interrupted command again, or destroy the VDI");
+    }
+    for p in &v.problems {
+        println!("Problem      {p}");
+    }
+    if !v.keys.is_empty() {
+        println!("Keys");
+        for (k, val) in &v.keys {
+            println!("  {k} = {val}");
+        }
+    }
+}

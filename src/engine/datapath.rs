@@ -1,0 +1,234 @@
+//! The datapath: the block device a VM gets for a VDI, and the template images behind them.
+//!
+//! A VDI without a template is its LV, activated by LVM. A VDI reading a template (its
+//! `origin`) cannot be: LVM's external origins must be LVs of the same VG. So thinsr serves
+//! the template read-only (qemu-nbd, or a device a scheme script hands over) and loads a
+//! `thin` table of its own naming that device as the external origin, under the VDI's LVM
+//! thin id. LVM keeps the LV inactive meanwhile (the activation-skip flag).
+//!
+//! One template attachment serves every attached clone of the template. Who uses it is
+//! read from the kernel (the tables of thinsr's devices), not counted in a file that could
+//! drift; the state file under /run only says which device serves which template.
+//!
+//! Order: the state file names the NBD device before qemu-nbd connects it, so a crash at any
+//! step leaves something `detach` (or the next attach) recognises and cleans.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::crash;
+use crate::engine::meta::VdiMeta;
+use crate::engine::sr::Ctx;
+use crate::engine::template::{is_block_device, run_scheme};
+use crate::error::{Error, Result};
+use crate::host::dm::{self, OurDevice};
+use crate::host::lock;
+use crate::host::lvm::Vg;
+use crate::host::nbd;
+
+const STATE_DIR: &str = "/run/thinsr/origins";
+/// Serialises NBD device allocation and template attach/release across SRs.
+const LOCK: &str = "datapath";
+
+/// How a template is attached.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OriginState {
+    pub template: String,
+    pub uri: String,
+    /// The read-only block device serving the image.
+    pub device: PathBuf,
+    /// True when `device` is an NBD device thinsr connected with qemu-nbd.
+    pub nbd: bool,
+    /// qemu-nbd's pid, once connected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// The scheme whose script attached the image (to be told `detach`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
+    /// The template's cache LV (`vg/lv`) the server reads and fills, activated for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<String>,
+}
+
+fn state_path(template: &str) -> PathBuf {
+    Path::new(STATE_DIR).join(format!("{template}.yaml"))
+}
+
+fn load_state(template: &str) -> Option<OriginState> {
+    let text = std::fs::read_to_string(state_path(template)).ok()?;
+    if text.len() > 64 << 10 {
+        return None;
+    }
+    serde_yaml::from_str(&text).ok()
+}
+
+fn save_state(s: &OriginState) -> Result<()> {
+    let dir = Path::new(STATE_DIR);
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {STATE_DIR}"), e))?;
+    let path = state_path(&s.template);
+    let tmp = path.with_extension("tmp");
+    let text = serde_yaml::to_string(s)
+        .map_err(|e| Error::InvalidArgument(format!("cannot encode attach state: {e}")))?;
+    std::fs::write(&tmp, text)
+        .and_then(|_| std::fs::rename(&tmp, &path))
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+impl OriginState {
+    fn is_live(&self) -> bool {
+        match (self.nbd, self.pid) {
+            (true, Some(pid)) => nbd::is_alive(&self.device, pid),
+            (true, None) => false,
+            (false, _) => is_block_device(&self.device),
+        }
+    }
+}
+
+/// True while template `uuid` has an attachment (live or not yet cleared).
+pub(crate) fn is_attached(template: &str) -> bool {
+    load_state(template).is_some()
+}
+
+/// thinsr's devices, or none where device-mapper is unavailable (listing must not fail).
+pub fn our_devices() -> Vec<OurDevice> {
+    dm::open()
+        .and_then(|dm| dm::our_devices(&dm))
+        .unwrap_or_default()
+}
+
+/// How many devices of ours read `device` (a template's origin) through their tables.
+fn readers(device: &Path, devices: &[OurDevice]) -> usize {
+    match dm::devno(device) {
+        Ok(devno) => devices
+            .iter()
+            .filter(|d| d.origin.as_deref() == Some(devno.as_str()))
+            .count(),
+        Err(_) => 0,
+    }
+}
+
+/// When template `uuid` has an attachment whose server is gone: how many of `devices`
+/// still read it.
+pub(crate) fn dead_origin(template: &str, devices: &[OurDevice]) -> Option<usize> {
+    let s = load_state(template).filter(|s| !s.is_live())?;
+    Some(readers(&s.device, devices))
+}
+
+impl Ctx {
+    /// The template's image as a read-only block device, attaching it if no live
+    /// attachment exists. Returns its `major:minor`.
+    pub(crate) fn attach_origin(&self, t: &VdiMeta, vg: &Vg) -> Result<String> {
+        let image = t.image.as_ref().ok_or_else(|| Error::VdiIncomplete {
+            vdi: t.name.clone(),
+            why: "the template records no image".into(),
+        })?;
+        let _l = lock::acquire(LOCK, "the datapath")?;
+        if let Some(s) = load_state(&t.uuid) {
+            if s.is_live() {
+                return dm::devno(&s.device);
+            }
+            // A dead server or a half-made attachment: clear it and start again.
+            self.release(&s)?;
+        }
+        let mut state = OriginState {
+            template: t.uuid.clone(),
+            uri: image.uri.clone(),
+            device: PathBuf::new(),
+            nbd: false,
+            pid: None,
+            scheme: None,
+            cache: None,
+        };
+        if let Some(cache) = &t.cache {
+            // Served through its cache LV: qemu reads the image (the overlay's backing
+            // file) only where the cache has nothing yet.
+            let lv = vg.lv(cache).ok_or_else(|| Error::VdiIncomplete {
+                vdi: t.name.clone(),
+                why: format!(
+                    "its cache LV {}/{cache} is missing: 'thinsr template cache {} off' forgets it",
+                    vg.name, t.uuid
+                ),
+            })?;
+            let name = format!("{}/{}", vg.name, lv.name);
+            let path = PathBuf::from(crate::host::lvm::dev_path(&vg.name, &lv.name));
+            state.cache = Some(name.clone());
+            return self.serve_on_nbd(state, |device| {
+                // Its device node, not the report: clearing a stale attachment just now
+                // may have deactivated it.
+                if !path.exists() {
+                    self.set_active(&name, true)?;
+                }
+                crash::point("attach.after-cache-active");
+                nbd::connect_cached(device, &path)
+            });
+        }
+        let (path, scheme) = self.open_image(&image.uri)?;
+        state.device = path.clone();
+        state.scheme = scheme;
+        if state.scheme.is_some() && image.format == "raw" && is_block_device(&path) {
+            // A raw block device needs no server in between.
+            save_state(&state)?;
+            return dm::devno(&path);
+        }
+        self.serve_on_nbd(state, |device| {
+            nbd::connect(device, &path.to_string_lossy(), &image.format)
+        })
+    }
+
+    /// Starts a server on a free NBD device for `state`'s template: the state is saved
+    /// before `connect` runs (a crash leaves what the next attach clears), and a failure
+    /// releases whatever was made. Returns the device's `major:minor`.
+    fn serve_on_nbd(
+        &self,
+        mut state: OriginState,
+        connect: impl FnOnce(&Path) -> Result<u32>,
+    ) -> Result<String> {
+        let connected = nbd::pick_device().and_then(|device| {
+            state.device = device;
+            state.nbd = true;
+            save_state(&state)?;
+            crash::point("attach.after-origin-state");
+            state.pid = Some(connect(&state.device)?);
+            save_state(&state)
+        });
+        if let Err(e) = connected {
+            let _ = self.release(&state);
+            return Err(e);
+        }
+        dm::devno(&state.device)
+    }
+
+    /// Ends a template's attachment when no device of ours reads it any more.
+    pub(crate) fn release_origin_if_unused(&self, template: &str) -> Result<()> {
+        let _l = lock::acquire(LOCK, "the datapath")?;
+        let Some(s) = load_state(template) else {
+            return Ok(());
+        };
+        if readers(&s.device, &dm::our_devices(&dm::open()?)?) > 0 {
+            return Ok(());
+        }
+        self.release(&s)
+    }
+
+    /// Disconnects the server, tells the scheme script, forgets the state.
+    fn release(&self, s: &OriginState) -> Result<()> {
+        if s.nbd {
+            nbd::disconnect(&s.device)?;
+        }
+        if let Some(scheme) = &s.scheme {
+            run_scheme(&self.scheme_dir, scheme, "detach", &s.uri)?;
+        }
+        if let Some(cache) = &s.cache {
+            self.set_active(cache, false)?;
+        }
+        match std::fs::remove_file(state_path(&s.template)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(
+                format!("removing {}", state_path(&s.template).display()),
+                e,
+            )),
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! The engine: everything thinsr does to SRs, VDIs, templates and pools. It acts through
+//! the host adapters and returns data; printing is the CLI's and the xapi plugin's.
+
+pub mod cache;
+pub mod check;
+pub mod datapath;
+pub mod export;
+pub mod import;
+pub mod known;
+pub mod meta;
+pub mod names;
+pub mod pool;
+pub mod registry;
+pub mod sr;
+pub mod template;
+pub mod vdi;

@@ -1,0 +1,616 @@
+//! The thin pool: show, extend, policy, cron-driven growth, checks. A full pool freezes VMs
+//! (I/O queues for 60 s, then fails), so thinsr grows it early, within limits the admin set.
+
+use serde::Serialize;
+
+use crate::engine::meta::{Mode, PoolPolicy, SrMeta};
+use crate::engine::registry::Entry;
+use crate::engine::sr::{Ctx, PoolInfo, CHUNK};
+use crate::error::{Error, Result};
+use crate::host::dm::{self, PoolStatus};
+use crate::host::lock;
+use crate::host::lvm::{strings, Lv, Vg, TAG_POOL};
+use crate::host::thin;
+use crate::host::tool;
+use crate::units::{Bytes, NewSize, PoolSize, GIB};
+
+/// LVM's largest pool metadata.
+const MAX_POOL_METADATA: Bytes = Bytes(15 * GIB + 812 * (1 << 20));
+
+/// `pool show`: what `sr show` says of the pool, plus its policy and room to grow.
+#[derive(Debug, Serialize)]
+pub struct PoolDetail {
+    pub sr: String,
+    pub name: String,
+    pub vg: String,
+    #[serde(flatten)]
+    pub pool: PoolInfo,
+    pub chunk_size: u64,
+    pub overcommit: f64,
+    pub policy: PoolPolicy,
+    /// The largest the pool may grow to under the policy and the VG's free space.
+    pub max_size: u64,
+    /// How much more it may still grow.
+    pub room: u64,
+    pub when_full: String,
+}
+
+/// What `pool maintain` did or found for one SR.
+#[derive(Debug, Serialize)]
+pub struct Finding {
+    pub sr: String,
+    /// 0 news, 1 warning, 2 critical: also `maintain`'s exit status (the worst).
+    pub severity: u8,
+    pub message: String,
+}
+
+/// What `pool set` changes; None leaves a setting as it is.
+#[derive(Debug, Default)]
+pub struct PolicyChange {
+    pub threshold: Option<u8>,
+    pub grow_by: Option<u16>,
+    pub max_size: Option<PoolSize>,
+    pub when_full_error: Option<bool>,
+    pub max_overcommit: Option<f64>,
+}
+
+/// Use of the pool as a fraction, from the kernel when active, else from LVM.
+fn usage(lv: &Lv, kernel: Option<&PoolStatus>) -> (f64, f64) {
+    match kernel.and_then(kernel_usage) {
+        Some(u) => u,
+        None => (
+            lv.data_percent.unwrap_or(0.0),
+            lv.metadata_percent.unwrap_or(0.0),
+        ),
+    }
+}
+
+/// Data and metadata use in percent, as the kernel counts them.
+fn kernel_usage(k: &PoolStatus) -> Option<(f64, f64)> {
+    (k.data_total.0 > 0 && k.metadata_total.0 > 0).then(|| {
+        (
+            k.data_used.0 as f64 * 100.0 / k.data_total.0 as f64,
+            k.metadata_used.0 as f64 * 100.0 / k.metadata_total.0 as f64,
+        )
+    })
+}
+
+/// The largest the pool may become: the policy's maximum (shared SRs default to the size
+/// the admin chose), never more than the VG can give.
+pub fn max_size(mode: Mode, policy: &PoolPolicy, pool: &Lv, vg: &Vg) -> Bytes {
+    let reachable = Bytes(pool.size.0 + vg.free.0);
+    let limit = match (policy.max_size, mode) {
+        (Some(m), _) => m,
+        (None, Mode::Owned) => reachable,
+        (None, Mode::Shared) => pool.size,
+    };
+    limit.min(reachable).max(pool.size)
+}
+
+/// The pool as `sr show` and `pool show` report it: use from the kernel while the pool is
+/// active, from LVM otherwise; an absent pool reads as empty.
+pub(crate) fn pool_info(vg: &Vg, e: &Entry) -> Result<PoolInfo> {
+    let lv = vg.lv(&e.pool);
+    let kernel = match lv {
+        Some(l) if l.active => status(vg, e)?,
+        _ => None,
+    };
+    let size = lv.map(|l| l.size.0).unwrap_or(0);
+    let metadata_size = lv.and_then(|l| l.metadata_size).unwrap_or_default().0;
+    let (data_percent, metadata_percent) =
+        lv.map(|l| usage(l, kernel.as_ref())).unwrap_or_default();
+    let (data_used, metadata_used) = match &kernel {
+        Some(k) => (k.data_used.0, k.metadata_used.0),
+        None => (
+            (size as f64 * data_percent / 100.0) as u64,
+            (metadata_size as f64 * metadata_percent / 100.0) as u64,
+        ),
+    };
+    let thin: Vec<&Lv> = vg.lvs.iter().filter(|l| l.pool == e.pool).collect();
+    Ok(PoolInfo {
+        lv: e.pool.clone(),
+        owned: lv.is_some_and(|l| l.has_tag(TAG_POOL)),
+        size,
+        data_used,
+        data_percent,
+        metadata_size,
+        metadata_used,
+        metadata_percent,
+        thin_volumes: thin.len(),
+        virtual_total: thin.iter().map(|l| l.size.0).sum(),
+        kernel,
+    })
+}
+
+fn pool_lv<'a>(vg: &'a Vg, e: &Entry) -> Result<&'a Lv> {
+    vg.lv(&e.pool)
+        .ok_or_else(|| Error::LvNotFound(format!("{}/{}", vg.name, e.pool)))
+}
+
+fn status(vg: &Vg, e: &Entry) -> Result<Option<PoolStatus>> {
+    Ok(dm::pool_status(&vg.name, &e.pool)?.map(|s| s.with_block_size(CHUNK)))
+}
+
+impl Ctx {
+    /// `pool show`: one lvm report and the kernel's status.
+    pub fn pool_show(&self, key: Option<&str>) -> Result<PoolDetail> {
+        let e = self.entry(key)?;
+        let meta = Self::read_meta(&e)?;
+        let vg = self.lvm.report_vg(&e.vg)?;
+        let lv = pool_lv(&vg, &e)?;
+        let max = max_size(e.mode, &meta.policy, lv, &vg);
+        let pool = pool_info(&vg, &e)?;
+        Ok(PoolDetail {
+            sr: e.uuid.clone(),
+            name: meta.name.clone(),
+            vg: vg.name.clone(),
+            chunk_size: CHUNK.0,
+            overcommit: pool.overcommit(),
+            policy: meta.policy.clone(),
+            max_size: max.0,
+            room: max.0 - lv.size.0,
+            when_full: pool
+                .kernel
+                .as_ref()
+                .map(|k| k.when_full.clone())
+                .unwrap_or_else(|| "queue".into()),
+            pool,
+        })
+    }
+
+    /// `pool extend`: the data to `size` (an admin's explicit growth also raises a shared
+    /// SR's maximum), the metadata to `metadata`.
+    pub fn pool_extend(
+        &self,
+        key: Option<&str>,
+        size: Option<NewSize>,
+        metadata: Option<NewSize>,
+    ) -> Result<PoolDetail> {
+        let e = self.entry(key)?;
+        {
+            let mut op = self.lock_sr(&e)?;
+            let vg = self.lvm.report_vg(&e.vg)?;
+            let lv = pool_lv(&vg, &e)?;
+            let target = |new: NewSize, current: Bytes| -> Result<Bytes> {
+                let t = new.from(current, vg.extent_size.0)?;
+                if t < current {
+                    let (NewSize::To(given) | NewSize::Grow(given)) = new;
+                    return Err(Error::InvalidSize {
+                        input: given.to_string(),
+                        why: format!("thin pools cannot shrink (it is {current})"),
+                    });
+                }
+                Ok(t)
+            };
+            let data = size.map(|s| target(s, lv.size)).transpose()?;
+            let meta_current = lv.metadata_size.unwrap_or_default();
+            let md = metadata.map(|s| target(s, meta_current)).transpose()?;
+            // LVM keeps a spare copy of the metadata of the same size.
+            let wanted = data.map(|d| d.0 - lv.size.0).unwrap_or(0)
+                + md.map(|m| (m.0 - meta_current.0) * 2).unwrap_or(0);
+            if wanted > vg.free.0 {
+                return Err(Error::NoSpace {
+                    vg: vg.name.clone(),
+                    wanted: Bytes(wanted).to_string(),
+                    free: vg.free.to_string(),
+                    detail: String::new(),
+                });
+            }
+            if md.is_some_and(|m| m > MAX_POOL_METADATA) {
+                return Err(Error::InvalidSize {
+                    input: md.unwrap().to_string(),
+                    why: format!("pool metadata is at most {MAX_POOL_METADATA}"),
+                });
+            }
+            let name = format!("{}/{}", vg.name, lv.name);
+            let mut args = strings(&["lvextend", "-y"]);
+            if let Some(d) = data.filter(|d| *d > lv.size) {
+                args.extend(["-L".into(), format!("{}b", d.0)]);
+            }
+            if let Some(m) = md.filter(|m| *m > meta_current) {
+                args.extend(["--poolmetadatasize".into(), format!("{}b", m.0)]);
+            }
+            if args.len() > 2 {
+                args.push(name);
+                self.lvm.run(&args)?;
+            }
+            if let Some(d) = data {
+                let policy = &mut op.meta.policy;
+                if policy.max_size.is_some_and(|m| m < d) || e.mode == Mode::Shared {
+                    policy.max_size = Some(policy.max_size.unwrap_or(d).max(d));
+                    op.save()?;
+                }
+            }
+        }
+        self.pool_show(Some(&e.uuid))
+    }
+
+    /// `pool set`: stored in the SR's metadata; `--when-full` also goes to LVM.
+    pub fn pool_set(&self, key: Option<&str>, change: &PolicyChange) -> Result<PoolDetail> {
+        if let Some(t) = change.threshold {
+            if !(1..=99).contains(&t) {
+                return Err(Error::InvalidArgument(format!(
+                    "--threshold {t}: give a percentage from 1 to 99"
+                )));
+            }
+        }
+        if change.grow_by == Some(0) || change.grow_by.is_some_and(|g| g > 1000) {
+            return Err(Error::InvalidArgument(
+                "--grow-by: give a percentage from 1 to 1000".into(),
+            ));
+        }
+        if let Some(r) = change.max_overcommit {
+            if !(r.is_finite() && r >= 1.0) {
+                return Err(Error::InvalidArgument(format!(
+                    "--max-overcommit {r}: give a ratio of 1 or more (1 = no over-commitment)"
+                )));
+            }
+        }
+        let e = self.entry(key)?;
+        {
+            let mut op = self.lock_sr(&e)?;
+            let vg = self.lvm.report_vg(&e.vg)?;
+            let lv = pool_lv(&vg, &e)?;
+            let p = &mut op.meta.policy;
+            if let Some(t) = change.threshold {
+                p.threshold = t;
+            }
+            if let Some(g) = change.grow_by {
+                p.grow_by = g;
+            }
+            if let Some(m) = change.max_size {
+                let bytes = match m {
+                    PoolSize::Absolute(b) => b.round_up(vg.extent_size.0),
+                    PoolSize::PercentOfFree(pct) => {
+                        Bytes(vg.size.0 / 100 * u64::from(pct)).round_down(vg.extent_size.0)
+                    }
+                };
+                if bytes < lv.size {
+                    return Err(Error::InvalidSize {
+                        input: bytes.to_string(),
+                        why: format!("the pool is already {} and cannot shrink", lv.size),
+                    });
+                }
+                p.max_size = Some(bytes);
+            }
+            if let Some(r) = change.max_overcommit {
+                p.max_overcommit = Some(r);
+            }
+            if let Some(error) = change.when_full_error {
+                self.lvm.run(&strings(&[
+                    "lvchange",
+                    "--errorwhenfull",
+                    if error { "y" } else { "n" },
+                    &format!("{}/{}", vg.name, lv.name),
+                ]))?;
+            }
+            op.save()?;
+        }
+        self.pool_show(Some(&e.uuid))
+    }
+
+    /// Grows data and metadata that passed the threshold, within the policy. Returns what
+    /// it did or could not do. The caller holds the SR's lock.
+    pub(crate) fn grow_if_needed(&self, e: &Entry, meta: &SrMeta, vg: &Vg) -> Result<Vec<Finding>> {
+        let lv = pool_lv(vg, e)?;
+        let kernel = status(vg, e)?;
+        let mut out = Vec::new();
+        let say = |severity, message: String| Finding {
+            sr: meta.name.clone(),
+            severity,
+            message,
+        };
+        if let Some(t) = kernel.as_ref().and_then(|k| k.trouble()) {
+            out.push(say(
+                2,
+                format!(
+                    "SR '{}': thin pool {}/{} is {t}: run 'thinsr pool check {}'",
+                    meta.name, vg.name, lv.name, vg.name
+                ),
+            ));
+        }
+        let (dp, mp) = usage(lv, kernel.as_ref());
+        let threshold = f64::from(meta.policy.threshold);
+        let grow = |size: Bytes| {
+            Bytes(size.0 + size.0 * u64::from(meta.policy.grow_by) / 100).round_up(vg.extent_size.0)
+        };
+        let max = max_size(e.mode, &meta.policy, lv, vg);
+        let mut free = vg.free.0;
+        let mut args = strings(&["lvextend", "-y"]);
+        let mut done = Vec::new();
+        if dp >= threshold {
+            let target = grow(lv.size).min(max).min(Bytes(lv.size.0 + free));
+            if target > lv.size {
+                free -= target.0 - lv.size.0;
+                args.extend(["-L".into(), format!("{}b", target.0)]);
+                done.push(format!(
+                    "data {} -> {} (was {dp:.0}% full)",
+                    lv.size, target
+                ));
+            } else {
+                let why = if max <= lv.size && vg.free.0 > 0 {
+                    format!(
+                        "it is at its maximum {max}; raise it with 'thinsr pool set {} --max-size'",
+                        vg.name
+                    )
+                } else {
+                    format!("volume group {} has no free space", vg.name)
+                };
+                out.push(say(
+                    if dp >= 95.0 { 2 } else { 1 },
+                    format!(
+                        "SR '{}': thin pool data is {dp:.0}% full and cannot grow: {why}",
+                        meta.name
+                    ),
+                ));
+            }
+        }
+        if mp >= threshold {
+            let current = lv.metadata_size.unwrap_or_default();
+            let target = grow(current)
+                .max(Bytes(current.0 + vg.extent_size.0))
+                .min(MAX_POOL_METADATA)
+                .min(Bytes(current.0 + free / 2).round_down(vg.extent_size.0));
+            if target > current {
+                args.extend(["--poolmetadatasize".into(), format!("{}b", target.0)]);
+                done.push(format!(
+                    "metadata {} -> {} (was {mp:.0}% full)",
+                    current, target
+                ));
+            } else {
+                out.push(say(
+                    if mp >= 95.0 { 2 } else { 1 },
+                    format!(
+                        "SR '{}': thin pool metadata is {mp:.0}% full and cannot grow (volume group {} has {} free)",
+                        meta.name, vg.name, vg.free
+                    ),
+                ));
+            }
+        }
+        if !done.is_empty() {
+            args.push(format!("{}/{}", vg.name, lv.name));
+            self.lvm.run(&args)?;
+            out.push(say(
+                0,
+                format!(
+                    "SR '{}': grew thin pool {}/{}: {}",
+                    meta.name,
+                    vg.name,
+                    lv.name,
+                    done.join(", ")
+                ),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// `pool maintain`: every SR named (all registered by default), each under its lock
+    /// with a short wait; a busy SR is skipped, never waited on.
+    pub fn pool_maintain(&self, keys: &[String]) -> Result<Vec<Finding>> {
+        let reg = self.registry.load()?;
+        let entries: Vec<Entry> = if keys.is_empty() {
+            reg.srs.clone()
+        } else {
+            keys.iter()
+                .map(|k| reg.find(k).cloned())
+                .collect::<Result<_>>()?
+        };
+        let mut out = Vec::new();
+        for e in entries {
+            let found = (|| -> Result<Vec<Finding>> {
+                let _l =
+                    match lock::acquire_within(&e.uuid, &e.name, std::time::Duration::from_secs(2))
+                    {
+                        Ok(l) => l,
+                        Err(Error::SrBusy(_)) => {
+                            return Ok(vec![Finding {
+                                sr: e.name.clone(),
+                                severity: 0,
+                                message: format!(
+                            "SR '{}' is busy (another thinsr command holds it): skipped this time",
+                            e.name
+                        ),
+                            }])
+                        }
+                        Err(err) => return Err(err),
+                    };
+                let meta = match Self::read_meta(&e) {
+                    Ok(m) => m,
+                    // A detached SR has no active pool to fill.
+                    Err(Error::SrNotAttached(_)) => return Ok(vec![]),
+                    Err(err) => return Err(err),
+                };
+                let vg = self.lvm.report_vg(&e.vg)?;
+                self.grow_if_needed(&e, &meta, &vg)
+            })();
+            match found {
+                Ok(f) => out.extend(f),
+                Err(err) => out.push(Finding {
+                    sr: e.name.clone(),
+                    severity: 2,
+                    message: format!("SR '{}': {err}", e.name),
+                }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// `pool check`: thin_check on a metadata snapshot of the live pool, or on the metadata
+    /// itself when the pool is inactive.
+    pub fn pool_check(&self, key: Option<&str>) -> Result<String> {
+        let e = self.entry(key)?;
+        let vg = self.lvm.report_vg(&e.vg)?;
+        let lv = pool_lv(&vg, &e)?;
+        let check = |args: &[&str]| -> Result<String> {
+            let out = tool::output("thin_check", args)?;
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if out.status.success() {
+                Ok(text)
+            } else {
+                Err(Error::PoolCheckFailed {
+                    pool: format!("{}/{}", vg.name, lv.name),
+                    output: text.trim().to_string(),
+                })
+            }
+        };
+        if lv.active {
+            thin::with_metadata_snapshot(&vg.name, &lv.name, |tmeta| check(&["-m", tmeta]))?
+                .ok_or_else(|| {
+                    Error::DmFailed(format!("the pool {}/{} has no dm device", vg.name, lv.name))
+                })
+        } else {
+            let tmeta = format!("{}/{}_tmeta", vg.name, lv.name);
+            self.lvm.run(&strings(&["lvchange", "-ay", "-y", &tmeta]))?;
+            let result = check(&[&format!("/dev/{tmeta}")]);
+            self.lvm.run(&strings(&["lvchange", "-an", &tmeta]))?;
+            result
+        }
+    }
+
+    /// True when a thin VDI can be made without an lvm report: no overcommit limit to add
+    /// up, and the kernel says the pool is active, writable and below the growth threshold.
+    /// Otherwise `prepare_thin` decides, from a report.
+    pub(crate) fn thin_ready(e: &Entry, meta: &SrMeta) -> bool {
+        if meta.policy.max_overcommit.is_some() {
+            return false;
+        }
+        let Ok(Some(k)) = dm::pool_status(&e.vg, &e.pool) else {
+            return false;
+        };
+        let Some((dp, mp)) = kernel_usage(&k) else {
+            return false;
+        };
+        let limit = f64::from(meta.policy.threshold);
+        k.state == "rw" && !k.needs_check && dp < limit && mp < limit
+    }
+
+    /// Before a thin VDI of `adding` bytes is made: refuse past `--max-overcommit`, and grow
+    /// the pool first when it is over the threshold. The caller holds the SR's lock.
+    pub(crate) fn prepare_thin(
+        &self,
+        e: &Entry,
+        meta: &SrMeta,
+        vg: &Vg,
+        adding: Bytes,
+    ) -> Result<()> {
+        let lv = pool_lv(vg, e)?;
+        if let Some(limit) = meta.policy.max_overcommit {
+            let total: u64 = vg
+                .lvs
+                .iter()
+                .filter(|l| l.pool == e.pool)
+                .map(|l| l.size.0)
+                .sum::<u64>()
+                + adding.0;
+            if total as f64 > limit * lv.size.0 as f64 {
+                return Err(Error::PoolOvercommitted {
+                    sr: meta.name.clone(),
+                    virtual_total: Bytes(total).to_string(),
+                    pool: lv.size.to_string(),
+                    limit,
+                });
+            }
+        }
+        let (dp, mp) = usage(lv, None);
+        if dp >= f64::from(meta.policy.threshold) || mp >= f64::from(meta.policy.threshold) {
+            self.grow_if_needed(e, meta, vg)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lv(size: u64) -> Lv {
+        Lv {
+            name: "pool".into(),
+            uuid: String::new(),
+            size: Bytes(size),
+            tags: vec![],
+            attr: String::new(),
+            layout: "thin,pool".into(),
+            pool: String::new(),
+            origin: String::new(),
+            data_percent: Some(50.0),
+            metadata_percent: Some(10.0),
+            metadata_size: Some(Bytes(8 << 20)),
+            active: true,
+            open: false,
+            thin_id: None,
+            chunk_size: None,
+        }
+    }
+
+    fn vg(free: u64) -> Vg {
+        Vg {
+            name: "vg".into(),
+            uuid: String::new(),
+            size: Bytes(100 * GIB),
+            free: Bytes(free),
+            extent_size: Bytes(4 << 20),
+            tags: vec![],
+            pvs: vec![],
+            lvs: vec![],
+            vdi_index: Default::default(),
+        }
+    }
+
+    #[test]
+    fn maximum_follows_mode_policy_and_free_space() {
+        let p = PoolPolicy::default();
+        let pool = lv(10 * GIB);
+        // Owned: everything free; shared: the size chosen, until raised.
+        assert_eq!(
+            max_size(Mode::Owned, &p, &pool, &vg(30 * GIB)),
+            Bytes(40 * GIB)
+        );
+        assert_eq!(
+            max_size(Mode::Shared, &p, &pool, &vg(30 * GIB)),
+            Bytes(10 * GIB)
+        );
+        let raised = PoolPolicy {
+            max_size: Some(Bytes(15 * GIB)),
+            ..PoolPolicy::default()
+        };
+        assert_eq!(
+            max_size(Mode::Shared, &raised, &pool, &vg(30 * GIB)),
+            Bytes(15 * GIB)
+        );
+        // Never more than the VG can give, never less than the pool is.
+        assert_eq!(
+            max_size(Mode::Shared, &raised, &pool, &vg(GIB)),
+            Bytes(11 * GIB)
+        );
+        let low = PoolPolicy {
+            max_size: Some(Bytes(GIB)),
+            ..PoolPolicy::default()
+        };
+        assert_eq!(
+            max_size(Mode::Owned, &low, &pool, &vg(GIB)),
+            Bytes(10 * GIB)
+        );
+    }
+
+    #[test]
+    fn usage_prefers_the_kernel() {
+        let pool = lv(GIB);
+        assert_eq!(usage(&pool, None), (50.0, 10.0));
+        let k = PoolStatus {
+            state: "rw".into(),
+            needs_check: false,
+            data_used: Bytes(900),
+            data_total: Bytes(1000),
+            metadata_used: Bytes(1),
+            metadata_total: Bytes(4),
+            transaction_id: 1,
+            when_full: "queue".into(),
+        };
+        assert_eq!(usage(&pool, Some(&k)), (90.0, 25.0));
+    }
+}

@@ -1,0 +1,487 @@
+//! Templates: read-only images outside the VG, referenced by URI, read by their clones as a
+//! dm-thin external origin. Registering one reads its format and size and copies nothing.
+//!
+//! A template is an entry of kind `template` among the SR's VDIs, so every lookup rule works
+//! for it; it has no LV. Its clones carry its uuid as their `origin`.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::engine::meta::{Image, VdiKind, VdiMeta};
+use crate::engine::names;
+use crate::engine::sr::Ctx;
+use crate::engine::vdi::{now, Volume};
+use crate::error::{Error, Result};
+use crate::host::tool;
+use crate::units::{clip, Bytes};
+
+/// Where scheme scripts live unless `--scheme-dir` / `THINSR_SCHEME_DIR` says otherwise.
+pub const DEFAULT_SCHEME_DIR: &str = "/usr/libexec/xapi/storage";
+
+/// Formats thinsr serves as origins (qemu's names: `vpc` is VHD).
+const FORMATS: [&str; 5] = ["raw", "qcow2", "vpc", "vmdk", "vhdx"];
+const MAX_URI: usize = 4096;
+
+/// Where a template's bytes come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A local image file (or block device).
+    File(PathBuf),
+    /// An NBD export, which qemu-nbd opens itself.
+    Nbd(String),
+    /// Any other scheme: `<scheme-dir>/<scheme> attach URI` prints a local path.
+    Scheme(String),
+}
+
+fn bad(uri: &str, why: impl Into<String>) -> Error {
+    Error::InvalidUri {
+        uri: clip(uri),
+        why: why.into(),
+    }
+}
+
+/// A scheme is `[a-z][a-z0-9+.-]*`: it names a script, so nothing else may pass.
+pub fn check_scheme(scheme: &str) -> bool {
+    let mut chars = scheme.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+.-".contains(c))
+        && scheme.len() <= 64
+}
+
+/// Parses and validates a template URI before anything runs.
+pub fn parse_uri(uri: &str) -> Result<Source> {
+    if uri.len() > MAX_URI {
+        return Err(bad(uri, format!("longer than {MAX_URI} characters")));
+    }
+    if uri.chars().any(char::is_control) {
+        return Err(bad(uri, "it holds control characters"));
+    }
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return Err(bad(
+            uri,
+            "not a URI: write file:///path, nbd://host[:port]/export or scheme://...",
+        ));
+    };
+    if !check_scheme(scheme) {
+        return Err(bad(
+            uri,
+            format!("scheme '{}' is not [a-z][a-z0-9+.-]*", clip(scheme)),
+        ));
+    }
+    match scheme {
+        "file" => {
+            if !rest.starts_with('/') {
+                return Err(bad(uri, "a file URI needs an absolute path: file:///path"));
+            }
+            if rest.split('/').any(|c| c == "..") {
+                return Err(bad(uri, "'..' is not allowed in the path"));
+            }
+            Ok(Source::File(PathBuf::from(rest)))
+        }
+        "nbd" => {
+            let (authority, _export) = rest.split_once('/').unwrap_or((rest, ""));
+            let (host, port) = match authority.rsplit_once(':') {
+                Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (h, Some(p)),
+                _ => (authority, None),
+            };
+            let host_ok = !host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c));
+            if !host_ok {
+                return Err(bad(
+                    uri,
+                    "nbd://host[:port]/export needs a host name or address",
+                ));
+            }
+            if port.is_some_and(|p| p.parse::<u16>().map_or(true, |n| n == 0)) {
+                return Err(bad(uri, "the port must be a number from 1 to 65535"));
+            }
+            Ok(Source::Nbd(uri.into()))
+        }
+        other => Ok(Source::Scheme(other.into())),
+    }
+}
+
+/// A label for a template introduced without `--name`: the image's file name without its
+/// extension, or the export's name.
+pub fn default_name(uri: &str) -> String {
+    let rest = uri.split_once("://").map_or(uri, |(_, r)| r);
+    let last = rest
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .filter(|s| !s.is_empty())
+        .unwrap_or(rest);
+    let stem = match last.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() && ext.len() <= 5 => stem,
+        _ => last,
+    };
+    let name: String = stem.chars().take(names::MAX_LABEL).collect();
+    if name.is_empty() {
+        "template".into()
+    } else {
+        name
+    }
+}
+
+/// The script handling `scheme`, by absolute path inside `dir` only.
+fn scheme_script(dir: &Path, scheme: &str) -> Result<PathBuf> {
+    if !check_scheme(scheme) || !dir.is_absolute() {
+        return Err(Error::InvalidArgument(format!(
+            "no scheme script for '{}' in '{}'",
+            clip(scheme),
+            dir.display()
+        )));
+    }
+    let path = dir.join(scheme);
+    let meta = std::fs::metadata(&path).map_err(|_| {
+        Error::InvalidArgument(format!(
+            "no handler for scheme '{scheme}': {} does not exist (set --scheme-dir)",
+            path.display()
+        ))
+    })?;
+    if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "{} is not an executable file",
+            path.display()
+        )));
+    }
+    Ok(path)
+}
+
+/// Runs `<script> attach|detach URI`; `attach` returns the local path it printed.
+pub fn run_scheme(dir: &Path, scheme: &str, verb: &str, uri: &str) -> Result<Option<PathBuf>> {
+    let script = scheme_script(dir, scheme)?;
+    let tool_name = script.display().to_string();
+    let text = tool::run(&tool_name, &[verb, uri])?;
+    if verb != "attach" {
+        return Ok(None);
+    }
+    let path = text.lines().map(str::trim).find(|l| !l.is_empty());
+    match path {
+        Some(p) if p.starts_with('/') && Path::new(p).exists() => Ok(Some(PathBuf::from(p))),
+        _ => {
+            let _ = tool::output(&tool_name, &["detach", uri]);
+            Err(Error::CommandFailed {
+                tool: tool_name,
+                message: format!(
+                    "'attach {}' printed '{}', not the path of an existing file or device",
+                    clip(uri),
+                    clip(path.unwrap_or(""))
+                ),
+            })
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct QemuInfo {
+    format: String,
+    #[serde(rename = "virtual-size")]
+    virtual_size: u64,
+}
+
+/// Format and virtual size of an image, as qemu reads it. `format` forces one (NBD exports
+/// are raw disks); otherwise qemu detects it.
+pub fn probe(image: &str, format: Option<&str>) -> Result<(String, Bytes)> {
+    let mut args = vec!["--output=json"];
+    if let Some(f) = format {
+        args.extend(["-f", f]);
+    }
+    args.extend(["--", image]);
+    let info: QemuInfo = qemu_img_json("info", &args, image)?;
+    if !FORMATS.contains(&info.format.as_str()) {
+        return Err(Error::ImageUnreadable {
+            uri: clip(image),
+            why: format!(
+                "format '{}' is not served (thinsr serves {})",
+                info.format,
+                FORMATS.join(", ")
+            ),
+        });
+    }
+    if info.virtual_size == 0 {
+        return Err(Error::ImageUnreadable {
+            uri: clip(image),
+            why: "the image is empty".into(),
+        });
+    }
+    Ok((info.format, Bytes(info.virtual_size)))
+}
+
+/// Runs `qemu-img VERB ARGS --output=json` and decodes what it printed; any failure is
+/// IMAGE_UNREADABLE for `uri`, with qemu's own words.
+pub(crate) fn qemu_img_json<T: serde::de::DeserializeOwned>(
+    verb: &str,
+    args: &[&str],
+    uri: &str,
+) -> Result<T> {
+    let unreadable = |why: String| Error::ImageUnreadable {
+        uri: clip(uri),
+        why,
+    };
+    let mut all = vec![verb];
+    all.extend_from_slice(args);
+    let out = tool::output("qemu-img", &all)?;
+    if !out.status.success() {
+        return Err(unreadable(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
+    }
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| unreadable(format!("qemu-img {verb} printed something unexpected: {e}")))
+}
+
+/// True when `path` is a block device (a scheme may hand one over).
+pub fn is_block_device(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device())
+}
+
+impl Ctx {
+    /// What qemu opens for a template's image: its file, its NBD URI, or the path its
+    /// scheme's script attached (with the scheme, whose script must be told `detach`).
+    pub(crate) fn open_image(&self, uri: &str) -> Result<(PathBuf, Option<String>)> {
+        Ok(match parse_uri(uri)? {
+            Source::File(p) => (p, None),
+            Source::Nbd(u) => (PathBuf::from(u), None),
+            Source::Scheme(s) => {
+                let p = run_scheme(&self.scheme_dir, &s, "attach", uri)?
+                    .expect("attach returns a path");
+                (p, Some(s))
+            }
+        })
+    }
+
+    /// Reads a template's format and size through whatever its URI needs.
+    fn probe_uri(&self, uri: &str) -> Result<(String, Bytes)> {
+        match parse_uri(uri)? {
+            Source::File(path) => {
+                if !path.exists() {
+                    return Err(Error::ImageUnreadable {
+                        uri: clip(uri),
+                        why: format!("{} does not exist", path.display()),
+                    });
+                }
+                let probed = probe(&path.to_string_lossy(), None)?;
+                // qemu calls any file raw; a disk image is whole 512-byte sectors.
+                let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                if probed.0 == "raw" && !is_block_device(&path) && len % 512 != 0 {
+                    return Err(Error::ImageUnreadable {
+                        uri: clip(uri),
+                        why: format!(
+                            "{len} bytes is not a whole number of 512-byte sectors: not a disk image"
+                        ),
+                    });
+                }
+                Ok(probed)
+            }
+            Source::Nbd(u) => probe(&u, Some("raw")),
+            Source::Scheme(scheme) => {
+                let (path, _) = self.open_image(uri)?;
+                let probed = probe(&path.to_string_lossy(), None);
+                let detached = run_scheme(&self.scheme_dir, &scheme, "detach", uri);
+                let probed = probed?;
+                detached?;
+                Ok(probed)
+            }
+        }
+    }
+
+    /// `template introduce`: registers an image after reading its format and size.
+    pub fn template_introduce(
+        &self,
+        uri: &str,
+        sr: Option<&str>,
+        name: Option<&str>,
+        cache: bool,
+    ) -> Result<Volume> {
+        if cache {
+            if let Source::Scheme(s) = parse_uri(uri)? {
+                return Err(Error::InvalidArgument(format!(
+                    "'{s}' templates are served by a script whose device changes from one \
+                     attach to the next: a cache needs an image qemu opens itself (file:// or nbd://)"
+                )));
+            }
+        }
+        let t = self.introduce_template(uri, sr, name)?;
+        if !cache {
+            return Ok(t);
+        }
+        self.template_cache(&t.uuid, Some(&t.sr), true)
+            .inspect_err(|_| {
+                let _ = self.template_forget(&t.uuid, Some(&t.sr));
+            })
+    }
+
+    fn introduce_template(
+        &self,
+        uri: &str,
+        sr: Option<&str>,
+        name: Option<&str>,
+    ) -> Result<Volume> {
+        parse_uri(uri)?;
+        let label = name.map_or_else(|| default_name(uri), str::to_string);
+        names::check_label(&label)?;
+        let entry = self.entry(sr)?;
+        // Probing may take a while (a remote server, a script): not under the SR's lock.
+        Self::read_meta(&entry)?;
+        let (format, size) = self.probe_uri(uri)?;
+        let mut op = self.lock_sr(&entry)?;
+        if let Some(t) = op
+            .meta
+            .vdis
+            .iter()
+            .find(|v| v.image.as_ref().is_some_and(|i| i.uri == uri))
+        {
+            return Err(Error::TemplateExists {
+                uri: clip(uri),
+                name: t.name.clone(),
+            });
+        }
+        let t = VdiMeta {
+            uuid: uuid::Uuid::new_v4().to_string(),
+            name: label,
+            description: String::new(),
+            kind: VdiKind::Template,
+            lv: String::new(),
+            size,
+            parent: None,
+            created: now(),
+            keys: BTreeMap::new(),
+            pending: None,
+            image: Some(Image {
+                uri: uri.into(),
+                format,
+            }),
+            origin: None,
+            cache: None,
+        };
+        op.meta.vdis.push(t.clone());
+        op.save()?;
+        let vg = self.lvm.report_vg(&entry.vg)?;
+        Ok(self.volume(&entry, &op.meta, &vg, &t, None))
+    }
+
+    /// `template forget`: refused while clones read from it or it is attached.
+    pub fn template_forget(&self, key: &str, sr: Option<&str>) -> Result<Volume> {
+        self.with_vdi(key, sr, |ctx, op, vg, uuid| {
+            let t = op.meta.vdi(uuid).expect("with_vdi found it").clone();
+            if !t.is_template() {
+                return Err(Error::NotATemplate(t.name.clone()));
+            }
+            let mut users: Vec<String> = op
+                .meta
+                .vdis
+                .iter()
+                .filter(|v| v.origin.as_deref() == Some(t.uuid.as_str()))
+                .map(|v| format!("{} ({})", v.name, v.uuid))
+                .collect();
+            if users.is_empty() {
+                if let Some(d) = ctx.our_device(&t.uuid) {
+                    users.push(format!("attached read-only as {}", d.path().display()));
+                }
+            }
+            if !users.is_empty() {
+                return Err(Error::TemplateInUse {
+                    template: t.name.clone(),
+                    users,
+                });
+            }
+            let vol = ctx.volume(&op.entry, &op.meta, vg, &t, None);
+            op.meta.vdis.retain(|v| v.uuid != t.uuid);
+            op.save()?;
+            if let Some(c) = &t.cache {
+                // After the entry: a crash between leaves an orphan cache sr check removes.
+                ctx.remove_lv(&format!("{}/{c}", vg.name))?;
+            }
+            Ok(vol)
+        })
+    }
+
+    /// `template list`: the templates of one SR or all.
+    pub fn template_list(&self, sr: Option<&str>) -> Result<crate::engine::vdi::Listing> {
+        let mut listing = self.vdi_list(sr)?;
+        listing.volumes.retain(|v| v.kind == VdiKind::Template);
+        listing.warnings.retain(|w| !w.contains("carries VDI tag"));
+        Ok(listing)
+    }
+
+    /// `template show`.
+    pub fn template_show(&self, key: &str, sr: Option<&str>) -> Result<Volume> {
+        let vol = self.vdi_show(key, sr)?;
+        if vol.kind != VdiKind::Template {
+            return Err(Error::NotATemplate(vol.name));
+        }
+        Ok(vol)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris_are_checked_before_anything_runs() {
+        assert_eq!(
+            parse_uri("file:///srv/t.qcow2").unwrap(),
+            Source::File("/srv/t.qcow2".into())
+        );
+        assert_eq!(
+            parse_uri("nbd://10.0.0.1:10809/debian").unwrap(),
+            Source::Nbd("nbd://10.0.0.1:10809/debian".into())
+        );
+        assert_eq!(
+            parse_uri("nbd://[::1]:10809/x").unwrap(),
+            Source::Nbd("nbd://[::1]:10809/x".into())
+        );
+        assert_eq!(
+            parse_uri("s3+ro://bucket/t").unwrap(),
+            Source::Scheme("s3+ro".into())
+        );
+        for bad in [
+            "../x://y",
+            "a/b://y",
+            "A B://y",
+            "Up://y",
+            "://y",
+            "1x://y",
+            "/srv/t.qcow2",
+            "file://relative/t",
+            "file:///srv/../etc/shadow",
+            "nbd://:10809/x",
+            "nbd://host:99999/x",
+            "nbd://host:0/x",
+            "nbd://ho st/x",
+            "file:///a\nb",
+        ] {
+            let e = parse_uri(bad).expect_err(bad);
+            assert_eq!(e.code(), "INVALID_URI", "{bad}");
+        }
+        assert!(parse_uri(&format!("file:///{}", "a".repeat(5000))).is_err());
+    }
+
+    #[test]
+    fn schemes_name_scripts_safely() {
+        for ok in ["x", "nfs", "s3+ro", "my.scheme-2"] {
+            assert!(check_scheme(ok), "{ok}");
+        }
+        for bad in ["", "../x", "a/b", "A B", "X", "-x", ".", "a b", "é"] {
+            assert!(!check_scheme(bad), "{bad}");
+        }
+        let dir = Path::new("/nonexistent");
+        assert!(scheme_script(dir, "../x").is_err());
+        assert!(scheme_script(Path::new("relative"), "x").is_err());
+    }
+
+    #[test]
+    fn default_names_come_from_the_image() {
+        assert_eq!(default_name("file:///srv/debian-12.qcow2"), "debian-12");
+        assert_eq!(default_name("nbd://host:10809/win10"), "win10");
+        assert_eq!(default_name("nbd://host"), "host");
+        assert_eq!(default_name("x://a/b.c.raw"), "b.c");
+    }
+}

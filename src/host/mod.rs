@@ -1,0 +1,13 @@
+//! Host adapters: thin, typed wrappers over what thinsr runs or opens on the host. Each
+//! knows one tool or kernel interface and nothing of SRs or VDIs; the engine composes them.
+
+pub mod dm;
+pub mod lock;
+pub mod loopdev;
+pub mod lvm;
+pub mod nbd;
+pub mod probe;
+pub mod thin;
+pub mod tool;
+pub mod version;
+pub mod zero;

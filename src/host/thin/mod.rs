@@ -1,0 +1,66 @@
+//! The live pool's own metadata, read through a metadata snapshot: what LVM cannot say about
+//! inactive thin volumes (how much each one really holds).
+
+pub mod details;
+
+use std::collections::HashMap;
+
+use devicemapper::{DevId, DmName, DM};
+
+use crate::error::{Error, Result};
+use crate::host::dm::{self, dm_name};
+use crate::host::lock;
+
+fn message(dm: &DM, target: &str, msg: &str) -> std::result::Result<(), String> {
+    let name = DmName::new(target).map_err(|e| e.to_string())?;
+    dm.target_msg(&DevId::Name(name), None, msg)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// Runs `f` with a metadata snapshot of the active pool `vg/pool` reserved, and releases it.
+/// The kernel allows one snapshot per pool: a lock serialises thinsr's readers, and a
+/// snapshot still reserved while we hold that lock was left by a crashed run.
+pub fn with_metadata_snapshot<T>(
+    vg: &str,
+    pool: &str,
+    f: impl FnOnce(&str) -> Result<T>,
+) -> Result<Option<T>> {
+    let dm = dm::open()?;
+    let Some((target, _)) = dm::pool_target(&dm, vg, pool) else {
+        return Ok(None);
+    };
+    let _l = lock::acquire(
+        &format!("msnap-{}", dm_name(vg, pool)),
+        "the pool's metadata snapshot",
+    )?;
+    if message(&dm, &target, "reserve_metadata_snap").is_err() {
+        let _ = message(&dm, &target, "release_metadata_snap");
+        message(&dm, &target, "reserve_metadata_snap")
+            .map_err(|e| Error::DmFailed(format!("reserve_metadata_snap on {target}: {e}")))?;
+    }
+    let tmeta = format!("/dev/mapper/{}", dm_name(vg, &format!("{pool}_tmeta")));
+    let result = f(&tmeta);
+    let released = message(&dm, &target, "release_metadata_snap");
+    let value = result?;
+    released.map_err(|e| Error::DmFailed(format!("release_metadata_snap on {target}: {e}")))?;
+    Ok(Some(value))
+}
+
+/// Deletes thin device `id` from the active pool `vg/pool` (one LVM does not know).
+pub fn delete_thin(vg: &str, pool: &str, id: u32) -> Result<()> {
+    let dm = dm::open()?;
+    let (target, _) = dm::pool_target(&dm, vg, pool)
+        .ok_or_else(|| Error::DmFailed(format!("the pool {vg}/{pool} is not active")))?;
+    message(&dm, &target, &format!("delete {id}"))
+        .map_err(|e| Error::DmFailed(format!("delete {id} on {target}: {e}")))
+}
+
+/// Bytes mapped by each thin device of the active pool `vg/pool`, by thin id; None when the
+/// pool is not active.
+pub fn mapped_bytes(vg: &str, pool: &str) -> Result<Option<HashMap<u32, u64>>> {
+    with_metadata_snapshot(vg, pool, |tmeta| {
+        let d = details::read(std::path::Path::new(tmeta))?;
+        Ok(d.mapped_bytes().into_iter().collect())
+    })
+}

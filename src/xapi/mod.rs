@@ -1,0 +1,485 @@
+//! thinsr as an SMAPIv3 (xapi-storage 5.0) plugin: xapi runs executables named after each
+//! method with `--json` and the named arguments as a JSON object on stdin, and reads the
+//! bare result (or an error in the xapi shape) from stdout.
+//!
+//! `thinsr xapi install` links every method name to the thinsr binary; run under such a
+//! name, thinsr answers through the same engine and the same serializers as `--json`.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use crate::engine::registry::{config_dir_from_env, RegistryFile};
+use crate::engine::sr::Ctx;
+use crate::error::{Error, Result};
+use crate::host::lvm::Lvm;
+use crate::units::{Bytes, NewSize};
+
+/// The volume plugin's directory name; xapi calls the SR type `thinsr`.
+pub const VOLUME_PLUGIN: &str = "org.xen.xapi.storage.thinsr";
+/// The URI scheme of thinsr's volumes, which is also its datapath plugin's directory.
+pub const SCHEME: &str = "thinsr";
+pub const DEFAULT_ROOT: &str = "/usr/libexec/xapi-storage-script";
+
+pub const VOLUME_METHODS: [&str; 21] = [
+    "Plugin.Query",
+    "Plugin.diagnostics",
+    "SR.create",
+    "SR.attach",
+    "SR.detach",
+    "SR.destroy",
+    "SR.stat",
+    "SR.ls",
+    "SR.probe",
+    "SR.set_name",
+    "SR.set_description",
+    "Volume.create",
+    "Volume.snapshot",
+    "Volume.clone",
+    "Volume.destroy",
+    "Volume.resize",
+    "Volume.stat",
+    "Volume.set",
+    "Volume.unset",
+    "Volume.set_name",
+    "Volume.set_description",
+];
+pub const DATAPATH_METHODS: [&str; 5] = [
+    "Plugin.Query",
+    "Datapath.attach",
+    "Datapath.activate",
+    "Datapath.deactivate",
+    "Datapath.detach",
+];
+
+/// The method named by how thinsr was run (`.../SR.create`), if it is one.
+pub fn method_of(argv0: &str) -> Option<&'static str> {
+    let name = Path::new(argv0).file_name()?.to_str()?;
+    VOLUME_METHODS
+        .iter()
+        .chain(DATAPATH_METHODS.iter())
+        .find(|m| **m == name)
+        .copied()
+}
+
+/// The two plugin directories under `root`.
+fn plugin_dirs(root: &Path) -> [(PathBuf, &'static [&'static str]); 2] {
+    [
+        (root.join("volume").join(VOLUME_PLUGIN), &VOLUME_METHODS),
+        (root.join("datapath").join(SCHEME), &DATAPATH_METHODS),
+    ]
+}
+
+/// `thinsr xapi install`: one link to `binary` per method, in both plugin directories.
+pub fn install(root: &Path, binary: &Path) -> Result<Vec<PathBuf>> {
+    let mut made = Vec::new();
+    for (dir, methods) in plugin_dirs(root) {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        for m in methods {
+            let link = dir.join(m);
+            if std::fs::symlink_metadata(&link).is_ok() {
+                std::fs::remove_file(&link)
+                    .map_err(|e| Error::io(format!("replacing {}", link.display()), e))?;
+            }
+            std::os::unix::fs::symlink(binary, &link)
+                .map_err(|e| Error::io(format!("linking {}", link.display()), e))?;
+            made.push(link);
+        }
+    }
+    Ok(made)
+}
+
+/// `thinsr xapi uninstall`: removes the links and the directories if nothing else is there.
+pub fn uninstall(root: &Path) -> Result<usize> {
+    let mut removed = 0;
+    for (dir, methods) in plugin_dirs(root) {
+        for m in methods {
+            if std::fs::remove_file(dir.join(m)).is_ok() {
+                removed += 1;
+            }
+        }
+        let _ = std::fs::remove_dir(&dir);
+    }
+    Ok(removed)
+}
+
+/// Runs `method` with the arguments on stdin; returns the exit status.
+pub fn serve(method: &str) -> i32 {
+    let mut input = String::new();
+    let read = std::io::stdin()
+        .take(1 << 20)
+        .read_to_string(&mut input)
+        .map_err(|e| Error::io("reading the arguments on stdin", e));
+    let result = read.and_then(|_| {
+        let args: Value = serde_json::from_str(&input)
+            .map_err(|e| Error::InvalidArgument(format!("arguments are not JSON: {e}")))?;
+        let args = args
+            .as_object()
+            .ok_or_else(|| Error::InvalidArgument("arguments are not a JSON object".into()))?;
+        let scheme_dir = std::env::var_os("THINSR_SCHEME_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(crate::engine::template::DEFAULT_SCHEME_DIR));
+        let registry = RegistryFile::in_dir(&config_dir_from_env());
+        let ctx = Ctx::new(Lvm::new(false), registry, scheme_dir);
+        call(&ctx, method, &Args(args))
+    });
+    match result {
+        Ok(v) => {
+            println!("{}", serde_json::to_string(&v).expect("results serialize"));
+            0
+        }
+        Err(e) => {
+            println!(
+                "{}",
+                serde_json::to_string(&plugin_error(&e)).expect("errors serialize")
+            );
+            1
+        }
+    }
+}
+
+/// xapi-storage's own exceptions where one fits, thinsr's codes otherwise.
+fn plugin_error(e: &Error) -> Value {
+    let (code, params): (&str, Vec<String>) = match e {
+        Error::VdiNotFound(k) => ("Volume_does_not_exist", vec![k.clone()]),
+        Error::SrNotFound(s) => ("SR_does_not_exist", vec![s.clone()]),
+        Error::SrNotAttached(s) => ("Sr_not_attached", vec![s.clone()]),
+        _ => return serde_json::to_value(e.to_xapi()).expect("errors serialize"),
+    };
+    json!({"code": code, "params": params, "backtrace": {"error": e.to_string(), "files": [], "lines": []}})
+}
+
+struct Args<'a>(&'a Map<String, Value>);
+
+impl Args<'_> {
+    fn missing(name: &str) -> Error {
+        Error::InvalidArgument(format!("argument '{name}' is missing or of the wrong type"))
+    }
+    fn str(&self, name: &str) -> Result<&str> {
+        self.0
+            .get(name)
+            .and_then(Value::as_str)
+            .ok_or_else(|| Self::missing(name))
+    }
+    fn size(&self, name: &str) -> Result<Bytes> {
+        self.0
+            .get(name)
+            .and_then(Value::as_u64)
+            .map(Bytes)
+            .ok_or_else(|| Self::missing(name))
+    }
+    fn map(&self, name: &str) -> Result<BTreeMap<String, String>> {
+        let obj = self
+            .0
+            .get(name)
+            .and_then(Value::as_object)
+            .ok_or_else(|| Self::missing(name))?;
+        obj.iter()
+            .map(|(k, v)| {
+                v.as_str()
+                    .map(|s| (k.clone(), s.to_string()))
+                    .ok_or_else(|| Self::missing(&format!("{name}.{k}")))
+            })
+            .collect()
+    }
+    /// The SR a call names: the `sr` string SR.attach returned (the SR's uuid).
+    fn sr(&self) -> Result<&str> {
+        self.str("sr")
+    }
+}
+
+fn to_value<T: Serialize>(v: &T) -> Result<Value> {
+    serde_json::to_value(v).map_err(|e| Error::InvalidArgument(format!("cannot encode: {e}")))
+}
+
+/// The VDI named by a volume `key` within `sr`: keys are VDI uuids.
+fn volume(ctx: &Ctx, a: &Args, sr: &str) -> Result<String> {
+    let key = a.str("key")?;
+    let found = ctx.resolve(key, Some(sr))?;
+    if found.uuid != key.to_ascii_lowercase() {
+        // A key is a uuid, never a name or prefix: anything else does not exist.
+        return Err(Error::VdiNotFound(key.into()));
+    }
+    Ok(found.uuid)
+}
+
+/// `thinsr://<sr>/<vdi>`: the VDI's datapath URI.
+fn parse_volume_uri(uri: &str) -> Result<(String, String)> {
+    let rest = uri
+        .strip_prefix(&format!("{SCHEME}://"))
+        .ok_or_else(|| Error::InvalidUri {
+            uri: uri.into(),
+            why: format!("not a {SCHEME}:// volume URI"),
+        })?;
+    let (sr, vdi) = rest.split_once('/').ok_or_else(|| Error::InvalidUri {
+        uri: uri.into(),
+        why: "expected thinsr://SR/VDI".into(),
+    })?;
+    Ok((sr.into(), vdi.into()))
+}
+
+fn call(ctx: &Ctx, method: &str, a: &Args) -> Result<Value> {
+    let unit = |r: Result<()>| r.map(|_| Value::Null);
+    match method {
+        "Plugin.Query" => Ok(json!({
+            "plugin": "thinsr",
+            "name": "thinsr",
+            "description": "Thin-provisioned local VM disks on LVM and dm-thin, with instant clones of templates",
+            "vendor": "thinsr",
+            "copyright": "thinsr developers, MIT OR Apache-2.0",
+            "version": env!("CARGO_PKG_VERSION"),
+            "required_api_version": "5.0",
+            "features": ["SR_ATTACH", "SR_DETACH", "SR_CREATE", "SR_PROBE", "VDI_CREATE",
+                "VDI_DESTROY", "VDI_ATTACH", "VDI_DETACH", "VDI_ACTIVATE", "VDI_DEACTIVATE",
+                "VDI_CLONE", "VDI_SNAPSHOT", "VDI_RESIZE", "SR_METADATA"],
+            "configuration": {
+                "device": "owned mode: comma-separated disks to make the SR's volume group on",
+                "vg": "shared mode: an existing volume group to live in beside the admin's LVs",
+                "pool-size": "shared mode: the thin pool's size (20G) or share of free space (50%)",
+                "force": "owned mode: 'true' to wipe disks holding a signature"
+            },
+            "required_cluster_stack": []
+        })),
+        "Plugin.diagnostics" => Ok(Value::String(crate::host::version::long())),
+        "SR.create" => {
+            let config = a.map("configuration")?;
+            let name = a.str("name")?;
+            let detail = if let Some(devices) = config.get("device") {
+                let devices: Vec<String> = devices
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|d| !d.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                let force = config.get("force").is_some_and(|f| f == "true");
+                ctx.create_owned(&devices, Some(name), force)?
+            } else if let Some(vg) = config.get("vg") {
+                let size = config
+                    .get("pool-size")
+                    .map(|s| crate::units::parse_pool_size(s))
+                    .transpose()?;
+                ctx.introduce(vg, Some(name), size, None)?
+            } else {
+                return Err(Error::InvalidArgument(
+                    "the configuration needs 'device' (owned mode) or 'vg' (shared mode)".into(),
+                ));
+            };
+            let description = a.str("description").unwrap_or_default();
+            if !description.is_empty() {
+                ctx.set_description(Some(&detail.uuid), description)?;
+            }
+            let mut out = config.clone();
+            out.insert("sr".into(), detail.uuid.clone());
+            to_value(&out)
+        }
+        "SR.attach" => {
+            let config = a.map("configuration")?;
+            let key = config
+                .get("sr")
+                .or(config.get("vg"))
+                .ok_or_else(|| Args::missing("configuration.sr"))?;
+            Ok(Value::String(ctx.attach(Some(key))?.sr))
+        }
+        "SR.detach" => unit(ctx.detach(Some(a.sr()?))),
+        "SR.destroy" => {
+            let entry = ctx.entry(Some(a.sr()?))?;
+            ctx.check_destroy(&entry)?;
+            unit(ctx.destroy(&entry))
+        }
+        "SR.stat" => to_value(&ctx.show(Some(a.sr()?))?),
+        "SR.ls" => to_value(&ctx.vdi_list(Some(a.sr()?))?.volumes),
+        "SR.probe" => {
+            let list: Vec<Value> = ctx
+                .list()?
+                .into_iter()
+                .map(|s| {
+                    json!({"configuration": {"sr": s.uuid, "vg": s.vg}, "complete": true,
+                        "extra_info": {"name": s.name}})
+                })
+                .collect();
+            Ok(Value::Array(list))
+        }
+        "SR.set_name" => ctx
+            .rename(Some(a.sr()?), a.str("new_name")?)
+            .map(|_| Value::Null),
+        "SR.set_description" => ctx
+            .set_description(Some(a.sr()?), a.str("new_description")?)
+            .map(|_| Value::Null),
+        "Volume.create" => {
+            let progress = crate::progress::Silent;
+            let v = ctx.vdi_create(
+                Some(a.sr()?),
+                a.str("name")?,
+                a.size("size")?.max(Bytes(1)),
+                a.str("description").unwrap_or_default(),
+                false,
+                &progress,
+            )?;
+            to_value(&v)
+        }
+        m if m.starts_with("Volume.") => volume_call(ctx, m, a),
+        "Datapath.attach" => {
+            let (sr, vdi) = parse_volume_uri(a.str("uri")?)?;
+            let v = ctx.vdi_attach(&vdi, Some(&sr), false)?;
+            Ok(json!({"implementations": [
+                ["XenDisk", {"backend_type": "vbd", "params": v.path, "extra": {}}],
+                ["BlockDevice", {"path": v.path}]
+            ]}))
+        }
+        // The device is ready from attach on; a VM's blkback opens it. Only check the VDI
+        // exists (metadata alone: these run at every VM start and stop).
+        "Datapath.activate" | "Datapath.deactivate" => {
+            let (sr, vdi) = parse_volume_uri(a.str("uri")?)?;
+            ctx.resolve(&vdi, Some(&sr)).map(|_| Value::Null)
+        }
+        // Never fails: xapi must be able to clean up whatever state the VDI is in.
+        "Datapath.detach" => {
+            if let Ok((sr, vdi)) = parse_volume_uri(a.str("uri").unwrap_or_default()) {
+                let _ = ctx.vdi_detach(&vdi, Some(&sr));
+            }
+            Ok(Value::Null)
+        }
+        other => Err(Error::InvalidArgument(format!("unknown method {other}"))),
+    }
+}
+
+/// Volume.* methods other than create: all name a volume by `sr` and `key`.
+fn volume_call(ctx: &Ctx, method: &str, a: &Args) -> Result<Value> {
+    let sr = a.sr()?;
+    let uuid = volume(ctx, a, sr)?;
+    let sr = Some(sr);
+    let done = |r: Result<crate::engine::vdi::Volume>| r.map(|_| Value::Null);
+    match method {
+        "Volume.snapshot" | "Volume.clone" => {
+            to_value(&ctx.vdi_snapshot(&uuid, sr, None, method == "Volume.clone")?)
+        }
+        "Volume.destroy" => done(ctx.vdi_destroy(&uuid, sr)),
+        "Volume.resize" => {
+            let to = NewSize::To(a.size("new_size")?);
+            done(ctx.vdi_resize(&uuid, sr, to, false, &crate::progress::Silent))
+        }
+        "Volume.stat" => to_value(&ctx.vdi_show(&uuid, sr)?),
+        "Volume.set" => done(ctx.vdi_set_key(&uuid, sr, a.str("k")?, a.str("v")?)),
+        "Volume.unset" => done(ctx.vdi_unset_key(&uuid, sr, a.str("k")?)),
+        "Volume.set_name" => done(ctx.vdi_rename(&uuid, sr, a.str("new_name")?)),
+        "Volume.set_description" => {
+            done(ctx.vdi_set_description(&uuid, sr, a.str("new_description")?))
+        }
+        other => Err(Error::InvalidArgument(format!("unknown method {other}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_are_known_by_their_file_name() {
+        assert_eq!(
+            method_of("/usr/libexec/xapi-storage-script/volume/org.xen.xapi.storage.thinsr/SR.ls"),
+            Some("SR.ls")
+        );
+        assert_eq!(method_of("Datapath.attach"), Some("Datapath.attach"));
+        assert_eq!(method_of("/usr/sbin/thinsr"), None);
+        assert_eq!(method_of("SR.rm"), None);
+    }
+
+    #[test]
+    fn volume_uris_name_sr_and_vdi() {
+        assert_eq!(
+            parse_volume_uri("thinsr://s1/v1").unwrap(),
+            ("s1".to_string(), "v1".to_string())
+        );
+        assert!(parse_volume_uri("file:///x").is_err());
+        assert!(parse_volume_uri("thinsr://nothing").is_err());
+    }
+
+    /// The golden pair of the xapi-storage docs: Volume.create's arguments as xapi sends
+    /// them, and the volume record it expects, field for field in our one serializer.
+    #[test]
+    fn golden_volume_create_pair() {
+        let input: Value = serde_json::from_str(
+            r#"{"sharable":false,"size":0,"description":"vdi description","name":"vdi name","sr":"file:///tmp/dummy","dbg":"debug"}"#,
+        )
+        .unwrap();
+        let a = Args(input.as_object().unwrap());
+        assert_eq!(a.str("name").unwrap(), "vdi name");
+        assert_eq!(a.str("description").unwrap(), "vdi description");
+        assert_eq!(a.size("size").unwrap(), Bytes(0));
+        assert_eq!(a.sr().unwrap(), "file:///tmp/dummy");
+        assert!(a.size("name").is_err() && a.str("nothing").is_err());
+
+        let golden: Value = serde_json::from_str(
+            r#"{"name":"vdi name","description":"vdi description","key":"UUID","uuid":"UUID","read_write":true,"sharable":false,"virtual_size":0,"physical_utilisation":0,"uri":["raw+file:///tmp/disk.raw"],"keys":{}}"#,
+        )
+        .unwrap();
+        let v = crate::engine::vdi::Volume {
+            key: "UUID".into(),
+            uuid: "UUID".into(),
+            name: "vdi name".into(),
+            description: "vdi description".into(),
+            read_write: true,
+            sharable: false,
+            virtual_size: 0,
+            physical_utilisation: 0,
+            uri: vec!["raw+file:///tmp/disk.raw".into()],
+            keys: BTreeMap::new(),
+            sr: "s".into(),
+            sr_name: "s".into(),
+            kind: crate::engine::meta::VdiKind::Thin,
+            vg: "vg".into(),
+            lv: "lv".into(),
+            path: String::new(),
+            attached: false,
+            parent: None,
+            parent_name: None,
+            source: None,
+            format: None,
+            origin: None,
+            origin_name: None,
+            cache: None,
+            cached: None,
+            created: 0,
+            pending: None,
+            problems: vec![],
+        };
+        let ours = serde_json::to_value(&v).unwrap();
+        for (field, want) in golden.as_object().unwrap() {
+            assert_eq!(&ours[field], want, "{field}");
+        }
+        // Extras are allowed (xapi ignores them), nulls are not.
+        assert!(ours.as_object().unwrap().values().all(|x| !x.is_null()));
+        // And back: the record reads as the golden one did.
+        let again: Value = serde_json::from_str(&ours.to_string()).unwrap();
+        for field in crate::engine::vdi::VOLUME_FIELDS {
+            assert_eq!(again[field], golden[field], "{field}");
+        }
+    }
+
+    #[test]
+    fn golden_sr_stat_and_backend_shapes() {
+        let health = serde_json::to_value(("Healthy".to_string(), String::new())).unwrap();
+        assert_eq!(health, json!(["Healthy", ""]));
+        let backend = json!({"implementations": [
+            ["XenDisk", {"backend_type": "vbd", "params": "/dev/x", "extra": {}}],
+            ["BlockDevice", {"path": "/dev/x"}]
+        ]});
+        let text = backend.to_string();
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), backend);
+        assert_eq!(Value::Null.to_string(), "null", "unit results print null");
+    }
+
+    #[test]
+    fn missing_volumes_use_xapis_exception() {
+        let e = plugin_error(&Error::VdiNotFound("k1".into()));
+        assert_eq!(e["code"], "Volume_does_not_exist");
+        assert_eq!(e["params"], json!(["k1"]));
+        assert!(e["backtrace"]["files"].is_array() && e["backtrace"]["lines"].is_array());
+        let e = plugin_error(&Error::VdiIsTemplate("t".into()));
+        assert_eq!(e["code"], "VDI_IS_TEMPLATE");
+    }
+}
