@@ -106,7 +106,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
         return Err(Error::NotRoot);
     }
     let out = Out::new(&cli.global);
-    let ctx = crate::engine::sr::Ctx::new(
+    let ctx = crate::engine::context::Ctx::new(
         Lvm::new(cli.global.verbose > 0),
         RegistryFile::in_dir(&cli.global.config),
         cli.global.scheme_dir.clone(),

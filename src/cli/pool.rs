@@ -2,8 +2,8 @@
 
 use super::Out;
 use crate::cli::args::PoolCmd;
+use crate::engine::context::Ctx;
 use crate::engine::pool::{PolicyChange, PoolDetail};
-use crate::engine::sr::Ctx;
 use crate::error::Result;
 use crate::units::{parse_new_size, parse_pool_size, Bytes};
 

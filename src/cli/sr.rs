@@ -2,7 +2,8 @@
 
 use super::{table, Out};
 use crate::cli::args::SrCmd;
-use crate::engine::sr::{Ctx, SrDetail, SrSummary};
+use crate::engine::context::Ctx;
+use crate::engine::sr::{SrDetail, SrSummary};
 use crate::error::Result;
 use crate::units::{parse_pool_size, parse_positive_size, Bytes};
 

@@ -3,7 +3,7 @@
 use super::vdi::{print_detail, print_list};
 use super::Out;
 use crate::cli::args::TemplateCmd;
-use crate::engine::sr::Ctx;
+use crate::engine::context::Ctx;
 use crate::error::Result;
 use crate::units::Bytes;
 

@@ -5,8 +5,8 @@
 
 use std::path::Path;
 
+use crate::engine::context::{sr_tag, Ctx};
 use crate::engine::meta::VdiMeta;
-use crate::engine::sr::{sr_tag, Ctx};
 use crate::engine::template::{parse_uri, Source};
 use crate::engine::vdi::Volume;
 use crate::error::{Error, Result};

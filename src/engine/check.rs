@@ -20,8 +20,8 @@ use std::collections::HashSet;
 
 use serde::Serialize;
 
+use crate::engine::context::{ours, Ctx};
 use crate::engine::meta::{Pending, SrMeta, VdiKind, VdiMeta};
-use crate::engine::sr::{ours, Ctx};
 use crate::error::Result;
 use crate::host::dm;
 use crate::host::lvm::{strings, Vg, TAG_ORIGIN, TAG_VDI};
@@ -403,7 +403,7 @@ impl Ctx {
         let mut findings = Vec::new();
         let mut uuids: HashSet<String> = meta.vdis.iter().map(|v| v.uuid.clone()).collect();
         uuids.extend(ours(vg, sr).filter_map(|l| l.tag_value(TAG_VDI).map(str::to_string)));
-        let devices = crate::engine::datapath::our_devices();
+        let devices = crate::host::dm::our_devices_or_none();
         for d in &devices {
             if !uuids.contains(&d.vdi) {
                 continue;

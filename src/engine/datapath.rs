@@ -18,14 +18,15 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::crash;
+use crate::engine::context::Ctx;
 use crate::engine::meta::VdiMeta;
-use crate::engine::sr::Ctx;
-use crate::engine::template::{is_block_device, run_scheme};
+use crate::engine::template::run_scheme;
 use crate::error::{Error, Result};
 use crate::host::dm::{self, OurDevice};
 use crate::host::lock;
 use crate::host::lvm::Vg;
 use crate::host::nbd;
+use crate::host::probe::is_block_device;
 
 const STATE_DIR: &str = "/run/thinsr/origins";
 /// Serialises NBD device allocation and template attach/release across SRs.
@@ -89,13 +90,6 @@ impl OriginState {
 /// True while template `uuid` has an attachment (live or not yet cleared).
 pub(crate) fn is_attached(template: &str) -> bool {
     load_state(template).is_some()
-}
-
-/// thinsr's devices, or none where device-mapper is unavailable (listing must not fail).
-pub fn our_devices() -> Vec<OurDevice> {
-    dm::open()
-        .and_then(|dm| dm::our_devices(&dm))
-        .unwrap_or_default()
 }
 
 /// How many devices of ours read `device` (a template's origin) through their tables.

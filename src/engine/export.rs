@@ -9,10 +9,11 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::context::Ctx;
 use crate::engine::meta::{VdiKind, VdiMeta};
-use crate::engine::sr::Ctx;
-use crate::engine::template::{parse_uri, qemu_img_json, Source};
+use crate::engine::template::{parse_uri, Source};
 use crate::error::{Error, Result};
+use crate::host::qemu::qemu_img_json;
 use crate::host::{thin, tool};
 use crate::image::extent::{align, normalize, subtract, total, Extent};
 use crate::image::stream::Out;

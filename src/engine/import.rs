@@ -10,11 +10,11 @@ use std::process::{Command, Stdio};
 
 use serde::Serialize;
 
-use crate::engine::sr::Ctx;
-use crate::engine::template::probe;
+use crate::engine::context::Ctx;
 use crate::engine::vdi::Volume;
 use crate::error::{Error, Result};
 use crate::host::lvm::dev_path;
+use crate::host::qemu::probe;
 use crate::image::qcow2::{self, CLUSTER};
 use crate::image::stream::{is_zero, Input};
 use crate::image::vhd;

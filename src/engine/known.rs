@@ -7,10 +7,10 @@
 
 use std::collections::HashSet;
 
+use crate::engine::context::Locked;
 use crate::engine::meta::Geometry;
 use crate::engine::names;
-use crate::engine::sr::CHUNK;
-use crate::engine::vdi::Locked;
+use crate::engine::pool::CHUNK;
 use crate::error::{Error, Result};
 use crate::host::lvm::Vg;
 

@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod check;
+pub mod context;
 pub mod datapath;
 pub mod export;
 pub mod import;

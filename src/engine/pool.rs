@@ -3,9 +3,9 @@
 
 use serde::Serialize;
 
+use crate::engine::context::Ctx;
 use crate::engine::meta::{Mode, PoolPolicy, SrMeta};
 use crate::engine::registry::Entry;
-use crate::engine::sr::{Ctx, PoolInfo, CHUNK};
 use crate::error::{Error, Result};
 use crate::host::dm::{self, PoolStatus};
 use crate::host::lock;
@@ -520,6 +520,36 @@ impl Ctx {
             self.grow_if_needed(e, meta, vg)?;
         }
         Ok(())
+    }
+}
+
+pub const CHUNK: Bytes = Bytes(64 * 1024);
+
+#[derive(Debug, Serialize)]
+pub struct PoolInfo {
+    pub lv: String,
+    /// False when the admin's own pool was adopted.
+    pub owned: bool,
+    pub size: u64,
+    pub data_used: u64,
+    pub data_percent: f64,
+    pub metadata_size: u64,
+    pub metadata_used: u64,
+    pub metadata_percent: f64,
+    pub thin_volumes: usize,
+    pub virtual_total: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<PoolStatus>,
+}
+
+impl PoolInfo {
+    /// Virtual size of all thin volumes over the pool's size.
+    pub fn overcommit(&self) -> f64 {
+        if self.size > 0 {
+            self.virtual_total as f64 / self.size as f64
+        } else {
+            0.0
+        }
     }
 }
 

@@ -41,10 +41,7 @@ pub struct Entry {
 impl Entry {
     /// The SR's metadata volume.
     pub fn meta_store(&self) -> MetaStore {
-        MetaStore::new(
-            crate::engine::sr::meta_path(&self.vg, &self.meta_lv),
-            &self.name,
-        )
+        MetaStore::new(meta_path(&self.vg, &self.meta_lv), &self.name)
     }
 
     pub fn from_meta(meta: &SrMeta, vg: &str, meta_lv: &str) -> Entry {
@@ -159,6 +156,10 @@ impl Registry {
             )),
         }
     }
+}
+
+pub(crate) fn meta_path(vg: &str, lv: &str) -> PathBuf {
+    PathBuf::from(crate::host::lvm::dev_path(vg, lv))
 }
 
 #[cfg(test)]

@@ -5,24 +5,22 @@
 //! for it; it has no LV. Its clones carry its uuid as their `origin`.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
+use crate::engine::context::Ctx;
 use crate::engine::meta::{Image, VdiKind, VdiMeta};
 use crate::engine::names;
-use crate::engine::sr::Ctx;
 use crate::engine::vdi::{now, Volume};
 use crate::error::{Error, Result};
+use crate::host::probe::is_block_device;
+use crate::host::qemu::probe;
 use crate::host::tool;
 use crate::units::{clip, Bytes};
 
 /// Where scheme scripts live unless `--scheme-dir` / `THINSR_SCHEME_DIR` says otherwise.
 pub const DEFAULT_SCHEME_DIR: &str = "/usr/libexec/xapi/storage";
 
-/// Formats thinsr serves as origins (qemu's names: `vpc` is VHD).
-const FORMATS: [&str; 5] = ["raw", "qcow2", "vpc", "vmdk", "vhdx"];
 const MAX_URI: usize = 4096;
 
 /// Where a template's bytes come from.
@@ -176,69 +174,6 @@ pub fn run_scheme(dir: &Path, scheme: &str, verb: &str, uri: &str) -> Result<Opt
             })
         }
     }
-}
-
-#[derive(Deserialize)]
-struct QemuInfo {
-    format: String,
-    #[serde(rename = "virtual-size")]
-    virtual_size: u64,
-}
-
-/// Format and virtual size of an image, as qemu reads it. `format` forces one (NBD exports
-/// are raw disks); otherwise qemu detects it.
-pub fn probe(image: &str, format: Option<&str>) -> Result<(String, Bytes)> {
-    let mut args = vec!["--output=json"];
-    if let Some(f) = format {
-        args.extend(["-f", f]);
-    }
-    args.extend(["--", image]);
-    let info: QemuInfo = qemu_img_json("info", &args, image)?;
-    if !FORMATS.contains(&info.format.as_str()) {
-        return Err(Error::ImageUnreadable {
-            uri: clip(image),
-            why: format!(
-                "format '{}' is not served (thinsr serves {})",
-                info.format,
-                FORMATS.join(", ")
-            ),
-        });
-    }
-    if info.virtual_size == 0 {
-        return Err(Error::ImageUnreadable {
-            uri: clip(image),
-            why: "the image is empty".into(),
-        });
-    }
-    Ok((info.format, Bytes(info.virtual_size)))
-}
-
-/// Runs `qemu-img VERB ARGS --output=json` and decodes what it printed; any failure is
-/// IMAGE_UNREADABLE for `uri`, with qemu's own words.
-pub(crate) fn qemu_img_json<T: serde::de::DeserializeOwned>(
-    verb: &str,
-    args: &[&str],
-    uri: &str,
-) -> Result<T> {
-    let unreadable = |why: String| Error::ImageUnreadable {
-        uri: clip(uri),
-        why,
-    };
-    let mut all = vec![verb];
-    all.extend_from_slice(args);
-    let out = tool::output("qemu-img", &all)?;
-    if !out.status.success() {
-        return Err(unreadable(
-            String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        ));
-    }
-    serde_json::from_slice(&out.stdout)
-        .map_err(|e| unreadable(format!("qemu-img {verb} printed something unexpected: {e}")))
-}
-
-/// True when `path` is a block device (a scheme may hand one over).
-pub fn is_block_device(path: &Path) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device())
 }
 
 impl Ctx {

@@ -176,6 +176,11 @@ pub fn our_name(vg: &str, lv: &str, vdi: &str) -> String {
     }
 }
 
+/// thinsr's devices, or none where device-mapper is unavailable (listing must not fail).
+pub fn our_devices_or_none() -> Vec<OurDevice> {
+    open().and_then(|dm| our_devices(&dm)).unwrap_or_default()
+}
+
 /// Every device thinsr made, with its table: one list ioctl and one per device (the table
 /// status carries the device's uuid, flags and open count too).
 pub fn our_devices(dm: &DM) -> Result<Vec<OurDevice>> {

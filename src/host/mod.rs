@@ -7,6 +7,7 @@ pub mod loopdev;
 pub mod lvm;
 pub mod nbd;
 pub mod probe;
+pub mod qemu;
 pub mod thin;
 pub mod tool;
 pub mod version;

@@ -116,6 +116,11 @@ pub fn check_devices(inputs: &[String], force: bool) -> Result<Vec<Device>> {
     Ok(out)
 }
 
+/// True when `path` is a block device (a scheme may hand one over).
+pub fn is_block_device(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

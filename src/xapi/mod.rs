@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+use crate::engine::context::Ctx;
 use crate::engine::registry::{config_dir_from_env, RegistryFile};
-use crate::engine::sr::Ctx;
 use crate::error::{Error, Result};
 use crate::host::lvm::Lvm;
 use crate::units::{Bytes, NewSize};

@@ -3,6 +3,8 @@
 //! xtask deliberately does not depend on the thinsr crate: it must build on a fresh machine
 //! before it has installed the C toolchain pieces (libclang) that devicemapper needs.
 
+#[cfg(test)]
+mod tidy;
 mod vm;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,147 @@
+//! The engine's context: what every command works through (the lvm runner, the registry
+//! of this host's SRs, the scheme-script directory) and an SR opened under its lock.
+//! Shared by every operation module; it depends on none of them.
+
+use std::path::PathBuf;
+
+use crate::engine::meta::{MetaStore, SrMeta, VdiMeta};
+use crate::engine::registry::{Entry, Registry, RegistryFile};
+use crate::error::{Error, Result};
+use crate::host::lock::{self, Lock};
+use crate::host::lvm::{strings, Lv, Lvm, Vg, TAG_SR};
+
+pub struct Ctx {
+    pub lvm: Lvm,
+    pub registry: RegistryFile,
+    /// Where the scripts handling template URI schemes live.
+    pub scheme_dir: PathBuf,
+    /// thinsr's own dm devices, listed when first needed and again after a change.
+    devices: std::cell::RefCell<Option<Vec<crate::host::dm::OurDevice>>>,
+}
+
+pub(crate) fn sr_tag(uuid: &str) -> String {
+    format!("{TAG_SR}{uuid}")
+}
+
+/// LVs carrying this SR's tag.
+pub(crate) fn ours<'a>(vg: &'a Vg, uuid: &'a str) -> impl Iterator<Item = &'a Lv> + 'a {
+    let tag = sr_tag(uuid);
+    vg.lvs.iter().filter(move |l| l.has_tag(&tag))
+}
+
+impl Ctx {
+    pub fn new(lvm: Lvm, registry: RegistryFile, scheme_dir: PathBuf) -> Ctx {
+        Ctx {
+            lvm,
+            registry,
+            scheme_dir,
+            devices: Default::default(),
+        }
+    }
+
+    /// The device of ours serving VDI `uuid`, from one listing per command.
+    pub(crate) fn our_device(&self, uuid: &str) -> Option<crate::host::dm::OurDevice> {
+        self.devices
+            .borrow_mut()
+            .get_or_insert_with(crate::host::dm::our_devices_or_none)
+            .iter()
+            .find(|d| d.vdi == uuid)
+            .cloned()
+    }
+
+    /// After a device of ours was made, changed or removed: list them again when asked.
+    pub(crate) fn forget_devices(&self) {
+        self.devices.borrow_mut().take();
+    }
+
+    pub(crate) fn load(&self) -> Result<Registry> {
+        self.registry.load()
+    }
+
+    /// The registered SR named by `key` (or the only one); reads no LVM state.
+    pub fn entry(&self, key: Option<&str>) -> Result<Entry> {
+        Ok(self.load()?.pick(key)?.clone())
+    }
+
+    pub(crate) fn update_registry(
+        &self,
+        f: impl FnOnce(&mut Registry) -> Result<()>,
+    ) -> Result<()> {
+        let held = lock::acquire("registry", "the SR registry")?;
+        self.update_registry_locked(&held, f)
+    }
+
+    /// As `update_registry`, for a caller that already holds the registry lock (flock
+    /// locks belong to an open file: taking it twice would wait on ourselves).
+    pub(crate) fn update_registry_locked(
+        &self,
+        _held: &lock::Lock,
+        f: impl FnOnce(&mut Registry) -> Result<()>,
+    ) -> Result<()> {
+        let mut reg = self.load()?;
+        f(&mut reg)?;
+        self.registry.save(&reg)
+    }
+}
+
+/// An SR under its lock, with its metadata read.
+pub(crate) struct Locked {
+    pub entry: Entry,
+    store: MetaStore,
+    pub meta: SrMeta,
+    _lock: Lock,
+}
+
+impl Locked {
+    pub(crate) fn vdi(&self, uuid: &str) -> Result<&VdiMeta> {
+        self.meta
+            .vdi(uuid)
+            .ok_or_else(|| Error::VdiNotFound(uuid.into()))
+    }
+    pub(crate) fn vdi_mut(&mut self, uuid: &str) -> Result<&mut VdiMeta> {
+        self.meta
+            .vdi_mut(uuid)
+            .ok_or_else(|| Error::VdiNotFound(uuid.into()))
+    }
+    pub fn save(&self) -> Result<()> {
+        self.store.write(&self.meta, false).map(drop)
+    }
+}
+
+impl Ctx {
+    /// Removes an LV (`vg/lv`) thinsr made.
+    pub(crate) fn remove_lv(&self, vg_lv: &str) -> Result<()> {
+        self.lvm.run(&strings(&["lvremove", "-f", vg_lv])).map(drop)
+    }
+
+    /// Activates (ignoring the activation-skip flag every VDI carries) or deactivates an LV.
+    pub(crate) fn set_active(&self, vg_lv: &str, on: bool) -> Result<()> {
+        let args: &[&str] = if on {
+            &["lvchange", "-ay", "-K"]
+        } else {
+            &["lvchange", "-an"]
+        };
+        let mut args = strings(args);
+        args.push(vg_lv.into());
+        self.lvm.run(&args).map(drop)
+    }
+
+    /// The metadata of an attached SR.
+    pub(crate) fn read_meta(entry: &Entry) -> Result<SrMeta> {
+        let store = entry.meta_store();
+        if !store.exists() {
+            return Err(Error::SrNotAttached(entry.name.clone()));
+        }
+        Ok(store.read()?.0)
+    }
+
+    pub(crate) fn lock_sr(&self, entry: &Entry) -> Result<Locked> {
+        let lock = lock::acquire(&entry.uuid, &entry.name)?;
+        Ok(Locked {
+            entry: entry.clone(),
+            store: entry.meta_store(),
+            meta: Self::read_meta(entry)?,
+            _lock: lock,
+        })
+    }
+}

@@ -1,0 +1,216 @@
+//! `sr create`: an owned VG on blank disks, or on a sparse file through a loop device.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use super::{
+    absolute, initial_pool_size, usable, SrDetail, DEFAULT_NAME, EXTENT, META_LV, MIN_FILE_SIZE,
+    POOL_LV,
+};
+use crate::crash;
+use crate::engine::context::{sr_tag, Ctx};
+use crate::engine::meta::{Geometry, MetaStore, Mode, SrMeta, FORMAT};
+use crate::engine::names;
+use crate::engine::pool::CHUNK;
+use crate::engine::registry::{meta_path, Entry, Registry};
+use crate::error::{Error, Result};
+use crate::host::lock;
+use crate::host::loopdev;
+use crate::host::lvm::{strings, tag_args, Vg, TAG_META, TAG_OWNED, TAG_SR};
+use crate::host::probe;
+use crate::units::Bytes;
+
+impl Ctx {
+    /// `sr create DEVICE...`: owned mode on raw disks.
+    pub fn create_owned(
+        &self,
+        devices: &[String],
+        name: Option<&str>,
+        force: bool,
+    ) -> Result<SrDetail> {
+        let name = name.unwrap_or(DEFAULT_NAME);
+        names::check_label(name)?;
+        if devices.is_empty() {
+            return Err(Error::Usage(
+                "name at least one device, or use --file".into(),
+            ));
+        }
+        let held = lock::acquire("registry", "the SR registry")?;
+        let reg = self.load()?;
+        Self::check_name_free(&reg, name, None)?;
+        let mut all = self.lvm.report(None)?;
+        if self.clear_half_made(&reg, &all, devices)? {
+            all = self.lvm.report(None)?;
+        }
+        let devs = probe::check_devices(devices, force)?;
+        let entry = self.build_owned(&held, &all, &devs, name, None)?;
+        drop(held);
+        self.show(Some(&entry.uuid))
+    }
+
+    /// `sr create --file PATH --size SIZE`: owned mode on a loop-attached sparse file.
+    pub fn create_file(&self, path: &Path, size: Bytes, name: Option<&str>) -> Result<SrDetail> {
+        let name = name.unwrap_or(DEFAULT_NAME);
+        names::check_label(name)?;
+        if size < MIN_FILE_SIZE {
+            return Err(Error::InvalidSize {
+                input: size.to_string(),
+                why: format!("a file SR needs at least {MIN_FILE_SIZE}"),
+            });
+        }
+        let path = absolute(path)?;
+        let held = lock::acquire("registry", "the SR registry")?;
+        Self::check_name_free(&self.load()?, name, None)?;
+        loopdev::create_sparse(&path, size)?;
+        let result = loopdev::attach(&path).and_then(|dev| {
+            let devs = [probe::Device {
+                path: dev.clone(),
+                size,
+            }];
+            let all = self.lvm.report(None)?;
+            self.build_owned(&held, &all, &devs, name, Some(&path))
+                .inspect_err(|_| {
+                    let _ = loopdev::detach(&dev);
+                })
+        });
+        let entry = match result {
+            Ok(e) => e,
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(e);
+            }
+        };
+        drop(held);
+        let warning = format!(
+            "this SR lives in {}: it is only as safe as the filesystem holding that file",
+            path.display()
+        );
+        let mut detail = self.show(Some(&entry.uuid))?;
+        detail.warnings.push(warning);
+        Ok(detail)
+    }
+
+    /// Creates VG, pool, metadata and registry entry on checked devices; on failure removes
+    /// everything it made.
+    fn build_owned(
+        &self,
+        held: &lock::Lock,
+        all: &[Vg],
+        devs: &[probe::Device],
+        name: &str,
+        file: Option<&Path>,
+    ) -> Result<Entry> {
+        let paths: HashSet<String> = devs.iter().map(|d| d.path.display().to_string()).collect();
+        for vg in all {
+            if let Some(pv) = vg.pvs.iter().find(|p| paths.contains(&p.name)) {
+                return Err(Error::DeviceInUse {
+                    device: pv.name.clone(),
+                    found: format!("a physical volume of volume group '{}'", vg.name),
+                });
+            }
+        }
+        let taken: HashSet<String> = all.iter().map(|v| v.name.clone()).collect();
+        let vg = names::unique_name(name, "", &taken);
+        let vg_size = Bytes(devs.iter().map(|d| usable(d.size, EXTENT).0).sum());
+        let (pool_size, pool_meta) = initial_pool_size(vg_size, EXTENT).map_err(|e| match e {
+            Error::NoSpace {
+                wanted,
+                free,
+                detail,
+                ..
+            } => Error::NoSpace {
+                vg: vg.clone(),
+                wanted,
+                free,
+                detail,
+            },
+            e => e,
+        })?;
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let meta = SrMeta {
+            format: FORMAT,
+            uuid: uuid.clone(),
+            name: name.into(),
+            description: String::new(),
+            mode: Mode::Owned,
+            pool: POOL_LV.into(),
+            pool_owned: true,
+            file: file.map(Path::to_path_buf),
+            vdis: vec![],
+            policy: Default::default(),
+            geometry: Some(Geometry {
+                extent: EXTENT,
+                chunk: CHUNK,
+            }),
+        };
+        let mut args = strings(&["vgcreate", "-y"]);
+        // The extent size the pool was sized with, whatever lvm.conf's default.
+        args.extend(["-s".into(), format!("{}k", EXTENT.0 / 1024)]);
+        args.extend(tag_args(&[TAG_OWNED.into(), sr_tag(&uuid)]));
+        args.push(vg.clone());
+        // In the order given: LVM allocates from the first PV first.
+        args.extend(devs.iter().map(|d| d.path.display().to_string()));
+        self.lvm.run(&args)?;
+        let rest = (|| {
+            crash::point("sr-create.after-vgcreate");
+            self.create_pool(&vg, POOL_LV, pool_size, pool_meta, &uuid)?;
+            crash::point("sr-create.after-pool");
+            self.create_meta_lv(&vg, META_LV, &uuid)?;
+            MetaStore::new(meta_path(&vg, META_LV), name).write(&meta, true)?;
+            crash::point("sr-create.after-meta");
+            let entry = Entry::from_meta(&meta, &vg, META_LV);
+            self.add_entry(held, entry.clone())?;
+            Ok(entry)
+        })();
+        if rest.is_err() {
+            // Undo: the VG is ours (just made, tagged); remove it and the PV labels.
+            let _ =
+                self.remove_vg_and_labels(&vg, devs.iter().map(|d| d.path.display().to_string()));
+        }
+        rest
+    }
+
+    /// A `sr create` that crashed before the SR's metadata existed leaves a VG tagged as
+    /// thinsr's own, unregistered, with at most the empty pool: nothing a VM wrote. Creating
+    /// again on those disks removes it first. One that crashed later left a whole SR, which
+    /// `sr introduce` registers: that is refused here, with the hint.
+    /// True when it removed one (`all`, the VGs before, is then out of date).
+    fn clear_half_made(&self, reg: &Registry, all: &[Vg], devices: &[String]) -> Result<bool> {
+        let paths: HashSet<String> = devices
+            .iter()
+            .filter_map(|d| std::fs::canonicalize(d).ok())
+            .map(|p| p.display().to_string())
+            .collect();
+        let registered: HashSet<&str> = reg.srs.iter().map(|e| e.vg.as_str()).collect();
+        let mut removed = false;
+        for vg in all {
+            let ours = vg.has_tag(TAG_OWNED) && vg.tag_value(TAG_SR).is_some();
+            if !ours
+                || registered.contains(vg.name.as_str())
+                || !vg.pvs.iter().any(|p| paths.contains(&p.name))
+            {
+                continue;
+            }
+            let tag = sr_tag(vg.tag_value(TAG_SR).unwrap_or_default());
+            if vg.lvs.iter().any(|l| l.has_tag(TAG_META)) {
+                return Err(Error::DeviceInUse {
+                    device: vg.pvs[0].name.clone(),
+                    found: format!(
+                        "thinsr SR volume group '{}', not registered: 'thinsr sr introduce {}' registers it",
+                        vg.name, vg.name
+                    ),
+                });
+            }
+            if vg
+                .lvs
+                .iter()
+                .any(|l| !l.has_tag(&tag) && !l.name.starts_with('['))
+            {
+                continue; // someone added LVs: not ours to remove
+            }
+            self.remove_vg_and_labels(&vg.name, vg.pvs.iter().map(|p| p.name.clone()))?;
+            removed = true;
+        }
+        Ok(removed)
+    }
+}

@@ -1,0 +1,164 @@
+//! `sr attach`, `detach`, `forget` and `destroy`.
+
+use super::{refuse_attached, SrDetail};
+use crate::crash;
+use crate::engine::context::{ours, sr_tag, Ctx};
+use crate::engine::meta::Mode;
+use crate::engine::registry::Entry;
+use crate::error::{Error, Result};
+use crate::host::lock;
+use crate::host::loopdev;
+use crate::host::lvm::{strings, Lv, TAG_META, TAG_OWNED};
+
+impl Ctx {
+    /// `sr attach`: re-creates the loop device of a file SR, activates pool and metadata.
+    pub fn attach(&self, key: Option<&str>) -> Result<SrDetail> {
+        let entry = self.entry(key)?;
+        {
+            let _l = lock::acquire(&entry.uuid, &entry.name)?;
+            if let Some(file) = &entry.file {
+                if loopdev::find(file)?.is_empty() {
+                    loopdev::attach(file)?;
+                }
+            }
+            let vg = self.lvm.report_vg(&entry.vg)?;
+            let inactive: Vec<String> = [&entry.pool, &entry.meta_lv]
+                .into_iter()
+                .filter(|n| !vg.lv(n).is_some_and(|l| l.active))
+                .map(|n| format!("{}/{}", entry.vg, n))
+                .collect();
+            if !inactive.is_empty() {
+                let mut args = strings(&["lvchange", "-ay", "-y"]);
+                args.extend(inactive);
+                self.lvm.run(&args)?;
+            }
+        }
+        self.show(Some(&entry.uuid))
+    }
+
+    /// `sr detach`: deactivates pool and metadata (and the loop of a file SR). Refused while
+    /// a VDI is attached.
+    pub fn detach(&self, key: Option<&str>) -> Result<()> {
+        let entry = self.entry(key)?;
+        let _l = lock::acquire(&entry.uuid, &entry.name)?;
+        let vg = match self.lvm.report_vg(&entry.vg) {
+            Ok(vg) => vg,
+            // A file SR whose loop is gone is already detached.
+            Err(Error::VgNotFound(_)) if entry.file.is_some() => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        refuse_attached(self, &entry, &vg)?;
+        // Only LVs carrying this SR's tag: an adopted pool is the admin's and stays active.
+        let active: Vec<String> = ours(&vg, &entry.uuid)
+            .filter(|l| l.active)
+            .map(|l| format!("{}/{}", entry.vg, l.name))
+            .collect();
+        if !active.is_empty() {
+            let mut args = strings(&["lvchange", "-an"]);
+            args.extend(active);
+            self.lvm.run(&args)?;
+        }
+        if let Some(file) = &entry.file {
+            for dev in loopdev::find(file)? {
+                loopdev::detach(&dev)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `sr forget`: unregister only; nothing on disk changes.
+    pub fn forget(&self, key: Option<&str>) -> Result<Entry> {
+        let entry = self.entry(key)?;
+        let _l = lock::acquire(&entry.uuid, &entry.name)?;
+        self.update_registry(|reg| {
+            reg.srs.retain(|e| e.uuid != entry.uuid);
+            Ok(())
+        })?;
+        Ok(entry)
+    }
+
+    /// Checks `sr destroy` would be allowed, before the admin is asked to confirm.
+    pub fn check_destroy(&self, entry: &Entry) -> Result<()> {
+        match self.lvm.report_vg(&entry.vg) {
+            Ok(vg) => refuse_attached(self, entry, &vg),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// `sr destroy`. Owned: the VG, its PV labels (and a file SR's loop and file). Shared:
+    /// only LVs carrying this SR's tag, metadata last; the admin's LVs stay as they were.
+    pub fn destroy(&self, entry: &Entry) -> Result<()> {
+        let _l = lock::acquire(&entry.uuid, &entry.name)?;
+        if let Some(file) = &entry.file {
+            if loopdev::find(file)?.is_empty() && file.exists() {
+                loopdev::attach(file)?;
+            }
+        }
+        let vg = match self.lvm.report_vg_pvs(&entry.vg) {
+            // A destroy that crashed after vgremove: only the registry entry is left.
+            Err(Error::VgNotFound(_)) if entry.mode == Mode::Owned => {
+                return self.update_registry(|reg| {
+                    reg.srs.retain(|e| e.uuid != entry.uuid);
+                    Ok(())
+                })
+            }
+            other => other?,
+        };
+        refuse_attached(self, entry, &vg)?;
+        let tag = sr_tag(&entry.uuid);
+        match entry.mode {
+            Mode::Owned => {
+                if !(vg.has_tag(TAG_OWNED) && vg.has_tag(&tag)) {
+                    return Err(Error::InvalidArgument(format!(
+                        "volume group '{}' does not carry this SR's ownership tags; thinsr will not remove it",
+                        vg.name
+                    )));
+                }
+                let foreign: Vec<&str> = vg
+                    .lvs
+                    .iter()
+                    .filter(|l| !l.has_tag(&tag))
+                    .map(|l| l.name.as_str())
+                    .collect();
+                if !foreign.is_empty() {
+                    return Err(Error::InvalidArgument(format!(
+                        "volume group '{}' holds LVs thinsr did not create ({}); thinsr will not remove them",
+                        vg.name,
+                        foreign.join(", ")
+                    )));
+                }
+                self.lvm.run(&strings(&["vgremove", "-f", &vg.name]))?;
+                crash::point("sr-destroy.after-vgremove");
+                let mut args = strings(&["pvremove", "-y"]);
+                args.extend(vg.pvs.iter().map(|p| p.name.clone()));
+                self.lvm.run(&args)?;
+            }
+            Mode::Shared => {
+                let (meta, rest): (Vec<&Lv>, Vec<&Lv>) =
+                    ours(&vg, &entry.uuid).partition(|l| l.has_tag(TAG_META));
+                if !rest.is_empty() {
+                    let mut args = strings(&["lvremove", "-f"]);
+                    args.extend(rest.iter().map(|l| format!("{}/{}", vg.name, l.name)));
+                    self.lvm.run(&args)?;
+                }
+                crash::point("sr-destroy.before-meta");
+                if !meta.is_empty() {
+                    let mut args = strings(&["lvremove", "-f"]);
+                    args.extend(meta.iter().map(|l| format!("{}/{}", vg.name, l.name)));
+                    self.lvm.run(&args)?;
+                }
+            }
+        }
+        if let Some(file) = &entry.file {
+            for dev in loopdev::find(file)? {
+                loopdev::detach(&dev)?;
+            }
+            std::fs::remove_file(file)
+                .map_err(|e| Error::io(format!("removing {}", file.display()), e))?;
+        }
+        self.update_registry(|reg| {
+            reg.srs.retain(|e| e.uuid != entry.uuid);
+            Ok(())
+        })
+    }
+}

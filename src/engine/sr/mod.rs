@@ -1,0 +1,301 @@
+//! Storage repositories: the engine. No printing; every function returns data.
+//!
+//! Ordering rule for every multi-step change: the metadata LV is written last when creating
+//! and removed last when destroying, and the registry follows the disk. A crash at any step
+//! leaves tagged LVM objects that `sr introduce` or the next run can see.
+//!
+//! Split by what is done: `create` (owned VGs and file-backed SRs), `introduce` (shared
+//! mode and re-registration), `lifecycle` (attach, detach, forget, destroy), `show` (list,
+//! show, rename, descriptions). Shared steps and sizing rules live here.
+
+mod create;
+mod introduce;
+mod lifecycle;
+mod show;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::engine::context::{ours, sr_tag, Ctx};
+use crate::engine::meta::{Mode, META_LV_SIZE};
+use crate::engine::pool::{PoolInfo, CHUNK};
+use crate::engine::registry::{Entry, Registry};
+use crate::error::{Error, Result};
+use crate::host::lock;
+use crate::host::lvm::{strings, tag_args, Lv, Vg, TAG_META, TAG_POOL, TAG_SR, TAG_VDI};
+use crate::units::{clip, Bytes, GIB, MIB};
+
+pub const DEFAULT_NAME: &str = "Local storage";
+
+/// Smallest file SR worth making: room for the pool, its metadata and ours.
+pub const MIN_FILE_SIZE: Bytes = Bytes(256 * MIB);
+
+const POOL_LV: &str = "thinsr_pool";
+
+const META_LV: &str = "thinsr_meta";
+
+/// A summary line of `sr list`.
+#[derive(Debug, Serialize)]
+pub struct SrSummary {
+    pub uuid: String,
+    pub name: String,
+    pub vg: String,
+    pub mode: Mode,
+    /// attached, detached, or missing (the VG is not visible).
+    pub state: String,
+    pub total_space: u64,
+    pub free_space: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+}
+
+/// Everything `sr show` knows. The first fields are xapi's `sr_stat`.
+#[derive(Debug, Serialize)]
+pub struct SrDetail {
+    pub sr: String,
+    pub name: String,
+    pub uuid: String,
+    pub description: String,
+    pub free_space: u64,
+    pub total_space: u64,
+    pub datasources: Vec<String>,
+    pub clustered: bool,
+    pub health: (String, String),
+    pub vg: String,
+    pub mode: Mode,
+    pub attached: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+    pub vg_size: u64,
+    pub vg_free: u64,
+    pub pvs: Vec<PvInfo>,
+    pub pool: PoolInfo,
+    /// VDI LVs (templates have none), and template cache LVs, counted apart.
+    pub vdis: usize,
+    pub caches: usize,
+    /// thinsr's own LVs.
+    pub lvs: Vec<LvInfo>,
+    /// LVs in the VG that thinsr did not create and never touches (shared mode).
+    pub foreign_lvs: Vec<LvInfo>,
+    /// Virtual size of all thin volumes over the pool's size.
+    pub overcommit: f64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PvInfo {
+    pub device: String,
+    pub size: u64,
+    pub free: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LvInfo {
+    pub name: String,
+    pub role: String,
+    pub size: u64,
+    pub active: bool,
+}
+
+/// Pool metadata sized for everything the pool may grow to: 64 bytes per chunk, LVM's own
+/// rule, never below 4 MiB nor above LVM's 15.8 GiB maximum.
+pub fn pool_metadata_size(max_pool: Bytes, extent: Bytes) -> Bytes {
+    let raw = max_pool.0 / CHUNK.0 * 64;
+    Bytes(raw.clamp(4 * MIB, 15 * GIB)).round_up(extent.0.max(1))
+}
+
+/// Initial pool of an owned SR: a tenth of the VG, at least 1 GiB, within what is free once
+/// the metadata (and LVM's spare copy of it) and thinsr's own LV are set aside. Pools
+/// cannot shrink, so they start modest and grow.
+pub fn initial_pool_size(vg_size: Bytes, extent: Bytes) -> Result<(Bytes, Bytes)> {
+    let meta = pool_metadata_size(vg_size, extent);
+    let reserved = meta.0 * 2 + META_LV_SIZE.round_up(extent.0).0 + extent.0 * 2;
+    let room = Bytes(vg_size.0.saturating_sub(reserved)).round_down(extent.0);
+    let want = Bytes((vg_size.0 / 10).max(GIB)).round_down(extent.0);
+    let pool = want.min(room);
+    if pool.0 < 64 * MIB {
+        return Err(Error::NoSpace {
+            vg: String::new(),
+            wanted: Bytes(reserved + 64 * MIB).to_string(),
+            free: vg_size.to_string(),
+            detail: String::new(),
+        });
+    }
+    Ok((pool, meta))
+}
+
+/// What a PV offers once LVM has its label and metadata area (1 MiB) and whole extents.
+fn usable(dev: Bytes, extent: Bytes) -> Bytes {
+    Bytes(dev.0.saturating_sub(MIB)).round_down(extent.0)
+}
+
+const EXTENT: Bytes = Bytes(4 * MIB);
+
+impl Ctx {
+    fn check_name_free(reg: &Registry, name: &str, except_uuid: Option<&str>) -> Result<()> {
+        if let Some(e) = reg
+            .srs
+            .iter()
+            .find(|e| e.name == name && Some(e.uuid.as_str()) != except_uuid)
+        {
+            return Err(Error::InvalidName {
+                input: clip(name),
+                why: format!(
+                    "storage repository {} already has this name; choose another with --name",
+                    e.uuid
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn create_pool(&self, vg: &str, lv: &str, size: Bytes, meta: Bytes, uuid: &str) -> Result<()> {
+        let mut args = strings(&["lvcreate", "-y", "--type", "thin-pool", "-n", lv]);
+        args.extend(["-L".into(), format!("{}b", size.0)]);
+        args.extend(["--poolmetadatasize".into(), format!("{}b", meta.0)]);
+        args.extend(["--chunksize".into(), format!("{}b", CHUNK.0)]);
+        args.extend(tag_args(&[TAG_POOL.into(), sr_tag(uuid)]));
+        args.push(vg.into());
+        self.lvm.run(&args).map(drop)
+    }
+
+    fn create_meta_lv(&self, vg: &str, lv: &str, uuid: &str) -> Result<()> {
+        let mut args = strings(&["lvcreate", "-y", "-Wy", "-n", lv]);
+        args.extend(["-L".into(), format!("{}b", META_LV_SIZE.0)]);
+        args.extend(tag_args(&[TAG_META.into(), sr_tag(uuid)]));
+        args.push(vg.into());
+        self.lvm.run(&args).map(drop)
+    }
+
+    fn add_entry(&self, held: &lock::Lock, entry: Entry) -> Result<()> {
+        self.update_registry_locked(held, |reg| {
+            reg.srs.retain(|e| e.uuid != entry.uuid);
+            reg.srs.push(entry);
+            Ok(())
+        })
+    }
+
+    /// Removes a VG thinsr made (it checked the tags) and the PV labels of its disks.
+    fn remove_vg_and_labels(&self, vg: &str, pvs: impl Iterator<Item = String>) -> Result<()> {
+        self.lvm.run(&strings(&["vgremove", "-f", vg]))?;
+        let mut args = strings(&["pvremove", "-y"]);
+        args.extend(pvs);
+        self.lvm.run(&args).map(drop)
+    }
+}
+
+/// Total and free space for VDIs: the pool plus what the VG still has for it to grow into.
+fn space(vg: &Vg, e: &Entry) -> (Bytes, Bytes) {
+    let pool = vg.lv(&e.pool);
+    let size = pool.map(|l| l.size.0).unwrap_or(0);
+    let used = pool
+        .and_then(|l| l.data_percent)
+        .map(|p| (size as f64 * p / 100.0) as u64)
+        .unwrap_or(0);
+    (
+        Bytes(size + vg.free.0),
+        Bytes(size.saturating_sub(used) + vg.free.0),
+    )
+}
+
+fn no_space(vg: &Vg, wanted: Bytes) -> Error {
+    Error::NoSpace {
+        vg: vg.name.clone(),
+        wanted: wanted.to_string(),
+        free: vg.free.to_string(),
+        detail: String::new(),
+    }
+}
+
+fn find_meta_lv(vg: &Vg) -> Option<&Lv> {
+    vg.lvs
+        .iter()
+        .find(|l| l.has_tag(TAG_META) && l.tag_value(TAG_SR).is_some())
+}
+
+/// Refuses while a VDI of the SR is in use: active through LVM, or served by a device of
+/// thinsr's own (a template's clone, or a template attached read-only).
+fn refuse_attached(ctx: &Ctx, entry: &Entry, vg: &Vg) -> Result<()> {
+    let mut attached: Vec<String> = ours(vg, &entry.uuid)
+        .filter(|l| l.tag_value(TAG_VDI).is_some() && (l.open || l.active))
+        .map(|l| l.name.clone())
+        .collect();
+    let mut uuids: Vec<String> = ours(vg, &entry.uuid)
+        .filter_map(|l| l.tag_value(TAG_VDI).map(str::to_string))
+        .collect();
+    if let Ok(meta) = Ctx::read_meta(entry) {
+        uuids.extend(
+            meta.vdis
+                .iter()
+                .filter(|v| v.is_template())
+                .map(|v| v.uuid.clone()),
+        );
+    }
+    attached.extend(
+        uuids
+            .iter()
+            .filter_map(|u| ctx.our_device(u))
+            .map(|d| d.path().display().to_string()),
+    );
+    if attached.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::SrHasAttachedVdis {
+            sr: entry.name.clone(),
+            lvs: attached,
+        })
+    }
+}
+
+fn absolute(path: &Path) -> Result<PathBuf> {
+    if path.as_os_str().is_empty() {
+        return Err(Error::InvalidArgument("the file path is empty".into()));
+    }
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let dir = std::fs::canonicalize(parent).map_err(|_| {
+        Error::InvalidArgument(format!(
+            "directory '{}' does not exist",
+            clip(&parent.display().to_string())
+        ))
+    })?;
+    let file = path.file_name().ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "'{}' names no file",
+            clip(&path.display().to_string())
+        ))
+    })?;
+    Ok(dir.join(file))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_sizing() {
+        let vg = Bytes(8 * GIB);
+        assert_eq!(pool_metadata_size(vg, EXTENT), Bytes(8 * MIB));
+        let (pool, meta) = initial_pool_size(vg, EXTENT).unwrap();
+        assert_eq!(pool, Bytes(GIB)); // 10% < 1 GiB floor
+        assert_eq!(meta, Bytes(8 * MIB));
+        let (pool, _) = initial_pool_size(Bytes(100 * GIB), EXTENT).unwrap();
+        assert_eq!(pool, Bytes(10 * GIB).round_down(EXTENT.0));
+        // A small VG gets what is left, not more.
+        let (pool, meta) = initial_pool_size(Bytes(256 * MIB), EXTENT).unwrap();
+        assert!(pool.0 + meta.0 * 2 + META_LV_SIZE.0 <= 256 * MIB);
+        assert!(initial_pool_size(Bytes(32 * MIB), EXTENT).is_err());
+        // Huge VGs cap metadata at LVM's limit.
+        assert_eq!(pool_metadata_size(Bytes(1 << 50), EXTENT), Bytes(15 * GIB));
+    }
+
+    #[test]
+    fn usable_space_leaves_the_label() {
+        assert_eq!(usable(Bytes(4 * GIB), EXTENT), Bytes(4 * GIB - 4 * MIB));
+        assert_eq!(usable(Bytes(MIB), EXTENT), Bytes(0));
+    }
+}

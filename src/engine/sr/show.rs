@@ -1,0 +1,182 @@
+//! `sr list` and `sr show`, and the SR's own name and description.
+
+use super::{space, LvInfo, PvInfo, SrDetail, SrSummary};
+use crate::crash;
+use crate::engine::context::{sr_tag, Ctx};
+use crate::engine::meta::SrMeta;
+use crate::engine::names;
+use crate::engine::registry::{Entry, Registry};
+use crate::error::{Error, Result};
+use crate::host::lock;
+use crate::host::lvm::{Lv, TAG_META, TAG_VDI};
+use crate::units::Bytes;
+
+impl Ctx {
+    /// `sr rename` / `sr set-description`: a metadata write, then the registry.
+    pub fn update_meta(
+        &self,
+        key: Option<&str>,
+        f: impl FnOnce(&mut SrMeta, &Registry) -> Result<()>,
+    ) -> Result<SrMeta> {
+        let entry = self.entry(key)?;
+        let _l = lock::acquire(&entry.uuid, &entry.name)?;
+        let store = entry.meta_store();
+        if !store.exists() {
+            return Err(Error::SrNotAttached(entry.name.clone()));
+        }
+        let (mut meta, _) = store.read()?;
+        f(&mut meta, &self.load()?)?;
+        store.write(&meta, false)?;
+        crash::point("sr-meta.after-write");
+        self.replace_entry(Entry::from_meta(&meta, &entry.vg, &entry.meta_lv))?;
+        Ok(meta)
+    }
+
+    /// Puts `updated` in the registry in place of the entry with its uuid.
+    pub(crate) fn replace_entry(&self, updated: Entry) -> Result<()> {
+        self.update_registry(|reg| {
+            for e in reg.srs.iter_mut().filter(|e| e.uuid == updated.uuid) {
+                *e = updated.clone();
+            }
+            Ok(())
+        })
+    }
+
+    pub fn rename(&self, key: Option<&str>, name: &str) -> Result<SrMeta> {
+        names::check_label(name)?;
+        self.update_meta(key, |meta, reg| {
+            Self::check_name_free(reg, name, Some(&meta.uuid))?;
+            meta.name = name.into();
+            Ok(())
+        })
+    }
+
+    pub fn set_description(&self, key: Option<&str>, text: &str) -> Result<SrMeta> {
+        names::check_description(text)?;
+        self.update_meta(key, |meta, _| {
+            meta.description = text.into();
+            Ok(())
+        })
+    }
+
+    /// `sr list`: one lvm report for every SR.
+    pub fn list(&self) -> Result<Vec<SrSummary>> {
+        let reg = self.load()?;
+        if reg.srs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let vgs = self.lvm.report(None)?;
+        Ok(reg
+            .srs
+            .iter()
+            .map(|e| {
+                let vg = vgs.iter().find(|v| v.name == e.vg);
+                let (state, total, free) = match vg {
+                    None => ("missing".to_string(), Bytes(0), Bytes(0)),
+                    Some(vg) => {
+                        let (total, free) = space(vg, e);
+                        let attached = vg.lv(&e.meta_lv).is_some_and(|l| l.active);
+                        (
+                            (if attached { "attached" } else { "detached" }).to_string(),
+                            total,
+                            free,
+                        )
+                    }
+                };
+                SrSummary {
+                    uuid: e.uuid.clone(),
+                    name: e.name.clone(),
+                    vg: e.vg.clone(),
+                    mode: e.mode,
+                    state,
+                    total_space: total.0,
+                    free_space: free.0,
+                    file: e.file.clone(),
+                }
+            })
+            .collect())
+    }
+
+    /// `sr show`: one lvm report, the kernel's pool status, and the metadata when active.
+    pub fn show(&self, key: Option<&str>) -> Result<SrDetail> {
+        let entry = self.entry(key)?;
+        let vg = self.lvm.report_vg_pvs(&entry.vg)?;
+        let store = entry.meta_store();
+        // The metadata is the truth; the registry can lag it by one crash.
+        let (name, description) = match store.exists() {
+            true => store.read().map(|(m, _)| (m.name, m.description))?,
+            false => (entry.name.clone(), String::new()),
+        };
+        let attached = vg.lv(&entry.meta_lv).is_some_and(|l| l.active);
+        let pool = crate::engine::pool::pool_info(&vg, &entry)?;
+        let tag = sr_tag(&entry.uuid);
+        let role = |l: &Lv| -> String {
+            if l.name == entry.pool {
+                "pool"
+            } else if l.has_tag(TAG_META) {
+                "metadata"
+            } else if l.tag_value(TAG_VDI).is_some() {
+                "vdi"
+            } else if l.tag_value(crate::host::lvm::TAG_CACHE).is_some() {
+                "template cache"
+            } else {
+                "other"
+            }
+            .into()
+        };
+        let info = |l: &Lv, role: String| LvInfo {
+            name: l.name.clone(),
+            role,
+            size: l.size.0,
+            active: l.active,
+        };
+        let (mine, foreign): (Vec<&Lv>, Vec<&Lv>) = vg
+            .lvs
+            .iter()
+            .partition(|l| l.has_tag(&tag) || l.name == entry.pool);
+        let (total, free) = space(&vg, &entry);
+        let health = match pool.kernel.as_ref().and_then(|k| k.trouble()) {
+            Some(t) => ("Unavailable".to_string(), format!("thin pool is {t}")),
+            None => ("Healthy".to_string(), String::new()),
+        };
+        Ok(SrDetail {
+            sr: entry.uuid.clone(),
+            name,
+            uuid: entry.uuid.clone(),
+            description,
+            free_space: free.0,
+            total_space: total.0,
+            datasources: vec![],
+            clustered: false,
+            health,
+            vg: vg.name.clone(),
+            mode: entry.mode,
+            attached,
+            file: entry.file.clone(),
+            vg_size: vg.size.0,
+            vg_free: vg.free.0,
+            pvs: vg
+                .pvs
+                .iter()
+                .map(|p| PvInfo {
+                    device: p.name.clone(),
+                    size: p.size.0,
+                    free: p.free.0,
+                })
+                .collect(),
+            overcommit: pool.overcommit(),
+            pool,
+            vdis: mine
+                .iter()
+                .filter(|l| l.tag_value(TAG_VDI).is_some())
+                .count(),
+            caches: mine
+                .iter()
+                .filter(|l| l.tag_value(crate::host::lvm::TAG_CACHE).is_some())
+                .count(),
+            lvs: mine.iter().map(|l| info(l, role(l))).collect(),
+            foreign_lvs: foreign.iter().map(|l| info(l, "foreign".into())).collect(),
+            warnings: vec![],
+        })
+    }
+}

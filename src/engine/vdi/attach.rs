@@ -1,0 +1,218 @@
+//! `vdi attach` and `vdi detach`: the VDI as a block device, through LVM for plain thin
+//! and preallocated LVs, through a device of thinsr's own for a template's clones.
+
+use std::path::PathBuf;
+
+use super::{is_thin, refuse_pending, template_of, vdi_lv, Volume};
+use crate::crash;
+use crate::engine::context::{Ctx, Locked};
+use crate::engine::meta::VdiMeta;
+use crate::engine::names;
+use crate::engine::registry::Entry;
+use crate::error::{Error, Result};
+use crate::host::dm;
+use crate::host::lvm::{dev_path, strings, Lv, Vg};
+
+/// `VDI_ATTACHED` for an attach in the other mode than the VDI's current one.
+fn mode_clash(v: &VdiMeta, device: &str, now_ro: bool, want_ro: bool) -> Error {
+    let mode = |ro| if ro { "read-only" } else { "read-write" };
+    Error::VdiAttached {
+        vdi: v.name.clone(),
+        device: format!(
+            "{device}, {}; detach it first to attach it {}",
+            mode(now_ro),
+            mode(want_ro)
+        ),
+    }
+}
+
+impl Ctx {
+    /// `vdi attach`: returns the block device to give the VM, making it if needed. A VDI
+    /// reading a template gets a device of ours over its template; any other VDI is its LV,
+    /// activated by LVM. A template itself attaches read-only, as a device over its image.
+    pub fn vdi_attach(&self, key: &str, sr: Option<&str>, read_only: bool) -> Result<Volume> {
+        self.with_vdi(key, sr, |ctx, op, vg, uuid| {
+            let v = op.vdi(uuid)?.clone();
+            if v.is_template() && !read_only {
+                return Err(Error::VdiIsTemplate(v.name.clone()));
+            }
+            refuse_pending(&v)?;
+            let read_only = read_only || !v.read_write();
+            let device = match ctx.our_device(uuid) {
+                Some(d) if d.live || dm::revive(&d.name)? => {
+                    if d.read_only != read_only {
+                        let path = d.path().display().to_string();
+                        return Err(mode_clash(&v, &path, d.read_only, read_only));
+                    }
+                    if !d.live {
+                        ctx.forget_devices(); // revived
+                    }
+                    d.path()
+                }
+                left => {
+                    if let Some(d) = left {
+                        // Left without a table by a crash: start again.
+                        dm::remove(&d.name, &v.name)?;
+                    }
+                    let made = ctx.make_device(op, vg, &v, read_only)?;
+                    ctx.forget_devices();
+                    made
+                }
+            };
+            let mut vol = ctx.volume(&op.entry, &op.meta, vg, &v, None);
+            vol.path = device.display().to_string();
+            vol.attached = true;
+            vol.read_write = !read_only;
+            Ok(vol)
+        })
+    }
+
+    /// The device to give a VM for `v`, which has none yet.
+    fn make_device(&self, op: &Locked, vg: &Vg, v: &VdiMeta, read_only: bool) -> Result<PathBuf> {
+        if v.is_template() {
+            return self.attach_template(v, vg);
+        }
+        let lv = vdi_lv(vg, v)?;
+        let template = template_of(op, v)?;
+        // LVM activates snapshots read-only by their permission, and writable LVs
+        // read-write; a writable thin VDI wanted read-only, or one reading a template,
+        // needs a device of ours. (LVM's read_only_volume_list would make it reload the
+        // whole pool read-only, which the kernel refuses.)
+        if template.is_some() || read_only && is_thin(v.kind) && v.read_write() {
+            self.attach_thin(&op.entry, vg, v, lv, template, read_only)
+        } else {
+            self.activate(vg, v, lv, read_only)
+        }
+    }
+
+    /// Marks an imported VDI complete.
+    pub(crate) fn finish_import(&self, mut op: Locked, uuid: &str) -> Result<()> {
+        op.vdi_mut(uuid)?.pending = None;
+        op.save()
+    }
+
+    /// A read-only device over VDI `v`, which has none (an export reads it): thin VDIs
+    /// get one of ours, which needs no lvm call; preallocated ones are activated read-only.
+    pub(crate) fn attach_for_reading(&self, op: &Locked, vg: &Vg, v: &VdiMeta) -> Result<PathBuf> {
+        let lv = vdi_lv(vg, v)?;
+        if is_thin(v.kind) {
+            let made = self.attach_thin(&op.entry, vg, v, lv, template_of(op, v)?, true);
+            self.forget_devices();
+            made
+        } else {
+            self.activate(vg, v, lv, true)
+        }
+    }
+
+    /// The VDI's LV activated by LVM (a preallocated one wanted read-only is activated
+    /// read-only without changing the LV).
+    fn activate(&self, vg: &Vg, v: &VdiMeta, lv: &Lv, read_only: bool) -> Result<PathBuf> {
+        let name = format!("{}/{}", vg.name, lv.name);
+        if !lv.active {
+            let mut args = strings(&["lvchange", "-ay", "-K"]);
+            if read_only && v.read_write() {
+                args.push("--config".into());
+                args.push(format!(
+                    "activation {{ read_only_volume_list = [ \"{name}\" ] }}"
+                ));
+            }
+            args.push(name);
+            self.lvm.run(&args)?;
+        } else {
+            // 'r' is a read-only LV, 'R' a read-only activation of a writable one.
+            let now_ro = matches!(lv.attr.as_bytes().get(1), Some(b'r' | b'R'));
+            if now_ro != read_only {
+                let path = dev_path(&vg.name, &lv.name);
+                return Err(mode_clash(v, &path, now_ro, read_only));
+            }
+        }
+        Ok(PathBuf::from(dev_path(&vg.name, &lv.name)))
+    }
+
+    /// A thin device of ours: the VDI's LVM thin id in the pool, reading the template's
+    /// image (when it has one) where the VDI has no data.
+    fn attach_thin(
+        &self,
+        entry: &Entry,
+        vg: &Vg,
+        v: &VdiMeta,
+        lv: &Lv,
+        template: Option<&VdiMeta>,
+        read_only: bool,
+    ) -> Result<PathBuf> {
+        if lv.active {
+            // Two devices on one thin id would corrupt it; LVM's own reads zeros for the
+            // template's blocks.
+            return Err(Error::VdiAttached {
+                vdi: v.name.clone(),
+                device: format!(
+                    "{} is active through LVM, without its template; 'lvchange -an' it first",
+                    dev_path(&vg.name, &lv.name)
+                ),
+            });
+        }
+        let thin_id = lv.thin_id.ok_or_else(|| Error::LvmFailed {
+            command: "fullreport".into(),
+            message: format!("no thin id reported for {}/{}", vg.name, lv.name),
+        })?;
+        let (pool, _) = dm::pool_target(&dm::open()?, &vg.name, &entry.pool)
+            .ok_or_else(|| Error::SrNotAttached(entry.name.clone()))?;
+        let origin = template.map(|t| self.attach_origin(t, vg)).transpose()?;
+        crash::point("vdi-attach.after-origin");
+        let table = dm::Table::Thin {
+            pool: format!("/dev/mapper/{pool}"),
+            thin_id,
+            origin,
+        };
+        let name = dm::our_name(&vg.name, &lv.name, &v.uuid);
+        dm::create(&name, &v.uuid, lv.size.0 / 512, &table, read_only).inspect_err(|_| {
+            if let Some(t) = template {
+                let _ = self.release_origin_if_unused(&t.uuid);
+            }
+        })
+    }
+
+    /// A template attached on its own, read-only: a device over its image.
+    fn attach_template(&self, t: &VdiMeta, vg: &Vg) -> Result<PathBuf> {
+        let origin = self.attach_origin(t, vg)?;
+        let name = dm::our_name(
+            &vg.name,
+            &format!("template-{}", names::sanitize(&t.name, 64)),
+            &t.uuid,
+        );
+        let sectors = t.size.0.div_ceil(512);
+        let table = dm::Table::Linear { source: origin };
+        dm::create(&name, &t.uuid, sectors, &table, true).inspect_err(|_| {
+            let _ = self.release_origin_if_unused(&t.uuid);
+        })
+    }
+
+    /// `vdi detach`: removes the device of ours (and the template's attachment when no
+    /// other clone reads it) or deactivates the LV. Idempotent, and it clears what a crash
+    /// or a dead qemu-nbd left behind.
+    pub fn vdi_detach(&self, key: &str, sr: Option<&str>) -> Result<Volume> {
+        self.with_vdi(key, sr, |ctx, op, vg, uuid| {
+            let v = op.vdi(uuid)?.clone();
+            if let Some(d) = ctx.our_device(uuid) {
+                dm::remove(&d.name, &v.name)?;
+                ctx.forget_devices();
+            }
+            if let Some(t) = v.origin.as_ref().or(v.is_template().then_some(&v.uuid)) {
+                ctx.release_origin_if_unused(t)?;
+            }
+            if let Some(lv) = vg.vdi_lv(uuid).filter(|l| l.active) {
+                if lv.open {
+                    return Err(Error::VdiAttached {
+                        vdi: v.name.clone(),
+                        device: dev_path(&vg.name, &lv.name),
+                    });
+                }
+                ctx.set_active(&format!("{}/{}", vg.name, lv.name), false)?;
+            }
+            let mut vol = ctx.volume(&op.entry, &op.meta, vg, &v, None);
+            vol.attached = false;
+            vol.path = String::new();
+            Ok(vol)
+        })
+    }
+}

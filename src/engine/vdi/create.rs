@@ -1,0 +1,278 @@
+//! `vdi create` and `vdi destroy`: thin LVs in the pool, or preallocated LVs zeroed with
+//! progress, and their removal.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::{free_lv_name, lvcreate_args, now, refuse_template, space_detail, vdi_tag, Volume};
+use crate::cancel;
+use crate::crash;
+use crate::engine::context::{Ctx, Locked};
+use crate::engine::known;
+use crate::engine::meta::{Pending, VdiKind, VdiMeta};
+use crate::engine::names;
+use crate::engine::registry::Entry;
+use crate::error::{Error, Result};
+use crate::host::lvm::{dev_path, strings};
+use crate::host::zero;
+use crate::progress::Progress;
+use crate::units::Bytes;
+
+impl Ctx {
+    /// `vdi create`: a thin LV in the pool, or a preallocated LV zeroed completely.
+    pub fn vdi_create(
+        &self,
+        sr: Option<&str>,
+        label: &str,
+        size: Bytes,
+        description: &str,
+        preallocate: bool,
+        progress: &dyn Progress,
+    ) -> Result<Volume> {
+        self.create(sr, label, size, description, preallocate, false, progress)
+    }
+
+    /// `vdi create`, or the empty VDI an import fills (`importing`: marked so until the
+    /// import finishes, and created active so the import needs no further lvm call).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn create(
+        &self,
+        sr: Option<&str>,
+        label: &str,
+        size: Bytes,
+        description: &str,
+        preallocate: bool,
+        importing: bool,
+        progress: &dyn Progress,
+    ) -> Result<Volume> {
+        names::check_label(label)?;
+        names::check_description(description)?;
+        if size.0 == 0 {
+            return Err(Error::InvalidSize {
+                input: "0".into(),
+                why: "a disk must be larger than zero".into(),
+            });
+        }
+        if preallocate {
+            cancel::watch();
+        }
+        let entry = self.entry(sr)?;
+        let mut op = self.lock_sr(&entry)?;
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let args_for = |lv: &str, size: Bytes| {
+            let mut args = lvcreate_args(&entry.uuid, &uuid, lv);
+            if preallocate {
+                // Active now, to be zeroed; LVM's own zeroing covers only the first 4 KiB.
+                args.extend(strings(&["-K", "-Zn", "-Wn", "-L"]));
+                args.extend([format!("{}b", size.0), entry.vg.clone()]);
+            } else {
+                if importing {
+                    args.push("-K".into());
+                }
+                args.extend(["-V".into(), format!("{}b", size.0), "-T".into()]);
+                args.push(format!("{}/{}", entry.vg, entry.pool));
+            }
+            args
+        };
+        // One lvm call when the metadata and the kernel can say all a report would.
+        let ready = preallocate || Self::thin_ready(&entry, &op.meta);
+        let made = match op.meta.geometry.filter(|_| ready) {
+            Some(g) => {
+                let size = size.round_up(g.extent.0);
+                let lv = op.known_free_name(label);
+                known::unless_a_report_helps(self.lvm.run(&args_for(&lv, size)))?
+                    .map(|_| (lv, size))
+            }
+            None => None,
+        };
+        let (lv, size) = match made {
+            Some(m) => m,
+            None => {
+                let vg = self.lvm.report_vg(&entry.vg)?;
+                op.learn_geometry(&vg);
+                let size = size.round_up(vg.extent_size.0);
+                let lv = free_lv_name(&vg, label, None);
+                if preallocate && vg.free < size {
+                    return Err(Error::NoSpace {
+                        vg: vg.name.clone(),
+                        wanted: size.to_string(),
+                        free: vg.free.to_string(),
+                        detail: space_detail(&vg, &entry),
+                    });
+                }
+                if !preallocate {
+                    self.prepare_thin(&entry, &op.meta, &vg, size)?;
+                }
+                self.lvm.run(&args_for(&lv, size))?;
+                (lv, size)
+            }
+        };
+        crash::point("vdi-create.after-lvcreate");
+        let vdi = VdiMeta {
+            uuid: uuid.clone(),
+            name: label.into(),
+            description: description.into(),
+            kind: if preallocate {
+                VdiKind::Preallocated
+            } else {
+                VdiKind::Thin
+            },
+            lv: lv.clone(),
+            size,
+            parent: None,
+            created: now(),
+            keys: BTreeMap::new(),
+            pending: if importing {
+                Some(Pending::Importing)
+            } else {
+                preallocate.then_some(Pending::Zeroing { from: Bytes(0) })
+            },
+            image: None,
+            origin: None,
+            cache: None,
+        };
+        self.record_new(&mut op, &entry.vg, &vdi)?;
+        crash::point("vdi-create.after-meta");
+        if preallocate {
+            // Other commands on this SR go on while the disk is zeroed.
+            drop(op);
+            self.finish_zeroing(&entry, &vdi, Bytes(0), size, progress)?;
+        }
+        let mut v = vdi;
+        if !importing {
+            v.pending = None;
+        }
+        Ok(self.volume_of(&entry, &entry.vg, &v, None, size, false, None))
+    }
+
+    /// Zeroes `[from, to)` of an LV: activated for it (VDIs are inactive unless attached)
+    /// and deactivated after, whatever the outcome.
+    pub(crate) fn zero_lv(
+        &self,
+        vg: &str,
+        lv: &str,
+        from: Bytes,
+        to: Bytes,
+        what: &str,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        let name = format!("{vg}/{lv}");
+        self.set_active(&name, true)?;
+        let zeroed = zero::zero(
+            &PathBuf::from(dev_path(vg, lv)),
+            from.0,
+            to.0,
+            what,
+            progress,
+        );
+        self.set_active(&name, false)?;
+        zeroed
+    }
+
+    /// Records a VDI whose LV was just made. When the metadata cannot be written the LV
+    /// goes again, so no half-made VDI is left behind.
+    pub(super) fn record_new(&self, op: &mut Locked, vg: &str, vdi: &VdiMeta) -> Result<()> {
+        op.meta.vdis.push(vdi.clone());
+        op.save().inspect_err(|_| {
+            let _ = self.remove_lv(&format!("{vg}/{}", vdi.lv));
+        })
+    }
+
+    /// Zeroes a new preallocated VDI (an active LV), deactivates it and clears `pending`; on
+    /// cancel or failure removes the LV and its entry.
+    fn finish_zeroing(
+        &self,
+        entry: &Entry,
+        vdi: &VdiMeta,
+        from: Bytes,
+        to: Bytes,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        let lv = format!("{}/{}", entry.vg, vdi.lv);
+        let zeroed = if cancel::requested() {
+            Err(Error::Cancelled)
+        } else {
+            zero::zero(
+                &PathBuf::from(dev_path(&entry.vg, &vdi.lv)),
+                from.0,
+                to.0,
+                &format!("zeroing {}", vdi.name),
+                progress,
+            )
+        };
+        crash::point("vdi-create.after-zero");
+        match zeroed {
+            Ok(()) => {
+                self.set_active(&lv, false)?;
+                let mut op = self.lock_sr(entry)?;
+                op.vdi_mut(&vdi.uuid)?.pending = None;
+                op.save()
+            }
+            Err(e) => {
+                let mut op = self.lock_sr(entry)?;
+                self.remove_lv(&lv)?;
+                op.meta.vdis.retain(|v| v.uuid != vdi.uuid);
+                op.save()?;
+                Err(e)
+            }
+        }
+    }
+
+    /// `vdi destroy`: refused while attached. Thin space returns to the pool. One lvm call:
+    /// `lvremove` of the LV the metadata names, selected by the VDI's tag (so it can only
+    /// remove thinsr's LV of this VDI); a report only when that LV is not there by that name.
+    pub fn vdi_destroy(&self, key: &str, sr: Option<&str>) -> Result<Volume> {
+        let found = self.resolve(key, sr)?;
+        let mut op = self.lock_sr(&found.entry)?;
+        let v = op.vdi(&found.uuid)?.clone();
+        refuse_template(&v)?;
+        let vg_name = op.entry.vg.clone();
+        if let Some(d) = self.our_device(&v.uuid) {
+            return Err(Error::VdiAttached {
+                vdi: v.name.clone(),
+                device: d.path().display().to_string(),
+            });
+        }
+        // An active LV by the recorded name is ours attached, or an LV renamed into that
+        // name: the report below tells which. Otherwise lvremove without -f (were the LV
+        // active after all, lvremove would ask, and with no terminal to answer, refuse).
+        let removed = !known::lv_active(&vg_name, &v.lv)
+            && self
+                .lvm
+                .run(&[
+                    "lvremove".into(),
+                    "-S".into(),
+                    format!("lv_tags={}", vdi_tag(&v.uuid)),
+                    format!("{vg_name}/{}", v.lv),
+                ])?
+                .contains("successfully removed");
+        let mut vol = self.volume_of(&op.entry, &vg_name, &v, None, v.size, false, None);
+        vol.sr_name = op.meta.name.clone();
+        if !removed {
+            // Not by that name: find it by its tag, if it is anywhere.
+            let vg = self.lvm.report_vg(&vg_name)?;
+            if let Some(lv) = vg.vdi_lv(&v.uuid) {
+                self.refuse_attached(&vg, &v, lv)?;
+                self.remove_lv(&format!("{vg_name}/{}", lv.name))?;
+            }
+        }
+        crash::point("vdi-destroy.after-lvremove");
+        op.meta.vdis.retain(|x| x.uuid != v.uuid);
+        op.save()?;
+        Ok(vol)
+    }
+
+    /// Checks that `vdi destroy` would be allowed, before the admin is asked to confirm.
+    pub fn vdi_check_destroy(&self, v: &Volume) -> Result<()> {
+        if v.kind == VdiKind::Template {
+            return Err(Error::VdiIsTemplate(v.name.clone()));
+        }
+        if v.attached {
+            return Err(Error::VdiAttached {
+                vdi: v.name.clone(),
+                device: v.path.clone(),
+            });
+        }
+        Ok(())
+    }
+}

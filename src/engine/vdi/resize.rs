@@ -1,0 +1,181 @@
+//! `vdi resize`: thin VDIs grow in the pool, preallocated ones grow and zero the new part.
+
+use super::{is_thin, refuse_pending, refuse_template, space_detail, vdi_lv, Volume};
+use crate::cancel;
+use crate::crash;
+use crate::engine::context::{Ctx, Locked};
+use crate::engine::meta::{Pending, VdiKind, VdiMeta};
+use crate::error::{Error, Result};
+use crate::host::lvm::{strings, Lv, Vg};
+use crate::progress::Progress;
+use crate::units::{Bytes, NewSize};
+
+/// The least common multiple of two allocation units (powers of two in practice).
+pub(super) fn lcm(a: u64, b: u64) -> u64 {
+    fn gcd(a: u64, b: u64) -> u64 {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
+    }
+    if a == 0 || b == 0 {
+        a.max(b)
+    } else {
+        a / gcd(a, b) * b
+    }
+}
+
+impl Ctx {
+    /// `vdi resize`: grow (a preallocated VDI's new part is zeroed first), or shrink when
+    /// `allow_shrink` (the caller has confirmed).
+    pub fn vdi_resize(
+        &self,
+        key: &str,
+        sr: Option<&str>,
+        new: NewSize,
+        allow_shrink: bool,
+        progress: &dyn Progress,
+    ) -> Result<Volume> {
+        if new == NewSize::To(Bytes(0)) {
+            return Err(Error::InvalidSize {
+                input: "0".into(),
+                why: "a disk must be larger than zero".into(),
+            });
+        }
+        cancel::watch();
+        self.with_vdi(key, sr, |ctx, op, vg, uuid| {
+            let v = op.vdi(uuid)?.clone();
+            refuse_template(&v)?;
+            if v.pending == Some(Pending::Importing) {
+                refuse_pending(&v)?;
+            }
+            if !v.read_write() {
+                return Err(Error::VdiReadOnly(v.name.clone()));
+            }
+            let lv = vdi_lv(vg, &v)?;
+            if v.origin.is_some() || ctx.our_device(uuid).is_some() {
+                // A device of ours has the old size in its table: a resize waits for detach.
+                ctx.refuse_attached(vg, &v, lv)?;
+            }
+            let current = lv.size;
+            let target = new.from(current, vg.extent_size.0)?;
+            let name = format!("{}/{}", vg.name, lv.name);
+            if target < current {
+                if !allow_shrink {
+                    return Err(Error::ShrinkRefused {
+                        vdi: v.name.clone(),
+                        from: current.to_string(),
+                        to: target.to_string(),
+                    });
+                }
+                ctx.refuse_attached(vg, &v, lv)?;
+            }
+            let pending_from = match v.pending {
+                Some(Pending::Zeroing { from }) => Some(from),
+                _ => None,
+            };
+            if target == current && pending_from.is_none() {
+                return Ok(ctx.volume(&op.entry, &op.meta, vg, &v, None));
+            }
+            if v.kind == VdiKind::Preallocated && target > current || pending_from.is_some() {
+                ctx.refuse_attached(vg, &v, lv)?;
+                ctx.grow_preallocated(op, vg, &v, lv, target, pending_from, progress)?;
+            } else {
+                ctx.lvm.run(&strings(&[
+                    "lvresize",
+                    "-y",
+                    "-f",
+                    "-L",
+                    &format!("{}b", target.0),
+                    &name,
+                ]))?;
+                crash::point("vdi-resize.after-lvresize");
+                op.vdi_mut(uuid)?.size = target;
+                op.save()?;
+            }
+            let mut done = op.vdi(uuid)?.clone();
+            done.pending = None;
+            let mut vol = ctx.volume_of(
+                &op.entry,
+                &vg.name,
+                &done,
+                Some(lv),
+                target,
+                lv.active,
+                None,
+            );
+            vol.sr_name = op.meta.name.clone();
+            if is_thin(v.kind) {
+                vol.physical_utilisation = ctx
+                    .volume(&op.entry, &op.meta, vg, &v, None)
+                    .physical_utilisation;
+            }
+            Ok(vol)
+        })
+    }
+
+    /// Grows a preallocated VDI and zeroes the new part; also finishes an earlier grow that
+    /// was interrupted (`pending_from`). A cancel shrinks it back.
+    #[allow(clippy::too_many_arguments)]
+    fn grow_preallocated(
+        &self,
+        op: &mut Locked,
+        vg: &Vg,
+        v: &VdiMeta,
+        lv: &Lv,
+        target: Bytes,
+        pending_from: Option<Bytes>,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        let name = format!("{}/{}", vg.name, lv.name);
+        let from = pending_from.unwrap_or(lv.size).min(lv.size);
+        let target = target.max(lv.size);
+        if target > lv.size && vg.free.0 < target.0 - lv.size.0 {
+            return Err(Error::NoSpace {
+                vg: vg.name.clone(),
+                wanted: Bytes(target.0 - lv.size.0).to_string(),
+                free: vg.free.to_string(),
+                detail: space_detail(vg, &op.entry),
+            });
+        }
+        // Recorded before the LV grows: a crash leaves an unzeroed tail the metadata knows of.
+        op.vdi_mut(&v.uuid)?.pending = Some(Pending::Zeroing { from });
+        op.save()?;
+        if target > lv.size {
+            self.lvm.run(&strings(&[
+                "lvresize",
+                "-y",
+                "-L",
+                &format!("{}b", target.0),
+                &name,
+            ]))?;
+            crash::point("vdi-resize.after-lvresize");
+        }
+        let what = format!("zeroing the new part of {}", v.name);
+        match self.zero_lv(&vg.name, &lv.name, from, target, &what, progress) {
+            Ok(()) => {
+                let m = op.vdi_mut(&v.uuid)?;
+                m.pending = None;
+                m.size = target;
+                op.save()
+            }
+            Err(e) => {
+                // Back to the size whose every byte is zeroed; nothing beyond it held data.
+                self.lvm.run(&strings(&[
+                    "lvresize",
+                    "-y",
+                    "-f",
+                    "-L",
+                    &format!("{}b", from.0),
+                    &name,
+                ]))?;
+                let m = op.vdi_mut(&v.uuid)?;
+                m.pending = None;
+                m.size = from;
+                op.save()?;
+                Err(e)
+            }
+        }
+    }
+}

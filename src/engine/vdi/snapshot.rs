@@ -1,0 +1,154 @@
+//! `vdi snapshot` and `vdi clone`: thin snapshots of a VDI (or of a template, over its
+//! external origin).
+
+use std::collections::BTreeMap;
+
+use super::resize::lcm;
+use super::{free_lv_name, lvcreate_args, now, origin_name, refuse_pending, vdi_lv, Volume};
+use crate::crash;
+use crate::engine::context::Ctx;
+use crate::engine::known;
+use crate::engine::meta::{Geometry, VdiKind, VdiMeta};
+use crate::engine::names;
+use crate::error::{Error, Result};
+use crate::host::dm;
+use crate::host::lvm::{tag_args, TAG_ORIGIN};
+use crate::units::Bytes;
+
+impl Ctx {
+    /// `vdi snapshot` (read-only) and `vdi clone` (writable): instant thin snapshots.
+    pub fn vdi_snapshot(
+        &self,
+        key: &str,
+        sr: Option<&str>,
+        name: Option<&str>,
+        clone: bool,
+    ) -> Result<Volume> {
+        if let Some(n) = name {
+            names::check_label(n)?;
+        }
+        let found = self.resolve(key, sr)?;
+        let mut op = self.lock_sr(&found.entry)?;
+        let parent = op.vdi(&found.uuid)?.clone();
+        refuse_pending(&parent)?;
+        if parent.kind == VdiKind::Preallocated {
+            return Err(Error::InvalidArgument(format!(
+                "VDI '{}' is preallocated: instant snapshots and clones need a thin VDI",
+                parent.name
+            )));
+        }
+        let label = match name {
+            Some(n) => n.to_string(),
+            None => format!(
+                "{} {}",
+                parent.name,
+                if clone { "clone" } else { "snapshot" }
+            ),
+        };
+        names::check_label(&label)?;
+        let new_uuid = uuid::Uuid::new_v4().to_string();
+        let origin = if parent.is_template() {
+            Some(parent.uuid.clone())
+        } else {
+            parent.origin.clone()
+        };
+        let (vg_name, pool) = (op.entry.vg.clone(), op.entry.pool.clone());
+        // A template's clone is a new thin LV reading the template where it has no data;
+        // anything else is an LVM thin snapshot of the parent's LV.
+        let make = |lv: &str, size: Bytes, parent_lv: Option<&str>| -> Result<()> {
+            let mut args = lvcreate_args(&found.entry.uuid, &new_uuid, lv);
+            if let Some(o) = &origin {
+                args.extend(tag_args(&[format!("{TAG_ORIGIN}{o}")]));
+            }
+            args.extend(["-p".into(), (if clone { "rw" } else { "r" }).into()]);
+            let Some(parent_lv) = parent_lv else {
+                args.extend(["-V".into(), format!("{}b", size.0), "-T".into()]);
+                args.push(format!("{vg_name}/{pool}"));
+                return self.lvm.run(&args).map(drop);
+            };
+            args.extend(["-s".into(), format!("{vg_name}/{parent_lv}")]);
+            match self.our_device(&parent.uuid) {
+                None => self.lvm.run(&args).map(drop),
+                // The parent is in use through a device of ours, which LVM does not know to
+                // quiesce: suspend it (flushing the VM's writes) for the instant the
+                // snapshot is taken. (Our lvm calls skip suspended devices rather than wait
+                // on them.)
+                Some(d) => {
+                    dm::suspend(&d.name, true)?;
+                    crash::point("vdi-snapshot.while-suspended");
+                    let made = self.lvm.run(&args);
+                    dm::suspend(&d.name, false)?;
+                    made.map(drop)
+                }
+            }
+        };
+        let clone_size = |g: Geometry| parent.size.round_up(lcm(g.extent.0, g.chunk.0));
+        // One lvm call when the metadata and the kernel can say all a report would.
+        let ready = Self::thin_ready(&op.entry, &op.meta);
+        let made = match op.meta.geometry.filter(|_| ready) {
+            Some(g) => {
+                let lv = op.known_free_name(&label);
+                let (size, parent_lv) = if parent.is_template() {
+                    (clone_size(g), None)
+                } else {
+                    (parent.size, Some(parent.lv.as_str()))
+                };
+                // What the new VDI maps is known from the next listing.
+                known::unless_a_report_helps(make(&lv, size, parent_lv))?.map(|()| (lv, size, 0))
+            }
+            None => None,
+        };
+        let (lv, size, physical) = match made {
+            Some(m) => m,
+            None => {
+                let vg = self.lvm.report_vg(&op.entry.vg)?;
+                op.learn_geometry(&vg);
+                let g = op.meta.geometry.expect("just learnt");
+                let (size, parent_lv) = if parent.is_template() {
+                    (clone_size(g), None)
+                } else {
+                    let l = vdi_lv(&vg, &parent)?;
+                    if l.name != parent.lv {
+                        // Renamed outside thinsr: the metadata learns the name (saved with
+                        // the new VDI), so the next command needs no report again.
+                        op.vdi_mut(&parent.uuid)?.lv = l.name.clone();
+                    }
+                    (l.size, Some(l.name.as_str()))
+                };
+                self.prepare_thin(&op.entry, &op.meta, &vg, size)?;
+                let lv = free_lv_name(&vg, &label, None);
+                make(&lv, size, parent_lv)?;
+                // Until the pool's metadata says otherwise, a snapshot maps what its parent
+                // does.
+                let parent_vol = self.volume(&op.entry, &op.meta, &vg, &parent, None);
+                (lv, size, parent_vol.physical_utilisation)
+            }
+        };
+        crash::point("vdi-snapshot.after-lvcreate");
+        let vdi = VdiMeta {
+            uuid: new_uuid.clone(),
+            name: label,
+            description: parent.description.clone(),
+            kind: if clone {
+                VdiKind::Clone
+            } else {
+                VdiKind::Snapshot
+            },
+            lv,
+            size,
+            parent: Some(parent.uuid.clone()),
+            created: now(),
+            keys: BTreeMap::new(),
+            pending: None,
+            image: None,
+            origin: origin.clone(),
+            cache: None,
+        };
+        self.record_new(&mut op, &vg_name, &vdi)?;
+        let mut vol = self.volume_of(&op.entry, &vg_name, &vdi, None, size, false, Some(physical));
+        vol.sr_name = op.meta.name.clone();
+        vol.parent_name = Some(parent.name.clone());
+        vol.origin_name = origin_name(&op.meta, &vdi);
+        Ok(vol)
+    }
+}

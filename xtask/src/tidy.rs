@@ -1,0 +1,289 @@
+//! Tidy checks on thinsr's source tree, run with the unit tests (`cargo test --workspace`):
+//! the shape ARCHITECTURE.md describes stays true. Each source file is a node; a path to
+//! another file's module (`crate::engine::vdi::Volume`, `super::space`) is an edge. `mod`
+//! declarations are not edges: a parent names its children without depending on them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Most source files a reader finds directly in `src/`.
+const MAX_ROOT_FILES: usize = 12;
+/// A file longer than this says why at its top, in a line starting `//! Long:`.
+const MAX_LINES: usize = 700;
+
+/// Module path (`engine::vdi::lookup`, "" for the crate root) of every library file.
+pub fn modules(src: &Path) -> BTreeMap<String, PathBuf> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![src.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                if p.file_name().is_some_and(|n| n != "bin") {
+                    stack.push(p);
+                }
+                continue;
+            }
+            if p.extension().is_none_or(|e| e != "rs") || p.ends_with("src/main.rs") {
+                continue;
+            }
+            let rel = p.strip_prefix(src).unwrap().with_extension("");
+            let mut parts: Vec<String> = rel
+                .iter()
+                .map(|c| c.to_string_lossy().into_owned())
+                .collect();
+            if matches!(parts.last().map(String::as_str), Some("mod" | "lib")) {
+                parts.pop();
+            }
+            out.insert(parts.join("::"), p);
+        }
+    }
+    out
+}
+
+/// The text of a file without comments and string literals, which may name paths that
+/// are not dependencies.
+fn code_of(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let mut in_str = false;
+        let mut prev = ' ';
+        let mut kept = String::new();
+        let chars: Vec<char> = line.chars().collect();
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            if !in_str && c == '/' && chars.get(i + 1) == Some(&'/') {
+                break;
+            }
+            if c == '"' && prev != '\\' {
+                in_str = !in_str;
+            } else if !in_str {
+                kept.push(c);
+            }
+            prev = c;
+            i += 1;
+        }
+        out.push_str(&kept);
+        out.push('\n');
+    }
+    out
+}
+
+/// Every module path a file's code names: `crate::a::b`, `super::a`, and the members of
+/// `crate::a::{b, c::d}` groups, resolved to absolute paths.
+fn paths_named(code: &str, this: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    // Paths are ASCII: other bytes never match, so bytes are enough.
+    let bytes = code.as_bytes();
+    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let mut i = 0;
+    while i < bytes.len() {
+        let starts = |w: &str| bytes[i..].starts_with(w.as_bytes());
+        let boundary = i == 0 || !ident(bytes[i - 1]) && bytes[i - 1] != b':';
+        if boundary && (starts("crate::") || starts("super::")) {
+            let (base, skip) = if starts("crate::") {
+                (String::new(), "crate::".len())
+            } else {
+                let mut p: Vec<&str> = this.split("::").filter(|s| !s.is_empty()).collect();
+                p.pop();
+                (p.join("::"), "super::".len())
+            };
+            let mut j = i + skip;
+            let mut path = base.clone();
+            loop {
+                let s = j;
+                while j < bytes.len() && ident(bytes[j]) {
+                    j += 1;
+                }
+                let seg = String::from_utf8_lossy(&bytes[s..j]).into_owned();
+                if seg.is_empty() {
+                    break;
+                }
+                path = if path.is_empty() {
+                    seg
+                } else {
+                    format!("{path}::{seg}")
+                };
+                if bytes.get(j) == Some(&b':') && bytes.get(j + 1) == Some(&b':') {
+                    j += 2;
+                    if bytes.get(j) == Some(&b'{') {
+                        // A group: each member, one level of nesting is enough here.
+                        let end = (j..bytes.len()).find(|&k| bytes[k] == b'}').unwrap_or(j);
+                        let inner = String::from_utf8_lossy(&bytes[j + 1..end]);
+                        for member in inner.split(',') {
+                            let m = member.trim().split(" as ").next().unwrap_or("").trim();
+                            let m = m.trim_start_matches('{');
+                            if !m.is_empty() && m != "self" {
+                                found.push(format!("{path}::{m}"));
+                            }
+                        }
+                        j = end;
+                        break;
+                    }
+                    continue;
+                }
+                break;
+            }
+            found.push(path);
+            i = j.max(i + 1);
+        } else {
+            i += 1;
+        }
+    }
+    found
+}
+
+/// The file (module) a path lands in: its longest prefix that is a module.
+fn owner<'a>(path: &str, mods: &'a BTreeMap<String, PathBuf>) -> Option<&'a str> {
+    let mut p = path.to_string();
+    loop {
+        if let Some((k, _)) = mods.get_key_value(p.as_str()) {
+            return Some(k.as_str());
+        }
+        match p.rsplit_once("::") {
+            Some((head, _)) => p = head.to_string(),
+            None => return None,
+        }
+    }
+}
+
+/// Edges between files: module -> the modules its code names.
+pub fn graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    let mods = modules(src);
+    let mut g = BTreeMap::new();
+    for (m, file) in &mods {
+        let text = std::fs::read_to_string(file).unwrap();
+        let code = code_of(&text);
+        // An inline test module's `super` is the file itself.
+        let (main, tests) = code.split_once("mod tests {").unwrap_or((&code, ""));
+        let mut named = paths_named(main, m);
+        named.extend(paths_named(tests, &format!("{m}::tests")));
+        let mut deps = BTreeSet::new();
+        for p in named {
+            if let Some(o) = owner(&p, &mods) {
+                // A file's own children, or its parent folder's module, through `mod` or
+                // `super` alone are not named here; the crate root is only a map.
+                if o != m && !o.is_empty() {
+                    deps.insert(o.to_string());
+                }
+            }
+        }
+        g.insert(m.clone(), deps);
+    }
+    g
+}
+
+/// A cycle of files, if any, as the list of modules around it.
+pub fn find_cycle(g: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Open,
+        Done,
+    }
+    let mut mark: BTreeMap<&str, Mark> = g.keys().map(|k| (k.as_str(), Mark::New)).collect();
+    fn visit<'a>(
+        n: &'a str,
+        g: &'a BTreeMap<String, BTreeSet<String>>,
+        mark: &mut BTreeMap<&'a str, Mark>,
+        stack: &mut Vec<&'a str>,
+    ) -> Option<Vec<String>> {
+        mark.insert(n, Mark::Open);
+        stack.push(n);
+        for d in g.get(n).into_iter().flatten() {
+            match mark.get(d.as_str()).copied() {
+                Some(Mark::Open) => {
+                    let at = stack.iter().position(|s| *s == d).unwrap();
+                    let mut c: Vec<String> = stack[at..].iter().map(|s| s.to_string()).collect();
+                    c.push(d.clone());
+                    return Some(c);
+                }
+                Some(Mark::New) => {
+                    if let Some(c) = visit(d, g, mark, stack) {
+                        return Some(c);
+                    }
+                }
+                _ => {}
+            }
+        }
+        stack.pop();
+        mark.insert(n, Mark::Done);
+        None
+    }
+    let keys: Vec<&str> = g.keys().map(String::as_str).collect();
+    for k in keys {
+        if mark[k] == Mark::New {
+            let mut stack = Vec::new();
+            if let Some(c) = visit(k, g, &mut mark, &mut stack) {
+                return Some(c);
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src() -> PathBuf {
+        crate::root().join("src")
+    }
+
+    #[test]
+    fn no_two_source_files_import_each_other_through_a_circle() {
+        let g = graph(&src());
+        assert!(g.len() > 40, "the tree was not read: {} modules", g.len());
+        assert!(
+            g["engine::vdi::lookup"].contains("engine::context"),
+            "the graph misses plain `use crate::` edges"
+        );
+        if let Some(c) = find_cycle(&g) {
+            panic!("a circle of imports: {}", c.join(" -> "));
+        }
+    }
+
+    #[test]
+    fn the_checker_sees_a_circle() {
+        let mut g: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        g.insert("a".into(), ["b".to_string()].into());
+        g.insert("b".into(), ["c".to_string()].into());
+        g.insert("c".into(), ["a".to_string()].into());
+        assert_eq!(find_cycle(&g).unwrap(), ["a", "b", "c", "a"]);
+        g.get_mut("c").unwrap().clear();
+        assert!(find_cycle(&g).is_none());
+        let named = paths_named(
+            "use crate::engine::{sr, vdi::Volume};\nlet x = super::space(1);\n",
+            "engine::sr::create",
+        );
+        assert!(named.contains(&"engine::sr".to_string()), "{named:?}");
+        assert!(named.contains(&"engine::vdi::Volume".to_string()));
+        assert!(named.contains(&"engine::sr::space".to_string()));
+    }
+
+    #[test]
+    fn few_files_at_the_root_and_none_too_long() {
+        let root_files = std::fs::read_dir(src())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "rs"))
+            .count();
+        assert!(
+            root_files <= MAX_ROOT_FILES,
+            "{root_files} .rs files directly in src/ (at most {MAX_ROOT_FILES}): give them a room"
+        );
+        let mut long = Vec::new();
+        for file in modules(&src()).values() {
+            let text = std::fs::read_to_string(file).unwrap();
+            let lines = text.lines().count();
+            if lines > MAX_LINES && !text.lines().take(20).any(|l| l.starts_with("//! Long:")) {
+                long.push(format!("{} ({lines} lines)", file.display()));
+            }
+        }
+        assert!(
+            long.is_empty(),
+            "over {MAX_LINES} lines without a `//! Long:` reason at the top: {long:?}"
+        );
+    }
+}
