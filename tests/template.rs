@@ -46,6 +46,41 @@ fn template_image(path: &str, format: &str) -> String {
     sha256(path)
 }
 
+/// Read-only loop devices (templates' origins; a file-backed SR's loop is writable), with
+/// the file each reads.
+fn template_loops() -> Vec<String> {
+    std::fs::read_dir("/sys/block")
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            let file =
+                std::fs::read_to_string(format!("/sys/block/{name}/loop/backing_file")).ok()?;
+            let ro = std::fs::read_to_string(format!("/sys/block/{name}/ro")).ok()?;
+            (ro.trim() == "1").then(|| format!("{name} {}", file.trim()))
+        })
+        .collect()
+}
+
+/// True when reading a block the template holds (and nothing has read yet) fails.
+fn read_at_fails(dev: &str) -> bool {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(dev).unwrap();
+    let mut buf = vec![0u8; 4096];
+    f.read_exact_at(&mut buf, MARKS[3] & !4095).is_err()
+}
+
+/// Running qemu-nbd processes, from /proc.
+fn qemu_nbd_pids() -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let pid = e.ok()?.file_name().into_string().ok()?;
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+            (comm.trim() == "qemu-nbd").then_some(pid)
+        })
+        .collect()
+}
+
 /// Our dm devices and connected NBD devices: both empty once everything is detached.
 fn datapath_leftovers() -> (Vec<String>, Vec<String>) {
     let dm = our_dm_devices();
@@ -64,6 +99,8 @@ fn assert_clean() {
     let (dm, nbd) = datapath_leftovers();
     assert!(dm.is_empty(), "dm devices left: {dm:?}");
     assert!(nbd.is_empty(), "nbd connections left: {nbd:?}");
+    let loops = template_loops();
+    assert!(loops.is_empty(), "template loop devices left: {loops:?}");
 }
 
 /// An SR with a qcow2 template `t` and its clone `vm1`, attached; returns the device.
@@ -128,13 +165,18 @@ fn clones_read_qcow2_raw_and_vhd_templates() {
         let c2 = c2["uuid"].as_str().unwrap().to_string();
         let dev2 = attach(&c2);
         reads_template(&dev2, None);
-        // Both clones share one attachment of the template.
-        assert_eq!(
-            datapath_leftovers().1.len(),
-            1,
-            "{:?}",
-            datapath_leftovers()
-        );
+        // Both clones share one attachment of the template: a read-only loop device for
+        // a raw image (no qemu-nbd at all), one qemu-nbd for the others.
+        let (nbd, loops) = (datapath_leftovers().1, template_loops());
+        if format == "raw" {
+            assert!(nbd.is_empty(), "{nbd:?}");
+            assert_eq!(loops.len(), 1, "{loops:?}");
+            assert!(loops[0].ends_with(&path), "{loops:?}");
+            assert!(qemu_nbd_pids().is_empty(), "{:?}", qemu_nbd_pids());
+        } else {
+            assert_eq!(nbd.len(), 1, "{nbd:?}");
+            assert!(loops.is_empty(), "{loops:?}");
+        }
 
         let listed = json(&["vdi", "list"]);
         let row = listed
@@ -529,4 +571,112 @@ fn crashes_during_attach_leave_nothing_behind() {
         "{report}"
     );
     eprintln!("crash points walked: {}", points.len() * 2 + 1);
+}
+
+/// A raw template's clones read it through a loop device in the kernel: no qemu-nbd runs,
+/// killing every qemu-nbd changes nothing for them, a crash while attaching leaves what
+/// detach clears, and a loop device whose attachment was lost is found by sr check.
+#[test]
+fn raw_templates_are_read_in_the_kernel() {
+    vm();
+    owned_sr("local");
+    // On ext4, as on a host, the loop device reads the image with direct I/O (tmpfs, where
+    // the other tests keep their images, cannot).
+    sh(&["mkfs.ext4", "-q", DISKS[1]]);
+    sh(&["mkdir", "-p", "/mnt/images"]);
+    sh(&["mount", "-t", "ext4", DISKS[1], "/mnt/images"]);
+    let sum = template_image("/mnt/images/r.raw", "raw");
+    template_image("/tmp/q.qcow2", "qcow2");
+    ok(&["template", "introduce", "file:///mnt/images/r.raw"]);
+    ok(&["template", "introduce", "file:///tmp/q.qcow2"]);
+    ok(&["vdi", "clone", "r", "--name", "raw1"]);
+    ok(&["vdi", "clone", "r", "--name", "raw2"]);
+    ok(&["vdi", "clone", "q", "--name", "qcow1"]);
+    let (raw1, raw2) = (attach("raw1"), attach("raw2"));
+    assert!(qemu_nbd_pids().is_empty(), "{:?}", qemu_nbd_pids());
+    let loops = template_loops();
+    assert_eq!(loops.len(), 1, "one loop device for both clones: {loops:?}");
+    let name = loops[0].split(' ').next().unwrap();
+    let dio = std::fs::read_to_string(format!("/sys/block/{name}/loop/dio")).unwrap();
+    assert_eq!(dio.trim(), "1", "direct I/O on {name}");
+    let qcow1 = attach("qcow1");
+    assert_eq!(
+        qemu_nbd_pids().len(),
+        1,
+        "the qcow2 template needs its server"
+    );
+
+    // Every qemu-nbd dies: the raw template's clones read on, and keep their writes.
+    for pid in qemu_nbd_pids() {
+        sh(&["kill", "-9", &pid]);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let mine = noise(64 << 10, 21);
+    write_at(&raw1, MARKS[1], &mine);
+    reads_template(&raw2, None);
+    reads_template(&raw1, Some(1));
+    assert_eq!(read_at(&raw1, MARKS[1], mine.len()), mine);
+    // The qcow2 clone's server is gone, as sr check says.
+    let r = thinsr(&["--json", "sr", "check", "local"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let r = r.json();
+    let kinds: Vec<&str> = r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["dead_origin"], "{r}");
+    assert!(
+        read_at_fails(&qcow1),
+        "the qcow2 clone cannot read its template now"
+    );
+    for v in ["raw1", "raw2", "qcow1"] {
+        ok(&["vdi", "detach", v]);
+    }
+    assert_clean();
+
+    // A crash after the state names the loop device, before it is attached: the next
+    // detach clears it, or the next attach finishes.
+    crash_at("attach.after-origin-state", &["vdi", "attach", "raw1"]);
+    ok(&["vdi", "detach", "raw1"]);
+    assert_clean();
+    crash_at("attach.after-origin-state", &["vdi", "attach", "raw1"]);
+    let dev = attach("raw1");
+    assert_eq!(read_at(&dev, MARKS[1], mine.len()), mine);
+    ok(&["vdi", "detach", "raw1"]);
+    assert_clean();
+
+    // The attachment's state lost (as a crash of /run would) while the loop device stays:
+    // sr check names it, and detaches it once nothing reads it.
+    let dev = attach("raw2");
+    let tid = json(&["vdi", "show", "r"])["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::remove_file(format!("/run/thinsr/origins/{tid}.yaml")).unwrap();
+    reads_template(&dev, None);
+    let r = thinsr(&["--json", "sr", "check", "local", "--repair", "--yes"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let r = r.json();
+    assert_eq!(r["findings"][0]["kind"], "stray_loop", "{r}");
+    assert_eq!(
+        r["findings"][0]["repaired"], false,
+        "held by the clone: {r}"
+    );
+    ok(&["vdi", "detach", "raw2"]);
+    assert_eq!(template_loops().len(), 1, "{:?}", template_loops());
+    let r = json(&["sr", "check", "local", "--repair", "--yes"]);
+    assert_eq!(r["findings"][0]["kind"], "stray_loop", "{r}");
+    assert_eq!(r["findings"][0]["repaired"], true, "{r}");
+    assert!(json(&["sr", "check", "local"])["findings"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    assert_clean();
+    assert_eq!(
+        sha256("/mnt/images/r.raw"),
+        sum,
+        "the template image changed"
+    );
 }

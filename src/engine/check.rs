@@ -469,6 +469,28 @@ impl Ctx {
             }
             findings.push(f);
         }
+        let templates: Vec<&VdiMeta> = meta.vdis.iter().filter(|v| v.is_template()).collect();
+        for (device, file) in crate::engine::datapath::stray_loops(&templates) {
+            let held = crate::host::loopdev::has_holders(&device);
+            let detach = repair && yes && !held;
+            findings.push(Finding {
+                kind: "stray_loop",
+                subject: format!("loop device {}", device.display()),
+                problem: format!(
+                    "reads the template image {} but no attachment of thinsr's names it",
+                    file.display()
+                ),
+                repair: if held {
+                    "none now: a device reads it; detach the clones using it".into()
+                } else {
+                    with_yes("detach it", repair, yes)
+                },
+                repaired: detach,
+            });
+            if detach {
+                crate::host::loopdev::detach(&device)?;
+            }
+        }
         Ok(findings)
     }
 

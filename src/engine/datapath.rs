@@ -2,16 +2,21 @@
 //!
 //! A VDI without a template is its LV, activated by LVM. A VDI reading a template (its
 //! `origin`) cannot be: LVM's external origins must be LVs of the same VG. So thinsr serves
-//! the template read-only (qemu-nbd, or a device a scheme script hands over) and loads a
-//! `thin` table of its own naming that device as the external origin, under the VDI's LVM
-//! thin id. LVM keeps the LV inactive meanwhile (the activation-skip flag).
+//! the template read-only as a block device and loads a `thin` table of its own naming that
+//! device as the external origin, under the VDI's LVM thin id. LVM keeps the LV inactive
+//! meanwhile (the activation-skip flag).
+//!
+//! The device is the kernel's own wherever it can be, so a clone's reads never leave it: a
+//! raw image file is a read-only loop device with direct I/O, a raw block device (from a
+//! scheme script) is used as it is. Only images the kernel cannot read (qcow2, vhd, vmdk,
+//! NBD exports, a template read through its copy-on-read cache) are served by qemu-nbd.
 //!
 //! One template attachment serves every attached clone of the template. Who uses it is
 //! read from the kernel (the tables of thinsr's devices), not counted in a file that could
 //! drift; the state file under /run only says which device serves which template.
 //!
-//! Order: the state file names the NBD device before qemu-nbd connects it, so a crash at any
-//! step leaves something `detach` (or the next attach) recognises and cleans.
+//! Order: the state file names the NBD or loop device before it is connected, so a crash at
+//! any step leaves something `detach` (or the next attach) recognises and cleans.
 
 use std::path::{Path, PathBuf};
 
@@ -20,10 +25,11 @@ use serde::{Deserialize, Serialize};
 use crate::crash;
 use crate::engine::context::Ctx;
 use crate::engine::meta::VdiMeta;
-use crate::engine::template::run_scheme;
+use crate::engine::template::{parse_uri, run_scheme, Source};
 use crate::error::{Error, Result};
 use crate::host::dm::{self, OurDevice};
 use crate::host::lock;
+use crate::host::loopdev;
 use crate::host::lvm::Vg;
 use crate::host::nbd;
 use crate::host::probe::is_block_device;
@@ -51,6 +57,10 @@ pub struct OriginState {
     /// The template's cache LV (`vg/lv`) the server reads and fills, activated for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<String>,
+    /// The raw image file (canonical path) when `device` is a loop device thinsr attached
+    /// over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loop_file: Option<PathBuf>,
 }
 
 fn state_path(template: &str) -> PathBuf {
@@ -79,12 +89,44 @@ fn save_state(s: &OriginState) -> Result<()> {
 
 impl OriginState {
     fn is_live(&self) -> bool {
+        if let Some(file) = &self.loop_file {
+            return self.loop_attached(file);
+        }
         match (self.nbd, self.pid) {
             (true, Some(pid)) => nbd::is_alive(&self.device, pid),
             (true, None) => false,
             (false, _) => is_block_device(&self.device),
         }
     }
+
+    /// True when our loop device still reads `file` (and not something attached since).
+    fn loop_attached(&self, file: &Path) -> bool {
+        loopdev::backing_file(&self.device).as_deref() == Some(file)
+    }
+}
+
+/// The loop devices attached over template images that no attachment of thinsr's names
+/// (left by a lost state file): `(device, file)`.
+pub(crate) fn stray_loops(templates: &[&VdiMeta]) -> Vec<(PathBuf, PathBuf)> {
+    let files: Vec<PathBuf> = templates
+        .iter()
+        .filter_map(|t| t.image.as_ref())
+        .filter(|i| i.format == "raw")
+        .filter_map(|i| match parse_uri(&i.uri) {
+            Ok(Source::File(p)) => std::fs::canonicalize(p).ok(),
+            _ => None,
+        })
+        .collect();
+    let named: Vec<PathBuf> = templates
+        .iter()
+        .filter_map(|t| load_state(&t.uuid))
+        .filter(|s| s.loop_file.is_some())
+        .map(|s| s.device)
+        .collect();
+    loopdev::attached()
+        .into_iter()
+        .filter(|(dev, file)| files.contains(file) && !named.contains(dev))
+        .collect()
 }
 
 /// True while template `uuid` has an attachment (live or not yet cleared).
@@ -134,6 +176,7 @@ impl Ctx {
             pid: None,
             scheme: None,
             cache: None,
+            loop_file: None,
         };
         if let Some(cache) = &t.cache {
             // Served through its cache LV: qemu reads the image (the overlay's backing
@@ -161,10 +204,16 @@ impl Ctx {
         let (path, scheme) = self.open_image(&image.uri)?;
         state.device = path.clone();
         state.scheme = scheme;
-        if state.scheme.is_some() && image.format == "raw" && is_block_device(&path) {
-            // A raw block device needs no server in between.
-            save_state(&state)?;
-            return dm::devno(&path);
+        if image.format == "raw" {
+            if is_block_device(&path) {
+                if state.scheme.is_some() {
+                    // A raw block device needs no server in between.
+                    save_state(&state)?;
+                    return dm::devno(&path);
+                }
+            } else {
+                return self.serve_on_loop(state, &path);
+            }
         }
         self.serve_on_nbd(state, |device| {
             nbd::connect(device, &path.to_string_lossy(), &image.format)
@@ -194,6 +243,26 @@ impl Ctx {
         dm::devno(&state.device)
     }
 
+    /// Attaches raw image file `file` to a free loop device for `state`'s template: the
+    /// state names the device before it is attached, and a failure releases what was made.
+    /// Returns the device's `major:minor`.
+    fn serve_on_loop(&self, mut state: OriginState, file: &Path) -> Result<String> {
+        let file = std::fs::canonicalize(file)
+            .map_err(|e| Error::io(format!("opening {}", file.display()), e))?;
+        state.loop_file = Some(file.clone());
+        let attached = loopdev::pick_free().and_then(|device| {
+            state.device = device;
+            save_state(&state)?;
+            crash::point("attach.after-origin-state");
+            loopdev::attach_read_only(&state.device, &file)
+        });
+        if let Err(e) = attached {
+            let _ = self.release(&state);
+            return Err(e);
+        }
+        dm::devno(&state.device)
+    }
+
     /// Ends a template's attachment when no device of ours reads it any more.
     pub(crate) fn release_origin_if_unused(&self, template: &str) -> Result<()> {
         let _l = lock::acquire(LOCK, "the datapath")?;
@@ -210,6 +279,11 @@ impl Ctx {
     fn release(&self, s: &OriginState) -> Result<()> {
         if s.nbd {
             nbd::disconnect(&s.device)?;
+        }
+        if let Some(file) = &s.loop_file {
+            if s.loop_attached(file) {
+                loopdev::detach(&s.device)?;
+            }
         }
         if let Some(scheme) = &s.scheme {
             run_scheme(&self.scheme_dir, scheme, "detach", &s.uri)?;
