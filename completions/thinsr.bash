@@ -118,6 +118,9 @@ _thinsr() {
             thinsr__subcmd__help__subcmd__template,list)
                 cmd="thinsr__subcmd__help__subcmd__template__subcmd__list"
                 ;;
+            thinsr__subcmd__help__subcmd__template,localize)
+                cmd="thinsr__subcmd__help__subcmd__template__subcmd__localize"
+                ;;
             thinsr__subcmd__help__subcmd__template,show)
                 cmd="thinsr__subcmd__help__subcmd__template__subcmd__show"
                 ;;
@@ -295,6 +298,9 @@ _thinsr() {
             thinsr__subcmd__template,list)
                 cmd="thinsr__subcmd__template__subcmd__list"
                 ;;
+            thinsr__subcmd__template,localize)
+                cmd="thinsr__subcmd__template__subcmd__localize"
+                ;;
             thinsr__subcmd__template,show)
                 cmd="thinsr__subcmd__template__subcmd__show"
                 ;;
@@ -315,6 +321,9 @@ _thinsr() {
                 ;;
             thinsr__subcmd__template__subcmd__help,list)
                 cmd="thinsr__subcmd__template__subcmd__help__subcmd__list"
+                ;;
+            thinsr__subcmd__template__subcmd__help,localize)
+                cmd="thinsr__subcmd__template__subcmd__help__subcmd__localize"
                 ;;
             thinsr__subcmd__template__subcmd__help,show)
                 cmd="thinsr__subcmd__template__subcmd__help__subcmd__show"
@@ -799,7 +808,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__help__subcmd__template)
-            opts="introduce forget cache warm list show"
+            opts="introduce forget cache warm localize list show"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -855,6 +864,20 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__help__subcmd__template__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__help__subcmd__template__subcmd__localize)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1873,7 +1896,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__template)
-            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --scheme-dir --help --version introduce forget cache warm list show help"
+            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --scheme-dir --help --version introduce forget cache warm localize list show help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1947,7 +1970,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__template__subcmd__help)
-            opts="introduce forget cache warm list show help"
+            opts="introduce forget cache warm localize list show help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2030,6 +2053,20 @@ _thinsr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        thinsr__subcmd__template__subcmd__help__subcmd__localize)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         thinsr__subcmd__template__subcmd__help__subcmd__show)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -2089,6 +2126,32 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__template__subcmd__list)
+            opts="-y -q -v -h -V --sr --json --yes --quiet --verbose --config --scheme-dir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --sr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__template__subcmd__localize)
             opts="-y -q -v -h -V --sr --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -347,21 +347,22 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subco
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from help" -f -a "detach" -d 'Detach a VDI; refused while something holds it open, done when already detached'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from help" -f -a "import" -d 'Make a new thin VDI from a disk image (a file, or - for stdin)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm list show help" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm list show help" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm list show help" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
-complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm list show help" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
-complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm list show help" -s q -l quiet -d 'Print nothing but errors'
-complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm list show help" -s v -l verbose -d 'Show each lvm command run and its duration on stderr'
-complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm list show help" -s h -l help -d 'Print help'
-complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm list show help" -s V -l version -d 'Print version'
-complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm list show help" -f -a "introduce" -d 'Register a read-only image as a template; nothing is copied'
-complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm list show help" -f -a "forget" -d 'Unregister a template (and remove its cache); refused while clones read from it'
-complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm list show help" -f -a "cache" -d 'Keep (on) or drop (off) a local copy-on-read cache of a remote template'
-complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm list show help" -f -a "warm" -d 'Fetch a cached template completely now, with progress (cancellable, resumable)'
-complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm list show help" -f -a "list" -d 'List templates'
-complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm list show help" -f -a "show" -d 'Show a template: its URI, format, size and clones'
-complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm list show help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm localize list show help" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm localize list show help" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm localize list show help" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm localize list show help" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm localize list show help" -s q -l quiet -d 'Print nothing but errors'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm localize list show help" -s v -l verbose -d 'Show each lvm command run and its duration on stderr'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm localize list show help" -s h -l help -d 'Print help'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm localize list show help" -s V -l version -d 'Print version'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm localize list show help" -f -a "introduce" -d 'Register a read-only image as a template; nothing is copied'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm localize list show help" -f -a "forget" -d 'Unregister a template (and remove its cache or local copy); refused while clones read from it'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm localize list show help" -f -a "cache" -d 'Keep (on) or drop (off) a local copy-on-read cache of a remote template; off also removes its local copy'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm localize list show help" -f -a "warm" -d 'Fetch a cached template completely now into a local copy, with progress (cancellable)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm localize list show help" -f -a "localize" -d 'Copy a template\'s data into a thin LV of the pool that its clones read in the kernel'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm localize list show help" -f -a "list" -d 'List templates'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm localize list show help" -f -a "show" -d 'Show a template: its URI, format, size and clones'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm localize list show help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from introduce" -l sr -d 'The SR (name, uuid or volume group); may be left out when only one is registered' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from introduce" -l name -d 'The template\'s name (default: the image\'s file name without extension)' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from introduce" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
@@ -400,6 +401,15 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from warm" -s v -l verbose -d 'Show each lvm command run and its duration on stderr'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from warm" -s h -l help -d 'Print help'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from warm" -s V -l version -d 'Print version'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from localize" -l sr -d 'Look for the VDI in this SR only' -r
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from localize" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from localize" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from localize" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from localize" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from localize" -s q -l quiet -d 'Print nothing but errors'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from localize" -s v -l verbose -d 'Show each lvm command run and its duration on stderr'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from localize" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from localize" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from list" -l sr -d 'The SR (name, uuid or volume group); may be left out when only one is registered' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from list" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from list" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
@@ -419,9 +429,10 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from help" -f -a "introduce" -d 'Register a read-only image as a template; nothing is copied'
-complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from help" -f -a "forget" -d 'Unregister a template (and remove its cache); refused while clones read from it'
-complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from help" -f -a "cache" -d 'Keep (on) or drop (off) a local copy-on-read cache of a remote template'
-complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from help" -f -a "warm" -d 'Fetch a cached template completely now, with progress (cancellable, resumable)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from help" -f -a "forget" -d 'Unregister a template (and remove its cache or local copy); refused while clones read from it'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from help" -f -a "cache" -d 'Keep (on) or drop (off) a local copy-on-read cache of a remote template; off also removes its local copy'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from help" -f -a "warm" -d 'Fetch a cached template completely now into a local copy, with progress (cancellable)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from help" -f -a "localize" -d 'Copy a template\'s data into a thin LV of the pool that its clones read in the kernel'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from help" -f -a "list" -d 'List templates'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show a template: its URI, format, size and clones'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -573,9 +584,10 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subc
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from vdi" -f -a "detach" -d 'Detach a VDI; refused while something holds it open, done when already detached'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from vdi" -f -a "import" -d 'Make a new thin VDI from a disk image (a file, or - for stdin)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from template" -f -a "introduce" -d 'Register a read-only image as a template; nothing is copied'
-complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from template" -f -a "forget" -d 'Unregister a template (and remove its cache); refused while clones read from it'
-complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from template" -f -a "cache" -d 'Keep (on) or drop (off) a local copy-on-read cache of a remote template'
-complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from template" -f -a "warm" -d 'Fetch a cached template completely now, with progress (cancellable, resumable)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from template" -f -a "forget" -d 'Unregister a template (and remove its cache or local copy); refused while clones read from it'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from template" -f -a "cache" -d 'Keep (on) or drop (off) a local copy-on-read cache of a remote template; off also removes its local copy'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from template" -f -a "warm" -d 'Fetch a cached template completely now into a local copy, with progress (cancellable)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from template" -f -a "localize" -d 'Copy a template\'s data into a thin LV of the pool that its clones read in the kernel'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from template" -f -a "list" -d 'List templates'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from template" -f -a "show" -d 'Show a template: its URI, format, size and clones'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from xapi" -f -a "install" -d 'Link every plugin method to this thinsr binary, for xapi-storage-script'

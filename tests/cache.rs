@@ -41,8 +41,8 @@ fn server_reads_during(dm: &str, f: impl FnOnce()) -> u64 {
     dm_bytes_read(dm) - before
 }
 
-fn cache_lv() -> String {
-    json(&["template", "show", "remote"])["cache"]
+fn local_lv() -> String {
+    json(&["template", "show", "remote"])["local"]
         .as_str()
         .unwrap()
         .to_string()
@@ -102,7 +102,8 @@ fn each_template_block_is_fetched_once_per_host() {
     let shown = json(&["template", "show", "remote"]);
     assert!(shown["cached"].as_u64().unwrap() >= region.1, "{shown}");
 
-    // Warm fetches the rest once; a whole read of a clone then costs the server nothing.
+    // Warm fetches the rest once, into a local copy that replaces the cache; a whole read
+    // of a clone then costs the server nothing.
     let warm = server_reads_during(dm, || {
         ok(&["template", "warm", "remote"]);
     });
@@ -110,20 +111,27 @@ fn each_template_block_is_fetched_once_per_host() {
         warm <= SIZE - region.1 + MIB,
         "warm read {warm}: more than the missing part"
     );
+    let shown = json(&["template", "show", "remote"]);
+    assert!(shown.get("cache").is_none(), "{shown}");
+    assert_eq!(shown["image_allocated"], SIZE, "{shown}");
+    assert_eq!(shown["cached"], SIZE, "all of it is local: {shown}");
+    assert!(
+        !sh(&["lvm", "lvs", "--noheadings", "-o", "lv_tags", "local"]).contains("thinsr_cache")
+    );
     let c4 = attach("c4");
     let whole = server_reads_during(dm, || read_checked(&c4, 0, SIZE));
     assert_eq!(whole, 0, "a full read after warm reached the server");
-    // Clones write everywhere; the cache still equals the template byte for byte.
+    // Clones write everywhere; the local copy still equals the template byte for byte.
     write_at(&c4, 0, &vec![0x11; SIZE as usize]);
     ok(&["vdi", "detach", "c4"]);
-    let lv = format!("local/{}", cache_lv());
+    let lv = format!("local/{}", local_lv());
     sh(&["lvm", "lvchange", "-ay", "-K", &lv]);
     sh(&[
         "qemu-img",
         "compare",
         "-U",
         "-f",
-        "qcow2",
+        "raw",
         "-F",
         "raw",
         &format!("/dev/{lv}"),
@@ -131,14 +139,17 @@ fn each_template_block_is_fetched_once_per_host() {
     ]);
     sh(&["lvm", "lvchange", "-an", &lv]);
 
-    // Off is refused while attached; then the cache LV goes.
+    // Off is refused while attached; then the local copy goes.
     attach("c3");
     fails(&["template", "cache", "remote", "off"], "TEMPLATE_IN_USE");
     ok(&["vdi", "detach", "c3"]);
     let t = json(&["template", "cache", "remote", "off"]);
     assert!(t.get("cache").is_none(), "{t}");
+    assert!(t.get("local").is_none(), "{t}");
+    let tags = sh(&["lvm", "lvs", "--noheadings", "-o", "lv_tags", "local"]);
     assert!(
-        !sh(&["lvm", "lvs", "--noheadings", "-o", "lv_tags", "local"]).contains("thinsr_cache")
+        !tags.contains("thinsr_cache") && !tags.contains("thinsr_local"),
+        "{tags}"
     );
     // Uncached, the clone reads from the server again.
     let c3 = attach("c3");

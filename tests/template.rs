@@ -680,3 +680,158 @@ fn raw_templates_are_read_in_the_kernel() {
         "the template image changed"
     );
 }
+
+/// The LVs of the SR's VG with their tags, one `name tags` line each.
+fn lvs_with_tags() -> Vec<String> {
+    sh(&["lvm", "lvs", "--noheadings", "-o", "lv_name,lv_tags"])
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// A qcow2 template made local while a clone reads it through qemu-nbd: clones attached
+/// from then on read the local copy in the kernel, the old clone moves at its next attach,
+/// and once it has, no qemu-nbd runs and killing any changes nothing. A cached vhd
+/// template warmed becomes local and drops its cache. Crashes at each step leave what
+/// sr check repairs, 'template cache off' goes back to the image, and the images never
+/// change.
+#[test]
+fn localized_templates_are_read_in_the_kernel() {
+    vm();
+    owned_sr("local");
+    let qsum = template_image("/tmp/q.qcow2", "qcow2");
+    let vsum = template_image("/tmp/v.vhd", "vpc");
+    ok(&["template", "introduce", "file:///tmp/q.qcow2"]);
+    ok(&["vdi", "clone", "q", "--name", "c1"]);
+    let c1 = attach("c1");
+    let mine = noise(4096, 31);
+    write_at(&c1, MARKS[1] & !4095, &mine);
+    assert_eq!(qemu_nbd_pids().len(), 1);
+
+    let t = json(&["template", "localize", "q"]);
+    let local = t["local"].as_str().expect("a local copy LV").to_string();
+    assert_eq!(local, "q_local", "{t}");
+    assert!(t["cached"].as_u64().unwrap() >= 5 * 4096, "{t}");
+    let shown = json(&["template", "show", "q"]);
+    assert!(
+        shown["image_allocated"].as_u64().unwrap() >= 5 * 4096,
+        "{shown}"
+    );
+    assert!(
+        lvs_with_tags()
+            .iter()
+            .any(|l| l.starts_with("q_local") && l.contains("thinsr_local=")),
+        "{:?}",
+        lvs_with_tags()
+    );
+    // Idempotent.
+    assert_eq!(json(&["template", "localize", "q"])["local"], "q_local");
+
+    // A new clone reads the local copy; the old one keeps its server until it detaches.
+    ok(&["vdi", "clone", "q", "--name", "c2"]);
+    let c2 = attach("c2");
+    reads_template(&c2, None);
+    assert_eq!(qemu_nbd_pids().len(), 1, "only c1's server");
+    ok(&["vdi", "detach", "c1"]);
+    assert!(qemu_nbd_pids().is_empty(), "{:?}", qemu_nbd_pids());
+    let c1 = attach("c1");
+    assert!(qemu_nbd_pids().is_empty(), "c1 moved to the local copy");
+    assert_eq!(read_at(&c1, MARKS[1] & !4095, 4096), mine);
+    reads_template(&c1, Some(1));
+    reads_template(&c2, None);
+    // One device of ours serves the copy to both clones.
+    let devices = our_dm_devices();
+    assert_eq!(
+        devices.iter().filter(|d| d.contains("q_local")).count(),
+        1,
+        "{devices:?}"
+    );
+    let r = json(&["sr", "check", "local"]);
+    assert!(r["findings"].as_array().unwrap().is_empty(), "{r}");
+    // The SR cannot be detached under them, and comes back whole.
+    fails(&["sr", "detach", "local"], "SR_HAS_ATTACHED_VDIS");
+    ok(&["vdi", "detach", "c1"]);
+    ok(&["vdi", "detach", "c2"]);
+    assert_clean();
+    ok(&["sr", "detach", "local"]);
+    ok(&["sr", "attach", "local"]);
+    let c1 = attach("c1");
+    assert_eq!(read_at(&c1, MARKS[1] & !4095, 4096), mine);
+    ok(&["vdi", "detach", "c1"]);
+    assert_clean();
+
+    // A cached template, warmed, becomes local and its cache goes.
+    ok(&["template", "introduce", "file:///tmp/v.vhd", "--cache"]);
+    let cache = json(&["template", "show", "v"])["cache"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let w = json(&["template", "warm", "v"]);
+    assert_eq!(w["local"], "v_local", "{w}");
+    assert!(w.get("cache").is_none(), "{w}");
+    assert!(
+        !lvs_with_tags().iter().any(|l| l.starts_with(&cache)),
+        "{:?}",
+        lvs_with_tags()
+    );
+    ok(&["vdi", "clone", "v", "--name", "d1"]);
+    let d1 = attach("d1");
+    assert!(qemu_nbd_pids().is_empty(), "{:?}", qemu_nbd_pids());
+    reads_template(&d1, None);
+    ok(&["vdi", "detach", "d1"]);
+
+    // A crash after the local copy is recorded, before the cache it replaces is removed:
+    // an orphan cache, which sr check removes.
+    ok(&["template", "cache", "v", "off"]);
+    ok(&["template", "cache", "v", "on"]);
+    crash_at("localize.after-meta", &["template", "warm", "v"]);
+    assert_eq!(json(&["template", "show", "v"])["local"], "v_local");
+    let r = json(&["sr", "check", "local", "--repair"]);
+    assert_eq!(r["findings"][0]["kind"], "orphan_cache", "{r}");
+    assert_eq!(r["findings"][0]["repaired"], true, "{r}");
+
+    // Crashes while localizing: a tagged LV no template names, which sr check removes.
+    ok(&["template", "cache", "v", "off"]);
+    assert!(json(&["template", "show", "v"]).get("local").is_none());
+    for point in ["localize.after-lvcreate", "localize.after-copy"] {
+        crash_at(point, &["template", "localize", "v"]);
+        let r = thinsr(&["--json", "sr", "check", "local"]);
+        assert_eq!(r.code, 1, "{}", r.stdout);
+        assert_eq!(
+            r.json()["findings"][0]["kind"],
+            "orphan_local_copy",
+            "{}",
+            r.stdout
+        );
+        let r = json(&["sr", "check", "local", "--repair"]);
+        assert_eq!(r["findings"][0]["repaired"], true, "{r}");
+        assert!(json(&["template", "show", "v"]).get("local").is_none());
+        assert!(
+            !lvs_with_tags()
+                .iter()
+                .any(|l| l.contains("thinsr_local=") && !l.starts_with("q_local")),
+            "{:?}",
+            lvs_with_tags()
+        );
+    }
+    // After 'cache off' the clone reads the image again, through qemu-nbd.
+    let d1 = attach("d1");
+    assert_eq!(qemu_nbd_pids().len(), 1);
+    reads_template(&d1, None);
+    ok(&["vdi", "detach", "d1"]);
+    assert_clean();
+    // Forgetting a template removes its local copy.
+    ok(&["--yes", "vdi", "destroy", "d1"]);
+    ok(&["template", "localize", "v"]);
+    ok(&["template", "forget", "v"]);
+    assert!(
+        !lvs_with_tags().iter().any(|l| l.starts_with("v_local")),
+        "{:?}",
+        lvs_with_tags()
+    );
+    let r = json(&["sr", "check", "local"]);
+    assert!(r["findings"].as_array().unwrap().is_empty(), "{r}");
+    assert_eq!(sha256("/tmp/q.qcow2"), qsum, "the qcow2 image changed");
+    assert_eq!(sha256("/tmp/v.vhd"), vsum, "the vhd image changed");
+}

@@ -463,9 +463,11 @@ The image must not change while clones exist: they read their unwritten blocks f
         #[arg(long)]
         cache: bool,
     },
-    /// Unregister a template (and remove its cache); refused while clones read from it.
+    /// Unregister a template (and remove its cache or local copy); refused while clones read
+    /// from it.
     Forget(VdiArg),
-    /// Keep (on) or drop (off) a local copy-on-read cache of a remote template.
+    /// Keep (on) or drop (off) a local copy-on-read cache of a remote template; off also
+    /// removes its local copy.
     #[command(after_long_help = "\
 Examples:
   thinsr template cache \"Windows 10\" on
@@ -475,15 +477,28 @@ A cached template is served to its clones through a thin LV of the SR's pool hol
 qcow2 overlay of the image: a block read once is kept there, so each block crosses the
 network once per host, even across detach, 'sr detach' and reboots. VMs never write the
 cache: their writes go to their own volumes. Only images qemu opens itself (file://,
-nbd://) can be cached. Switching is refused while the template is attached.")]
+nbd://) can be cached. Switching is refused while the template is attached.
+'thinsr template warm' then turns the cache into a local copy its clones read in the kernel.")]
     Cache {
         #[command(flatten)]
         template: VdiArg,
         #[arg(value_name = "STATE", value_parser = ["on", "off"])]
         state: String,
     },
-    /// Fetch a cached template completely now, with progress (cancellable, resumable).
+    /// Fetch a cached template completely now into a local copy, with progress (cancellable).
     Warm(VdiArg),
+    /// Copy a template's data into a thin LV of the pool that its clones read in the kernel.
+    #[command(after_long_help = "\
+Examples:
+  thinsr template localize debian-12
+  thinsr template cache debian-12 off      # removes the local copy again
+
+The copy is a raw thin LV holding what the image holds (zeros take no space), read through
+the template's cache when it has one; it replaces the cache. Clones attached from then on
+read it through a device of thinsr's in the kernel: no qemu-nbd, nothing that a restart
+of a server can take away. Clones attached before keep their attachment until detached.
+The image itself is never written.")]
+    Localize(VdiArg),
     /// List templates.
     List {
         #[command(flatten)]

@@ -55,16 +55,20 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &TemplateCmd) -> Result<()> {
                 None => println!("Template '{}' is not cached", t.name),
             });
         }
-        TemplateCmd::Warm(a) => {
+        TemplateCmd::Warm(a) | TemplateCmd::Localize(a) => {
             let progress = super::progress::Reporter::new(out.quiet);
-            let t = ctx.template_warm(&a.vdi, a.sr.as_deref(), &progress)?;
+            let t = if matches!(cmd, TemplateCmd::Warm(_)) {
+                ctx.template_warm(&a.vdi, a.sr.as_deref(), &progress)?
+            } else {
+                ctx.template_localize(&a.vdi, a.sr.as_deref(), &progress)?
+            };
             out.emit(&t, || {
                 println!(
-                    "Template '{}' is cached: {} in LV {}/{}",
+                    "Template '{}' is local: {} in LV {}/{}, read in the kernel",
                     t.name,
                     Bytes(t.cached.unwrap_or(0)),
                     t.vg,
-                    t.cache.as_deref().unwrap_or("?")
+                    t.local.as_deref().unwrap_or("?")
                 )
             });
         }

@@ -246,14 +246,25 @@ pub(super) fn print_detail(v: &Volume) {
     } else {
         println!("LV           {}/{}", v.vg, v.lv);
     }
-    if let Some(c) = &v.cache {
-        // No percentage of the image: fetched zeros are kept as zero clusters, which hold
-        // nothing, so a fully warm sparse image would read as nearly 0%.
-        println!(
-            "Cache        LV {}/{c}: {} of fetched data held (zeros take no space)",
-            v.vg,
-            Bytes(v.cached.unwrap_or(0))
-        );
+    // Shares are of the bytes the image holds (qemu's map), not of its virtual size: zeros
+    // take no space in either copy.
+    let share = |held: u64| match v.image_allocated {
+        Some(all) if all > 0 => format!(
+            " of {} the image holds ({:.0}%)",
+            Bytes(all),
+            (held as f64 * 100.0 / all as f64).min(100.0)
+        ),
+        _ => " (zeros take no space)".into(),
+    };
+    let held = v.cached.unwrap_or(0);
+    for (what, lv, how) in [
+        ("Cache     ", &v.cache, ""),
+        ("Local copy", &v.local, ", read in the kernel"),
+    ] {
+        if let Some(lv) = lv {
+            let (vg, data, of) = (&v.vg, Bytes(held), share(held));
+            println!("{what}   LV {vg}/{lv}: {data} held{of}{how}");
+        }
     }
     if let Some(o) = &v.origin {
         println!(

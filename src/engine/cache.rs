@@ -1,21 +1,26 @@
-//! Copy-on-read caches of templates: a thin LV per cached template holding a qcow2 overlay
-//! whose backing file is the template's image. Attached clones read the template through
-//! qemu's copy-on-read filter over it (datapath), so each block crosses the network once
-//! per host; VMs never write the cache (their writes go to their own thin volumes).
+//! Templates kept on the host, two ways:
+//! - a copy-on-read cache: a thin LV holding a qcow2 overlay whose backing file is the
+//!   template's image. Attached clones read the template through qemu's copy-on-read filter
+//!   over it (datapath), so each block crosses the network once per host;
+//! - a local copy (`template localize`, or `template warm` of a cached template): a thin LV
+//!   holding the template's data as a raw disk, which clones read in the kernel, with no
+//!   qemu process at all. It replaces the cache.
+//! VMs never write either (their writes go to their own thin volumes).
 
 use std::path::Path;
 
 use crate::engine::context::{sr_tag, Ctx};
+use crate::engine::datapath::local_key;
 use crate::engine::meta::VdiMeta;
 use crate::engine::template::{parse_uri, Source};
 use crate::engine::vdi::Volume;
 use crate::error::{Error, Result};
-use crate::host::lvm::{dev_path, strings, tag_args, Vg, TAG_CACHE};
+use crate::host::lvm::{dev_path, strings, tag_args, Vg, TAG_CACHE, TAG_LOCAL};
 use crate::host::tool;
-use crate::image::extent::Extent;
-use crate::image::stream::Out;
-use crate::image::{Device, Feed};
+use crate::image::extent::align;
+use crate::image::{Device, ReadAt, SparseWriter};
 use crate::progress::Progress;
+use crate::units::Bytes;
 use crate::{cancel, crash};
 
 /// Room for qcow2's own tables beside the data: L2 tables take 1/8192 of the disk with
@@ -44,8 +49,28 @@ fn backing(t: &VdiMeta) -> Result<(String, String)> {
     Ok((file, image.format.clone()))
 }
 
-fn refuse_if_attached(t: &VdiMeta) -> Result<()> {
-    if crate::engine::datapath::is_attached(&t.uuid) {
+/// `lvcreate` of a thin LV holding a copy of template `template` (its cache or local copy,
+/// as `tag` says): active now to be written, skipped by activation afterwards.
+fn copy_lvcreate(
+    vg: &str,
+    pool: &str,
+    lv: &str,
+    size: Bytes,
+    sr: &str,
+    tag: &str,
+    template: &str,
+) -> Vec<String> {
+    let mut args = strings(&["lvcreate", "-y", "-n", lv, "--setactivationskip", "y", "-K"]);
+    args.extend(tag_args(&[sr_tag(sr), format!("{tag}{template}")]));
+    args.extend(["-V".into(), format!("{}b", size.0), "-T".into()]);
+    args.push(format!("{vg}/{pool}"));
+    args
+}
+
+fn refuse_if_attached(ctx: &Ctx, t: &VdiMeta) -> Result<()> {
+    if crate::engine::datapath::is_attached(&t.uuid)
+        || ctx.our_device(&local_key(&t.uuid)).is_some()
+    {
         return Err(Error::TemplateInUse {
             template: t.name.clone(),
             users: vec!["attached: detach its clones (and the template) first".into()],
@@ -62,19 +87,31 @@ impl Ctx {
             if !t.is_template() {
                 return Err(Error::NotATemplate(t.name.clone()));
             }
+            if !on && t.local.is_some() {
+                // Off forgets the local copy too: the host then keeps nothing of it.
+                refuse_if_attached(ctx, &t)?;
+                let lv = op.meta.vdi_mut(uuid).expect("found").local.take();
+                op.save()?;
+                crash::point("cache.after-meta");
+                if let Some(lv) = lv {
+                    ctx.remove_lv(&format!("{}/{lv}", vg.name))?;
+                }
+            }
             match (on, &t.cache) {
                 (true, Some(_)) | (false, None) => {}
+                // A local copy serves better than a cache could.
+                (true, None) if t.local.is_some() => {}
                 (true, None) => {
                     // Clones attached now read the image directly: switching under them
                     // would serve one template two ways.
-                    refuse_if_attached(&t)?;
+                    refuse_if_attached(ctx, &t)?;
                     let lv = ctx.make_cache(&op.entry.uuid, &op.entry.pool, vg, &t)?;
                     crash::point("cache.after-lvcreate");
                     op.meta.vdi_mut(uuid).expect("found").cache = Some(lv);
                     op.save()?;
                 }
                 (false, Some(lv)) => {
-                    refuse_if_attached(&t)?;
+                    refuse_if_attached(ctx, &t)?;
                     // The entry first: a crash before the lvremove leaves an orphan cache
                     // that sr check removes, never an entry pointing at nothing.
                     op.meta.vdi_mut(uuid).expect("found").cache = None;
@@ -97,20 +134,10 @@ impl Ctx {
     fn make_cache(&self, sr: &str, pool: &str, vg: &Vg, t: &VdiMeta) -> Result<String> {
         let (backing, format) = backing(t)?;
         let lv = crate::engine::vdi::free_lv_name(vg, &format!("{} cache", t.name), None);
-        let size = crate::units::Bytes(overlay_size(t.size.0)).round_up(vg.extent_size.0);
-        let mut args = strings(&[
-            "lvcreate",
-            "-y",
-            "-n",
-            &lv,
-            "--setactivationskip",
-            "y",
-            "-K",
-        ]);
-        args.extend(tag_args(&[sr_tag(sr), format!("{TAG_CACHE}{}", t.uuid)]));
-        args.extend(["-V".into(), format!("{}b", size.0), "-T".into()]);
-        args.push(format!("{}/{pool}", vg.name));
-        self.lvm.run(&args)?;
+        let size = Bytes(overlay_size(t.size.0)).round_up(vg.extent_size.0);
+        self.lvm.run(&copy_lvcreate(
+            &vg.name, pool, &lv, size, sr, TAG_CACHE, &t.uuid,
+        ))?;
         let path = dev_path(&vg.name, &lv);
         let name = format!("{}/{lv}", vg.name);
         let made = tool::run(
@@ -138,15 +165,42 @@ impl Ctx {
         Ok(lv)
     }
 
-    /// `template warm`: reads the whole template through its cache now, so no clone ever
-    /// waits on the server. Cancellable; run again, it reads what is cached locally.
+    /// `template warm`: fetches the whole template now, through its cache, into a local
+    /// copy that replaces the cache: no clone ever waits on the server again, and clones
+    /// attached from then on read it in the kernel.
     pub fn template_warm(
         &self,
         key: &str,
         sr: Option<&str>,
         progress: &dyn Progress,
     ) -> Result<Volume> {
-        // From the metadata and the kernel: no lvm report before the work.
+        let found = self.resolve(key, sr)?;
+        let t = found.meta.vdi(&found.uuid).expect("resolve found it");
+        if !t.is_template() {
+            return Err(Error::NotATemplate(t.name.clone()));
+        }
+        if t.cache.is_none() && t.local.is_none() {
+            return Err(Error::InvalidArgument(format!(
+                "template '{}' has no cache: 'thinsr template cache {} on' makes one, or \
+                 'thinsr template localize {}' copies it to the host at once",
+                t.name, t.uuid, t.uuid
+            )));
+        }
+        self.template_localize(key, sr, progress)
+    }
+
+    /// `template localize`: copies the template's data into a new thin LV of the pool, as
+    /// a raw disk its clones read in the kernel. The image is read through thinsr's own
+    /// datapath (its cache, when it has one) and only where qemu's map says it holds data;
+    /// zeros are not written. The SR stays usable meanwhile: its lock is held only to make
+    /// the LV and to record it. Cancellable; a crash leaves a tagged LV no template names,
+    /// which `sr check --repair` removes.
+    pub fn template_localize(
+        &self,
+        key: &str,
+        sr: Option<&str>,
+        progress: &dyn Progress,
+    ) -> Result<Volume> {
         let found = self.resolve(key, sr)?;
         let t = found
             .meta
@@ -156,32 +210,90 @@ impl Ctx {
         if !t.is_template() {
             return Err(Error::NotATemplate(t.name));
         }
-        if t.cache.is_none() {
-            return Err(Error::InvalidArgument(format!(
-                "template '{}' has no cache: 'thinsr template cache {} on' makes one",
-                t.name, t.uuid
-            )));
-        }
         let sr = found.entry.uuid.as_str();
-        let was_attached = self.our_device(&t.uuid).is_some();
+        if t.local.is_some() {
+            return self.template_show(&t.uuid, Some(sr));
+        }
         cancel::watch();
-        let attached = self.vdi_attach(&t.uuid, Some(sr), true)?;
-        let read = read_all(Path::new(&attached.path), t.size.0, &t.name, progress);
+        let (vg, lv) = self.with_vdi(&t.uuid, Some(sr), |ctx, op, vg, _| {
+            let size = t.size.round_up(vg.extent_size.0.max(1));
+            ctx.prepare_thin(&op.entry, &op.meta, vg, size)?;
+            let lv = crate::engine::vdi::free_lv_name(vg, &format!("{} local", t.name), None);
+            let pool = &op.entry.pool;
+            ctx.lvm.run(&copy_lvcreate(
+                &vg.name, pool, &lv, size, sr, TAG_LOCAL, &t.uuid,
+            ))?;
+            Ok((vg.name.clone(), lv))
+        })?;
+        crash::point("localize.after-lvcreate");
+        let name = format!("{vg}/{lv}");
+        let copied = self
+            .copy_template(&t, sr, Path::new(&dev_path(&vg, &lv)), progress)
+            .and_then(|_| self.set_active(&name, false));
         progress.end();
+        if let Err(e) = copied {
+            let _ = self.set_active(&name, false);
+            let _ = self.remove_lv(&name);
+            return Err(e);
+        }
+        crash::point("localize.after-copy");
+        // Recorded last; the cache goes unless something reads through it now (then
+        // 'template cache off' removes it once the clones are detached).
+        let cache = self.with_vdi(&t.uuid, Some(sr), |ctx, op, _, uuid| {
+            let attached = crate::engine::datapath::is_attached(uuid);
+            let v = op.vdi_mut(uuid)?;
+            v.local = Some(lv.clone());
+            let cache = if attached { None } else { v.cache.take() };
+            op.save()?;
+            ctx.forget_devices();
+            Ok(cache)
+        })?;
+        if let Some(c) = cache {
+            crash::point("localize.after-meta");
+            // After the entry: a crash between leaves an orphan cache sr check removes.
+            self.remove_lv(&format!("{vg}/{c}"))?;
+        }
+        self.template_show(&t.uuid, Some(sr))
+    }
+
+    /// Writes template `t`'s data to `dst` (a new thin LV, reading zeros): the template
+    /// attached read-only through the datapath, read only where its image holds data.
+    fn copy_template(
+        &self,
+        t: &VdiMeta,
+        sr: &str,
+        dst: &Path,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        // Whole 64 KiB blocks: the pieces written, and aligned for O_DIRECT reads.
+        let data = align(
+            &crate::engine::template::template_data(t, t.size.0)?,
+            64 << 10,
+            t.size.0,
+        );
+        let was_attached = self.our_device(&t.uuid).is_some();
+        let attached = self.vdi_attach(&t.uuid, Some(sr), true)?;
+        let copied = (|| {
+            let mut src = Device::open(Path::new(&attached.path))?;
+            let mut out = SparseWriter::open(dst)?;
+            progress.begin(
+                &format!("copying template {} to the host", t.name),
+                t.size.0,
+            );
+            let mut buf = crate::aligned::AlignedBuf::zeroed(PIECE);
+            for piece in crate::image::extent::pieces(&data, PIECE as u64) {
+                let b = &mut buf.as_mut_slice()[..piece.len as usize];
+                src.read_at(piece.start, b)?;
+                out.put(piece.start, b, progress)?;
+            }
+            out.finish()
+        })();
         if !was_attached {
             self.vdi_detach(&t.uuid, Some(sr))?;
         }
-        read?;
-        self.template_show(&t.uuid, Some(sr))
+        copied
     }
 }
 
-/// Reads all `size` bytes of `path` as an export does, the bytes going nowhere.
-fn read_all(path: &Path, size: u64, name: &str, progress: &dyn Progress) -> Result<()> {
-    let mut dev = Device::open(path)?;
-    progress.begin(&format!("warming the cache of {name}"), size);
-    let mut feed = Feed::new(&mut dev, progress);
-    let mut nowhere = std::io::sink();
-    let mut out = Out::stream(&mut nowhere, "nowhere");
-    feed.copy(Extent::new(0, size), &mut out)
-}
+/// Pieces a template is copied in (aligned for O_DIRECT reads).
+const PIECE: usize = 4 << 20;

@@ -21,6 +21,7 @@ use std::collections::HashSet;
 use serde::Serialize;
 
 use crate::engine::context::{ours, Ctx};
+use crate::engine::datapath::{local_key, readers};
 use crate::engine::meta::{Pending, SrMeta, VdiKind, VdiMeta};
 use crate::error::Result;
 use crate::host::dm;
@@ -88,6 +89,20 @@ impl Ctx {
         for mut v in std::mem::take(&mut op.meta.vdis) {
             if v.is_template() {
                 // Its image lives outside the VG; only its cache is ours.
+                if let Some(c) = v.local.clone().filter(|c| vg.lv(c).is_none()) {
+                    findings.push(Finding {
+                        kind: "missing_local_copy",
+                        subject: format!("template '{}' ({})", v.name, v.uuid),
+                        problem: format!("its local copy LV {}/{c} is gone", vg.name),
+                        repair: "serve it from its image ('template localize' copies it again)"
+                            .into(),
+                        repaired: repair,
+                    });
+                    if repair {
+                        v.local = None;
+                        changed = true;
+                    }
+                }
                 if let Some(c) = v.cache.clone().filter(|c| vg.lv(c).is_none()) {
                     findings.push(Finding {
                         kind: "missing_cache",
@@ -227,6 +242,7 @@ impl Ctx {
                         image: None,
                         origin: lv.tag_value(TAG_ORIGIN).map(str::to_string),
                         cache: None,
+                        local: None,
                     });
                     changed = true;
                 }
@@ -249,22 +265,28 @@ impl Ctx {
         }
 
         for lv in ours(&vg, &entry.uuid) {
-            let Some(template) = lv.tag_value(crate::host::lvm::TAG_CACHE) else {
-                continue;
+            let (template, kind, what) = match (
+                lv.tag_value(crate::host::lvm::TAG_CACHE),
+                lv.tag_value(crate::host::lvm::TAG_LOCAL),
+            ) {
+                (Some(t), _) => (t, "orphan_cache", "a cache"),
+                (None, Some(t)) => (t, "orphan_local_copy", "a local copy"),
+                (None, None) => continue,
             };
-            let wanted = op
-                .meta
-                .vdi(template)
-                .is_some_and(|t| t.cache.as_deref() == Some(lv.name.as_str()));
+            let wanted = op.meta.vdi(template).is_some_and(|t| {
+                let name = Some(lv.name.as_str());
+                t.cache.as_deref() == name || t.local.as_deref() == name
+            });
             if wanted || lv.open {
                 continue;
             }
-            // A cache holds copies of its template only: nothing is lost removing it.
+            // A cache or local copy holds copies of its template only: nothing is lost
+            // removing it.
             findings.push(Finding {
-                kind: "orphan_cache",
+                kind,
                 subject: format!("LV {}/{}", vg.name, lv.name),
                 problem: format!(
-                    "a cache of template {template} that no template uses (a cache on, off or forget was interrupted)"
+                    "{what} of template {template} that no template uses (a cache on, off, localize or forget was interrupted)"
                 ),
                 repair: "remove it (it holds only copies of the template)".into(),
                 repaired: repair,
@@ -403,6 +425,13 @@ impl Ctx {
         let mut findings = Vec::new();
         let mut uuids: HashSet<String> = meta.vdis.iter().map(|v| v.uuid.clone()).collect();
         uuids.extend(ours(vg, sr).filter_map(|l| l.tag_value(TAG_VDI).map(str::to_string)));
+        let locals: HashSet<String> = meta
+            .vdis
+            .iter()
+            .filter(|v| v.is_template())
+            .map(|v| local_key(&v.uuid))
+            .collect();
+        uuids.extend(locals.iter().cloned());
         let devices = crate::host::dm::our_devices_or_none();
         for d in &devices {
             if !uuids.contains(&d.vdi) {
@@ -422,6 +451,21 @@ impl Ctx {
                 }
                 f.repaired = repair;
                 findings.push(f);
+            } else if locals.contains(&d.vdi) {
+                // A template's local copy serves its clones; none reading it means a
+                // command stopped between removing the last clone's device and this one.
+                if readers(&d.path(), &devices) == 0 && d.open_count == 0 {
+                    findings.push(Finding {
+                        kind: "idle_device",
+                        subject,
+                        problem: "serves a template's local copy that no clone reads".into(),
+                        repair: "remove it".into(),
+                        repaired: repair,
+                    });
+                    if repair {
+                        dm::remove(&d.name, &d.vdi)?;
+                    }
+                }
             } else if meta.vdi(&d.vdi).is_none() {
                 let remove = repair && yes && d.open_count == 0;
                 findings.push(Finding {

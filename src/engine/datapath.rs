@@ -15,6 +15,10 @@
 //! read from the kernel (the tables of thinsr's devices), not counted in a file that could
 //! drift; the state file under /run only says which device serves which template.
 //!
+//! A template with a local copy (`template localize`, or a warmed cache) is served from it:
+//! a read-only thin device of ours over the copy's thin id, which needs no state file (the
+//! kernel's table names it) and no lvm call.
+//!
 //! Order: the state file names the NBD or loop device before it is connected, so a crash at
 //! any step leaves something `detach` (or the next attach) recognises and cleans.
 
@@ -25,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::crash;
 use crate::engine::context::Ctx;
 use crate::engine::meta::VdiMeta;
+use crate::engine::registry::Entry;
 use crate::engine::template::{parse_uri, run_scheme, Source};
 use crate::error::{Error, Result};
 use crate::host::dm::{self, OurDevice};
@@ -135,7 +140,7 @@ pub(crate) fn is_attached(template: &str) -> bool {
 }
 
 /// How many devices of ours read `device` (a template's origin) through their tables.
-fn readers(device: &Path, devices: &[OurDevice]) -> usize {
+pub(crate) fn readers(device: &Path, devices: &[OurDevice]) -> usize {
     match dm::devno(device) {
         Ok(devno) => devices
             .iter()
@@ -152,15 +157,24 @@ pub(crate) fn dead_origin(template: &str, devices: &[OurDevice]) -> Option<usize
     Some(readers(&s.device, devices))
 }
 
+/// What the device of ours serving template `uuid`'s local copy carries as its VDI (in its
+/// dm uuid): the template's own uuid is taken by the template attached on its own.
+pub(crate) fn local_key(template: &str) -> String {
+    format!("local-{template}")
+}
+
 impl Ctx {
     /// The template's image as a read-only block device, attaching it if no live
     /// attachment exists. Returns its `major:minor`.
-    pub(crate) fn attach_origin(&self, t: &VdiMeta, vg: &Vg) -> Result<String> {
+    pub(crate) fn attach_origin(&self, t: &VdiMeta, vg: &Vg, entry: &Entry) -> Result<String> {
         let image = t.image.as_ref().ok_or_else(|| Error::VdiIncomplete {
             vdi: t.name.clone(),
             why: "the template records no image".into(),
         })?;
         let _l = lock::acquire(LOCK, "the datapath")?;
+        if let Some(local) = &t.local {
+            return self.serve_local(t, vg, entry, local);
+        }
         if let Some(s) = load_state(&t.uuid) {
             if s.is_live() {
                 return dm::devno(&s.device);
@@ -205,13 +219,14 @@ impl Ctx {
         state.device = path.clone();
         state.scheme = scheme;
         if image.format == "raw" {
-            if is_block_device(&path) {
-                if state.scheme.is_some() {
-                    // A raw block device needs no server in between.
-                    save_state(&state)?;
-                    return dm::devno(&path);
-                }
-            } else {
+            if state.scheme.is_some() && is_block_device(&path) {
+                // A raw block device needs no server in between.
+                save_state(&state)?;
+                return dm::devno(&path);
+            }
+            if path.is_file() {
+                // Nor does a raw file: the kernel reads it through a loop device. (An NBD
+                // export, a raw disk too, names no local file.)
                 return self.serve_on_loop(state, &path);
             }
         }
@@ -243,6 +258,51 @@ impl Ctx {
         dm::devno(&state.device)
     }
 
+    /// The template's local copy as a read-only thin device of ours (made unless a live
+    /// one exists). Returns its `major:minor`.
+    fn serve_local(&self, t: &VdiMeta, vg: &Vg, entry: &Entry, local: &str) -> Result<String> {
+        let key = local_key(&t.uuid);
+        if let Some(d) = self.our_device(&key) {
+            if d.live {
+                return dm::devno(&d.path());
+            }
+            // Left without a table by a crash: make it again.
+            dm::remove(&d.name, &t.name)?;
+        }
+        let missing = |why: String| Error::VdiIncomplete {
+            vdi: t.name.clone(),
+            why,
+        };
+        let lv = vg.lv(local).ok_or_else(|| {
+            missing(format!(
+                "its local copy {}/{local} is missing: 'thinsr template cache {} off' forgets it",
+                vg.name, t.uuid
+            ))
+        })?;
+        if lv.active {
+            // Two devices on one thin id would corrupt it.
+            return Err(missing(format!(
+                "its local copy {}/{local} is active through LVM: 'lvchange -an' it first",
+                vg.name
+            )));
+        }
+        let thin_id = lv.thin_id.ok_or_else(|| Error::LvmFailed {
+            command: "lvs".into(),
+            message: format!("no thin id reported for {}/{local}", vg.name),
+        })?;
+        let (pool, _) = dm::pool_target(&dm::open()?, &vg.name, &entry.pool)
+            .ok_or_else(|| Error::SrNotAttached(entry.name.clone()))?;
+        let table = dm::Table::Thin {
+            pool: format!("/dev/mapper/{pool}"),
+            thin_id,
+            origin: None,
+        };
+        let name = dm::our_name(&vg.name, &lv.name, &key);
+        let path = dm::create(&name, &key, lv.size.0 / 512, &table, true)?;
+        self.forget_devices();
+        dm::devno(&path)
+    }
+
     /// Attaches raw image file `file` to a free loop device for `state`'s template: the
     /// state names the device before it is attached, and a failure releases what was made.
     /// Returns the device's `major:minor`.
@@ -266,10 +326,18 @@ impl Ctx {
     /// Ends a template's attachment when no device of ours reads it any more.
     pub(crate) fn release_origin_if_unused(&self, template: &str) -> Result<()> {
         let _l = lock::acquire(LOCK, "the datapath")?;
+        let devices = dm::our_devices(&dm::open()?)?;
+        let key = local_key(template);
+        if let Some(d) = devices.iter().find(|d| d.vdi == key) {
+            if readers(&d.path(), &devices) == 0 && d.open_count == 0 {
+                dm::remove(&d.name, template)?;
+                self.forget_devices();
+            }
+        }
         let Some(s) = load_state(template) else {
             return Ok(());
         };
-        if readers(&s.device, &dm::our_devices(&dm::open()?)?) > 0 {
+        if readers(&s.device, &devices) > 0 {
             return Ok(());
         }
         self.release(&s)

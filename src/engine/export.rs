@@ -11,13 +11,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::context::Ctx;
 use crate::engine::meta::{VdiKind, VdiMeta};
-use crate::engine::template::{parse_uri, Source};
+use crate::engine::template::template_data;
 use crate::error::{Error, Result};
-use crate::host::qemu::qemu_img_json;
 use crate::host::{thin, tool};
 use crate::image::extent::{align, normalize, subtract, total, Extent};
 use crate::image::stream::Out;
-use crate::image::{data_of, qcow2, thin_xml, vhd, write_raw, Device, Feed, Format, MapEntry};
+use crate::image::{qcow2, thin_xml, vhd, write_raw, Device, Feed, Format};
 use crate::progress::Progress;
 use crate::units::Bytes;
 use crate::{cancel, crash};
@@ -85,24 +84,6 @@ enum Prepared {
     Ready(Box<Readable>),
     /// Attached read-write: export a snapshot instead.
     Live,
-}
-
-/// Data ranges of the template `t` (of a clone of `size` bytes), from qemu's map of its
-/// image; the whole template where qemu cannot tell (a scheme's device).
-fn template_data(t: &VdiMeta, size: u64) -> Result<Vec<Extent>> {
-    let image = t.image.as_ref().expect("templates have an image");
-    let whole = vec![Extent::new(0, t.size.0.min(size))];
-    let path = match parse_uri(&image.uri)? {
-        Source::File(p) => p.display().to_string(),
-        Source::Nbd(u) => u,
-        Source::Scheme(_) => return Ok(whole),
-    };
-    let map: Vec<MapEntry> = qemu_img_json(
-        "map",
-        &["--output=json", "-f", &image.format, "--", &path],
-        &image.uri,
-    )?;
-    Ok(data_of(map))
 }
 
 /// The output file while it is written: a hidden file beside it, renamed over it only

@@ -2,10 +2,8 @@
 //! stays thin. Files are converted by qemu-img (every format it reads); a stream on stdin is
 //! decoded here (raw, VHD dynamic, qcow2), forward only.
 
-use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
-use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde::Serialize;
@@ -15,9 +13,9 @@ use crate::engine::vdi::Volume;
 use crate::error::{Error, Result};
 use crate::host::lvm::dev_path;
 use crate::host::qemu::probe;
-use crate::image::qcow2::{self, CLUSTER};
-use crate::image::stream::{is_zero, Input};
-use crate::image::vhd;
+use crate::image::qcow2;
+use crate::image::stream::Input;
+use crate::image::{vhd, SparseWriter};
 use crate::progress::Progress;
 use crate::units::{clip, Bytes};
 use crate::{cancel, crash};
@@ -85,35 +83,6 @@ fn our_format(f: &str) -> &str {
     }
 }
 
-/// Writes what is not zero, in cluster-sized pieces, to the new VDI's device.
-struct Writer {
-    dev: File,
-    what: String,
-    written: u64,
-    reached: u64,
-}
-
-impl Writer {
-    fn put(&mut self, at: u64, data: &[u8], progress: &dyn Progress) -> Result<()> {
-        if cancel::requested() {
-            return Err(Error::Cancelled);
-        }
-        for (i, piece) in data.chunks(CLUSTER as usize).enumerate() {
-            if is_zero(piece) {
-                continue;
-            }
-            let off = at + (i as u64) * CLUSTER;
-            self.dev
-                .write_all_at(piece, off)
-                .map_err(|e| Error::io(format!("{} at byte {off}", self.what), e))?;
-            self.written += piece.len() as u64;
-        }
-        self.reached = self.reached.max(at + data.len() as u64);
-        progress.set(self.reached);
-        Ok(())
-    }
-}
-
 /// Decodes a stream into `w`; the format and header were read already.
 enum Decoder {
     Raw,
@@ -125,7 +94,7 @@ fn decode(
     input: &mut Input,
     d: &Decoder,
     size: u64,
-    w: &mut Writer,
+    w: &mut SparseWriter,
     progress: &dyn Progress,
 ) -> Result<()> {
     let mut sink = |at: u64, data: &[u8]| w.put(at, data, progress);
@@ -241,18 +210,10 @@ impl Ctx {
                 }
                 let size = Bytes(size);
                 self.import_into(sr, label, opts, size, format, progress, |dev, w| {
-                    let mut writer = Writer {
-                        dev: File::options()
-                            .write(true)
-                            .open(dev)
-                            .map_err(|e| Error::io(dev, e))?,
-                        what: dev.into(),
-                        written: 0,
-                        reached: 0,
-                    };
+                    let mut writer = SparseWriter::open(Path::new(dev))?;
                     decode(&mut input, &decoder, size.0, &mut writer, progress)?;
                     *w = Some(writer.written);
-                    writer.dev.sync_all().map_err(|e| Error::io(dev, e))
+                    writer.finish()
                 })
             }
         }

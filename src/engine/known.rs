@@ -22,6 +22,7 @@ impl Locked {
         for v in &self.meta.vdis {
             taken.insert(v.lv.clone());
             taken.extend(v.cache.clone());
+            taken.extend(v.local.clone());
         }
         names::unique_name(label, &e.vg, &taken)
     }

@@ -179,6 +179,10 @@ pub struct VdiMeta {
     /// as clones read it (found by its `thinsr_cache=<template>` tag, this is its name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<String>,
+    /// A template's local copy: a thin LV holding its data as a raw disk, which its clones
+    /// read in the kernel (found by its `thinsr_local=<template>` tag, this is its name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<String>,
 }
 
 /// A template image, as found when it was introduced.

@@ -14,8 +14,10 @@ use crate::engine::names;
 use crate::engine::vdi::{now, Volume};
 use crate::error::{Error, Result};
 use crate::host::probe::is_block_device;
-use crate::host::qemu::probe;
+use crate::host::qemu::{probe, qemu_img_json};
 use crate::host::tool;
+use crate::image::extent::Extent;
+use crate::image::{data_of, MapEntry};
 use crate::units::{clip, Bytes};
 
 /// Where scheme scripts live unless `--scheme-dir` / `THINSR_SCHEME_DIR` says otherwise.
@@ -176,6 +178,24 @@ pub fn run_scheme(dir: &Path, scheme: &str, verb: &str, uri: &str) -> Result<Opt
     }
 }
 
+/// Data ranges of the template `t` (of a clone of `size` bytes), from qemu's map of its
+/// image; the whole template where qemu cannot tell (a scheme's device).
+pub(crate) fn template_data(t: &VdiMeta, size: u64) -> Result<Vec<Extent>> {
+    let image = t.image.as_ref().expect("templates have an image");
+    let whole = vec![Extent::new(0, t.size.0.min(size))];
+    let path = match parse_uri(&image.uri)? {
+        Source::File(p) => p.display().to_string(),
+        Source::Nbd(u) => u,
+        Source::Scheme(_) => return Ok(whole),
+    };
+    let map: Vec<MapEntry> = qemu_img_json(
+        "map",
+        &["--output=json", "-f", &image.format, "--", &path],
+        &image.uri,
+    )?;
+    Ok(data_of(map))
+}
+
 impl Ctx {
     /// What qemu opens for a template's image: its file, its NBD URI, or the path its
     /// scheme's script attached (with the scheme, whose script must be told `detach`).
@@ -294,6 +314,7 @@ impl Ctx {
             }),
             origin: None,
             cache: None,
+            local: None,
         };
         op.meta.vdis.push(t.clone());
         op.save()?;
@@ -329,8 +350,8 @@ impl Ctx {
             let vol = ctx.volume(&op.entry, &op.meta, vg, &t, None);
             op.meta.vdis.retain(|v| v.uuid != t.uuid);
             op.save()?;
-            if let Some(c) = &t.cache {
-                // After the entry: a crash between leaves an orphan cache sr check removes.
+            for c in t.cache.iter().chain(&t.local) {
+                // After the entry: a crash between leaves an orphan copy sr check removes.
                 ctx.remove_lv(&format!("{}/{c}", vg.name))?;
             }
             Ok(vol)
@@ -346,10 +367,20 @@ impl Ctx {
     }
 
     /// `template show`.
+    /// `template show`: with the bytes its image holds (qemu's map), so a cache or local
+    /// copy can say how much of it is on the host.
     pub fn template_show(&self, key: &str, sr: Option<&str>) -> Result<Volume> {
-        let vol = self.vdi_show(key, sr)?;
+        let mut vol = self.vdi_show(key, sr)?;
         if vol.kind != VdiKind::Template {
             return Err(Error::NotATemplate(vol.name));
+        }
+        if vol.cached.is_some() {
+            let found = self.resolve(&vol.uuid, Some(&vol.sr))?;
+            let t = found.meta.vdi(&found.uuid).expect("resolve found it");
+            // Best effort: a server that does not answer leaves the share unsaid.
+            vol.image_allocated = template_data(t, t.size.0)
+                .ok()
+                .map(|d| d.iter().map(|e| e.len).sum());
         }
         Ok(vol)
     }

@@ -134,6 +134,59 @@ impl<'a> Feed<'a> {
     }
 }
 
+/// Writes what is not zero, in 64 KiB pieces, at its offsets of a device that reads zeros
+/// already (a new thin LV): what is zero stays unallocated.
+pub struct SparseWriter {
+    dev: File,
+    what: String,
+    /// Bytes written.
+    pub written: u64,
+    reached: u64,
+}
+
+impl SparseWriter {
+    pub fn open(path: &Path) -> Result<SparseWriter> {
+        let what = path.display().to_string();
+        let dev = File::options()
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::io(what.as_str(), e))?;
+        Ok(SparseWriter {
+            dev,
+            what,
+            written: 0,
+            reached: 0,
+        })
+    }
+
+    pub fn put(&mut self, at: u64, data: &[u8], progress: &dyn Progress) -> Result<()> {
+        if cancel::requested() {
+            return Err(Error::Cancelled);
+        }
+        let piece_len = qcow2::CLUSTER as usize;
+        for (i, piece) in data.chunks(piece_len).enumerate() {
+            if stream::is_zero(piece) {
+                continue;
+            }
+            let off = at + (i * piece_len) as u64;
+            self.dev
+                .write_all_at(piece, off)
+                .map_err(|e| Error::io(format!("{} at byte {off}", self.what), e))?;
+            self.written += piece.len() as u64;
+        }
+        self.reached = self.reached.max(at + data.len() as u64);
+        progress.set(self.reached);
+        Ok(())
+    }
+
+    /// Flushes what was written to the device.
+    pub fn finish(&self) -> Result<()> {
+        self.dev
+            .sync_all()
+            .map_err(|e| Error::io(self.what.as_str(), e))
+    }
+}
+
 /// Writes a raw image: the data ranges, zeros (holes in a file) elsewhere.
 pub fn write_raw(size: u64, data: &[Extent], feed: &mut Feed, out: &mut Out) -> Result<()> {
     for e in data {

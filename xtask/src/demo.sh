@@ -97,6 +97,20 @@ run thinsr vdi detach "vm3 disk"
 run thinsr template warm "Remote Windows"
 run thinsr template show "Remote Windows"
 
+say "Clones of a local copy, or of a raw image, read in the kernel: no qemu-nbd in their path"
+vm3=$(thinsr vdi attach "vm3 disk")
+echo "vm3 reads: $(head -c 31 "$vm3") (from the local copy: a thin device of ours)"
+run dmsetup table
+run thinsr vdi detach "vm3 disk"
+truncate -s 512M /tmp/alpine.raw
+printf 'Alpine, read through a loop device' | dd of=/tmp/alpine.raw conv=notrunc 2>/dev/null
+run thinsr template introduce file:///tmp/alpine.raw --sr "Fast local"
+run thinsr vdi clone alpine --name "vm4 disk"
+vm4=$(thinsr vdi attach "vm4 disk")
+echo "vm4 reads: $(head -c 34 "$vm4")"
+run losetup --list
+run thinsr vdi detach "vm4 disk"
+
 say "Export reads only the blocks that hold data; import writes only what is not zero"
 run thinsr export "web01 disk" -o /tmp/web01.qcow2
 run qemu-img check /tmp/web01.qcow2

@@ -45,10 +45,10 @@ fn main() {
         Some("shell") => shell(),
         Some("script") => script(&args[1..]),
         Some("gen") => gen(),
-        Some("bench") => bench(),
+        Some("bench") => bench(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask test [FILTER] | bench | demo | shell | script FILE | gen"
+                "usage: cargo xtask test [FILTER] | bench [PART] | demo | shell | script FILE | gen"
             );
             std::process::exit(2);
         }
@@ -256,9 +256,11 @@ fn test(args: &[String]) -> Result<()> {
     }
 }
 
-/// `cargo xtask bench`: tests/bench.rs in one VM, its table echoed. Release build: the
-/// figures are about thinsr as shipped.
-fn bench() -> Result<()> {
+/// `cargo xtask bench [PART]`: tests/bench.rs in one VM, its table echoed; PART names one
+/// of its parts alone (`bench_origins`). Release build: the figures are about thinsr as
+/// shipped.
+fn bench(args: &[String]) -> Result<()> {
+    let part = args.first().map(String::as_str).unwrap_or("bench");
     vm::ensure_packages()?;
     let (thinsr, bins) = build_for_vm(true)?;
     let bench = bins
@@ -270,7 +272,7 @@ fn bench() -> Result<()> {
         })
         .ok_or("cargo did not build tests/bench.rs")?
         .clone();
-    let jobs = vec![(bench.clone(), "bench".to_string())];
+    let jobs = vec![(bench.clone(), part.to_string())];
     let bed = vm::build(&work_dir()?, &[thinsr, bench], &jobs, None)?;
     let outcome = vm::boot(
         &bed,

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::engine::context::{ours, sr_tag, Ctx};
+use crate::engine::datapath::local_key;
 use crate::engine::meta::{Mode, META_LV_SIZE};
 use crate::engine::pool::{PoolInfo, CHUNK};
 use crate::engine::registry::{Entry, Registry};
@@ -230,7 +231,7 @@ fn refuse_attached(ctx: &Ctx, entry: &Entry, vg: &Vg) -> Result<()> {
             meta.vdis
                 .iter()
                 .filter(|v| v.is_template())
-                .map(|v| v.uuid.clone()),
+                .flat_map(|v| [v.uuid.clone(), local_key(&v.uuid)]),
         );
     }
     attached.extend(

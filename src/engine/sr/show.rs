@@ -119,6 +119,8 @@ impl Ctx {
                 "vdi"
             } else if l.tag_value(crate::host::lvm::TAG_CACHE).is_some() {
                 "template cache"
+            } else if l.tag_value(crate::host::lvm::TAG_LOCAL).is_some() {
+                "template local copy"
             } else {
                 "other"
             }
@@ -172,7 +174,10 @@ impl Ctx {
                 .count(),
             caches: mine
                 .iter()
-                .filter(|l| l.tag_value(crate::host::lvm::TAG_CACHE).is_some())
+                .filter(|l| {
+                    l.tag_value(crate::host::lvm::TAG_CACHE).is_some()
+                        || l.tag_value(crate::host::lvm::TAG_LOCAL).is_some()
+                })
                 .count(),
             lvs: mine.iter().map(|l| info(l, role(l))).collect(),
             foreign_lvs: foreign.iter().map(|l| info(l, "foreign".into())).collect(),

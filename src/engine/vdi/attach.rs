@@ -70,7 +70,7 @@ impl Ctx {
     /// The device to give a VM for `v`, which has none yet.
     fn make_device(&self, op: &Locked, vg: &Vg, v: &VdiMeta, read_only: bool) -> Result<PathBuf> {
         if v.is_template() {
-            return self.attach_template(v, vg);
+            return self.attach_template(v, vg, &op.entry);
         }
         let lv = vdi_lv(vg, v)?;
         let template = template_of(op, v)?;
@@ -157,7 +157,9 @@ impl Ctx {
         })?;
         let (pool, _) = dm::pool_target(&dm::open()?, &vg.name, &entry.pool)
             .ok_or_else(|| Error::SrNotAttached(entry.name.clone()))?;
-        let origin = template.map(|t| self.attach_origin(t, vg)).transpose()?;
+        let origin = template
+            .map(|t| self.attach_origin(t, vg, entry))
+            .transpose()?;
         crash::point("vdi-attach.after-origin");
         let table = dm::Table::Thin {
             pool: format!("/dev/mapper/{pool}"),
@@ -173,8 +175,8 @@ impl Ctx {
     }
 
     /// A template attached on its own, read-only: a device over its image.
-    fn attach_template(&self, t: &VdiMeta, vg: &Vg) -> Result<PathBuf> {
-        let origin = self.attach_origin(t, vg)?;
+    fn attach_template(&self, t: &VdiMeta, vg: &Vg, entry: &Entry) -> Result<PathBuf> {
+        let origin = self.attach_origin(t, vg, entry)?;
         let name = dm::our_name(
             &vg.name,
             &format!("template-{}", names::sanitize(&t.name, 64)),

@@ -130,6 +130,7 @@ impl Ctx {
             image: None,
             origin: None,
             cache: None,
+            local: None,
         };
         self.record_new(&mut op, &entry.vg, &vdi)?;
         crash::point("vdi-create.after-meta");

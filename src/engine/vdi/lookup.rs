@@ -155,7 +155,7 @@ impl Ctx {
     /// reports usage of active thin volumes only). Best effort: None when unreadable.
     fn mapped_if_needed(&self, e: &Entry, vg: &Vg, vdis: &[VdiMeta]) -> Option<HashMap<u32, u64>> {
         let needed = vdis.iter().any(|v| {
-            let lv = match &v.cache {
+            let lv = match v.cache.as_ref().or(v.local.as_ref()) {
                 Some(c) => vg.lv(c),
                 None => vg.vdi_lv(&v.uuid),
             };
@@ -204,7 +204,11 @@ impl Ctx {
             Some(physical),
         );
         vol.sr_name = meta.name.clone();
-        vol.cached = v.cache.as_ref().map(|c| vg.lv(c).map(used).unwrap_or(0));
+        vol.cached = v
+            .cache
+            .as_ref()
+            .or(v.local.as_ref())
+            .map(|c| vg.lv(c).map(used).unwrap_or(0));
         vol.parent_name = parent_name;
         vol.origin_name = origin_name(meta, v);
         if let Some(d) = mine {
@@ -267,7 +271,9 @@ impl Ctx {
             format: v.image.as_ref().map(|i| i.format.clone()),
             origin: v.origin.clone(),
             cache: v.cache.clone(),
+            local: v.local.clone(),
             cached: None,
+            image_allocated: None,
             origin_name: None,
             created: v.created,
             pending: v.pending,
@@ -313,6 +319,7 @@ mod tests {
             image: None,
             origin: None,
             cache: None,
+            local: None,
         }
     }
 

@@ -84,10 +84,17 @@ pub struct Volume {
     /// A template's cache LV, when it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<String>,
-    /// Bytes held by the template's cache LV (the blocks fetched so far, plus qcow2's
-    /// tables).
+    /// A template's local copy LV (its data as a raw disk, read in the kernel), when it has
+    /// one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local: Option<String>,
+    /// Bytes held by the template's cache or local copy LV (the blocks fetched so far,
+    /// plus qcow2's tables for a cache).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cached: Option<u64>,
+    /// Bytes of a template's image that hold data, from qemu's map (`template show` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_allocated: Option<u64>,
     pub created: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pending: Option<Pending>,

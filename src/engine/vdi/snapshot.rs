@@ -143,6 +143,7 @@ impl Ctx {
             image: None,
             origin: origin.clone(),
             cache: None,
+            local: None,
         };
         self.record_new(&mut op, &vg_name, &vdi)?;
         let mut vol = self.volume_of(&op.entry, &vg_name, &vdi, None, size, false, Some(physical));
