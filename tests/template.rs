@@ -690,19 +690,20 @@ fn lvs_with_tags() -> Vec<String> {
         .collect()
 }
 
-/// A qcow2 template made local while a clone reads it through qemu-nbd: clones attached
-/// from then on read the local copy in the kernel, the old clone moves at its next attach,
-/// and once it has, no qemu-nbd runs and killing any changes nothing. A cached vhd
-/// template warmed becomes local and drops its cache. Crashes at each step leave what
+/// A vhd template made local while a clone reads it through qemu-nbd: new clones are thin
+/// snapshots of the local copy (LVM's own devices) and keep reading when every qemu-nbd is
+/// killed; the old clone reads the copy through a device of ours from its next attach. A
+/// cached qcow2 template warmed becomes local and drops its cache, and its new clones run
+/// with no qemu-nbd, even once the copy is gone. Crashes at each step leave what
 /// sr check repairs, 'template cache off' goes back to the image, and the images never
 /// change.
 #[test]
 fn localized_templates_are_read_in_the_kernel() {
     vm();
     owned_sr("local");
-    let qsum = template_image("/tmp/q.qcow2", "qcow2");
-    let vsum = template_image("/tmp/v.vhd", "vpc");
-    ok(&["template", "introduce", "file:///tmp/q.qcow2"]);
+    let qsum = template_image("/tmp/q.vhd", "vpc");
+    let vsum = template_image("/tmp/v.qcow2", "qcow2");
+    ok(&["template", "introduce", "file:///tmp/q.vhd"]);
     ok(&["vdi", "clone", "q", "--name", "c1"]);
     let c1 = attach("c1");
     let mine = noise(4096, 31);
@@ -728,11 +729,20 @@ fn localized_templates_are_read_in_the_kernel() {
     // Idempotent.
     assert_eq!(json(&["template", "localize", "q"])["local"], "q_local");
 
-    // A new clone reads the local copy; the old one keeps its server until it detaches.
-    ok(&["vdi", "clone", "q", "--name", "c2"]);
+    // A new clone is a thin snapshot of the local copy; the old one keeps its server until
+    // it detaches.
+    let made = json(&["vdi", "clone", "q", "--name", "c2"]);
+    assert!(made.get("origin").is_none(), "{made}");
+    assert_eq!(made["parent"], t["uuid"], "{made}");
     let c2 = attach("c2");
-    reads_template(&c2, None);
+    assert_eq!(c2, "/dev/local/c2", "LVM's own device");
     assert_eq!(qemu_nbd_pids().len(), 1, "only c1's server");
+    // Every qemu-nbd dies: c2 reads on from the local copy.
+    for pid in qemu_nbd_pids() {
+        sh(&["kill", "-9", &pid]);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    reads_template(&c2, None);
     ok(&["vdi", "detach", "c1"]);
     assert!(qemu_nbd_pids().is_empty(), "{:?}", qemu_nbd_pids());
     let c1 = attach("c1");
@@ -740,7 +750,7 @@ fn localized_templates_are_read_in_the_kernel() {
     assert_eq!(read_at(&c1, MARKS[1] & !4095, 4096), mine);
     reads_template(&c1, Some(1));
     reads_template(&c2, None);
-    // One device of ours serves the copy to both clones.
+    // One device of ours serves the copy to the old clone.
     let devices = our_dm_devices();
     assert_eq!(
         devices.iter().filter(|d| d.contains("q_local")).count(),
@@ -762,7 +772,7 @@ fn localized_templates_are_read_in_the_kernel() {
     assert_clean();
 
     // A cached template, warmed, becomes local and its cache goes.
-    ok(&["template", "introduce", "file:///tmp/v.vhd", "--cache"]);
+    ok(&["template", "introduce", "file:///tmp/v.qcow2", "--cache"]);
     let cache = json(&["template", "show", "v"])["cache"]
         .as_str()
         .unwrap()
@@ -779,6 +789,8 @@ fn localized_templates_are_read_in_the_kernel() {
     let d1 = attach("d1");
     assert!(qemu_nbd_pids().is_empty(), "{:?}", qemu_nbd_pids());
     reads_template(&d1, None);
+    let mine = noise(4096, 33);
+    write_at(&d1, MARKS[0], &mine);
     ok(&["vdi", "detach", "d1"]);
 
     // A crash after the local copy is recorded, before the cache it replaces is removed:
@@ -815,14 +827,21 @@ fn localized_templates_are_read_in_the_kernel() {
             lvs_with_tags()
         );
     }
-    // After 'cache off' the clone reads the image again, through qemu-nbd.
+    // With the copy gone, d1 still holds all it read from it; a new clone reads the image
+    // again, through qemu-nbd.
     let d1 = attach("d1");
+    assert!(qemu_nbd_pids().is_empty(), "{:?}", qemu_nbd_pids());
+    assert_eq!(read_at(&d1, MARKS[0], 4096), mine);
+    reads_template(&d1, Some(0));
+    ok(&["vdi", "clone", "v", "--name", "d2"]);
+    let d2 = attach("d2");
     assert_eq!(qemu_nbd_pids().len(), 1);
-    reads_template(&d1, None);
+    reads_template(&d2, None);
     ok(&["vdi", "detach", "d1"]);
+    ok(&["vdi", "detach", "d2"]);
     assert_clean();
     // Forgetting a template removes its local copy.
-    ok(&["--yes", "vdi", "destroy", "d1"]);
+    ok(&["--yes", "vdi", "destroy", "d2"]);
     ok(&["template", "localize", "v"]);
     ok(&["template", "forget", "v"]);
     assert!(
@@ -832,6 +851,6 @@ fn localized_templates_are_read_in_the_kernel() {
     );
     let r = json(&["sr", "check", "local"]);
     assert!(r["findings"].as_array().unwrap().is_empty(), "{r}");
-    assert_eq!(sha256("/tmp/q.qcow2"), qsum, "the qcow2 image changed");
-    assert_eq!(sha256("/tmp/v.vhd"), vsum, "the vhd image changed");
+    assert_eq!(sha256("/tmp/q.vhd"), qsum, "the vhd image changed");
+    assert_eq!(sha256("/tmp/v.qcow2"), vsum, "the qcow2 image changed");
 }

@@ -1,5 +1,5 @@
-//! `vdi snapshot` and `vdi clone`: thin snapshots of a VDI (or of a template, over its
-//! external origin).
+//! `vdi snapshot` and `vdi clone`: thin snapshots of a VDI, of a template's local copy, or
+//! of a template over its external origin.
 
 use std::collections::BTreeMap;
 
@@ -47,14 +47,19 @@ impl Ctx {
         };
         names::check_label(&label)?;
         let new_uuid = uuid::Uuid::new_v4().to_string();
+        // A template with a local copy is cloned as a thin snapshot of that copy: the
+        // clone then reads like any thin VDI, one dm-thin lookup in the kernel, and owes
+        // nothing to the template any more.
+        let local = parent.local.clone().filter(|_| parent.is_template());
         let origin = if parent.is_template() {
-            Some(parent.uuid.clone())
+            Some(parent.uuid.clone()).filter(|_| local.is_none())
         } else {
             parent.origin.clone()
         };
+        let from_template = parent.is_template() && local.is_none();
         let (vg_name, pool) = (op.entry.vg.clone(), op.entry.pool.clone());
         // A template's clone is a new thin LV reading the template where it has no data;
-        // anything else is an LVM thin snapshot of the parent's LV.
+        // anything else is an LVM thin snapshot of the parent's (or local copy's) LV.
         let make = |lv: &str, size: Bytes, parent_lv: Option<&str>| -> Result<()> {
             let mut args = lvcreate_args(&found.entry.uuid, &new_uuid, lv);
             if let Some(o) = &origin {
@@ -88,10 +93,10 @@ impl Ctx {
         let made = match op.meta.geometry.filter(|_| ready) {
             Some(g) => {
                 let lv = op.known_free_name(&label);
-                let (size, parent_lv) = if parent.is_template() {
-                    (clone_size(g), None)
-                } else {
-                    (parent.size, Some(parent.lv.as_str()))
+                let (size, parent_lv) = match &local {
+                    Some(l) => (parent.size.round_up(g.extent.0), Some(l.as_str())),
+                    None if from_template => (clone_size(g), None),
+                    None => (parent.size, Some(parent.lv.as_str())),
                 };
                 // What the new VDI maps is known from the next listing.
                 known::unless_a_report_helps(make(&lv, size, parent_lv))?.map(|()| (lv, size, 0))
@@ -104,7 +109,18 @@ impl Ctx {
                 let vg = self.lvm.report_vg(&op.entry.vg)?;
                 op.learn_geometry(&vg);
                 let g = op.meta.geometry.expect("just learnt");
-                let (size, parent_lv) = if parent.is_template() {
+                let copy = local.as_deref().map(|l| {
+                    vg.lv(l).ok_or_else(|| {
+                        Error::LvNotFound(format!(
+                            "{}/{l} (the local copy of template '{}')",
+                            vg.name, parent.name
+                        ))
+                    })
+                });
+                let (size, parent_lv) = if let Some(copy) = copy {
+                    let copy = copy?;
+                    (copy.size, Some(copy.name.as_str()))
+                } else if from_template {
                     (clone_size(g), None)
                 } else {
                     let l = vdi_lv(&vg, &parent)?;
