@@ -238,19 +238,23 @@ impl Ctx {
         }
         crash::point("localize.after-copy");
         // Recorded last; the cache goes unless something reads through it now (then
-        // 'template cache off' removes it once the clones are detached).
-        let cache = self.with_vdi(&t.uuid, Some(sr), |ctx, op, _, uuid| {
+        // 'template cache off' removes it once the clones are detached). A copy another
+        // command recorded meanwhile wins, and ours goes.
+        let unused = self.with_vdi(&t.uuid, Some(sr), |ctx, op, _, uuid| {
             let attached = crate::engine::datapath::is_attached(uuid);
             let v = op.vdi_mut(uuid)?;
+            if v.local.is_some() {
+                return Ok(Some(lv.clone()));
+            }
             v.local = Some(lv.clone());
             let cache = if attached { None } else { v.cache.take() };
             op.save()?;
             ctx.forget_devices();
             Ok(cache)
         })?;
-        if let Some(c) = cache {
+        if let Some(c) = unused {
             crash::point("localize.after-meta");
-            // After the entry: a crash between leaves an orphan cache sr check removes.
+            // After the entry: a crash between leaves an orphan copy sr check removes.
             self.remove_lv(&format!("{vg}/{c}"))?;
         }
         self.template_show(&t.uuid, Some(sr))

@@ -108,7 +108,7 @@ run thinsr template introduce file:///tmp/alpine.raw --sr "Fast local"
 run thinsr vdi clone alpine --name "vm4 disk"
 vm4=$(thinsr vdi attach "vm4 disk")
 echo "vm4 reads: $(head -c 34 "$vm4")"
-run losetup --list
+run /usr/sbin/losetup --list --output NAME,RO,DIO,BACK-FILE
 run thinsr vdi detach "vm4 disk"
 
 say "Export reads only the blocks that hold data; import writes only what is not zero"
