@@ -5,6 +5,7 @@
 //! - a local copy (`template localize`, or `template warm` of a cached template): a thin LV
 //!   holding the template's data as a raw disk, which clones read in the kernel, with no
 //!   qemu process at all. It replaces the cache.
+//!
 //! VMs never write either (their writes go to their own thin volumes).
 
 use std::path::Path;
