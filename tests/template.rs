@@ -690,11 +690,11 @@ fn lvs_with_tags() -> Vec<String> {
         .collect()
 }
 
-/// A vhd template made local while a clone reads it through qemu-nbd: new clones are thin
-/// snapshots of the local copy (LVM's own devices) and keep reading when every qemu-nbd is
-/// killed; the old clone reads the copy through a device of ours from its next attach. A
-/// cached qcow2 template warmed becomes local and drops its cache, and its new clones run
-/// with no qemu-nbd, even once the copy is gone. Crashes at each step leave what
+/// A vhd template made local while a clone reads it through qemu-nbd: the clone moves onto
+/// the copy live (a device of ours swaps its origin) and the server ends; new clones are
+/// thin snapshots of the copy (LVM's own devices). A cached qcow2 template warmed while
+/// its clone reads through the cache becomes local the same way and drops its cache; its
+/// new clones run with no qemu-nbd, even once the copy is gone. Crashes at each step leave what
 /// sr check repairs, 'template cache off' goes back to the image, and the images never
 /// change.
 #[test]
@@ -728,6 +728,11 @@ fn localized_templates_are_read_in_the_kernel() {
     );
     // Idempotent.
     assert_eq!(json(&["template", "localize", "q"])["local"], "q_local");
+    // c1 moved onto the copy while attached: its server is gone, its data is not.
+    assert!(qemu_nbd_pids().is_empty(), "{:?}", qemu_nbd_pids());
+    assert_eq!(read_at(&c1, MARKS[1] & !4095, 4096), mine);
+    reads_template(&c1, Some(1));
+    assert_eq!(attach("c1"), c1, "the same device");
 
     // A new clone is a thin snapshot of the local copy; the old one keeps its server until
     // it detaches.
@@ -736,13 +741,8 @@ fn localized_templates_are_read_in_the_kernel() {
     assert_eq!(made["parent"], t["uuid"], "{made}");
     let c2 = attach("c2");
     assert_eq!(c2, "/dev/local/c2", "LVM's own device");
-    assert_eq!(qemu_nbd_pids().len(), 1, "only c1's server");
-    // Every qemu-nbd dies: c2 reads on from the local copy.
-    for pid in qemu_nbd_pids() {
-        sh(&["kill", "-9", &pid]);
-    }
-    std::thread::sleep(std::time::Duration::from_millis(500));
     reads_template(&c2, None);
+    assert!(qemu_nbd_pids().is_empty(), "{:?}", qemu_nbd_pids());
     ok(&["vdi", "detach", "c1"]);
     assert!(qemu_nbd_pids().is_empty(), "{:?}", qemu_nbd_pids());
     let c1 = attach("c1");
@@ -777,7 +777,15 @@ fn localized_templates_are_read_in_the_kernel() {
         .as_str()
         .unwrap()
         .to_string();
+    ok(&["vdi", "clone", "v", "--name", "d0"]);
+    let d0 = attach("d0");
+    reads_template(&d0, None);
+    assert_eq!(qemu_nbd_pids().len(), 1, "d0 reads through the cache");
     let w = json(&["template", "warm", "v"]);
+    assert!(qemu_nbd_pids().is_empty(), "{:?}", qemu_nbd_pids());
+    reads_template(&d0, None);
+    ok(&["vdi", "detach", "d0"]);
+    ok(&["--yes", "vdi", "destroy", "d0"]);
     assert_eq!(w["local"], "v_local", "{w}");
     assert!(w.get("cache").is_none(), "{w}");
     assert!(

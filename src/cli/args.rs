@@ -494,10 +494,10 @@ Examples:
   thinsr template cache debian-12 off      # removes the local copy again
 
 The copy is a raw thin LV holding what the image holds (zeros take no space), read through
-the template's cache when it has one; it replaces the cache. Clones attached from then on
-read it through a device of thinsr's in the kernel: no qemu-nbd, nothing that a restart
-of a server can take away. Clones attached before keep their attachment until detached.
-The image itself is never written.")]
+the template's cache when it has one; it replaces the cache. New clones are thin
+snapshots of it; clones made before read it through a device of thinsr's in the kernel,
+attached ones moved onto it at once (the same bytes), and the template's qemu-nbd ends:
+nothing that a restart of a server can take away. The image itself is never written.")]
     Localize(VdiArg),
     /// List templates.
     List {

@@ -4,7 +4,7 @@
 //!   over it (datapath), so each block crosses the network once per host;
 //! - a local copy (`template localize`, or `template warm` of a cached template): a thin LV
 //!   holding the template's data as a raw disk, which clones read in the kernel, with no
-//!   qemu process at all. It replaces the cache.
+//!   qemu process at all (attached clones are moved onto it live). It replaces the cache.
 //!
 //! VMs never write either (their writes go to their own thin volumes).
 
@@ -238,19 +238,26 @@ impl Ctx {
             return Err(e);
         }
         crash::point("localize.after-copy");
-        // Recorded last; the cache goes unless something reads through it now (then
-        // 'template cache off' removes it once the clones are detached). A copy another
-        // command recorded meanwhile wins, and ours goes.
-        let unused = self.with_vdi(&t.uuid, Some(sr), |ctx, op, _, uuid| {
-            let attached = crate::engine::datapath::is_attached(uuid);
+        // Recorded last, then the attached clones move onto it. The cache goes unless
+        // something still reads through it (the template attached on its own: then
+        // 'template cache off' removes it later). A copy another command recorded
+        // meanwhile wins, and ours goes.
+        let unused = self.with_vdi(&t.uuid, Some(sr), |ctx, op, vg, uuid| {
             let v = op.vdi_mut(uuid)?;
             if v.local.is_some() {
                 return Ok(Some(lv.clone()));
             }
             v.local = Some(lv.clone());
-            let cache = if attached { None } else { v.cache.take() };
             op.save()?;
-            ctx.forget_devices();
+            let t = op.vdi(uuid)?.clone();
+            ctx.move_clones_to_local(&t, vg, &op.entry)?;
+            if crate::engine::datapath::is_attached(uuid) {
+                return Ok(None);
+            }
+            let cache = op.vdi_mut(uuid)?.cache.take();
+            if cache.is_some() {
+                op.save()?;
+            }
             Ok(cache)
         })?;
         if let Some(c) = unused {

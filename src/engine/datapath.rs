@@ -303,6 +303,45 @@ impl Ctx {
         dm::devno(&path)
     }
 
+    /// Moves the attached clones of template `t` (which has a local copy now) off the
+    /// attachment of its image and onto the copy, live: their tables are swapped for ones
+    /// naming the copy's device (the same bytes, read-only), and the attachment ends when
+    /// nothing reads it any more. Returns how many clones moved.
+    pub(crate) fn move_clones_to_local(
+        &self,
+        t: &VdiMeta,
+        vg: &Vg,
+        entry: &Entry,
+    ) -> Result<usize> {
+        let Some(local) = &t.local else {
+            return Ok(0);
+        };
+        let Some(old) = load_state(&t.uuid).and_then(|s| dm::devno(&s.device).ok()) else {
+            return Ok(0);
+        };
+        let moved = {
+            let _l = lock::acquire(LOCK, "the datapath")?;
+            let devices = dm::our_devices(&dm::open()?)?;
+            // The template attached on its own is a linear device: it stays as it is.
+            let clones: Vec<&OurDevice> = devices
+                .iter()
+                .filter(|d| d.vdi != t.uuid && d.origin.as_deref() == Some(old.as_str()))
+                .collect();
+            if clones.is_empty() {
+                0
+            } else {
+                let new = self.serve_local(t, vg, entry, local)?;
+                for d in &clones {
+                    dm::swap_origin(&d.name, &new)?;
+                }
+                clones.len()
+            }
+        };
+        self.forget_devices();
+        self.release_origin_if_unused(&t.uuid)?;
+        Ok(moved)
+    }
+
     /// Attaches raw image file `file` to a free loop device for `state`'s template: the
     /// state names the device before it is attached, and a failure releases what was made.
     /// Returns the device's `major:minor`.

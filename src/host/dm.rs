@@ -373,6 +373,47 @@ pub fn suspend(name: &str, on: bool) -> Result<()> {
         })
 }
 
+/// Points thin device `name`'s external origin at `origin` (`major:minor`) while it is in
+/// use: the new table is loaded beside the live one, and the suspend (which flushes) and
+/// resume that follow swap them. Only for an origin holding the same bytes: reads in
+/// flight finish on the old one. A crash in between leaves the old table live, or the
+/// device suspended with the new one loaded, which `revive` resumes: both read the same.
+pub fn swap_origin(name: &str, origin: &str) -> Result<()> {
+    let dm = open()?;
+    let dm_name = valid_name(name)?;
+    let id = DevId::Name(dm_name);
+    let (info, table) = dm
+        .table_status(
+            &id,
+            DmOptions::default().set_flags(DmFlags::DM_STATUS_TABLE),
+        )
+        .map_err(|e| dm_err(name, e))?;
+    let [(start, len, target, params)] = table.as_slice() else {
+        return Err(Error::DmFailed(format!(
+            "{name} has no single-target table"
+        )));
+    };
+    let fields: Vec<&str> = params.split_whitespace().collect();
+    let [pool, thin_id, _old] = fields.as_slice() else {
+        return Err(Error::DmFailed(format!(
+            "{name} reads no external origin: '{target} {params}'"
+        )));
+    };
+    if target != "thin" {
+        return Err(Error::DmFailed(format!("{name} is not a thin device")));
+    }
+    let flags = info.flags() & DmFlags::DM_READONLY;
+    let new = format!("{pool} {thin_id} {origin}");
+    dm.table_load(
+        &id,
+        &[(*start, *len, target.clone(), new.clone())],
+        DmOptions::default().set_flags(flags),
+    )
+    .map_err(|e| dm_err(&format!("loading 'thin {new}' into {name}"), e))?;
+    suspend(name, true)?;
+    suspend(name, false)
+}
+
 /// Resumes device `name` if it can be (a crash may have left it suspended, or with its
 /// table loaded and never resumed); true when it is live afterwards.
 pub fn revive(name: &str) -> Result<bool> {
