@@ -95,6 +95,12 @@ fn datapath_leftovers() -> (Vec<String>, Vec<String>) {
     (dm, nbd)
 }
 
+/// `sr check local` finds nothing (its exit status is 0 only then).
+fn assert_check_clean() {
+    let r = json(&["sr", "check", "local"]);
+    assert!(r["findings"].as_array().unwrap().is_empty(), "{r}");
+}
+
 fn assert_clean() {
     let (dm, nbd) = datapath_leftovers();
     assert!(dm.is_empty(), "dm devices left: {dm:?}");
@@ -491,10 +497,7 @@ fn detach_survives_a_dead_qemu_nbd_and_data_survives_sr_reattach() {
     let r = json(&["sr", "check", "local", "--repair"]);
     assert_eq!(r["findings"][0]["kind"], "dead_origin", "{r}");
     assert_eq!(r["findings"][0]["repaired"], true, "{r}");
-    assert!(json(&["sr", "check", "local"])["findings"]
-        .as_array()
-        .unwrap()
-        .is_empty());
+    assert_check_clean();
     assert_clean();
 
     // Everything comes back after detach, and after the SR is detached and attached.
@@ -509,11 +512,7 @@ fn detach_survives_a_dead_qemu_nbd_and_data_survives_sr_reattach() {
     assert_clean();
     ok(&["sr", "attach", "local"]);
     same_data();
-    let report = json(&["sr", "check", "local"]);
-    assert!(
-        report["findings"].as_array().unwrap().is_empty(),
-        "{report}"
-    );
+    assert_check_clean();
     assert_clean();
 }
 
@@ -565,11 +564,7 @@ fn crashes_during_attach_leave_nothing_behind() {
     assert_eq!(read_at(&dev, MARKS[4], 4096), mine);
     ok(&["vdi", "detach", "vm1"]);
     assert_clean();
-    let report = json(&["sr", "check", "local"]);
-    assert!(
-        report["findings"].as_array().unwrap().is_empty(),
-        "{report}"
-    );
+    assert_check_clean();
     eprintln!("crash points walked: {}", points.len() * 2 + 1);
 }
 
@@ -669,10 +664,7 @@ fn raw_templates_are_read_in_the_kernel() {
     let r = json(&["sr", "check", "local", "--repair", "--yes"]);
     assert_eq!(r["findings"][0]["kind"], "stray_loop", "{r}");
     assert_eq!(r["findings"][0]["repaired"], true, "{r}");
-    assert!(json(&["sr", "check", "local"])["findings"]
-        .as_array()
-        .unwrap()
-        .is_empty());
+    assert_check_clean();
     assert_clean();
     assert_eq!(
         sha256("/mnt/images/r.raw"),
@@ -757,8 +749,7 @@ fn localized_templates_are_read_in_the_kernel() {
         1,
         "{devices:?}"
     );
-    let r = json(&["sr", "check", "local"]);
-    assert!(r["findings"].as_array().unwrap().is_empty(), "{r}");
+    assert_check_clean();
     // The SR cannot be detached under them, and comes back whole.
     fails(&["sr", "detach", "local"], "SR_HAS_ATTACHED_VDIS");
     ok(&["vdi", "detach", "c1"]);
@@ -857,8 +848,7 @@ fn localized_templates_are_read_in_the_kernel() {
         "{:?}",
         lvs_with_tags()
     );
-    let r = json(&["sr", "check", "local"]);
-    assert!(r["findings"].as_array().unwrap().is_empty(), "{r}");
+    assert_check_clean();
     assert_eq!(sha256("/tmp/q.vhd"), qsum, "the vhd image changed");
     assert_eq!(sha256("/tmp/v.qcow2"), vsum, "the qcow2 image changed");
 }

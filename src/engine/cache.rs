@@ -14,7 +14,7 @@ use crate::engine::context::{sr_tag, Ctx};
 use crate::engine::datapath::local_key;
 use crate::engine::meta::VdiMeta;
 use crate::engine::template::{parse_uri, Source};
-use crate::engine::vdi::Volume;
+use crate::engine::vdi::{Found, Volume};
 use crate::error::{Error, Result};
 use crate::host::lvm::{dev_path, strings, tag_args, Vg, TAG_CACHE, TAG_LOCAL};
 use crate::host::tool;
@@ -88,20 +88,11 @@ impl Ctx {
             if !t.is_template() {
                 return Err(Error::NotATemplate(t.name.clone()));
             }
-            if !on && t.local.is_some() {
-                // Off forgets the local copy too: the host then keeps nothing of it.
-                refuse_if_attached(ctx, &t)?;
-                let lv = op.meta.vdi_mut(uuid).expect("found").local.take();
-                op.save()?;
-                crash::point("cache.after-meta");
-                if let Some(lv) = lv {
-                    ctx.remove_lv(&format!("{}/{lv}", vg.name))?;
-                }
-            }
             match (on, &t.cache) {
-                (true, Some(_)) | (false, None) => {}
+                (true, Some(_)) => {}
                 // A local copy serves better than a cache could.
                 (true, None) if t.local.is_some() => {}
+                (false, None) if t.local.is_none() => {}
                 (true, None) => {
                     // Clones attached now read the image directly: switching under them
                     // would serve one template two ways.
@@ -111,14 +102,19 @@ impl Ctx {
                     op.meta.vdi_mut(uuid).expect("found").cache = Some(lv);
                     op.save()?;
                 }
-                (false, Some(lv)) => {
+                (false, _) => {
+                    // Off forgets the local copy too: the host then keeps nothing of it.
                     refuse_if_attached(ctx, &t)?;
-                    // The entry first: a crash before the lvremove leaves an orphan cache
+                    // The entry first: a crash before the lvremove leaves an orphan copy
                     // that sr check removes, never an entry pointing at nothing.
-                    op.meta.vdi_mut(uuid).expect("found").cache = None;
+                    let v = op.meta.vdi_mut(uuid).expect("found");
+                    let lvs: Vec<String> =
+                        v.cache.take().into_iter().chain(v.local.take()).collect();
                     op.save()?;
                     crash::point("cache.after-meta");
-                    ctx.remove_lv(&format!("{}/{lv}", vg.name))?;
+                    for lv in lvs {
+                        ctx.remove_lv(&format!("{}/{lv}", vg.name))?;
+                    }
                 }
             }
             let t = op.meta.vdi(uuid).cloned().expect("found");
@@ -175,11 +171,7 @@ impl Ctx {
         sr: Option<&str>,
         progress: &dyn Progress,
     ) -> Result<Volume> {
-        let found = self.resolve(key, sr)?;
-        let t = found.meta.vdi(&found.uuid).expect("resolve found it");
-        if !t.is_template() {
-            return Err(Error::NotATemplate(t.name.clone()));
-        }
+        let (found, t) = self.find_template(key, sr)?;
         if t.cache.is_none() && t.local.is_none() {
             return Err(Error::InvalidArgument(format!(
                 "template '{}' has no cache: 'thinsr template cache {} on' makes one, or \
@@ -187,7 +179,7 @@ impl Ctx {
                 t.name, t.uuid, t.uuid
             )));
         }
-        self.template_localize(key, sr, progress)
+        self.localize(&found, t, progress)
     }
 
     /// `template localize`: copies the template's data into a new thin LV of the pool, as
@@ -202,18 +194,14 @@ impl Ctx {
         sr: Option<&str>,
         progress: &dyn Progress,
     ) -> Result<Volume> {
-        let found = self.resolve(key, sr)?;
-        let t = found
-            .meta
-            .vdi(&found.uuid)
-            .expect("resolve found it")
-            .clone();
-        if !t.is_template() {
-            return Err(Error::NotATemplate(t.name));
-        }
+        let (found, t) = self.find_template(key, sr)?;
+        self.localize(&found, t, progress)
+    }
+
+    fn localize(&self, found: &Found, t: VdiMeta, progress: &dyn Progress) -> Result<Volume> {
         let sr = found.entry.uuid.as_str();
         if t.local.is_some() {
-            return self.template_show(&t.uuid, Some(sr));
+            return self.show_template(found, &t, None);
         }
         cancel::watch();
         let (vg, lv) = self.with_vdi(&t.uuid, Some(sr), |ctx, op, vg, _| {
@@ -230,13 +218,16 @@ impl Ctx {
         let name = format!("{vg}/{lv}");
         let copied = self
             .copy_template(&t, sr, Path::new(&dev_path(&vg, &lv)), progress)
-            .and_then(|_| self.set_active(&name, false));
+            .and_then(|allocated| self.set_active(&name, false).map(|_| allocated));
         progress.end();
-        if let Err(e) = copied {
-            let _ = self.set_active(&name, false);
-            let _ = self.remove_lv(&name);
-            return Err(e);
-        }
+        let allocated = match copied {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = self.set_active(&name, false);
+                let _ = self.remove_lv(&name);
+                return Err(e);
+            }
+        };
         crash::point("localize.after-copy");
         // Recorded last, then the attached clones move onto it. The cache goes unless
         // something still reads through it (the template attached on its own: then
@@ -265,24 +256,25 @@ impl Ctx {
             // After the entry: a crash between leaves an orphan copy sr check removes.
             self.remove_lv(&format!("{vg}/{c}"))?;
         }
-        self.template_show(&t.uuid, Some(sr))
+        // Read again: the metadata changed since `found`.
+        let (found, t) = self.find_template(&t.uuid, Some(sr))?;
+        self.show_template(&found, &t, Some(allocated))
     }
 
     /// Writes template `t`'s data to `dst` (a new thin LV, reading zeros): the template
     /// attached read-only through the datapath, read only where its image holds data.
+    /// Returns the bytes its image holds, by qemu's map.
     fn copy_template(
         &self,
         t: &VdiMeta,
         sr: &str,
         dst: &Path,
         progress: &dyn Progress,
-    ) -> Result<()> {
+    ) -> Result<u64> {
+        let mapped = crate::engine::template::template_data(t, t.size.0)?;
+        let allocated = mapped.iter().map(|e| e.len).sum();
         // Whole 64 KiB blocks: the pieces written, and aligned for O_DIRECT reads.
-        let data = align(
-            &crate::engine::template::template_data(t, t.size.0)?,
-            64 << 10,
-            t.size.0,
-        );
+        let data = align(&mapped, 64 << 10, t.size.0);
         let was_attached = self.our_device(&t.uuid).is_some();
         let attached = self.vdi_attach(&t.uuid, Some(sr), true)?;
         let copied = (|| {
@@ -303,7 +295,7 @@ impl Ctx {
         if !was_attached {
             self.vdi_detach(&t.uuid, Some(sr))?;
         }
-        copied
+        copied.map(|_| allocated)
     }
 }
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use crate::engine::context::Ctx;
 use crate::engine::meta::{Image, VdiKind, VdiMeta};
 use crate::engine::names;
-use crate::engine::vdi::{now, Volume};
+use crate::engine::vdi::{now, Found, Volume};
 use crate::error::{Error, Result};
 use crate::host::probe::is_block_device;
 use crate::host::qemu::{probe, qemu_img_json};
@@ -370,17 +370,40 @@ impl Ctx {
     /// `template show`: with the bytes its image holds (qemu's map), so a cache or local
     /// copy can say how much of it is on the host.
     pub fn template_show(&self, key: &str, sr: Option<&str>) -> Result<Volume> {
-        let mut vol = self.vdi_show(key, sr)?;
-        if vol.kind != VdiKind::Template {
-            return Err(Error::NotATemplate(vol.name));
+        let (found, t) = self.find_template(key, sr)?;
+        self.show_template(&found, &t, None)
+    }
+
+    /// The template named by `key`, or NOT_A_TEMPLATE.
+    pub(crate) fn find_template(&self, key: &str, sr: Option<&str>) -> Result<(Found, VdiMeta)> {
+        let found = self.resolve(key, sr)?;
+        let t = found
+            .meta
+            .vdi(&found.uuid)
+            .expect("resolve found it")
+            .clone();
+        if !t.is_template() {
+            return Err(Error::NotATemplate(t.name));
         }
+        Ok((found, t))
+    }
+
+    /// `template show` of template `t`, found as `found`; `allocated`, the bytes its image
+    /// holds when the caller has read qemu's map already.
+    pub(crate) fn show_template(
+        &self,
+        found: &Found,
+        t: &VdiMeta,
+        allocated: Option<u64>,
+    ) -> Result<Volume> {
+        let mut vol = self.show_found(found)?;
         if vol.cached.is_some() {
-            let found = self.resolve(&vol.uuid, Some(&vol.sr))?;
-            let t = found.meta.vdi(&found.uuid).expect("resolve found it");
             // Best effort: a server that does not answer leaves the share unsaid.
-            vol.image_allocated = template_data(t, t.size.0)
-                .ok()
-                .map(|d| d.iter().map(|e| e.len).sum());
+            vol.image_allocated = allocated.or_else(|| {
+                template_data(t, t.size.0)
+                    .ok()
+                    .map(|d| d.iter().map(|e| e.len).sum())
+            });
         }
         Ok(vol)
     }

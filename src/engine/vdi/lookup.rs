@@ -144,7 +144,11 @@ impl Ctx {
 
     /// `vdi show`: one lvm report.
     pub fn vdi_show(&self, key: &str, sr: Option<&str>) -> Result<Volume> {
-        let f = self.resolve(key, sr)?;
+        self.show_found(&self.resolve(key, sr)?)
+    }
+
+    /// `vdi show` of a VDI already resolved.
+    pub(crate) fn show_found(&self, f: &Found) -> Result<Volume> {
         let v = f.meta.vdi(&f.uuid).expect("resolve found it there");
         let vg = self.lvm.report_listing(&f.entry.vg)?;
         let mapped = self.mapped_if_needed(&f.entry, &vg, std::slice::from_ref(v));
