@@ -73,6 +73,9 @@ _thinsr() {
             thinsr__subcmd__help__subcmd__pool,show)
                 cmd="thinsr__subcmd__help__subcmd__pool__subcmd__show"
                 ;;
+            thinsr__subcmd__help__subcmd__pool,watch)
+                cmd="thinsr__subcmd__help__subcmd__pool__subcmd__watch"
+                ;;
             thinsr__subcmd__help__subcmd__sr,attach)
                 cmd="thinsr__subcmd__help__subcmd__sr__subcmd__attach"
                 ;;
@@ -193,6 +196,9 @@ _thinsr() {
             thinsr__subcmd__pool,show)
                 cmd="thinsr__subcmd__pool__subcmd__show"
                 ;;
+            thinsr__subcmd__pool,watch)
+                cmd="thinsr__subcmd__pool__subcmd__watch"
+                ;;
             thinsr__subcmd__pool__subcmd__help,check)
                 cmd="thinsr__subcmd__pool__subcmd__help__subcmd__check"
                 ;;
@@ -210,6 +216,9 @@ _thinsr() {
                 ;;
             thinsr__subcmd__pool__subcmd__help,show)
                 cmd="thinsr__subcmd__pool__subcmd__help__subcmd__show"
+                ;;
+            thinsr__subcmd__pool__subcmd__help,watch)
+                cmd="thinsr__subcmd__pool__subcmd__help__subcmd__watch"
                 ;;
             thinsr__subcmd__sr,attach)
                 cmd="thinsr__subcmd__sr__subcmd__attach"
@@ -556,7 +565,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__help__subcmd__pool)
-            opts="show extend set maintain check"
+            opts="show extend set maintain watch check"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -626,6 +635,20 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__help__subcmd__pool__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__help__subcmd__pool__subcmd__watch)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1172,7 +1195,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__pool)
-            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --scheme-dir --help --version show extend set maintain check help"
+            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --scheme-dir --help --version show extend set maintain watch check help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1242,7 +1265,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__pool__subcmd__help)
-            opts="show extend set maintain check help"
+            opts="show extend set maintain watch check help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1339,6 +1362,20 @@ _thinsr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        thinsr__subcmd__pool__subcmd__help__subcmd__watch)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         thinsr__subcmd__pool__subcmd__maintain)
             opts="-y -q -v -h -V --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -1410,6 +1447,32 @@ _thinsr() {
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__pool__subcmd__watch)
+            opts="-y -q -v -h -V --interval --json --yes --quiet --verbose --config --scheme-dir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -468,20 +468,21 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subc
 complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from help" -f -a "install" -d 'Link every plugin method to this thinsr binary, for xapi-storage-script'
 complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from help" -f -a "uninstall" -d 'Remove the links `xapi install` made'
 complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain check help" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain check help" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain check help" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
-complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain check help" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
-complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain check help" -s q -l quiet -d 'Print nothing but errors'
-complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain check help" -s v -l verbose -d 'Show each lvm command run and its duration on stderr'
-complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain check help" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain check help" -s V -l version -d 'Print version'
-complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain check help" -f -a "show" -d 'Show data and metadata use, over-commitment, growth policy and room to grow'
-complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain check help" -f -a "extend" -d 'Grow the pool\'s data to SIZE (or by +SIZE), and/or its metadata'
-complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain check help" -f -a "set" -d 'Set the growth policy (kept in the SR\'s metadata)'
-complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain check help" -f -a "maintain" -d 'Grow pools that passed their threshold; quiet unless there is news (for cron)'
-complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain check help" -f -a "check" -d 'Check the pool\'s metadata with thin_check (on a snapshot while it is live)'
-complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain check help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain watch check help" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain watch check help" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain watch check help" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain watch check help" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain watch check help" -s q -l quiet -d 'Print nothing but errors'
+complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain watch check help" -s v -l verbose -d 'Show each lvm command run and its duration on stderr'
+complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain watch check help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain watch check help" -s V -l version -d 'Print version'
+complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain watch check help" -f -a "show" -d 'Show data and metadata use, over-commitment, growth policy and room to grow'
+complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain watch check help" -f -a "extend" -d 'Grow the pool\'s data to SIZE (or by +SIZE), and/or its metadata'
+complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain watch check help" -f -a "set" -d 'Set the growth policy (kept in the SR\'s metadata)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain watch check help" -f -a "maintain" -d 'Grow pools that passed their threshold; quiet unless there is news (for cron)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain watch check help" -f -a "watch" -d 'Grow pools the moment the kernel says they fill (run as a service)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain watch check help" -f -a "check" -d 'Check the pool\'s metadata with thin_check (on a snapshot while it is live)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain watch check help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from show" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from show" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from show" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
@@ -521,6 +522,15 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subc
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from maintain" -s v -l verbose -d 'Show each lvm command run and its duration on stderr'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from maintain" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from maintain" -s V -l version -d 'Print version'
+complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from watch" -l interval -d 'Also look at every pool this often, in seconds, between the kernel\'s events' -r
+complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from watch" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from watch" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from watch" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from watch" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from watch" -s q -l quiet -d 'Print nothing but errors'
+complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from watch" -s v -l verbose -d 'Show each lvm command run and its duration on stderr'
+complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from watch" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from watch" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from check" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from check" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from check" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
@@ -533,6 +543,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subc
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from help" -f -a "extend" -d 'Grow the pool\'s data to SIZE (or by +SIZE), and/or its metadata'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from help" -f -a "set" -d 'Set the growth policy (kept in the SR\'s metadata)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from help" -f -a "maintain" -d 'Grow pools that passed their threshold; quiet unless there is news (for cron)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from help" -f -a "watch" -d 'Grow pools the moment the kernel says they fill (run as a service)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from help" -f -a "check" -d 'Check the pool\'s metadata with thin_check (on a snapshot while it is live)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand export" -l sr -d 'Look for the VDI in this SR only' -r
@@ -596,4 +607,5 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subc
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from pool" -f -a "extend" -d 'Grow the pool\'s data to SIZE (or by +SIZE), and/or its metadata'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from pool" -f -a "set" -d 'Set the growth policy (kept in the SR\'s metadata)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from pool" -f -a "maintain" -d 'Grow pools that passed their threshold; quiet unless there is news (for cron)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from pool" -f -a "watch" -d 'Grow pools the moment the kernel says they fill (run as a service)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from pool" -f -a "check" -d 'Check the pool\'s metadata with thin_check (on a snapshot while it is live)'

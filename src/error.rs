@@ -99,6 +99,8 @@ pub enum Error {
     InvalidName { input: String, why: String },
     #[error("{0}")]
     InvalidArgument(String),
+    #[error("a pool watcher is already running (pid {0})")]
+    WatcherRunning(u32),
     #[error("{0}")]
     Usage(String),
     #[error("'{0}' would destroy data and needs confirmation")]
@@ -173,6 +175,7 @@ impl Error {
             Error::InvalidSize { .. } => "INVALID_SIZE",
             Error::InvalidName { .. } => "INVALID_NAME",
             Error::InvalidArgument(_) => "INVALID_ARGUMENT",
+            Error::WatcherRunning(_) => "WATCHER_RUNNING",
             Error::Usage(_) => "USAGE",
             Error::ConfirmationRequired(_) => "CONFIRMATION_REQUIRED",
             Error::Cancelled => "CANCELLED",
@@ -236,6 +239,7 @@ impl Error {
             Error::SrRequired(_) => "choose one with --sr".into(),
             Error::SrExists { .. } => "'thinsr sr forget' it first to register it again".into(),
             Error::SrBusy(_) => "try again in a moment; set THINSR_LOCK_TIMEOUT (seconds) to wait longer".into(),
+            Error::WatcherRunning(_) => "one watcher serves every SR of the host: 'systemctl status thinsr-pool-watch' shows it".into(),
             Error::SrHasAttachedVdis { .. } => "detach those disks first (stop the VMs using them)".into(),
             Error::SrNotAttached(_) => "'thinsr sr attach SR' activates it".into(),
             Error::DeviceInUse { .. } => {
@@ -396,6 +400,7 @@ mod tests {
                 why: s(),
             },
             Error::InvalidArgument(s()),
+            Error::WatcherRunning(1),
             Error::Usage(s()),
             Error::ConfirmationRequired(s()),
             Error::Cancelled,
@@ -455,6 +460,7 @@ mod tests {
                 | Error::InvalidSize { .. }
                 | Error::InvalidName { .. }
                 | Error::InvalidArgument(_)
+                | Error::WatcherRunning(_)
                 | Error::Usage(_)
                 | Error::ConfirmationRequired(_)
                 | Error::Cancelled

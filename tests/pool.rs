@@ -16,16 +16,26 @@ fn pool(sr: &str) -> serde_json::Value {
 /// Writes `mib` MiB of noise from the start of a device in 32 MiB steps, each flushed.
 /// Returns the first error, with how long the step that failed took.
 fn fill(dev: &str, mib: u64) -> Result<(), (std::io::Error, Duration)> {
+    fill_range(dev, 0, mib, mib)
+}
+
+/// As `fill`, from `from_mib` on, with noise of `seed`.
+fn fill_range(
+    dev: &str,
+    from_mib: u64,
+    mib: u64,
+    seed: u64,
+) -> Result<(), (std::io::Error, Duration)> {
     let f = std::fs::OpenOptions::new()
         .write(true)
         .open(dev)
         .map_err(|e| (e, Duration::ZERO))?;
-    let chunk = noise(32 * MIB as usize, mib);
+    let chunk = noise(32 * MIB as usize, seed);
     let mut off = 0;
     while off < mib * MIB {
         let len = (mib * MIB - off).min(chunk.len() as u64) as usize;
         let step = Instant::now();
-        f.write_all_at(&chunk[..len], off)
+        f.write_all_at(&chunk[..len], from_mib * MIB + off)
             .and_then(|_| f.sync_data())
             .map_err(|e| (e, step.elapsed()))?;
         off += len as u64;
@@ -55,26 +65,24 @@ fn maintain_grows_a_pool_past_its_threshold_and_is_quiet_otherwise() {
     let r = maintain(&[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.stdout.lines().count(), 1, "{}", r.stdout);
+    // At least 1 GiB at a time (20 % of 1 GiB would be a sliver a fast writer eats at once).
     assert!(
         r.stdout
-            .contains("grew thin pool local/thinsr_pool: data 1.00 GiB -> 1.20 GiB"),
+            .contains("grew thin pool local/thinsr_pool: data 1.00 GiB -> 2.00 GiB"),
         "{}",
         r.stdout
     );
     let after = pool("local");
-    assert_eq!(after["size"], 1232 * MIB); // +20%, whole extents
+    assert_eq!(after["size"], 2048 * MIB);
     let r = maintain(&[]);
     assert_eq!((r.code, r.stdout.as_str(), r.stderr.as_str()), (0, "", ""));
     // Over the threshold again: a new thin VDI grows the pool before it is made.
-    let more = std::fs::OpenOptions::new().write(true).open(&dev).unwrap();
-    more.write_all_at(&noise(160 * MIB as usize, 5), 850 * MIB)
-        .unwrap();
-    more.sync_data().unwrap();
+    fill_range(&dev, 850, 850, 5).unwrap();
     assert!(pool("local")["data_percent"].as_f64().unwrap() > 80.0);
     json(&["vdi", "create", "small", "--size", "8M"]);
     let after = pool("local");
-    assert_eq!(after["size"], 1480 * MIB); // 1232 MiB + 20%, whole extents
-                                           // Metadata over the threshold: the metadata grows.
+    assert_eq!(after["size"], 3072 * MIB); // 2 GiB + max(20 %, 1 GiB)
+    // Metadata over the threshold: the metadata grows.
     let meta_before = after["metadata_size"].as_u64().unwrap();
     assert!(
         after["metadata_percent"].as_f64().unwrap() >= 1.0,
@@ -117,12 +125,30 @@ fn a_shared_pool_at_its_maximum_warns_and_leaves_the_admin_alone() {
     );
     assert_eq!(pool("vg0")["size"], 512 * MIB);
     assert_eq!(sha256("/dev/vg0/home"), home);
+    // SR.stat's health carries the same early warning, with the figures.
+    let health = json(&["sr", "show", "vg0"])["health"].clone();
+    assert_eq!(health[0], "Healthy", "{health}");
+    assert!(
+        health[1]
+            .as_str()
+            .unwrap()
+            .starts_with("thin pool data 86% and metadata"),
+        "{health}"
+    );
+    assert!(
+        health[1].as_str().unwrap().contains("it is at its maximum 512.00 MiB"),
+        "{health}"
+    );
+    // Past the threshold and unable to grow, it still takes new thin disks (LVM alone
+    // would refuse them): pool maintain warns, and the when-full policy is the admin's.
+    json(&["vdi", "create", "more", "--size", "64M"]);
     // The admin gives it more room: an explicit extend raises the maximum.
     let p = json(&["pool", "extend", "vg0", "+256M"]);
     assert_eq!(p["size"], 768 * MIB);
     assert_eq!(p["max_size"], 768 * MIB);
     let r = maintain(&[]);
     assert_eq!((r.code, r.stdout.as_str()), (0, ""), "{}", r.stderr);
+    assert_eq!(json(&["sr", "show", "vg0"])["health"][1], "");
     // Shrinking is refused; so is growing past the VG.
     fails(&["pool", "extend", "vg0", "256M"], "INVALID_SIZE");
     fails(&["pool", "extend", "vg0", "+100G"], "NO_SPACE");
@@ -202,4 +228,153 @@ fn max_overcommit_refuses_the_thin_vdi_that_would_pass_it() {
     let r = thinsr(&["pool", "check", "local"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("consistent"), "{}", r.stdout);
+}
+
+/// The kernel log's lines about pools out of space (queueing or failing writes).
+fn out_of_space_in_kernel_log() -> Vec<String> {
+    sh(&["dmesg"])
+        .lines()
+        .filter(|l| l.contains("out-of-data-space") || l.contains("no free data space"))
+        .map(str::to_string)
+        .collect()
+}
+
+const BURST_MIB: u64 = 2560;
+
+#[test]
+fn a_burst_into_a_fresh_owned_pool_never_waits_for_growth() {
+    vm();
+    // The fresh SR as `sr create` makes it on two 4 GiB disks; the other one already
+    // large enough for the whole burst, to time the same write without growth.
+    let fresh = json(&["sr", "create", DISKS[0], DISKS[1], "--name", "fresh"]);
+    // A quarter of the VG, in whole extents.
+    let size = fresh["pool"]["size"].as_u64().unwrap();
+    assert_eq!(size, fresh["vg_size"].as_u64().unwrap() / 4 / (4 * MIB) * (4 * MIB));
+    json(&["sr", "create", DISKS[2], DISKS[3], "--name", "grown"]);
+    json(&["pool", "extend", "grown", "4G"]);
+    let watcher = Watcher::start("fresh");
+    let p = pool("fresh");
+    // LVM set the mark from the threshold (80 %): the kernel speaks at 20 % free.
+    assert_eq!(
+        p["growth"]["low_water_mark"].as_u64().unwrap(),
+        size / 65536 * 20 / 100 * 65536,
+        "{p}"
+    );
+    assert!(p["growth"].get("warning").is_none(), "{p}");
+    let mut dev = std::collections::HashMap::new();
+    for sr in ["fresh", "grown"] {
+        let name = format!("burst-{sr}");
+        json(&["vdi", "create", &name, "--size", "3G", "--sr", sr]);
+        dev.insert(sr, ok(&["vdi", "attach", &name, "--sr", sr]).trim().to_string());
+    }
+    let grown = burst_write(&dev["grown"], BURST_MIB, 7, |_| {});
+    let burst = burst_write(&dev["fresh"], BURST_MIB, 8, |_| {});
+    eprintln!(
+        "burst of {} MiB: fresh pool {:?} (longest write {:?}), pre-grown pool {:?} (longest {:?})",
+        BURST_MIB, burst.total, burst.longest, grown.total, grown.longest
+    );
+    assert!(
+        burst.longest < Duration::from_secs(5),
+        "a write waited {:?}; watcher said:\n{}",
+        burst.longest,
+        watcher.output()
+    );
+    assert_eq!(out_of_space_in_kernel_log(), Vec::<String>::new());
+    assert!(
+        burst.total.as_secs_f64() <= 1.5 * grown.total.as_secs_f64(),
+        "fresh {:?} vs pre-grown {:?}",
+        burst.total,
+        grown.total
+    );
+    assert_eq!(burst_differs(&dev["fresh"], BURST_MIB, 8), None);
+    let p = pool("fresh");
+    assert!(p["size"].as_u64().unwrap() >= size + 1024 * MIB, "{p}");
+    assert!(p["data_percent"].as_f64().unwrap() < 100.0, "{p}");
+    let said = watcher.output();
+    assert!(
+        said.contains("grew thin pool fresh/thinsr_pool: data 2.00 GiB -> 3.00 GiB (was 8"),
+        "{said}"
+    );
+    // A second watcher is refused while this one runs.
+    let e = fails(&["pool", "watch"], "WATCHER_RUNNING");
+    assert!(e.to_string().contains("already running"), "{e}");
+    // The pre-grown pool never needed to grow.
+    assert_eq!(pool("grown")["size"], 4096 * MIB);
+}
+
+#[test]
+fn cron_still_saves_a_burst_when_the_watcher_dies() {
+    vm();
+    json(&["sr", "create", DISKS[0], DISKS[1], "--name", "local"]);
+    let p = pool("local");
+    assert_eq!(p["growth"]["watcher"], "stopped", "{p}");
+    assert!(
+        p["growth"]["warning"]
+            .as_str()
+            .unwrap()
+            .contains("pool watcher is not running"),
+        "{p}"
+    );
+    // Never started is the admin's choice: cron stays quiet about it.
+    let r = maintain(&[]);
+    assert_eq!((r.code, r.stdout.as_str(), r.stderr.as_str()), (0, "", ""));
+    let mut watcher = Watcher::start("local");
+    let pid = watcher.child.id();
+    json(&["vdi", "create", "disk", "--size", "3G"]);
+    let dev = ok(&["vdi", "attach", "disk"]).trim().to_string();
+    // cron, at a faster cadence than a minute so that the test stays short; the queue
+    // holds writes for 60 s, so a minute's cadence saves them the same way, only slower.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cron = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut runs = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_secs(10));
+                runs.push(maintain(&[]));
+            }
+            runs
+        })
+    };
+    let mut killed = false;
+    let burst = burst_write(&dev, BURST_MIB, 9, |done| {
+        if !killed && done >= 1024 * MIB {
+            watcher.child.kill().unwrap(); // SIGKILL: no clean stop
+            watcher.child.wait().unwrap();
+            killed = true;
+        }
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let runs = cron.join().unwrap();
+    eprintln!(
+        "burst with the watcher killed at 1 GiB: {:?}, longest write {:?}",
+        burst.total, burst.longest
+    );
+    assert_eq!(burst_differs(&dev, BURST_MIB, 9), None);
+    let p = pool("local");
+    assert_eq!(p["growth"]["watcher"], "down", "{p}");
+    assert_eq!(p["growth"]["watcher_pid"], pid, "{p}");
+    assert!(p["size"].as_u64().unwrap() >= 3072 * MIB, "{p}");
+    let grew = runs.iter().any(|r| r.stdout.contains("grew thin pool"));
+    assert!(
+        grew,
+        "cron never grew the pool: {:?}",
+        runs.iter().map(|r| &r.stdout).collect::<Vec<_>>()
+    );
+    let r = maintain(&[]);
+    assert_eq!(r.code, 1, "{} {}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "warning: the pool watcher (pid {pid}) is down: pools grow only when"
+        )),
+        "{}",
+        r.stderr
+    );
+    // In the SR's own view as well.
+    let d = json(&["sr", "show", "local"]);
+    assert_eq!(d["growth"]["watcher"], "down", "{d}");
+    assert!(
+        d["pool_sizing"].as_str().unwrap().contains("a quarter"),
+        "{d}"
+    );
 }

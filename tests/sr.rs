@@ -13,10 +13,10 @@ fn owned_create_show_destroy_leaves_clean_disks() {
     assert_eq!(d["mode"], "owned");
     assert_eq!(d["attached"], true);
     assert_eq!(d["pvs"].as_array().unwrap().len(), 2);
-    // Pools cannot shrink: they start at a tenth of the VG (at least 1 GiB) and grow.
+    // Pools cannot shrink: they start at a quarter of the VG (at least 1 GiB) and grow.
     let pool = d["pool"]["size"].as_u64().unwrap();
-    assert_eq!(pool, 1 << 30, "{d}");
-    assert!(d["vg_free"].as_u64().unwrap() > 6 << 30, "{d}");
+    assert_eq!(pool, 2 << 30, "{d}");
+    assert!(d["vg_free"].as_u64().unwrap() > 5 << 30, "{d}");
     assert_eq!(d["pool"]["kernel"]["state"], "rw", "{d}");
     // Metadata sized for the whole VG: 64 bytes per 64 KiB chunk of 8 GiB = 8 MiB.
     assert!(

@@ -582,6 +582,29 @@ Examples:
         #[arg(value_name = "SR")]
         srs: Vec<String>,
     },
+    /// Grow pools the moment the kernel says they fill (run as a service).
+    #[command(after_long_help = WATCH_HELP)]
+    Watch {
+        /// The SRs (default: every registered SR, including ones registered later).
+        #[arg(value_name = "SR")]
+        srs: Vec<String>,
+        /// Also look at every pool this often, in seconds, between the kernel's events.
+        #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
+        interval: f64,
+    },
     /// Check the pool's metadata with thin_check (on a snapshot while it is live).
     Check(SrArg),
 }
+
+const WATCH_HELP: &str = "\
+Runs until SIGTERM or Ctrl-C; one watcher serves every SR of the host. It waits on
+device-mapper's events: dm-thin raises one when a pool's free data reaches its low-water
+mark, which thinsr's lvm calls set from the pool's --threshold. The pool is then grown at
+once, within its policy (by --grow-by, at least 1 GiB), as 'pool maintain' would; news and
+warnings are printed one per line (for the journal).
+
+The packages install and enable it as a systemd service:
+  systemctl enable --now thinsr-pool-watch
+
+'pool show' and 'sr show' say whether it runs; 'pool maintain' (cron) warns when it died
+and still grows pools, once a minute.";

@@ -3,7 +3,8 @@
 use super::Out;
 use crate::cli::args::PoolCmd;
 use crate::engine::context::Ctx;
-use crate::engine::pool::{PolicyChange, PoolDetail};
+use crate::engine::growth::Growth;
+use crate::engine::pool::{Finding, PolicyChange, PoolDetail};
 use crate::error::Result;
 use crate::units::{parse_new_size, parse_pool_size, Bytes};
 
@@ -51,20 +52,8 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &PoolCmd) -> Result<i32> {
             if out.json {
                 out.emit(&findings, || {});
             } else {
-                for f in findings.iter().filter(|f| !out.quiet || f.severity > 0) {
-                    if f.severity > 0 {
-                        eprintln!(
-                            "thinsr: {}: {}",
-                            if f.severity > 1 {
-                                "CRITICAL"
-                            } else {
-                                "warning"
-                            },
-                            f.message
-                        );
-                    } else {
-                        println!("{}", f.message);
-                    }
+                for f in &findings {
+                    print_finding(f, out.quiet);
                 }
             }
             return Ok(findings
@@ -72,6 +61,22 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &PoolCmd) -> Result<i32> {
                 .map(|f| i32::from(f.severity))
                 .max()
                 .unwrap_or(0));
+        }
+        PoolCmd::Watch { srs, interval } => {
+            if !(interval.is_finite() && (0.1..=3600.0).contains(interval)) {
+                return Err(crate::error::Error::InvalidArgument(format!(
+                    "--interval {interval}: give seconds from 0.1 to 3600"
+                )));
+            }
+            let every = std::time::Duration::from_secs_f64(*interval);
+            ctx.pool_watch(srs, every, &mut |f| {
+                if out.json {
+                    // One object per line: a journal, or a pipe, reads them as they come.
+                    println!("{}", serde_json::to_string(f).unwrap_or_default());
+                } else {
+                    print_finding(f, out.quiet);
+                }
+            })?;
         }
         PoolCmd::Check(a) => {
             let text = ctx.pool_check(a.sr.as_deref())?;
@@ -84,6 +89,30 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &PoolCmd) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// News on stdout, warnings on stderr; `--quiet` keeps only what needs an admin.
+fn print_finding(f: &Finding, quiet: bool) {
+    match f.severity {
+        0 if quiet => {}
+        0 => println!("{}", f.message),
+        1 => eprintln!("thinsr: warning: {}", f.message),
+        _ => eprintln!("thinsr: CRITICAL: {}", f.message),
+    }
+}
+
+/// The "Growth" line of `pool show` and `sr show`.
+pub fn print_growth(g: &Growth) {
+    let mark = match g.low_water_mark {
+        Some(0) => ", no low-water mark in the pool's table".to_string(),
+        Some(m) => format!(", wakes at {} free", Bytes(m)),
+        None => String::new(),
+    };
+    let pid = g.watcher_pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+    println!("Growth      watcher {}{pid}{mark}", g.watcher);
+    if let Some(w) = &g.warning {
+        println!("            warning: {w}");
+    }
 }
 
 fn pct(v: f64) -> String {
@@ -123,6 +152,7 @@ fn print_detail(d: &PoolDetail) {
         Bytes(d.room),
         d.when_full
     );
+    print_growth(&d.growth);
     if let Some(k) = &d.pool.kernel {
         println!(
             "Kernel      {}{}",

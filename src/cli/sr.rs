@@ -205,6 +205,8 @@ fn print_detail(d: &SrDetail) {
         Bytes(p.virtual_total),
         d.overcommit
     );
+    println!("Sizing      {}", d.pool_sizing);
+    super::pool::print_growth(&d.growth);
     if let Some(k) = &p.kernel {
         println!(
             "Kernel      pool {}{}, when full: {}",

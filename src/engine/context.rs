@@ -137,10 +137,13 @@ impl Ctx {
 
     pub(crate) fn lock_sr(&self, entry: &Entry) -> Result<Locked> {
         let lock = lock::acquire(&entry.uuid, &entry.name)?;
+        let meta = Self::read_meta(entry)?;
+        // Every table LVM loads for this SR's pool from now on carries its low-water mark.
+        self.lvm.set_pool_threshold(meta.policy.threshold);
         Ok(Locked {
             entry: entry.clone(),
             store: entry.meta_store(),
-            meta: Self::read_meta(entry)?,
+            meta,
             _lock: lock,
         })
     }

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::engine::context::Ctx;
+use crate::engine::growth::{self, Growth};
 use crate::engine::meta::{Mode, PoolPolicy, SrMeta};
 use crate::engine::registry::Entry;
 use crate::error::{Error, Result};
@@ -16,6 +17,18 @@ use crate::units::{Bytes, NewSize, PoolSize, GIB};
 
 /// LVM's largest pool metadata.
 const MAX_POOL_METADATA: Bytes = Bytes(15 * GIB + 812 * (1 << 20));
+
+/// The least the data grows by at a time. A step must cover what a VM writing at device
+/// speed puts down while the pool is extended (an lvm report and an lvextend: about a
+/// second on a host, two in the test VM), so that a burst never reaches a full pool: at
+/// 500 MB/s that is 1 GiB. A percentage alone would make small pools grow in slivers.
+pub const DATA_STEP: Bytes = Bytes(GIB);
+
+/// The least the metadata grows by: what a data step's worth of new mappings needs, by
+/// LVM's rule of 64 bytes per chunk, twice over for the btree's own nodes.
+fn metadata_step() -> Bytes {
+    Bytes(DATA_STEP.0 / CHUNK.0 * 64 * 2)
+}
 
 /// `pool show`: what `sr show` says of the pool, plus its policy and room to grow.
 #[derive(Debug, Serialize)]
@@ -33,6 +46,8 @@ pub struct PoolDetail {
     /// How much more it may still grow.
     pub room: u64,
     pub when_full: String,
+    /// Who grows the pool between cron's runs.
+    pub growth: Growth,
 }
 
 /// What `pool maintain` did or found for one SR.
@@ -66,7 +81,7 @@ fn usage(lv: &Lv, kernel: Option<&PoolStatus>) -> (f64, f64) {
 }
 
 /// Data and metadata use in percent, as the kernel counts them.
-fn kernel_usage(k: &PoolStatus) -> Option<(f64, f64)> {
+pub(crate) fn kernel_usage(k: &PoolStatus) -> Option<(f64, f64)> {
     (k.data_total.0 > 0 && k.metadata_total.0 > 0).then(|| {
         (
             k.data_used.0 as f64 * 100.0 / k.data_total.0 as f64,
@@ -85,6 +100,41 @@ pub fn max_size(mode: Mode, policy: &PoolPolicy, pool: &Lv, vg: &Vg) -> Bytes {
         (None, Mode::Shared) => pool.size,
     };
     limit.min(reachable).max(pool.size)
+}
+
+/// The early warning `SR.stat` carries in its health while the pool is past its
+/// threshold and cannot grow (shared mode at its maximum, or a VG with no room left): the
+/// figures and what to do, long before the pool is full. None when all is well.
+pub fn cannot_grow(
+    mode: Mode,
+    policy: &PoolPolicy,
+    vg: &Vg,
+    e: &Entry,
+    info: &PoolInfo,
+) -> Option<String> {
+    let lv = vg.lv(&e.pool)?;
+    let t = f64::from(policy.threshold);
+    if info.data_percent < t && info.metadata_percent < t {
+        return None;
+    }
+    let max = max_size(mode, policy, lv, vg);
+    let data_stuck = info.data_percent >= t && max <= lv.size;
+    let meta_stuck = info.metadata_percent >= t && vg.free.0 < 2 * vg.extent_size.0;
+    if !data_stuck && !meta_stuck {
+        return None;
+    }
+    let why = if vg.free.0 < vg.extent_size.0 {
+        format!("volume group {} has no free space: add a disk to it", vg.name)
+    } else {
+        format!(
+            "it is at its maximum {max}: raise it with 'thinsr pool set {} --max-size'",
+            vg.name
+        )
+    };
+    Some(format!(
+        "thin pool data {:.0}% and metadata {:.0}% used, past the {}% threshold, and it cannot grow: {why}",
+        info.data_percent, info.metadata_percent, policy.threshold
+    ))
 }
 
 /// The pool as `sr show` and `pool show` report it: use from the kernel while the pool is
@@ -154,6 +204,7 @@ impl Ctx {
                 .as_ref()
                 .map(|k| k.when_full.clone())
                 .unwrap_or_else(|| "queue".into()),
+            growth: growth::growth(&vg.name, &lv.name, CHUNK.0),
             pool,
         })
     }
@@ -276,6 +327,15 @@ impl Ctx {
             if let Some(r) = change.max_overcommit {
                 p.max_overcommit = Some(r);
             }
+            if change.threshold.is_some() && lv.active {
+                // The low-water mark follows the threshold: LVM computes it at a reload.
+                self.lvm.set_pool_threshold(p.threshold);
+                self.lvm.run(&strings(&[
+                    "lvchange",
+                    "--refresh",
+                    &format!("{}/{}", vg.name, lv.name),
+                ]))?;
+            }
             if let Some(error) = change.when_full_error {
                 self.lvm.run(&strings(&[
                     "lvchange",
@@ -311,17 +371,43 @@ impl Ctx {
         }
         let (dp, mp) = usage(lv, kernel.as_ref());
         let threshold = f64::from(meta.policy.threshold);
-        let grow = |size: Bytes| {
-            Bytes(size.0 + size.0 * u64::from(meta.policy.grow_by) / 100).round_up(vg.extent_size.0)
+        let grow = |size: Bytes, floor: Bytes| {
+            let step = (size.0 * u64::from(meta.policy.grow_by) / 100).max(floor.0);
+            Bytes(size.0 + step).round_up(vg.extent_size.0)
         };
         let max = max_size(e.mode, &meta.policy, lv, vg);
         let mut free = vg.free.0;
         let mut args = strings(&["lvextend", "-y"]);
         let mut done = Vec::new();
+        // Metadata first: a full data area queues writes, full metadata needs a repair. It
+        // takes its share (twice over: LVM keeps a spare copy) before the data grows.
+        let mut md_done = None;
+        if mp >= threshold {
+            let current = lv.metadata_size.unwrap_or_default();
+            let target = grow(current, metadata_step())
+                .max(Bytes(current.0 + vg.extent_size.0))
+                .min(MAX_POOL_METADATA)
+                .min(Bytes(current.0 + free / 2).round_down(vg.extent_size.0));
+            if target > current {
+                args.extend(["--poolmetadatasize".into(), format!("{}b", target.0)]);
+                free -= (target.0 - current.0) * 2;
+                md_done = Some(format!(
+                    "metadata {} -> {} (was {mp:.0}% full)",
+                    current, target
+                ));
+            } else {
+                out.push(say(
+                    if mp >= 95.0 { 2 } else { 1 },
+                    format!(
+                        "SR '{}': thin pool metadata is {mp:.0}% full and cannot grow (volume group {} has {} free)",
+                        meta.name, vg.name, vg.free
+                    ),
+                ));
+            }
+        }
         if dp >= threshold {
-            let target = grow(lv.size).min(max).min(Bytes(lv.size.0 + free));
+            let target = grow(lv.size, DATA_STEP).min(max).min(Bytes(lv.size.0 + free));
             if target > lv.size {
-                free -= target.0 - lv.size.0;
                 args.extend(["-L".into(), format!("{}b", target.0)]);
                 done.push(format!(
                     "data {} -> {} (was {dp:.0}% full)",
@@ -345,28 +431,7 @@ impl Ctx {
                 ));
             }
         }
-        if mp >= threshold {
-            let current = lv.metadata_size.unwrap_or_default();
-            let target = grow(current)
-                .max(Bytes(current.0 + vg.extent_size.0))
-                .min(MAX_POOL_METADATA)
-                .min(Bytes(current.0 + free / 2).round_down(vg.extent_size.0));
-            if target > current {
-                args.extend(["--poolmetadatasize".into(), format!("{}b", target.0)]);
-                done.push(format!(
-                    "metadata {} -> {} (was {mp:.0}% full)",
-                    current, target
-                ));
-            } else {
-                out.push(say(
-                    if mp >= 95.0 { 2 } else { 1 },
-                    format!(
-                        "SR '{}': thin pool metadata is {mp:.0}% full and cannot grow (volume group {} has {} free)",
-                        meta.name, vg.name, vg.free
-                    ),
-                ));
-            }
-        }
+        done.extend(md_done);
         if !done.is_empty() {
             args.push(format!("{}/{}", vg.name, lv.name));
             self.lvm.run(&args)?;
@@ -396,6 +461,16 @@ impl Ctx {
                 .collect::<Result<_>>()?
         };
         let mut out = Vec::new();
+        // Only a watcher that died is news every minute: one never started is the admin's
+        // choice, which `pool show` points out.
+        let w = growth::watcher();
+        if let (growth::Watcher::Down(_), Some(m)) = (w, growth::watcher_warning(w)) {
+            out.push(Finding {
+                sr: String::new(),
+                severity: 1,
+                message: m,
+            });
+        }
         for e in entries {
             let found = (|| -> Result<Vec<Finding>> {
                 let _l =
@@ -517,7 +592,16 @@ impl Ctx {
         }
         let (dp, mp) = usage(lv, None);
         if dp >= f64::from(meta.policy.threshold) || mp >= f64::from(meta.policy.threshold) {
-            self.grow_if_needed(e, meta, vg)?;
+            let grew = self
+                .grow_if_needed(e, meta, vg)?
+                .iter()
+                .any(|f| f.severity == 0 && f.message.contains("grew"));
+            if !grew {
+                // LVM refuses a thin volume in a pool past its low-water threshold. One
+                // that cannot grow stays usable until it is full (`pool maintain` warns):
+                // the pool's table is loaded without a mark, which could wake no one.
+                self.lvm.set_pool_threshold(100);
+            }
         }
         Ok(())
     }

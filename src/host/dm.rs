@@ -45,13 +45,22 @@ pub fn open() -> Result<DM> {
 /// when the pool is not active. With thin volumes LVM stacks the target under `-tpool`; an
 /// unused pool may carry it itself.
 pub fn pool_target(dm: &DM, vg: &str, pool: &str) -> Option<(String, String)> {
+    pool_line(dm, vg, pool, DmFlags::DM_NOFLUSH)
+}
+
+/// As `pool_target`, with the pool's table line instead of its status.
+pub fn pool_table(dm: &DM, vg: &str, pool: &str) -> Option<(String, String)> {
+    pool_line(dm, vg, pool, DmFlags::DM_STATUS_TABLE)
+}
+
+fn pool_line(dm: &DM, vg: &str, pool: &str, flags: DmFlags) -> Option<(String, String)> {
     [format!("{}-tpool", dm_name(vg, pool)), dm_name(vg, pool)]
         .into_iter()
         .find_map(|name| {
             let (_, table) = dm
                 .table_status(
                     &DevId::Name(DmName::new(&name).ok()?),
-                    DmOptions::default().set_flags(DmFlags::DM_NOFLUSH),
+                    DmOptions::default().set_flags(flags),
                 )
                 .ok()?;
             let (_, _, target, params) = table.into_iter().next()?;

@@ -337,6 +337,9 @@ pub struct Lvm {
     verbose: bool,
     calls: Cell<u32>,
     time: Cell<std::time::Duration>,
+    /// The growth threshold of the SR being worked on, given to LVM with every call: LVM
+    /// turns it into the pool's low-water mark whenever it loads the pool's table.
+    pool_threshold: Cell<u8>,
 }
 
 impl Lvm {
@@ -345,7 +348,14 @@ impl Lvm {
             verbose,
             calls: Cell::new(0),
             time: Cell::new(Default::default()),
+            pool_threshold: Cell::new(DEFAULT_THRESHOLD),
         }
+    }
+
+    /// The threshold (percent of data used) at which the kernel should tell `pool watch`
+    /// that a pool is filling: 100 for none. LVM never sets a mark below half full.
+    pub fn set_pool_threshold(&self, percent: u8) {
+        self.pool_threshold.set(percent.clamp(1, 100));
     }
 
     pub fn calls(&self) -> u32 {
@@ -361,7 +371,7 @@ impl Lvm {
     pub fn run(&self, args: &[String]) -> Result<String> {
         let start = Instant::now();
         self.calls.set(self.calls.get() + 1);
-        let args = with_scan_config(args);
+        let args = with_config(args, self.pool_threshold.get());
         let args = args.as_slice();
         let out = Command::new("lvm")
             .args(args)
@@ -496,17 +506,27 @@ impl Lvm {
 
 /// LVM's scan opens every block device, and blocks on a suspended one: thinsr suspends a
 /// device of its own while a snapshot of it is taken, and a crash could leave one
-/// suspended. Its lvm calls skip suspended devices rather than hang (one `--config` per
-/// call, so it joins any other the call carries).
+/// suspended. Its lvm calls skip suspended devices rather than hang.
 const SCAN_CONFIG: &str = "devices { ignore_suspended_devices = 1 }";
 
-fn with_scan_config(args: &[String]) -> Vec<String> {
+/// The threshold LVM is given until an SR's own is known: the policy's default.
+pub const DEFAULT_THRESHOLD: u8 = 80;
+
+/// Every call's `--config`, joined with any the call carries (LVM takes one): skip
+/// suspended devices, and the low-water threshold. LVM computes a thin pool's low-water
+/// mark from `thin_pool_autoextend_threshold` each time it loads the pool's table (any
+/// activation, extension or thin volume creation); without it the mark is 0 and the kernel
+/// says nothing until the pool is full. Passed per call, never written to lvm.conf.
+fn with_config(args: &[String], threshold: u8) -> Vec<String> {
+    let config = format!(
+        "{SCAN_CONFIG} activation {{ thin_pool_autoextend_threshold = {threshold} }}"
+    );
     let mut all = args.to_vec();
     match all.iter().position(|a| a == "--config") {
-        Some(i) if i + 1 < all.len() => all[i + 1] = format!("{SCAN_CONFIG} {}", all[i + 1]),
+        Some(i) if i + 1 < all.len() => all[i + 1] = format!("{config} {}", all[i + 1]),
         _ => {
             let at = 1.min(all.len());
-            all.splice(at..at, [String::from("--config"), SCAN_CONFIG.into()]);
+            all.splice(at..at, [String::from("--config"), config]);
         }
     }
     all
@@ -616,17 +636,18 @@ mod tests {
     }
 
     #[test]
-    fn every_call_skips_suspended_devices() {
-        let plain = with_scan_config(&strings(&["lvs", "vg"]));
-        assert_eq!(plain, strings(&["lvs", "--config", SCAN_CONFIG, "vg"]));
-        let joined = with_scan_config(&strings(&[
-            "lvchange",
-            "--config",
-            "activation { x = 1 }",
-            "vg/lv",
-        ]));
-        assert_eq!(joined[2], format!("{SCAN_CONFIG} activation {{ x = 1 }}"));
+    fn every_call_skips_suspended_devices_and_sets_the_low_water_threshold() {
+        let config = format!("{SCAN_CONFIG} activation {{ thin_pool_autoextend_threshold = 80 }}");
+        let plain = with_config(&strings(&["lvs", "vg"]), 80);
+        assert_eq!(plain, strings(&["lvs", "--config", &config, "vg"]));
+        let joined = with_config(
+            &strings(&["lvchange", "--config", "activation { x = 1 }", "vg/lv"]),
+            80,
+        );
+        assert_eq!(joined[2], format!("{config} activation {{ x = 1 }}"));
         assert_eq!(joined.len(), 4);
+        let none = with_config(&strings(&["lvcreate"]), 100);
+        assert!(none[2].ends_with("thin_pool_autoextend_threshold = 100 }"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! knows one tool or kernel interface and nothing of SRs or VDIs; the engine composes them.
 
 pub mod dm;
+pub mod dmevent;
 pub mod lock;
 pub mod loopdev;
 pub mod lvm;

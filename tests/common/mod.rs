@@ -360,3 +360,119 @@ pub fn our_dm_devices() -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// What `burst_write` measured.
+pub struct Burst {
+    pub total: std::time::Duration,
+    /// The longest single write: a pool waiting on growth shows here.
+    pub longest: std::time::Duration,
+    pub bytes: u64,
+}
+
+/// The block `burst_write` puts at block `index`: noise of `seed`, stamped with the index
+/// so that no two blocks are alike.
+pub fn burst_block(noise: &[u8], index: u64) -> Vec<u8> {
+    let mut b = noise.to_vec();
+    b[..8].copy_from_slice(&index.to_le_bytes());
+    b
+}
+
+/// Writes `mib` MiB into `dev` as a VM writing at full speed would: 4 MiB direct-I/O
+/// writes, back to back, from offset 0. `between` runs after each write with the bytes
+/// written so far. Fails the test on any write error.
+pub fn burst_write(dev: &str, mib: u64, seed: u64, mut between: impl FnMut(u64)) -> Burst {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    const BLOCK: usize = 4 << 20;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(0o40000) // O_DIRECT
+        .open(dev)
+        .unwrap_or_else(|e| panic!("opening {dev}: {e}"));
+    let base = noise(BLOCK, seed);
+    let mut buf = thinsr::aligned::AlignedBuf::zeroed(BLOCK);
+    let start = std::time::Instant::now();
+    let mut longest = std::time::Duration::ZERO;
+    let blocks = mib * (1 << 20) / BLOCK as u64;
+    for i in 0..blocks {
+        buf.as_mut_slice().copy_from_slice(&burst_block(&base, i));
+        let t = std::time::Instant::now();
+        f.write_all_at(buf.as_slice(), i * BLOCK as u64)
+            .unwrap_or_else(|e| panic!("write {i} of {dev} failed after {:?}: {e}", t.elapsed()));
+        longest = longest.max(t.elapsed());
+        between((i + 1) * BLOCK as u64);
+    }
+    f.sync_all().unwrap();
+    Burst {
+        total: start.elapsed(),
+        longest,
+        bytes: blocks * BLOCK as u64,
+    }
+}
+
+/// Reads back what `burst_write` wrote (direct I/O) and returns the first block that
+/// differs, or None when all are intact.
+pub fn burst_differs(dev: &str, mib: u64, seed: u64) -> Option<u64> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    const BLOCK: usize = 4 << 20;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(0o40000)
+        .open(dev)
+        .unwrap();
+    let base = noise(BLOCK, seed);
+    let mut buf = thinsr::aligned::AlignedBuf::zeroed(BLOCK);
+    (0..mib * (1 << 20) / BLOCK as u64).find(|&i| {
+        f.read_exact_at(buf.as_mut_slice(), i * BLOCK as u64).unwrap();
+        buf.as_slice() != burst_block(&base, i).as_slice()
+    })
+}
+
+/// `thinsr pool watch` in the background, its output collected.
+pub struct Watcher {
+    pub child: std::process::Child,
+    pub lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Watcher {
+    /// Starts it and waits until `pool show` of `sr` says it runs.
+    pub fn start(sr: &str) -> Watcher {
+        use std::io::BufRead;
+        let mut child = thinsr_cmd(&["pool", "watch", "--interval", "1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("pool watch starts");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        for pipe in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for l in std::io::BufReader::new(pipe).lines().map_while(|l| l.ok()) {
+                    lines.lock().unwrap().push(l);
+                }
+            });
+        }
+        for _ in 0..100 {
+            if json(&["pool", "show", sr])["growth"]["watcher"] == "running" {
+                return Watcher { child, lines };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("pool watch did not start: {:?}", lines.lock().unwrap());
+    }
+
+    pub fn output(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

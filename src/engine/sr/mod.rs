@@ -72,6 +72,9 @@ pub struct SrDetail {
     pub vg_free: u64,
     pub pvs: Vec<PvInfo>,
     pub pool: PoolInfo,
+    /// Who grows the pool between cron's runs, and how owned pools are sized.
+    pub growth: crate::engine::growth::Growth,
+    pub pool_sizing: String,
     /// VDI LVs (templates have none), and template cache LVs, counted apart.
     pub vdis: usize,
     pub caches: usize,
@@ -107,14 +110,17 @@ pub fn pool_metadata_size(max_pool: Bytes, extent: Bytes) -> Bytes {
     Bytes(raw.clamp(4 * MIB, 15 * GIB)).round_up(extent.0.max(1))
 }
 
-/// Initial pool of an owned SR: a tenth of the VG, at least 1 GiB, within what is free once
-/// the metadata (and LVM's spare copy of it) and thinsr's own LV are set aside. Pools
-/// cannot shrink, so they start modest and grow.
+/// Initial pool of an owned SR: a quarter of the VG, at least 1 GiB, within what is free
+/// once the metadata (and LVM's spare copy of it) and thinsr's own LV are set aside. A
+/// first burst of up to a quarter of the disks needs no growth at all, and later ones find
+/// the pool grown in whole-GiB steps as they fill it (`pool watch`). Pools cannot shrink,
+/// so the other three quarters stay free for preallocated VDIs until the pool needs them;
+/// the metadata is sized for the whole VG from the start.
 pub fn initial_pool_size(vg_size: Bytes, extent: Bytes) -> Result<(Bytes, Bytes)> {
     let meta = pool_metadata_size(vg_size, extent);
     let reserved = meta.0 * 2 + META_LV_SIZE.round_up(extent.0).0 + extent.0 * 2;
     let room = Bytes(vg_size.0.saturating_sub(reserved)).round_down(extent.0);
-    let want = Bytes((vg_size.0 / 10).max(GIB)).round_down(extent.0);
+    let want = Bytes((vg_size.0 / 4).max(GIB)).round_down(extent.0);
     let pool = want.min(room);
     if pool.0 < 64 * MIB {
         return Err(Error::NoSpace {
@@ -282,10 +288,12 @@ mod tests {
         let vg = Bytes(8 * GIB);
         assert_eq!(pool_metadata_size(vg, EXTENT), Bytes(8 * MIB));
         let (pool, meta) = initial_pool_size(vg, EXTENT).unwrap();
-        assert_eq!(pool, Bytes(GIB)); // 10% < 1 GiB floor
+        assert_eq!(pool, Bytes(2 * GIB)); // a quarter
         assert_eq!(meta, Bytes(8 * MIB));
+        let (pool, _) = initial_pool_size(Bytes(2 * GIB), EXTENT).unwrap();
+        assert_eq!(pool, Bytes(GIB)); // a quarter < 1 GiB floor
         let (pool, _) = initial_pool_size(Bytes(100 * GIB), EXTENT).unwrap();
-        assert_eq!(pool, Bytes(10 * GIB).round_down(EXTENT.0));
+        assert_eq!(pool, Bytes(25 * GIB).round_down(EXTENT.0));
         // A small VG gets what is left, not more.
         let (pool, meta) = initial_pool_size(Bytes(256 * MIB), EXTENT).unwrap();
         assert!(pool.0 + meta.0 * 2 + META_LV_SIZE.0 <= 256 * MIB);

@@ -3,7 +3,8 @@
 use super::{space, LvInfo, PvInfo, SrDetail, SrSummary};
 use crate::crash;
 use crate::engine::context::{sr_tag, Ctx};
-use crate::engine::meta::SrMeta;
+use crate::engine::meta::{Mode, PoolPolicy, SrMeta};
+use crate::engine::pool::{CHUNK, DATA_STEP};
 use crate::engine::names;
 use crate::engine::registry::{Entry, Registry};
 use crate::error::{Error, Result};
@@ -103,9 +104,9 @@ impl Ctx {
         let vg = self.lvm.report_vg_pvs(&entry.vg)?;
         let store = entry.meta_store();
         // The metadata is the truth; the registry can lag it by one crash.
-        let (name, description) = match store.exists() {
-            true => store.read().map(|(m, _)| (m.name, m.description))?,
-            false => (entry.name.clone(), String::new()),
+        let (name, description, policy) = match store.exists() {
+            true => store.read().map(|(m, _)| (m.name, m.description, m.policy))?,
+            false => (entry.name.clone(), String::new(), Default::default()),
         };
         let attached = vg.lv(&entry.meta_lv).is_some_and(|l| l.active);
         let pool = crate::engine::pool::pool_info(&vg, &entry)?;
@@ -139,7 +140,12 @@ impl Ctx {
         let (total, free) = space(&vg, &entry);
         let health = match pool.kernel.as_ref().and_then(|k| k.trouble()) {
             Some(t) => ("Unavailable".to_string(), format!("thin pool is {t}")),
-            None => ("Healthy".to_string(), String::new()),
+            // xapi shows Healthy's text too: the warning comes before the pool is full.
+            None => (
+                "Healthy".to_string(),
+                crate::engine::pool::cannot_grow(entry.mode, &policy, &vg, &entry, &pool)
+                    .unwrap_or_default(),
+            ),
         };
         Ok(SrDetail {
             sr: entry.uuid.clone(),
@@ -167,6 +173,8 @@ impl Ctx {
                 })
                 .collect(),
             overcommit: pool.overcommit(),
+            growth: crate::engine::growth::growth(&vg.name, &entry.pool, CHUNK.0),
+            pool_sizing: sizing(entry.mode, &policy),
             pool,
             vdis: mine
                 .iter()
@@ -183,5 +191,22 @@ impl Ctx {
             foreign_lvs: foreign.iter().map(|l| info(l, "foreign".into())).collect(),
             warnings: vec![],
         })
+    }
+}
+
+/// How the pool is sized and grows, in words, for `sr show`.
+fn sizing(mode: Mode, p: &PoolPolicy) -> String {
+    let step = format!(
+        "grows by {}% (at least {}) when {}% is used",
+        p.grow_by,
+        DATA_STEP,
+        p.threshold
+    );
+    match (mode, p.max_size) {
+        (_, Some(max)) => format!("{step}, up to {max} ('pool set --max-size')"),
+        (Mode::Owned, None) => format!(
+            "started at a quarter of the volume group and {step}, up to all of it; until then the free space also serves preallocated VDIs (pools cannot shrink)"
+        ),
+        (Mode::Shared, None) => format!("{step}, up to the size chosen for it"),
     }
 }
