@@ -230,7 +230,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subco
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from destroy" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from destroy" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from snapshot" -l sr -d 'Look for the VDI in this SR only' -r
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from snapshot" -l name -d 'Name of the snapshot (default: \\"<name> snapshot\\")' -r
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from snapshot" -l name -d 'Name of the snapshot (default: the VDI\'s own, as xe does)' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from snapshot" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from snapshot" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from snapshot" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
@@ -240,7 +240,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subco
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from snapshot" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from snapshot" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from clone" -l sr -d 'Look for the VDI in this SR only' -r
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from clone" -l name -d 'Name of the clone (default: \\"<name> clone\\")' -r
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from clone" -l name -d 'Name of the clone (default: the VDI\'s own, as xe does)' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from clone" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from clone" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from clone" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'

@@ -179,6 +179,12 @@ fn when_full_error_fails_writes_at_once_and_extend_recovers() {
     assert!(took < Duration::from_secs(10), "{took:?}: {e}");
     let p = pool("local");
     assert_eq!(p["kernel"]["state"], "out_of_data_space", "{p}");
+    // An admin can fix this: xapi's scans go on (Unreachable), told what to do.
+    let health = json(&["sr", "show", "local"])["health"].clone();
+    assert_eq!(health[0], "Unreachable", "{health}");
+    let text = health[1].as_str().unwrap();
+    assert!(text.contains("is out of data space (data 100%"), "{text}");
+    assert!(text.contains("thinsr pool extend local +SIZE"), "{text}");
     // maintain reports it as critical (and, in owned mode, grows the pool).
     let r = maintain(&[]);
     assert_eq!(r.code, 2, "{} {}", r.stdout, r.stderr);
@@ -252,13 +258,29 @@ fn a_burst_into_a_fresh_owned_pool_never_waits_for_growth() {
     assert_eq!(size, fresh["vg_size"].as_u64().unwrap() / 4 / (4 * MIB) * (4 * MIB));
     json(&["sr", "create", DISKS[2], DISKS[3], "--name", "grown"]);
     json(&["pool", "extend", "grown", "4G"]);
-    let watcher = Watcher::start("fresh");
-    let p = pool("fresh");
     // LVM set the mark from the threshold (80 %): the kernel speaks at 20 % free.
-    assert_eq!(
-        p["growth"]["low_water_mark"].as_u64().unwrap(),
-        size / 65536 * 20 / 100 * 65536,
-        "{p}"
+    let mark = size / 65536 * 20 / 100 * 65536;
+    assert_eq!(pool("fresh")["growth"]["low_water_mark"], mark);
+    // A reload by someone else (boot-time activation, an admin's lvchange) has none...
+    sh(&["lvm", "lvchange", "--refresh", "fresh/thinsr_pool"]);
+    assert_eq!(pool("fresh")["growth"]["low_water_mark"], 0);
+    // ...and the watcher puts it back.
+    let watcher = Watcher::start("fresh");
+    let mut p = pool("fresh");
+    for _ in 0..20 {
+        if p["growth"]["low_water_mark"] == mark {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        p = pool("fresh");
+    }
+    assert_eq!(p["growth"]["low_water_mark"], mark, "{}", watcher.output());
+    assert!(
+        watcher
+            .output()
+            .contains("set the low-water mark of thin pool fresh/thinsr_pool"),
+        "{}",
+        watcher.output()
     );
     assert!(p["growth"].get("warning").is_none(), "{p}");
     let mut dev = std::collections::HashMap::new();

@@ -3,95 +3,9 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
+use common::xapi::*;
 use common::*;
 use serde_json::{json, Value};
-
-const ROOT: &str = "/tmp/xapi-root";
-const VOLUME: &str = "/tmp/xapi-root/volume/org.xen.xapi.storage.thinsr";
-const DATAPATH: &str = "/tmp/xapi-root/datapath/thinsr";
-
-/// Runs plugin method `method` from `dir` as xapi does; returns (exit code, stdout JSON).
-fn run(dir: &str, method: &str, args: Value) -> (i32, Value) {
-    let mut child = Command::new(format!("{dir}/{method}"))
-        .arg("--json")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{dir}/{method}: {e}"));
-    let mut all = args;
-    all["dbg"] = json!("test");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(all.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let value = serde_json::from_str(&text).unwrap_or_else(|e| {
-        panic!(
-            "{method}: not JSON ({e}): {text}\nstderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.code().unwrap_or(-1), value)
-}
-
-fn call(dir: &str, method: &str, args: Value) -> Value {
-    let (code, v) = run(dir, method, args);
-    assert_eq!(code, 0, "{method} failed: {v}");
-    v
-}
-
-fn error(dir: &str, method: &str, args: Value, code: &str) -> Value {
-    let (status, v) = run(dir, method, args);
-    assert_ne!(status, 0, "{method} should have failed: {v}");
-    assert_eq!(v["code"], code, "{method}: {v}");
-    assert!(v["params"].is_array(), "{v}");
-    assert!(v["backtrace"]["error"].is_string(), "{v}");
-    assert!(v["backtrace"]["files"].is_array() && v["backtrace"]["lines"].is_array());
-    v
-}
-
-/// Every field of xapi's volume record, with its type; optional strings never null.
-fn check_volume(v: &Value) {
-    for f in ["key", "uuid", "name", "description"] {
-        assert!(v[f].is_string(), "{f} in {v}");
-    }
-    for f in ["read_write", "sharable"] {
-        assert!(v[f].is_boolean(), "{f} in {v}");
-    }
-    for f in ["virtual_size", "physical_utilisation"] {
-        assert!(v[f].is_u64(), "{f} in {v}");
-    }
-    assert!(
-        v["uri"].as_array().unwrap().iter().all(Value::is_string),
-        "{v}"
-    );
-    assert!(
-        v["uri"][0].as_str().unwrap().starts_with("thinsr://"),
-        "{v}"
-    );
-    assert!(v["keys"].is_object(), "{v}");
-    assert!(
-        v.as_object().unwrap().values().all(|x| !x.is_null()),
-        "null in {v}"
-    );
-}
-
-fn check_sr_stat(s: &Value) {
-    for f in ["sr", "name", "uuid", "description"] {
-        assert!(s[f].is_string(), "{f} in {s}");
-    }
-    assert!(s["free_space"].is_u64() && s["total_space"].is_u64(), "{s}");
-    assert!(s["datasources"].is_array(), "{s}");
-    assert_eq!(s["clustered"], false);
-    assert_eq!(s["health"], json!(["Healthy", ""]));
-}
 
 #[test]
 fn xapi_drives_a_whole_life_through_the_plugin() {

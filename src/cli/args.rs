@@ -305,7 +305,7 @@ Snapshots and clones of a template, or of a template's clone, read the same temp
     Snapshot {
         #[command(flatten)]
         vdi: VdiArg,
-        /// Name of the snapshot (default: \"<name> snapshot\").
+        /// Name of the snapshot (default: the VDI's own, as xe does).
         #[arg(long, value_name = "NAME")]
         name: Option<String>,
     },
@@ -313,7 +313,7 @@ Snapshots and clones of a template, or of a template's clone, read the same temp
     Clone {
         #[command(flatten)]
         vdi: VdiArg,
-        /// Name of the clone (default: \"<name> clone\").
+        /// Name of the clone (default: the VDI's own, as xe does).
         #[arg(long, value_name = "NAME")]
         name: Option<String>,
     },
@@ -416,20 +416,21 @@ crash left.")]
 
 #[derive(Debug, Subcommand)]
 pub enum XapiCmd {
-    /// Link every plugin method to this thinsr binary, for xapi-storage-script.
+    /// Install the plugin's method files for xapi-storage-script, each running this binary.
     #[command(after_long_help = "\
 Makes <root>/volume/org.xen.xapi.storage.thinsr/ (Plugin.Query, SR.*, Volume.*) and
-<root>/datapath/thinsr/ (Datapath.*), each entry a link to this binary. Run under such a
-name, thinsr reads the method's arguments as JSON on stdin and prints the result as xapi
-expects. Then on an XCP-ng host: 'xe sr-create type=thinsr name-label=Local
-device-config:device=/dev/sdb' (owned) or 'device-config:vg=VG device-config:pool-size=50%'
-(shared).")]
+<root>/datapath/thinsr/ (Datapath.*), each entry a small Python 3 file that runs this
+binary under the method's name (so SMAPI tracing, which loads method files with runpy,
+works too). thinsr reads the method's arguments as JSON on stdin and prints the result as
+xapi expects. xapi registers SM types when it starts: run 'xe-toolstack-restart' after
+installing. Then: 'xe sr-create type=thinsr name-label=Local device-config:device=/dev/sdb'
+(owned) or 'device-config:vg=VG device-config:pool-size=50%' (shared).")]
     Install {
         /// Where xapi-storage-script looks for plugins.
         #[arg(long, value_name = "DIR", default_value = crate::xapi::DEFAULT_ROOT)]
         root: PathBuf,
     },
-    /// Remove the links `xapi install` made.
+    /// Remove the method files `xapi install` made.
     Uninstall {
         #[arg(long, value_name = "DIR", default_value = crate::xapi::DEFAULT_ROOT)]
         root: PathBuf,

@@ -140,7 +140,7 @@ fn xapi(out: &Out, cmd: &crate::cli::args::XapiCmd) -> Result<()> {
             let shown: Vec<String> = links.iter().map(|l| l.display().to_string()).collect();
             out.emit(&shown, || {
                 println!(
-                    "Installed {} plugin entry points in {} linking to {}",
+                    "Installed {} plugin method files in {} running {}",
                     links.len(),
                     root.display(),
                     exe.display()

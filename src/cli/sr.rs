@@ -20,7 +20,7 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &SrCmd) -> Result<i32> {
                 (Some(file), Some(size)) => {
                     ctx.create_file(file, parse_positive_size(size)?, name.as_deref())?
                 }
-                _ => ctx.create_owned(devices, name.as_deref(), *force)?,
+                _ => ctx.create_owned(devices, name.as_deref(), *force, None)?,
             };
             made(out, "Created", &d);
         }
@@ -31,7 +31,7 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &SrCmd) -> Result<i32> {
             pool,
         } => {
             let pool_size = pool_size.as_deref().map(parse_pool_size).transpose()?;
-            let d = ctx.introduce(vg, name.as_deref(), pool_size, pool.as_deref())?;
+            let d = ctx.introduce(vg, name.as_deref(), pool_size, pool.as_deref(), None)?;
             made(out, "Introduced", &d);
         }
         SrCmd::Attach(a) => {

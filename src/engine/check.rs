@@ -23,8 +23,8 @@ use serde::Serialize;
 use crate::engine::context::{ours, Ctx};
 use crate::engine::datapath::{local_key, readers};
 use crate::engine::meta::{Pending, SrMeta, VdiKind, VdiMeta};
-use crate::error::Result;
-use crate::host::dm;
+use crate::error::{Error, Result};
+use crate::host::{dm, thin, tool};
 use crate::host::lvm::{strings, Vg, TAG_ORIGIN, TAG_VDI};
 use crate::progress::Progress;
 use crate::units::Bytes;
@@ -559,4 +559,43 @@ impl Ctx {
             )
         })
     }
+}
+
+impl Ctx {
+    /// `pool check`: thin_check on a metadata snapshot of the live pool, or on the metadata
+    /// itself when the pool is inactive.
+    pub fn pool_check(&self, key: Option<&str>) -> Result<String> {
+        let e = self.entry(key)?;
+        let vg = self.lvm.report_vg(&e.vg)?;
+        let lv = crate::engine::pool::pool_lv(&vg, &e)?;
+        let check = |args: &[&str]| -> Result<String> {
+            let out = tool::output("thin_check", args)?;
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if out.status.success() {
+                Ok(text)
+            } else {
+                Err(Error::PoolCheckFailed {
+                    pool: format!("{}/{}", vg.name, lv.name),
+                    output: text.trim().to_string(),
+                })
+            }
+        };
+        if lv.active {
+            thin::with_metadata_snapshot(&vg.name, &lv.name, |tmeta| check(&["-m", tmeta]))?
+                .ok_or_else(|| {
+                    Error::DmFailed(format!("the pool {}/{} has no dm device", vg.name, lv.name))
+                })
+        } else {
+            let tmeta = format!("{}/{}_tmeta", vg.name, lv.name);
+            self.lvm.run(&strings(&["lvchange", "-ay", "-y", &tmeta]))?;
+            let result = check(&[&format!("/dev/{tmeta}")]);
+            self.lvm.run(&strings(&["lvchange", "-an", &tmeta]))?;
+            result
+        }
+    }
+
 }

@@ -22,15 +22,14 @@ fn lvm_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '+' | '_' | '.' | '-')
 }
 
-/// Checks a label given by a user: printable, not empty, not absurdly long.
+/// Checks a label given by a user: printable, not absurdly long. Empty is allowed, as in
+/// XenAPI (`xe vm-install` makes every disk with an empty label and renames it after);
+/// the LV is then named `vdi`.
 pub fn check_label(label: &str) -> Result<()> {
     let bad = |why: &str| Error::InvalidName {
         input: clip(label),
         why: why.into(),
     };
-    if label.trim().is_empty() {
-        return Err(bad("it is empty"));
-    }
     if label.chars().count() > MAX_LABEL {
         return Err(bad(&format!("longer than {MAX_LABEL} characters")));
     }
@@ -262,7 +261,9 @@ mod tests {
     #[test]
     fn labels() {
         assert!(check_label("ok").is_ok());
-        assert_eq!(check_label("").unwrap_err().code(), "INVALID_NAME");
+        // XenAPI's labels may be empty; the LV is then "vdi".
+        assert!(check_label("").is_ok() && check_label("  ").is_ok());
+        assert_eq!(sanitize("", 64), "vdi");
         assert_eq!(
             check_label(&"x".repeat(10_000)).unwrap_err().code(),
             "INVALID_NAME"

@@ -11,8 +11,6 @@ use crate::error::{Error, Result};
 use crate::host::dm::{self, PoolStatus};
 use crate::host::lock;
 use crate::host::lvm::{strings, Lv, Vg, TAG_POOL};
-use crate::host::thin;
-use crate::host::tool;
 use crate::units::{Bytes, NewSize, PoolSize, GIB};
 
 /// LVM's largest pool metadata.
@@ -102,41 +100,6 @@ pub fn max_size(mode: Mode, policy: &PoolPolicy, pool: &Lv, vg: &Vg) -> Bytes {
     limit.min(reachable).max(pool.size)
 }
 
-/// The early warning `SR.stat` carries in its health while the pool is past its
-/// threshold and cannot grow (shared mode at its maximum, or a VG with no room left): the
-/// figures and what to do, long before the pool is full. None when all is well.
-pub fn cannot_grow(
-    mode: Mode,
-    policy: &PoolPolicy,
-    vg: &Vg,
-    e: &Entry,
-    info: &PoolInfo,
-) -> Option<String> {
-    let lv = vg.lv(&e.pool)?;
-    let t = f64::from(policy.threshold);
-    if info.data_percent < t && info.metadata_percent < t {
-        return None;
-    }
-    let max = max_size(mode, policy, lv, vg);
-    let data_stuck = info.data_percent >= t && max <= lv.size;
-    let meta_stuck = info.metadata_percent >= t && vg.free.0 < 2 * vg.extent_size.0;
-    if !data_stuck && !meta_stuck {
-        return None;
-    }
-    let why = if vg.free.0 < vg.extent_size.0 {
-        format!("volume group {} has no free space: add a disk to it", vg.name)
-    } else {
-        format!(
-            "it is at its maximum {max}: raise it with 'thinsr pool set {} --max-size'",
-            vg.name
-        )
-    };
-    Some(format!(
-        "thin pool data {:.0}% and metadata {:.0}% used, past the {}% threshold, and it cannot grow: {why}",
-        info.data_percent, info.metadata_percent, policy.threshold
-    ))
-}
-
 /// The pool as `sr show` and `pool show` report it: use from the kernel while the pool is
 /// active, from LVM otherwise; an absent pool reads as empty.
 pub(crate) fn pool_info(vg: &Vg, e: &Entry) -> Result<PoolInfo> {
@@ -172,7 +135,7 @@ pub(crate) fn pool_info(vg: &Vg, e: &Entry) -> Result<PoolInfo> {
     })
 }
 
-fn pool_lv<'a>(vg: &'a Vg, e: &Entry) -> Result<&'a Lv> {
+pub(crate) fn pool_lv<'a>(vg: &'a Vg, e: &Entry) -> Result<&'a Lv> {
     vg.lv(&e.pool)
         .ok_or_else(|| Error::LvNotFound(format!("{}/{}", vg.name, e.pool)))
 }
@@ -508,42 +471,6 @@ impl Ctx {
             }
         }
         Ok(out)
-    }
-
-    /// `pool check`: thin_check on a metadata snapshot of the live pool, or on the metadata
-    /// itself when the pool is inactive.
-    pub fn pool_check(&self, key: Option<&str>) -> Result<String> {
-        let e = self.entry(key)?;
-        let vg = self.lvm.report_vg(&e.vg)?;
-        let lv = pool_lv(&vg, &e)?;
-        let check = |args: &[&str]| -> Result<String> {
-            let out = tool::output("thin_check", args)?;
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            if out.status.success() {
-                Ok(text)
-            } else {
-                Err(Error::PoolCheckFailed {
-                    pool: format!("{}/{}", vg.name, lv.name),
-                    output: text.trim().to_string(),
-                })
-            }
-        };
-        if lv.active {
-            thin::with_metadata_snapshot(&vg.name, &lv.name, |tmeta| check(&["-m", tmeta]))?
-                .ok_or_else(|| {
-                    Error::DmFailed(format!("the pool {}/{} has no dm device", vg.name, lv.name))
-                })
-        } else {
-            let tmeta = format!("{}/{}_tmeta", vg.name, lv.name);
-            self.lvm.run(&strings(&["lvchange", "-ay", "-y", &tmeta]))?;
-            let result = check(&[&format!("/dev/{tmeta}")]);
-            self.lvm.run(&strings(&["lvchange", "-an", &tmeta]))?;
-            result
-        }
     }
 
     /// True when a thin VDI can be made without an lvm report: no overcommit limit to add

@@ -17,14 +17,27 @@ pub struct Lock {
     _file: Flock<File>,
 }
 
-/// How long to wait for a lock: `THINSR_LOCK_TIMEOUT` seconds, 10 by default.
+/// The default wait when `THINSR_LOCK_TIMEOUT` is not set, in milliseconds (0: 10 s).
+static DEFAULT_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Sets this process's default wait: xapi's calls wait longer than an admin's, since a
+/// boot storm queues a dozen attaches on one SR and every one must succeed.
+pub fn set_default_wait(wait: Duration) {
+    DEFAULT_MS.store(wait.as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// How long to wait for a lock: `THINSR_LOCK_TIMEOUT` seconds, else the default (10 s).
 pub fn wait_limit() -> Duration {
+    let default = match DEFAULT_MS.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => DEFAULT_WAIT,
+        ms => Duration::from_millis(ms),
+    };
     std::env::var("THINSR_LOCK_TIMEOUT")
         .ok()
         .and_then(|v| v.parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s >= 0.0)
         .map(Duration::from_secs_f64)
-        .unwrap_or(DEFAULT_WAIT)
+        .unwrap_or(default)
 }
 
 /// Takes the lock called `name` (an SR uuid, or `registry`). `what` names it in errors.

@@ -93,7 +93,7 @@ fn serve(device: &Path, opts: &[&str], image: &str) -> Result<u32> {
     let dev = device.to_string_lossy().into_owned();
     let mut args: Vec<&str> = opts.to_vec();
     args.extend(["--connect", &dev, "--", image]);
-    tool::run("qemu-nbd", &args)?;
+    start_outside_caller(&dev, &args)?;
     // qemu-nbd returns once the kernel holds the socket; the size follows.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -111,6 +111,30 @@ fn serve(device: &Path, opts: &[&str], image: &str) -> Result<u32> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Starts `qemu-nbd ARGS` in a systemd scope of its own where systemd runs. A template's
+/// server outlives the call that started it, and on XCP-ng that call comes from
+/// xapi-storage-script, whose unit has no KillMode: a toolstack restart would end every
+/// server under running VMs. A transient scope puts the server in a cgroup of its own
+/// (`systemd-run --scope`, in systemd 219 as on CentOS 7). Without systemd (or if
+/// systemd-run fails) it starts as a child of the caller, which is where it stays.
+fn start_outside_caller(dev: &str, args: &[&str]) -> Result<()> {
+    if Path::new("/run/systemd/system").is_dir() {
+        let unit = format!(
+            "thinsr-nbd-{}-{}",
+            dev.rsplit('/').next().unwrap_or("dev"),
+            std::process::id()
+        );
+        let mut scoped = vec!["--scope", "--unit", &unit, "--description", "thinsr template server", "--", "qemu-nbd"];
+        scoped.extend_from_slice(args);
+        if tool::run("systemd-run", &scoped).is_ok() {
+            return Ok(());
+        }
+        // The server may have started before systemd-run failed: start clean.
+        let _ = disconnect(Path::new(dev));
+    }
+    tool::run("qemu-nbd", args).map(drop)
 }
 
 /// Disconnects `device` (`qemu-nbd -d`), which also ends its server; harmless on a device

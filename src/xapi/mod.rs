@@ -18,11 +18,17 @@ use crate::error::{Error, Result};
 use crate::host::lvm::Lvm;
 use crate::units::{Bytes, NewSize};
 
+mod detach;
+
 /// The volume plugin's directory name; xapi calls the SR type `thinsr`.
 pub const VOLUME_PLUGIN: &str = "org.xen.xapi.storage.thinsr";
 /// The URI scheme of thinsr's volumes, which is also its datapath plugin's directory.
 pub const SCHEME: &str = "thinsr";
 pub const DEFAULT_ROOT: &str = "/usr/libexec/xapi-storage-script";
+
+/// How long an xapi call waits for an SR's lock: long enough for a dozen attaches queued
+/// before it (an admin's command keeps the 10 s default and says SR_BUSY sooner).
+const XAPI_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
 
 pub const VOLUME_METHODS: [&str; 21] = [
     "Plugin.Query",
@@ -55,6 +61,28 @@ pub const DATAPATH_METHODS: [&str; 5] = [
     "Datapath.detach",
 ];
 
+/// What `Plugin.Query` declares: xapi calls only what is declared, so this is what holds.
+/// Not SR_METADATA (disaster-recovery metadata VDIs). LARGE_VDI: thin volumes up to LVM's
+/// limits, though `thinsr export --format vhd` still refuses disks over 2040 GiB (VHD's
+/// own limit).
+pub const FEATURES: [&str; 15] = [
+    "SR_ATTACH",
+    "SR_DETACH",
+    "SR_CREATE",
+    "SR_PROBE",
+    "VDI_CREATE",
+    "VDI_DESTROY",
+    "VDI_ATTACH",
+    "VDI_DETACH",
+    "VDI_ACTIVATE",
+    "VDI_DEACTIVATE",
+    "VDI_CLONE",
+    "VDI_SNAPSHOT",
+    "VDI_RESIZE",
+    "THIN_PROVISIONING",
+    "LARGE_VDI",
+];
+
 /// The method named by how thinsr was run (`.../SR.create`), if it is one.
 pub fn method_of(argv0: &str) -> Option<&'static str> {
     let name = Path::new(argv0).file_name()?.to_str()?;
@@ -73,21 +101,55 @@ fn plugin_dirs(root: &Path) -> [(PathBuf, &'static [&'static str]); 2] {
     ]
 }
 
-/// `thinsr xapi install`: one link to `binary` per method, in both plugin directories.
+/// A method file: a small Python 3 program that runs `binary` under the method's name
+/// with the same arguments and stdin. Python, not a link to the binary: with SMAPI tracing
+/// on, xapi-storage-script runs `python3 -m observer FILE --json`, which loads the file
+/// with `runpy.run_path(FILE, run_name="__main__")`; a binary fails there. It waits for
+/// thinsr (rather than exec) so that the observer's span closes around the call.
+fn method_file(binary: &Path, method: &str) -> Result<String> {
+    let bin = binary.to_str().filter(|b| {
+        !b.chars().any(|c| c == '\'' || c == '\\' || c.is_control())
+    });
+    let bin = bin.ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "the thinsr binary's path {} cannot be written into a method file",
+            binary.display()
+        ))
+    })?;
+    Ok(format!(
+        "#!/usr/bin/env python3\n\
+         # {method} of thinsr's xapi storage plugin (written by 'thinsr xapi install').\n\
+         # Runs thinsr under the method's name with the same arguments and stdin; a Python\n\
+         # file so that SMAPI tracing (runpy.run_path) can load it.\n\
+         import subprocess\n\
+         import sys\n\
+         \n\
+         THINSR = '{bin}'\n\
+         \n\
+         if __name__ == '__main__':\n\
+         \x20   sys.exit(subprocess.call(['{method}'] + sys.argv[1:], executable=THINSR))\n"
+    ))
+}
+
+/// `thinsr xapi install`: one method file per method, in both plugin directories, each
+/// running `binary`.
 pub fn install(root: &Path, binary: &Path) -> Result<Vec<PathBuf>> {
+    use std::os::unix::fs::PermissionsExt;
     let mut made = Vec::new();
     for (dir, methods) in plugin_dirs(root) {
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         for m in methods {
-            let link = dir.join(m);
-            if std::fs::symlink_metadata(&link).is_ok() {
-                std::fs::remove_file(&link)
-                    .map_err(|e| Error::io(format!("replacing {}", link.display()), e))?;
-            }
-            std::os::unix::fs::symlink(binary, &link)
-                .map_err(|e| Error::io(format!("linking {}", link.display()), e))?;
-            made.push(link);
+            let file = dir.join(m);
+            let text = method_file(binary, m)?;
+            // Written beside and renamed: a concurrent call never runs half a file, and
+            // an old link to the binary is replaced, not written through.
+            let tmp = dir.join(format!(".{m}.new"));
+            std::fs::write(&tmp, text)
+                .and_then(|_| std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)))
+                .and_then(|_| std::fs::rename(&tmp, &file))
+                .map_err(|e| Error::io(format!("writing {}", file.display()), e))?;
+            made.push(file);
         }
     }
     Ok(made)
@@ -125,7 +187,20 @@ pub fn serve(method: &str) -> i32 {
             .unwrap_or_else(|| PathBuf::from(crate::engine::template::DEFAULT_SCHEME_DIR));
         let registry = RegistryFile::in_dir(&config_dir_from_env());
         let ctx = Ctx::new(Lvm::new(false), registry, scheme_dir);
-        call(&ctx, method, &Args(args))
+        // A boot storm queues a dozen attaches on one SR: each waits its turn.
+        crate::host::lock::set_default_wait(XAPI_LOCK_WAIT);
+        let a = Args(args);
+        // Detaches queued by an earlier Datapath.detach finish before anything else on
+        // the SR; an attach of the same volume cancels its own.
+        if let Some((sr, vdi)) = a.uri_parts() {
+            if method == "Datapath.attach" {
+                detach::forget(&sr, &vdi);
+            }
+            detach::finish_queued(&ctx, &sr);
+        } else if let Ok(sr) = a.sr() {
+            detach::finish_queued(&ctx, sr);
+        }
+        call(&ctx, method, &a)
     });
     match result {
         Ok(v) => {
@@ -190,6 +265,10 @@ impl Args<'_> {
     fn sr(&self) -> Result<&str> {
         self.str("sr")
     }
+    /// The SR and VDI of a Datapath call's `uri`.
+    fn uri_parts(&self) -> Option<(String, String)> {
+        parse_volume_uri(self.str("uri").ok()?).ok()
+    }
 }
 
 fn to_value<T: Serialize>(v: &T) -> Result<Value> {
@@ -233,9 +312,7 @@ fn call(ctx: &Ctx, method: &str, a: &Args) -> Result<Value> {
             "copyright": "thinsr developers, MIT OR Apache-2.0",
             "version": env!("CARGO_PKG_VERSION"),
             "required_api_version": "5.0",
-            "features": ["SR_ATTACH", "SR_DETACH", "SR_CREATE", "SR_PROBE", "VDI_CREATE",
-                "VDI_DESTROY", "VDI_ATTACH", "VDI_DETACH", "VDI_ACTIVATE", "VDI_DEACTIVATE",
-                "VDI_CLONE", "VDI_SNAPSHOT", "VDI_RESIZE", "SR_METADATA"],
+            "features": FEATURES,
             "configuration": {
                 "device": "owned mode: comma-separated disks to make the SR's volume group on",
                 "vg": "shared mode: an existing volume group to live in beside the admin's LVs",
@@ -248,6 +325,8 @@ fn call(ctx: &Ctx, method: &str, a: &Args) -> Result<Value> {
         "SR.create" => {
             let config = a.map("configuration")?;
             let name = a.str("name")?;
+            // xapi's own uuid for the SR: kept, so xe sr-list, URIs and SR.stat agree.
+            let uuid = a.0.get("uuid").and_then(Value::as_str);
             let detail = if let Some(devices) = config.get("device") {
                 let devices: Vec<String> = devices
                     .split(',')
@@ -256,13 +335,13 @@ fn call(ctx: &Ctx, method: &str, a: &Args) -> Result<Value> {
                     .map(str::to_string)
                     .collect();
                 let force = config.get("force").is_some_and(|f| f == "true");
-                ctx.create_owned(&devices, Some(name), force)?
+                ctx.create_owned(&devices, Some(name), force, uuid)?
             } else if let Some(vg) = config.get("vg") {
                 let size = config
                     .get("pool-size")
                     .map(|s| crate::units::parse_pool_size(s))
                     .transpose()?;
-                ctx.introduce(vg, Some(name), size, None)?
+                ctx.introduce(vg, Some(name), size, None, uuid)?
             } else {
                 return Err(Error::InvalidArgument(
                     "the configuration needs 'device' (owned mode) or 'vg' (shared mode)".into(),
@@ -276,13 +355,17 @@ fn call(ctx: &Ctx, method: &str, a: &Args) -> Result<Value> {
             out.insert("sr".into(), detail.uuid.clone());
             to_value(&out)
         }
+        // The configuration SR.create returned: after a host reinstall the registry does
+        // not know the SR, which is then found by its tags and registered again.
         "SR.attach" => {
             let config = a.map("configuration")?;
             let key = config
                 .get("sr")
+                .or(config.get("sr_uuid"))
                 .or(config.get("vg"))
                 .ok_or_else(|| Args::missing("configuration.sr"))?;
-            Ok(Value::String(ctx.attach(Some(key))?.sr))
+            let vg = config.get("vg").map(String::as_str);
+            Ok(Value::String(ctx.attach_or_recover(key, vg)?.sr))
         }
         "SR.detach" => unit(ctx.detach(Some(a.sr()?))),
         "SR.destroy" => {
@@ -292,13 +375,33 @@ fn call(ctx: &Ctx, method: &str, a: &Args) -> Result<Value> {
         }
         "SR.stat" => to_value(&ctx.show(Some(a.sr()?))?),
         "SR.ls" => to_value(&ctx.vdi_list(Some(a.sr()?))?.volumes),
+        // The SRs on the storage the configuration names (every VG, with neither
+        // `device` nor `vg`), each with `sr_uuid` and an `sr` record, as xapi counts them.
         "SR.probe" => {
-            let list: Vec<Value> = ctx
-                .list()?
+            let config = a.map("configuration").unwrap_or_default();
+            let devices: Vec<String> = config
+                .get("device")
+                .map(|d| d.split(',').map(str::trim).filter(|d| !d.is_empty()).map(str::to_string).collect())
+                .unwrap_or_default();
+            let found = ctx.probe(&devices, config.get("vg").map(String::as_str))?;
+            let list: Vec<Value> = found
                 .into_iter()
-                .map(|s| {
-                    json!({"configuration": {"sr": s.uuid, "vg": s.vg}, "complete": true,
-                        "extra_info": {"name": s.name}})
+                .map(|f| {
+                    let mut conf = config.clone();
+                    conf.insert("sr".into(), f.uuid.clone());
+                    conf.insert("sr_uuid".into(), f.uuid.clone());
+                    conf.insert("vg".into(), f.vg.clone());
+                    let sr = match &f.detail {
+                        Some(d) => to_value(d).unwrap_or(Value::Null),
+                        // Not attached here: what the VG says, until SR.attach reads more.
+                        None => json!({"sr": f.uuid, "name": f.vg, "uuid": f.uuid,
+                            "description": "", "free_space": f.free_space,
+                            "total_space": f.total_space, "datasources": [],
+                            "clustered": false, "health": ["Healthy", ""]}),
+                    };
+                    json!({"configuration": conf, "complete": true, "sr": sr,
+                        "extra_info": {"mode": if f.owned { "owned" } else { "shared" },
+                            "registered": f.detail.is_some().to_string()}})
                 })
                 .collect();
             Ok(Value::Array(list))
@@ -310,6 +413,11 @@ fn call(ctx: &Ctx, method: &str, a: &Args) -> Result<Value> {
             .set_description(Some(a.sr()?), a.str("new_description")?)
             .map(|_| Value::Null),
         "Volume.create" => {
+            if a.0.get("sharable").and_then(Value::as_bool) == Some(true) {
+                return Err(Error::InvalidArgument(
+                    "sharable volumes are not supported: thinsr's disks are local to one host and one VM writer".into(),
+                ));
+            }
             let progress = crate::progress::Silent;
             let v = ctx.vdi_create(
                 Some(a.sr()?),
@@ -338,8 +446,8 @@ fn call(ctx: &Ctx, method: &str, a: &Args) -> Result<Value> {
         }
         // Never fails: xapi must be able to clean up whatever state the VDI is in.
         "Datapath.detach" => {
-            if let Ok((sr, vdi)) = parse_volume_uri(a.str("uri").unwrap_or_default()) {
-                let _ = ctx.vdi_detach(&vdi, Some(&sr));
+            if let Some((sr, vdi)) = a.uri_parts() {
+                detach::detach(ctx, &sr, &vdi);
             }
             Ok(Value::Null)
         }

@@ -2,6 +2,8 @@
 //! test in a fresh VM with four empty 4 GiB disks, /dev/vda to /dev/vdd.
 #![allow(dead_code)]
 
+pub mod xapi;
+
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;

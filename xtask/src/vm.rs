@@ -73,6 +73,7 @@ pub const PACKAGES: &[&str] = &[
     "thin-provisioning-tools",
     "linux-image-cloud-amd64",
     "busybox-static",
+    "python3-minimal",
     "libclang-dev",
     "cpio",
     "kmod",
@@ -171,6 +172,35 @@ fn copy_into(root: &Path, src: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Debian's minimal Python 3 (the interpreter and the stdlib its -minimal packages hold),
+/// for the xapi plugin's method files, which are Python as xapi's SMAPI tracing needs.
+/// And /usr/bin/env for their `#!/usr/bin/env python3`, as on a host.
+fn copy_python(root: &Path, seen: &mut BTreeSet<PathBuf>) -> Result<()> {
+    let bin = fs::canonicalize("/usr/bin/python3")
+        .map_err(|e| format!("Debian's python3 (python3-minimal) is missing: {e}"))?;
+    let name = bin
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or("python3 has no name")?
+        .to_string();
+    copy_with_libs(root, &bin, seen)?;
+    symlink(&name, root.join("usr/bin/python3"))?;
+    symlink("/bin/busybox", root.join("usr/bin/env"))?;
+    let out = Command::new("dpkg")
+        .args(["-L", &format!("{name}-minimal"), &format!("lib{name}-minimal")])
+        .output()?;
+    if !out.status.success() {
+        return Err(format!("dpkg -L {name}-minimal failed").into());
+    }
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let p = Path::new(line);
+        if line.starts_with("/usr/lib/python") && p.is_file() {
+            copy_into(root, p)?;
+        }
+    }
+    Ok(())
+}
+
 /// The binary and every shared library `ldd` names for it.
 fn copy_with_libs(root: &Path, bin: &Path, seen: &mut BTreeSet<PathBuf>) -> Result<()> {
     copy_into(root, bin)?;
@@ -241,6 +271,7 @@ pub fn build(
         symlink("/usr/sbin/pdata_tools", root.join("usr/sbin").join(l))?;
     }
     symlink("/usr/sbin/mke2fs", root.join("usr/sbin/mkfs.ext4"))?;
+    copy_python(&root, &mut seen)?;
     if let Some(t) = extra
         .iter()
         .find(|p| p.file_name().is_some_and(|n| n == "thinsr"))

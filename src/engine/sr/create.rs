@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use super::{
-    absolute, initial_pool_size, usable, SrDetail, DEFAULT_NAME, EXTENT, META_LV, MIN_FILE_SIZE,
+    absolute, initial_pool_size, new_uuid, usable, SrDetail, DEFAULT_NAME, EXTENT, META_LV, MIN_FILE_SIZE,
     POOL_LV,
 };
 use crate::crash;
@@ -27,6 +27,7 @@ impl Ctx {
         devices: &[String],
         name: Option<&str>,
         force: bool,
+        uuid: Option<&str>,
     ) -> Result<SrDetail> {
         let name = name.unwrap_or(DEFAULT_NAME);
         names::check_label(name)?;
@@ -38,12 +39,13 @@ impl Ctx {
         let held = lock::acquire("registry", "the SR registry")?;
         let reg = self.load()?;
         Self::check_name_free(&reg, name, None)?;
+        let uuid = new_uuid(&reg, uuid)?;
         let mut all = self.lvm.report(None)?;
         if self.clear_half_made(&reg, &all, devices)? {
             all = self.lvm.report(None)?;
         }
         let devs = probe::check_devices(devices, force)?;
-        let entry = self.build_owned(&held, &all, &devs, name, None)?;
+        let entry = self.build_owned(&held, &all, &devs, name, None, uuid)?;
         drop(held);
         self.show(Some(&entry.uuid))
     }
@@ -60,6 +62,7 @@ impl Ctx {
         }
         let path = absolute(path)?;
         let held = lock::acquire("registry", "the SR registry")?;
+        let uuid = new_uuid(&self.load()?, None)?;
         Self::check_name_free(&self.load()?, name, None)?;
         loopdev::create_sparse(&path, size)?;
         let result = loopdev::attach(&path).and_then(|dev| {
@@ -68,7 +71,7 @@ impl Ctx {
                 size,
             }];
             let all = self.lvm.report(None)?;
-            self.build_owned(&held, &all, &devs, name, Some(&path))
+            self.build_owned(&held, &all, &devs, name, Some(&path), uuid)
                 .inspect_err(|_| {
                     let _ = loopdev::detach(&dev);
                 })
@@ -99,6 +102,7 @@ impl Ctx {
         devs: &[probe::Device],
         name: &str,
         file: Option<&Path>,
+        uuid: String,
     ) -> Result<Entry> {
         let paths: HashSet<String> = devs.iter().map(|d| d.path.display().to_string()).collect();
         for vg in all {
@@ -110,7 +114,10 @@ impl Ctx {
             }
         }
         let taken: HashSet<String> = all.iter().map(|v| v.name.clone()).collect();
-        let vg = names::unique_name(name, "", &taken);
+        // An SR's label may be empty (xapi's are allowed to be): its VG is named as if it
+        // had the default one.
+        let base = if name.trim().is_empty() { DEFAULT_NAME } else { name };
+        let vg = names::unique_name(base, "", &taken);
         let vg_size = Bytes(devs.iter().map(|d| usable(d.size, EXTENT).0).sum());
         let (pool_size, pool_meta) = initial_pool_size(vg_size, EXTENT).map_err(|e| match e {
             Error::NoSpace {
@@ -126,7 +133,6 @@ impl Ctx {
             },
             e => e,
         })?;
-        let uuid = uuid::Uuid::new_v4().to_string();
         let meta = SrMeta {
             format: FORMAT,
             uuid: uuid.clone(),

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use super::{find_meta_lv, no_space, pool_metadata_size, SrDetail, META_LV, POOL_LV};
+use super::{find_meta_lv, new_uuid, no_space, pool_metadata_size, SrDetail, META_LV, POOL_LV};
 use crate::crash;
 use crate::engine::context::{sr_tag, Ctx};
 use crate::engine::meta::{Geometry, MetaStore, Mode, SrMeta, FORMAT, META_LV_SIZE};
@@ -24,6 +24,7 @@ impl Ctx {
         name: Option<&str>,
         pool_size: Option<PoolSize>,
         pool: Option<&str>,
+        uuid: Option<&str>,
     ) -> Result<SrDetail> {
         if let Some(n) = name {
             names::check_label(n)?;
@@ -43,7 +44,8 @@ impl Ctx {
         } else {
             let name = name.unwrap_or(vg_name);
             Self::check_name_free(&reg, name, None)?;
-            self.introduce_new(&reg_lock, &vg, name, pool_size, pool)?
+            let uuid = new_uuid(&reg, uuid)?;
+            self.introduce_new(&reg_lock, &vg, name, pool_size, pool, uuid)?
         };
         drop(reg_lock);
         let mut detail = self.show(Some(&uuid))?;
@@ -125,8 +127,8 @@ impl Ctx {
         name: &str,
         pool_size: Option<PoolSize>,
         pool: Option<&str>,
+        uuid: String,
     ) -> Result<String> {
-        let uuid = uuid::Uuid::new_v4().to_string();
         let cleared = self.clear_half_introduced(vg, held)?;
         let taken: HashSet<String> = vg
             .lvs

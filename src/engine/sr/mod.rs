@@ -11,6 +11,7 @@
 mod create;
 mod introduce;
 mod lifecycle;
+pub mod probe;
 mod show;
 
 use std::path::{Path, PathBuf};
@@ -140,8 +141,32 @@ fn usable(dev: Bytes, extent: Bytes) -> Bytes {
 
 const EXTENT: Bytes = Bytes(4 * MIB);
 
+/// The uuid a new SR takes: the one xapi's `SR.create` passes (so `xe sr-list`, URIs and
+/// `SR.stat` agree), or a new one.
+pub(crate) fn new_uuid(reg: &Registry, given: Option<&str>) -> Result<String> {
+    let Some(given) = given else {
+        return Ok(uuid::Uuid::new_v4().to_string());
+    };
+    let uuid = uuid::Uuid::parse_str(given)
+        .map_err(|e| Error::InvalidArgument(format!("SR uuid '{}': {e}", clip(given))))?
+        .hyphenated()
+        .to_string();
+    if let Some(e) = reg.srs.iter().find(|e| e.uuid == uuid) {
+        return Err(Error::SrExists {
+            name: e.name.clone(),
+            uuid,
+        });
+    }
+    Ok(uuid)
+}
+
 impl Ctx {
+    /// Names must not repeat, so that an admin can name an SR by its name. Empty ones may
+    /// (xapi's labels can be empty): such SRs are named by uuid or VG.
     fn check_name_free(reg: &Registry, name: &str, except_uuid: Option<&str>) -> Result<()> {
+        if name.trim().is_empty() {
+            return Ok(());
+        }
         if let Some(e) = reg
             .srs
             .iter()

@@ -138,12 +138,12 @@ impl Ctx {
             .iter()
             .partition(|l| l.has_tag(&tag) || l.name == entry.pool);
         let (total, free) = space(&vg, &entry);
-        let health = match pool.kernel.as_ref().and_then(|k| k.trouble()) {
-            Some(t) => ("Unavailable".to_string(), format!("thin pool is {t}")),
+        let health = match pool.kernel.as_ref().filter(|k| k.trouble().is_some()) {
+            Some(k) => trouble_health(k, &vg.name, &entry.pool, &pool),
             // xapi shows Healthy's text too: the warning comes before the pool is full.
             None => (
                 "Healthy".to_string(),
-                crate::engine::pool::cannot_grow(entry.mode, &policy, &vg, &entry, &pool)
+                cannot_grow(entry.mode, &policy, &vg, &entry, &pool)
                     .unwrap_or_default(),
             ),
         };
@@ -209,4 +209,70 @@ fn sizing(mode: Mode, p: &PoolPolicy) -> String {
         ),
         (Mode::Shared, None) => format!("{step}, up to the size chosen for it"),
     }
+}
+
+/// The early warning `SR.stat` carries in its health while the pool is past its
+/// threshold and cannot grow (shared mode at its maximum, or a VG with no room left): the
+/// figures and what to do, long before the pool is full. None when all is well.
+fn cannot_grow(
+    mode: Mode,
+    policy: &PoolPolicy,
+    vg: &crate::host::lvm::Vg,
+    e: &Entry,
+    info: &crate::engine::pool::PoolInfo,
+) -> Option<String> {
+    let lv = vg.lv(&e.pool)?;
+    let t = f64::from(policy.threshold);
+    if info.data_percent < t && info.metadata_percent < t {
+        return None;
+    }
+    let max = crate::engine::pool::max_size(mode, policy, lv, vg);
+    let data_stuck = info.data_percent >= t && max <= lv.size;
+    let meta_stuck = info.metadata_percent >= t && vg.free.0 < 2 * vg.extent_size.0;
+    if !data_stuck && !meta_stuck {
+        return None;
+    }
+    let why = if vg.free.0 < vg.extent_size.0 {
+        format!("volume group {} has no free space: add a disk to it", vg.name)
+    } else {
+        format!(
+            "it is at its maximum {max}: raise it with 'thinsr pool set {} --max-size'",
+            vg.name
+        )
+    };
+    Some(format!(
+        "thin pool data {:.0}% and metadata {:.0}% used, past the {}% threshold, and it cannot grow: {why}",
+        info.data_percent, info.metadata_percent, policy.threshold
+    ))
+}
+
+/// The health xapi gets for a pool in trouble. A full data area, or metadata read-only
+/// after it filled, is an admin's to fix while the SR stays usable for reads and scans:
+/// `Unreachable` (xapi's scans go on), with the figures and the command. Only a pool
+/// whose metadata needs a repair, or that failed, is `Unavailable`.
+fn trouble_health(
+    k: &crate::host::dm::PoolStatus,
+    vg: &str,
+    lv: &str,
+    info: &crate::engine::pool::PoolInfo,
+) -> (String, String) {
+    let figures = format!(
+        "data {:.0}% and metadata {:.0}% used",
+        info.data_percent, info.metadata_percent
+    );
+    if k.needs_check || k.state == "fail" || k.state == "error" {
+        return (
+            "Unavailable".into(),
+            format!(
+                "thin pool {vg}/{lv} is {} ({figures}): its metadata needs a repair: detach the SR, then 'lvconvert --repair {vg}/{lv}' and 'thinsr pool check'",
+                k.trouble().unwrap_or_default()
+            ),
+        );
+    }
+    let what = if k.state == "out_of_data_space" {
+        format!("out of data space ({figures}): writes wait; give it room with 'thinsr pool extend {vg} +SIZE' (add a disk to the VG first if it has none free)")
+    } else {
+        format!("read-only ({figures}): grow its metadata with 'thinsr pool extend {vg} --metadata +SIZE'")
+    };
+    ("Unreachable".into(), format!("thin pool {vg}/{lv} is {what}"))
 }

@@ -33,10 +33,10 @@ impl Ctx {
     pub fn vdi_attach(&self, key: &str, sr: Option<&str>, read_only: bool) -> Result<Volume> {
         self.with_vdi(key, sr, |ctx, op, vg, uuid| {
             let v = op.vdi(uuid)?.clone();
-            if v.is_template() && !read_only {
-                return Err(Error::VdiIsTemplate(v.name.clone()));
-            }
             refuse_pending(&v)?;
+            // A read-only volume (snapshot, template) attaches read-only: xapi's
+            // Datapath.attach carries no mode, and read-only VBDs, vdi-copy and dom0
+            // reads of a template all come this way.
             let read_only = read_only || !v.read_write();
             let device = match ctx.our_device(uuid) {
                 Some(d) if d.live || dm::revive(&d.name)? => {
@@ -211,6 +211,8 @@ impl Ctx {
                 }
                 ctx.set_active(&format!("{}/{}", vg.name, lv.name), false)?;
             }
+            ctx.rename_lv_to_label(op, vg, uuid);
+            let v = op.vdi(uuid)?.clone();
             let mut vol = ctx.volume(&op.entry, &op.meta, vg, &v, None);
             vol.attached = false;
             vol.path = String::new();

@@ -1,24 +1,36 @@
 //! A VDI's label (and the LV name made from it), description and keys.
 
-use super::{free_lv_name, refuse_template, vdi_lv, Volume};
+use super::{free_lv_name, vdi_lv, Volume};
 use crate::crash;
-use crate::engine::context::Ctx;
+use crate::engine::context::{Ctx, Locked};
 use crate::engine::meta::VdiMeta;
 use crate::engine::names;
 use crate::error::Result;
-use crate::host::lvm::strings;
+use crate::host::lvm::{strings, Vg};
 
 impl Ctx {
-    /// `vdi rename`: a new label and a new friendly LV name; the uuid stays.
+    /// `vdi rename`: a new label and a new friendly LV name; the uuid stays. The label
+    /// changes at once, attached or not (xapi renames running VMs' disks); an attached
+    /// VDI's LV keeps its name until it is detached, so the device a VM holds, and every
+    /// path to it, stay as they are. Templates have no LV: only their label changes.
     pub fn vdi_rename(&self, key: &str, sr: Option<&str>, label: &str) -> Result<Volume> {
         names::check_label(label)?;
         self.with_vdi(key, sr, |ctx, op, vg, uuid| {
             let v = op.vdi(uuid)?.clone();
-            refuse_template(&v)?;
-            let lv = vdi_lv(vg, &v)?;
-            let new_lv = free_lv_name(vg, label, Some(&lv.name));
+            let Some(lv) = vg.vdi_lv(uuid).filter(|_| !v.is_template()).cloned() else {
+                if !v.is_template() {
+                    vdi_lv(vg, &v)?; // names the missing LV
+                }
+                op.vdi_mut(uuid)?.name = label.into();
+                op.save()?;
+                let m = op.vdi(uuid)?.clone();
+                return Ok(ctx.volume(&op.entry, &op.meta, vg, &m, None));
+            };
+            let mut new_lv = free_lv_name(vg, label, Some(&lv.name));
+            if new_lv != lv.name && ctx.refuse_attached(vg, &v, &lv).is_err() {
+                new_lv = lv.name.clone(); // at detach (`rename_lv_to_label`)
+            }
             if new_lv != lv.name {
-                ctx.refuse_attached(vg, &v, lv)?;
                 ctx.lvm
                     .run(&strings(&["lvrename", &vg.name, &lv.name, &new_lv]))?;
                 crash::point("vdi-rename.after-lvrename");
@@ -43,6 +55,33 @@ impl Ctx {
         })
     }
 
+    /// After a detach: an LV renamed while attached takes the name its label gives. Best
+    /// effort: the name is cosmetic (LVs are found by tag), the detach has succeeded.
+    pub(crate) fn rename_lv_to_label(&self, op: &mut Locked, vg: &Vg, uuid: &str) {
+        let Ok(v) = op.vdi(uuid).cloned() else { return };
+        let Some(lv) = vg.vdi_lv(uuid) else { return };
+        let wanted = free_lv_name(vg, &v.name, Some(&lv.name));
+        if wanted == lv.name {
+            return;
+        }
+        if self
+            .lvm
+            .run(&strings(&["lvrename", &vg.name, &lv.name, &wanted]))
+            .is_err()
+        {
+            return;
+        }
+        // A crash here leaves what one in `vdi rename` does: `sr check` repairs it.
+        if let Ok(m) = op.vdi_mut(uuid) {
+            m.lv = wanted.clone();
+        }
+        if op.save().is_err() {
+            let _ = self
+                .lvm
+                .run(&strings(&["lvrename", &vg.name, &wanted, &lv.name]));
+        }
+    }
+
     /// Metadata-only changes: description and keys.
     fn vdi_update(
         &self,
@@ -50,8 +89,9 @@ impl Ctx {
         sr: Option<&str>,
         f: impl FnOnce(&mut VdiMeta) -> Result<()>,
     ) -> Result<Volume> {
+        // Keys, descriptions and labels are the higher layer's: templates and read-only
+        // snapshots take them too.
         self.with_vdi(key, sr, |ctx, op, vg, uuid| {
-            refuse_template(op.vdi(uuid)?)?;
             f(op.vdi_mut(uuid)?)?;
             op.save()?;
             let v = op.vdi(uuid)?.clone();

@@ -37,14 +37,9 @@ impl Ctx {
                 parent.name
             )));
         }
-        let label = match name {
-            Some(n) => n.to_string(),
-            None => format!(
-                "{} {}",
-                parent.name,
-                if clone { "clone" } else { "snapshot" }
-            ),
-        };
+        // The IDL copies name and description, and xapi's scans copy the plugin's names
+        // back over its own: any other default would drift on every scan.
+        let label = name.map_or_else(|| parent.name.clone(), str::to_string);
         names::check_label(&label)?;
         let new_uuid = uuid::Uuid::new_v4().to_string();
         // A template with a local copy is cloned as a thin snapshot of that copy: the

@@ -1,0 +1,135 @@
+//! A client like xapi-storage-script: runs the installed method files with `--json` and
+//! the arguments as one JSON object on stdin, reads the result or the error from stdout,
+//! and runs calls in parallel where xapi does.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use serde_json::{json, Value};
+
+pub const ROOT: &str = "/tmp/xapi-root";
+pub const VOLUME: &str = "/tmp/xapi-root/volume/org.xen.xapi.storage.thinsr";
+pub const DATAPATH: &str = "/tmp/xapi-root/datapath/thinsr";
+
+/// Runs plugin method `method` from `dir` as xapi does; returns (exit code, stdout JSON).
+pub fn run(dir: &str, method: &str, args: Value) -> (i32, Value) {
+    run_with(dir, method, args, &[])
+}
+
+/// As `run`, with extra environment variables for the plugin.
+pub fn run_with(dir: &str, method: &str, args: Value, env: &[(&str, &str)]) -> (i32, Value) {
+    let mut child = Command::new(format!("{dir}/{method}"))
+        .arg("--json")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{dir}/{method}: {e}"));
+    let mut all = args;
+    all["dbg"] = json!("test");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(all.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let value = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!(
+            "{method}: not JSON ({e}): {text}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), value)
+}
+
+pub fn call(dir: &str, method: &str, args: Value) -> Value {
+    let (code, v) = run(dir, method, args);
+    assert_eq!(code, 0, "{method} failed: {v}");
+    v
+}
+
+pub fn error(dir: &str, method: &str, args: Value, code: &str) -> Value {
+    let (status, v) = run(dir, method, args);
+    assert_ne!(status, 0, "{method} should have failed: {v}");
+    assert_eq!(v["code"], code, "{method}: {v}");
+    assert!(v["params"].is_array(), "{v}");
+    assert!(v["backtrace"]["error"].is_string(), "{v}");
+    assert!(v["backtrace"]["files"].is_array() && v["backtrace"]["lines"].is_array());
+    v
+}
+
+/// Every field of xapi's volume record, with its type; optional strings never null.
+pub fn check_volume(v: &Value) {
+    for f in ["key", "uuid", "name", "description"] {
+        assert!(v[f].is_string(), "{f} in {v}");
+    }
+    for f in ["read_write", "sharable"] {
+        assert!(v[f].is_boolean(), "{f} in {v}");
+    }
+    for f in ["virtual_size", "physical_utilisation"] {
+        assert!(v[f].is_u64(), "{f} in {v}");
+    }
+    assert!(
+        v["uri"].as_array().unwrap().iter().all(Value::is_string),
+        "{v}"
+    );
+    assert!(
+        v["uri"][0].as_str().unwrap().starts_with("thinsr://"),
+        "{v}"
+    );
+    assert!(v["keys"].is_object(), "{v}");
+    assert!(
+        v.as_object().unwrap().values().all(|x| !x.is_null()),
+        "null in {v}"
+    );
+}
+
+pub fn check_sr_stat(s: &Value) {
+    for f in ["sr", "name", "uuid", "description"] {
+        assert!(s[f].is_string(), "{f} in {s}");
+    }
+    assert!(s["free_space"].is_u64() && s["total_space"].is_u64(), "{s}");
+    assert!(s["datasources"].is_array(), "{s}");
+    assert_eq!(s["clustered"], false);
+    assert_eq!(s["health"], json!(["Healthy", ""]));
+}
+
+
+/// Installs the plugin under ROOT, as `thinsr xapi install` does on a host.
+pub fn install() {
+    super::ok(&["xapi", "install", "--root", ROOT]);
+}
+
+/// The method file's directory.
+pub fn dir_of(method: &str) -> &'static str {
+    if method.starts_with("Datapath") {
+        DATAPATH
+    } else {
+        VOLUME
+    }
+}
+
+/// Runs the calls at once, each in its own process, as xapi-storage-script does; returns
+/// (exit code, result) in the order given.
+pub fn parallel(calls: Vec<(&'static str, Value)>) -> Vec<(i32, Value)> {
+    let handles: Vec<_> = calls
+        .into_iter()
+        .map(|(m, a)| std::thread::spawn(move || run(dir_of(m), m, a)))
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+/// Creates an owned SR on `disk` with xapi's uuid and attaches it; returns (sr, the
+/// configuration SR.create returned).
+pub fn sr_create(disk: &str, uuid: &str, name: &str) -> (String, Value) {
+    let config = call(
+        VOLUME,
+        "SR.create",
+        json!({"uuid": uuid, "configuration": {"device": disk}, "name": name, "description": ""}),
+    );
+    let sr = call(VOLUME, "SR.attach", json!({"configuration": config}));
+    (sr.as_str().unwrap().to_string(), config)
+}

@@ -1,0 +1,493 @@
+//! The sequences xapi really runs against an SR, played by a client like
+//! xapi-storage-script (tests/common/xapi.rs): vm-install from a template, VM start and
+//! stop, renaming a running disk, a VM snapshot, a read-only attach of a template,
+//! sr-probe, a host reinstall, a boot storm, a detach that loses a race, SMAPI tracing.
+
+mod common;
+
+use common::xapi::*;
+use common::*;
+use serde_json::{json, Value};
+
+const SR_UUID: &str = "5b0c7f62-3f1e-4c57-9d7e-0a1b2c3d4e5f";
+
+fn stat(sr: &str, key: &str) -> Value {
+    call(VOLUME, "Volume.stat", json!({"sr": sr, "key": key}))
+}
+
+/// Datapath.attach then activate, as a VM start does; returns the device.
+fn start(uri: &str) -> String {
+    let dp = call(
+        DATAPATH,
+        "Datapath.attach",
+        json!({"uri": uri, "domain": "0"}),
+    );
+    call(
+        DATAPATH,
+        "Datapath.activate",
+        json!({"uri": uri, "domain": "0"}),
+    );
+    dp["implementations"][1][1]["path"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Datapath.deactivate then detach, as a VM shutdown does.
+fn stop(uri: &str) {
+    for m in ["Datapath.deactivate", "Datapath.detach"] {
+        assert_eq!(
+            call(DATAPATH, m, json!({"uri": uri, "domain": "0"})),
+            Value::Null
+        );
+    }
+}
+
+fn lv_of(key: &str) -> String {
+    json(&["vdi", "show", key])["lv"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn vm_install_start_rename_snapshot_and_stop() {
+    vm();
+    install();
+    let q = call(VOLUME, "Plugin.Query", json!({}));
+    let features: Vec<&str> = q["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert!(!features.contains(&"SR_METADATA"), "{q}");
+    for f in ["THIN_PROVISIONING", "LARGE_VDI", "VDI_SNAPSHOT", "VDI_CLONE"] {
+        assert!(features.contains(&f), "{f}: {q}");
+    }
+    // xapi's uuid is the SR's.
+    let (sr, _) = sr_create(DISKS[0], SR_UUID, "Local thin");
+    assert_eq!(sr, SR_UUID);
+    assert_eq!(call(VOLUME, "SR.stat", json!({"sr": sr}))["uuid"], SR_UUID);
+    assert_eq!(json(&["sr", "show", SR_UUID])["uuid"], SR_UUID);
+
+    // vm-install: every disk is made with an empty label, then renamed.
+    let v = call(
+        VOLUME,
+        "Volume.create",
+        json!({"sr": sr, "name": "", "description": "", "size": 64 << 20, "sharable": false}),
+    );
+    check_volume(&v);
+    assert_eq!(v["name"], "");
+    let key = v["key"].as_str().unwrap().to_string();
+    assert_eq!(lv_of(&key), "vdi");
+    let second = call(
+        VOLUME,
+        "Volume.create",
+        json!({"sr": sr, "name": "", "description": "", "size": 8 << 20, "sharable": false}),
+    );
+    assert_eq!(lv_of(second["key"].as_str().unwrap()), "vdi+1");
+    call(
+        VOLUME,
+        "Volume.set_name",
+        json!({"sr": sr, "key": key, "new_name": "web01 0"}),
+    );
+    assert_eq!(lv_of(&key), "web01_0");
+    // Sharable disks are refused, never silently made unshared.
+    let e = error(
+        VOLUME,
+        "Volume.create",
+        json!({"sr": sr, "name": "shared", "description": "", "size": 8 << 20, "sharable": true}),
+        "INVALID_ARGUMENT",
+    );
+    assert!(e["params"].to_string().contains("sharable"), "{e}");
+
+    // VM start; the disk is renamed while the VM runs.
+    let uri = v["uri"][0].as_str().unwrap().to_string();
+    let dev = start(&uri);
+    write_at(&dev, 0, &noise(1 << 20, 1));
+    call(
+        VOLUME,
+        "Volume.set_name",
+        json!({"sr": sr, "key": key, "new_name": "web01 system disk"}),
+    );
+    assert_eq!(stat(&sr, &key)["name"], "web01 system disk");
+    // The VM's device is untouched: same path, same data, still writable.
+    assert_eq!(lv_of(&key), "web01_0");
+    assert!(std::path::Path::new(&dev).exists());
+    write_at(&dev, 1 << 20, &noise(1 << 20, 2));
+    assert_eq!(read_at(&dev, 0, 1 << 20), noise(1 << 20, 1));
+
+    // VM snapshot: name and description copied; xapi's keys set on the snapshot.
+    call(
+        VOLUME,
+        "Volume.set_description",
+        json!({"sr": sr, "key": key, "new_description": "root fs"}),
+    );
+    let snap = call(VOLUME, "Volume.snapshot", json!({"sr": sr, "key": key}));
+    check_volume(&snap);
+    assert_eq!(
+        (snap["name"].as_str(), snap["description"].as_str()),
+        (Some("web01 system disk"), Some("root fs"))
+    );
+    let skey = snap["key"].as_str().unwrap().to_string();
+    for (k, val) in [
+        ("vdi-type", "user"),
+        ("snapshot_of", key.as_str()),
+        ("snapshot_time", "20261201T10:00:00Z"),
+    ] {
+        call(
+            VOLUME,
+            "Volume.set",
+            json!({"sr": sr, "key": skey, "k": k, "v": val}),
+        );
+    }
+    call(
+        VOLUME,
+        "Volume.set_name",
+        json!({"sr": sr, "key": skey, "new_name": "before upgrade"}),
+    );
+    let clone = call(VOLUME, "Volume.clone", json!({"sr": sr, "key": skey}));
+    assert_eq!(clone["name"], "before upgrade");
+    let s = stat(&sr, &skey);
+    assert_eq!(s["keys"]["snapshot_of"], key.as_str(), "{s}");
+
+    // VM shutdown: the LV takes the label's name once it is free.
+    stop(&uri);
+    assert_eq!(lv_of(&key), "web01_system_disk");
+    let dev = start(&uri);
+    assert_eq!(read_at(&dev, 1 << 20, 1 << 20), noise(1 << 20, 2));
+    stop(&uri);
+    ok(&["sr", "check", "Local thin"]);
+}
+
+#[test]
+fn template_volumes_attach_read_only_and_take_xapis_keys() {
+    vm();
+    install();
+    let (sr, _) = sr_create(DISKS[0], SR_UUID, "Local thin");
+    let image = noise(16 << 20, 3);
+    std::fs::write("/tmp/t.raw", &image).unwrap();
+    let t = json(&["template", "introduce", "file:///tmp/t.raw", "--name", "Debian 12"]);
+    let tkey = t["uuid"].as_str().unwrap().to_string();
+    let tv = stat(&sr, &tkey);
+    assert_eq!(tv["read_write"], false);
+    // Labels and keys are xapi's: they change on templates too.
+    call(
+        VOLUME,
+        "Volume.set_name",
+        json!({"sr": sr, "key": tkey, "new_name": "Debian 12 (base)"}),
+    );
+    call(
+        VOLUME,
+        "Volume.set",
+        json!({"sr": sr, "key": tkey, "k": "vdi-type", "v": "user"}),
+    );
+    call(
+        VOLUME,
+        "Volume.set_description",
+        json!({"sr": sr, "key": tkey, "new_description": "golden"}),
+    );
+    call(
+        VOLUME,
+        "Volume.unset",
+        json!({"sr": sr, "key": tkey, "k": "vdi-type"}),
+    );
+    let tv = stat(&sr, &tkey);
+    assert_eq!(
+        (tv["name"].as_str(), tv["description"].as_str()),
+        (Some("Debian 12 (base)"), Some("golden"))
+    );
+    // A read-only VBD, vdi-copy or vdi-export of the template: attached read-only.
+    let uri = tv["uri"][0].as_str().unwrap().to_string();
+    let dev = start(&uri);
+    assert!(refuses_writes(&dev), "{dev} takes writes");
+    assert_eq!(sha256(&dev), {
+        std::fs::write("/tmp/t.copy", &image).unwrap();
+        sha256("/tmp/t.copy")
+    });
+    // Two readers at once (a copy while a VM reads it) share the device.
+    let again = start(&uri);
+    assert_eq!(again, dev);
+    stop(&uri);
+    assert_eq!(std::fs::read("/tmp/t.raw").unwrap(), image);
+    assert!(our_dm_devices().is_empty(), "{:?}", our_dm_devices());
+}
+
+#[test]
+fn sr_probe_finds_srs_on_a_device_and_attach_brings_one_back_after_a_reinstall() {
+    vm();
+    install();
+    let (sr, config) = sr_create(DISKS[0], SR_UUID, "Local thin");
+    let v = call(
+        VOLUME,
+        "Volume.create",
+        json!({"sr": sr, "name": "db", "description": "data", "size": 32 << 20, "sharable": false}),
+    );
+    let key = v["key"].as_str().unwrap().to_string();
+    let dev = start(v["uri"][0].as_str().unwrap());
+    write_at(&dev, 0, &noise(1 << 20, 4));
+    stop(v["uri"][0].as_str().unwrap());
+
+    // A blank disk holds none; the SR's disk holds this one, with an sr record.
+    let none = call(
+        VOLUME,
+        "SR.probe",
+        json!({"configuration": {"device": DISKS[1]}}),
+    );
+    assert_eq!(none, json!([]));
+    let found = call(
+        VOLUME,
+        "SR.probe",
+        json!({"configuration": {"device": DISKS[0]}}),
+    );
+    assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
+    assert_eq!(found[0]["configuration"]["sr_uuid"], SR_UUID, "{found}");
+    assert_eq!(found[0]["sr"]["uuid"], SR_UUID, "{found}");
+    assert_eq!(found[0]["sr"]["name"], "Local thin", "{found}");
+
+    // The host is reinstalled: its registry is gone, the disks are as they were.
+    call(VOLUME, "SR.detach", json!({"sr": sr}));
+    sh(&["rm", "-rf", "/etc/thinsr"]);
+    assert_eq!(json(&["sr", "list"]), json!([]));
+    let found = call(
+        VOLUME,
+        "SR.probe",
+        json!({"configuration": {"device": DISKS[0]}}),
+    );
+    assert_eq!(found[0]["configuration"]["sr_uuid"], SR_UUID, "{found}");
+    assert!(found[0]["sr"].is_object(), "{found}");
+    // xapi plugs the PBD again with what SR.create returned, and nothing else.
+    let back = call(VOLUME, "SR.attach", json!({"configuration": config}));
+    assert_eq!(back, SR_UUID);
+    let s = call(VOLUME, "SR.stat", json!({"sr": SR_UUID}));
+    assert_eq!((s["name"].as_str(), s["uuid"].as_str()), (Some("Local thin"), Some(SR_UUID)));
+    let ls = call(VOLUME, "SR.ls", json!({"sr": SR_UUID}));
+    let db = ls
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["key"] == key.as_str())
+        .expect("the VDI is back")
+        .clone();
+    assert_eq!((db["name"].as_str(), db["description"].as_str()), (Some("db"), Some("data")));
+    let dev = start(db["uri"][0].as_str().unwrap());
+    assert_eq!(read_at(&dev, 0, 1 << 20), noise(1 << 20, 4));
+    stop(db["uri"][0].as_str().unwrap());
+}
+
+#[test]
+fn a_boot_storm_of_twelve_clones_attaches_and_detaches_every_one() {
+    vm();
+    install();
+    let (sr, _) = sr_create(DISKS[0], SR_UUID, "Local thin");
+    let base = call(
+        VOLUME,
+        "Volume.create",
+        json!({"sr": sr, "name": "golden", "description": "", "size": 64 << 20, "sharable": false}),
+    );
+    let base_key = base["key"].as_str().unwrap().to_string();
+    let keys: Vec<String> = (0..12)
+        .map(|_| {
+            call(VOLUME, "Volume.clone", json!({"sr": sr, "key": base_key}))["key"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let uri = |k: &str| format!("thinsr://{sr}/{k}");
+    // Twelve VMs start at once: each asks for its disk's stat and its attach together.
+    let mut calls = Vec::new();
+    for k in &keys {
+        calls.push(("Volume.stat", json!({"sr": sr, "key": k})));
+        calls.push(("Datapath.attach", json!({"uri": uri(k), "domain": "0"})));
+    }
+    let started = std::time::Instant::now();
+    let results = parallel(calls);
+    let failed: Vec<&(i32, Value)> = results.iter().filter(|(c, _)| *c != 0).collect();
+    assert!(failed.is_empty(), "{} of 24 calls failed: {failed:?}", failed.len());
+    eprintln!("24 concurrent calls took {:?}", started.elapsed());
+    let activations = parallel(
+        keys.iter()
+            .map(|k| ("Datapath.activate", json!({"uri": uri(k), "domain": "0"})))
+            .collect(),
+    );
+    assert!(activations.iter().all(|(c, _)| *c == 0), "{activations:?}");
+    // And stop at once.
+    let detaches = parallel(
+        keys.iter()
+            .map(|k| ("Datapath.detach", json!({"uri": uri(k), "domain": "0"})))
+            .collect(),
+    );
+    assert!(detaches.iter().all(|(c, v)| *c == 0 && v.is_null()), "{detaches:?}");
+    assert!(
+        !std::path::Path::new(&format!("/run/thinsr/detach-queue/{sr}")).exists(),
+        "a detach was left queued"
+    );
+    for k in &keys {
+        assert_eq!(json(&["vdi", "show", k])["attached"], false);
+    }
+    let destroys = parallel(
+        keys.iter()
+            .map(|k| ("Volume.destroy", json!({"sr": sr, "key": k})))
+            .collect(),
+    );
+    assert!(destroys.iter().all(|(c, _)| *c == 0), "{destroys:?}");
+    call(VOLUME, "SR.detach", json!({"sr": sr}));
+}
+
+#[test]
+fn a_detach_that_loses_a_race_is_finished_before_the_next_call() {
+    vm();
+    install();
+    let (sr, _) = sr_create(DISKS[0], SR_UUID, "Local thin");
+    let v = call(
+        VOLUME,
+        "Volume.create",
+        json!({"sr": sr, "name": "disk", "description": "", "size": 16 << 20, "sharable": false}),
+    );
+    let key = v["key"].as_str().unwrap().to_string();
+    let uri = v["uri"][0].as_str().unwrap().to_string();
+    start(&uri);
+    // Someone holds the SR's lock for longer than the detach will wait.
+    let held = thinsr::host::lock::acquire(SR_UUID, "test").unwrap();
+    let t = std::time::Instant::now();
+    let (code, out) = run_with(
+        DATAPATH,
+        "Datapath.detach",
+        json!({"uri": uri, "domain": "0"}),
+        &[("THINSR_LOCK_TIMEOUT", "0.5")],
+    );
+    assert_eq!((code, out), (0, Value::Null));
+    assert!(t.elapsed() < std::time::Duration::from_secs(30));
+    let queued = format!("/run/thinsr/detach-queue/{sr}/{key}");
+    assert!(std::path::Path::new(&queued).exists());
+    assert_eq!(json(&["vdi", "show", &key])["attached"], true);
+    drop(held);
+    // The next call on the SR finishes it first: the destroy finds the VDI detached.
+    assert_eq!(
+        call(VOLUME, "Volume.destroy", json!({"sr": sr, "key": key})),
+        Value::Null
+    );
+    assert!(!std::path::Path::new(&queued).exists());
+    // A queued detach never runs after the volume was attached again.
+    let w = call(
+        VOLUME,
+        "Volume.create",
+        json!({"sr": sr, "name": "again", "description": "", "size": 16 << 20, "sharable": false}),
+    );
+    let wuri = w["uri"][0].as_str().unwrap().to_string();
+    start(&wuri);
+    let held = thinsr::host::lock::acquire(SR_UUID, "test").unwrap();
+    run_with(
+        DATAPATH,
+        "Datapath.detach",
+        json!({"uri": wuri, "domain": "0"}),
+        &[("THINSR_LOCK_TIMEOUT", "0.5")],
+    );
+    drop(held);
+    let dev = start(&wuri);
+    call(VOLUME, "SR.stat", json!({"sr": sr}));
+    assert!(std::path::Path::new(&dev).exists());
+    assert_eq!(json(&["vdi", "show", w["key"].as_str().unwrap()])["attached"], true);
+    stop(&wuri);
+}
+
+/// Runs a method file as SMAPI tracing does: `python3 -m observer FILE --json`, where
+/// observer.py loads FILE with `runpy.run_path(FILE, run_name="__main__")`.
+fn through_runpy(method: &str, args: Value) -> (i32, Value) {
+    use std::io::Write;
+    let file = format!("{}/{method}", dir_of(method));
+    let observer = format!(
+        "import runpy, sys\nsys.argv = ['{file}', '--json']\nrunpy.run_path('{file}', run_name='__main__')\n"
+    );
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", &observer])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut all = args;
+    all["dbg"] = json!("traced");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(all.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method}: {e}: {text}"));
+    (out.status.code().unwrap_or(-1), v)
+}
+
+#[test]
+fn every_method_file_runs_through_runpy_as_smapi_tracing_loads_it() {
+    vm();
+    install();
+    for dir in [VOLUME, DATAPATH] {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(text.starts_with("#!/usr/bin/env python3\n"), "{}", path.display());
+            let method = path.file_name().unwrap().to_str().unwrap().to_string();
+            // Every method answers in xapi's shape through runpy: a result, or an error.
+            let (code, v) = through_runpy(&method, json!({"sr": "nope", "uri": "thinsr://nope/x"}));
+            if code != 0 {
+                assert!(v["code"].is_string(), "{method}: {v}");
+            }
+        }
+    }
+    let (code, q) = through_runpy("Plugin.Query", json!({}));
+    assert_eq!((code, q["plugin"].as_str()), (0, Some("thinsr")));
+    // A whole small life, traced.
+    let (code, config) = through_runpy(
+        "SR.create",
+        json!({"uuid": SR_UUID, "configuration": {"device": DISKS[0]}, "name": "traced", "description": ""}),
+    );
+    assert_eq!(code, 0, "{config}");
+    let (code, sr) = through_runpy("SR.attach", json!({"configuration": config}));
+    assert_eq!((code, sr.as_str()), (0, Some(SR_UUID)));
+    let (code, v) = through_runpy(
+        "Volume.create",
+        json!({"sr": SR_UUID, "name": "", "description": "", "size": 8 << 20, "sharable": false}),
+    );
+    assert_eq!(code, 0, "{v}");
+    let uri = v["uri"][0].clone();
+    let (code, dp) = through_runpy("Datapath.attach", json!({"uri": uri, "domain": "0"}));
+    assert_eq!(code, 0, "{dp}");
+    let (code, _) = through_runpy("Datapath.detach", json!({"uri": uri, "domain": "0"}));
+    assert_eq!(code, 0);
+    let (code, e) = through_runpy("Volume.stat", json!({"sr": SR_UUID, "key": "no-such-key"}));
+    assert_eq!((code, e["code"].as_str()), (1, Some("Volume_does_not_exist")));
+}
+
+#[test]
+fn template_servers_start_in_a_systemd_scope_of_their_own_where_systemd_runs() {
+    vm();
+    // The test VM has no systemd: a stand-in that records how it is called and runs the
+    // command in a session of its own, as a transient scope would hold it apart.
+    std::fs::create_dir_all("/run/systemd/system").unwrap();
+    std::fs::create_dir_all("/tmp/spy").unwrap();
+    std::fs::write(
+        "/tmp/spy/systemd-run",
+        "#!/bin/sh\necho \"$*\" >> /tmp/spy/calls\nwhile [ \"$1\" != \"--\" ]; do shift; done\nshift\nexec setsid \"$@\"\n",
+    )
+    .unwrap();
+    sh(&["chmod", "+x", "/tmp/spy/systemd-run"]);
+    let path = format!("/tmp/spy:{}", std::env::var("PATH").unwrap_or_default());
+    let run = |args: &[&str]| {
+        let out = thinsr_cmd(args).env("PATH", &path).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(&["sr", "create", DISKS[0], "--name", "local"]);
+    sh(&["qemu-img", "create", "-f", "qcow2", "/tmp/t.qcow2", "32M"]);
+    run(&["template", "introduce", "file:///tmp/t.qcow2", "--name", "tpl"]);
+    run(&["vdi", "clone", "tpl", "--name", "web"]);
+    let dev = run(&["vdi", "attach", "web"]).trim().to_string();
+    let calls = std::fs::read_to_string("/tmp/spy/calls").unwrap();
+    assert!(calls.starts_with("--scope --unit thinsr-nbd-nbd"), "{calls}");
+    assert!(calls.contains("-- qemu-nbd "), "{calls}");
+    // The clone reads the template through the server the scope holds.
+    assert_eq!(read_at(&dev, 0, 4096), vec![0u8; 4096]);
+    write_at(&dev, 0, &noise(4096, 5));
+    run(&["vdi", "detach", "web"]);
+}
