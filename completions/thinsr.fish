@@ -444,8 +444,8 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and not __fish_seen_
 complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and not __fish_seen_subcommand_from install uninstall help" -s v -l verbose -d 'Show each lvm command run and its duration on stderr'
 complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and not __fish_seen_subcommand_from install uninstall help" -s h -l help -d 'Print help'
 complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and not __fish_seen_subcommand_from install uninstall help" -s V -l version -d 'Print version'
-complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and not __fish_seen_subcommand_from install uninstall help" -f -a "install" -d 'Link every plugin method to this thinsr binary, for xapi-storage-script'
-complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and not __fish_seen_subcommand_from install uninstall help" -f -a "uninstall" -d 'Remove the links `xapi install` made'
+complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and not __fish_seen_subcommand_from install uninstall help" -f -a "install" -d 'Install the plugin\'s method files for xapi-storage-script, each running this binary'
+complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and not __fish_seen_subcommand_from install uninstall help" -f -a "uninstall" -d 'Remove the method files `xapi install` made'
 complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and not __fish_seen_subcommand_from install uninstall help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from install" -l root -d 'Where xapi-storage-script looks for plugins' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from install" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
@@ -465,8 +465,8 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subc
 complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from uninstall" -s v -l verbose -d 'Show each lvm command run and its duration on stderr'
 complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from uninstall" -s h -l help -d 'Print help'
 complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from uninstall" -s V -l version -d 'Print version'
-complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from help" -f -a "install" -d 'Link every plugin method to this thinsr binary, for xapi-storage-script'
-complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from help" -f -a "uninstall" -d 'Remove the links `xapi install` made'
+complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from help" -f -a "install" -d 'Install the plugin\'s method files for xapi-storage-script, each running this binary'
+complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from help" -f -a "uninstall" -d 'Remove the method files `xapi install` made'
 complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain watch check help" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain watch check help" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
@@ -601,8 +601,8 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subc
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from template" -f -a "localize" -d 'Copy a template\'s data into a thin LV of the pool that its clones read in the kernel'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from template" -f -a "list" -d 'List templates'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from template" -f -a "show" -d 'Show a template: its URI, format, size and clones'
-complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from xapi" -f -a "install" -d 'Link every plugin method to this thinsr binary, for xapi-storage-script'
-complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from xapi" -f -a "uninstall" -d 'Remove the links `xapi install` made'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from xapi" -f -a "install" -d 'Install the plugin\'s method files for xapi-storage-script, each running this binary'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from xapi" -f -a "uninstall" -d 'Remove the method files `xapi install` made'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from pool" -f -a "show" -d 'Show data and metadata use, over-commitment, growth policy and room to grow'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from pool" -f -a "extend" -d 'Grow the pool\'s data to SIZE (or by +SIZE), and/or its metadata'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from pool" -f -a "set" -d 'Set the growth policy (kept in the SR\'s metadata)'
