@@ -163,7 +163,7 @@ fn template_volumes_attach_read_only_and_take_xapis_keys() {
     vm();
     install();
     let (sr, _) = sr_create(DISKS[0], SR_UUID, "Local thin");
-    let image = noise(16 << 20, 3);
+    let image = noise(4 << 20, 3);
     std::fs::write("/tmp/t.raw", &image).unwrap();
     let t = json(&["template", "introduce", "file:///tmp/t.raw", "--name", "Debian 12"]);
     let tkey = t["uuid"].as_str().unwrap().to_string();
@@ -199,10 +199,7 @@ fn template_volumes_attach_read_only_and_take_xapis_keys() {
     let uri = tv["uri"][0].as_str().unwrap().to_string();
     let dev = start(&uri);
     assert!(refuses_writes(&dev), "{dev} takes writes");
-    assert_eq!(sha256(&dev), {
-        std::fs::write("/tmp/t.copy", &image).unwrap();
-        sha256("/tmp/t.copy")
-    });
+    assert_eq!(crc_at(&dev, 0, 4 << 20), crc32fast::hash(&image));
     // Two readers at once (a copy while a VM reads it) share the device.
     let again = start(&uri);
     assert_eq!(again, dev);

@@ -79,6 +79,7 @@ pub const PACKAGES: &[&str] = &[
     "kmod",
     "e2fsprogs",
     "util-linux",
+    "binutils",
     "libdevmapper-dev",
     "pkg-config",
     "man-db",
@@ -263,6 +264,13 @@ pub fn build(
             return Err(format!("{} is missing on the host", tool.display()).into());
         }
         copy_with_libs(&root, tool, &mut seen)?;
+    }
+    // Our binaries without their debug info: a dozen test binaries of 45 MB each would
+    // take most of the VM's RAM-backed root, where the tests write their files. Panic
+    // messages keep their file and line (they do not come from debug info).
+    for bin in extra {
+        let dst = root.join(bin.strip_prefix("/").unwrap_or(bin));
+        run(Command::new("strip").arg("--strip-debug").arg(&dst))?;
     }
     for l in LVM_LINKS {
         symlink("/sbin/lvm", root.join("sbin").join(l))?;
