@@ -585,10 +585,27 @@ impl Ctx {
             }
         };
         if lv.active {
-            thin::with_metadata_snapshot(&vg.name, &lv.name, |tmeta| check(&["-m", tmeta]))?
-                .ok_or_else(|| {
-                    Error::DmFailed(format!("the pool {}/{} has no dm device", vg.name, lv.name))
-                })
+            let old = thin::tools_version().filter(|v| *v < (0, 9, 0));
+            thin::with_metadata_snapshot(&vg.name, &lv.name, |tmeta| match old {
+                None => check(&["-m", tmeta]),
+                // thin_check before 0.9.0 (CentOS 7's 0.7.3 to 0.8.5 on XCP-ng) has no
+                // --metadata-snap: read the snapshot with thinsr's own reader, which
+                // checks the superblock and every block of the device-details tree.
+                Some((a, b, c)) => thin::details::read(std::path::Path::new(tmeta))
+                    .map(|d| {
+                        format!(
+                            "thin_check {a}.{b}.{c} cannot check a live pool (--metadata-snap needs 0.9.0): thinsr's own reader checked the metadata snapshot's superblock and device-details tree ({} thin devices), every block's checksum; the mapping trees were not walked. For a full check, detach the SR and run 'thinsr pool check' again (thin_check on the inactive metadata).",
+                            d.mapped_blocks.len()
+                        )
+                    })
+                    .map_err(|e| Error::PoolCheckFailed {
+                        pool: format!("{}/{}", vg.name, lv.name),
+                        output: e.to_string(),
+                    }),
+            })?
+            .ok_or_else(|| {
+                Error::DmFailed(format!("the pool {}/{} has no dm device", vg.name, lv.name))
+            })
         } else {
             let tmeta = format!("{}/{}_tmeta", vg.name, lv.name);
             self.lvm.run(&strings(&["lvchange", "-ay", "-y", &tmeta]))?;

@@ -285,7 +285,7 @@ fn convert(
     size: Bytes,
     progress: &dyn Progress,
 ) -> Result<()> {
-    let mut child = Command::new("qemu-img")
+    let mut child = Command::new(crate::host::tool::program("qemu-img"))
         .args([
             "convert",
             "-p",

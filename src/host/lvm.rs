@@ -373,7 +373,11 @@ impl Lvm {
         self.calls.set(self.calls.get() + 1);
         let args = with_config(args, self.pool_threshold.get());
         let args = args.as_slice();
-        let out = Command::new("lvm")
+        let mut cmd = Command::new("lvm");
+        if let Some(dir) = master_dir() {
+            cmd.env("LVM_SYSTEM_DIR", dir);
+        }
+        let out = cmd
             .args(args)
             .env("LC_ALL", "C")
             .env("LVM_SUPPRESS_FD_WARNINGS", "1")
@@ -509,6 +513,20 @@ impl Lvm {
 /// suspended. Its lvm calls skip suspended devices rather than hang.
 const SCAN_CONFIG: &str = "devices { ignore_suspended_devices = 1 }";
 
+/// XCP-ng keeps the host's lvm.conf read-only (`metadata_read_only = 1`, set by the `sm`
+/// package) and a writable copy in /etc/lvm/master, which its own storage code runs LVM
+/// with. thinsr does the same where that copy exists (`LVM_SYSTEM_DIR`), and also passes
+/// `metadata_read_only = 0` itself: its calls change metadata, and lvm2 2.02 refuses every
+/// write lock while the setting is on. Neither file is ever edited.
+const MASTER_DIR: &str = "/etc/lvm/master";
+
+fn master_dir() -> Option<&'static str> {
+    std::path::Path::new(MASTER_DIR)
+        .join("lvm.conf")
+        .is_file()
+        .then_some(MASTER_DIR)
+}
+
 /// The threshold LVM is given until an SR's own is known: the policy's default.
 pub const DEFAULT_THRESHOLD: u8 = 80;
 
@@ -519,7 +537,7 @@ pub const DEFAULT_THRESHOLD: u8 = 80;
 /// says nothing until the pool is full. Passed per call, never written to lvm.conf.
 fn with_config(args: &[String], threshold: u8) -> Vec<String> {
     let config = format!(
-        "{SCAN_CONFIG} activation {{ thin_pool_autoextend_threshold = {threshold} }}"
+        "{SCAN_CONFIG} global {{ metadata_read_only = 0 }} activation {{ thin_pool_autoextend_threshold = {threshold} }}"
     );
     let mut all = args.to_vec();
     match all.iter().position(|a| a == "--config") {
@@ -637,7 +655,9 @@ mod tests {
 
     #[test]
     fn every_call_skips_suspended_devices_and_sets_the_low_water_threshold() {
-        let config = format!("{SCAN_CONFIG} activation {{ thin_pool_autoextend_threshold = 80 }}");
+        let config = format!(
+            "{SCAN_CONFIG} global {{ metadata_read_only = 0 }} activation {{ thin_pool_autoextend_threshold = 80 }}"
+        );
         let plain = with_config(&strings(&["lvs", "vg"]), 80);
         assert_eq!(plain, strings(&["lvs", "--config", &config, "vg"]));
         let joined = with_config(

@@ -126,7 +126,16 @@ fn start_outside_caller(dev: &str, args: &[&str]) -> Result<()> {
             dev.rsplit('/').next().unwrap_or("dev"),
             std::process::id()
         );
-        let mut scoped = vec!["--scope", "--unit", &unit, "--description", "thinsr template server", "--", "qemu-nbd"];
+        let qemu_nbd = tool::program("qemu-nbd").display().to_string();
+        let mut scoped = vec![
+            "--scope",
+            "--unit",
+            &unit,
+            "--description",
+            "thinsr template server",
+            "--",
+            &qemu_nbd,
+        ];
         scoped.extend_from_slice(args);
         if tool::run("systemd-run", &scoped).is_ok() {
             return Ok(());

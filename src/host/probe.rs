@@ -74,6 +74,25 @@ fn device_size(path: &Path) -> Result<Bytes> {
 
 /// Checks every device for `sr create`. With `force`, signatures are allowed (LVM wipes
 /// them); a device in use (mounted, held by device-mapper) is refused regardless.
+/// A block device's identity, its device number (major:minor), whatever it is called:
+/// LVM may report a PV by a `/dev/disk/by-id` link (XenServer's newer lvm2 scans only
+/// there), a `/dev/mapper` name or `/dev/dm-N`, and an admin may name it any of those.
+pub fn device_id(path: &str) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    m.file_type().is_block_device().then(|| m.rdev())
+}
+
+/// The device numbers of `paths` that are block devices.
+pub fn device_ids<'a>(paths: impl IntoIterator<Item = &'a str>) -> HashSet<u64> {
+    paths.into_iter().filter_map(device_id).collect()
+}
+
+/// Whether `path` is one of the devices `ids` (or, not being a device, one of `names`).
+pub fn is_one_of(path: &str, ids: &HashSet<u64>, names: &HashSet<String>) -> bool {
+    names.contains(path) || device_id(path).is_some_and(|id| ids.contains(&id))
+}
+
 pub fn check_devices(inputs: &[String], force: bool) -> Result<Vec<Device>> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();

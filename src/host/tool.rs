@@ -1,13 +1,51 @@
 //! Runs host tools other than lvm (blkid, losetup) with argument vectors.
 
 use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use crate::error::{Error, Result};
 
+/// Where XCP-ng's dom0 keeps qemu-img and qemu-nbd (package qemu-dp), off PATH.
+pub const QEMU_DP_DIR: &str = "/usr/lib64/qemu-dp/bin";
+
+/// The directories on PATH holding `tool`, first match.
+fn on_path(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(tool))
+            .find(|p| p.is_file())
+    })
+}
+
+/// The program to run for `tool`, and where it was found. qemu's tools: the directory in
+/// `THINSR_QEMU_DIR` if set, else PATH, else qemu-dp's directory. Others: PATH.
+pub fn locate(tool: &str) -> (PathBuf, &'static str) {
+    if tool.starts_with("qemu-") {
+        if let Some(dir) = std::env::var_os("THINSR_QEMU_DIR") {
+            return (Path::new(&dir).join(tool), "THINSR_QEMU_DIR");
+        }
+        if let Some(p) = on_path(tool) {
+            return (p, "PATH");
+        }
+        let dp = Path::new(QEMU_DP_DIR).join(tool);
+        if dp.is_file() {
+            return (dp, "qemu-dp");
+        }
+    } else if let Some(p) = on_path(tool) {
+        return (p, "PATH");
+    }
+    (PathBuf::from(tool), "not found")
+}
+
+/// The program to run for `tool` (see `locate`).
+pub fn program(tool: &str) -> PathBuf {
+    locate(tool).0
+}
+
 /// Runs `tool ARGS...`; only a failure to start it is an error here.
 pub fn output<S: AsRef<OsStr>>(tool: &str, args: &[S]) -> Result<Output> {
-    Command::new(tool)
+    Command::new(program(tool))
         .args(args)
         .env("LC_ALL", "C")
         .stdin(Stdio::null())

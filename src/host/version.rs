@@ -24,7 +24,12 @@ const PROBES: &[Probe] = &[
     Probe {
         name: "qemu-nbd",
         args: &["--version"],
-        needed_for: "templates (qemu-utils)",
+        needed_for: "templates (qemu-utils; qemu-dp on XCP-ng)",
+    },
+    Probe {
+        name: "qemu-img",
+        args: &["--version"],
+        needed_for: "templates, import and export (qemu-utils; qemu-dp on XCP-ng)",
     },
 ];
 
@@ -37,7 +42,12 @@ pub fn version_in(output: &str) -> Option<String> {
         .find(|l| l.starts_with("LVM version:"))
         .or_else(|| output.lines().map(str::trim).find(|l| !l.is_empty()))?;
     let v = line.trim_start_matches("LVM version:").trim();
-    let v = v.strip_prefix("qemu-nbd").unwrap_or(v).trim();
+    // qemu-nbd names itself as it was run: "qemu-nbd 7.2" or "/usr/lib64/.../qemu-nbd 7.0".
+    let v = match v.split_once(' ') {
+        Some((first, rest)) if first.ends_with("qemu-nbd") => rest.trim(),
+        _ => v,
+    };
+    let v = v.strip_prefix("qemu-img version").unwrap_or(v).trim();
     Some(v.to_string())
 }
 
@@ -48,8 +58,9 @@ pub fn long() -> String {
             .ok()
             .filter(|o| o.status.success())
             .and_then(|o| version_in(&String::from_utf8_lossy(&o.stdout)));
+        let (path, how) = tool::locate(p.name);
         out.push_str(&match found {
-            Some(v) => format!("\n{}: {v}", p.name),
+            Some(v) => format!("\n{}: {v} ({}, from {how})", p.name, path.display()),
             None => format!("\n{}: not found (needed for {})", p.name, p.needed_for),
         });
     }
@@ -69,6 +80,12 @@ mod tests {
         assert_eq!(
             version_in(nbd).unwrap(),
             "7.2.19 (Debian 1:7.2+dfsg-7+deb12u18)"
+        );
+        let dp = "/usr/lib64/qemu-dp/bin/qemu-nbd 7.0.0\n";
+        assert_eq!(version_in(dp).unwrap(), "7.0.0");
+        assert_eq!(
+            version_in("qemu-img version 7.2.22 (Debian)\n").unwrap(),
+            "7.2.22 (Debian)"
         );
         assert_eq!(version_in(""), None);
     }

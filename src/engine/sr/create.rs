@@ -105,8 +105,13 @@ impl Ctx {
         uuid: String,
     ) -> Result<Entry> {
         let paths: HashSet<String> = devs.iter().map(|d| d.path.display().to_string()).collect();
+        let ids = probe::device_ids(paths.iter().map(String::as_str));
         for vg in all {
-            if let Some(pv) = vg.pvs.iter().find(|p| paths.contains(&p.name)) {
+            if let Some(pv) = vg
+                .pvs
+                .iter()
+                .find(|p| probe::is_one_of(&p.name, &ids, &paths))
+            {
                 return Err(Error::DeviceInUse {
                     device: pv.name.clone(),
                     found: format!("a physical volume of volume group '{}'", vg.name),
@@ -187,13 +192,14 @@ impl Ctx {
             .filter_map(|d| std::fs::canonicalize(d).ok())
             .map(|p| p.display().to_string())
             .collect();
+        let ids = probe::device_ids(devices.iter().map(String::as_str));
         let registered: HashSet<&str> = reg.srs.iter().map(|e| e.vg.as_str()).collect();
         let mut removed = false;
         for vg in all {
             let ours = vg.has_tag(TAG_OWNED) && vg.tag_value(TAG_SR).is_some();
             if !ours
                 || registered.contains(vg.name.as_str())
-                || !vg.pvs.iter().any(|p| paths.contains(&p.name))
+                || !vg.pvs.iter().any(|p| probe::is_one_of(&p.name, &ids, &paths))
             {
                 continue;
             }

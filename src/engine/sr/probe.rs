@@ -9,6 +9,7 @@ use super::{find_meta_lv, SrDetail};
 use crate::engine::context::Ctx;
 use crate::error::{Error, Result};
 use crate::host::lvm::{Vg, TAG_OWNED, TAG_SR};
+use crate::host::probe;
 
 /// One SR found on the storage probed.
 #[derive(Debug)]
@@ -33,12 +34,11 @@ impl Ctx {
         let all = self.lvm.report(None)?;
         let mut wanted: HashSet<&str> = HashSet::new();
         for d in devices {
-            let real = std::fs::canonicalize(d)
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|_| d.clone());
+            let names: HashSet<String> = [d.clone()].into();
+            let ids = probe::device_ids([d.as_str()]);
             match all
                 .iter()
-                .find(|g| g.pvs.iter().any(|p| p.name == *d || p.name == real))
+                .find(|g| g.pvs.iter().any(|p| probe::is_one_of(&p.name, &ids, &names)))
             {
                 Some(g) => {
                     wanted.insert(&g.name);

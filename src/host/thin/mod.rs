@@ -64,3 +64,27 @@ pub fn mapped_bytes(vg: &str, pool: &str) -> Result<Option<HashMap<u32, u64>>> {
         Ok(d.mapped_bytes().into_iter().collect())
     })
 }
+
+/// thin-provisioning-tools' version (`thin_check --version`: "0.7.3"), None when it does
+/// not run or says something else.
+pub fn tools_version() -> Option<(u32, u32, u32)> {
+    let out = crate::host::tool::output("thin_check", &["--version"]).ok()?;
+    parse_version(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn parse_version(text: &str) -> Option<(u32, u32, u32)> {
+    let word = text.split_whitespace().find(|w| w.starts_with(|c: char| c.is_ascii_digit()))?;
+    let mut n = word.split('.').map(|p| p.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok());
+    Some((n.next()??, n.next()??, n.next().flatten().unwrap_or(0)))
+}
+
+#[cfg(test)]
+mod version_tests {
+    #[test]
+    fn reads_thin_tools_versions() {
+        assert_eq!(super::parse_version("0.7.3\n"), Some((0, 7, 3)));
+        assert_eq!(super::parse_version("0.9.0"), Some((0, 9, 0)));
+        assert_eq!(super::parse_version("thin_check 1.0.12"), Some((1, 0, 12)));
+        assert_eq!(super::parse_version("nonsense"), None);
+    }
+}
