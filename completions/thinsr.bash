@@ -3013,13 +3013,17 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__xapi__subcmd__install)
-            opts="-y -q -v -h -V --root --json --yes --quiet --verbose --config --scheme-dir --help --version"
+            opts="-y -q -v -h -V --root --binary --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --binary)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -448,6 +448,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and not __fish_seen_
 complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and not __fish_seen_subcommand_from install uninstall help" -f -a "uninstall" -d 'Remove the method files `xapi install` made'
 complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and not __fish_seen_subcommand_from install uninstall help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from install" -l root -d 'Where xapi-storage-script looks for plugins' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from install" -l binary -d 'The thinsr the method files run (default: this binary; packages give /usr/sbin/thinsr while building)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from install" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from install" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from install" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'

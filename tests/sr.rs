@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::process::Command;
+
 use common::*;
 
 #[test]
@@ -632,4 +634,42 @@ fn sr_create_and_destroy_survive_a_crash_at_every_step() {
     );
     assert_eq!(sha256("/dev/vg0/home"), home);
     eprintln!("sr crash points walked: 5");
+}
+
+/// The host thinsr runs on, as each profile sets it up: in the dom0 profile (XCP-ng 8.3)
+/// LVM refuses metadata writes that do not turn `metadata_read_only` off, qemu's tools are
+/// only in qemu-dp's directory, thin_check is 0.7.3, and thinsr is the static binary; it
+/// makes and removes an SR all the same.
+#[test]
+fn thinsr_runs_on_the_host_as_it_is_set_up() {
+    vm();
+    let v = ok(&["--version"]);
+    let bin = std::fs::read(thinsr_bin()).unwrap();
+    let dynamic = bin.windows(10).any(|w| w == b"ld-linux-x");
+    if dom0() {
+        // No glibc of ours: the binary has no dynamic loader to ask for.
+        assert!(!dynamic, "{} is dynamically linked", thinsr_bin());
+        assert!(
+            v.contains("(/usr/lib64/qemu-dp/bin/qemu-nbd, from qemu-dp)"),
+            "{v}"
+        );
+        assert!(v.contains("thin_check: 0.7.3"), "{v}");
+        // The stand-in refuses as lvm2 2.02.180 does; thinsr's own calls pass.
+        let out = Command::new("lvm")
+            .args(["vgcreate", "probe", DISKS[3]])
+            .env_remove("LVM_SYSTEM_DIR")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(5));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("metadata_read_only"));
+    } else {
+        assert!(v.contains("qemu-nbd: 7.2") && v.contains("from PATH)"), "{v}");
+    }
+    let d = json(&["sr", "create", DISKS[0], "--name", "host"]);
+    assert_eq!(d["attached"], true);
+    json(&["vdi", "create", "disk", "--size", "64M"]);
+    ok(&["pool", "check", "host"]);
+    ok(&["--yes", "vdi", "destroy", "disk"]);
+    ok(&["sr", "destroy", "host", "--yes"]);
+    assert!(sh(&["lvm", "vgs", "--noheadings", "-o", "vg_name"]).trim().is_empty());
 }

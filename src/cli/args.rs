@@ -429,6 +429,10 @@ installing. Then: 'xe sr-create type=thinsr name-label=Local device-config:devic
         /// Where xapi-storage-script looks for plugins.
         #[arg(long, value_name = "DIR", default_value = crate::xapi::DEFAULT_ROOT)]
         root: PathBuf,
+        /// The thinsr the method files run (default: this binary; packages give
+        /// /usr/sbin/thinsr while building).
+        #[arg(long, value_name = "PATH")]
+        binary: Option<PathBuf>,
     },
     /// Remove the method files `xapi install` made.
     Uninstall {

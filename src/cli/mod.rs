@@ -133,9 +133,18 @@ pub fn run(cli: &Cli) -> Result<i32> {
 fn xapi(out: &Out, cmd: &crate::cli::args::XapiCmd) -> Result<()> {
     use crate::cli::args::XapiCmd;
     match cmd {
-        XapiCmd::Install { root } => {
-            let exe =
-                std::env::current_exe().map_err(|e| Error::io("finding the thinsr binary", e))?;
+        XapiCmd::Install { root, binary } => {
+            let exe = match binary {
+                Some(b) if b.is_absolute() => b.clone(),
+                Some(b) => {
+                    return Err(Error::InvalidArgument(format!(
+                        "--binary {}: give an absolute path",
+                        b.display()
+                    )))
+                }
+                None => std::env::current_exe()
+                    .map_err(|e| Error::io("finding the thinsr binary", e))?,
+            };
             let links = crate::xapi::install(root, &exe)?;
             let shown: Vec<String> = links.iter().map(|l| l.display().to_string()).collect();
             out.emit(&shown, || {

@@ -38,8 +38,33 @@ impl Run {
     }
 }
 
+/// True in the VM's dom0 profile (`cargo xtask test` runs sr, vdi, template, export and
+/// pool there too): XCP-ng 8.3's setup, with thinsr's static binary.
+pub fn dom0() -> bool {
+    std::env::var("THINSR_PROFILE").is_ok_and(|p| p == "dom0")
+}
+
+/// The thinsr under test: the static binary in the dom0 profile.
+pub fn thinsr_bin() -> String {
+    std::env::var("THINSR_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_thinsr").to_string())
+}
+
+/// A host tool as the tests run it. In the dom0 profile, as an admin there would: qemu's
+/// tools from qemu-dp's directory (they are not on PATH), lvm with the writable copy of
+/// the configuration in /etc/lvm/master (the host's refuses metadata writes).
+fn host_command(tool: &str) -> Command {
+    if dom0() && tool.starts_with("qemu-") {
+        return Command::new(format!("/usr/lib64/qemu-dp/bin/{tool}"));
+    }
+    let mut c = Command::new(tool);
+    if dom0() && tool == "lvm" {
+        c.env("LVM_SYSTEM_DIR", "/etc/lvm/master");
+    }
+    c
+}
+
 pub fn thinsr_cmd(args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_thinsr"));
+    let mut c = Command::new(thinsr_bin());
     c.args(args).stdin(Stdio::null());
     c
 }
@@ -97,7 +122,7 @@ pub fn fails(args: &[&str], code: &str) -> Value {
 
 /// Runs a host tool and returns stdout; panics with its stderr on failure.
 pub fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0])
+    let out = host_command(args[0])
         .args(&args[1..])
         .stdin(Stdio::null())
         .output()
@@ -112,7 +137,7 @@ pub fn sh(args: &[&str]) -> String {
 
 /// Exit code of a host tool.
 pub fn sh_code(args: &[&str]) -> i32 {
-    Command::new(args[0])
+    host_command(args[0])
         .args(&args[1..])
         .stdin(Stdio::null())
         .output()

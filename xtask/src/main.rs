@@ -1,8 +1,10 @@
-//! `cargo xtask test|demo|shell|gen`: the real-kernel test bed and generated files.
+//! `cargo xtask test|bench|package|demo|shell|gen`: the real-kernel test bed, packages and
+//! generated files.
 //!
 //! xtask deliberately does not depend on the thinsr crate: it must build on a fresh machine
 //! before it has installed the C toolchain pieces (libclang) that devicemapper needs.
 
+mod package;
 #[cfg(test)]
 mod tidy;
 mod vm;
@@ -46,9 +48,10 @@ fn main() {
         Some("script") => script(&args[1..]),
         Some("gen") => gen(),
         Some("bench") => bench(&args[1..]),
+        Some("package") => vm::ensure_packages().and_then(|_| package::package().map(drop)),
         _ => {
             eprintln!(
-                "usage: cargo xtask test [FILTER] | bench [PART] | demo | shell | script FILE | gen"
+                "usage: cargo xtask test [FILTER] | bench [PART] | package | demo | shell | script FILE | gen"
             );
             std::process::exit(2);
         }
@@ -127,6 +130,10 @@ fn list_tests(bin: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
+/// The test files also run in the dom0 profile (XCP-ng 8.3's LVM setup, qemu-dp, thin
+/// tools 0.7.3, the static binary; see vm.rs).
+const DOM0_FILES: &[&str] = &["sr", "vdi", "template", "export", "pool"];
+
 fn test(args: &[String]) -> Result<()> {
     vm::ensure_packages()?;
     let filter = args.first().cloned();
@@ -136,9 +143,19 @@ fn test(args: &[String]) -> Result<()> {
     println!("[xtask] unit tests on the host");
     run(cargo().args(["test", "--workspace", "--lib", "--bins"]))?;
 
-    // 2. Integration tests, one fresh VM (and fresh disks) per test.
+    // 2. The packages an admin installs, checked with rpm and dpkg-deb (whole runs only).
+    if filter.is_none() || filter.as_deref() == Some("package") {
+        println!("[xtask] packages: static binary, rpm, deb");
+        package::package()?;
+        if filter.is_some() {
+            return Ok(());
+        }
+    }
+
+    // 3. Integration tests, one fresh VM (and fresh disks) per test.
     let (thinsr, bins) = build_for_vm(false)?;
     let mut jobs: Vec<(PathBuf, String)> = Vec::new();
+    let mut profiles: Vec<bool> = Vec::new();
     for bin in &bins {
         // A filter names a test, or a test file (`vdi` runs all of tests/vdi.rs).
         let file = bin
@@ -151,11 +168,22 @@ fn test(args: &[String]) -> Result<()> {
             continue; // timings are `cargo xtask bench`'s, never a test's
         }
         for name in list_tests(bin)? {
-            if filter
-                .as_deref()
-                .is_none_or(|f| name.contains(f) || file == f)
-            {
+            let wanted = |f: &str| name.contains(f) || file == f;
+            // `dom0:FILTER` runs only the dom0 profile of what FILTER names.
+            let (normal, in_dom0) = match filter.as_deref() {
+                None => (true, DOM0_FILES.contains(&file.as_str())),
+                Some(f) => match f.strip_prefix("dom0:") {
+                    Some(f) => (false, DOM0_FILES.contains(&file.as_str()) && wanted(f)),
+                    None => (wanted(f), wanted(f) && DOM0_FILES.contains(&file.as_str())),
+                },
+            };
+            if normal {
+                jobs.push((bin.clone(), name.clone()));
+                profiles.push(false);
+            }
+            if in_dom0 {
                 jobs.push((bin.clone(), name));
+                profiles.push(true);
             }
         }
     }
@@ -164,7 +192,14 @@ fn test(args: &[String]) -> Result<()> {
     }
     let mut extra = vec![thinsr];
     extra.extend(bins.iter().cloned());
-    let bed = vm::build(&work_dir()?, &extra, &jobs, None)?;
+    // The dom0 profile runs thinsr's static binary, as packaged for XCP-ng.
+    let dom0_thinsr = if profiles.contains(&true) {
+        Some(package::static_binary(true)?)
+    } else {
+        None
+    };
+    let bed = vm::build_with(&work_dir()?, &extra, &jobs, None, dom0_thinsr.as_deref())?;
+    let profiles = Arc::new(profiles);
     println!(
         "\n[xtask] running {} integration tests in VMs (kernel {})",
         jobs.len(),
@@ -192,6 +227,7 @@ fn test(args: &[String]) -> Result<()> {
     let mut handles = Vec::new();
     for _ in 0..parallel.max(1) {
         let (next, results, bed, jobs) = (next.clone(), results.clone(), bed.clone(), jobs.clone());
+        let profiles = profiles.clone();
         handles.push(std::thread::spawn(move || loop {
             let i = {
                 let mut n = next.lock().unwrap();
@@ -202,8 +238,16 @@ fn test(args: &[String]) -> Result<()> {
             if i >= jobs.len() {
                 break;
             }
-            let name = &jobs[i].1;
-            let append = format!("thinsr_mode=test thinsr_job={}", i + 1);
+            let name = &if profiles[i] {
+                format!("{} [dom0]", jobs[i].1)
+            } else {
+                jobs[i].1.clone()
+            };
+            let append = format!(
+                "thinsr_mode=test thinsr_job={}{}",
+                i + 1,
+                if profiles[i] { " thinsr_profile=dom0" } else { "" }
+            );
             let outcome = vm::boot(&bed, &i.to_string(), &append, false, timeout);
             let ok = matches!(&outcome, Ok(o) if o.rc == Some(0));
             let secs = outcome

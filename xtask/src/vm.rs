@@ -80,6 +80,9 @@ pub const PACKAGES: &[&str] = &[
     "e2fsprogs",
     "util-linux",
     "binutils",
+    // cargo xtask package: rpmbuild, and file to check the binary is static.
+    "rpm",
+    "file",
     "libdevmapper-dev",
     "pkg-config",
     "man-db",
@@ -103,6 +106,66 @@ global {
 }
 "#;
 
+/// The dom0 profile: XCP-ng 8.3's LVM setup (xcp-ng-rpms/lvm2 and sm): the host's
+/// lvm.conf read-only for metadata, a writable copy in /etc/lvm/master, udev off, no
+/// archives, NBD filtered.
+const DOM0_LVM_CONF: &str = r#"devices {
+    global_filter = [ "r|^/dev/mapper/thinsr-|", "r|^/dev/nbd|" ]
+    filter = [ "r|/dev/nbd|" ]
+    obtain_device_list_from_udev = 0
+    use_devicesfile = 0
+}
+activation {
+    udev_sync = 0
+    udev_rules = 0
+    monitoring = 0
+}
+backup {
+    archive = 0
+}
+global {
+    metadata_read_only = 1
+    use_lvmetad = 0
+    thin_check_executable = "/usr/sbin/thin_check"
+    thin_dump_executable = "/usr/sbin/thin_dump"
+    thin_repair_executable = "/usr/sbin/thin_repair"
+}
+"#;
+
+/// lvm2 2.02.180 refuses every metadata write while `metadata_read_only` is set (its
+/// lib/locking/locking.c; only lvchange is exempt, by a XenServer patch); Debian's 2.03
+/// ignores the setting. This stand-in in front of the real lvm refuses as 2.02.180 does,
+/// unless the call turns the setting off (`--config`, or LVM_SYSTEM_DIR's lvm.conf).
+const DOM0_LVM: &str = r#"#!/bin/sh
+cmd=${0##*/}
+[ "$cmd" = lvm ] || set -- "$cmd" "$@"
+case "$1" in
+vgcreate|vgremove|vgextend|vgreduce|vgrename|lvcreate|lvremove|lvresize|lvextend|lvreduce|lvrename|lvconvert|pvcreate|pvremove|pvchange|pvresize)
+    ro=1
+    grep -q 'metadata_read_only *= *0' "${LVM_SYSTEM_DIR:-/etc/lvm}/lvm.conf" 2>/dev/null && ro=0
+    for a in "$@"; do
+        case "$a" in *metadata_read_only*=*0*) ro=0 ;; esac
+    done
+    if [ "$ro" = 1 ]; then
+        echo "  Operation prohibited while global/metadata_read_only is set." >&2
+        exit 5
+    fi
+    ;;
+esac
+exec /dom0/real/lvm "$@"
+"#;
+
+/// thin-provisioning-tools 0.7.3, as CentOS 7 ships: no `--metadata-snap` (from 0.9.0).
+const DOM0_THIN_CHECK: &str = r#"#!/bin/sh
+for a in "$@"; do
+    case "$a" in
+    -m|--metadata-snap) echo "thin_check: unrecognized option '$a'" >&2; exit 1 ;;
+    -V|--version) echo 0.7.3; exit 0 ;;
+    esac
+done
+exec /usr/sbin/pdata_tools thin_check "$@"
+"#;
+
 /// What the VM's init does after setting up the machine.
 const INIT: &str = r#"#!/bin/busybox sh
 /bin/busybox mkdir -p /proc /sys /dev /tmp /run/lock /var/tmp /etc/thinsr
@@ -119,6 +182,21 @@ for m in $(cat /modules.list); do insmod "$m" 2>/dev/null; done
 # nbd devices appear asynchronously after insmod; mdev gives the nodes a moment.
 sleep 0.2
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root THINSR_VM=1 LC_ALL=C
+if grep -q 'thinsr_profile=dom0' /proc/cmdline; then
+    # XCP-ng 8.3's dom0, as far as thinsr meets it: qemu's tools only in qemu-dp's
+    # directory, lvm.conf read-only for metadata with a writable master copy, lvm2
+    # 2.02.180's refusal of metadata writes, thin tools 0.7.3, and thinsr's static binary.
+    mkdir -p /usr/lib64/qemu-dp/bin /etc/lvm/master /dom0/real
+    mv /usr/bin/qemu-img /usr/bin/qemu-nbd /usr/lib64/qemu-dp/bin/
+    cp /dom0/lvm.conf /etc/lvm/lvm.conf
+    sed 's/metadata_read_only = 1/metadata_read_only = 0/' /dom0/lvm.conf > /etc/lvm/master/lvm.conf
+    mv /sbin/lvm /dom0/real/lvm
+    cp /dom0/lvm.sh /sbin/lvm
+    rm -f /usr/sbin/thin_check
+    cp /dom0/thin_check.sh /usr/sbin/thin_check
+    chmod +x /sbin/lvm /usr/sbin/thin_check
+    export THINSR_PROFILE=dom0 THINSR_BIN=$(cat /dom0/thinsr-bin)
+fi
 export RUST_BACKTRACE=1
 cd /tmp
 mode=$(sed -n 's/.*thinsr_mode=\([a-z]*\).*/\1/p' /proc/cmdline)
@@ -234,6 +312,17 @@ pub fn build(
     jobs: &[(PathBuf, String)],
     demo: Option<&str>,
 ) -> Result<Bed> {
+    build_with(work, extra, jobs, demo, None)
+}
+
+/// As `build`, with the dom0 profile's static thinsr (`thinsr_profile=dom0` selects it).
+pub fn build_with(
+    work: &Path,
+    extra: &[PathBuf],
+    jobs: &[(PathBuf, String)],
+    demo: Option<&str>,
+    dom0_thinsr: Option<&Path>,
+) -> Result<Bed> {
     let kver = kernel_version()?;
     let kernel = PathBuf::from(format!("/boot/vmlinuz-{kver}"));
     if !kernel.exists() {
@@ -308,6 +397,16 @@ pub fn build(
     }
     fs::write(root.join("modules.list"), order.join("\n") + "\n")?;
     fs::write(root.join("etc/lvm/lvm.conf"), LVM_CONF)?;
+    if let Some(bin) = dom0_thinsr {
+        let dir = root.join("dom0");
+        fs::create_dir_all(&dir)?;
+        fs::write(dir.join("lvm.conf"), DOM0_LVM_CONF)?;
+        fs::write(dir.join("lvm.sh"), DOM0_LVM)?;
+        fs::write(dir.join("thin_check.sh"), DOM0_THIN_CHECK)?;
+        // Static: copied alone, with no library of ours beside it.
+        copy_into(&root, bin)?;
+        fs::write(dir.join("thinsr-bin"), bin.display().to_string())?;
+    }
     fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
     let jobs_list: String = jobs
         .iter()
