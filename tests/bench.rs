@@ -550,7 +550,9 @@ fn burst_rows(rows: &mut Vec<Row>) {
         }
         let watcher = Watcher::start("burst");
         ok(&["vdi", "create", "b", "--size", "3G", "--sr", "burst"]);
-        let dev = ok(&["vdi", "attach", "b", "--sr", "burst"]).trim().to_string();
+        let dev = ok(&["vdi", "attach", "b", "--sr", "burst"])
+            .trim()
+            .to_string();
         let b = burst_write(&dev, 2560, 3, |_| {});
         ok(&["vdi", "detach", "b", "--sr", "burst"]);
         drop(watcher);

@@ -82,7 +82,7 @@ fn maintain_grows_a_pool_past_its_threshold_and_is_quiet_otherwise() {
     json(&["vdi", "create", "small", "--size", "8M"]);
     let after = pool("local");
     assert_eq!(after["size"], 3072 * MIB); // 2 GiB + max(20 %, 1 GiB)
-    // Metadata over the threshold: the metadata grows.
+                                           // Metadata over the threshold: the metadata grows.
     let meta_before = after["metadata_size"].as_u64().unwrap();
     assert!(
         after["metadata_percent"].as_f64().unwrap() >= 1.0,
@@ -136,7 +136,10 @@ fn a_shared_pool_at_its_maximum_warns_and_leaves_the_admin_alone() {
         "{health}"
     );
     assert!(
-        health[1].as_str().unwrap().contains("it is at its maximum 512.00 MiB"),
+        health[1]
+            .as_str()
+            .unwrap()
+            .contains("it is at its maximum 512.00 MiB"),
         "{health}"
     );
     // Past the threshold and unable to grow, it still takes new thin disks (LVM alone
@@ -255,7 +258,10 @@ fn a_burst_into_a_fresh_owned_pool_never_waits_for_growth() {
     let fresh = json(&["sr", "create", DISKS[0], DISKS[1], "--name", "fresh"]);
     // A quarter of the VG, in whole extents.
     let size = fresh["pool"]["size"].as_u64().unwrap();
-    assert_eq!(size, fresh["vg_size"].as_u64().unwrap() / 4 / (4 * MIB) * (4 * MIB));
+    assert_eq!(
+        size,
+        fresh["vg_size"].as_u64().unwrap() / 4 / (4 * MIB) * (4 * MIB)
+    );
     json(&["sr", "create", DISKS[2], DISKS[3], "--name", "grown"]);
     json(&["pool", "extend", "grown", "4G"]);
     // LVM set the mark from the threshold (80 %): the kernel speaks at 20 % free.
@@ -287,7 +293,10 @@ fn a_burst_into_a_fresh_owned_pool_never_waits_for_growth() {
     for sr in ["fresh", "grown"] {
         let name = format!("burst-{sr}");
         json(&["vdi", "create", &name, "--size", "3G", "--sr", sr]);
-        dev.insert(sr, ok(&["vdi", "attach", &name, "--sr", sr]).trim().to_string());
+        dev.insert(
+            sr,
+            ok(&["vdi", "attach", &name, "--sr", sr]).trim().to_string(),
+        );
     }
     let grown = burst_write(&dev["grown"], BURST_MIB, 7, |_| {});
     let burst = burst_write(&dev["fresh"], BURST_MIB, 8, |_| {});

@@ -663,7 +663,10 @@ fn thinsr_runs_on_the_host_as_it_is_set_up() {
         assert_eq!(out.status.code(), Some(5));
         assert!(String::from_utf8_lossy(&out.stderr).contains("metadata_read_only"));
     } else {
-        assert!(v.contains("qemu-nbd: 7.2") && v.contains("from PATH)"), "{v}");
+        assert!(
+            v.contains("qemu-nbd: 7.2") && v.contains("from PATH)"),
+            "{v}"
+        );
     }
     let d = json(&["sr", "create", DISKS[0], "--name", "host"]);
     assert_eq!(d["attached"], true);
@@ -671,5 +674,7 @@ fn thinsr_runs_on_the_host_as_it_is_set_up() {
     ok(&["pool", "check", "host"]);
     ok(&["--yes", "vdi", "destroy", "disk"]);
     ok(&["sr", "destroy", "host", "--yes"]);
-    assert!(sh(&["lvm", "vgs", "--noheadings", "-o", "vg_name"]).trim().is_empty());
+    assert!(sh(&["lvm", "vgs", "--noheadings", "-o", "vg_name"])
+        .trim()
+        .is_empty());
 }

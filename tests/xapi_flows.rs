@@ -44,7 +44,10 @@ fn stop(uri: &str) {
 }
 
 fn lv_of(key: &str) -> String {
-    json(&["vdi", "show", key])["lv"].as_str().unwrap().to_string()
+    json(&["vdi", "show", key])["lv"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 #[test]
@@ -59,7 +62,12 @@ fn vm_install_start_rename_snapshot_and_stop() {
         .map(|f| f.as_str().unwrap())
         .collect();
     assert!(!features.contains(&"SR_METADATA"), "{q}");
-    for f in ["THIN_PROVISIONING", "LARGE_VDI", "VDI_SNAPSHOT", "VDI_CLONE"] {
+    for f in [
+        "THIN_PROVISIONING",
+        "LARGE_VDI",
+        "VDI_SNAPSHOT",
+        "VDI_CLONE",
+    ] {
         assert!(features.contains(&f), "{f}: {q}");
     }
     // xapi's uuid is the SR's.
@@ -165,7 +173,13 @@ fn template_volumes_attach_read_only_and_take_xapis_keys() {
     let (sr, _) = sr_create(DISKS[0], SR_UUID, "Local thin");
     let image = noise(4 << 20, 3);
     std::fs::write("/tmp/t.raw", &image).unwrap();
-    let t = json(&["template", "introduce", "file:///tmp/t.raw", "--name", "Debian 12"]);
+    let t = json(&[
+        "template",
+        "introduce",
+        "file:///tmp/t.raw",
+        "--name",
+        "Debian 12",
+    ]);
     let tkey = t["uuid"].as_str().unwrap().to_string();
     let tv = stat(&sr, &tkey);
     assert_eq!(tv["read_write"], false);
@@ -255,7 +269,10 @@ fn sr_probe_finds_srs_on_a_device_and_attach_brings_one_back_after_a_reinstall()
     let back = call(VOLUME, "SR.attach", json!({"configuration": config}));
     assert_eq!(back, SR_UUID);
     let s = call(VOLUME, "SR.stat", json!({"sr": SR_UUID}));
-    assert_eq!((s["name"].as_str(), s["uuid"].as_str()), (Some("Local thin"), Some(SR_UUID)));
+    assert_eq!(
+        (s["name"].as_str(), s["uuid"].as_str()),
+        (Some("Local thin"), Some(SR_UUID))
+    );
     let ls = call(VOLUME, "SR.ls", json!({"sr": SR_UUID}));
     let db = ls
         .as_array()
@@ -264,7 +281,10 @@ fn sr_probe_finds_srs_on_a_device_and_attach_brings_one_back_after_a_reinstall()
         .find(|x| x["key"] == key.as_str())
         .expect("the VDI is back")
         .clone();
-    assert_eq!((db["name"].as_str(), db["description"].as_str()), (Some("db"), Some("data")));
+    assert_eq!(
+        (db["name"].as_str(), db["description"].as_str()),
+        (Some("db"), Some("data"))
+    );
     let dev = start(db["uri"][0].as_str().unwrap());
     assert_eq!(read_at(&dev, 0, 1 << 20), noise(1 << 20, 4));
     stop(db["uri"][0].as_str().unwrap());
@@ -299,7 +319,11 @@ fn a_boot_storm_of_twelve_clones_attaches_and_detaches_every_one() {
     let started = std::time::Instant::now();
     let results = parallel(calls);
     let failed: Vec<&(i32, Value)> = results.iter().filter(|(c, _)| *c != 0).collect();
-    assert!(failed.is_empty(), "{} of 24 calls failed: {failed:?}", failed.len());
+    assert!(
+        failed.is_empty(),
+        "{} of 24 calls failed: {failed:?}",
+        failed.len()
+    );
     eprintln!("24 concurrent calls took {:?}", started.elapsed());
     let activations = parallel(
         keys.iter()
@@ -313,7 +337,10 @@ fn a_boot_storm_of_twelve_clones_attaches_and_detaches_every_one() {
             .map(|k| ("Datapath.detach", json!({"uri": uri(k), "domain": "0"})))
             .collect(),
     );
-    assert!(detaches.iter().all(|(c, v)| *c == 0 && v.is_null()), "{detaches:?}");
+    assert!(
+        detaches.iter().all(|(c, v)| *c == 0 && v.is_null()),
+        "{detaches:?}"
+    );
     assert!(
         !std::path::Path::new(&format!("/run/thinsr/detach-queue/{sr}")).exists(),
         "a detach was left queued"
@@ -383,7 +410,10 @@ fn a_detach_that_loses_a_race_is_finished_before_the_next_call() {
     let dev = start(&wuri);
     call(VOLUME, "SR.stat", json!({"sr": sr}));
     assert!(std::path::Path::new(&dev).exists());
-    assert_eq!(json(&["vdi", "show", w["key"].as_str().unwrap()])["attached"], true);
+    assert_eq!(
+        json(&["vdi", "show", w["key"].as_str().unwrap()])["attached"],
+        true
+    );
     stop(&wuri);
 }
 
@@ -423,7 +453,11 @@ fn every_method_file_runs_through_runpy_as_smapi_tracing_loads_it() {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
             let text = std::fs::read_to_string(&path).unwrap();
-            assert!(text.starts_with("#!/usr/bin/env python3\n"), "{}", path.display());
+            assert!(
+                text.starts_with("#!/usr/bin/env python3\n"),
+                "{}",
+                path.display()
+            );
             let method = path.file_name().unwrap().to_str().unwrap().to_string();
             // Every method answers in xapi's shape through runpy: a result, or an error.
             let (code, v) = through_runpy(&method, json!({"sr": "nope", "uri": "thinsr://nope/x"}));
@@ -453,7 +487,10 @@ fn every_method_file_runs_through_runpy_as_smapi_tracing_loads_it() {
     let (code, _) = through_runpy("Datapath.detach", json!({"uri": uri, "domain": "0"}));
     assert_eq!(code, 0);
     let (code, e) = through_runpy("Volume.stat", json!({"sr": SR_UUID, "key": "no-such-key"}));
-    assert_eq!((code, e["code"].as_str()), (1, Some("Volume_does_not_exist")));
+    assert_eq!(
+        (code, e["code"].as_str()),
+        (1, Some("Volume_does_not_exist"))
+    );
 }
 
 #[test]
@@ -472,16 +509,29 @@ fn template_servers_start_in_a_systemd_scope_of_their_own_where_systemd_runs() {
     let path = format!("/tmp/spy:{}", std::env::var("PATH").unwrap_or_default());
     let run = |args: &[&str]| {
         let out = thinsr_cmd(args).env("PATH", &path).output().unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     run(&["sr", "create", DISKS[0], "--name", "local"]);
     sh(&["qemu-img", "create", "-f", "qcow2", "/tmp/t.qcow2", "32M"]);
-    run(&["template", "introduce", "file:///tmp/t.qcow2", "--name", "tpl"]);
+    run(&[
+        "template",
+        "introduce",
+        "file:///tmp/t.qcow2",
+        "--name",
+        "tpl",
+    ]);
     run(&["vdi", "clone", "tpl", "--name", "web"]);
     let dev = run(&["vdi", "attach", "web"]).trim().to_string();
     let calls = std::fs::read_to_string("/tmp/spy/calls").unwrap();
-    assert!(calls.starts_with("--scope --unit thinsr-nbd-nbd"), "{calls}");
+    assert!(
+        calls.starts_with("--scope --unit thinsr-nbd-nbd"),
+        "{calls}"
+    );
     assert!(calls.contains("-- qemu-nbd "), "{calls}");
     // The clone reads the template through the server the scope holds.
     assert_eq!(read_at(&dev, 0, 4096), vec![0u8; 4096]);

@@ -108,7 +108,10 @@ pub fn print_growth(g: &Growth) {
         Some(m) => format!(", wakes at {} free", Bytes(m)),
         None => String::new(),
     };
-    let pid = g.watcher_pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+    let pid = g
+        .watcher_pid
+        .map(|p| format!(" (pid {p})"))
+        .unwrap_or_default();
     println!("Growth      watcher {}{pid}{mark}", g.watcher);
     if let Some(w) = &g.warning {
         println!("            warning: {w}");

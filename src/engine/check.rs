@@ -24,8 +24,8 @@ use crate::engine::context::{ours, Ctx};
 use crate::engine::datapath::{local_key, readers};
 use crate::engine::meta::{Pending, SrMeta, VdiKind, VdiMeta};
 use crate::error::{Error, Result};
-use crate::host::{dm, thin, tool};
 use crate::host::lvm::{strings, Vg, TAG_ORIGIN, TAG_VDI};
+use crate::host::{dm, thin, tool};
 use crate::progress::Progress;
 use crate::units::Bytes;
 
@@ -614,5 +614,4 @@ impl Ctx {
             result
         }
     }
-
 }

@@ -369,7 +369,9 @@ impl Ctx {
             }
         }
         if dp >= threshold {
-            let target = grow(lv.size, DATA_STEP).min(max).min(Bytes(lv.size.0 + free));
+            let target = grow(lv.size, DATA_STEP)
+                .min(max)
+                .min(Bytes(lv.size.0 + free));
             if target > lv.size {
                 args.extend(["-L".into(), format!("{}b", target.0)]);
                 done.push(format!(

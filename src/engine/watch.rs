@@ -80,16 +80,25 @@ impl Ctx {
             events.arm()?;
             let reg = self.registry.load()?;
             for e in reg.srs.iter().filter(|e| {
-                keys.is_empty() || keys.iter().any(|k| reg.find(k).is_ok_and(|f| f.uuid == e.uuid))
+                keys.is_empty()
+                    || keys
+                        .iter()
+                        .any(|k| reg.find(k).is_ok_and(|f| f.uuid == e.uuid))
             }) {
                 let s = seen.entry(e.uuid.clone()).or_default();
-                if let Err(err) = self.look_at(e, s, &events, report) {
-                    report(&Finding {
-                        sr: e.name.clone(),
-                        severity: 2,
-                        message: format!("SR '{}': {err}", e.name),
-                    });
-                    s.quiet_until = Some(Instant::now() + RETRY);
+                match self.look_at(e, s, &events, report) {
+                    Ok(()) => {}
+                    // Another command holds the SR (a boot storm's attaches): the next
+                    // wake, a second or two away, tries again.
+                    Err(Error::SrBusy(_)) => {}
+                    Err(err) => {
+                        report(&Finding {
+                            sr: e.name.clone(),
+                            severity: 2,
+                            message: format!("SR '{}': {err}", e.name),
+                        });
+                        s.quiet_until = Some(Instant::now() + RETRY);
+                    }
                 }
             }
             events.wait(interval)?;
@@ -111,7 +120,10 @@ impl Ctx {
         if s.quiet_until.is_some_and(|t| Instant::now() < t) {
             return Ok(());
         }
-        let fresh = s.meta.as_ref().is_some_and(|(_, t)| t.elapsed() < POLICY_AGE);
+        let fresh = s
+            .meta
+            .as_ref()
+            .is_some_and(|(_, t)| t.elapsed() < POLICY_AGE);
         if !fresh {
             match Self::read_meta(e) {
                 Ok(m) => s.meta = Some((m, Instant::now())),
@@ -119,11 +131,17 @@ impl Ctx {
                 Err(err) => return Err(err),
             }
         }
-        let threshold = f64::from(s.meta.as_ref().map(|(m, _)| m.policy.threshold).unwrap_or(80));
+        let threshold = f64::from(
+            s.meta
+                .as_ref()
+                .map(|(m, _)| m.policy.threshold)
+                .unwrap_or(80),
+        );
         let (dp, mp) = kernel_usage(&k).unwrap_or_default();
         let filling = dp >= threshold || mp >= threshold || k.trouble().is_some();
         let blocks = k.data_total.0 / CHUNK.0;
-        let unmarked = events.low_water(&e.vg, &e.pool) == Some(0) && s.refreshed_at != Some(blocks);
+        let unmarked =
+            events.low_water(&e.vg, &e.pool) == Some(0) && s.refreshed_at != Some(blocks);
         if !filling && !unmarked {
             return Ok(());
         }

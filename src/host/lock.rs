@@ -23,7 +23,10 @@ static DEFAULT_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::
 /// Sets this process's default wait: xapi's calls wait longer than an admin's, since a
 /// boot storm queues a dozen attaches on one SR and every one must succeed.
 pub fn set_default_wait(wait: Duration) {
-    DEFAULT_MS.store(wait.as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
+    DEFAULT_MS.store(
+        wait.as_millis() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
 }
 
 /// How long to wait for a lock: `THINSR_LOCK_TIMEOUT` seconds, else the default (10 s).

@@ -107,9 +107,9 @@ fn plugin_dirs(root: &Path) -> [(PathBuf, &'static [&'static str]); 2] {
 /// with `runpy.run_path(FILE, run_name="__main__")`; a binary fails there. It waits for
 /// thinsr (rather than exec) so that the observer's span closes around the call.
 fn method_file(binary: &Path, method: &str) -> Result<String> {
-    let bin = binary.to_str().filter(|b| {
-        !b.chars().any(|c| c == '\'' || c == '\\' || c.is_control())
-    });
+    let bin = binary
+        .to_str()
+        .filter(|b| !b.chars().any(|c| c == '\'' || c == '\\' || c.is_control()));
     let bin = bin.ok_or_else(|| {
         Error::InvalidArgument(format!(
             "the thinsr binary's path {} cannot be written into a method file",
@@ -146,7 +146,9 @@ pub fn install(root: &Path, binary: &Path) -> Result<Vec<PathBuf>> {
             // an old link to the binary is replaced, not written through.
             let tmp = dir.join(format!(".{m}.new"));
             std::fs::write(&tmp, text)
-                .and_then(|_| std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)))
+                .and_then(|_| {
+                    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
+                })
                 .and_then(|_| std::fs::rename(&tmp, &file))
                 .map_err(|e| Error::io(format!("writing {}", file.display()), e))?;
             made.push(file);
@@ -381,7 +383,13 @@ fn call(ctx: &Ctx, method: &str, a: &Args) -> Result<Value> {
             let config = a.map("configuration").unwrap_or_default();
             let devices: Vec<String> = config
                 .get("device")
-                .map(|d| d.split(',').map(str::trim).filter(|d| !d.is_empty()).map(str::to_string).collect())
+                .map(|d| {
+                    d.split(',')
+                        .map(str::trim)
+                        .filter(|d| !d.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
                 .unwrap_or_default();
             let found = ctx.probe(&devices, config.get("vg").map(String::as_str))?;
             let list: Vec<Value> = found

@@ -449,7 +449,8 @@ pub fn burst_differs(dev: &str, mib: u64, seed: u64) -> Option<u64> {
     let base = noise(BLOCK, seed);
     let mut buf = thinsr::aligned::AlignedBuf::zeroed(BLOCK);
     (0..mib * (1 << 20) / BLOCK as u64).find(|&i| {
-        f.read_exact_at(buf.as_mut_slice(), i * BLOCK as u64).unwrap();
+        f.read_exact_at(buf.as_mut_slice(), i * BLOCK as u64)
+            .unwrap();
         buf.as_slice() != burst_block(&base, i).as_slice()
     })
 }

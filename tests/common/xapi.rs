@@ -97,7 +97,6 @@ pub fn check_sr_stat(s: &Value) {
     assert_eq!(s["health"], json!(["Healthy", ""]));
 }
 
-
 /// Installs the plugin under ROOT, as `thinsr xapi install` does on a host.
 pub fn install() {
     super::ok(&["xapi", "install", "--root", ROOT]);

@@ -246,7 +246,11 @@ fn test(args: &[String]) -> Result<()> {
             let append = format!(
                 "thinsr_mode=test thinsr_job={}{}",
                 i + 1,
-                if profiles[i] { " thinsr_profile=dom0" } else { "" }
+                if profiles[i] {
+                    " thinsr_profile=dom0"
+                } else {
+                    ""
+                }
             );
             let outcome = vm::boot(&bed, &i.to_string(), &append, false, timeout);
             let ok = matches!(&outcome, Ok(o) if o.rc == Some(0));

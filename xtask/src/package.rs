@@ -17,13 +17,15 @@ use crate::{cargo, root, run, Result};
 pub const MUSL: &str = "x86_64-unknown-linux-musl";
 
 /// The cron line README documents, as a configuration file.
-const CRON: &str = "# thinsr: grow thin pools past their threshold and report trouble (exit 1 warning,\n\
+const CRON: &str =
+    "# thinsr: grow thin pools past their threshold and report trouble (exit 1 warning,\n\
 # 2 critical). The pool watcher (thinsr-pool-watch.service) grows them in real time;\n\
 # this is the safety net and the monitoring check.\n\
 * * * * *  root  /usr/sbin/thinsr --quiet pool maintain\n";
 
 /// Never installed as the host's LVM configuration: a snippet for the admin to merge.
-const LVM_FILTER: &str = "# LVM filter for hosts running thinsr: keep LVM's scans off thinsr's own devices\n\
+const LVM_FILTER: &str =
+    "# LVM filter for hosts running thinsr: keep LVM's scans off thinsr's own devices\n\
 # (template clones, read-only views) and off NBD devices, whose servers may be gone.\n\
 # Merge into the devices { } section of /etc/lvm/lvm.conf, and on XCP-ng also of\n\
 # /etc/lvm/master/lvm.conf (the writable copy its storage code uses). thinsr never edits\n\
@@ -33,7 +35,8 @@ devices {\n\
 }\n";
 
 /// Loads the modules templates and pools need at boot, and gives NBD enough devices.
-const MODULES_LOAD: &str = "# thinsr: thin pools, and NBD for templates qemu serves\ndm_thin_pool\nnbd\n";
+const MODULES_LOAD: &str =
+    "# thinsr: thin pools, and NBD for templates qemu serves\ndm_thin_pool\nnbd\n";
 const NBD_OPTIONS: &str =
     "# thinsr: NBD devices for template servers, without partition scanning\noptions nbd nbds_max=64 max_part=0\n";
 
@@ -52,9 +55,21 @@ fn version() -> Result<String> {
 /// With `testing`, the build the dom0 test profile runs (it honours THINSR_CRASH_AT).
 pub fn static_binary(testing: bool) -> Result<PathBuf> {
     run(Command::new("rustup").args(["target", "add", MUSL]))?;
-    let target_dir = root().join(if testing { "target/testing-musl" } else { "target" });
+    let target_dir = root().join(if testing {
+        "target/testing-musl"
+    } else {
+        "target"
+    });
     let mut cmd = cargo();
-    cmd.args(["build", "--quiet", "--release", "--bin", "thinsr", "--target", MUSL]);
+    cmd.args([
+        "build",
+        "--quiet",
+        "--release",
+        "--bin",
+        "thinsr",
+        "--target",
+        MUSL,
+    ]);
     if testing {
         cmd.args(["--features", "testing"]);
     }
@@ -134,18 +149,21 @@ fn stage_tree(stage: &Path, bin: &Path, kind: &str) -> Result<()> {
     write(&doc.join("lvm-filter.conf"), LVM_FILTER, 0o644)?;
     copy(&src.join("README.md"), &doc.join("README.md"), 0o644)?;
     copy(&src.join("CHANGELOG.md"), &doc.join("CHANGELOG.md"), 0o644)?;
-    write(&stage.join("usr/lib/modules-load.d/thinsr.conf"), MODULES_LOAD, 0o644)?;
-    write(&stage.join("etc/modprobe.d/thinsr-nbd.conf"), NBD_OPTIONS, 0o644)?;
+    write(
+        &stage.join("usr/lib/modules-load.d/thinsr.conf"),
+        MODULES_LOAD,
+        0o644,
+    )?;
+    write(
+        &stage.join("etc/modprobe.d/thinsr-nbd.conf"),
+        NBD_OPTIONS,
+        0o644,
+    )?;
     if kind == "rpm" {
         // The xapi plugin's method files, each running the installed binary.
-        run(Command::new(bin).args([
-            "xapi",
-            "install",
-            "--binary",
-            "/usr/sbin/thinsr",
-            "--root",
-        ])
-        .arg(stage.join("usr/libexec/xapi-storage-script")))?;
+        run(Command::new(bin)
+            .args(["xapi", "install", "--binary", "/usr/sbin/thinsr", "--root"])
+            .arg(stage.join("usr/libexec/xapi-storage-script")))?;
     }
     Ok(())
 }
@@ -245,7 +263,11 @@ fn deb(out: &Path, bin: &Path, version: &str) -> Result<PathBuf> {
     stage_tree(&stage, bin, "deb")?;
     let size_kib: u64 = files(&stage)?
         .iter()
-        .map(|f| fs::metadata(stage.join(&f[1..])).map(|m| m.len()).unwrap_or(0))
+        .map(|f| {
+            fs::metadata(stage.join(&f[1..]))
+                .map(|m| m.len())
+                .unwrap_or(0)
+        })
         .sum::<u64>()
         / 1024;
     let control = format!(

@@ -266,7 +266,11 @@ fn copy_python(root: &Path, seen: &mut BTreeSet<PathBuf>) -> Result<()> {
     symlink(&name, root.join("usr/bin/python3"))?;
     symlink("/bin/busybox", root.join("usr/bin/env"))?;
     let out = Command::new("dpkg")
-        .args(["-L", &format!("{name}-minimal"), &format!("lib{name}-minimal")])
+        .args([
+            "-L",
+            &format!("{name}-minimal"),
+            &format!("lib{name}-minimal"),
+        ])
         .output()?;
     if !out.status.success() {
         return Err(format!("dpkg -L {name}-minimal failed").into());

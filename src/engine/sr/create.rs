@@ -4,8 +4,8 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use super::{
-    absolute, initial_pool_size, new_uuid, usable, SrDetail, DEFAULT_NAME, EXTENT, META_LV, MIN_FILE_SIZE,
-    POOL_LV,
+    absolute, initial_pool_size, new_uuid, usable, SrDetail, DEFAULT_NAME, EXTENT, META_LV,
+    MIN_FILE_SIZE, POOL_LV,
 };
 use crate::crash;
 use crate::engine::context::{sr_tag, Ctx};
@@ -121,7 +121,11 @@ impl Ctx {
         let taken: HashSet<String> = all.iter().map(|v| v.name.clone()).collect();
         // An SR's label may be empty (xapi's are allowed to be): its VG is named as if it
         // had the default one.
-        let base = if name.trim().is_empty() { DEFAULT_NAME } else { name };
+        let base = if name.trim().is_empty() {
+            DEFAULT_NAME
+        } else {
+            name
+        };
         let vg = names::unique_name(base, "", &taken);
         let vg_size = Bytes(devs.iter().map(|d| usable(d.size, EXTENT).0).sum());
         let (pool_size, pool_meta) = initial_pool_size(vg_size, EXTENT).map_err(|e| match e {
@@ -199,7 +203,10 @@ impl Ctx {
             let ours = vg.has_tag(TAG_OWNED) && vg.tag_value(TAG_SR).is_some();
             if !ours
                 || registered.contains(vg.name.as_str())
-                || !vg.pvs.iter().any(|p| probe::is_one_of(&p.name, &ids, &paths))
+                || !vg
+                    .pvs
+                    .iter()
+                    .any(|p| probe::is_one_of(&p.name, &ids, &paths))
             {
                 continue;
             }

@@ -24,7 +24,9 @@ pub struct Found {
 }
 
 fn sr_uuid_of(vg: &Vg) -> Option<String> {
-    find_meta_lv(vg).and_then(|l| l.tag_value(TAG_SR)).map(str::to_string)
+    find_meta_lv(vg)
+        .and_then(|l| l.tag_value(TAG_SR))
+        .map(str::to_string)
 }
 
 impl Ctx {
@@ -36,10 +38,11 @@ impl Ctx {
         for d in devices {
             let names: HashSet<String> = [d.clone()].into();
             let ids = probe::device_ids([d.as_str()]);
-            match all
-                .iter()
-                .find(|g| g.pvs.iter().any(|p| probe::is_one_of(&p.name, &ids, &names)))
-            {
+            match all.iter().find(|g| {
+                g.pvs
+                    .iter()
+                    .any(|p| probe::is_one_of(&p.name, &ids, &names))
+            }) {
                 Some(g) => {
                     wanted.insert(&g.name);
                 }
@@ -55,7 +58,10 @@ impl Ctx {
         let every = devices.is_empty() && vg.is_none();
         let reg = self.load()?;
         let mut out = Vec::new();
-        for g in all.iter().filter(|g| every || wanted.contains(g.name.as_str())) {
+        for g in all
+            .iter()
+            .filter(|g| every || wanted.contains(g.name.as_str()))
+        {
             let Some(uuid) = sr_uuid_of(g) else { continue };
             let detail = reg
                 .srs

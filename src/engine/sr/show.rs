@@ -4,8 +4,8 @@ use super::{space, LvInfo, PvInfo, SrDetail, SrSummary};
 use crate::crash;
 use crate::engine::context::{sr_tag, Ctx};
 use crate::engine::meta::{Mode, PoolPolicy, SrMeta};
-use crate::engine::pool::{CHUNK, DATA_STEP};
 use crate::engine::names;
+use crate::engine::pool::{CHUNK, DATA_STEP};
 use crate::engine::registry::{Entry, Registry};
 use crate::error::{Error, Result};
 use crate::host::lock;
@@ -105,7 +105,9 @@ impl Ctx {
         let store = entry.meta_store();
         // The metadata is the truth; the registry can lag it by one crash.
         let (name, description, policy) = match store.exists() {
-            true => store.read().map(|(m, _)| (m.name, m.description, m.policy))?,
+            true => store
+                .read()
+                .map(|(m, _)| (m.name, m.description, m.policy))?,
             false => (entry.name.clone(), String::new(), Default::default()),
         };
         let attached = vg.lv(&entry.meta_lv).is_some_and(|l| l.active);
@@ -143,8 +145,7 @@ impl Ctx {
             // xapi shows Healthy's text too: the warning comes before the pool is full.
             None => (
                 "Healthy".to_string(),
-                cannot_grow(entry.mode, &policy, &vg, &entry, &pool)
-                    .unwrap_or_default(),
+                cannot_grow(entry.mode, &policy, &vg, &entry, &pool).unwrap_or_default(),
             ),
         };
         Ok(SrDetail {
@@ -198,9 +199,7 @@ impl Ctx {
 fn sizing(mode: Mode, p: &PoolPolicy) -> String {
     let step = format!(
         "grows by {}% (at least {}) when {}% is used",
-        p.grow_by,
-        DATA_STEP,
-        p.threshold
+        p.grow_by, DATA_STEP, p.threshold
     );
     match (mode, p.max_size) {
         (_, Some(max)) => format!("{step}, up to {max} ('pool set --max-size')"),
@@ -233,7 +232,10 @@ fn cannot_grow(
         return None;
     }
     let why = if vg.free.0 < vg.extent_size.0 {
-        format!("volume group {} has no free space: add a disk to it", vg.name)
+        format!(
+            "volume group {} has no free space: add a disk to it",
+            vg.name
+        )
     } else {
         format!(
             "it is at its maximum {max}: raise it with 'thinsr pool set {} --max-size'",
@@ -274,5 +276,8 @@ fn trouble_health(
     } else {
         format!("read-only ({figures}): grow its metadata with 'thinsr pool extend {vg} --metadata +SIZE'")
     };
-    ("Unreachable".into(), format!("thin pool {vg}/{lv} is {what}"))
+    (
+        "Unreachable".into(),
+        format!("thin pool {vg}/{lv} is {what}"),
+    )
 }

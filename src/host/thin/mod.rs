@@ -73,8 +73,12 @@ pub fn tools_version() -> Option<(u32, u32, u32)> {
 }
 
 fn parse_version(text: &str) -> Option<(u32, u32, u32)> {
-    let word = text.split_whitespace().find(|w| w.starts_with(|c: char| c.is_ascii_digit()))?;
-    let mut n = word.split('.').map(|p| p.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok());
+    let word = text
+        .split_whitespace()
+        .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))?;
+    let mut n = word
+        .split('.')
+        .map(|p| p.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok());
     Some((n.next()??, n.next()??, n.next().flatten().unwrap_or(0)))
 }
 
