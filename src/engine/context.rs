@@ -84,6 +84,23 @@ impl Ctx {
     }
 }
 
+/// The threshold this SR's lvm calls pass (LVM makes the pool's low-water mark from it at
+/// each table load): the one the live table was loaded with, so that a thin volume's
+/// create or remove never reloads the pool for its mark alone (see
+/// `host::dmevent::threshold_for`). The calls that resize or reload the pool pass the
+/// policy's own (`Ctx::with_policy_threshold`), which sets the mark.
+fn live_threshold(entry: &Entry, wanted: u8) -> u8 {
+    let blocks = crate::host::dm::pool_status(&entry.vg, &entry.pool)
+        .ok()
+        .flatten()
+        .map(|k| k.data_total.0);
+    let mark = crate::host::dmevent::pool_low_water(&entry.vg, &entry.pool);
+    match (blocks, mark) {
+        (Some(b), Some(m)) => crate::host::dmevent::threshold_for(b, m, wanted),
+        _ => wanted, // not active: its next activation loads a fresh table
+    }
+}
+
 /// An SR under its lock, with its metadata read.
 pub(crate) struct Locked {
     pub entry: Entry,
@@ -138,8 +155,8 @@ impl Ctx {
     pub(crate) fn lock_sr(&self, entry: &Entry) -> Result<Locked> {
         let lock = lock::acquire(&entry.uuid, &entry.name)?;
         let meta = Self::read_meta(entry)?;
-        // Every table LVM loads for this SR's pool from now on carries its low-water mark.
-        self.lvm.set_pool_threshold(meta.policy.threshold);
+        self.lvm
+            .set_pool_threshold(live_threshold(entry, meta.policy.threshold));
         Ok(Locked {
             entry: entry.clone(),
             store: entry.meta_store(),

@@ -226,6 +226,8 @@ impl Ctx {
             }
             if args.len() > 2 {
                 args.push(name);
+                // A resize loads the pool's table anew: with the policy's mark.
+                self.lvm.set_pool_threshold(op.meta.policy.threshold);
                 self.lvm.run(&args)?;
             }
             if let Some(d) = data {
@@ -399,6 +401,8 @@ impl Ctx {
         done.extend(md_done);
         if !done.is_empty() {
             args.push(format!("{}/{}", vg.name, lv.name));
+            // A resize loads the pool's table anew: with the policy's mark.
+            self.lvm.set_pool_threshold(meta.policy.threshold);
             self.lvm.run(&args)?;
             out.push(say(
                 0,
@@ -528,8 +532,18 @@ impl Ctx {
             if !grew {
                 // LVM refuses a thin volume in a pool past its low-water threshold. One
                 // that cannot grow stays usable until it is full (`pool maintain` warns):
-                // the pool's table is loaded without a mark, which could wake no one.
+                // its table is reloaded without a mark (which could wake no one), by a
+                // refresh, since the thin volume's own create must not change the table.
                 self.lvm.set_pool_threshold(100);
+                if dm::pool_status(&vg.name, &lv.name)?.is_some()
+                    && crate::host::dmevent::pool_low_water(&vg.name, &lv.name) != Some(0)
+                {
+                    self.lvm.run(&strings(&[
+                        "lvchange",
+                        "--refresh",
+                        &format!("{}/{}", vg.name, lv.name),
+                    ]))?;
+                }
             }
         }
         Ok(())

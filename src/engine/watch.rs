@@ -159,6 +159,7 @@ impl Ctx {
         } else {
             // A table loaded without thinsr's threshold (boot-time activation, an admin's
             // lvchange) has no mark: reload it once so the kernel wakes us in time.
+            self.lvm.set_pool_threshold(op.meta.policy.threshold);
             self.lvm.run(&strings(&[
                 "lvchange",
                 "--refresh",

@@ -51,6 +51,38 @@ impl Events {
     }
 }
 
+/// The live low-water mark of pool `vg/pool` (data blocks), None when it is not active.
+pub fn pool_low_water(vg: &str, pool: &str) -> Option<u64> {
+    Events::open().ok()?.low_water(vg, pool)
+}
+
+/// The low-water mark (data blocks) LVM gives a pool of `blocks` data blocks for
+/// threshold `t` (lvm2 lib/thin/thin.c: thresholds below 50 count as 50, 100 means none).
+pub fn lvm_mark(blocks: u64, t: u8) -> u64 {
+    if t >= 100 {
+        0
+    } else {
+        blocks * (100 - u64::from(t.max(50))) / 100
+    }
+}
+
+/// The threshold to pass LVM so that it computes the mark the live table already has:
+/// a thin volume's lvcreate or lvremove reloads the pool's table, and a table that differs
+/// from the live one only in its mark is loaded but, on that path, left unresumed (seen
+/// with lvm2 2.03.16: the pool's next lvextend then fails to resume). `wanted` when the
+/// live table has its mark, 100 for a table without one.
+pub fn threshold_for(blocks: u64, mark: u64, wanted: u8) -> u8 {
+    if lvm_mark(blocks, wanted) == mark {
+        return wanted;
+    }
+    if mark == 0 {
+        return 100;
+    }
+    (50..100)
+        .find(|&t| lvm_mark(blocks, t) == mark)
+        .unwrap_or(wanted)
+}
+
 /// A thin-pool table line: `<metadata dev> <data dev> <block size> <low water mark> ...`.
 fn low_water_of(params: &str) -> Option<u64> {
     params.split_whitespace().nth(3)?.parse().ok()
@@ -58,6 +90,18 @@ fn low_water_of(params: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn thresholds_reproduce_the_live_mark() {
+        use super::{lvm_mark, threshold_for};
+        assert_eq!(lvm_mark(32768, 80), 6553); // as seen in `dmsetup table`
+        assert_eq!(lvm_mark(32768, 100), 0);
+        assert_eq!(lvm_mark(32768, 10), lvm_mark(32768, 50));
+        assert_eq!(threshold_for(32768, 6553, 80), 80);
+        assert_eq!(threshold_for(32768, 0, 80), 100);
+        assert_eq!(threshold_for(32768, lvm_mark(32768, 70), 80), 70);
+        assert_eq!(threshold_for(32768, 12345, 80), 80);
+    }
+
     #[test]
     fn reads_the_low_water_mark_of_a_pool_table() {
         assert_eq!(super::low_water_of("254:0 254:1 128 6553 0"), Some(6553));
