@@ -164,14 +164,16 @@ fn snapshots_and_clones_keep_their_own_data() {
     assert_eq!(snap["virtual_size"], origin["virtual_size"]);
     let clone = json(&["vdi", "clone", "web"]);
     assert_eq!(clone["read_write"], true);
-    assert_eq!(clone["lv"], "web_clone");
+    // A clone keeps the VDI's name, as xe does; its LV is the next free one.
+    assert_eq!(clone["name"], "web");
+    assert_eq!(clone["lv"], "web+1");
     // The origin changes after the snapshot; snapshot and clone keep the old data.
     let second = noise(16 * MIB as usize, 2);
     write_at(&dev, 0, &second);
     let snap_dev = ok(&["vdi", "attach", "web before upgrade"])
         .trim()
         .to_string();
-    let clone_dev = ok(&["vdi", "attach", "web_clone"]).trim().to_string();
+    let clone_dev = ok(&["vdi", "attach", "web+1"]).trim().to_string();
     assert_eq!(crc_at(&snap_dev, 0, 16 << 20), crc32fast::hash(&first));
     assert_eq!(crc_at(&clone_dev, 0, 16 << 20), crc32fast::hash(&first));
     assert_eq!(crc_at(&dev, 0, 16 << 20), crc32fast::hash(&second));
@@ -199,7 +201,7 @@ fn snapshots_and_clones_keep_their_own_data() {
     );
     assert_eq!(crc_at(&snap_dev, 0, 16 << 20), crc32fast::hash(&first));
     // Listing: kinds, parents, space used (read from the pool for inactive volumes).
-    ok(&["vdi", "detach", "web_clone"]);
+    ok(&["vdi", "detach", "web+1"]);
     let list = json(&["vdi", "list"]);
     let by_lv = |lv: &str| {
         list.as_array()
@@ -209,9 +211,9 @@ fn snapshots_and_clones_keep_their_own_data() {
             .unwrap()
             .clone()
     };
-    assert_eq!(by_lv("web_clone")["parent_name"], "web");
-    assert_eq!(by_lv("web_clone")["attached"], false);
-    assert_eq!(by_lv("web_clone")["physical_utilisation"], 17 * MIB);
+    assert_eq!(by_lv("web+1")["parent_name"], "web");
+    assert_eq!(by_lv("web+1")["attached"], false);
+    assert_eq!(by_lv("web+1")["physical_utilisation"], 17 * MIB);
     assert_eq!(by_lv("web")["physical_utilisation"], 16 * MIB);
     assert_eq!(by_lv("web_before_upgrade")["attached"], true);
     // Destroy: refused while attached, needs --yes off a terminal, frees thin space.
@@ -232,11 +234,11 @@ fn snapshots_and_clones_keep_their_own_data() {
     assert_eq!(crc_at(&snap_dev, 0, 16 << 20), crc32fast::hash(&first));
     ok(&["vdi", "detach", "web before upgrade"]);
     assert_eq!(
-        json(&["vdi", "show", "web_clone"])["parent_name"],
+        json(&["vdi", "show", "web+1"])["parent_name"],
         "(destroyed)"
     );
     ok(&["vdi", "destroy", "web before upgrade", "--yes"]);
-    ok(&["vdi", "destroy", "web_clone", "--yes"]);
+    ok(&["vdi", "destroy", "web+1", "--yes"]);
     assert_eq!(json(&["vdi", "list"]), serde_json::json!([]));
     let tags = sh(&["lvm", "lvs", "--noheadings", "-o", "lv_tags", "local"]);
     assert!(!tags.contains("thinsr_vdi="), "{tags}");

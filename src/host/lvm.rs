@@ -520,11 +520,11 @@ const SCAN_CONFIG: &str = "devices { ignore_suspended_devices = 1 }";
 /// write lock while the setting is on. Neither file is ever edited.
 const MASTER_DIR: &str = "/etc/lvm/master";
 
+/// An admin's own `LVM_SYSTEM_DIR` wins, as it does for lvm itself.
 fn master_dir() -> Option<&'static str> {
-    std::path::Path::new(MASTER_DIR)
-        .join("lvm.conf")
-        .is_file()
-        .then_some(MASTER_DIR)
+    (std::env::var_os("LVM_SYSTEM_DIR").is_none()
+        && std::path::Path::new(MASTER_DIR).join("lvm.conf").is_file())
+    .then_some(MASTER_DIR)
 }
 
 /// The threshold LVM is given until an SR's own is known: the policy's default.
