@@ -143,8 +143,9 @@ fn bad_input_across_all_commands_changes_nothing() {
             "INVALID_ARGUMENT",
         ),
         (
+            // An empty name is legal (as in XenAPI); the image is taken already.
             vec!["template", "introduce", "file:///tmp/t.raw", "--name", ""],
-            "INVALID_NAME",
+            "TEMPLATE_EXISTS",
         ),
         (vec!["template", "forget", "tpl"], "TEMPLATE_IN_USE"),
         (vec!["template", "forget", "disk"], "NOT_A_TEMPLATE"),
