@@ -420,29 +420,13 @@ fn a_detach_that_loses_a_race_is_finished_before_the_next_call() {
 /// Runs a method file as SMAPI tracing does: `python3 -m observer FILE --json`, where
 /// observer.py loads FILE with `runpy.run_path(FILE, run_name="__main__")`.
 fn through_runpy(method: &str, args: Value) -> (i32, Value) {
-    use std::io::Write;
     let file = format!("{}/{method}", dir_of(method));
     let observer = format!(
         "import runpy, sys\nsys.argv = ['{file}', '--json']\nrunpy.run_path('{file}', run_name='__main__')\n"
     );
-    let mut child = std::process::Command::new("python3")
-        .args(["-c", &observer])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut all = args;
-    all["dbg"] = json!("traced");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(all.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method}: {e}: {text}"));
-    (out.status.code().unwrap_or(-1), v)
+    let mut python = std::process::Command::new("python3");
+    python.args(["-c", &observer]);
+    talk(python, method, args)
 }
 
 #[test]

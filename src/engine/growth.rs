@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::host::dmevent::Events;
+use crate::host::dmevent::pool_low_water;
 use crate::host::lock::{self, Lock};
 
 /// Written when the watcher starts, removed when it stops cleanly; /run empties at boot.
@@ -85,10 +85,7 @@ pub fn growth(vg: &str, pool: &str, block: u64) -> Growth {
     Growth {
         watcher,
         watcher_pid,
-        low_water_mark: Events::open()
-            .ok()
-            .and_then(|ev| ev.low_water(vg, pool))
-            .map(|blocks| blocks * block),
+        low_water_mark: pool_low_water(vg, pool).map(|blocks| blocks * block),
         warning: watcher_warning(w),
     }
 }

@@ -100,6 +100,19 @@ pub fn max_size(mode: Mode, policy: &PoolPolicy, pool: &Lv, vg: &Vg) -> Bytes {
     limit.min(reachable).max(pool.size)
 }
 
+/// Why a pool past its threshold cannot grow, with what to do: for `pool maintain` and
+/// for SR health.
+pub(crate) fn why_stuck(vg: &Vg, max: Bytes, size: Bytes) -> String {
+    if max <= size && vg.free.0 > 0 {
+        format!(
+            "it is at its maximum {max}; raise it with 'thinsr pool set {} --max-size'",
+            vg.name
+        )
+    } else {
+        format!("volume group {} has no free space", vg.name)
+    }
+}
+
 /// The pool as `sr show` and `pool show` report it: use from the kernel while the pool is
 /// active, from LVM otherwise; an absent pool reads as empty.
 pub(crate) fn pool_info(vg: &Vg, e: &Entry) -> Result<PoolInfo> {
@@ -315,8 +328,13 @@ impl Ctx {
     }
 
     /// Grows data and metadata that passed the threshold, within the policy. Returns what
-    /// it did or could not do. The caller holds the SR's lock.
-    pub(crate) fn grow_if_needed(&self, e: &Entry, meta: &SrMeta, vg: &Vg) -> Result<Vec<Finding>> {
+    /// it did or could not do, and whether the pool grew. The caller holds the SR's lock.
+    pub(crate) fn grow_if_needed(
+        &self,
+        e: &Entry,
+        meta: &SrMeta,
+        vg: &Vg,
+    ) -> Result<(Vec<Finding>, bool)> {
         let lv = pool_lv(vg, e)?;
         let kernel = status(vg, e)?;
         let mut out = Vec::new();
@@ -381,14 +399,7 @@ impl Ctx {
                     lv.size, target
                 ));
             } else {
-                let why = if max <= lv.size && vg.free.0 > 0 {
-                    format!(
-                        "it is at its maximum {max}; raise it with 'thinsr pool set {} --max-size'",
-                        vg.name
-                    )
-                } else {
-                    format!("volume group {} has no free space", vg.name)
-                };
+                let why = why_stuck(vg, max, lv.size);
                 out.push(say(
                     if dp >= 95.0 { 2 } else { 1 },
                     format!(
@@ -399,7 +410,8 @@ impl Ctx {
             }
         }
         done.extend(md_done);
-        if !done.is_empty() {
+        let grew = !done.is_empty();
+        if grew {
             args.push(format!("{}/{}", vg.name, lv.name));
             // A resize loads the pool's table anew: with the policy's mark.
             self.lvm.set_pool_threshold(meta.policy.threshold);
@@ -415,7 +427,7 @@ impl Ctx {
                 ),
             ));
         }
-        Ok(out)
+        Ok((out, grew))
     }
 
     /// `pool maintain`: every SR named (all registered by default), each under its lock
@@ -465,7 +477,7 @@ impl Ctx {
                     Err(err) => return Err(err),
                 };
                 let vg = self.lvm.report_vg(&e.vg)?;
-                self.grow_if_needed(&e, &meta, &vg)
+                self.grow_if_needed(&e, &meta, &vg).map(|(found, _)| found)
             })();
             match found {
                 Ok(f) => out.extend(f),
@@ -525,19 +537,15 @@ impl Ctx {
         }
         let (dp, mp) = usage(lv, None);
         if dp >= f64::from(meta.policy.threshold) || mp >= f64::from(meta.policy.threshold) {
-            let grew = self
-                .grow_if_needed(e, meta, vg)?
-                .iter()
-                .any(|f| f.severity == 0 && f.message.contains("grew"));
+            let (_, grew) = self.grow_if_needed(e, meta, vg)?;
             if !grew {
                 // LVM refuses a thin volume in a pool past its low-water threshold. One
                 // that cannot grow stays usable until it is full (`pool maintain` warns):
                 // its table is reloaded without a mark (which could wake no one), by a
                 // refresh, since the thin volume's own create must not change the table.
                 self.lvm.set_pool_threshold(100);
-                if dm::pool_status(&vg.name, &lv.name)?.is_some()
-                    && crate::host::dmevent::pool_low_water(&vg.name, &lv.name) != Some(0)
-                {
+                // None: not active, so the next activation loads a table of its own.
+                if crate::host::dmevent::pool_low_water(&vg.name, &lv.name).is_some_and(|m| m > 0) {
                     self.lvm.run(&strings(&[
                         "lvchange",
                         "--refresh",

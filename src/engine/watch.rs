@@ -79,12 +79,16 @@ impl Ctx {
         while !cancel::requested() {
             events.arm()?;
             let reg = self.registry.load()?;
-            for e in reg.srs.iter().filter(|e| {
-                keys.is_empty()
-                    || keys
-                        .iter()
-                        .any(|k| reg.find(k).is_ok_and(|f| f.uuid == e.uuid))
-            }) {
+            // The SRs named, resolved once per wake (the registry may have changed).
+            let named: Vec<&str> = keys
+                .iter()
+                .filter_map(|k| reg.find(k).ok().map(|f| f.uuid.as_str()))
+                .collect();
+            for e in reg
+                .srs
+                .iter()
+                .filter(|e| keys.is_empty() || named.contains(&e.uuid.as_str()))
+            {
                 let s = seen.entry(e.uuid.clone()).or_default();
                 match self.look_at(e, s, &events, report) {
                     Ok(()) => {}
@@ -149,7 +153,7 @@ impl Ctx {
         s.meta = Some((op.meta.clone(), Instant::now()));
         if filling {
             let vg = self.lvm.report_vg(&e.vg)?;
-            let found = self.grow_if_needed(e, &op.meta, &vg)?;
+            let (found, _) = self.grow_if_needed(e, &op.meta, &vg)?;
             if found.iter().any(|f| f.severity > 0) {
                 s.quiet_until = Some(Instant::now() + RETRY);
             }

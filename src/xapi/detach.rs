@@ -14,9 +14,17 @@ use crate::error::Error;
 const QUEUE_DIR: &str = "/run/thinsr/detach-queue";
 const TRIES: u32 = 3;
 
+fn safe(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+/// Where the detaches queued for `sr` are kept: one file per volume, holding the error.
+fn queue_dir(sr: &str) -> Option<PathBuf> {
+    safe(sr).then(|| PathBuf::from(QUEUE_DIR).join(sr))
+}
+
 fn queued(sr: &str, vdi: &str) -> Option<PathBuf> {
-    let safe = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-    (safe(sr) && safe(vdi)).then(|| PathBuf::from(QUEUE_DIR).join(sr).join(vdi))
+    queue_dir(sr).filter(|_| safe(vdi)).map(|d| d.join(vdi))
 }
 
 /// Detaches, retrying with a short pause; returns the last error when every try failed.
@@ -57,7 +65,7 @@ pub fn forget(sr: &str, vdi: &str) {
 /// Before a call on `sr`: finishes the detaches queued for it (one try each). Those that
 /// still fail stay queued for the next call.
 pub fn finish_queued(ctx: &Ctx, sr: &str) {
-    let Some(dir) = queued(sr, "x").and_then(|p| p.parent().map(PathBuf::from)) else {
+    let Some(dir) = queue_dir(sr) else {
         return;
     };
     let Ok(entries) = std::fs::read_dir(&dir) else {

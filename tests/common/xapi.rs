@@ -18,14 +18,20 @@ pub fn run(dir: &str, method: &str, args: Value) -> (i32, Value) {
 
 /// As `run`, with extra environment variables for the plugin.
 pub fn run_with(dir: &str, method: &str, args: Value, env: &[(&str, &str)]) -> (i32, Value) {
-    let mut child = Command::new(format!("{dir}/{method}"))
-        .arg("--json")
-        .envs(env.iter().copied())
+    let mut cmd = Command::new(format!("{dir}/{method}"));
+    cmd.arg("--json").envs(env.iter().copied());
+    talk(cmd, method, args)
+}
+
+/// Starts `cmd` as xapi-storage-script starts a method: the arguments (with a `dbg`) as
+/// one JSON object on stdin, the result or error read from stdout as JSON.
+pub fn talk(mut cmd: Command, method: &str, args: Value) -> (i32, Value) {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("{dir}/{method}: {e}"));
+        .unwrap_or_else(|e| panic!("{method}: {e}"));
     let mut all = args;
     all["dbg"] = json!("test");
     child

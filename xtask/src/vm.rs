@@ -88,49 +88,34 @@ pub const PACKAGES: &[&str] = &[
     "man-db",
 ];
 
-const LVM_CONF: &str = r#"devices {
+/// The VM's lvm.conf. With `dom0`, XCP-ng 8.3's LVM setup (xcp-ng-rpms/lvm2 and sm): the
+/// host's lvm.conf read-only for metadata (a writable copy goes to /etc/lvm/master), no
+/// archives, no lvmetad, NBD filtered; udev is off in both.
+fn lvm_conf(dom0: bool) -> String {
+    let pick = |dom0_line: &'static str| if dom0 { dom0_line } else { "" };
+    format!(
+        r#"devices {{
     # As README asks of hosts: LVM keeps off thinsr's own devices.
     global_filter = [ "r|^/dev/mapper/thinsr-|", "r|^/dev/nbd|" ]
-    obtain_device_list_from_udev = 0
+{filter}    obtain_device_list_from_udev = 0
     use_devicesfile = 0
-}
-activation {
+}}
+activation {{
     udev_sync = 0
     udev_rules = 0
     monitoring = 0
-}
-global {
-    thin_check_executable = "/usr/sbin/thin_check"
+}}
+{backup}global {{
+{global}    thin_check_executable = "/usr/sbin/thin_check"
     thin_dump_executable = "/usr/sbin/thin_dump"
     thin_repair_executable = "/usr/sbin/thin_repair"
+}}
+"#,
+        filter = pick("    filter = [ \"r|/dev/nbd|\" ]\n"),
+        backup = pick("backup {\n    archive = 0\n}\n"),
+        global = pick("    metadata_read_only = 1\n    use_lvmetad = 0\n"),
+    )
 }
-"#;
-
-/// The dom0 profile: XCP-ng 8.3's LVM setup (xcp-ng-rpms/lvm2 and sm): the host's
-/// lvm.conf read-only for metadata, a writable copy in /etc/lvm/master, udev off, no
-/// archives, NBD filtered.
-const DOM0_LVM_CONF: &str = r#"devices {
-    global_filter = [ "r|^/dev/mapper/thinsr-|", "r|^/dev/nbd|" ]
-    filter = [ "r|/dev/nbd|" ]
-    obtain_device_list_from_udev = 0
-    use_devicesfile = 0
-}
-activation {
-    udev_sync = 0
-    udev_rules = 0
-    monitoring = 0
-}
-backup {
-    archive = 0
-}
-global {
-    metadata_read_only = 1
-    use_lvmetad = 0
-    thin_check_executable = "/usr/sbin/thin_check"
-    thin_dump_executable = "/usr/sbin/thin_dump"
-    thin_repair_executable = "/usr/sbin/thin_repair"
-}
-"#;
 
 /// lvm2 2.02.180 refuses every metadata write while `metadata_read_only` is set (its
 /// lib/locking/locking.c; only lvchange is exempt, by a XenServer patch); Debian's 2.03
@@ -400,11 +385,11 @@ pub fn build_with(
         }
     }
     fs::write(root.join("modules.list"), order.join("\n") + "\n")?;
-    fs::write(root.join("etc/lvm/lvm.conf"), LVM_CONF)?;
+    fs::write(root.join("etc/lvm/lvm.conf"), lvm_conf(false))?;
     if let Some(bin) = dom0_thinsr {
         let dir = root.join("dom0");
         fs::create_dir_all(&dir)?;
-        fs::write(dir.join("lvm.conf"), DOM0_LVM_CONF)?;
+        fs::write(dir.join("lvm.conf"), lvm_conf(true))?;
         fs::write(dir.join("lvm.sh"), DOM0_LVM)?;
         fs::write(dir.join("thin_check.sh"), DOM0_THIN_CHECK)?;
         // Static: copied alone, with no library of ours beside it.

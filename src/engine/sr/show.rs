@@ -231,17 +231,7 @@ fn cannot_grow(
     if !data_stuck && !meta_stuck {
         return None;
     }
-    let why = if vg.free.0 < vg.extent_size.0 {
-        format!(
-            "volume group {} has no free space: add a disk to it",
-            vg.name
-        )
-    } else {
-        format!(
-            "it is at its maximum {max}: raise it with 'thinsr pool set {} --max-size'",
-            vg.name
-        )
-    };
+    let why = crate::engine::pool::why_stuck(vg, max, lv.size);
     Some(format!(
         "thin pool data {:.0}% and metadata {:.0}% used, past the {}% threshold, and it cannot grow: {why}",
         info.data_percent, info.metadata_percent, policy.threshold
