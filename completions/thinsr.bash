@@ -133,11 +133,20 @@ _thinsr() {
             thinsr__subcmd__help__subcmd__vdi,attach)
                 cmd="thinsr__subcmd__help__subcmd__vdi__subcmd__attach"
                 ;;
+            thinsr__subcmd__help__subcmd__vdi,cbt)
+                cmd="thinsr__subcmd__help__subcmd__vdi__subcmd__cbt"
+                ;;
+            thinsr__subcmd__help__subcmd__vdi,changed-blocks)
+                cmd="thinsr__subcmd__help__subcmd__vdi__subcmd__changed__subcmd__blocks"
+                ;;
             thinsr__subcmd__help__subcmd__vdi,clone)
                 cmd="thinsr__subcmd__help__subcmd__vdi__subcmd__clone"
                 ;;
             thinsr__subcmd__help__subcmd__vdi,create)
                 cmd="thinsr__subcmd__help__subcmd__vdi__subcmd__create"
+                ;;
+            thinsr__subcmd__help__subcmd__vdi,data-destroy)
+                cmd="thinsr__subcmd__help__subcmd__vdi__subcmd__data__subcmd__destroy"
                 ;;
             thinsr__subcmd__help__subcmd__vdi,destroy)
                 cmd="thinsr__subcmd__help__subcmd__vdi__subcmd__destroy"
@@ -156,6 +165,9 @@ _thinsr() {
                 ;;
             thinsr__subcmd__help__subcmd__vdi,resize)
                 cmd="thinsr__subcmd__help__subcmd__vdi__subcmd__resize"
+                ;;
+            thinsr__subcmd__help__subcmd__vdi,revert)
+                cmd="thinsr__subcmd__help__subcmd__vdi__subcmd__revert"
                 ;;
             thinsr__subcmd__help__subcmd__vdi,set)
                 cmd="thinsr__subcmd__help__subcmd__vdi__subcmd__set"
@@ -343,11 +355,20 @@ _thinsr() {
             thinsr__subcmd__vdi,attach)
                 cmd="thinsr__subcmd__vdi__subcmd__attach"
                 ;;
+            thinsr__subcmd__vdi,cbt)
+                cmd="thinsr__subcmd__vdi__subcmd__cbt"
+                ;;
+            thinsr__subcmd__vdi,changed-blocks)
+                cmd="thinsr__subcmd__vdi__subcmd__changed__subcmd__blocks"
+                ;;
             thinsr__subcmd__vdi,clone)
                 cmd="thinsr__subcmd__vdi__subcmd__clone"
                 ;;
             thinsr__subcmd__vdi,create)
                 cmd="thinsr__subcmd__vdi__subcmd__create"
+                ;;
+            thinsr__subcmd__vdi,data-destroy)
+                cmd="thinsr__subcmd__vdi__subcmd__data__subcmd__destroy"
                 ;;
             thinsr__subcmd__vdi,destroy)
                 cmd="thinsr__subcmd__vdi__subcmd__destroy"
@@ -370,6 +391,9 @@ _thinsr() {
             thinsr__subcmd__vdi,resize)
                 cmd="thinsr__subcmd__vdi__subcmd__resize"
                 ;;
+            thinsr__subcmd__vdi,revert)
+                cmd="thinsr__subcmd__vdi__subcmd__revert"
+                ;;
             thinsr__subcmd__vdi,set)
                 cmd="thinsr__subcmd__vdi__subcmd__set"
                 ;;
@@ -388,11 +412,20 @@ _thinsr() {
             thinsr__subcmd__vdi__subcmd__help,attach)
                 cmd="thinsr__subcmd__vdi__subcmd__help__subcmd__attach"
                 ;;
+            thinsr__subcmd__vdi__subcmd__help,cbt)
+                cmd="thinsr__subcmd__vdi__subcmd__help__subcmd__cbt"
+                ;;
+            thinsr__subcmd__vdi__subcmd__help,changed-blocks)
+                cmd="thinsr__subcmd__vdi__subcmd__help__subcmd__changed__subcmd__blocks"
+                ;;
             thinsr__subcmd__vdi__subcmd__help,clone)
                 cmd="thinsr__subcmd__vdi__subcmd__help__subcmd__clone"
                 ;;
             thinsr__subcmd__vdi__subcmd__help,create)
                 cmd="thinsr__subcmd__vdi__subcmd__help__subcmd__create"
+                ;;
+            thinsr__subcmd__vdi__subcmd__help,data-destroy)
+                cmd="thinsr__subcmd__vdi__subcmd__help__subcmd__data__subcmd__destroy"
                 ;;
             thinsr__subcmd__vdi__subcmd__help,destroy)
                 cmd="thinsr__subcmd__vdi__subcmd__help__subcmd__destroy"
@@ -414,6 +447,9 @@ _thinsr() {
                 ;;
             thinsr__subcmd__vdi__subcmd__help,resize)
                 cmd="thinsr__subcmd__vdi__subcmd__help__subcmd__resize"
+                ;;
+            thinsr__subcmd__vdi__subcmd__help,revert)
+                cmd="thinsr__subcmd__vdi__subcmd__help__subcmd__revert"
                 ;;
             thinsr__subcmd__vdi__subcmd__help,set)
                 cmd="thinsr__subcmd__vdi__subcmd__help__subcmd__set"
@@ -943,7 +979,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__help__subcmd__vdi)
-            opts="create list show destroy snapshot clone resize rename set-description set unset attach detach import"
+            opts="create list show destroy snapshot clone resize rename set-description set unset attach detach import cbt changed-blocks data-destroy revert"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -957,6 +993,34 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__help__subcmd__vdi__subcmd__attach)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__help__subcmd__vdi__subcmd__cbt)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__help__subcmd__vdi__subcmd__changed__subcmd__blocks)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -985,6 +1049,20 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__help__subcmd__vdi__subcmd__create)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__help__subcmd__vdi__subcmd__data__subcmd__destroy)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1069,6 +1147,20 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__help__subcmd__vdi__subcmd__resize)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__help__subcmd__vdi__subcmd__revert)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2293,7 +2385,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__vdi)
-            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --scheme-dir --help --version create list show destroy snapshot clone resize rename set-description set unset attach detach import help"
+            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --scheme-dir --help --version create list show destroy snapshot clone resize rename set-description set unset attach detach import cbt changed-blocks data-destroy revert help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2322,6 +2414,66 @@ _thinsr() {
             fi
             case "${prev}" in
                 --sr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__vdi__subcmd__cbt)
+            opts="-y -q -v -h -V --sr --json --yes --quiet --verbose --config --scheme-dir --help --version on off"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --sr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__vdi__subcmd__changed__subcmd__blocks)
+            opts="-y -q -v -h -V --sr --offset --length --json --yes --quiet --verbose --config --scheme-dir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --sr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --offset)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --length)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2404,6 +2556,32 @@ _thinsr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        thinsr__subcmd__vdi__subcmd__data__subcmd__destroy)
+            opts="-y -q -v -h -V --sr --json --yes --quiet --verbose --config --scheme-dir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --sr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         thinsr__subcmd__vdi__subcmd__destroy)
             opts="-y -q -v -h -V --sr --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -2457,7 +2635,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__vdi__subcmd__help)
-            opts="create list show destroy snapshot clone resize rename set-description set unset attach detach import help"
+            opts="create list show destroy snapshot clone resize rename set-description set unset attach detach import cbt changed-blocks data-destroy revert help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2471,6 +2649,34 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__vdi__subcmd__help__subcmd__attach)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__vdi__subcmd__help__subcmd__cbt)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__vdi__subcmd__help__subcmd__changed__subcmd__blocks)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2499,6 +2705,20 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__vdi__subcmd__help__subcmd__create)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__vdi__subcmd__help__subcmd__data__subcmd__destroy)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2597,6 +2817,20 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__vdi__subcmd__help__subcmd__resize)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__vdi__subcmd__help__subcmd__revert)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2776,6 +3010,32 @@ _thinsr() {
             ;;
         thinsr__subcmd__vdi__subcmd__resize)
             opts="-y -q -v -h -V --sr --allow-shrink --json --yes --quiet --verbose --config --scheme-dir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --sr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__vdi__subcmd__revert)
+            opts="-y -q -v -h -V --sr --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

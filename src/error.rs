@@ -80,6 +80,8 @@ pub enum Error {
     VdiIncomplete { vdi: String, why: String },
     #[error("'{0}' is a template: its image is read-only and lives outside the SR")]
     VdiIsTemplate(String),
+    #[error("the data of VDI '{0}' was destroyed: only its changed-block map remains")]
+    VdiDataDestroyed(String),
     #[error("'{0}' is not a template")]
     NotATemplate(String),
     #[error("template '{template}' is in use: {}", .users.join(", "))]
@@ -167,6 +169,7 @@ impl Error {
             Error::ShrinkRefused { .. } => "SHRINK_REFUSED",
             Error::VdiIncomplete { .. } => "VDI_INCOMPLETE",
             Error::VdiIsTemplate(_) => "VDI_IS_TEMPLATE",
+            Error::VdiDataDestroyed(_) => "VDI_DATA_DESTROYED",
             Error::NotATemplate(_) => "NOT_A_TEMPLATE",
             Error::TemplateInUse { .. } => "TEMPLATE_IN_USE",
             Error::TemplateExists { .. } => "TEMPLATE_EXISTS",
@@ -198,6 +201,7 @@ impl Error {
             Error::VdiNotFound(s)
             | Error::VdiReadOnly(s)
             | Error::VdiIsTemplate(s)
+            | Error::VdiDataDestroyed(s)
             | Error::NotATemplate(s) => vec![s.clone()],
             Error::TemplateInUse { template, users } => {
                 let mut p = vec![template.clone()];
@@ -260,6 +264,7 @@ impl Error {
             Error::ShrinkRefused { .. } => "shrink the filesystem inside first, then add --allow-shrink".into(),
             Error::VdiIncomplete { .. } => "run the interrupted command again to finish it, or destroy the VDI".into(),
             Error::Cancelled => "nothing was left half-made".into(),
+            Error::VdiDataDestroyed(_) => "it can still be the base of 'thinsr vdi changed-blocks' and 'thinsr export --base'; use a snapshot that kept its data for anything else".into(),
             Error::VdiIsTemplate(_) => "clone it ('thinsr vdi clone TEMPLATE') to get a disk of your own; 'thinsr template forget' unregisters it".into(),
             Error::NotATemplate(_) => "'thinsr template list' shows the templates".into(),
             Error::TemplateInUse { .. } => "their unwritten blocks are read from the template: destroy them (or detach what is attached) first".into(),
@@ -380,6 +385,7 @@ mod tests {
             },
             Error::VdiIncomplete { vdi: s(), why: s() },
             Error::VdiIsTemplate(s()),
+            Error::VdiDataDestroyed(s()),
             Error::NotATemplate(s()),
             Error::TemplateInUse {
                 template: s(),
@@ -452,6 +458,7 @@ mod tests {
                 | Error::ShrinkRefused { .. }
                 | Error::VdiIncomplete { .. }
                 | Error::VdiIsTemplate(_)
+                | Error::VdiDataDestroyed(_)
                 | Error::NotATemplate(_)
                 | Error::TemplateInUse { .. }
                 | Error::TemplateExists { .. }

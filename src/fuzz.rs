@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use proptest::prelude::*;
 
-use crate::image::{extent::Extent, qcow2, stream::Input, thin_xml, vhd};
+use crate::image::{block_map, extent::Extent, qcow2, stream::Input, thin_xml, vhd};
 
 fn corpus_dir(target: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -122,8 +122,13 @@ fn xml(bytes: &[u8]) {
             assert!(block > 0 && normalized(&mapped));
         }
     }
-    if let Ok(d) = thin_xml::parse_delta(&s) {
-        assert!(d.block > 0 && normalized(&d.changed) && normalized(&d.removed));
+    if let (Ok(a), Ok(b)) = (thin_xml::parse_map(&s, 1), thin_xml::parse_map(&s, 2)) {
+        if let Ok(d) = block_map::diff(&a, &b) {
+            assert!(d.block > 0 && normalized(&d.changed) && normalized(&d.removed));
+        }
+    }
+    if let Ok(m) = block_map::BlockMap::decode(bytes) {
+        assert_eq!(block_map::BlockMap::decode(&m.encode()), Ok(m));
     }
 }
 

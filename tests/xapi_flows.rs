@@ -15,34 +15,6 @@ fn stat(sr: &str, key: &str) -> Value {
     call(VOLUME, "Volume.stat", json!({"sr": sr, "key": key}))
 }
 
-/// Datapath.attach then activate, as a VM start does; returns the device.
-fn start(uri: &str) -> String {
-    let dp = call(
-        DATAPATH,
-        "Datapath.attach",
-        json!({"uri": uri, "domain": "0"}),
-    );
-    call(
-        DATAPATH,
-        "Datapath.activate",
-        json!({"uri": uri, "domain": "0"}),
-    );
-    dp["implementations"][1][1]["path"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-/// Datapath.deactivate then detach, as a VM shutdown does.
-fn stop(uri: &str) {
-    for m in ["Datapath.deactivate", "Datapath.detach"] {
-        assert_eq!(
-            call(DATAPATH, m, json!({"uri": uri, "domain": "0"})),
-            Value::Null
-        );
-    }
-}
-
 fn lv_of(key: &str) -> String {
     json(&["vdi", "show", key])["lv"]
         .as_str()

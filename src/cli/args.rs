@@ -412,6 +412,63 @@ crash left.")]
         #[arg(long, value_name = "TEXT", default_value = "")]
         description: String,
     },
+    /// Turn changed block tracking on or off (xapi's cbt_enabled; snapshots inherit it).
+    #[command(after_long_help = "\
+dm-thin's own maps already know which blocks differ between a VDI and its snapshots, so
+tracking costs nothing while VMs write; this records the wish, as xapi's VDI.enable_cbt.")]
+    Cbt {
+        #[command(flatten)]
+        vdi: VdiArg,
+        #[arg(value_name = "STATE", value_parser = ["on", "off"])]
+        state: String,
+    },
+    /// List the 64 KiB blocks that differ between two snapshots of one VDI.
+    #[command(after_long_help = "\
+Examples:
+  thinsr vdi changed-blocks web01-monday web01-tuesday
+  thinsr vdi changed-blocks web01-monday web01-tuesday --json
+
+The answer comes from the pool's metadata (or the map 'vdi data-destroy' kept), not from
+reading the disks; a pool whose unit is larger than 64 KiB has its changed units read on
+both sides to find the 64 KiB blocks that really differ. --json gives xapi's bitmap:
+base64, one bit a 64 KiB block, most significant bit first.")]
+    ChangedBlocks {
+        /// The older snapshot (a data-destroyed one too).
+        #[arg(value_name = "BASE")]
+        base: String,
+        /// The newer snapshot, or the VDI itself.
+        #[arg(value_name = "NEW")]
+        new: String,
+        #[command(flatten)]
+        sr: SrOpt,
+        /// Start of the part of the disk to look at (widened to 64 KiB blocks).
+        #[arg(long, value_name = "SIZE", default_value = "0")]
+        offset: String,
+        /// Length of the part to look at (default: to the end of the disk).
+        #[arg(long, value_name = "SIZE")]
+        length: Option<String>,
+    },
+    /// Free a snapshot's data, keeping its block map for changed-blocks and export --base.
+    #[command(after_long_help = "\
+What Xen Orchestra does after a backup (xapi's VDI.data_destroy): the snapshot stays listed,
+marked data-destroyed, and is still a base for 'vdi changed-blocks' and 'export --base';
+it can no longer be attached, cloned or exported. On a terminal thinsr asks first;
+elsewhere --yes is required.")]
+    DataDestroy(VdiArg),
+    /// Make a VDI's contents its snapshot's again; its uuid, name, keys and CBT stay.
+    #[command(after_long_help = "\
+Examples:
+  thinsr vdi revert web01 \"web01 before upgrade\"
+
+Refused while the VDI is attached. What the VDI holds now is lost (take a snapshot first
+to keep it). On a terminal thinsr asks first; elsewhere --yes is required.")]
+    Revert {
+        #[command(flatten)]
+        vdi: VdiArg,
+        /// The snapshot of this VDI to go back to.
+        #[arg(value_name = "SNAPSHOT")]
+        snapshot: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,7 +9,7 @@ use crate::engine::context::Ctx;
 use crate::engine::import::{ImportOpts, ImportSource};
 use crate::engine::vdi::Volume;
 use crate::error::Result;
-use crate::units::{parse_new_size, parse_positive_size, Bytes, NewSize};
+use crate::units::{parse_new_size, parse_positive_size, parse_size, Bytes, NewSize};
 
 pub fn run(ctx: &Ctx, out: &Out, cmd: &VdiCmd) -> Result<()> {
     match cmd {
@@ -118,6 +118,53 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &VdiCmd) -> Result<()> {
                 println!("VDI {} is now '{}', LV {}/{}", v.uuid, v.name, v.vg, v.lv)
             });
         }
+        VdiCmd::Cbt { vdi, state } => {
+            let v = ctx.vdi_set_cbt(&vdi.vdi, vdi.sr.as_deref(), state == "on")?;
+            out.emit(&v, || {
+                println!("Changed block tracking of VDI '{}': {state}", v.name)
+            });
+        }
+        VdiCmd::ChangedBlocks {
+            base,
+            new,
+            sr,
+            offset,
+            length,
+        } => {
+            let offset = parse_size(offset)?.0;
+            let length = length.as_deref().map(parse_size).transpose()?.map(|b| b.0);
+            let c = ctx.vdi_changed_blocks(base, new, sr.sr.as_deref(), offset, length)?;
+            out.emit(&c, || print_changes(&c));
+        }
+        VdiCmd::DataDestroy(a) => {
+            if !out.yes {
+                let v = ctx.vdi_show(&a.vdi, a.sr.as_deref())?;
+                out.confirm(&format!(
+                    "Destroy the data of snapshot '{}' ({}), keeping only its block map?",
+                    v.name, v.uuid
+                ))?;
+            }
+            let v = ctx.vdi_data_destroy(&a.vdi, a.sr.as_deref())?;
+            out.emit(&v, || {
+                println!(
+                    "Data of snapshot '{}' ({}) destroyed; its block map is kept",
+                    v.name, v.uuid
+                )
+            });
+        }
+        VdiCmd::Revert { vdi, snapshot } => {
+            if !out.yes {
+                let v = ctx.vdi_show(&vdi.vdi, vdi.sr.as_deref())?;
+                out.confirm(&format!(
+                    "Replace the contents of VDI '{}' ({}) with snapshot '{snapshot}'?",
+                    v.name, v.uuid
+                ))?;
+            }
+            let v = ctx.vdi_revert(&vdi.vdi, snapshot, vdi.sr.as_deref())?;
+            out.emit(&v, || {
+                println!("VDI '{}' ({}) reverted to '{snapshot}'", v.name, v.uuid)
+            });
+        }
         VdiCmd::SetDescription { vdi, text } => {
             let v = ctx.vdi_set_description(&vdi.vdi, vdi.sr.as_deref(), text)?;
             out.emit(&v, || println!("Description of VDI '{}' set", v.name));
@@ -205,7 +252,11 @@ pub(super) fn print_list(list: &[Volume]) {
         let mut row = vec![
             v.name.clone(),
             short(&v.uuid).to_string(),
-            v.kind.to_string(),
+            if v.data_destroyed {
+                format!("{} (data destroyed)", v.kind)
+            } else {
+                v.kind.to_string()
+            },
             Bytes(v.virtual_size).to_string(),
             Bytes(v.physical_utilisation).to_string(),
             v.parent_name.clone().unwrap_or_default(),
@@ -238,6 +289,17 @@ pub(super) fn print_detail(v: &Volume) {
     );
     println!("Size         {}", Bytes(v.virtual_size));
     println!("Allocated    {}", Bytes(v.physical_utilisation));
+    if v.cbt_enabled || v.data_destroyed {
+        println!(
+            "CBT          {}{}",
+            if v.cbt_enabled { "on" } else { "off" },
+            if v.data_destroyed {
+                ", data destroyed: only its block map is kept"
+            } else {
+                ""
+            }
+        );
+    }
     if let Some(src) = &v.source {
         println!(
             "Image        {src} ({})",
@@ -294,5 +356,37 @@ pub(super) fn print_detail(v: &Volume) {
         for (k, val) in &v.keys {
             println!("  {k} = {val}");
         }
+    }
+}
+
+/// `vdi changed-blocks` for a human: how much changed, and where.
+fn print_changes(c: &crate::engine::changes::ChangedBlocks) {
+    let pct = if c.length == 0 {
+        0.0
+    } else {
+        c.changed as f64 * 100.0 / c.length as f64
+    };
+    println!(
+        "{} of {} changed ({pct:.2} %) between '{}' and '{}', in {} range(s) of 64 KiB blocks",
+        Bytes(c.changed),
+        Bytes(c.length),
+        c.base_name,
+        c.new_name,
+        c.extents.len()
+    );
+    const SHOWN: usize = 20;
+    for e in c.extents.iter().take(SHOWN) {
+        println!(
+            "  {:>12} .. {:>12}  {}",
+            e.start,
+            e.start + e.len,
+            Bytes(e.len)
+        );
+    }
+    if c.extents.len() > SHOWN {
+        println!(
+            "  ... and {} more (--json lists them all)",
+            c.extents.len() - SHOWN
+        );
     }
 }

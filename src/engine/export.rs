@@ -1,6 +1,7 @@
 //! `thinsr export`: a VDI written as a raw, VHD or qcow2 image, reading only what holds
-//! data. Which blocks hold data comes from the pool's metadata (`thin_dump`, `thin_delta`)
-//! and, for a template's clone, from the template's own map (`qemu-img map`).
+//! data. Which blocks hold data comes from the pool's metadata (`thin_dump`; with `--base`,
+//! the difference of two block maps, `changes.rs`) and, for a template's clone, from the
+//! template's own map (`qemu-img map`).
 
 use std::fs::File;
 use std::io::Write;
@@ -14,6 +15,7 @@ use crate::engine::meta::{VdiKind, VdiMeta};
 use crate::engine::template::template_data;
 use crate::error::{Error, Result};
 use crate::host::{thin, tool};
+use crate::image::block_map::Delta;
 use crate::image::extent::{align, normalize, subtract, total, Extent};
 use crate::image::stream::Out;
 use crate::image::{qcow2, thin_xml, vhd, write_raw, Device, Feed, Format};
@@ -63,7 +65,9 @@ struct Readable {
     uuid: String,
     path: PathBuf,
     thin_id: Option<u32>,
-    base_thin_id: Option<u32>,
+    /// With `--base`: what differs from it (`changes.rs`, the core `vdi changed-blocks`
+    /// uses too).
+    delta: Option<Delta>,
     vg: String,
     pool: String,
     size: u64,
@@ -326,6 +330,13 @@ impl Ctx {
                 Error::LvNotFound(format!("{}/{} (of VDI '{}')", vg.name, v.lv, v.name))
             })?;
             let writable_lv = matches!(lv.attr.as_bytes().get(1), Some(b'w'));
+            let base = base.map(|b| op.vdi(b).cloned()).transpose()?;
+            let delta = match (&base, v.kind) {
+                (Some(b), k) if k != VdiKind::Preallocated => {
+                    Some(ctx.between(op, vg, b, &v)?.delta)
+                }
+                _ => None,
+            };
             let (path, attached_here) = match ctx.our_device(uuid) {
                 Some(d) if !d.read_only => return Ok(Prepared::Live),
                 Some(d) => (d.path(), Attached::Nothing),
@@ -349,7 +360,7 @@ impl Ctx {
                 uuid: uuid.to_string(),
                 path,
                 thin_id: lv.thin_id.filter(|_| v.kind != VdiKind::Preallocated),
-                base_thin_id: base.and_then(|b| vg.vdi_lv(b)).and_then(|l| l.thin_id),
+                delta,
                 vg: vg.name.clone(),
                 pool: op.entry.pool.clone(),
                 size: lv.size.0,
@@ -393,7 +404,7 @@ impl Ctx {
             Some(t) => template_data(t, size)?,
             None => vec![],
         };
-        let (data, zero) = match (src.thin_id, src.base_thin_id) {
+        let (data, zero) = match (src.thin_id, &src.delta) {
             (None, _) => (vec![Extent::new(0, size)], vec![]),
             (Some(id), None) => {
                 let (_, mapped) = self.thin_map(src, |tmeta| {
@@ -404,16 +415,10 @@ impl Ctx {
                 let all = normalize([mapped, template].concat());
                 (align(&all, cluster, size), vec![])
             }
-            (Some(id), Some(base)) => {
-                let d = self.thin_map(src, |tmeta| {
-                    let (a, b) = (base.to_string(), id.to_string());
-                    let xml =
-                        tool::run("thin_delta", &["-m", "--thin1", &a, "--thin2", &b, tmeta])?;
-                    thin_xml::parse_delta(&xml)
-                })?;
+            (Some(_), Some(d)) => {
                 if src.origin.is_some() {
                     // Discarded blocks of a clone read its template again.
-                    let changed = normalize([d.changed, d.removed].concat());
+                    let changed = normalize([d.changed.clone(), d.removed.clone()].concat());
                     (align(&changed, cluster, size), vec![])
                 } else {
                     let data = align(&d.changed, cluster, size);

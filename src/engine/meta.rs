@@ -183,6 +183,18 @@ pub struct VdiMeta {
     /// read in the kernel (found by its `thinsr_local=<template>` tag, this is its name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local: Option<String>,
+    /// Changed block tracking asked for (`vdi cbt on`, `Volume.enable_cbt`): dm-thin's maps
+    /// know the changes anyway; this records the admin's wish, which snapshots inherit.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cbt: bool,
+    /// The data was destroyed (`vdi data-destroy`): its block map is kept in this thin LV
+    /// (tagged `thinsr_cbt=<uuid>`) for changed-block queries against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cbt_map: Option<String>,
+    /// A revert to this snapshot began and has not finished: the VDI's LV may be the old
+    /// one, gone, or the new one; `vdi revert` and `sr check --repair` finish it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverting: Option<String>,
 }
 
 /// A template image, as found when it was introduced.

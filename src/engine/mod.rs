@@ -2,6 +2,8 @@
 //! the host adapters and returns data; printing is the CLI's and the xapi plugin's.
 
 pub mod cache;
+pub mod cbt;
+pub mod changes;
 pub mod check;
 pub mod context;
 pub mod datapath;

@@ -315,6 +315,9 @@ impl Ctx {
             origin: None,
             cache: None,
             local: None,
+            cbt: false,
+            cbt_map: None,
+            reverting: None,
         };
         op.meta.vdis.push(t.clone());
         op.save()?;

@@ -1,7 +1,7 @@
 //! Byte ranges of a disk, kept sorted and disjoint: which parts of a VDI hold data.
 
 /// `len` bytes from `start`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub struct Extent {
     pub start: u64,
     pub len: u64,

@@ -1,8 +1,9 @@
-//! Disk image formats: raw, VHD and qcow2 writers and stream readers, thin_dump and
-//! thin_delta XML, extent maps. Pure byte work: nothing here knows about LVM or an SR; the
+//! Disk image formats: raw, VHD and qcow2 writers and stream readers, thin_dump XML,
+//! thin devices' block maps and their differences, extent maps. Pure byte work: nothing here knows about LVM or an SR; the
 //! engine hands these a source to read and the ranges that hold data.
 
 mod be;
+pub mod block_map;
 pub mod extent;
 pub mod qcow2;
 pub mod stream;

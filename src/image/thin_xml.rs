@@ -1,8 +1,9 @@
-//! The XML that `thin_dump` and `thin_delta` print: which blocks of a thin device hold data,
-//! and which differ between two thin devices. Units are the pool's data blocks.
+//! The XML that `thin_dump` prints: which pool block holds each block of a thin device, and
+//! since when. Units are the pool's data blocks.
 
 use std::collections::HashMap;
 
+use super::block_map::{BlockMap, Run};
 use super::extent::{normalize, Extent};
 use crate::error::{Error, Result};
 
@@ -106,18 +107,29 @@ fn block_size(tool: &str, tag: &Tag) -> Result<u64> {
 }
 
 /// The mapped ranges of thin device `dev_id` (bytes, normalized) and the block size, from
-/// `thin_dump`. thin-tools 1.x may share subtrees: `<def name>` ... `</def>` and `<ref name>`.
+/// `thin_dump`.
 pub fn parse_dump(xml: &str, dev_id: u32) -> Result<(u64, Vec<Extent>)> {
+    let m = parse_map(xml, dev_id)?;
+    let mapped = m
+        .runs
+        .iter()
+        .map(|r| blocks("thin_dump", r.vblock, r.len, m.block));
+    Ok((m.block, normalize(mapped.collect::<Result<_>>()?)))
+}
+
+/// Thin device `dev_id`'s block map, from `thin_dump`. thin-tools 1.x may share subtrees:
+/// `<def name>` ... `</def>` and `<ref name>`.
+pub fn parse_map(xml: &str, dev_id: u32) -> Result<BlockMap> {
     const T: &str = "thin_dump";
     let mut block = None;
-    let mut defs: HashMap<String, Vec<Extent>> = HashMap::new();
-    let mut def: Option<(String, Vec<Extent>)> = None;
+    let mut defs: HashMap<String, Vec<Run>> = HashMap::new();
+    let mut def: Option<(String, Vec<Run>)> = None;
     let mut in_dev = false;
     let mut found = false;
-    let mut mapped = Vec::new();
+    let mut runs = Vec::new();
     for tag in tags(T, xml) {
         let tag = tag?;
-        let range = match (tag.name, tag.closing) {
+        let run = match (tag.name, tag.closing) {
             ("superblock", false) => {
                 block = Some(block_size(T, &tag)?);
                 continue;
@@ -153,85 +165,45 @@ pub fn parse_dump(xml: &str, dev_id: u32) -> Result<(u64, Vec<Extent>)> {
                             format!("<ref> to an unknown def '{}'", crate::units::clip(name)),
                         )
                     })?;
-                    mapped.extend_from_slice(shared);
+                    runs.extend_from_slice(shared);
                 }
                 continue;
             }
-            ("range_mapping", false) => (num(T, &tag, "origin_begin")?, num(T, &tag, "length")?),
-            ("single_mapping", false) => (num(T, &tag, "origin_block")?, 1),
+            ("range_mapping", false) => Run {
+                vblock: num(T, &tag, "origin_begin")?,
+                dblock: num(T, &tag, "data_begin")?,
+                len: num(T, &tag, "length")?,
+                time: time(&tag)?,
+            },
+            ("single_mapping", false) => Run {
+                vblock: num(T, &tag, "origin_block")?,
+                dblock: num(T, &tag, "data_block")?,
+                len: 1,
+                time: time(&tag)?,
+            },
             _ => continue,
         };
         let b = block.ok_or_else(|| bad(T, "a mapping before the superblock"))?;
-        let e = blocks(T, range.0, range.1, b)?;
+        // Refuse ranges that would overflow as bytes, here where the input is.
+        blocks(T, run.vblock, run.len, b)?;
+        blocks(T, run.dblock, run.len, b)?;
         if let Some((_, v)) = def.as_mut() {
-            v.push(e);
+            v.push(run);
         } else if in_dev {
-            mapped.push(e);
+            runs.push(run);
         }
     }
     let block = block.ok_or_else(|| bad(T, "no superblock"))?;
     if !found {
         return Err(bad(T, format!("no device {dev_id} in the pool's metadata")));
     }
-    Ok((block, normalize(mapped)))
+    Ok(BlockMap { block, runs }.normalized())
 }
 
-/// Between two thin devices, from `thin_delta`: what the right one maps differently from
-/// the left one (changed or new), and what only the left one maps (discarded since).
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Delta {
-    pub block: u64,
-    pub changed: Vec<Extent>,
-    pub removed: Vec<Extent>,
-}
-
-/// Parses `thin_delta` output, short or `--verbose` (where `<range>` sits inside the kind).
-pub fn parse_delta(xml: &str) -> Result<Delta> {
-    const T: &str = "thin_delta";
-    let mut block = None;
-    let mut d = Delta::default();
-    let mut kind: Option<&str> = None;
-    let mut diff = false;
-    for tag in tags(T, xml) {
-        let tag = tag?;
-        if tag.closing {
-            if tag.name == kind.unwrap_or_default() {
-                kind = None;
-            }
-            continue;
-        }
-        let which = match tag.name {
-            "superblock" => {
-                block = Some(block_size(T, &tag)?);
-                continue;
-            }
-            "diff" => {
-                diff = true;
-                continue;
-            }
-            "same" | "different" | "left_only" | "right_only" if tag.attr("begin").is_none() => {
-                kind = Some(tag.name);
-                continue;
-            }
-            "same" | "different" | "left_only" | "right_only" => tag.name,
-            "range" => kind.ok_or_else(|| bad(T, "<range> outside a kind"))?,
-            _ => continue,
-        };
-        let b = block.ok_or_else(|| bad(T, "a range before the superblock"))?;
-        let e = blocks(T, num(T, &tag, "begin")?, num(T, &tag, "length")?, b)?;
-        match which {
-            "different" | "right_only" => d.changed.push(e),
-            "left_only" => d.removed.push(e),
-            _ => {}
-        }
-    }
-    d.block = block.ok_or_else(|| bad(T, "no superblock"))?;
-    if !diff {
-        return Err(bad(T, "no <diff>"));
-    }
-    d.changed = normalize(d.changed);
-    d.removed = normalize(d.removed);
-    Ok(d)
+/// A mapping's time stamp: dm-thin keeps 24 bits of it.
+fn time(tag: &Tag) -> Result<u32> {
+    let t = num("thin_dump", tag, "time")?;
+    u32::try_from(t).map_err(|_| bad("thin_dump", format!("time=\"{t}\" is out of range")))
 }
 
 #[cfg(test)]
@@ -264,7 +236,7 @@ mod tests {
         assert!(parse_dump("", 1).is_err());
         assert!(parse_dump("<superblock data_block_size=\"0\">", 1).is_err());
         assert!(parse_dump("<superblock data_block_size=\"128\"><device dev_id=\"1\"><single_mapping origin_block=\"x\"/>", 1).is_err());
-        let huge = "<superblock data_block_size=\"128\"><device dev_id=\"1\"><range_mapping origin_begin=\"18446744073709551615\" length=\"2\"/>";
+        let huge = "<superblock data_block_size=\"128\"><device dev_id=\"1\"><range_mapping origin_begin=\"18446744073709551615\" data_begin=\"0\" length=\"2\" time=\"0\"/>";
         assert!(parse_dump(huge, 1).is_err());
     }
 
@@ -280,50 +252,6 @@ mod tests {
         assert!(parse_dump(
             "<superblock data_block_size=\"128\"><device dev_id=\"1\"><ref name=\"9\"/>",
             1
-        )
-        .is_err());
-    }
-
-    #[test]
-    fn parses_thin_delta_short_and_verbose() {
-        let short = r#"<superblock uuid="" time="1" transaction="3" data_block_size="128" nr_data_blocks="1000">
-  <diff left="1" right="2">
-    <same begin="0" length="2"/>
-    <left_only begin="2" length="1"/>
-    <different begin="7" length="1"/>
-    <left_only begin="9" length="1"/>
-    <right_only begin="12" length="1"/>
-  </diff>
-</superblock>"#;
-        let verbose = r#"<superblock uuid="" time="1" transaction="3" data_block_size="128" nr_data_blocks="1000">
-  <diff left="1" right="2">
-    <same>
-      <range begin="0" data_begin="10" length="2"/>
-    </same>
-    <left_only>
-      <range begin="2" data_begin="12" length="1"/>
-    </left_only>
-    <different>
-      <range begin="7" left_data_begin="20" right_data_begin="30" length="1"/>
-    </different>
-    <left_only>
-      <range begin="9" data_begin="21" length="1"/>
-    </left_only>
-    <right_only>
-      <range begin="12" data_begin="31" length="1"/>
-    </right_only>
-  </diff>
-</superblock>"#;
-        let want = Delta {
-            block: 65536,
-            changed: x(&[(7, 1), (12, 1)]),
-            removed: x(&[(2, 1), (9, 1)]),
-        };
-        assert_eq!(parse_delta(short).unwrap(), want);
-        assert_eq!(parse_delta(verbose).unwrap(), want);
-        assert!(parse_delta("<superblock data_block_size=\"128\">").is_err());
-        assert!(parse_delta(
-            "<superblock data_block_size=\"128\"><diff><range begin=\"1\" length=\"1\"/>"
         )
         .is_err());
     }

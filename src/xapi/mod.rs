@@ -30,7 +30,7 @@ pub const DEFAULT_ROOT: &str = "/usr/libexec/xapi-storage-script";
 /// before it (an admin's command keeps the 10 s default and says SR_BUSY sooner).
 const XAPI_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
 
-pub const VOLUME_METHODS: [&str; 21] = [
+pub const VOLUME_METHODS: [&str; 26] = [
     "Plugin.Query",
     "Plugin.diagnostics",
     "SR.create",
@@ -52,6 +52,11 @@ pub const VOLUME_METHODS: [&str; 21] = [
     "Volume.unset",
     "Volume.set_name",
     "Volume.set_description",
+    "Volume.enable_cbt",
+    "Volume.disable_cbt",
+    "Volume.list_changed_blocks",
+    "Volume.data_destroy",
+    "Volume.revert",
 ];
 pub const DATAPATH_METHODS: [&str; 5] = [
     "Plugin.Query",
@@ -65,7 +70,7 @@ pub const DATAPATH_METHODS: [&str; 5] = [
 /// Not SR_METADATA (disaster-recovery metadata VDIs). LARGE_VDI: thin volumes up to LVM's
 /// limits, though `thinsr export --format vhd` still refuses disks over 2040 GiB (VHD's
 /// own limit).
-pub const FEATURES: [&str; 15] = [
+pub const FEATURES: [&str; 17] = [
     "SR_ATTACH",
     "SR_DETACH",
     "SR_CREATE",
@@ -81,6 +86,8 @@ pub const FEATURES: [&str; 15] = [
     "VDI_RESIZE",
     "THIN_PROVISIONING",
     "LARGE_VDI",
+    "VDI_CONFIG_CBT",
+    "VDI_REVERT",
 ];
 
 /// The method named by how thinsr was run (`.../SR.create`), if it is one.
@@ -249,6 +256,12 @@ impl Args<'_> {
             .map(Bytes)
             .ok_or_else(|| Self::missing(name))
     }
+    fn int(&self, name: &str) -> Result<i64> {
+        self.0
+            .get(name)
+            .and_then(Value::as_i64)
+            .ok_or_else(|| Self::missing(name))
+    }
     fn map(&self, name: &str) -> Result<BTreeMap<String, String>> {
         let obj = self
             .0
@@ -279,7 +292,12 @@ fn to_value<T: Serialize>(v: &T) -> Result<Value> {
 
 /// The VDI named by a volume `key` within `sr`: keys are VDI uuids.
 fn volume(ctx: &Ctx, a: &Args, sr: &str) -> Result<String> {
-    let key = a.str("key")?;
+    volume_in(ctx, a, sr, "key")
+}
+
+/// The volume whose key is argument `field`.
+fn volume_in(ctx: &Ctx, a: &Args, sr: &str, field: &str) -> Result<String> {
+    let key = a.str(field)?;
     let found = ctx.resolve(key, Some(sr))?;
     if found.uuid != key.to_ascii_lowercase() {
         // A key is a uuid, never a name or prefix: anything else does not exist.
@@ -465,9 +483,9 @@ fn call(ctx: &Ctx, method: &str, a: &Args) -> Result<Value> {
 
 /// Volume.* methods other than create: all name a volume by `sr` and `key`.
 fn volume_call(ctx: &Ctx, method: &str, a: &Args) -> Result<Value> {
-    let sr = a.sr()?;
-    let uuid = volume(ctx, a, sr)?;
-    let sr = Some(sr);
+    let sr_key = a.sr()?;
+    let uuid = volume(ctx, a, sr_key)?;
+    let sr = Some(sr_key);
     let done = |r: Result<crate::engine::vdi::Volume>| r.map(|_| Value::Null);
     match method {
         "Volume.snapshot" | "Volume.clone" => {
@@ -484,6 +502,26 @@ fn volume_call(ctx: &Ctx, method: &str, a: &Args) -> Result<Value> {
         "Volume.set_name" => done(ctx.vdi_rename(&uuid, sr, a.str("new_name")?)),
         "Volume.set_description" => {
             done(ctx.vdi_set_description(&uuid, sr, a.str("new_description")?))
+        }
+        "Volume.enable_cbt" | "Volume.disable_cbt" => {
+            done(ctx.vdi_set_cbt(&uuid, sr, method == "Volume.enable_cbt"))
+        }
+        "Volume.data_destroy" => done(ctx.vdi_data_destroy(&uuid, sr)),
+        "Volume.list_changed_blocks" => {
+            // `key` is the older volume, `key2` the newer; length -1 is the whole disk.
+            let new = volume_in(ctx, a, sr_key, "key2")?;
+            let offset = a.int("offset").unwrap_or(0);
+            let length = a.int("length").unwrap_or(-1);
+            let offset = u64::try_from(offset)
+                .map_err(|_| Error::InvalidArgument(format!("offset {offset} is negative")))?;
+            let length = u64::try_from(length).ok();
+            let c = ctx.vdi_changed_blocks(&uuid, &new, sr, offset, length)?;
+            Ok(json!({"granularity": c.granularity, "bitmap": c.bitmap}))
+        }
+        "Volume.revert" => {
+            // revert(dbg, sr, snapshot, key): `key`'s contents become `snapshot`'s.
+            let snapshot = volume_in(ctx, a, sr_key, "snapshot")?;
+            to_value(&ctx.vdi_revert(&uuid, &snapshot, sr)?)
         }
         other => Err(Error::InvalidArgument(format!("unknown method {other}"))),
     }
@@ -563,6 +601,8 @@ mod tests {
             image_allocated: None,
             created: 0,
             pending: None,
+            cbt_enabled: false,
+            data_destroyed: false,
             problems: vec![],
         };
         let ours = serde_json::to_value(&v).unwrap();

@@ -138,3 +138,31 @@ pub fn sr_create(disk: &str, uuid: &str, name: &str) -> (String, Value) {
     let sr = call(VOLUME, "SR.attach", json!({"configuration": config}));
     (sr.as_str().unwrap().to_string(), config)
 }
+
+/// Datapath.attach then activate, as a VM start does; returns the device.
+pub fn start(uri: &str) -> String {
+    let dp = call(
+        DATAPATH,
+        "Datapath.attach",
+        json!({"uri": uri, "domain": "0"}),
+    );
+    call(
+        DATAPATH,
+        "Datapath.activate",
+        json!({"uri": uri, "domain": "0"}),
+    );
+    dp["implementations"][1][1]["path"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Datapath.deactivate then detach, as a VM shutdown does.
+pub fn stop(uri: &str) {
+    for m in ["Datapath.deactivate", "Datapath.detach"] {
+        assert_eq!(
+            call(DATAPATH, m, json!({"uri": uri, "domain": "0"})),
+            Value::Null
+        );
+    }
+}

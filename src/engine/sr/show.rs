@@ -124,6 +124,8 @@ impl Ctx {
                 "template cache"
             } else if l.tag_value(crate::host::lvm::TAG_LOCAL).is_some() {
                 "template local copy"
+            } else if l.tag_value(crate::host::lvm::TAG_CBT).is_some() {
+                "block map"
             } else {
                 "other"
             }

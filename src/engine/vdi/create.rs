@@ -131,6 +131,9 @@ impl Ctx {
             origin: None,
             cache: None,
             local: None,
+            cbt: false,
+            cbt_map: None,
+            reverting: None,
         };
         self.record_new(&mut op, &entry.vg, &vdi)?;
         crash::point("vdi-create.after-meta");
@@ -227,6 +230,20 @@ impl Ctx {
         let mut op = self.lock_sr(&found.entry)?;
         let v = op.vdi(&found.uuid)?.clone();
         refuse_template(&v)?;
+        if let Some(r) = op
+            .meta
+            .vdis
+            .iter()
+            .find(|r| r.reverting.as_deref() == Some(&v.uuid))
+        {
+            return Err(Error::VdiIncomplete {
+                vdi: r.name.clone(),
+                why: format!(
+                    "its revert to '{}' did not finish: finish it ('thinsr vdi revert' again, or 'thinsr sr check --repair') before destroying the snapshot",
+                    v.name
+                ),
+            });
+        }
         let vg_name = op.entry.vg.clone();
         if let Some(d) = self.our_device(&v.uuid) {
             return Err(Error::VdiAttached {
@@ -237,7 +254,10 @@ impl Ctx {
         // An active LV by the recorded name is ours attached, or an LV renamed into that
         // name: the report below tells which. Otherwise lvremove without -f (were the LV
         // active after all, lvremove would ask, and with no terminal to answer, refuse).
-        let removed = !known::lv_active(&vg_name, &v.lv)
+        // A data-destroyed snapshot's data LV is gone, or left by an interrupted
+        // data-destroy: only its tag can find it.
+        let removed = v.cbt_map.is_none()
+            && !known::lv_active(&vg_name, &v.lv)
             && self
                 .lvm
                 .run(&[
@@ -256,6 +276,16 @@ impl Ctx {
                 self.refuse_attached(&vg, &v, lv)?;
                 self.remove_lv(&format!("{vg_name}/{}", lv.name))?;
             }
+        }
+        if v.cbt_map.is_some() {
+            // A data-destroyed snapshot's saved map, found by its tag.
+            self.lvm.run(&[
+                "lvremove".into(),
+                "-f".into(),
+                "-S".into(),
+                format!("lv_tags={}{}", crate::host::lvm::TAG_CBT, v.uuid),
+                vg_name.clone(),
+            ])?;
         }
         crash::point("vdi-destroy.after-lvremove");
         op.meta.vdis.retain(|x| x.uuid != v.uuid);

@@ -224,7 +224,7 @@ impl Ctx {
                 ));
             }
         }
-        if !v.is_template() && lv.is_none() {
+        if !v.is_template() && lv.is_none() && v.cbt_map.is_none() {
             vol.problems
                 .push(format!("its LV {}/{} is missing", vg.name, v.lv));
         }
@@ -262,7 +262,7 @@ impl Ctx {
             vg: vg.to_string(),
             // A VDI reading a template is not its LV alone, and a template has none: their
             // device exists only while attached.
-            path: if v.is_template() || v.origin.is_some() {
+            path: if v.is_template() || v.origin.is_some() || v.cbt_map.is_some() {
                 String::new()
             } else {
                 dev_path(vg, &lv_name)
@@ -281,6 +281,8 @@ impl Ctx {
             origin_name: None,
             created: v.created,
             pending: v.pending,
+            cbt_enabled: v.cbt,
+            data_destroyed: v.cbt_map.is_some(),
             problems: vec![],
         }
     }
@@ -324,6 +326,9 @@ mod tests {
             origin: None,
             cache: None,
             local: None,
+            cbt: false,
+            cbt_map: None,
+            reverting: None,
         }
     }
 

@@ -98,6 +98,11 @@ pub struct Volume {
     pub created: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pending: Option<Pending>,
+    /// xapi's field: changed block tracking is on.
+    pub cbt_enabled: bool,
+    /// Only the block map is left (`vdi data-destroy`): xapi's `cbt_metadata` VDI.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub data_destroyed: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
 }
@@ -165,6 +170,17 @@ fn refuse_template(v: &VdiMeta) -> Result<()> {
 }
 
 pub(crate) fn refuse_pending(v: &VdiMeta) -> Result<()> {
+    if v.cbt_map.is_some() {
+        return Err(Error::VdiDataDestroyed(v.name.clone()));
+    }
+    if let Some(s) = &v.reverting {
+        return Err(Error::VdiIncomplete {
+            vdi: v.name.clone(),
+            why: format!(
+                "its revert to snapshot {s} did not finish: run 'thinsr vdi revert' again, or 'thinsr sr check --repair'"
+            ),
+        });
+    }
     match v.pending {
         None => Ok(()),
         Some(Pending::Zeroing { from }) => Err(Error::VdiIncomplete {

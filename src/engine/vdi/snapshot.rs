@@ -155,6 +155,11 @@ impl Ctx {
             origin: origin.clone(),
             cache: None,
             local: None,
+            // Snapshots go on tracking as their VDI did (a backup chain's next base); a clone
+            // is a new disk.
+            cbt: parent.cbt && !clone,
+            cbt_map: None,
+            reverting: None,
         };
         self.record_new(&mut op, &vg_name, &vdi)?;
         let mut vol = self.volume_of(&op.entry, &vg_name, &vdi, None, size, false, Some(physical));

@@ -9,7 +9,9 @@ use devicemapper::{DevId, DmName, DM};
 
 use crate::error::{Error, Result};
 use crate::host::dm::{self, dm_name};
-use crate::host::lock;
+use crate::host::{lock, tool};
+use crate::image::block_map::BlockMap;
+use crate::image::thin_xml;
 
 fn message(dm: &DM, target: &str, msg: &str) -> std::result::Result<(), String> {
     let name = DmName::new(target).map_err(|e| e.to_string())?;
@@ -40,11 +42,28 @@ pub fn with_metadata_snapshot<T>(
             .map_err(|e| Error::DmFailed(format!("reserve_metadata_snap on {target}: {e}")))?;
     }
     let tmeta = format!("/dev/mapper/{}", dm_name(vg, &format!("{pool}_tmeta")));
+    // A run killed here leaves the snapshot reserved; the next reader (under this lock)
+    // releases it before reserving its own.
+    crate::crash::point("thin.metadata-snapshot-held");
     let result = f(&tmeta);
     let released = message(&dm, &target, "release_metadata_snap");
     let value = result?;
     released.map_err(|e| Error::DmFailed(format!("release_metadata_snap on {target}: {e}")))?;
     Ok(Some(value))
+}
+
+/// The block maps of thin devices `ids` of the active pool `vg/pool`, read from one
+/// metadata snapshot (so consistent with each other); None when the pool is not active.
+pub fn block_maps(vg: &str, pool: &str, ids: &[u32]) -> Result<Option<Vec<BlockMap>>> {
+    with_metadata_snapshot(vg, pool, |tmeta| {
+        ids.iter()
+            .map(|id| {
+                let dev = id.to_string();
+                let xml = tool::run("thin_dump", &["-m", "--dev-id", &dev, tmeta])?;
+                thin_xml::parse_map(&xml, *id)
+            })
+            .collect()
+    })
 }
 
 /// Deletes thin device `id` from the active pool `vg/pool` (one LVM does not know).
