@@ -153,7 +153,7 @@ Examples:
   thinsr sr create --file /var/lib/thinsr/try.img --size 20G
 
 thinsr refuses a disk holding a filesystem, partition table, PV or RAID signature unless
---force. The thin pool starts at a tenth of the VG and grows as it fills: pools cannot
+--force. The thin pool starts at a quarter of the VG and grows as it fills: pools cannot
 shrink, so the rest of the VG stays free for growth and preallocated disks.")]
     Create {
         /// Disks to turn into the SR's volume group.
