@@ -127,6 +127,16 @@ run thinsr export Windows_10_64-bit --base monday -o /tmp/since-monday.qcow2 --b
 run qemu-img info /tmp/since-monday.qcow2
 run qemu-img compare "$dev" /tmp/since-monday.qcow2
 run thinsr vdi detach Windows_10_64-bit
+
+say "Incremental backups: what changed, from the pool's own maps (no tracking at run time)"
+run thinsr vdi cbt Windows_10_64-bit on
+run thinsr vdi snapshot Windows_10_64-bit --name tuesday
+run thinsr vdi changed-blocks monday tuesday
+run thinsr --yes vdi data-destroy monday
+echo "(monday's data is gone; its block map is kept, so the question still has an answer)"
+run thinsr vdi changed-blocks monday tuesday
+run thinsr --yes vdi revert Windows_10_64-bit tuesday
+run thinsr vdi show Windows_10_64-bit
 run thinsr vdi import /tmp/web01.qcow2 --name "web01 restored" --sr "Fast local"
 restored=$(thinsr vdi attach "web01 restored")
 echo "web01 restored reads: $(head -c 49 "$restored")"
