@@ -124,16 +124,7 @@ fn xapi_drives_a_whole_life_through_the_plugin() {
     let data = noise(4096, 77);
     write_at(&dev, 4096, &data);
     assert_eq!(read_at(&dev, 4096, 4096), data);
-    call(
-        DATAPATH,
-        "Datapath.deactivate",
-        json!({"uri": uri, "domain": "0"}),
-    );
-    call(
-        DATAPATH,
-        "Datapath.detach",
-        json!({"uri": uri, "domain": "0"}),
-    );
+    stop(&uri);
     // Detach never fails, even for what does not exist.
     call(
         DATAPATH,
