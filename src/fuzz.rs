@@ -118,8 +118,8 @@ fn text(bytes: &[u8]) -> String {
 fn xml(bytes: &[u8]) {
     let s = text(bytes);
     for dev in [0, 1, 2, 7] {
-        if let Ok((block, mapped)) = thin_xml::parse_dump(&s, dev) {
-            assert!(block > 0 && normalized(&mapped));
+        if let Ok(m) = thin_xml::parse_map(&s, dev) {
+            assert!(m.block > 0 && normalized(&m.extents()));
         }
     }
     if let (Ok(a), Ok(b)) = (thin_xml::parse_map(&s, 1), thin_xml::parse_map(&s, 2)) {

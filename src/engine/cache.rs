@@ -10,13 +10,13 @@
 
 use std::path::Path;
 
-use crate::engine::context::{sr_tag, Ctx};
+use crate::engine::context::{tagged_thin_lvcreate, Ctx};
 use crate::engine::datapath::local_key;
 use crate::engine::meta::VdiMeta;
 use crate::engine::template::{parse_uri, Source};
 use crate::engine::vdi::{Found, Volume};
 use crate::error::{Error, Result};
-use crate::host::lvm::{dev_path, strings, tag_args, Vg, TAG_CACHE, TAG_LOCAL};
+use crate::host::lvm::{dev_path, Vg, TAG_CACHE, TAG_LOCAL};
 use crate::host::tool;
 use crate::image::extent::align;
 use crate::image::{Device, ReadAt, SparseWriter};
@@ -48,24 +48,6 @@ fn backing(t: &VdiMeta) -> Result<(String, String)> {
         }
     };
     Ok((file, image.format.clone()))
-}
-
-/// `lvcreate` of a thin LV holding a copy of template `template` (its cache or local copy,
-/// as `tag` says): active now to be written, skipped by activation afterwards.
-fn copy_lvcreate(
-    vg: &str,
-    pool: &str,
-    lv: &str,
-    size: Bytes,
-    sr: &str,
-    tag: &str,
-    template: &str,
-) -> Vec<String> {
-    let mut args = strings(&["lvcreate", "-y", "-n", lv, "--setactivationskip", "y", "-K"]);
-    args.extend(tag_args(&[sr_tag(sr), format!("{tag}{template}")]));
-    args.extend(["-V".into(), format!("{}b", size.0), "-T".into()]);
-    args.push(format!("{vg}/{pool}"));
-    args
 }
 
 fn refuse_if_attached(ctx: &Ctx, t: &VdiMeta) -> Result<()> {
@@ -132,7 +114,7 @@ impl Ctx {
         let (backing, format) = backing(t)?;
         let lv = crate::engine::vdi::free_lv_name(vg, &format!("{} cache", t.name), None);
         let size = Bytes(overlay_size(t.size.0)).round_up(vg.extent_size.0);
-        self.lvm.run(&copy_lvcreate(
+        self.lvm.run(&tagged_thin_lvcreate(
             &vg.name, pool, &lv, size, sr, TAG_CACHE, &t.uuid,
         ))?;
         let path = dev_path(&vg.name, &lv);
@@ -209,7 +191,7 @@ impl Ctx {
             ctx.prepare_thin(&op.entry, &op.meta, vg, size)?;
             let lv = crate::engine::vdi::free_lv_name(vg, &format!("{} local", t.name), None);
             let pool = &op.entry.pool;
-            ctx.lvm.run(&copy_lvcreate(
+            ctx.lvm.run(&tagged_thin_lvcreate(
                 &vg.name, pool, &lv, size, sr, TAG_LOCAL, &t.uuid,
             ))?;
             Ok((vg.name.clone(), lv))

@@ -6,12 +6,12 @@
 use std::io::Write;
 
 use super::check::Finding;
-use super::context::{sr_tag, Ctx, Locked};
+use super::context::{tagged_thin_lvcreate, Ctx, Locked};
 use super::meta::{VdiKind, VdiMeta};
-use super::vdi::{refuse_pending, Volume};
+use super::vdi::{lvcreate_args, refuse_pending, Volume};
 use crate::crash;
 use crate::error::{Error, Result};
-use crate::host::lvm::{dev_path, strings, tag_args, Vg, TAG_CBT, TAG_ORIGIN, TAG_VDI};
+use crate::host::lvm::{dev_path, strings, tag_args, Vg, TAG_CBT, TAG_ORIGIN};
 use crate::host::thin;
 use crate::units::Bytes;
 
@@ -22,16 +22,8 @@ impl Ctx {
         let found = self.resolve(key, sr)?;
         let mut op = self.lock_sr(&found.entry)?;
         let v = op.vdi(&found.uuid)?;
-        if on && (v.kind == VdiKind::Preallocated || v.is_template()) {
-            return Err(Error::InvalidArgument(format!(
-                "'{}' is {}: changed blocks come from dm-thin's maps, which only thin VDIs have",
-                v.name,
-                if v.is_template() {
-                    "a template"
-                } else {
-                    "preallocated"
-                }
-            )));
+        if on {
+            super::changes::refuse_untracked(v)?;
         }
         if v.cbt != on {
             op.vdi_mut(&found.uuid)?.cbt = on;
@@ -50,7 +42,8 @@ impl Ctx {
         let mut op = self.lock_sr(&found.entry)?;
         let v = op.vdi(&found.uuid)?.clone();
         if v.cbt_map.is_some() {
-            return self.finish_data_destroy(&mut op, &v);
+            let vg = self.lvm.report_vg(&op.entry.vg)?;
+            return self.finish_data_destroy(&op, &vg, &v);
         }
         refuse_pending(&v)?;
         if v.kind != VdiKind::Snapshot {
@@ -59,26 +52,12 @@ impl Ctx {
                 v.name
             )));
         }
-        if let Some(d) = self.our_device(&v.uuid) {
-            return Err(Error::VdiAttached {
-                vdi: v.name.clone(),
-                device: d.path().display().to_string(),
-            });
-        }
         let vg = self.lvm.report_vg(&op.entry.vg)?;
         let lv = vg.vdi_lv(&v.uuid).ok_or_else(|| {
             Error::LvNotFound(format!("{}/{} (of VDI '{}')", vg.name, v.lv, v.name))
         })?;
-        if lv.active {
-            return Err(Error::VdiAttached {
-                vdi: v.name.clone(),
-                device: dev_path(&vg.name, &lv.name),
-            });
-        }
-        let id = lv.thin_id.ok_or_else(|| Error::LvmFailed {
-            command: "lvs".into(),
-            message: format!("no thin id reported for {}/{}", vg.name, lv.name),
-        })?;
+        self.refuse_attached(&vg, &v, lv)?;
+        let id = super::changes::thin_id(&vg, lv)?;
         let pool = op.entry.pool.clone();
         let map = thin::block_maps(&vg.name, &pool, &[id])?
             .and_then(|m| m.into_iter().next())
@@ -86,12 +65,13 @@ impl Ctx {
         let bytes = map.encode();
         let map_lv = super::vdi::free_lv_name(&vg, &format!("{} cbt", v.name), None);
         let size = Bytes(bytes.len() as u64).round_up(vg.extent_size.0);
-        self.lvm.run(&map_lvcreate(
-            &vg,
+        self.lvm.run(&tagged_thin_lvcreate(
+            &vg.name,
             &pool,
             &map_lv,
             size,
             &op.entry.uuid,
+            TAG_CBT,
             &v.uuid,
         ))?;
         let name = format!("{}/{map_lv}", vg.name);
@@ -106,12 +86,12 @@ impl Ctx {
         op.save()?;
         crash::point("data-destroy.recorded");
         let v = op.vdi(&v.uuid)?.clone();
-        self.finish_data_destroy(&mut op, &v)
+        self.finish_data_destroy(&op, &vg, &v)
     }
 
-    /// The last step of a data-destroy: the snapshot's data LV removed, if still there.
-    pub(crate) fn finish_data_destroy(&self, op: &mut Locked, v: &VdiMeta) -> Result<Volume> {
-        let vg = self.lvm.report_vg(&op.entry.vg)?;
+    /// The last step of a data-destroy: the snapshot's data LV removed, if `vg` (a report
+    /// from before) still has it.
+    fn finish_data_destroy(&self, op: &Locked, vg: &Vg, v: &VdiMeta) -> Result<Volume> {
         if let Some(lv) = vg.vdi_lv(&v.uuid) {
             self.remove_lv(&format!("{}/{}", vg.name, lv.name))?;
         }
@@ -220,12 +200,10 @@ impl Ctx {
         } else {
             super::vdi::free_lv_name(&vg, &v.name, old.as_deref())
         };
-        let mut args = strings(&["lvcreate", "-y", "-n", &name, "--setactivationskip", "y"]);
-        let mut tags = vec![sr_tag(&op.entry.uuid), format!("{TAG_VDI}{}", v.uuid)];
+        let mut args = lvcreate_args(&op.entry.uuid, &v.uuid, &name);
         if let Some(o) = &s.origin {
-            tags.push(format!("{TAG_ORIGIN}{o}"));
+            args.extend(tag_args(&[format!("{TAG_ORIGIN}{o}")]));
         }
-        args.extend(tag_args(&tags));
         args.extend(strings(&["-p", "rw", "-s"]));
         args.push(format!("{}/{}", vg.name, slv.name));
         self.lvm.run(&args)?;
@@ -333,15 +311,6 @@ impl Ctx {
         }
         Ok(found)
     }
-}
-
-/// A map LV: thin, tagged with its SR and the snapshot it stands for, active to be written.
-fn map_lvcreate(vg: &Vg, pool: &str, lv: &str, size: Bytes, sr: &str, vdi: &str) -> Vec<String> {
-    let mut args = strings(&["lvcreate", "-y", "-n", lv, "--setactivationskip", "y", "-K"]);
-    args.extend(tag_args(&[sr_tag(sr), format!("{TAG_CBT}{vdi}")]));
-    args.extend(["-V".into(), format!("{}b", size.0), "-T".into()]);
-    args.push(format!("{}/{pool}", vg.name));
-    args
 }
 
 fn write_synced(path: &str, bytes: &[u8]) -> Result<()> {

@@ -11,7 +11,7 @@ use super::context::{Ctx, Locked};
 use super::meta::{SrMeta, VdiKind, VdiMeta};
 use crate::aligned::AlignedBuf;
 use crate::error::{Error, Result};
-use crate::host::lvm::{dev_path, Vg, TAG_CBT};
+use crate::host::lvm::{dev_path, Lv, Vg, TAG_CBT};
 use crate::host::{dm, thin};
 use crate::image::block_map::{self, BlockMap, Delta, CBT_BLOCK};
 use crate::image::extent::{normalize, pieces, Extent};
@@ -113,19 +113,8 @@ impl Ctx {
         base: &VdiMeta,
         new: &VdiMeta,
     ) -> Result<Between> {
-        for v in [base, new] {
-            if v.kind == VdiKind::Preallocated || v.is_template() {
-                return Err(Error::InvalidArgument(format!(
-                    "'{}' is {}: changed blocks are known between thin VDIs and their snapshots",
-                    v.name,
-                    if v.is_template() {
-                        "a template"
-                    } else {
-                        "preallocated, with no block map"
-                    }
-                )));
-            }
-        }
+        refuse_untracked(base)?;
+        refuse_untracked(new)?;
         if chain(&op.meta, base) != chain(&op.meta, new) {
             return Err(Error::InvalidArgument(format!(
                 "'{}' and '{}' are not of one chain (neither descends from the other's disk): \
@@ -173,10 +162,7 @@ impl Ctx {
         let lv = vg.vdi_lv(&v.uuid).ok_or_else(|| {
             Error::LvNotFound(format!("{}/{} (of VDI '{}')", vg.name, v.lv, v.name))
         })?;
-        lv.thin_id.map(MapOf::Live).ok_or_else(|| Error::LvmFailed {
-            command: "lvs".into(),
-            message: format!("no thin id reported for {}/{}", vg.name, lv.name),
-        })
+        thin_id(vg, lv).map(MapOf::Live)
     }
 
     /// The map `data-destroy` saved for `v` in its map LV, activated for the read and
@@ -243,11 +229,8 @@ impl Ctx {
             let lv = vg
                 .vdi_lv(&v.uuid)
                 .map_or(v.lv.as_str(), |l| l.name.as_str());
-            let _ = dm::remove(&dm::our_name(&vg.name, lv, &v.uuid), &v.uuid);
-            self.forget_devices();
-            if let Some(t) = &v.origin {
-                let _ = self.release_origin_if_unused(t);
-            }
+            let name = dm::our_name(&vg.name, lv, &v.uuid);
+            let _ = self.detach_reader(&name, &v.uuid, v.origin.as_deref());
         }
         out
     }
@@ -296,6 +279,28 @@ fn differing(
         }
     }
     Ok((normalize(out), read))
+}
+
+/// Refuses what has no block map of its own: preallocated VDIs and templates.
+pub(crate) fn refuse_untracked(v: &VdiMeta) -> Result<()> {
+    let what = match v.kind {
+        VdiKind::Template => "a template",
+        VdiKind::Preallocated => "preallocated",
+        _ => return Ok(()),
+    };
+    Err(Error::InvalidArgument(format!(
+        "'{}' is {what}: changed blocks come from dm-thin's maps, which only thin VDIs and \
+         their snapshots have",
+        v.name
+    )))
+}
+
+/// The thin device id LVM reports for `lv`.
+pub(crate) fn thin_id(vg: &Vg, lv: &Lv) -> Result<u32> {
+    lv.thin_id.ok_or_else(|| Error::LvmFailed {
+        command: "lvs".into(),
+        message: format!("no thin id reported for {}/{}", vg.name, lv.name),
+    })
 }
 
 /// Two VDIs named for one command must be of one SR (one pool).

@@ -23,6 +23,28 @@ pub(crate) fn sr_tag(uuid: &str) -> String {
     format!("{TAG_SR}{uuid}")
 }
 
+/// `lvcreate` of a thin LV of SR `sr` in `vg/pool` that is not a VDI but belongs to one
+/// (a template's cache or local copy, a snapshot's saved block map), marked `{tag}{owner}`:
+/// active now to be written, skipped by activation afterwards.
+pub(crate) fn tagged_thin_lvcreate(
+    vg: &str,
+    pool: &str,
+    lv: &str,
+    size: crate::units::Bytes,
+    sr: &str,
+    tag: &str,
+    owner: &str,
+) -> Vec<String> {
+    let mut args = strings(&["lvcreate", "-y", "-n", lv, "--setactivationskip", "y", "-K"]);
+    args.extend(crate::host::lvm::tag_args(&[
+        sr_tag(sr),
+        format!("{tag}{owner}"),
+    ]));
+    args.extend(["-V".into(), format!("{}b", size.0), "-T".into()]);
+    args.push(format!("{vg}/{pool}"));
+    args
+}
+
 /// LVs carrying this SR's tag.
 pub(crate) fn ours<'a>(vg: &'a Vg, uuid: &'a str) -> impl Iterator<Item = &'a Lv> + 'a {
     let tag = sr_tag(uuid);

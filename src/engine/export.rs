@@ -14,11 +14,11 @@ use crate::engine::context::Ctx;
 use crate::engine::meta::{VdiKind, VdiMeta};
 use crate::engine::template::template_data;
 use crate::error::{Error, Result};
-use crate::host::{thin, tool};
+use crate::host::thin;
 use crate::image::block_map::Delta;
 use crate::image::extent::{align, normalize, subtract, total, Extent};
 use crate::image::stream::Out;
-use crate::image::{qcow2, thin_xml, vhd, write_raw, Device, Feed, Format};
+use crate::image::{qcow2, vhd, write_raw, Device, Feed, Format};
 use crate::progress::Progress;
 use crate::units::Bytes;
 use crate::{cancel, crash};
@@ -382,12 +382,7 @@ impl Ctx {
     ) -> Result<()> {
         let entry = self.entry(Some(sr))?;
         let _op = self.lock_sr(&entry)?;
-        crate::host::dm::remove(name, uuid)?;
-        self.forget_devices();
-        match origin {
-            Some(t) => self.release_origin_if_unused(&t.uuid),
-            None => Ok(()),
-        }
+        self.detach_reader(name, uuid, origin.map(|t| t.uuid.as_str()))
     }
 
     /// Maps the source, then writes the image. Returns (bytes read, bytes written).
@@ -407,11 +402,10 @@ impl Ctx {
         let (data, zero) = match (src.thin_id, &src.delta) {
             (None, _) => (vec![Extent::new(0, size)], vec![]),
             (Some(id), None) => {
-                let (_, mapped) = self.thin_map(src, |tmeta| {
-                    let dev = id.to_string();
-                    let xml = tool::run("thin_dump", &["-m", "--dev-id", &dev, tmeta])?;
-                    thin_xml::parse_dump(&xml, id)
+                let maps = thin::block_maps(&src.vg, &src.pool, &[id])?.ok_or_else(|| {
+                    Error::DmFailed(format!("the pool {}/{} is not active", src.vg, src.pool))
                 })?;
+                let mapped = maps.into_iter().flat_map(|m| m.extents()).collect();
                 let all = normalize([mapped, template].concat());
                 (align(&all, cluster, size), vec![])
             }
@@ -458,12 +452,5 @@ impl Ctx {
             f.sync_all().map_err(|e| Error::io("the output file", e))?;
         }
         Ok((read, written))
-    }
-
-    /// Runs `f` on the pool's metadata snapshot.
-    fn thin_map<T>(&self, src: &Readable, f: impl FnOnce(&str) -> Result<T>) -> Result<T> {
-        thin::with_metadata_snapshot(&src.vg, &src.pool, f)?.ok_or_else(|| {
-            Error::DmFailed(format!("the pool {}/{} is not active", src.vg, src.pool))
-        })
     }
 }

@@ -47,6 +47,15 @@ const MAGIC: &[u8; 8] = b"THINSRBM";
 const VERSION: u32 = 1;
 const RUN_BYTES: usize = 28;
 
+impl Run {
+    /// Whether both its ranges end within 2^64 bytes with pool blocks of `block` bytes
+    /// (so every byte offset computed from it is exact).
+    pub fn fits(&self, block: u64) -> bool {
+        let end = |start: u64| start.checked_add(self.len)?.checked_mul(block);
+        end(self.vblock).and(end(self.dblock)).is_some()
+    }
+}
+
 impl BlockMap {
     /// Sorts the runs and merges the ones that continue each other.
     pub fn normalized(mut self) -> BlockMap {
@@ -69,9 +78,13 @@ impl BlockMap {
         self
     }
 
-    /// Bytes mapped.
-    pub fn mapped(&self) -> u64 {
-        self.runs.iter().map(|r| r.len).sum::<u64>() * self.block
+    /// The mapped ranges in bytes, normalized.
+    pub fn extents(&self) -> Vec<Extent> {
+        let e = self.runs.iter();
+        normalize(
+            e.map(|r| Extent::new(r.vblock * self.block, r.len * self.block))
+                .collect(),
+        )
     }
 
     /// The map as saved on disk: magic, version, block size, run count, runs (little
@@ -128,11 +141,7 @@ impl BlockMap {
         if block == 0 {
             return Err(bad("a block size of 0"));
         }
-        let fits = |r: &Run| {
-            let bytes = |start: u64| start.checked_add(r.len)?.checked_mul(block);
-            bytes(r.vblock).and(bytes(r.dblock)).is_some()
-        };
-        if !runs.iter().all(fits) {
+        if !runs.iter().all(|r| r.fits(block)) {
             return Err(bad("a run beyond 2^64 bytes"));
         }
         Ok(BlockMap { block, runs }.normalized())
@@ -303,7 +312,7 @@ mod tests {
             &[(3, 9, 1, 1), (0, 5, 2, 0), (2, 7, 1, 0), (4, 10, 2, 1)],
         );
         assert_eq!(m.runs.len(), 2, "{m:?}");
-        assert_eq!(m.mapped(), 6 * 524288);
+        assert_eq!(crate::image::extent::total(&m.extents()), 6 * 524288);
         let mut bytes = m.encode();
         assert_eq!(BlockMap::decode(&bytes).unwrap(), m);
         bytes.extend_from_slice(&[0; 4096]);

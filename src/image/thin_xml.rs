@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 
 use super::block_map::{BlockMap, Run};
-use super::extent::{normalize, Extent};
 use crate::error::{Error, Result};
 
 /// One tag: `<name a="v" .../>`, `<name ...>` or `</name>`.
@@ -87,16 +86,6 @@ fn num(tool: &str, tag: &Tag, key: &str) -> Result<u64> {
     })
 }
 
-/// Blocks `[begin, begin+len)` as bytes, refusing ranges that overflow.
-fn blocks(tool: &str, begin: u64, len: u64, block: u64) -> Result<Extent> {
-    let start = begin.checked_mul(block);
-    let len = len.checked_mul(block);
-    match (start, len) {
-        (Some(s), Some(l)) if s.checked_add(l).is_some() => Ok(Extent::new(s, l)),
-        _ => Err(bad(tool, "a range beyond 2^64 bytes")),
-    }
-}
-
 /// The pool's data block size in bytes, from `<superblock data_block_size=sectors>`.
 fn block_size(tool: &str, tag: &Tag) -> Result<u64> {
     let sectors = num(tool, tag, "data_block_size")?;
@@ -104,17 +93,6 @@ fn block_size(tool: &str, tag: &Tag) -> Result<u64> {
         return Err(bad(tool, format!("data_block_size {sectors}")));
     }
     Ok(sectors * 512)
-}
-
-/// The mapped ranges of thin device `dev_id` (bytes, normalized) and the block size, from
-/// `thin_dump`.
-pub fn parse_dump(xml: &str, dev_id: u32) -> Result<(u64, Vec<Extent>)> {
-    let m = parse_map(xml, dev_id)?;
-    let mapped = m
-        .runs
-        .iter()
-        .map(|r| blocks("thin_dump", r.vblock, r.len, m.block));
-    Ok((m.block, normalize(mapped.collect::<Result<_>>()?)))
 }
 
 /// Thin device `dev_id`'s block map, from `thin_dump`. thin-tools 1.x may share subtrees:
@@ -185,8 +163,9 @@ pub fn parse_map(xml: &str, dev_id: u32) -> Result<BlockMap> {
         };
         let b = block.ok_or_else(|| bad(T, "a mapping before the superblock"))?;
         // Refuse ranges that would overflow as bytes, here where the input is.
-        blocks(T, run.vblock, run.len, b)?;
-        blocks(T, run.dblock, run.len, b)?;
+        if !run.fits(b) {
+            return Err(bad(T, "a range beyond 2^64 bytes"));
+        }
         if let Some((_, v)) = def.as_mut() {
             v.push(run);
         } else if in_dev {
@@ -209,6 +188,12 @@ fn time(tag: &Tag) -> Result<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::extent::Extent;
+
+    /// The block size and mapped ranges, as export reads them.
+    fn parse_dump(xml: &str, dev_id: u32) -> Result<(u64, Vec<Extent>)> {
+        parse_map(xml, dev_id).map(|m| (m.block, m.extents()))
+    }
 
     const DUMP: &str = r#"<superblock uuid="" time="1" transaction="3" flags="0" version="2" data_block_size="128" nr_data_blocks="1000">
   <device dev_id="1" mapped_blocks="5" transaction="0" creation_time="0" snap_time="1">

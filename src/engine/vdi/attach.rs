@@ -104,6 +104,22 @@ impl Ctx {
         }
     }
 
+    /// Undoes `attach_for_reading`'s device of ours `name` for VDI `uuid` (the caller holds
+    /// the SR's lock), and the attachment of its template with its last reader.
+    pub(crate) fn detach_reader(
+        &self,
+        name: &str,
+        uuid: &str,
+        template: Option<&str>,
+    ) -> Result<()> {
+        crate::host::dm::remove(name, uuid)?;
+        self.forget_devices();
+        match template {
+            Some(t) => self.release_origin_if_unused(t),
+            None => Ok(()),
+        }
+    }
+
     /// The VDI's LV activated by LVM (a preallocated one wanted read-only is activated
     /// read-only without changing the LV).
     fn activate(&self, vg: &Vg, v: &VdiMeta, lv: &Lv, read_only: bool) -> Result<PathBuf> {

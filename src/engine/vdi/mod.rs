@@ -156,7 +156,7 @@ pub(crate) fn free_lv_name(vg: &Vg, label: &str, keep: Option<&str>) -> String {
 }
 
 /// The start of every VDI's `lvcreate`: its name, its tags, activation skipped.
-fn lvcreate_args(sr: &str, uuid: &str, lv: &str) -> Vec<String> {
+pub(crate) fn lvcreate_args(sr: &str, uuid: &str, lv: &str) -> Vec<String> {
     let mut args = strings(&["lvcreate", "-y", "-n", lv, "--setactivationskip", "y"]);
     args.extend(tag_args(&[sr_tag(sr), vdi_tag(uuid)]));
     args
@@ -244,7 +244,7 @@ fn space_detail(vg: &Vg, entry: &Entry) -> String {
 
 impl Ctx {
     /// Refuses while the VDI is in use: active through LVM or through a device of ours.
-    fn refuse_attached(&self, vg: &Vg, v: &VdiMeta, lv: &Lv) -> Result<()> {
+    pub(crate) fn refuse_attached(&self, vg: &Vg, v: &VdiMeta, lv: &Lv) -> Result<()> {
         let device = match self.our_device(&v.uuid) {
             Some(d) => d.path().display().to_string(),
             None if lv.active || lv.open => dev_path(&vg.name, &lv.name),
