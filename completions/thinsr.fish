@@ -73,7 +73,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcom
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from create" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from introduce" -l name -d 'The SR\'s name (default: the VG\'s)' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from introduce" -l pool-size -d 'Size of a new thin pool: SIZE, or N% of the VG\'s free space' -r
-complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from introduce" -l pool -d 'Adopt this existing thin pool LV instead of making one' -r
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from introduce" -l pool -d 'Adopt this existing thin pool LV instead of making one. A pool that does not zero new blocks (made with -Zn) is refused: its new VDIs would show old data; on a terminal thinsr offers to turn zeroing on, elsewhere --yes does' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from introduce" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from introduce" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from introduce" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'

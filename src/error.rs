@@ -123,6 +123,14 @@ pub enum Error {
     MetadataTooLarge { size: usize, max: usize },
     #[error("configuration file {path} is invalid: {why}")]
     ConfigInvalid { path: String, why: String },
+    #[error("refusing {what} {}: {why}", path.display())]
+    UnsafePath {
+        what: String,
+        path: std::path::PathBuf,
+        why: String,
+    },
+    #[error("thin pool {pool} does not zero new blocks: a new VDI would show the old bytes of the disk and of destroyed VDIs; turn zeroing on with 'lvchange --zero y {pool}'")]
+    PoolNotZeroing { pool: String },
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -189,6 +197,8 @@ impl Error {
             Error::MetadataCorrupt { .. } => "METADATA_CORRUPT",
             Error::MetadataTooLarge { .. } => "METADATA_TOO_LARGE",
             Error::ConfigInvalid { .. } => "CONFIG_INVALID",
+            Error::UnsafePath { .. } => "UNSAFE_PATH",
+            Error::PoolNotZeroing { .. } => "POOL_NOT_ZEROING",
             Error::Io { .. } => "IO_ERROR",
         }
     }
@@ -253,6 +263,8 @@ impl Error {
             Error::FileExists(_) => "choose a path that does not exist yet; thinsr will not overwrite a file".into(),
             Error::ConfirmationRequired(_) => "run it on a terminal to confirm, or add --yes".into(),
             Error::NotRoot => "run it with sudo or as root".into(),
+            Error::UnsafePath { path, .. } => format!("thinsr runs and reads as root only what root alone can change: 'chown root:root {0}' and 'chmod go-w {0}' (and the same for each directory above it that is not root's alone)", path.display()),
+            Error::PoolNotZeroing { .. } => "or add --yes to let thinsr turn it on (blocks written before stay as they are)".into(),
             Error::InvalidSize { .. } => "sizes look like 512M, 20G or 1.5T (binary units); a bare number is bytes".into(),
             Error::NoSpace { .. } => "'thinsr sr show' shows where the space went".into(),
             Error::PoolOvercommitted { .. } => "destroy unused disks, raise the limit with 'thinsr pool set SR --max-overcommit RATIO', or grow the pool with 'thinsr pool extend'".into(),
@@ -406,6 +418,12 @@ mod tests {
                 why: s(),
             },
             Error::InvalidArgument(s()),
+            Error::UnsafePath {
+                what: s(),
+                path: s().into(),
+                why: s(),
+            },
+            Error::PoolNotZeroing { pool: s() },
             Error::WatcherRunning(1),
             Error::Usage(s()),
             Error::ConfirmationRequired(s()),
@@ -478,6 +496,8 @@ mod tests {
                 | Error::MetadataCorrupt { .. }
                 | Error::MetadataTooLarge { .. }
                 | Error::ConfigInvalid { .. }
+                | Error::UnsafePath { .. }
+                | Error::PoolNotZeroing { .. }
                 | Error::Io { .. } => {}
             }
         }

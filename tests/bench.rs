@@ -73,6 +73,7 @@ fn bench() {
     burst_rows(&mut rows);
     origin_rows(&mut rows);
     cbt_rows(&mut rows);
+    zeroing_rows(&mut rows);
 
     // lvm invocations per command: a count that does not drift with load.
     let calls = [
@@ -548,6 +549,74 @@ fn bench_cbt() {
     let mut rows = Vec::new();
     cbt_rows(&mut rows);
     print_rows(&rows);
+}
+
+/// `cargo xtask bench bench_zeroing`: what zeroing new blocks costs, alone.
+#[test]
+fn bench_zeroing() {
+    vm();
+    ok(&["sr", "create", DISKS[0], DISKS[1], "--name", "bench"]);
+    let mut rows = Vec::new();
+    zeroing_rows(&mut rows);
+    print_rows(&rows);
+}
+
+/// Seconds to write `count` O_DIRECT writes of `bs` bytes, one every `stride` bytes, into
+/// a new VDI `name` of the bench SR (every write lands in blocks the pool provisions now).
+fn first_writes(name: &str, bs: usize, stride: u64, count: u64) -> f64 {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let size = format!("{}", stride * count);
+    ok(&["vdi", "create", name, "--size", &size, "--sr", "bench"]);
+    let dev = ok(&["vdi", "attach", name, "--sr", "bench"])
+        .trim()
+        .to_string();
+    let f = std::fs::File::options()
+        .write(true)
+        .custom_flags(0o40000) // O_DIRECT
+        .open(&dev)
+        .unwrap();
+    let mut buf = thinsr::aligned::AlignedBuf::zeroed(bs);
+    buf.as_mut_slice().fill(0x5a);
+    let secs = timed(|| {
+        for i in 0..count {
+            f.write_all_at(buf.as_mut_slice(), i * stride).unwrap();
+        }
+        f.sync_all().unwrap();
+    });
+    drop(f);
+    ok(&["vdi", "detach", name, "--sr", "bench"]);
+    ok(&["--yes", "vdi", "destroy", name, "--sr", "bench"]);
+    secs
+}
+
+/// What isolation costs: the pool zeroes each block it provisions unless the write fills
+/// it. First 4 KiB writes, one into each new 64 KiB block (the worst case: 60 KiB of zeros
+/// per write), and first 1 MiB writes (whole blocks: nothing to zero), with the pool's
+/// zeroing on (thinsr's pools) against off (`lvchange --zero n`, what thinsr refuses).
+fn zeroing_rows(rows: &mut Vec<Row>) {
+    const K64: u64 = 64 << 10;
+    const MIB: u64 = 1 << 20;
+    let pool = "bench/thinsr_pool";
+    let measure = |zero: &str| {
+        sh(&["lvm", "lvchange", "--zero", zero, pool]);
+        let small = first_writes(&format!("z{zero}4k"), 4096, K64, 4096);
+        let large = first_writes(&format!("z{zero}1m"), MIB as usize, MIB, 512);
+        (small, large)
+    };
+    let (off_small, off_large) = measure("n");
+    let (on_small, on_large) = measure("y");
+    rows.push(Row {
+        what: "first 4 KiB writes into new 64 KiB blocks (4096, direct): zeroing on vs off".into(),
+        thinsr: format!("{:.0} writes/s", 4096.0 / on_small),
+        bare: format!("{:.0} writes/s", 4096.0 / off_small),
+        ratio: format!("{:.2}x the time", on_small / off_small),
+    });
+    rows.push(Row {
+        what: "first 1 MiB writes (512 MiB, direct): zeroing on vs off".into(),
+        thinsr: format!("{:.0} MiB/s", 512.0 / on_large),
+        bare: format!("{:.0} MiB/s", 512.0 / off_large),
+        ratio: format!("{:.2}x the time", on_large / off_large),
+    });
 }
 
 /// What a delta backup reads first: `vdi changed-blocks` (xapi's list_changed_blocks)

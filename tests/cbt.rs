@@ -156,6 +156,7 @@ fn changed_blocks_through_xapi_survive_detach_attach_data_destroy_and_revert() {
     volume(&sr, "Volume.data_destroy", json!({"key": s1}));
     let st = volume(&sr, "Volume.stat", json!({"key": s1}));
     assert_eq!(st["data_destroyed"], true, "{st}");
+    assert_eq!(st["volume_type"], "CBT_Metadata", "{st}");
     let lvs = sh(&["lvs", "--noheadings", "-o", "lv_name,lv_tags", "local"]);
     assert!(!lvs.contains(&format!("thinsr_vdi={s1}")), "{lvs}");
     assert!(lvs.contains(&format!("thinsr_cbt={s1}")), "{lvs}");
@@ -218,7 +219,11 @@ fn changed_blocks_through_xapi_survive_detach_attach_data_destroy_and_revert() {
     );
     stop(&uri);
     let before = volume(&sr, "Volume.stat", json!({"key": key}));
-    let after = volume(&sr, "Volume.revert", json!({"key": key, "snapshot": s2}));
+    // The IDL's `returning unit`: ocaml-rpc reads only null as unit.
+    let reverted = volume(&sr, "Volume.revert", json!({"key": key, "snapshot": s2}));
+    assert_eq!(reverted, Value::Null);
+    let after = volume(&sr, "Volume.stat", json!({"key": key}));
+    assert_eq!(after["volume_type"], "Data");
     for f in ["key", "uuid", "uri", "name", "cbt_enabled", "lv"] {
         assert_eq!(after[f], before[f], "{f}: {after}");
     }

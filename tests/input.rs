@@ -89,7 +89,11 @@ fn bad_input_across_all_commands_changes_nothing() {
         (vec!["vdi", "show", "nope"], "VDI_NOT_FOUND"),
         (vec!["vdi", "show", "local/nope"], "VDI_NOT_FOUND"),
         (vec!["--yes", "vdi", "destroy", "from tpl"], "VDI_ATTACHED"),
-        (vec!["vdi", "resize", "from tpl", "+1M"], "VDI_ATTACHED"),
+        // Growing an attached clone works (VDI_RESIZE_ONLINE); shrinking it does not.
+        (
+            vec!["--yes", "vdi", "resize", "from tpl", "1M", "--allow-shrink"],
+            "VDI_ATTACHED",
+        ),
         (
             vec!["vdi", "attach", "from tpl", "--read-only"],
             "VDI_ATTACHED",

@@ -188,12 +188,23 @@ fn when_full_error_fails_writes_at_once_and_extend_recovers() {
     assert!(took < Duration::from_secs(10), "{took:?}: {e}");
     let p = pool("local");
     assert_eq!(p["kernel"]["state"], "out_of_data_space", "{p}");
-    // An admin can fix this: xapi's scans go on (Unreachable), told what to do.
+    // The VG has room: thinsr grows it (the watcher, cron), so xapi's scans go on
+    // (Healthy, which fails no scan), the warning in the text and SR.stat's description.
+    let health = json(&["sr", "show", "local"])["health"].clone();
+    assert_eq!(health[0], "Healthy", "{health}");
+    let text = health[1].as_str().unwrap();
+    assert!(text.contains("is out of data space (data 100%"), "{text}");
+    assert!(text.contains("thinsr pool extend local +SIZE"), "{text}");
+    // With no room to grow it is the admin's to fix: Unreachable (xapi retries the scan
+    // three times, then fails it), told what to do.
+    let size = pool("local")["size"].as_u64().unwrap().to_string();
+    json(&["pool", "set", "local", "--max-size", &size]);
     let health = json(&["sr", "show", "local"])["health"].clone();
     assert_eq!(health[0], "Unreachable", "{health}");
     let text = health[1].as_str().unwrap();
     assert!(text.contains("is out of data space (data 100%"), "{text}");
     assert!(text.contains("thinsr pool extend local +SIZE"), "{text}");
+    assert!(ok(&["sr", "show", "local"]).contains("then fail (SR_UNHEALTHY)"));
     // maintain reports it as critical (and, in owned mode, grows the pool).
     let r = maintain(&[]);
     assert_eq!(r.code, 2, "{} {}", r.stdout, r.stderr);

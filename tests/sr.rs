@@ -131,19 +131,7 @@ fn shared_introduce_and_destroy_leave_the_admins_lvs_byte_identical() {
 #[test]
 fn shared_adopts_an_existing_pool_and_never_removes_it() {
     vm();
-    sh(&["lvm", "vgcreate", "-y", "vg0", DISKS[0]]);
-    sh(&[
-        "lvm",
-        "lvcreate",
-        "-y",
-        "--type",
-        "thin-pool",
-        "-L",
-        "512m",
-        "-n",
-        "vms",
-        "vg0",
-    ]);
+    admin_pool("vg0", DISKS[0], "vms", &[]);
     sh(&[
         "lvm",
         "lvcreate",
@@ -637,10 +625,10 @@ fn sr_create_and_destroy_survive_a_crash_at_every_step() {
     eprintln!("sr crash points walked: 5");
 }
 
-/// The host thinsr runs on, as each profile sets it up: in the dom0 profile (XCP-ng 8.3)
-/// LVM refuses metadata writes that do not turn `metadata_read_only` off, qemu's tools are
-/// only in qemu-dp's directory, thin_check is 0.7.3, and thinsr is the static binary; it
-/// makes and removes an SR all the same.
+/// The host thinsr runs on, as each profile sets it up: in the dom0 profile, XCP-ng 8.3's own
+/// lvm 2.02.180, dmsetup 1.02.149 and thin tools 0.7.3 (../shared/dom0-tools), lvm.conf
+/// read-only for metadata, qemu's tools only in qemu-dp's directory, and thinsr the static
+/// binary; it makes and removes an SR all the same.
 #[test]
 fn thinsr_runs_on_the_host_as_it_is_set_up() {
     vm();
@@ -654,20 +642,56 @@ fn thinsr_runs_on_the_host_as_it_is_set_up() {
             v.contains("(/usr/lib64/qemu-dp/bin/qemu-nbd, from qemu-dp)"),
             "{v}"
         );
+        // dom0's real tools, not stand-ins.
+        let lvm = sh(&["lvm", "version"]);
+        assert!(lvm.contains("LVM version:     2.02.180(2)"), "{lvm}");
+        assert!(lvm.contains("Library version: 1.02.149"), "{lvm}");
+        assert_eq!(sh(&["thin_check", "--version"]).trim(), "0.7.3");
+        assert!(sh(&["dmsetup", "--version"]).contains("1.02.149"));
+        assert!(v.contains("lvm: 2.02.180(2)"), "{v}");
         assert!(v.contains("thin_check: 0.7.3"), "{v}");
-        // The stand-in refuses as lvm2 2.02.180 does; thinsr's own calls pass.
+        // dom0's lvm.conf makes 2.02.180 refuse metadata writes *and exit 0*.
         let out = Command::new("lvm")
             .args(["vgcreate", "probe", DISKS[3]])
             .env_remove("LVM_SYSTEM_DIR")
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(5));
-        assert!(String::from_utf8_lossy(&out.stderr).contains("metadata_read_only"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        assert!(
+            stderr.contains("Command not permitted while global/metadata_read_only is set"),
+            "{stderr}"
+        );
+        assert!(!sh(&["lvm", "vgs", "-o", "vg_name"]).contains("probe"));
+        // thinsr's own --config overrides it even where an admin points LVM at the
+        // read-only file: the SR is really made, not "made" with exit 0.
+        let out = thinsr_cmd(&["--json", "sr", "create", DISKS[3], "--name", "ro"])
+            .env("LVM_SYSTEM_DIR", "/etc/lvm")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            sh(&["lvm", "vgs", "--noheadings", "-o", "vg_name"]).trim(),
+            "ro"
+        );
+        let out = thinsr_cmd(&["sr", "destroy", "ro", "--yes"])
+            .env("LVM_SYSTEM_DIR", "/etc/lvm")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert!(sh(&["lvm", "vgs", "--noheadings", "-o", "vg_name"])
+            .trim()
+            .is_empty());
     } else {
         assert!(
             v.contains("qemu-nbd: 7.2") && v.contains("from PATH)"),
             "{v}"
         );
+        assert!(v.contains("lvm: 2.03"), "{v}");
     }
     let d = json(&["sr", "create", DISKS[0], "--name", "host"]);
     assert_eq!(d["attached"], true);

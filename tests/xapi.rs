@@ -232,3 +232,197 @@ fn xapi_drives_a_whole_life_through_the_plugin() {
     ok(&["xapi", "uninstall", "--root", ROOT]);
     assert!(!std::path::Path::new(VOLUME).exists());
 }
+
+/// The IDL check that every xapi call of the suite passes through refuses what ocaml-rpc
+/// would: a volume record without a required field, a revert that returns a record
+/// rather than unit, a null in an optional field, a wrong variant, an argument xapi does
+/// not send. No VM needed: it is the test client's own logic.
+#[test]
+fn the_idl_check_refuses_what_xapi_could_not_decode() {
+    use common::idl::{check_args, check_result};
+    let good = json!({"key": "k", "uuid": "u", "name": "n", "description": "",
+        "read_write": true, "sharable": false, "virtual_size": 1, "physical_utilisation": 0,
+        "uri": ["thinsr://s/k"], "keys": {}, "volume_type": "Data", "cbt_enabled": false,
+        "extra": "ignored"});
+    check_result("Volume.stat", &good).unwrap();
+    let mut missing = good.clone();
+    missing.as_object_mut().unwrap().remove("virtual_size");
+    let e = check_result("Volume.stat", &missing).unwrap_err();
+    assert!(e.contains("'virtual_size' is missing"), "{e}");
+    // Optional fields may be absent, but not null.
+    let mut absent = good.clone();
+    absent.as_object_mut().unwrap().remove("volume_type");
+    check_result("Volume.stat", &absent).unwrap();
+    let mut null = good.clone();
+    null["cbt_enabled"] = Value::Null;
+    assert!(check_result("Volume.stat", &null).is_err());
+    let mut variant = good.clone();
+    variant["volume_type"] = json!("Snapshot");
+    assert!(check_result("Volume.stat", &variant).is_err());
+    let mut size = good.clone();
+    size["virtual_size"] = json!("1");
+    assert!(check_result("Volume.stat", &size).is_err());
+    // Unit is null only: a revert that answers with the volume record fails.
+    check_result("Volume.revert", &Value::Null).unwrap();
+    let e = check_result("Volume.revert", &good).unwrap_err();
+    assert!(e.contains("null (unit)"), "{e}");
+    // Health carries its text; a bare constructor name is not enough.
+    let stat = json!({"sr": "s", "name": "n", "description": "", "free_space": 0,
+        "total_space": 0, "datasources": [], "clustered": false, "health": ["Healthy", ""]});
+    check_result("SR.stat", &stat).unwrap();
+    let mut bare = stat.clone();
+    bare["health"] = json!("Healthy");
+    assert!(check_result("SR.stat", &bare).is_err());
+    // Arguments: all of them, typed, and no others.
+    let args = json!({"dbg": "d", "sr": "s", "name": "n", "description": "", "size": 1,
+        "sharable": false});
+    check_args("Volume.create", &args).unwrap();
+    let mut without = args.clone();
+    without.as_object_mut().unwrap().remove("sharable");
+    assert!(check_args("Volume.create", &without).is_err());
+    let mut extra = args.clone();
+    extra["uuid"] = json!("u");
+    assert!(check_args("Volume.create", &extra).is_err());
+    assert!(check_args(
+        "Datapath.attach",
+        &json!({"dbg": "d", "uri": "u", "domain": 0})
+    )
+    .is_err());
+    assert!(check_args("Volume.nonsense", &json!({"dbg": "d"})).is_err());
+}
+
+/// xapi-storage-script watches `<root>/volume` and `<root>/datapath` with inotify and calls
+/// `Plugin.Query` as soon as a plugin directory appears (never again). A watcher that does
+/// the same sees only complete plugins, at install and at upgrade; a directory made and
+/// then filled, as before, is caught half-made (the control: the watcher can fail).
+#[test]
+fn the_plugin_appears_whole_to_a_watcher_like_xapis() {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    use std::sync::mpsc;
+    vm();
+    let root = "/tmp/watched";
+    for d in ["volume", "datapath"] {
+        std::fs::create_dir_all(format!("{root}/{d}")).unwrap();
+    }
+    let (tx, rx) = mpsc::channel::<(String, bool, String)>();
+    let (ready_tx, ready_rx) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let ino = Inotify::init(InitFlags::empty()).unwrap();
+        let mut dirs = std::collections::HashMap::new();
+        for d in ["volume", "datapath"] {
+            let wd = ino
+                .add_watch(
+                    format!("{root}/{d}").as_str(),
+                    AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO,
+                )
+                .unwrap();
+            dirs.insert(wd, d);
+        }
+        ready_tx.send(()).unwrap();
+        loop {
+            for e in ino.read_events().unwrap() {
+                let Some(name) = e.name.and_then(|n| n.into_string().ok()) else {
+                    continue;
+                };
+                // At once, as xapi-storage-script registers a plugin it sees.
+                let query = format!("{root}/{}/{name}/Plugin.Query", dirs[&e.wd]);
+                let out = std::process::Command::new(&query)
+                    .arg("--json")
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .and_then(|mut c| {
+                        use std::io::Write;
+                        c.stdin
+                            .take()
+                            .unwrap()
+                            .write_all(b"{\"dbg\": \"watcher\"}")?;
+                        c.wait_with_output()
+                    });
+                let (ok, text) = match out {
+                    Ok(o) => (
+                        o.status.success(),
+                        String::from_utf8_lossy(&o.stdout).into_owned(),
+                    ),
+                    Err(e) => (false, e.to_string()),
+                };
+                if tx
+                    .send((format!("{}/{name}", dirs[&e.wd]), ok, text))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    });
+    ready_rx.recv().unwrap();
+    let seen = |n: usize| -> Vec<(String, bool, String)> {
+        (0..n)
+            .map(|_| {
+                rx.recv_timeout(std::time::Duration::from_secs(30))
+                    .expect("an event")
+            })
+            .collect()
+    };
+
+    // The control: a directory made, then filled, is seen before its files exist.
+    std::fs::create_dir(format!("{root}/datapath/control")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    ok(&["xapi", "install", "--root", "/tmp/control-src"]);
+    std::fs::copy(
+        "/tmp/control-src/datapath/thinsr/Plugin.Query",
+        format!("{root}/datapath/control/Plugin.Query"),
+    )
+    .unwrap();
+    let control = seen(1);
+    assert_eq!(control[0].0, "datapath/control");
+    assert!(
+        !control[0].1,
+        "the watcher saw a complete plugin: {control:?}"
+    );
+    std::fs::remove_dir_all(format!("{root}/datapath/control")).unwrap();
+
+    // Install, then an upgrade over it: every directory the watcher sees answers whole.
+    for round in ["install", "upgrade"] {
+        ok(&["xapi", "install", "--root", root]);
+        let events = seen(2);
+        for (dir, ok, text) in &events {
+            assert!(ok, "{round}: {dir} answered {text}");
+            let q: Value = serde_json::from_str(text).unwrap();
+            assert!(
+                q["features"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|f| f == "VDI_ACTIVATE_READONLY"),
+                "{round}: {dir}: {q}"
+            );
+        }
+        let mut dirs: Vec<&str> = events.iter().map(|e| e.0.as_str()).collect();
+        dirs.sort();
+        assert_eq!(
+            dirs,
+            ["datapath/thinsr", "volume/org.xen.xapi.storage.thinsr"],
+            "{round}: nothing else appears where xapi looks"
+        );
+        assert!(rx
+            .recv_timeout(std::time::Duration::from_millis(500))
+            .is_err());
+    }
+    // Nothing is left beside them; uninstall removes both whole.
+    let left: Vec<_> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+    ok(&["xapi", "uninstall", "--root", root]);
+    assert!(std::fs::read_dir(format!("{root}/volume"))
+        .unwrap()
+        .next()
+        .is_none());
+    assert!(std::fs::read_dir(format!("{root}/datapath"))
+        .unwrap()
+        .next()
+        .is_none());
+}

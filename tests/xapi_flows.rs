@@ -15,6 +15,17 @@ fn stat(sr: &str, key: &str) -> Value {
     call(VOLUME, "Volume.stat", json!({"sr": sr, "key": key}))
 }
 
+/// A 4 MiB raw template image of noise (`seed`) at `path`, introduced as `name`.
+fn raw_template(path: &str, name: &str, seed: u64) -> (Vec<u8>, Value) {
+    let image = noise(4 << 20, seed);
+    std::fs::write(path, &image).unwrap();
+    let uri = format!("file://{path}");
+    (
+        image,
+        json(&["template", "introduce", &uri, "--name", name]),
+    )
+}
+
 fn lv_of(key: &str) -> String {
     json(&["vdi", "show", key])["lv"]
         .as_str()
@@ -143,15 +154,7 @@ fn template_volumes_attach_read_only_and_take_xapis_keys() {
     vm();
     install();
     let (sr, _) = sr_create(DISKS[0], SR_UUID, "Local thin");
-    let image = noise(4 << 20, 3);
-    std::fs::write("/tmp/t.raw", &image).unwrap();
-    let t = json(&[
-        "template",
-        "introduce",
-        "file:///tmp/t.raw",
-        "--name",
-        "Debian 12",
-    ]);
+    let (image, t) = raw_template("/tmp/t.raw", "Debian 12", 3);
     let tkey = t["uuid"].as_str().unwrap().to_string();
     let tv = stat(&sr, &tkey);
     assert_eq!(tv["read_write"], false);
@@ -392,13 +395,17 @@ fn a_detach_that_loses_a_race_is_finished_before_the_next_call() {
 /// Runs a method file as SMAPI tracing does: `python3 -m observer FILE --json`, where
 /// observer.py loads FILE with `runpy.run_path(FILE, run_name="__main__")`.
 fn through_runpy(method: &str, args: Value) -> (i32, Value) {
+    talk(observer(method), method, args)
+}
+
+fn observer(method: &str) -> std::process::Command {
     let file = format!("{}/{method}", dir_of(method));
     let observer = format!(
         "import runpy, sys\nsys.argv = ['{file}', '--json']\nrunpy.run_path('{file}', run_name='__main__')\n"
     );
     let mut python = std::process::Command::new("python3");
     python.args(["-c", &observer]);
-    talk(python, method, args)
+    python
 }
 
 #[test]
@@ -415,8 +422,13 @@ fn every_method_file_runs_through_runpy_as_smapi_tracing_loads_it() {
                 path.display()
             );
             let method = path.file_name().unwrap().to_str().unwrap().to_string();
-            // Every method answers in xapi's shape through runpy: a result, or an error.
-            let (code, v) = through_runpy(&method, json!({"sr": "nope", "uri": "thinsr://nope/x"}));
+            // Every method answers in xapi's shape through runpy: a result, or an error
+            // (to arguments no IDL call has, on purpose).
+            let (code, v) = talk_unchecked(
+                observer(&method),
+                &method,
+                json!({"sr": "nope", "uri": "thinsr://nope/x"}),
+            );
             if code != 0 {
                 assert!(v["code"].is_string(), "{method}: {v}");
             }
@@ -494,4 +506,209 @@ fn template_servers_start_in_a_systemd_scope_of_their_own_where_systemd_runs() {
     assert_eq!(read_at(&dev, 0, 4096), vec![0u8; 4096]);
     write_at(&dev, 0, &noise(4096, 5));
     run(&["vdi", "detach", "web"]);
+}
+
+fn attach_for(uri: &str, domain: &str) -> String {
+    let dp = call(
+        DATAPATH,
+        "Datapath.attach",
+        json!({"uri": uri, "domain": domain}),
+    );
+    dp["implementations"][1][1]["path"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn dp(method: &str, uri: &str, domain: &str) {
+    assert_eq!(
+        call(DATAPATH, method, json!({"uri": uri, "domain": domain})),
+        Value::Null
+    );
+}
+
+fn size_of(dev: &str) -> u64 {
+    use std::io::{Seek, SeekFrom};
+    std::fs::File::open(dev)
+        .unwrap()
+        .seek(SeekFrom::End(0))
+        .unwrap()
+}
+
+/// Several domains on one volume, as the IDL's datapath counts them: read-only for any
+/// number (the device read-only in the kernel while they last), read-write for one at a
+/// time, never both; the device goes with the last domain's detach, not the first's.
+#[test]
+fn domains_share_a_volume_and_the_device_goes_with_the_last() {
+    vm();
+    install();
+    let (sr, _) = sr_create(DISKS[0], SR_UUID, "Local thin");
+    let v = call(
+        VOLUME,
+        "Volume.create",
+        json!({"sr": sr, "name": "backup me", "description": "", "size": 64 << 20, "sharable": false}),
+    );
+    let uri = v["uri"][0].as_str().unwrap().to_string();
+    let dev = attach_for(&uri, "1");
+    write_at(&dev, 0, &noise(1 << 20, 5));
+    assert_eq!(attach_for(&uri, "2"), dev);
+    // Two read-only activations (dom0 reading for a backup, say): the kernel refuses writes.
+    dp("Datapath.activate_readonly", &uri, "1");
+    dp("Datapath.activate_readonly", &uri, "2");
+    assert!(
+        refuses_writes(&dev),
+        "{dev} takes writes while active read-only"
+    );
+    // A writer meanwhile is refused, naming why.
+    attach_for(&uri, "3");
+    let e = error(
+        DATAPATH,
+        "Datapath.activate",
+        json!({"uri": uri, "domain": "3"}),
+        "VDI_ATTACHED",
+    );
+    assert!(e.to_string().contains("read-only for domain"), "{e}");
+    // The first reader leaves: the device stays for the second, still read-only.
+    dp("Datapath.deactivate", &uri, "1");
+    dp("Datapath.detach", &uri, "1");
+    assert!(refuses_writes(&dev));
+    assert_eq!(
+        crc_at(&dev, 0, 1 << 20),
+        crc32fast::hash(&noise(1 << 20, 5))
+    );
+    dp("Datapath.deactivate", &uri, "2");
+    assert!(!refuses_writes(&dev), "the last read-only activation ended");
+    dp("Datapath.detach", &uri, "2");
+    // One writer at a time.
+    dp("Datapath.activate", &uri, "3");
+    attach_for(&uri, "4");
+    error(
+        DATAPATH,
+        "Datapath.activate",
+        json!({"uri": uri, "domain": "4"}),
+        "VDI_ATTACHED",
+    );
+    error(
+        DATAPATH,
+        "Datapath.activate_readonly",
+        json!({"uri": uri, "domain": "4"}),
+        "VDI_ATTACHED",
+    );
+    dp("Datapath.deactivate", &uri, "3");
+    dp("Datapath.detach", &uri, "3");
+    assert!(std::path::Path::new(&dev).exists(), "domain 4 still has it");
+    dp("Datapath.activate", &uri, "4");
+    // What the volume holds now (refuses_writes wrote its first 4 KiB once it could).
+    let held = crc_at(&dev, 0, 1 << 20);
+    dp("Datapath.deactivate", &uri, "4");
+    dp("Datapath.detach", &uri, "4");
+    assert!(
+        !std::path::Path::new(&dev).exists(),
+        "{dev} outlived its last domain"
+    );
+    // A snapshot is read-only: two VMs activating it (however they ask) both read it.
+    let snap = call(
+        VOLUME,
+        "Volume.snapshot",
+        json!({"sr": sr, "key": v["key"].as_str().unwrap()}),
+    );
+    let suri = snap["uri"][0].as_str().unwrap().to_string();
+    let sdev = attach_for(&suri, "8");
+    assert_eq!(attach_for(&suri, "9"), sdev);
+    dp("Datapath.activate", &suri, "8");
+    dp("Datapath.activate", &suri, "9");
+    assert_eq!(crc_at(&sdev, 0, 1 << 20), held);
+    for d in ["8", "9"] {
+        dp("Datapath.deactivate", &suri, d);
+        dp("Datapath.detach", &suri, d);
+    }
+    assert!(our_dm_devices().is_empty() && !std::path::Path::new(&sdev).exists());
+    assert_eq!(stat(&sr, v["key"].as_str().unwrap())["keys"], json!({}));
+    assert!(json(&["sr", "check", "Local thin"])["findings"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
+
+/// VDI_RESIZE_ONLINE: a running VM's disk grows while it writes, a thin VDI's and a
+/// template clone's (whose device of thinsr's gets the new length); the device the VM was
+/// given reports the new size and takes writes at its new end. Shrinking stays refused,
+/// and so does growing a preallocated VDI while attached (its new part is zeroed first).
+#[test]
+fn a_running_disk_grows_while_it_is_written() {
+    vm();
+    install();
+    let (sr, _) = sr_create(DISKS[0], SR_UUID, "Local thin");
+    let (_, t) = raw_template("/tmp/base.raw", "base", 8);
+    let clone = call(
+        VOLUME,
+        "Volume.clone",
+        json!({"sr": sr, "key": t["uuid"].as_str().unwrap()}),
+    );
+    let thin = call(
+        VOLUME,
+        "Volume.create",
+        json!({"sr": sr, "name": "data", "description": "", "size": 32 << 20, "sharable": false}),
+    );
+    for (v, old) in [(&thin, 32u64 << 20), (&clone, 4 << 20)] {
+        let key = v["key"].as_str().unwrap().to_string();
+        let uri = v["uri"][0].as_str().unwrap().to_string();
+        let dev = attach_for(&uri, "7");
+        dp("Datapath.activate", &uri, "7");
+        assert_eq!(size_of(&dev), old);
+        // A writer at work across the resize: 1 MiB records at the start, over and over.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (dev, stop) = (dev.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) || n < 3 {
+                    write_at(&dev, 0, &noise(1 << 20, 100 + n));
+                    n += 1;
+                }
+                n - 1
+            })
+        };
+        let new = old + (64 << 20);
+        assert_eq!(
+            call(
+                VOLUME,
+                "Volume.resize",
+                json!({"sr": sr, "key": key, "new_size": new}),
+            ),
+            Value::Null
+        );
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let last = writer.join().unwrap();
+        assert_eq!(size_of(&dev), new, "{dev} does not show the new size");
+        assert_eq!(stat(&sr, &key)["virtual_size"], new);
+        // The new end takes writes and gives them back; the old data is intact.
+        write_at(&dev, new - 4096, &[0x5a; 4096]);
+        assert_eq!(read_at(&dev, new - 4096, 4096), vec![0x5a; 4096]);
+        assert_eq!(read_at(&dev, 0, 1 << 20), noise(1 << 20, 100 + last));
+        if old == 4 << 20 {
+            // The clone still reads nothing of its own where the template ended.
+            assert_eq!(read_at(&dev, 4 << 20, 4096), vec![0; 4096]);
+        } else {
+            assert_eq!(read_at(&dev, old, 4096), vec![0; 4096]);
+        }
+        // Shrinking an attached disk: refused.
+        error(
+            VOLUME,
+            "Volume.resize",
+            json!({"sr": sr, "key": key, "new_size": old}),
+            "SHRINK_REFUSED",
+        );
+        dp("Datapath.deactivate", &uri, "7");
+        dp("Datapath.detach", &uri, "7");
+    }
+    // A preallocated VDI grows while detached only: its new part is zeroed before use.
+    json(&["vdi", "create", "pre", "--size", "8M", "--preallocate"]);
+    ok(&["vdi", "attach", "pre"]);
+    fails(&["vdi", "resize", "pre", "16M"], "VDI_ATTACHED");
+    ok(&["vdi", "detach", "pre"]);
+    assert!(json(&["sr", "check", "Local thin"])["findings"]
+        .as_array()
+        .unwrap()
+        .is_empty());
 }

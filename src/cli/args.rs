@@ -194,7 +194,9 @@ Examples:
         /// Size of a new thin pool: SIZE, or N% of the VG's free space.
         #[arg(long, value_name = "SIZE|N%", conflicts_with = "pool")]
         pool_size: Option<String>,
-        /// Adopt this existing thin pool LV instead of making one.
+        /// Adopt this existing thin pool LV instead of making one. A pool that does not
+        /// zero new blocks (made with -Zn) is refused: its new VDIs would show old data;
+        /// on a terminal thinsr offers to turn zeroing on, elsewhere --yes does.
         #[arg(long, value_name = "LV")]
         pool: Option<String>,
     },

@@ -59,12 +59,17 @@ impl Out {
         }
     }
 
+    /// Whether a question can be put to someone: a terminal, not --json.
+    pub fn can_ask(&self) -> bool {
+        !self.json && std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+    }
+
     /// Asks a yes/no question before something destructive; no is the default.
     pub fn confirm(&self, question: &str) -> Result<()> {
         if self.yes {
             return Ok(());
         }
-        if self.json || !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        if !self.can_ask() {
             return Err(Error::ConfirmationRequired(
                 question.trim_end_matches('?').into(),
             ));

@@ -3,8 +3,8 @@
 use super::{table, Out};
 use crate::cli::args::SrCmd;
 use crate::engine::context::Ctx;
-use crate::engine::sr::{SrDetail, SrSummary};
-use crate::error::Result;
+use crate::engine::sr::{Adopt, SrDetail, SrSummary};
+use crate::error::{Error, Result};
 use crate::units::{parse_pool_size, parse_positive_size, Bytes};
 
 pub fn run(ctx: &Ctx, out: &Out, cmd: &SrCmd) -> Result<i32> {
@@ -31,7 +31,22 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &SrCmd) -> Result<i32> {
             pool,
         } => {
             let pool_size = pool_size.as_deref().map(parse_pool_size).transpose()?;
-            let d = ctx.introduce(vg, name.as_deref(), pool_size, pool.as_deref(), None)?;
+            let adopt = |turn_on_zeroing| {
+                pool.as_deref().map(|pool| Adopt {
+                    pool,
+                    turn_on_zeroing,
+                })
+            };
+            let d = match ctx.introduce(vg, name.as_deref(), pool_size, adopt(out.yes), None) {
+                // Asked on a terminal; elsewhere the refusal says what to do.
+                Err(Error::PoolNotZeroing { pool }) if out.can_ask() => {
+                    out.confirm(&format!(
+                        "Thin pool {pool} does not zero new blocks: VDIs would show the disk's old bytes. Turn zeroing on (lvchange --zero y)?"
+                    ))?;
+                    ctx.introduce(vg, name.as_deref(), pool_size, adopt(true), None)?
+                }
+                d => d?,
+            };
             made(out, "Introduced", &d);
         }
         SrCmd::Attach(a) => {
@@ -108,6 +123,16 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &SrCmd) -> Result<i32> {
     Ok(0)
 }
 
+/// What xapi 26.1 does with an SR of this health (xapi-storage-script's SR.scan2).
+fn what_xapi_does(health: &str) -> &'static str {
+    match health {
+        "Healthy" => "scans succeed (a warning above reaches xapi in the SR's description)",
+        "Unreachable" => "scans are retried 3 times a second apart, then fail (SR_UNHEALTHY); running VMs keep their disks and VMs start, but their writes wait or fail until the pool has room",
+        "Unavailable" => "scans fail at once (SR_UNHEALTHY); the pool's metadata needs a repair before VMs can use it",
+        _ => "scans fail (SR_UNHEALTHY)",
+    }
+}
+
 /// The result of create or introduce: warnings on stderr, then the SR.
 fn made(out: &Out, verb: &str, d: &SrDetail) {
     for w in &d.warnings {
@@ -181,6 +206,7 @@ fn print_detail(d: &SrDetail) {
             format!(" ({})", d.health.1)
         }
     );
+    println!("xapi        {}", what_xapi_does(&d.health.0));
     println!(
         "VG          {}: {} total, {} free for pool growth and preallocated disks",
         d.vg,
@@ -215,6 +241,14 @@ fn print_detail(d: &SrDetail) {
             k.when_full
         );
     }
+    println!(
+        "Isolation   {}",
+        if p.zeroes_new_blocks {
+            "the pool zeroes new blocks: a new VDI reads zeros, never old data"
+        } else {
+            "the pool does NOT zero new blocks: a new VDI can show the disk's old bytes; 'thinsr sr check --repair' turns zeroing on"
+        }
+    );
     println!(
         "Space       {} free of {} for disks",
         Bytes(d.free_space),

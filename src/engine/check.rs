@@ -36,7 +36,7 @@ pub const LVM_FILTER: &str = r#"[ "r|^/dev/mapper/thinsr-|", "r|^/dev/nbd|" ]"#;
 pub struct Finding {
     /// missing_lv, renamed_lv, incomplete_zeroing, orphan_thin_lv, orphan_lv, stale_device,
     /// orphan_device, dead_origin, pool, revert_unfinished, data_destroy_unfinished,
-    /// missing_block_map, orphan_block_map.
+    /// missing_block_map, orphan_block_map, unzeroed_pool.
     pub kind: &'static str,
     pub subject: String,
     pub problem: String,
@@ -328,6 +328,27 @@ impl Ctx {
             yes,
         )?);
 
+        if let Some(pool) = vg.lv(&entry.pool).filter(|p| !p.zeroes_new_blocks()) {
+            // Turned off after thinsr made or adopted it (`lvchange --zero n`): every new
+            // VDI would read what its blocks held before.
+            let vg_pool = format!("{}/{}", vg.name, pool.name);
+            let owned = op.meta.pool_owned;
+            let fix = repair && (owned || yes);
+            findings.push(Finding {
+                kind: "unzeroed_pool",
+                subject: format!("thin pool {vg_pool}"),
+                problem: "it does not zero new blocks: a new VDI can show the disk's old bytes or a destroyed VDI's".into(),
+                repair: if owned {
+                    "turn zeroing on (lvchange --zero y)".into()
+                } else {
+                    with_yes("turn zeroing on in the admin's pool (lvchange --zero y)", repair, yes)
+                },
+                repaired: fix,
+            });
+            if fix {
+                self.turn_on_zeroing(&vg_pool)?;
+            }
+        }
         let status = crate::host::dm::pool_status(&vg.name, &entry.pool)?;
         if let Some(t) = status.and_then(|k| k.trouble()) {
             findings.push(Finding {

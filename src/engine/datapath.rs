@@ -38,6 +38,7 @@ use crate::host::loopdev;
 use crate::host::lvm::Vg;
 use crate::host::nbd;
 use crate::host::probe::is_block_device;
+use crate::host::rundir;
 
 const STATE_DIR: &str = "/run/thinsr/origins";
 /// Serialises NBD device allocation and template attach/release across SRs.
@@ -73,23 +74,14 @@ fn state_path(template: &str) -> PathBuf {
 }
 
 fn load_state(template: &str) -> Option<OriginState> {
-    let text = std::fs::read_to_string(state_path(template)).ok()?;
-    if text.len() > 64 << 10 {
-        return None;
-    }
+    let text = rundir::read(&state_path(template), 64 << 10)?;
     serde_yaml::from_str(&text).ok()
 }
 
 fn save_state(s: &OriginState) -> Result<()> {
-    let dir = Path::new(STATE_DIR);
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {STATE_DIR}"), e))?;
-    let path = state_path(&s.template);
-    let tmp = path.with_extension("tmp");
     let text = serde_yaml::to_string(s)
         .map_err(|e| Error::InvalidArgument(format!("cannot encode attach state: {e}")))?;
-    std::fs::write(&tmp, text)
-        .and_then(|_| std::fs::rename(&tmp, &path))
-        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+    rundir::write(&state_path(&s.template), text.as_bytes())
 }
 
 impl OriginState {

@@ -26,9 +26,7 @@ pub enum Watcher {
 }
 
 fn recorded_pid() -> Option<u32> {
-    std::fs::read_to_string(PID_FILE)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
+    crate::host::rundir::read(Path::new(PID_FILE), 64).and_then(|s| s.trim().parse().ok())
 }
 
 pub fn watcher() -> Watcher {

@@ -144,6 +144,7 @@ pub(crate) fn pool_info(vg: &Vg, e: &Entry) -> Result<PoolInfo> {
         metadata_percent,
         thin_volumes: thin.len(),
         virtual_total: thin.iter().map(|l| l.size.0).sum(),
+        zeroes_new_blocks: lv.is_some_and(Lv::zeroes_new_blocks),
         kernel,
     })
 }
@@ -573,6 +574,8 @@ pub struct PoolInfo {
     pub metadata_percent: f64,
     pub thin_volumes: usize,
     pub virtual_total: u64,
+    /// New blocks read as zeros: no VDI sees another's old bytes.
+    pub zeroes_new_blocks: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel: Option<PoolStatus>,
 }

@@ -150,6 +150,8 @@ fn scheme_script(dir: &Path, scheme: &str) -> Result<PathBuf> {
             path.display()
         )));
     }
+    // Run as root: only if nobody but root could have written it, or the way to it.
+    crate::host::trust::root_only(&path, "scheme script")?;
     Ok(path)
 }
 

@@ -62,9 +62,10 @@ impl Ctx {
         let events = Events::open()?;
         events.arm()?;
         cancel::watch();
-        std::fs::create_dir_all("/run/thinsr")
-            .and_then(|_| std::fs::write(PID_FILE, format!("{}\n", std::process::id())))
-            .map_err(|e| Error::io(format!("writing {PID_FILE}"), e))?;
+        crate::host::rundir::write(
+            std::path::Path::new(PID_FILE),
+            format!("{}\n", std::process::id()).as_bytes(),
+        )?;
         let _pid = PidFile;
         report(&Finding {
             sr: String::new(),

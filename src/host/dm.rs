@@ -388,37 +388,75 @@ pub fn suspend(name: &str, on: bool) -> Result<()> {
 /// flight finish on the old one. A crash in between leaves the old table live, or the
 /// device suspended with the new one loaded, which `revive` resumes: both read the same.
 pub fn swap_origin(name: &str, origin: &str) -> Result<()> {
+    reload(name, |len, target, params| {
+        let fields: Vec<&str> = params.split_whitespace().collect();
+        let [pool, thin_id, _old] = fields.as_slice() else {
+            return Err(Error::DmFailed(format!(
+                "{name} reads no external origin: '{target} {params}'"
+            )));
+        };
+        if target != "thin" {
+            return Err(Error::DmFailed(format!("{name} is not a thin device")));
+        }
+        Ok((len, format!("{pool} {thin_id} {origin}")))
+    })
+}
+
+/// Gives device `name` (one target) the length `sectors`, its target and parameters kept:
+/// a VDI grown while attached. The new table is loaded beside the live one and swapped in
+/// by a suspend (which flushes) and resume; the device's users see the new size at once.
+/// A crash in between leaves the old length live (the resize is run again) or the new
+/// table loaded and suspended, which `revive` resumes.
+pub fn grow(name: &str, sectors: u64) -> Result<()> {
+    reload(name, |len, _target, params| {
+        if sectors < len {
+            return Err(Error::DmFailed(format!(
+                "{name} would shrink from {len} to {sectors} sectors"
+            )));
+        }
+        Ok((sectors, params.to_string()))
+    })
+}
+
+/// The length in 512-byte sectors of device `name`'s one-target table.
+pub fn length(name: &str) -> Result<u64> {
+    let (_, table) = single_table(name)?;
+    Ok(table.1)
+}
+
+/// One line of a table: start and length in 512-byte sectors, target, parameters.
+type Target = (u64, u64, String, String);
+
+fn single_table(name: &str) -> Result<(DmFlags, Target)> {
     let dm = open()?;
-    let dm_name = valid_name(name)?;
-    let id = DevId::Name(dm_name);
+    let id = DevId::Name(valid_name(name)?);
     let (info, table) = dm
         .table_status(
             &id,
             DmOptions::default().set_flags(DmFlags::DM_STATUS_TABLE),
         )
         .map_err(|e| dm_err(name, e))?;
-    let [(start, len, target, params)] = table.as_slice() else {
-        return Err(Error::DmFailed(format!(
+    match <[Target; 1]>::try_from(table) {
+        Ok([t]) => Ok((info.flags(), t)),
+        Err(_) => Err(Error::DmFailed(format!(
             "{name} has no single-target table"
-        )));
-    };
-    let fields: Vec<&str> = params.split_whitespace().collect();
-    let [pool, thin_id, _old] = fields.as_slice() else {
-        return Err(Error::DmFailed(format!(
-            "{name} reads no external origin: '{target} {params}'"
-        )));
-    };
-    if target != "thin" {
-        return Err(Error::DmFailed(format!("{name} is not a thin device")));
+        ))),
     }
-    let flags = info.flags() & DmFlags::DM_READONLY;
-    let new = format!("{pool} {thin_id} {origin}");
+}
+
+/// Loads a changed copy of device `name`'s one-target table (`change` gets its length,
+/// target and parameters; returns the new length and parameters) and swaps it in.
+fn reload(name: &str, change: impl FnOnce(u64, &str, &str) -> Result<(u64, String)>) -> Result<()> {
+    let (flags, (start, len, target, params)) = single_table(name)?;
+    let (new_len, new_params) = change(len, &target, &params)?;
+    let dm = open()?;
+    let id = DevId::Name(valid_name(name)?);
     dm.table_load(
         &id,
-        &[(*start, *len, target.clone(), new.clone())],
-        DmOptions::default().set_flags(flags),
+        &[(start, new_len, target.clone(), new_params.clone())],
+        DmOptions::default().set_flags(flags & DmFlags::DM_READONLY),
     )
-    .map_err(|e| dm_err(&format!("loading 'thin {new}' into {name}"), e))?;
+    .map_err(|e| dm_err(&format!("loading '{target} {new_params}' into {name}"), e))?;
     suspend(name, true)?;
     suspend(name, false)
 }

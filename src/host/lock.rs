@@ -1,7 +1,7 @@
 //! Per-SR locks (flock under /run/lock/thinsr) with a bounded wait: cron and an admin never
 //! interleave their changes to one SR, and neither waits forever.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -50,16 +50,9 @@ pub fn acquire(name: &str, what: &str) -> Result<Lock> {
 
 /// As `acquire`, waiting at most `wait`.
 pub fn acquire_within(name: &str, what: &str, wait: Duration) -> Result<Lock> {
-    let dir = PathBuf::from(LOCK_DIR);
-    fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-    let path = dir.join(format!("{name}.lock"));
+    let path = PathBuf::from(LOCK_DIR).join(format!("{name}.lock"));
     let deadline = Instant::now() + wait;
-    let mut file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    let mut file = super::rundir::open_lock(&path)?;
     loop {
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(l) => return Ok(Lock { _file: l }),

@@ -71,22 +71,10 @@ pub fn connect_cached(device: &Path, cache: &Path) -> Result<u32> {
         cache.display()
     );
     let pid = serve(device, &["--image-opts"], &opts)?;
-    set_read_only(device).inspect_err(|_| {
+    super::probe::set_read_only(device, true).inspect_err(|_| {
         let _ = disconnect(device);
     })?;
     Ok(pid)
-}
-
-fn set_read_only(device: &Path) -> Result<()> {
-    use std::os::fd::AsRawFd;
-    nix::ioctl_write_ptr_bad!(blkroset, 0x125d, nix::libc::c_int);
-    let f = std::fs::File::open(device)
-        .map_err(|e| Error::io(format!("opening {}", device.display()), e))?;
-    let on: nix::libc::c_int = 1;
-    // SAFETY: BLKROSET reads one int from the pointer, which outlives the call.
-    unsafe { blkroset(f.as_raw_fd(), &on) }
-        .map(drop)
-        .map_err(|e| Error::io(format!("making {} read-only", device.display()), e.into()))
 }
 
 fn serve(device: &Path, opts: &[&str], image: &str) -> Result<u32> {

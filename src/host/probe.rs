@@ -140,6 +140,25 @@ pub fn is_block_device(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device())
 }
 
+/// Makes the kernel refuse (`on`) or allow writes to a block device (BLKROSET): for every
+/// opener, whatever mode it opened with.
+pub fn set_read_only(device: &Path, on: bool) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    nix::ioctl_write_ptr_bad!(blkroset, 0x125d, nix::libc::c_int);
+    let f = std::fs::File::open(device)
+        .map_err(|e| Error::io(format!("opening {}", device.display()), e))?;
+    let flag: nix::libc::c_int = on.into();
+    // SAFETY: BLKROSET reads one int from the pointer, which outlives the call.
+    unsafe { blkroset(f.as_raw_fd(), &flag) }
+        .map(drop)
+        .map_err(|e| {
+            Error::io(
+                format!("setting {} read-only={on}", device.display()),
+                e.into(),
+            )
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -50,8 +50,7 @@ pub fn detach(ctx: &Ctx, sr: &str, vdi: &str) {
         return;
     };
     if let Some(path) = queued(sr, vdi) {
-        let _ = std::fs::create_dir_all(path.parent().unwrap_or(&path))
-            .and_then(|_| std::fs::write(&path, format!("{}\n", e)));
+        let _ = crate::host::rundir::write(&path, format!("{e}\n").as_bytes());
     }
 }
 

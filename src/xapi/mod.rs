@@ -19,6 +19,9 @@ use crate::host::lvm::Lvm;
 use crate::units::{Bytes, NewSize};
 
 mod detach;
+mod domains;
+mod install;
+pub use install::{install, uninstall};
 
 /// The volume plugin's directory name; xapi calls the SR type `thinsr`.
 pub const VOLUME_PLUGIN: &str = "org.xen.xapi.storage.thinsr";
@@ -58,10 +61,11 @@ pub const VOLUME_METHODS: [&str; 26] = [
     "Volume.data_destroy",
     "Volume.revert",
 ];
-pub const DATAPATH_METHODS: [&str; 5] = [
+pub const DATAPATH_METHODS: [&str; 6] = [
     "Plugin.Query",
     "Datapath.attach",
     "Datapath.activate",
+    "Datapath.activate_readonly",
     "Datapath.deactivate",
     "Datapath.detach",
 ];
@@ -70,7 +74,7 @@ pub const DATAPATH_METHODS: [&str; 5] = [
 /// Not SR_METADATA (disaster-recovery metadata VDIs). LARGE_VDI: thin volumes up to LVM's
 /// limits, though `thinsr export --format vhd` still refuses disks over 2040 GiB (VHD's
 /// own limit).
-pub const FEATURES: [&str; 17] = [
+pub const FEATURES: [&str; 19] = [
     "SR_ATTACH",
     "SR_DETACH",
     "SR_CREATE",
@@ -88,6 +92,8 @@ pub const FEATURES: [&str; 17] = [
     "LARGE_VDI",
     "VDI_CONFIG_CBT",
     "VDI_REVERT",
+    "VDI_RESIZE_ONLINE",
+    "VDI_ACTIVATE_READONLY",
 ];
 
 /// The method named by how thinsr was run (`.../SR.create`), if it is one.
@@ -98,84 +104,6 @@ pub fn method_of(argv0: &str) -> Option<&'static str> {
         .chain(DATAPATH_METHODS.iter())
         .find(|m| **m == name)
         .copied()
-}
-
-/// The two plugin directories under `root`.
-fn plugin_dirs(root: &Path) -> [(PathBuf, &'static [&'static str]); 2] {
-    [
-        (root.join("volume").join(VOLUME_PLUGIN), &VOLUME_METHODS),
-        (root.join("datapath").join(SCHEME), &DATAPATH_METHODS),
-    ]
-}
-
-/// A method file: a small Python 3 program that runs `binary` under the method's name
-/// with the same arguments and stdin. Python, not a link to the binary: with SMAPI tracing
-/// on, xapi-storage-script runs `python3 -m observer FILE --json`, which loads the file
-/// with `runpy.run_path(FILE, run_name="__main__")`; a binary fails there. It waits for
-/// thinsr (rather than exec) so that the observer's span closes around the call.
-fn method_file(binary: &Path, method: &str) -> Result<String> {
-    let bin = binary
-        .to_str()
-        .filter(|b| !b.chars().any(|c| c == '\'' || c == '\\' || c.is_control()));
-    let bin = bin.ok_or_else(|| {
-        Error::InvalidArgument(format!(
-            "the thinsr binary's path {} cannot be written into a method file",
-            binary.display()
-        ))
-    })?;
-    Ok(format!(
-        "#!/usr/bin/env python3\n\
-         # {method} of thinsr's xapi storage plugin (written by 'thinsr xapi install').\n\
-         # Runs thinsr under the method's name with the same arguments and stdin; a Python\n\
-         # file so that SMAPI tracing (runpy.run_path) can load it.\n\
-         import subprocess\n\
-         import sys\n\
-         \n\
-         THINSR = '{bin}'\n\
-         \n\
-         if __name__ == '__main__':\n\
-         \x20   sys.exit(subprocess.call(['{method}'] + sys.argv[1:], executable=THINSR))\n"
-    ))
-}
-
-/// `thinsr xapi install`: one method file per method, in both plugin directories, each
-/// running `binary`.
-pub fn install(root: &Path, binary: &Path) -> Result<Vec<PathBuf>> {
-    use std::os::unix::fs::PermissionsExt;
-    let mut made = Vec::new();
-    for (dir, methods) in plugin_dirs(root) {
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        for m in methods {
-            let file = dir.join(m);
-            let text = method_file(binary, m)?;
-            // Written beside and renamed: a concurrent call never runs half a file, and
-            // an old link to the binary is replaced, not written through.
-            let tmp = dir.join(format!(".{m}.new"));
-            std::fs::write(&tmp, text)
-                .and_then(|_| {
-                    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
-                })
-                .and_then(|_| std::fs::rename(&tmp, &file))
-                .map_err(|e| Error::io(format!("writing {}", file.display()), e))?;
-            made.push(file);
-        }
-    }
-    Ok(made)
-}
-
-/// `thinsr xapi uninstall`: removes the links and the directories if nothing else is there.
-pub fn uninstall(root: &Path) -> Result<usize> {
-    let mut removed = 0;
-    for (dir, methods) in plugin_dirs(root) {
-        for m in methods {
-            if std::fs::remove_file(dir.join(m)).is_ok() {
-                removed += 1;
-            }
-        }
-        let _ = std::fs::remove_dir(&dir);
-    }
-    Ok(removed)
 }
 
 /// Runs `method` with the arguments on stdin; returns the exit status.
@@ -321,6 +249,16 @@ fn parse_volume_uri(uri: &str) -> Result<(String, String)> {
     Ok((sr.into(), vdi.into()))
 }
 
+/// Read-only activations of a writable volume make its device read-only while they last;
+/// a read-only volume's device is read-only from its attach on, and stays so.
+fn set_read_only(ctx: &Ctx, vdi: &str, sr: &str, on: bool) -> Result<()> {
+    let v = ctx.vdi_show(vdi, Some(sr))?;
+    if !v.read_write || v.path.is_empty() {
+        return Ok(());
+    }
+    crate::host::probe::set_read_only(std::path::Path::new(&v.path), on)
+}
+
 fn call(ctx: &Ctx, method: &str, a: &Args) -> Result<Value> {
     let unit = |r: Result<()>| r.map(|_| Value::Null);
     match method {
@@ -393,7 +331,19 @@ fn call(ctx: &Ctx, method: &str, a: &Args) -> Result<Value> {
             ctx.check_destroy(&entry)?;
             unit(ctx.destroy(&entry))
         }
-        "SR.stat" => to_value(&ctx.show(Some(a.sr()?))?),
+        "SR.stat" => {
+            let mut d = ctx.show(Some(a.sr()?))?;
+            // xapi keeps Healthy's constructor and drops its text: a warning that comes
+            // before trouble (the pool cannot grow, or is full and about to) travels in
+            // the description, which xapi shows.
+            if d.health.0 == "Healthy" && !d.health.1.is_empty() {
+                d.description = match d.description.as_str() {
+                    "" => format!("thinsr: {}", d.health.1),
+                    own => format!("{own} (thinsr: {})", d.health.1),
+                };
+            }
+            to_value(&d)
+        }
         "SR.ls" => to_value(&ctx.vdi_list(Some(a.sr()?))?.volumes),
         // The SRs on the storage the configuration names (every VG, with neither
         // `device` nor `vg`), each with `sr_uuid` and an `sr` record, as xapi counts them.
@@ -456,24 +406,69 @@ fn call(ctx: &Ctx, method: &str, a: &Args) -> Result<Value> {
             to_value(&v)
         }
         m if m.starts_with("Volume.") => volume_call(ctx, m, a),
+        // The device is shared by every domain that attaches the volume (domains.rs).
         "Datapath.attach" => {
             let (sr, vdi) = parse_volume_uri(a.str("uri")?)?;
-            let v = ctx.vdi_attach(&vdi, Some(&sr), false)?;
+            let domain = a.str("domain")?;
+            let v = domains::with(&sr, &vdi, |d| {
+                // While others read it, its device is read-only in the kernel (which a
+                // fresh attach would take for another mode): this domain shares it as it is.
+                let v = match d.read_only_active() {
+                    true => Some(ctx.vdi_show(&vdi, Some(&sr))?).filter(|v| !v.path.is_empty()),
+                    false => None,
+                };
+                let v = match v {
+                    Some(v) => v,
+                    None => ctx.vdi_attach(&vdi, Some(&sr), false)?,
+                };
+                d.attach(domain);
+                Ok(v)
+            })?;
             Ok(json!({"implementations": [
                 ["XenDisk", {"backend_type": "vbd", "params": v.path, "extra": {}}],
                 ["BlockDevice", {"path": v.path}]
             ]}))
         }
-        // The device is ready from attach on; a VM's blkback opens it. Only check the VDI
-        // exists (metadata alone: these run at every VM start and stop).
-        "Datapath.activate" | "Datapath.deactivate" => {
+        // The device is ready from attach on; a VM's blkback opens it. Activation checks the
+        // VDI exists (metadata alone: these run at every VM start and stop) and who else
+        // has it active; read-only activations make the device read-only in the kernel
+        // while they last.
+        "Datapath.activate" | "Datapath.activate_readonly" | "Datapath.deactivate" => {
             let (sr, vdi) = parse_volume_uri(a.str("uri")?)?;
-            ctx.resolve(&vdi, Some(&sr)).map(|_| Value::Null)
+            let domain = a.str("domain")?;
+            let found = ctx.resolve(&vdi, Some(&sr))?;
+            // A read-only volume (snapshot, template) is read by whoever activates it,
+            // however they ask: several VMs may read one at once.
+            let writable = found.meta.vdi(&found.uuid).is_some_and(|v| v.read_write());
+            let device = domains::with(&sr, &vdi, |d| match method {
+                "Datapath.activate" if writable => {
+                    d.activate(domain, domains::Use::ReadWrite, &vdi)
+                }
+                "Datapath.activate" | "Datapath.activate_readonly" => {
+                    d.activate(domain, domains::Use::ReadOnly, &vdi)
+                }
+                _ => Ok(d.deactivate(domain)),
+            })?;
+            if let domains::Device::ReadOnly(on) = device {
+                set_read_only(ctx, &found.uuid, &sr, on)?;
+            }
+            Ok(Value::Null)
         }
-        // Never fails: xapi must be able to clean up whatever state the VDI is in.
+        // Never fails: xapi must be able to clean up whatever state the VDI is in. The
+        // device goes with the last domain.
         "Datapath.detach" => {
             if let Some((sr, vdi)) = a.uri_parts() {
-                detach::detach(ctx, &sr, &vdi);
+                let domain = a.str("domain").unwrap_or_default();
+                let _ = domains::with(&sr, &vdi, |d| {
+                    match d.detach(domain) {
+                        domains::Device::Release => detach::detach(ctx, &sr, &vdi),
+                        domains::Device::ReadOnly(false) => {
+                            let _ = set_read_only(ctx, &vdi, &sr, false);
+                        }
+                        _ => {}
+                    }
+                    Ok(())
+                });
             }
             Ok(Value::Null)
         }
@@ -519,9 +514,10 @@ fn volume_call(ctx: &Ctx, method: &str, a: &Args) -> Result<Value> {
             Ok(json!({"granularity": c.granularity, "bitmap": c.bitmap}))
         }
         "Volume.revert" => {
-            // revert(dbg, sr, snapshot, key): `key`'s contents become `snapshot`'s.
+            // revert(dbg, sr, snapshot, key): `key`'s contents become `snapshot`'s. The
+            // IDL returns unit: ocaml-rpc takes only null for it.
             let snapshot = volume_in(ctx, a, sr_key, "snapshot")?;
-            to_value(&ctx.vdi_revert(&uuid, &snapshot, sr)?)
+            done(ctx.vdi_revert(&uuid, &snapshot, sr))
         }
         other => Err(Error::InvalidArgument(format!("unknown method {other}"))),
     }
@@ -568,7 +564,7 @@ mod tests {
         assert!(a.size("name").is_err() && a.str("nothing").is_err());
 
         let golden: Value = serde_json::from_str(
-            r#"{"name":"vdi name","description":"vdi description","key":"UUID","uuid":"UUID","read_write":true,"sharable":false,"virtual_size":0,"physical_utilisation":0,"uri":["raw+file:///tmp/disk.raw"],"keys":{}}"#,
+            r#"{"name":"vdi name","description":"vdi description","key":"UUID","uuid":"UUID","read_write":true,"sharable":false,"virtual_size":0,"physical_utilisation":0,"uri":["raw+file:///tmp/disk.raw"],"keys":{},"volume_type":"Data","cbt_enabled":false}"#,
         )
         .unwrap();
         let v = crate::engine::vdi::Volume {
@@ -603,6 +599,7 @@ mod tests {
             pending: None,
             cbt_enabled: false,
             data_destroyed: false,
+            volume_type: crate::engine::vdi::VolumeType::Data,
             problems: vec![],
         };
         let ours = serde_json::to_value(&v).unwrap();

@@ -2,6 +2,7 @@
 //! test in a fresh VM with four empty 4 GiB disks, /dev/vda to /dev/vdd.
 #![allow(dead_code)]
 
+pub mod idl;
 pub mod xapi;
 
 use std::process::{Command, Output, Stdio};
@@ -50,14 +51,19 @@ pub fn thinsr_bin() -> String {
 }
 
 /// A host tool as the tests run it. In the dom0 profile, as an admin there would: qemu's
-/// tools from qemu-dp's directory (they are not on PATH), lvm with the writable copy of
-/// the configuration in /etc/lvm/master (the host's refuses metadata writes).
+/// tools from qemu-dp's directory (they are not on PATH), lvm (by any name) with the
+/// writable copy of the configuration in /etc/lvm/master (the host's refuses metadata
+/// writes).
 fn host_command(tool: &str) -> Command {
     if dom0() && tool.starts_with("qemu-") {
         return Command::new(format!("/usr/lib64/qemu-dp/bin/{tool}"));
     }
     let mut c = Command::new(tool);
-    if dom0() && tool == "lvm" {
+    // lvm by any of its names: dom0's refuses metadata writes with the host's lvm.conf
+    // (and exits 0), as XCP-ng's own storage code knows.
+    let lvm =
+        tool == "lvm" || tool.starts_with("pv") || tool.starts_with("vg") || tool.starts_with("lv");
+    if dom0() && lvm {
         c.env("LVM_SYSTEM_DIR", "/etc/lvm/master");
     }
     c
@@ -196,6 +202,26 @@ pub fn state() -> String {
         "{lvs}\n{pvs}\n{}\n{reg}",
         String::from_utf8_lossy(&dm.stdout)
     )
+}
+
+/// The admin's own volume group on `disk` with a 512 MiB thin pool `vg/pool` made by hand
+/// (`extra`: lvcreate options such as `--chunksize 512k`).
+pub fn admin_pool(vg: &str, disk: &str, pool: &str, extra: &[&str]) {
+    sh(&["lvm", "vgcreate", "-y", vg, disk]);
+    let mut args = vec![
+        "lvm",
+        "lvcreate",
+        "-y",
+        "--type",
+        "thin-pool",
+        "-L",
+        "512m",
+        "-n",
+        pool,
+    ];
+    args.extend_from_slice(extra);
+    args.push(vg);
+    sh(&args);
 }
 
 /// Creates the admin's own LV filled with random data; returns its checksum.

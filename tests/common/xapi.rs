@@ -24,8 +24,27 @@ pub fn run_with(dir: &str, method: &str, args: Value, env: &[(&str, &str)]) -> (
 }
 
 /// Starts `cmd` as xapi-storage-script starts a method: the arguments (with a `dbg`) as
-/// one JSON object on stdin, the result or error read from stdout as JSON.
-pub fn talk(mut cmd: Command, method: &str, args: Value) -> (i32, Value) {
+/// one JSON object on stdin, the result or error read from stdout as JSON. Every call is
+/// held to the IDL (idl.rs): the arguments as xapi would send them, and a result as
+/// ocaml-rpc would decode it.
+pub fn talk(cmd: Command, method: &str, args: Value) -> (i32, Value) {
+    let mut all = args;
+    all["dbg"] = json!("test");
+    if let Err(e) = super::idl::check_args(method, &all) {
+        panic!("not a call xapi 26.1 makes: {e}");
+    }
+    let (code, value) = talk_unchecked(cmd, method, all);
+    if code == 0 {
+        if let Err(e) = super::idl::check_result(method, &value) {
+            panic!("xapi 26.1 could not decode this result: {e}");
+        }
+    }
+    (code, value)
+}
+
+/// As `talk`, without the IDL check: for the tests that send what xapi never would, on
+/// purpose.
+pub fn talk_unchecked(mut cmd: Command, method: &str, args: Value) -> (i32, Value) {
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

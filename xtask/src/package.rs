@@ -159,12 +159,9 @@ fn stage_tree(stage: &Path, bin: &Path, kind: &str) -> Result<()> {
         NBD_OPTIONS,
         0o644,
     )?;
-    if kind == "rpm" {
-        // The xapi plugin's method files, each running the installed binary.
-        run(Command::new(bin)
-            .args(["xapi", "install", "--binary", "/usr/sbin/thinsr", "--root"])
-            .arg(stage.join("usr/libexec/xapi-storage-script")))?;
-    }
+    // The rpm holds no method files: its %posttrans makes them with `thinsr xapi install`,
+    // which puts each plugin directory in place whole, in one rename. Files rpm wrote one
+    // by one into xapi-storage-script's watched directories would be seen half-made.
     Ok(())
 }
 
@@ -213,12 +210,14 @@ Summary: Thin-provisioned local VM disks on LVM and dm-thin, an SMAPIv3 plugin f
 License: MIT OR Apache-2.0\n\
 BuildArch: x86_64\n\
 Requires: lvm2\n\
+Requires: device-mapper-persistent-data\n\
 AutoReqProv: no\n\
 \n\
 %description\n\
 thinsr runs VM disks on local storage: thin-provisioned LVM volumes in a dm-thin pool,\n\
 instant clones from templates, readable names, backups that read only what changed.\n\
 One static binary with an SMAPIv3 (xapi-storage) volume and datapath plugin.\n\
+Templates in qcow2, VHD or VMDK, and NBD templates, need qemu-dp (qemu-img, qemu-nbd).\n\
 \n\
 %install\n\
 cp -a {stage}/. %{{buildroot}}/\n\
@@ -231,7 +230,11 @@ systemctl start thinsr-pool-watch.service >/dev/null 2>&1 || :\n\
 %preun\n\
 if [ \"$1\" = 0 ]; then\n\
   systemctl disable --now thinsr-pool-watch.service >/dev/null 2>&1 || :\n\
+  /usr/sbin/thinsr xapi uninstall >/dev/null 2>&1 || :\n\
 fi\n\
+\n\
+%posttrans\n\
+/usr/sbin/thinsr xapi install --binary /usr/sbin/thinsr\n\
 \n\
 %files\n\
 {files}\n",
@@ -336,12 +339,7 @@ fn check(rpm: &Path, deb: &Path, bin: &Path) -> Result<()> {
         "/usr/share/doc/thinsr/lvm-filter.conf",
         "/etc/modprobe.d/thinsr-nbd.conf",
     ];
-    let rpm_only = [
-        "/usr/lib/systemd/system/thinsr-pool-watch.service",
-        "/usr/libexec/xapi-storage-script/volume/org.xen.xapi.storage.thinsr/SR.create",
-        "/usr/libexec/xapi-storage-script/volume/org.xen.xapi.storage.thinsr/Plugin.Query",
-        "/usr/libexec/xapi-storage-script/datapath/thinsr/Datapath.attach",
-    ];
+    let rpm_only = ["/usr/lib/systemd/system/thinsr-pool-watch.service"];
     let deb_only = [
         "/lib/systemd/system/thinsr-pool-watch.service",
         "/usr/share/zsh/vendor-completions/_thinsr",
@@ -360,11 +358,25 @@ fn check(rpm: &Path, deb: &Path, bin: &Path) -> Result<()> {
     if !configs.lines().any(|l| l == "/etc/cron.d/thinsr") {
         return Err("the rpm's cron file is not a configuration file".into());
     }
-    let method = fs::read_to_string(
-        root().join("target/package/stage-rpm/usr/libexec/xapi-storage-script/volume/org.xen.xapi.storage.thinsr/SR.create"),
-    )?;
-    if !method.contains("THINSR = '/usr/sbin/thinsr'") {
-        return Err("the rpm's method files do not run /usr/sbin/thinsr".into());
+    // The method files are made by %posttrans, whole, where xapi watches: none in the
+    // payload (rpm would write them one by one), and the scriptlet runs the installer.
+    if rpm_files.contains("xapi-storage-script") {
+        return Err("the rpm's payload holds method files: xapi would see them half-made".into());
+    }
+    let scripts = text(Command::new("rpm").arg("-qp").arg("--scripts").arg(rpm))?;
+    let posttrans = scripts
+        .split("posttrans scriptlet")
+        .nth(1)
+        .unwrap_or_default();
+    if !posttrans.contains("/usr/sbin/thinsr xapi install --binary /usr/sbin/thinsr") {
+        return Err(format!("the rpm's %posttrans does not install the plugin:\n{scripts}").into());
+    }
+    let requires = text(Command::new("rpm").arg("-qpR").arg(rpm))?;
+    if !requires
+        .lines()
+        .any(|l| l.trim() == "device-mapper-persistent-data")
+    {
+        return Err("the rpm does not require device-mapper-persistent-data (thin tools)".into());
     }
     println!(
         "[xtask] packages check out: {} ({} payload, {} files), {} ({} files); {}",

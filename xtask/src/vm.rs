@@ -88,18 +88,24 @@ pub const PACKAGES: &[&str] = &[
     "man-db",
 ];
 
-/// The VM's lvm.conf. With `dom0`, XCP-ng 8.3's LVM setup (xcp-ng-rpms/lvm2 and sm): the
-/// host's lvm.conf read-only for metadata (a writable copy goes to /etc/lvm/master), no
-/// archives, no lvmetad, NBD filtered; udev is off in both.
+/// The VM's lvm.conf. With `dom0`, XCP-ng 8.3's LVM setup (xcp-ng-rpms/lvm2 and sm, as
+/// ../shared/dom0-tools/README.md lists it): the host's lvm.conf read-only for metadata (a
+/// writable copy goes to /etc/lvm/master), no archives, no lvmetad, NBD filtered, and no
+/// setting lvm2 2.02.180 does not know. udev is off in both.
 fn lvm_conf(dom0: bool) -> String {
-    let pick = |dom0_line: &'static str| if dom0 { dom0_line } else { "" };
+    let pick = |dom0_line: &'static str, debian_line: &'static str| {
+        if dom0 {
+            dom0_line
+        } else {
+            debian_line
+        }
+    };
     format!(
         r#"devices {{
     # As README asks of hosts: LVM keeps off thinsr's own devices.
     global_filter = [ "r|^/dev/mapper/thinsr-|", "r|^/dev/nbd|" ]
 {filter}    obtain_device_list_from_udev = 0
-    use_devicesfile = 0
-}}
+{devicesfile}}}
 activation {{
     udev_sync = 0
     udev_rules = 0
@@ -111,45 +117,54 @@ activation {{
     thin_repair_executable = "/usr/sbin/thin_repair"
 }}
 "#,
-        filter = pick("    filter = [ \"r|/dev/nbd|\" ]\n"),
-        backup = pick("backup {\n    archive = 0\n}\n"),
-        global = pick("    metadata_read_only = 1\n    use_lvmetad = 0\n"),
+        filter = pick("    filter = [ \"r|/dev/nbd|\" ]\n", ""),
+        devicesfile = pick("", "    use_devicesfile = 0\n"),
+        backup = pick("backup {\n    archive = 0\n}\n", ""),
+        global = pick("    metadata_read_only = 1\n    use_lvmetad = 0\n", ""),
     )
 }
 
-/// lvm2 2.02.180 refuses every metadata write while `metadata_read_only` is set (its
-/// lib/locking/locking.c; only lvchange is exempt, by a XenServer patch); Debian's 2.03
-/// ignores the setting. This stand-in in front of the real lvm refuses as 2.02.180 does,
-/// unless the call turns the setting off (`--config`, or LVM_SYSTEM_DIR's lvm.conf).
-const DOM0_LVM: &str = r#"#!/bin/sh
-cmd=${0##*/}
-[ "$cmd" = lvm ] || set -- "$cmd" "$@"
-case "$1" in
-vgcreate|vgremove|vgextend|vgreduce|vgrename|lvcreate|lvremove|lvresize|lvextend|lvreduce|lvrename|lvconvert|pvcreate|pvremove|pvchange|pvresize)
-    ro=1
-    grep -q 'metadata_read_only *= *0' "${LVM_SYSTEM_DIR:-/etc/lvm}/lvm.conf" 2>/dev/null && ro=0
-    for a in "$@"; do
-        case "$a" in *metadata_read_only*=*0*) ro=0 ;; esac
-    done
-    if [ "$ro" = 1 ]; then
-        echo "  Operation prohibited while global/metadata_read_only is set." >&2
-        exit 5
-    fi
-    ;;
-esac
-exec /dom0/real/lvm "$@"
-"#;
+/// dom0's own storage tools (static builds of XCP-ng 8.3's lvm2 2.02.180-18 and dmsetup
+/// 1.02.149, and thin-provisioning-tools 0.7.3), from ../shared/dom0-tools beside the
+/// repository (`THINSR_DOM0_TOOLS` overrides). Checked against its SHA256SUMS: a tool that
+/// changed under us would prove nothing about dom0.
+pub const DOM0_TOOLS: &[&str] = &["lvm", "dmsetup", "pdata_tools"];
 
-/// thin-provisioning-tools 0.7.3, as CentOS 7 ships: no `--metadata-snap` (from 0.9.0).
-const DOM0_THIN_CHECK: &str = r#"#!/bin/sh
-for a in "$@"; do
-    case "$a" in
-    -m|--metadata-snap) echo "thin_check: unrecognized option '$a'" >&2; exit 1 ;;
-    -V|--version) echo 0.7.3; exit 0 ;;
-    esac
-done
-exec /usr/sbin/pdata_tools thin_check "$@"
-"#;
+pub fn dom0_tools_dir() -> Result<PathBuf> {
+    let dir = std::env::var_os("THINSR_DOM0_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::root().join("../shared/dom0-tools"));
+    if !dir.join("SHA256SUMS").is_file() {
+        return Err(format!(
+            "dom0's tools are missing: no {}/SHA256SUMS (set THINSR_DOM0_TOOLS to the folder holding lvm, dmsetup and pdata_tools)",
+            dir.display()
+        )
+        .into());
+    }
+    let out = Command::new("sha256sum")
+        .args(["--check", "--strict", "SHA256SUMS"])
+        .current_dir(&dir)
+        .output()?;
+    if !out.status.success() {
+        return Err(format!(
+            "dom0's tools in {} do not match their SHA256SUMS:\n{}{}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    for tool in DOM0_TOOLS {
+        let sums = fs::read_to_string(dir.join("SHA256SUMS"))?;
+        if !sums
+            .lines()
+            .any(|l| l.split_whitespace().nth(1) == Some(tool))
+        {
+            return Err(format!("{}/SHA256SUMS lists no {tool}", dir.display()).into());
+        }
+    }
+    Ok(dir)
+}
 
 /// What the VM's init does after setting up the machine.
 const INIT: &str = r#"#!/bin/busybox sh
@@ -168,19 +183,21 @@ for m in $(cat /modules.list); do insmod "$m" 2>/dev/null; done
 sleep 0.2
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root THINSR_VM=1 LC_ALL=C
 if grep -q 'thinsr_profile=dom0' /proc/cmdline; then
-    # XCP-ng 8.3's dom0, as far as thinsr meets it: qemu's tools only in qemu-dp's
-    # directory, lvm.conf read-only for metadata with a writable master copy, lvm2
-    # 2.02.180's refusal of metadata writes, thin tools 0.7.3, and thinsr's static binary.
-    mkdir -p /usr/lib64/qemu-dp/bin /etc/lvm/master /dom0/real
+    # XCP-ng 8.3's dom0, as far as thinsr meets it: its own lvm 2.02.180, dmsetup 1.02.149
+    # and thin tools 0.7.3 (static builds, see ../shared/dom0-tools), lvm.conf read-only
+    # for metadata with a writable master copy, qemu's tools only in qemu-dp's directory,
+    # and thinsr's static binary.
+    mkdir -p /usr/lib64/qemu-dp/bin /etc/lvm/master /run/lock/lvm
     mv /usr/bin/qemu-img /usr/bin/qemu-nbd /usr/lib64/qemu-dp/bin/
     cp /dom0/lvm.conf /etc/lvm/lvm.conf
     sed 's/metadata_read_only = 1/metadata_read_only = 0/' /dom0/lvm.conf > /etc/lvm/master/lvm.conf
-    mv /sbin/lvm /dom0/real/lvm
-    cp /dom0/lvm.sh /sbin/lvm
-    rm -f /usr/sbin/thin_check
-    cp /dom0/thin_check.sh /usr/sbin/thin_check
-    chmod +x /sbin/lvm /usr/sbin/thin_check
+    # A static lvm started under another name runs /usr/sbin/lvm: the links go there.
+    rm -f /sbin/lvm /usr/sbin/lvm /usr/sbin/dmsetup /usr/sbin/pdata_tools
+    cp /dom0/tools/lvm /dom0/tools/dmsetup /dom0/tools/pdata_tools /usr/sbin/
+    chmod 755 /usr/sbin/lvm /usr/sbin/dmsetup /usr/sbin/pdata_tools
+    ln -s /usr/sbin/lvm /sbin/lvm
     export THINSR_PROFILE=dom0 THINSR_BIN=$(cat /dom0/thinsr-bin)
+    ln -sfn "$THINSR_BIN" /usr/sbin/thinsr
 fi
 export RUST_BACKTRACE=1
 cd /tmp
@@ -390,8 +407,12 @@ pub fn build_with(
         let dir = root.join("dom0");
         fs::create_dir_all(&dir)?;
         fs::write(dir.join("lvm.conf"), lvm_conf(true))?;
-        fs::write(dir.join("lvm.sh"), DOM0_LVM)?;
-        fs::write(dir.join("thin_check.sh"), DOM0_THIN_CHECK)?;
+        let tools = dom0_tools_dir()?;
+        fs::create_dir_all(dir.join("tools"))?;
+        for tool in DOM0_TOOLS {
+            fs::copy(tools.join(tool), dir.join("tools").join(tool))
+                .map_err(|e| format!("copying dom0's {tool}: {e}"))?;
+        }
         // Static: copied alone, with no library of ours beside it.
         copy_into(&root, bin)?;
         fs::write(dir.join("thinsr-bin"), bin.display().to_string())?;

@@ -15,6 +15,14 @@ use crate::host::lock;
 use crate::host::lvm::{strings, Lv, Vg, TAG_META, TAG_POOL, TAG_SR};
 use crate::units::{clip, Bytes, PoolSize};
 
+/// `sr introduce VG --pool LV`: the admin's thin pool to adopt, and whether they agreed to
+/// turn its zeroing on should it be off.
+#[derive(Clone, Copy)]
+pub struct Adopt<'a> {
+    pub pool: &'a str,
+    pub turn_on_zeroing: bool,
+}
+
 impl Ctx {
     /// `sr introduce VG`: shared mode beside the admin's LVs, or re-registering an SR whose
     /// metadata is already in the VG (after `forget`, or on a reinstalled host).
@@ -23,7 +31,7 @@ impl Ctx {
         vg_name: &str,
         name: Option<&str>,
         pool_size: Option<PoolSize>,
-        pool: Option<&str>,
+        pool: Option<Adopt<'_>>,
         uuid: Option<&str>,
     ) -> Result<SrDetail> {
         if let Some(n) = name {
@@ -126,7 +134,7 @@ impl Ctx {
         vg: &Vg,
         name: &str,
         pool_size: Option<PoolSize>,
-        pool: Option<&str>,
+        pool: Option<Adopt<'_>>,
         uuid: String,
     ) -> Result<String> {
         let cleared = self.clear_half_introduced(vg, held)?;
@@ -148,13 +156,22 @@ impl Ctx {
                     vg.name, vg.free
                 )))
             }
-            (None, Some(p)) => {
+            (None, Some(Adopt { pool: p, turn_on_zeroing })) => {
                 let lv = vg.lv(p).ok_or_else(|| Error::LvNotFound(format!("{}/{}", vg.name, clip(p))))?;
                 if !lv.is_thin_pool() {
                     return Err(Error::NotAThinPool { lv: format!("{}/{}", vg.name, p), kind: lv.kind() });
                 }
                 if vg.free < meta_lv_size {
                     return Err(no_space(vg, meta_lv_size));
+                }
+                if !lv.zeroes_new_blocks() {
+                    // A pool made with -Zn hands out blocks with whatever they held: the
+                    // disk's old bytes, or a destroyed VDI's.
+                    let vg_pool = format!("{}/{}", vg.name, p);
+                    if !turn_on_zeroing {
+                        return Err(Error::PoolNotZeroing { pool: vg_pool });
+                    }
+                    self.turn_on_zeroing(&vg_pool)?;
                 }
                 (p.to_string(), false)
             }

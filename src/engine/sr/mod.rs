@@ -10,6 +10,7 @@
 
 mod create;
 mod introduce;
+pub use introduce::Adopt;
 mod lifecycle;
 pub mod probe;
 mod show;
@@ -188,9 +189,20 @@ impl Ctx {
         args.extend(["-L".into(), format!("{}b", size.0)]);
         args.extend(["--poolmetadatasize".into(), format!("{}b", meta.0)]);
         args.extend(["--chunksize".into(), format!("{}b", CHUNK.0)]);
+        // New blocks read as zeros whatever lvm.conf says (`thin_pool_zero = 0` is a common
+        // tuning): no VDI may show the disk's old bytes or a destroyed VDI's.
+        args.extend(strings(&["--zero", "y"]));
         args.extend(tag_args(&[TAG_POOL.into(), sr_tag(uuid)]));
         args.push(vg.into());
         self.lvm.run(&args).map(drop)
+    }
+
+    /// `lvchange --zero y VG/POOL`: new blocks of the pool read as zeros from now on. The
+    /// pool's table is reloaded live; blocks it handed out before keep what they hold.
+    pub(crate) fn turn_on_zeroing(&self, vg_pool: &str) -> Result<()> {
+        self.lvm
+            .run(&strings(&["lvchange", "--zero", "y", vg_pool]))
+            .map(drop)
     }
 
     fn create_meta_lv(&self, vg: &str, lv: &str, uuid: &str) -> Result<()> {

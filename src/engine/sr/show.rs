@@ -142,13 +142,11 @@ impl Ctx {
             .iter()
             .partition(|l| l.has_tag(&tag) || l.name == entry.pool);
         let (total, free) = space(&vg, &entry);
+        let stuck = cannot_grow(entry.mode, &policy, &vg, &entry, &pool);
         let health = match pool.kernel.as_ref().filter(|k| k.trouble().is_some()) {
-            Some(k) => trouble_health(k, &vg.name, &entry.pool, &pool),
-            // xapi shows Healthy's text too: the warning comes before the pool is full.
-            None => (
-                "Healthy".to_string(),
-                cannot_grow(entry.mode, &policy, &vg, &entry, &pool).unwrap_or_default(),
-            ),
+            Some(k) => trouble_health(k, &vg.name, &entry.pool, &pool, stuck.is_none()),
+            // xapi drops Healthy's text: SR.stat also puts it in the description.
+            None => ("Healthy".to_string(), stuck.unwrap_or_default()),
         };
         Ok(SrDetail {
             sr: entry.uuid.clone(),
@@ -240,15 +238,20 @@ fn cannot_grow(
     ))
 }
 
-/// The health xapi gets for a pool in trouble. A full data area, or metadata read-only
-/// after it filled, is an admin's to fix while the SR stays usable for reads and scans:
-/// `Unreachable` (xapi's scans go on), with the figures and the command. Only a pool
-/// whose metadata needs a repair, or that failed, is `Unavailable`.
+/// The health xapi gets for a pool in trouble, decided by what xapi 26.1 does with each
+/// (xapi-storage-script's SR.scan2): `Healthy` scans on (its text is dropped); `Unreachable`
+/// is retried three times a second apart, then the scan fails with SR_UNHEALTHY;
+/// `Unavailable` fails it at once. So a full data area that thinsr can still grow (the
+/// watcher or cron will, or `pool extend` now) stays `Healthy`; one with no room left, and
+/// metadata read-only after it filled, are an admin's to fix: `Unreachable`, with the
+/// figures and the command. Only a pool whose metadata needs a repair, or that failed, is
+/// `Unavailable`.
 fn trouble_health(
     k: &crate::host::dm::PoolStatus,
     vg: &str,
     lv: &str,
     info: &crate::engine::pool::PoolInfo,
+    can_grow: bool,
 ) -> (String, String) {
     let figures = format!(
         "data {:.0}% and metadata {:.0}% used",
@@ -261,6 +264,12 @@ fn trouble_health(
                 "thin pool {vg}/{lv} is {} ({figures}): its metadata needs a repair: detach the SR, then 'lvconvert --repair {vg}/{lv}' and 'thinsr pool check'",
                 k.trouble().unwrap_or_default()
             ),
+        );
+    }
+    if k.state == "out_of_data_space" && can_grow {
+        return (
+            "Healthy".into(),
+            format!("thin pool {vg}/{lv} is out of data space ({figures}): thinsr grows it at the pool watcher's next wake or cron's 'thinsr pool maintain'; 'thinsr pool extend {vg} +SIZE' grows it now"),
         );
     }
     let what = if k.state == "out_of_data_space" {

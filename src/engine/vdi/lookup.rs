@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{is_thin, origin_name, Found, Listing, Volume};
+use super::{is_thin, origin_name, Found, Listing, Volume, VolumeType};
 use crate::engine::context::{ours, Ctx, Locked};
 use crate::engine::meta::{SrMeta, VdiMeta};
 use crate::engine::registry::Entry;
@@ -283,6 +283,10 @@ impl Ctx {
             pending: v.pending,
             cbt_enabled: v.cbt,
             data_destroyed: v.cbt_map.is_some(),
+            volume_type: match v.cbt_map {
+                Some(_) => VolumeType::CbtMetadata,
+                None => VolumeType::Data,
+            },
             problems: vec![],
         }
     }

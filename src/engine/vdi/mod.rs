@@ -32,7 +32,7 @@ use crate::host::lvm::{dev_path, strings, tag_args, Lv, Vg, TAG_META, TAG_VDI};
 use crate::units::Bytes;
 
 /// The fields of xapi's `volume` record, all present in every `Volume`.
-pub const VOLUME_FIELDS: [&str; 10] = [
+pub const VOLUME_FIELDS: [&str; 12] = [
     "key",
     "uuid",
     "name",
@@ -43,6 +43,8 @@ pub const VOLUME_FIELDS: [&str; 10] = [
     "physical_utilisation",
     "uri",
     "keys",
+    "volume_type",
+    "cbt_enabled",
 ];
 
 /// A VDI as xapi's `volume` record (the first fields) plus what thinsr knows of it.
@@ -103,8 +105,20 @@ pub struct Volume {
     /// Only the block map is left (`vdi data-destroy`): xapi's `cbt_metadata` VDI.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub data_destroyed: bool,
+    /// xapi's `volume_type`: what the volume holds.
+    pub volume_type: VolumeType,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
+}
+
+/// The IDL's `volume_type` variant (xen-api ocaml/xapi-storage/generator/lib/control.ml),
+/// encoded as ocaml-rpc encodes a constructor without arguments: its name as a string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum VolumeType {
+    Data,
+    /// Data destroyed, the block map kept.
+    #[serde(rename = "CBT_Metadata")]
+    CbtMetadata,
 }
 
 /// `vdi list`: the volumes, and what the admin should know about the SRs listed.

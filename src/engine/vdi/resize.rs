@@ -6,6 +6,7 @@ use crate::crash;
 use crate::engine::context::{Ctx, Locked};
 use crate::engine::meta::{Pending, VdiKind, VdiMeta};
 use crate::error::{Error, Result};
+use crate::host::dm;
 use crate::host::lvm::{strings, Lv, Vg};
 use crate::progress::Progress;
 use crate::units::{Bytes, NewSize};
@@ -24,6 +25,15 @@ pub(super) fn lcm(a: u64, b: u64) -> u64 {
     } else {
         a / gcd(a, b) * b
     }
+}
+
+/// Gives an attached VDI's device of ours the VDI's size, when it is smaller.
+fn grow_device(name: &str, size: Bytes) -> Result<()> {
+    let sectors = size.0 / 512;
+    if dm::length(name)? < sectors {
+        dm::grow(name, sectors)?;
+    }
+    Ok(())
 }
 
 impl Ctx {
@@ -54,10 +64,9 @@ impl Ctx {
                 return Err(Error::VdiReadOnly(v.name.clone()));
             }
             let lv = vdi_lv(vg, &v)?;
-            if v.origin.is_some() || ctx.our_device(uuid).is_some() {
-                // A device of ours has the old size in its table: a resize waits for detach.
-                ctx.refuse_attached(vg, &v, lv)?;
-            }
+            // An attached thin VDI grows live: LVM reloads its LV's table, and a device of
+            // ours over it (a template clone's) gets the new length below.
+            let ours = ctx.our_device(uuid);
             let current = lv.size;
             let target = new.from(current, vg.extent_size.0)?;
             let name = format!("{}/{}", vg.name, lv.name);
@@ -76,6 +85,10 @@ impl Ctx {
                 _ => None,
             };
             if target == current && pending_from.is_none() {
+                // A run interrupted between the LV's resize and the device's finishes here.
+                if let Some(d) = &ours {
+                    grow_device(&d.name, target)?;
+                }
                 return Ok(ctx.volume(&op.entry, &op.meta, vg, &v, None));
             }
             if v.kind == VdiKind::Preallocated && target > current || pending_from.is_some() {
@@ -93,6 +106,10 @@ impl Ctx {
                 crash::point("vdi-resize.after-lvresize");
                 op.vdi_mut(uuid)?.size = target;
                 op.save()?;
+                if let Some(d) = &ours {
+                    grow_device(&d.name, target)?;
+                    ctx.forget_devices();
+                }
             }
             let mut done = op.vdi(uuid)?.clone();
             done.pending = None;
