@@ -656,20 +656,23 @@ fn a_running_disk_grows_while_it_is_written() {
         let dev = attach_for(&uri, "7");
         dp("Datapath.activate", &uri, "7");
         assert_eq!(size_of(&dev), old);
-        // A writer at work across the resize: 1 MiB records at the start, over and over.
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // A writer at work across the resize: 1 MiB records at the start, over and over,
+        // until it sees the disk grow, then at its new end, as a VM would.
+        let new = old + (64 << 20);
         let writer = {
-            let (dev, stop) = (dev.clone(), stop.clone());
+            let dev = dev.clone();
             std::thread::spawn(move || {
                 let mut n = 0u64;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) || n < 3 {
+                let began = std::time::Instant::now();
+                let waiting = |d: &str| size_of(d) < new && began.elapsed().as_secs() < 120;
+                while waiting(&dev) || n < 3 {
                     write_at(&dev, 0, &noise(1 << 20, 100 + n));
                     n += 1;
                 }
+                write_at(&dev, new - (1 << 20), &noise(1 << 20, 99));
                 n - 1
             })
         };
-        let new = old + (64 << 20);
         assert_eq!(
             call(
                 VOLUME,
@@ -678,8 +681,8 @@ fn a_running_disk_grows_while_it_is_written() {
             ),
             Value::Null
         );
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let last = writer.join().unwrap();
+        assert_eq!(read_at(&dev, new - (1 << 20), 1 << 20), noise(1 << 20, 99));
         assert_eq!(size_of(&dev), new, "{dev} does not show the new size");
         assert_eq!(stat(&sr, &key)["virtual_size"], new);
         // The new end takes writes and gives them back; the old data is intact.
@@ -705,7 +708,8 @@ fn a_running_disk_grows_while_it_is_written() {
     // A preallocated VDI grows while detached only: its new part is zeroed before use.
     json(&["vdi", "create", "pre", "--size", "8M", "--preallocate"]);
     ok(&["vdi", "attach", "pre"]);
-    fails(&["vdi", "resize", "pre", "16M"], "VDI_ATTACHED");
+    let e = fails(&["vdi", "resize", "pre", "16M"], "VDI_ATTACHED");
+    assert!(e.to_string().contains("grows only while detached"), "{e}");
     ok(&["vdi", "detach", "pre"]);
     assert!(json(&["sr", "check", "Local thin"])["findings"]
         .as_array()

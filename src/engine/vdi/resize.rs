@@ -92,7 +92,17 @@ impl Ctx {
                 return Ok(ctx.volume(&op.entry, &op.meta, vg, &v, None));
             }
             if v.kind == VdiKind::Preallocated && target > current || pending_from.is_some() {
-                ctx.refuse_attached(vg, &v, lv)?;
+                // Its new part is zeroed before use: a VM that saw the new size at once
+                // could write there first, and lose it to the zeroing.
+                ctx.refuse_attached(vg, &v, lv).map_err(|e| match e {
+                    Error::VdiAttached { vdi, device } => Error::VdiAttached {
+                        vdi,
+                        device: format!(
+                            "{device}; a preallocated VDI grows only while detached, since its new part is zeroed before use"
+                        ),
+                    },
+                    e => e,
+                })?;
                 ctx.grow_preallocated(op, vg, &v, lv, target, pending_from, progress)?;
             } else {
                 ctx.lvm.run(&strings(&[
