@@ -15,6 +15,15 @@ fn stat(sr: &str, key: &str) -> Value {
     call(VOLUME, "Volume.stat", json!({"sr": sr, "key": key}))
 }
 
+/// `Volume.create` as xapi calls it for a new disk.
+fn create(sr: &str, name: &str, description: &str, size: u64) -> Value {
+    call(
+        VOLUME,
+        "Volume.create",
+        json!({"sr": sr, "name": name, "description": description, "size": size, "sharable": false}),
+    )
+}
+
 /// A 4 MiB raw template image of noise (`seed`) at `path`, introduced as `name`.
 fn raw_template(path: &str, name: &str, seed: u64) -> (Vec<u8>, Value) {
     let image = noise(4 << 20, seed);
@@ -60,20 +69,12 @@ fn vm_install_start_rename_snapshot_and_stop() {
     assert_eq!(json(&["sr", "show", SR_UUID])["uuid"], SR_UUID);
 
     // vm-install: every disk is made with an empty label, then renamed.
-    let v = call(
-        VOLUME,
-        "Volume.create",
-        json!({"sr": sr, "name": "", "description": "", "size": 64 << 20, "sharable": false}),
-    );
+    let v = create(&sr, "", "", 64 << 20);
     check_volume(&v);
     assert_eq!(v["name"], "");
     let key = v["key"].as_str().unwrap().to_string();
     assert_eq!(lv_of(&key), "vdi");
-    let second = call(
-        VOLUME,
-        "Volume.create",
-        json!({"sr": sr, "name": "", "description": "", "size": 8 << 20, "sharable": false}),
-    );
+    let second = create(&sr, "", "", 8 << 20);
     assert_eq!(lv_of(second["key"].as_str().unwrap()), "vdi+1");
     call(
         VOLUME,
@@ -202,11 +203,7 @@ fn sr_probe_finds_srs_on_a_device_and_attach_brings_one_back_after_a_reinstall()
     vm();
     install();
     let (sr, config) = sr_create(DISKS[0], SR_UUID, "Local thin");
-    let v = call(
-        VOLUME,
-        "Volume.create",
-        json!({"sr": sr, "name": "db", "description": "data", "size": 32 << 20, "sharable": false}),
-    );
+    let v = create(&sr, "db", "data", 32 << 20);
     let key = v["key"].as_str().unwrap().to_string();
     let dev = start(v["uri"][0].as_str().unwrap());
     write_at(&dev, 0, &noise(1 << 20, 4));
@@ -270,11 +267,7 @@ fn a_boot_storm_of_twelve_clones_attaches_and_detaches_every_one() {
     vm();
     install();
     let (sr, _) = sr_create(DISKS[0], SR_UUID, "Local thin");
-    let base = call(
-        VOLUME,
-        "Volume.create",
-        json!({"sr": sr, "name": "golden", "description": "", "size": 64 << 20, "sharable": false}),
-    );
+    let base = create(&sr, "golden", "", 64 << 20);
     let base_key = base["key"].as_str().unwrap().to_string();
     let keys: Vec<String> = (0..12)
         .map(|_| {
@@ -337,11 +330,7 @@ fn a_detach_that_loses_a_race_is_finished_before_the_next_call() {
     vm();
     install();
     let (sr, _) = sr_create(DISKS[0], SR_UUID, "Local thin");
-    let v = call(
-        VOLUME,
-        "Volume.create",
-        json!({"sr": sr, "name": "disk", "description": "", "size": 16 << 20, "sharable": false}),
-    );
+    let v = create(&sr, "disk", "", 16 << 20);
     let key = v["key"].as_str().unwrap().to_string();
     let uri = v["uri"][0].as_str().unwrap().to_string();
     start(&uri);
@@ -367,11 +356,7 @@ fn a_detach_that_loses_a_race_is_finished_before_the_next_call() {
     );
     assert!(!std::path::Path::new(&queued).exists());
     // A queued detach never runs after the volume was attached again.
-    let w = call(
-        VOLUME,
-        "Volume.create",
-        json!({"sr": sr, "name": "again", "description": "", "size": 16 << 20, "sharable": false}),
-    );
+    let w = create(&sr, "again", "", 16 << 20);
     let wuri = w["uri"][0].as_str().unwrap().to_string();
     start(&wuri);
     let held = thinsr::host::lock::acquire(SR_UUID, "test").unwrap();
@@ -543,11 +528,7 @@ fn domains_share_a_volume_and_the_device_goes_with_the_last() {
     vm();
     install();
     let (sr, _) = sr_create(DISKS[0], SR_UUID, "Local thin");
-    let v = call(
-        VOLUME,
-        "Volume.create",
-        json!({"sr": sr, "name": "backup me", "description": "", "size": 64 << 20, "sharable": false}),
-    );
+    let v = create(&sr, "backup me", "", 64 << 20);
     let uri = v["uri"][0].as_str().unwrap().to_string();
     let dev = attach_for(&uri, "1");
     write_at(&dev, 0, &noise(1 << 20, 5));
@@ -645,11 +626,7 @@ fn a_running_disk_grows_while_it_is_written() {
         "Volume.clone",
         json!({"sr": sr, "key": t["uuid"].as_str().unwrap()}),
     );
-    let thin = call(
-        VOLUME,
-        "Volume.create",
-        json!({"sr": sr, "name": "data", "description": "", "size": 32 << 20, "sharable": false}),
-    );
+    let thin = create(&sr, "data", "", 32 << 20);
     for (v, old) in [(&thin, 32u64 << 20), (&clone, 4 << 20)] {
         let key = v["key"].as_str().unwrap().to_string();
         let uri = v["uri"][0].as_str().unwrap().to_string();

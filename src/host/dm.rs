@@ -398,30 +398,20 @@ pub fn swap_origin(name: &str, origin: &str) -> Result<()> {
         if target != "thin" {
             return Err(Error::DmFailed(format!("{name} is not a thin device")));
         }
-        Ok((len, format!("{pool} {thin_id} {origin}")))
+        Ok(Some((len, format!("{pool} {thin_id} {origin}"))))
     })
 }
 
-/// Gives device `name` (one target) the length `sectors`, its target and parameters kept:
-/// a VDI grown while attached. The new table is loaded beside the live one and swapped in
-/// by a suspend (which flushes) and resume; the device's users see the new size at once.
-/// A crash in between leaves the old length live (the resize is run again) or the new
-/// table loaded and suspended, which `revive` resumes.
+/// Gives device `name` (one target) at least the length `sectors`, its target and
+/// parameters kept: a VDI grown while attached. A device already that long is left alone
+/// (a rerun after a crash). The new table is loaded beside the live one and swapped in by
+/// a suspend (which flushes) and resume; the device's users see the new size at once. A
+/// crash in between leaves the old length live (the resize is run again) or the new table
+/// loaded and suspended, which `revive` resumes.
 pub fn grow(name: &str, sectors: u64) -> Result<()> {
     reload(name, |len, _target, params| {
-        if sectors < len {
-            return Err(Error::DmFailed(format!(
-                "{name} would shrink from {len} to {sectors} sectors"
-            )));
-        }
-        Ok((sectors, params.to_string()))
+        Ok((len < sectors).then(|| (sectors, params.to_string())))
     })
-}
-
-/// The length in 512-byte sectors of device `name`'s one-target table.
-pub fn length(name: &str) -> Result<u64> {
-    let (_, table) = single_table(name)?;
-    Ok(table.1)
 }
 
 /// One line of a table: start and length in 512-byte sectors, target, parameters.
@@ -445,10 +435,16 @@ fn single_table(name: &str) -> Result<(DmFlags, Target)> {
 }
 
 /// Loads a changed copy of device `name`'s one-target table (`change` gets its length,
-/// target and parameters; returns the new length and parameters) and swaps it in.
-fn reload(name: &str, change: impl FnOnce(u64, &str, &str) -> Result<(u64, String)>) -> Result<()> {
+/// target and parameters; returns the new length and parameters, or None for no change)
+/// and swaps it in.
+fn reload(
+    name: &str,
+    change: impl FnOnce(u64, &str, &str) -> Result<Option<(u64, String)>>,
+) -> Result<()> {
     let (flags, (start, len, target, params)) = single_table(name)?;
-    let (new_len, new_params) = change(len, &target, &params)?;
+    let Some((new_len, new_params)) = change(len, &target, &params)? else {
+        return Ok(());
+    };
     let dm = open()?;
     let id = DevId::Name(valid_name(name)?);
     dm.table_load(

@@ -27,15 +27,6 @@ pub(super) fn lcm(a: u64, b: u64) -> u64 {
     }
 }
 
-/// Gives an attached VDI's device of ours the VDI's size, when it is smaller.
-fn grow_device(name: &str, size: Bytes) -> Result<()> {
-    let sectors = size.0 / 512;
-    if dm::length(name)? < sectors {
-        dm::grow(name, sectors)?;
-    }
-    Ok(())
-}
-
 impl Ctx {
     /// `vdi resize`: grow (a preallocated VDI's new part is zeroed first), or shrink when
     /// `allow_shrink` (the caller has confirmed).
@@ -87,7 +78,7 @@ impl Ctx {
             if target == current && pending_from.is_none() {
                 // A run interrupted between the LV's resize and the device's finishes here.
                 if let Some(d) = &ours {
-                    grow_device(&d.name, target)?;
+                    dm::grow(&d.name, target.0 / 512)?;
                 }
                 return Ok(ctx.volume(&op.entry, &op.meta, vg, &v, None));
             }
@@ -117,7 +108,7 @@ impl Ctx {
                 op.vdi_mut(uuid)?.size = target;
                 op.save()?;
                 if let Some(d) = &ours {
-                    grow_device(&d.name, target)?;
+                    dm::grow(&d.name, target.0 / 512)?;
                     ctx.forget_devices();
                 }
             }
