@@ -78,6 +78,19 @@ impl BlockMap {
         self
     }
 
+    /// The map of `runs`, normalized, or why it cannot be one device's: a block mapped by
+    /// two runs (damaged input; `diff` walks runs in order and needs them disjoint).
+    pub fn of_runs(block: u64, runs: Vec<Run>) -> std::result::Result<BlockMap, &'static str> {
+        let m = BlockMap { block, runs }.normalized();
+        if m.runs
+            .windows(2)
+            .any(|w| w[0].vblock + w[0].len > w[1].vblock)
+        {
+            return Err("a block mapped twice");
+        }
+        Ok(m)
+    }
+
     /// The mapped ranges in bytes, normalized.
     pub fn extents(&self) -> Vec<Extent> {
         let e = self.runs.iter();
@@ -144,7 +157,7 @@ impl BlockMap {
         if !runs.iter().all(|r| r.fits(block)) {
             return Err(bad("a run beyond 2^64 bytes"));
         }
-        Ok(BlockMap { block, runs }.normalized())
+        BlockMap::of_runs(block, runs).map_err(bad)
     }
 }
 
