@@ -63,6 +63,34 @@ fn refuse_if_attached(ctx: &Ctx, t: &VdiMeta) -> Result<()> {
 }
 
 impl Ctx {
+    /// `template introduce`: registers an image after reading its format and size, and with
+    /// `cache` gives it a copy-on-read cache (here, above the catalog in template.rs, which
+    /// needs no cache).
+    pub fn template_introduce(
+        &self,
+        uri: &str,
+        sr: Option<&str>,
+        name: Option<&str>,
+        cache: bool,
+    ) -> Result<Volume> {
+        if cache {
+            if let Source::Scheme(s) = parse_uri(uri)? {
+                return Err(Error::InvalidArgument(format!(
+                    "'{s}' templates are served by a script whose device changes from one \
+                     attach to the next: a cache needs an image qemu opens itself (file:// or nbd://)"
+                )));
+            }
+        }
+        let t = self.introduce_template(uri, sr, name)?;
+        if !cache {
+            return Ok(t);
+        }
+        self.template_cache(&t.uuid, Some(&t.sr), true)
+            .inspect_err(|_| {
+                let _ = self.template_forget(&t.uuid, Some(&t.sr));
+            })
+    }
+
     /// `template cache TEMPLATE on|off`.
     pub fn template_cache(&self, key: &str, sr: Option<&str>, on: bool) -> Result<Volume> {
         self.with_vdi(key, sr, |ctx, op, vg, uuid| {

@@ -5,7 +5,6 @@
 
 use std::io::Write;
 
-use super::check::Finding;
 use super::context::{tagged_thin_lvcreate, Ctx, Locked};
 use super::meta::{VdiKind, VdiMeta};
 use super::vdi::{lvcreate_args, refuse_pending, Volume};
@@ -223,93 +222,6 @@ impl Ctx {
         let mut vol = self.volume(&op.entry, &op.meta, &vg, &v, None);
         vol.sr_name = op.meta.name.clone();
         Ok(vol)
-    }
-}
-
-impl Ctx {
-    /// `sr check`'s rules for what a crash in a revert or data-destroy left.
-    pub(crate) fn cbt_findings(
-        &self,
-        op: &mut Locked,
-        vg: &Vg,
-        repair: bool,
-        removed: &mut std::collections::HashSet<String>,
-    ) -> Result<Vec<Finding>> {
-        let mut found = Vec::new();
-        let vdis = op.meta.vdis.clone();
-        for v in &vdis {
-            let subject = format!("VDI '{}' ({})", v.name, v.uuid);
-            if let Some(to) = &v.reverting {
-                found.push(Finding {
-                    kind: "revert_unfinished",
-                    subject: subject.clone(),
-                    problem: format!("its revert to snapshot {to} was interrupted"),
-                    repair: "finish it (the VDI gets the snapshot's contents, as asked)".into(),
-                    repaired: repair,
-                });
-                if repair {
-                    if let Some(l) = vg.vdi_lv(&v.uuid) {
-                        removed.insert(l.name.clone());
-                    }
-                    self.finish_revert(op, &v.uuid)?;
-                }
-            }
-            let Some(map) = &v.cbt_map else { continue };
-            if let Some(lv) = vg.vdi_lv(&v.uuid) {
-                found.push(Finding {
-                    kind: "data_destroy_unfinished",
-                    subject: subject.clone(),
-                    problem: format!("its data LV {}/{} is still there (a data-destroy was interrupted after its map was saved)", vg.name, lv.name),
-                    repair: "remove the data LV (its block map is kept)".into(),
-                    repaired: repair,
-                });
-                if repair {
-                    self.remove_lv(&format!("{}/{}", vg.name, lv.name))?;
-                    removed.insert(lv.name.clone());
-                }
-            }
-            if !vg
-                .lvs
-                .iter()
-                .any(|l| l.name == *map && l.tag_value(TAG_CBT) == Some(&v.uuid))
-            {
-                found.push(Finding {
-                    kind: "missing_block_map",
-                    subject,
-                    problem: format!("its saved block map {}/{map} is gone: changed blocks against it cannot be listed", vg.name),
-                    repair: "none: destroy the snapshot ('thinsr vdi destroy'); the next backup is a full one".into(),
-                    repaired: false,
-                });
-            }
-        }
-        for l in vg
-            .lvs
-            .iter()
-            .filter(|l| l.tag_value(crate::host::lvm::TAG_SR) == Some(&op.entry.uuid))
-        {
-            let Some(of) = l.tag_value(TAG_CBT) else {
-                continue;
-            };
-            let wanted = op
-                .meta
-                .vdi(of)
-                .is_some_and(|v| v.cbt_map.as_deref() == Some(l.name.as_str()));
-            if wanted {
-                continue;
-            }
-            found.push(Finding {
-                kind: "orphan_block_map",
-                subject: format!("LV {}/{}", vg.name, l.name),
-                problem: format!("a block map saved for snapshot {of}, which no entry names (a data-destroy interrupted before it was recorded, or a destroy after)"),
-                repair: "remove it (the snapshot's data, if any, is untouched)".into(),
-                repaired: repair,
-            });
-            if repair {
-                self.remove_lv(&format!("{}/{}", vg.name, l.name))?;
-                removed.insert(l.name.clone());
-            }
-        }
-        Ok(found)
     }
 }
 

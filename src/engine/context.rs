@@ -110,7 +110,8 @@ impl Ctx {
 /// each table load): the one the live table was loaded with, so that a thin volume's
 /// create or remove never reloads the pool for its mark alone (see
 /// `host::dmevent::threshold_for`). The calls that resize or reload the pool pass the
-/// policy's own (`Ctx::with_policy_threshold`), which sets the mark.
+/// policy's own (`pool.rs` and `watch.rs` call `Lvm::set_pool_threshold` before them),
+/// which sets the mark.
 fn live_threshold(entry: &Entry, wanted: u8) -> u8 {
     let blocks = crate::host::dm::pool_status(&entry.vg, &entry.pool)
         .ok()

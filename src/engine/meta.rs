@@ -1,6 +1,7 @@
-//! SR metadata: YAML on a small LV, written crash-safely in two slots.
+//! SR metadata: a JSON document (YAML from older versions is still read) on a small LV,
+//! written crash-safely in two slots.
 //!
-//! Each slot is a 4 KiB-aligned header plus the YAML document. A write goes to the slot that
+//! Each slot is a 4 KiB-aligned header plus the document. A write goes to the slot that
 //! does not hold the current generation, is flushed, and only then counts: a torn or failed
 //! write leaves the other slot, the previous state, readable.
 
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::aligned::AlignedBuf;
 use crate::crash;
 use crate::error::{Error, Result};
+use crate::image::le;
 use crate::units::Bytes;
 
 const MAGIC: &[u8; 8] = b"THINSRMD";
@@ -208,6 +210,30 @@ pub struct Image {
 }
 
 impl VdiMeta {
+    /// A new entry with nothing pending, no parent, keys, image, origin, cache or CBT and
+    /// no creation time (set `created` for a VDI thinsr makes; an adopted LV's is unknown).
+    pub fn new(uuid: &str, name: &str, kind: VdiKind, lv: &str, size: Bytes) -> VdiMeta {
+        VdiMeta {
+            uuid: uuid.to_string(),
+            name: name.to_string(),
+            description: String::new(),
+            kind,
+            lv: lv.to_string(),
+            size,
+            parent: None,
+            created: 0,
+            keys: BTreeMap::new(),
+            pending: None,
+            image: None,
+            origin: None,
+            cache: None,
+            local: None,
+            cbt: false,
+            cbt_map: None,
+            reverting: None,
+        }
+    }
+
     pub fn read_write(&self) -> bool {
         !matches!(self.kind, VdiKind::Snapshot | VdiKind::Template)
     }
@@ -260,8 +286,8 @@ fn decode_slot(buf: &[u8]) -> Option<Slot> {
     if buf.len() < HEADER || &buf[0..8] != MAGIC {
         return None;
     }
-    let u32_at = |o: usize| u32::from_le_bytes(buf[o..o + 4].try_into().unwrap());
-    let u64_at = |o: usize| u64::from_le_bytes(buf[o..o + 8].try_into().unwrap());
+    let u32_at = |o: usize| le::get32(buf, o);
+    let u64_at = |o: usize| le::get64(buf, o);
     if u32_at(8) != VERSION || u32_at(36) != crc32fast::hash(&buf[0..36]) {
         return None;
     }
@@ -276,7 +302,7 @@ fn decode_slot(buf: &[u8]) -> Option<Slot> {
     })
 }
 
-/// The YAML document of a slot, checked; the error says why it is not one.
+/// The document of a slot (JSON, or YAML as older versions wrote it), checked; the error says why it is not one.
 fn parse_document(payload: &[u8]) -> std::result::Result<SrMeta, String> {
     let text = std::str::from_utf8(payload).map_err(|_| "not UTF-8".to_string())?;
     let meta: SrMeta = if text.starts_with('{') {
@@ -398,7 +424,7 @@ impl MetaStore {
             f.seek(SeekFrom::Start(i * slot_size))
                 .and_then(|_| f.read_exact(&mut buf))
                 .map_err(io)?;
-            let len = u64::from_le_bytes(buf[24..32].try_into().unwrap());
+            let len = le::get64(&buf, 24);
             if &buf[0..8] == MAGIC && len <= slot_size - HEADER as u64 {
                 buf.resize(HEADER + len as usize, 0);
                 f.read_exact(&mut buf[HEADER..]).map_err(io)?;

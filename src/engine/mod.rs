@@ -8,6 +8,8 @@ pub mod check;
 pub mod context;
 pub mod datapath;
 pub mod export;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod growth;
 pub mod import;
 pub mod known;

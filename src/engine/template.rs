@@ -4,7 +4,6 @@
 //! A template is an entry of kind `template` among the SR's VDIs, so every lookup rule works
 //! for it; it has no LV. Its clones carry its uuid as their `origin`.
 
-use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -248,33 +247,9 @@ impl Ctx {
         }
     }
 
-    /// `template introduce`: registers an image after reading its format and size.
-    pub fn template_introduce(
-        &self,
-        uri: &str,
-        sr: Option<&str>,
-        name: Option<&str>,
-        cache: bool,
-    ) -> Result<Volume> {
-        if cache {
-            if let Source::Scheme(s) = parse_uri(uri)? {
-                return Err(Error::InvalidArgument(format!(
-                    "'{s}' templates are served by a script whose device changes from one \
-                     attach to the next: a cache needs an image qemu opens itself (file:// or nbd://)"
-                )));
-            }
-        }
-        let t = self.introduce_template(uri, sr, name)?;
-        if !cache {
-            return Ok(t);
-        }
-        self.template_cache(&t.uuid, Some(&t.sr), true)
-            .inspect_err(|_| {
-                let _ = self.template_forget(&t.uuid, Some(&t.sr));
-            })
-    }
-
-    fn introduce_template(
+    /// Registers an image after reading its format and size (`template introduce` without
+    /// a cache; `cache.rs` adds one).
+    pub(crate) fn introduce_template(
         &self,
         uri: &str,
         sr: Option<&str>,
@@ -299,27 +274,14 @@ impl Ctx {
                 name: t.name.clone(),
             });
         }
+        let uuid = uuid::Uuid::new_v4().to_string();
         let t = VdiMeta {
-            uuid: uuid::Uuid::new_v4().to_string(),
-            name: label,
-            description: String::new(),
-            kind: VdiKind::Template,
-            lv: String::new(),
-            size,
-            parent: None,
             created: now(),
-            keys: BTreeMap::new(),
-            pending: None,
             image: Some(Image {
                 uri: uri.into(),
                 format,
             }),
-            origin: None,
-            cache: None,
-            local: None,
-            cbt: false,
-            cbt_map: None,
-            reverting: None,
+            ..VdiMeta::new(&uuid, &label, VdiKind::Template, "", size)
         };
         op.meta.vdis.push(t.clone());
         op.save()?;

@@ -125,8 +125,8 @@ impl BlockMap {
         if b.len() < 28 || &b[..8] != MAGIC {
             return Err(bad("no map here"));
         }
-        let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
-        let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
+        let u64_at = |i: usize| super::le::get64(b, i);
+        let u32_at = |i: usize| super::le::get32(b, i);
         if u32_at(8) != VERSION {
             return Err(bad("a version this thinsr does not know"));
         }

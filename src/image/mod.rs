@@ -5,6 +5,7 @@
 mod be;
 pub mod block_map;
 pub mod extent;
+pub mod le;
 pub mod qcow2;
 pub mod stream;
 pub mod thin_xml;

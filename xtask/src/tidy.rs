@@ -2,6 +2,9 @@
 //! the shape ARCHITECTURE.md describes stays true. Each source file is a node; a path to
 //! another file's module (`crate::engine::vdi::Volume`, `super::space`) is an edge. `mod`
 //! declarations are not edges: a parent names its children without depending on them.
+//! So is a call of a method that another file defines on the engine's context (`Ctx`,
+//! `Locked`): those calls need no `use`, yet they are how the engine's files depend on each
+//! other.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -135,7 +138,7 @@ fn paths_named(code: &str, this: &str) -> Vec<String> {
 }
 
 /// The file (module) a path lands in: its longest prefix that is a module.
-fn owner<'a>(path: &str, mods: &'a BTreeMap<String, PathBuf>) -> Option<&'a str> {
+fn owner<'a, V>(path: &str, mods: &'a BTreeMap<String, V>) -> Option<&'a str> {
     let mut p = path.to_string();
     loop {
         if let Some((k, _)) = mods.get_key_value(p.as_str()) {
@@ -148,25 +151,123 @@ fn owner<'a>(path: &str, mods: &'a BTreeMap<String, PathBuf>) -> Option<&'a str>
     }
 }
 
-/// Edges between files: module -> the modules its code names.
+/// The types whose methods are spread over many files, so that a call of one is an edge.
+const CONTEXT_TYPES: [&str; 2] = ["Ctx", "Locked"];
+
+/// The methods a file's code defines in inherent `impl` blocks of the context types.
+fn context_methods(code: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut inside = false;
+    for line in code.lines() {
+        if !inside {
+            inside = CONTEXT_TYPES
+                .iter()
+                .any(|t| line.starts_with(&format!("impl {t} {{")));
+            continue;
+        }
+        if line.starts_with('}') {
+            inside = false;
+            continue;
+        }
+        // A method sits one level in: four spaces, then its visibility and `fn`.
+        let Some(rest) = line.strip_prefix("    ") else {
+            continue;
+        };
+        let rest = rest
+            .trim_start_matches("pub(crate) ")
+            .trim_start_matches("pub ");
+        if let Some(name) = rest.strip_prefix("fn ") {
+            let name: String = name
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// Method name -> the module defining it on a context type. A name two files define is
+/// left out: a call of it could mean either.
+fn method_owners(codes: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut owners: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for (m, code) in codes {
+        for name in context_methods(code) {
+            owners
+                .entry(name)
+                .and_modify(|o| {
+                    if o.as_deref() != Some(m.as_str()) {
+                        *o = None
+                    }
+                })
+                .or_insert_with(|| Some(m.clone()));
+        }
+    }
+    owners
+        .into_iter()
+        .filter_map(|(n, o)| Some((n, o?)))
+        .collect()
+}
+
+/// The names a file's code calls as methods (`.name(`, `.name::<`).
+fn methods_called(code: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for piece in code.split('.').skip(1) {
+        let name: String = piece
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let after = &piece[name.len()..];
+        if !name.is_empty() && (after.starts_with('(') || after.starts_with("::<")) {
+            out.insert(name);
+        }
+    }
+    out
+}
+
+/// Edges between files: module -> the modules its code names, and the modules defining
+/// the context methods it calls.
 pub fn graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
-    let mods = modules(src);
+    let codes: BTreeMap<String, String> = modules(src)
+        .iter()
+        .map(|(m, file)| (m.clone(), code_of(&std::fs::read_to_string(file).unwrap())))
+        .collect();
+    graph_of(&codes)
+}
+
+/// The graph of modules whose code (comments and strings taken out) is given.
+fn graph_of(codes: &BTreeMap<String, String>) -> BTreeMap<String, BTreeSet<String>> {
+    let mods = codes;
+    let owners = method_owners(codes);
     let mut g = BTreeMap::new();
-    for (m, file) in &mods {
-        let text = std::fs::read_to_string(file).unwrap();
-        let code = code_of(&text);
+    for (m, code) in codes {
         // An inline test module's `super` is the file itself.
-        let (main, tests) = code.split_once("mod tests {").unwrap_or((&code, ""));
+        let (main, tests) = code.split_once("mod tests {").unwrap_or((code, ""));
         let mut named = paths_named(main, m);
         named.extend(paths_named(tests, &format!("{m}::tests")));
         let mut deps = BTreeSet::new();
         for p in named {
-            if let Some(o) = owner(&p, &mods) {
+            if let Some(o) = owner(&p, mods) {
                 // A file's own children, or its parent folder's module, through `mod` or
                 // `super` alone are not named here; the crate root is only a map.
                 if o != m && !o.is_empty() {
                     deps.insert(o.to_string());
                 }
+            }
+        }
+        // Only the engine's own files: the other layers name the engine with `use` anyway,
+        // and a `.load(` there is std's, not the context's.
+        let callers = if m.starts_with("engine::") {
+            methods_called(main)
+        } else {
+            BTreeSet::new()
+        };
+        for name in callers {
+            match owners.get(&name) {
+                Some(o) if o != m => {
+                    deps.insert(o.clone());
+                }
+                _ => {}
             }
         }
         g.insert(m.clone(), deps);
@@ -239,6 +340,10 @@ mod tests {
             g["engine::vdi::lookup"].contains("engine::context"),
             "the graph misses plain `use crate::` edges"
         );
+        assert!(
+            g["engine::cache"].contains("engine::vdi::attach"),
+            "the graph misses calls of the context's methods (cache.rs calls vdi_attach)"
+        );
         if let Some(c) = find_cycle(&g) {
             panic!("a circle of imports: {}", c.join(" -> "));
         }
@@ -260,6 +365,45 @@ mod tests {
         assert!(named.contains(&"engine::sr".to_string()), "{named:?}");
         assert!(named.contains(&"engine::vdi::Volume".to_string()));
         assert!(named.contains(&"engine::sr::space".to_string()));
+    }
+
+    /// Two engine files calling each other's `Ctx` methods, with no `use` between them,
+    /// make a circle; the same calls from outside the engine, or of a name two files
+    /// define, do not count.
+    #[test]
+    fn the_checker_sees_a_circle_of_method_calls() {
+        let code = |s: &str| code_of(s);
+        let mut codes = BTreeMap::new();
+        codes.insert(
+            "engine::a".to_string(),
+            code("impl Ctx {\n    pub fn a_thing(&self) { self.b_thing(); }\n}\n"),
+        );
+        codes.insert(
+            "engine::b".to_string(),
+            code("impl Locked {\n    pub(crate) fn b_thing(&self) { self.ctx.a_thing(); }\n    fn load(&self) {}\n}\n"),
+        );
+        let g = graph_of(&codes);
+        assert_eq!(
+            find_cycle(&g).unwrap(),
+            ["engine::a", "engine::b", "engine::a"]
+        );
+        // A comment or string naming the method is no call.
+        codes.insert(
+            "engine::b".to_string(),
+            code("impl Locked {\n    pub fn b_thing(&self) { let s = \".a_thing()\"; } // .a_thing()\n}\n"),
+        );
+        assert!(find_cycle(&graph_of(&codes)).is_none());
+        // A layer above the engine calls the engine without making a circle of it.
+        codes.insert(
+            "cli::x".to_string(),
+            code("fn f(c: &Ctx) { c.a_thing(); }\n"),
+        );
+        codes.insert(
+            "engine::b".to_string(),
+            code("impl Locked {\n    pub fn b_thing(&self) { x.load(1); }\n}\n"),
+        );
+        let g = graph_of(&codes);
+        assert!(g["cli::x"].is_empty() && find_cycle(&g).is_none(), "{g:?}");
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! `vdi create` and `vdi destroy`: thin LVs in the pool, or preallocated LVs zeroed with
 //! progress, and their removal.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::{free_lv_name, lvcreate_args, now, refuse_template, space_detail, vdi_tag, Volume};
@@ -108,32 +107,20 @@ impl Ctx {
             }
         };
         crash::point("vdi-create.after-lvcreate");
+        let kind = if preallocate {
+            VdiKind::Preallocated
+        } else {
+            VdiKind::Thin
+        };
         let vdi = VdiMeta {
-            uuid: uuid.clone(),
-            name: label.into(),
             description: description.into(),
-            kind: if preallocate {
-                VdiKind::Preallocated
-            } else {
-                VdiKind::Thin
-            },
-            lv: lv.clone(),
-            size,
-            parent: None,
             created: now(),
-            keys: BTreeMap::new(),
             pending: if importing {
                 Some(Pending::Importing)
             } else {
                 preallocate.then_some(Pending::Zeroing { from: Bytes(0) })
             },
-            image: None,
-            origin: None,
-            cache: None,
-            local: None,
-            cbt: false,
-            cbt_map: None,
-            reverting: None,
+            ..VdiMeta::new(&uuid, label, kind, &lv, size)
         };
         self.record_new(&mut op, &entry.vg, &vdi)?;
         crash::point("vdi-create.after-meta");

@@ -310,62 +310,12 @@ impl Ctx {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::meta::FORMAT;
-    use crate::engine::vdi::*;
+    use crate::engine::fixtures::{lv, sr, vdi};
+    use crate::engine::vdi::{space_detail, VOLUME_FIELDS};
     use std::path::PathBuf;
 
-    fn vdi(uuid: &str, name: &str, lv: &str) -> VdiMeta {
-        VdiMeta {
-            uuid: uuid.into(),
-            name: name.into(),
-            description: String::new(),
-            kind: VdiKind::Thin,
-            lv: lv.into(),
-            size: Bytes(1 << 30),
-            parent: None,
-            created: 0,
-            keys: BTreeMap::new(),
-            pending: None,
-            image: None,
-            origin: None,
-            cache: None,
-            local: None,
-            cbt: false,
-            cbt_map: None,
-            reverting: None,
-        }
-    }
-
-    fn sr(uuid: &str, name: &str, vdis: Vec<VdiMeta>) -> (Entry, SrMeta) {
-        let meta = SrMeta {
-            format: FORMAT,
-            uuid: uuid.into(),
-            name: name.into(),
-            description: String::new(),
-            mode: Mode::Owned,
-            pool: "thinsr_pool".into(),
-            pool_owned: true,
-            file: None,
-            vdis,
-            policy: Default::default(),
-            geometry: None,
-        };
-        (Entry::from_meta(&meta, name, "thinsr_meta"), meta)
-    }
-
-    /// An 8 GiB VG named `vg` with 1 GiB free.
     fn vg(lvs: Vec<Lv>) -> Vg {
-        Vg {
-            name: "vg".into(),
-            uuid: String::new(),
-            size: Bytes(8 << 30),
-            free: Bytes(1 << 30),
-            extent_size: Bytes(4 << 20),
-            tags: vec![],
-            pvs: vec![],
-            lvs,
-            vdi_index: Default::default(),
-        }
+        crate::engine::fixtures::vg("vg", lvs)
     }
 
     fn uuids<'a>(found: &[(usize, &'a VdiMeta)]) -> Vec<&'a str> {
@@ -427,23 +377,6 @@ mod tests {
     #[test]
     fn space_detail_says_where_the_space_went() {
         let (e, _) = sr("s1", "one", vec![]);
-        let lv = |name: &str, size: u64, tags: &[&str], pool: &str| Lv {
-            name: name.into(),
-            uuid: String::new(),
-            size: Bytes(size),
-            tags: tags.iter().map(|t| t.to_string()).collect(),
-            attr: String::new(),
-            layout: String::new(),
-            pool: pool.into(),
-            origin: String::new(),
-            data_percent: None,
-            metadata_percent: None,
-            metadata_size: None,
-            active: false,
-            open: false,
-            thin_id: None,
-            chunk_size: None,
-        };
         let vg = vg(vec![
             lv("thinsr_pool", 5 << 30, &["thinsr_sr=s1"], ""),
             lv(

@@ -1,8 +1,6 @@
 //! `vdi snapshot` and `vdi clone`: thin snapshots of a VDI, of a template's local copy, or
 //! of a template over its external origin.
 
-use std::collections::BTreeMap;
-
 use super::resize::lcm;
 use super::{free_lv_name, lvcreate_args, now, origin_name, refuse_pending, vdi_lv, Volume};
 use crate::crash;
@@ -136,30 +134,20 @@ impl Ctx {
             }
         };
         crash::point("vdi-snapshot.after-lvcreate");
+        let kind = if clone {
+            VdiKind::Clone
+        } else {
+            VdiKind::Snapshot
+        };
         let vdi = VdiMeta {
-            uuid: new_uuid.clone(),
-            name: label,
             description: parent.description.clone(),
-            kind: if clone {
-                VdiKind::Clone
-            } else {
-                VdiKind::Snapshot
-            },
-            lv,
-            size,
             parent: Some(parent.uuid.clone()),
             created: now(),
-            keys: BTreeMap::new(),
-            pending: None,
-            image: None,
             origin: origin.clone(),
-            cache: None,
-            local: None,
             // Snapshots go on tracking as their VDI did (a backup chain's next base); a clone
             // is a new disk.
             cbt: parent.cbt && !clone,
-            cbt_map: None,
-            reverting: None,
+            ..VdiMeta::new(&new_uuid, &label, kind, &lv, size)
         };
         self.record_new(&mut op, &vg_name, &vdi)?;
         let mut vol = self.volume_of(&op.entry, &vg_name, &vdi, None, size, false, Some(physical));

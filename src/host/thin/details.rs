@@ -9,6 +9,7 @@
 //! the mapped block count. Every block carries a crc32c of the rest of it, checked here: what does not check
 //! out is refused, never guessed at.
 
+use crate::image::le::{get32 as u32_at, get64 as u64_at};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -73,13 +74,6 @@ fn read_at(file: &File, buf: &mut AlignedBuf, n: u64) -> std::result::Result<Vec
     file.read_exact_at(buf.as_mut_slice(), at)
         .map_err(|e| format!("reading block {n}: {e}"))?;
     Ok(buf.as_slice().to_vec())
-}
-
-fn u32_at(b: &[u8], o: usize) -> u32 {
-    u32::from_le_bytes(b[o..o + 4].try_into().unwrap())
-}
-fn u64_at(b: &[u8], o: usize) -> u64 {
-    u64::from_le_bytes(b[o..o + 8].try_into().unwrap())
 }
 
 /// Walks the snapshot's details tree through `read_block` (block number to 4 KiB).

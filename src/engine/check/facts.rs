@@ -1,0 +1,87 @@
+//! What `sr check` reads before it decides anything: the SR's metadata, one LVM report,
+//! thinsr's devices, template attachments, the pool's own metadata. Read once, under the
+//! SR's lock, so that the rules (`plan.rs`) see one consistent picture.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use crate::engine::context::{Ctx, Locked};
+use crate::engine::datapath::{dead_origin, readers, stray_loops};
+use crate::engine::meta::{SrMeta, VdiMeta};
+use crate::engine::registry::Entry;
+use crate::error::Result;
+use crate::host::dm::OurDevice;
+use crate::host::lvm::Vg;
+use crate::host::{dm, loopdev, thin};
+
+/// A device of thinsr's, and how many of thinsr's devices read it as their origin.
+#[derive(Debug, Clone)]
+pub struct Device {
+    pub dev: OurDevice,
+    pub readers: usize,
+}
+
+/// A loop device over a template's image that no attachment names.
+#[derive(Debug, Clone)]
+pub struct StrayLoop {
+    pub device: PathBuf,
+    pub file: PathBuf,
+    /// Something (a device of thinsr's) still reads it.
+    pub held: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Facts {
+    /// The host's registry entry for the SR.
+    pub entry: Entry,
+    pub meta: SrMeta,
+    pub vg: Vg,
+    pub devices: Vec<Device>,
+    /// Templates whose attachment's server is gone, and how many devices still read it.
+    pub dead_origins: BTreeMap<String, usize>,
+    pub stray_loops: Vec<StrayLoop>,
+    /// Thin device id -> bytes mapped, from the live pool's metadata (None: inactive pool).
+    pub thin_devices: Option<HashMap<u32, u64>>,
+    /// What is wrong with the pool, as the kernel says.
+    pub pool_trouble: Option<String>,
+}
+
+impl Ctx {
+    pub(super) fn check_facts(&self, op: &Locked) -> Result<Facts> {
+        let entry = op.entry.clone();
+        let vg = self.lvm.report_vg(&entry.vg)?;
+        let ours = dm::our_devices_or_none();
+        let devices = ours
+            .iter()
+            .map(|d| Device {
+                dev: d.clone(),
+                readers: readers(&d.path(), &ours),
+            })
+            .collect();
+        let templates: Vec<&VdiMeta> = op.meta.vdis.iter().filter(|v| v.is_template()).collect();
+        let dead_origins = templates
+            .iter()
+            .filter_map(|t| Some((t.uuid.clone(), dead_origin(&t.uuid, &ours)?)))
+            .collect();
+        let stray_loops = stray_loops(&templates)
+            .into_iter()
+            .map(|(device, file)| StrayLoop {
+                held: loopdev::has_holders(&device),
+                device,
+                file,
+            })
+            .collect();
+        let thin_devices = thin::mapped_bytes(&vg.name, &entry.pool)?;
+        let pool_trouble = dm::pool_status(&vg.name, &entry.pool)?.and_then(|k| k.trouble());
+        Ok(Facts {
+            entry,
+            meta: op.meta.clone(),
+            vg,
+            devices,
+            dead_origins,
+            stray_loops,
+            thin_devices,
+            pool_trouble,
+        })
+    }
+}

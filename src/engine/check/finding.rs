@@ -1,0 +1,194 @@
+//! What `sr check` reports: each finding's kind, what is wrong, and what `--repair` does
+//! about it (the host actions, carried for `apply`).
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::engine::registry::Entry;
+use crate::units::Bytes;
+
+/// Every kind of finding, listed once: its name (snake_case) is stable, scripts read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    /// A template's local copy LV is gone.
+    MissingLocalCopy,
+    /// A template's cache LV is gone.
+    MissingCache,
+    /// An entry whose LV is gone (a destroy interrupted after lvremove).
+    MissingLv,
+    /// An entry whose LV has another name (a rename interrupted after lvrename).
+    RenamedLv,
+    /// A preallocated VDI whose zeroing did not finish.
+    IncompleteZeroing,
+    /// A VDI whose import did not finish.
+    IncompleteImport,
+    /// A tagged thin LV with no entry (a create interrupted after lvcreate).
+    OrphanThinLv,
+    /// A tagged preallocated LV with no entry (never zeroed nor used).
+    OrphanLv,
+    /// A template cache LV no template uses.
+    OrphanCache,
+    /// A template local copy LV no template uses.
+    OrphanLocalCopy,
+    /// A device of thinsr's left suspended or without a table.
+    StaleDevice,
+    /// The device of a template's local copy that no clone reads.
+    IdleDevice,
+    /// A device of thinsr's serving a VDI the metadata does not know.
+    OrphanDevice,
+    /// A template attachment whose server is gone.
+    DeadOrigin,
+    /// A loop device over a template's image that no attachment names.
+    StrayLoop,
+    /// A revert interrupted between its steps.
+    RevertUnfinished,
+    /// A data-destroy interrupted after the map was saved.
+    DataDestroyUnfinished,
+    /// A data-destroyed snapshot whose saved block map is gone.
+    MissingBlockMap,
+    /// A saved block map no entry names.
+    OrphanBlockMap,
+    /// A thin device in the pool that no LV names.
+    UnknownThinDevice,
+    /// An LV whose thin device the pool does not hold.
+    MissingThinDevice,
+    /// A pool that does not zero new blocks.
+    UnzeroedPool,
+    /// A pool in trouble (read-only, failed, needing a check).
+    Pool,
+    /// The host's registry disagrees with the SR's metadata.
+    RegistryStale,
+}
+
+impl FindingKind {
+    pub fn as_str(self) -> &'static str {
+        use FindingKind::*;
+        match self {
+            MissingLocalCopy => "missing_local_copy",
+            MissingCache => "missing_cache",
+            MissingLv => "missing_lv",
+            RenamedLv => "renamed_lv",
+            IncompleteZeroing => "incomplete_zeroing",
+            IncompleteImport => "incomplete_import",
+            OrphanThinLv => "orphan_thin_lv",
+            OrphanLv => "orphan_lv",
+            OrphanCache => "orphan_cache",
+            OrphanLocalCopy => "orphan_local_copy",
+            StaleDevice => "stale_device",
+            IdleDevice => "idle_device",
+            OrphanDevice => "orphan_device",
+            DeadOrigin => "dead_origin",
+            StrayLoop => "stray_loop",
+            RevertUnfinished => "revert_unfinished",
+            DataDestroyUnfinished => "data_destroy_unfinished",
+            MissingBlockMap => "missing_block_map",
+            OrphanBlockMap => "orphan_block_map",
+            UnknownThinDevice => "unknown_thin_device",
+            MissingThinDevice => "missing_thin_device",
+            UnzeroedPool => "unzeroed_pool",
+            Pool => "pool",
+            RegistryStale => "registry_stale",
+        }
+    }
+}
+
+impl fmt::Display for FindingKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A host action `--repair` takes, in the order the findings list them. Changes to the
+/// metadata's entries are not here: the plan carries the entries as they will be.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fix {
+    /// Zero `lv` (in the SR's VG) from `from` to `to`.
+    Zero {
+        lv: String,
+        from: Bytes,
+        to: Bytes,
+        what: String,
+    },
+    /// lvremove of `vg/lv`.
+    RemoveLv(String),
+    /// Resume a device of thinsr's, or remove it when it has no table.
+    ReviveOrRemove {
+        device: String,
+        vdi: String,
+    },
+    RemoveDevice {
+        device: String,
+        vdi: String,
+    },
+    /// Clear a template's attachment whose server is gone.
+    ReleaseOrigin(String),
+    DetachLoop(PathBuf),
+    /// Finish the recorded revert of this VDI.
+    FinishRevert(String),
+    /// Delete this thin device id from the SR's pool.
+    FreeThinDevice(u32),
+    /// lvchange --zero y of `vg/pool`.
+    TurnOnZeroing(String),
+    /// Replace the host's registry entry with the metadata's.
+    CopyToRegistry(Entry),
+}
+
+#[derive(Debug, Serialize)]
+pub struct Finding {
+    pub kind: FindingKind,
+    pub subject: String,
+    pub problem: String,
+    /// What --repair does about it (or "none": the admin must act).
+    pub repair: String,
+    pub repaired: bool,
+    /// What `apply` does for it, in order.
+    #[serde(skip)]
+    pub fixes: Vec<Fix>,
+}
+
+impl Finding {
+    pub(super) fn new(
+        kind: FindingKind,
+        subject: impl Into<String>,
+        problem: impl Into<String>,
+        repair: impl Into<String>,
+    ) -> Finding {
+        Finding {
+            kind,
+            subject: subject.into(),
+            problem: problem.into(),
+            repair: repair.into(),
+            repaired: false,
+            fixes: Vec::new(),
+        }
+    }
+
+    /// Repaired when `now`, by these host actions (none: the metadata's change alone).
+    pub(super) fn fixed_by(mut self, now: bool, fixes: Vec<Fix>) -> Finding {
+        self.repaired = now;
+        if now {
+            self.fixes = fixes;
+        }
+        self
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct CheckReport {
+    pub sr: String,
+    pub name: String,
+    pub findings: Vec<Finding>,
+    /// What the admin should change on the host; nothing thinsr repairs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+impl CheckReport {
+    /// True when nothing is left to repair.
+    pub fn clean(&self) -> bool {
+        self.findings.iter().all(|f| f.repaired)
+    }
+}
