@@ -131,6 +131,15 @@ pub enum Error {
     },
     #[error("thin pool {pool} does not zero new blocks: a new VDI would show the old bytes of the disk and of destroyed VDIs; turn zeroing on with 'lvchange --zero y {pool}'")]
     PoolNotZeroing { pool: String },
+    /// A step failed and so did undoing what came before it: something may be left
+    /// half-made. The cause's code, parameters and exit status stand; the message says both.
+    #[error("{cause}; undoing what it had done failed too, {what}: {undo}")]
+    RollbackFailed {
+        cause: Box<Error>,
+        /// The undo step, as a phrase ("removing the new LV vg/x").
+        what: String,
+        undo: Box<Error>,
+    },
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -147,9 +156,23 @@ impl Error {
         }
     }
 
+    /// This error, after `undo` ran to take back what the failed operation had done: a
+    /// failed undo is reported with the cause (and `sr check --repair` named), never dropped.
+    pub fn undo<T>(self, what: &str, undo: impl FnOnce() -> Result<T>) -> Error {
+        match undo() {
+            Ok(_) => self,
+            Err(u) => Error::RollbackFailed {
+                cause: Box::new(self),
+                what: what.into(),
+                undo: Box::new(u),
+            },
+        }
+    }
+
     /// The stable code, as xapi and scripts see it.
     pub fn code(&self) -> &'static str {
         match self {
+            Error::RollbackFailed { cause, .. } => cause.code(),
             Error::SrNotFound(_) => "SR_NOT_FOUND",
             Error::SrAmbiguous { .. } => "SR_AMBIGUOUS",
             Error::NoSr => "SR_NOT_FOUND",
@@ -206,6 +229,11 @@ impl Error {
     /// Parameters for the xapi error shape: the names involved, then the message.
     pub fn params(&self) -> Vec<String> {
         let mut p = match self {
+            Error::RollbackFailed { cause, .. } => {
+                let mut p = cause.params();
+                p.pop();
+                p
+            }
             Error::SrNotFound(s) | Error::SrBusy(s) | Error::SrNotAttached(s) => vec![s.clone()],
             Error::VgNotFound(s) | Error::VgExists(s) | Error::LvNotFound(s) => vec![s.clone()],
             Error::VdiNotFound(s)
@@ -246,6 +274,7 @@ impl Error {
     /// What the admin can do about it.
     pub fn hint(&self) -> Option<String> {
         Some(match self {
+            Error::RollbackFailed { .. } => "'thinsr sr check --repair' finds what was left half-made and finishes or removes it".into(),
             Error::SrNotFound(_) | Error::NoSr => {
                 "'thinsr sr list' shows the registered storage repositories; 'thinsr sr introduce VG' registers an existing one".into()
             }
@@ -290,6 +319,7 @@ impl Error {
     /// Exit status: 2 for usage errors, 130 when cancelled (as for SIGINT), 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
+            Error::RollbackFailed { cause, .. } => cause.exit_code(),
             Error::Cancelled => 130,
             Error::Usage(_)
             | Error::InvalidSize { .. }
@@ -298,6 +328,15 @@ impl Error {
             | Error::InvalidUri { .. } => 2,
             _ => 1,
         }
+    }
+}
+
+/// `r`, after `cleanup` ran whatever `r` was: a cleanup that fails fails an `Ok`, and joins
+/// an `Err` as its failed undo.
+pub fn finally<T, U>(r: Result<T>, what: &str, cleanup: impl FnOnce() -> Result<U>) -> Result<T> {
+    match r {
+        Ok(v) => cleanup().map(|_| v),
+        Err(e) => Err(e.undo(what, cleanup)),
     }
 }
 
@@ -445,6 +484,13 @@ mod tests {
                 why: s(),
             },
             Error::io(s(), std::io::Error::other("e")),
+            Error::NoSpace {
+                vg: s(),
+                wanted: s(),
+                free: s(),
+                detail: String::new(),
+            }
+            .undo("removing x", || Err::<(), _>(Error::LvNotFound(s()))),
         ];
         for e in &v {
             // Exhaustive on purpose: see above.
@@ -498,6 +544,7 @@ mod tests {
                 | Error::ConfigInvalid { .. }
                 | Error::UnsafePath { .. }
                 | Error::PoolNotZeroing { .. }
+                | Error::RollbackFailed { .. }
                 | Error::Io { .. } => {}
             }
         }
@@ -524,5 +571,30 @@ mod tests {
             assert!(v["backtrace"]["files"].is_array() && v["backtrace"]["lines"].is_array());
             assert!(matches!(e.exit_code(), 1 | 2 | 130), "{code}");
         }
+    }
+
+    /// An undo that fails is never dropped: the error keeps the cause's code, names both
+    /// failures and sends the admin to `sr check --repair`. An undo that works leaves the
+    /// cause alone.
+    #[test]
+    fn a_failed_undo_is_reported_with_its_cause() {
+        let cause = || Error::VdiNotFound("web".into());
+        let e = cause().undo("removing the new LV vg/web", || {
+            Err::<(), _>(Error::LvmFailed {
+                command: "lvremove".into(),
+                message: "device busy".into(),
+            })
+        });
+        assert_eq!(e.code(), "VDI_NOT_FOUND");
+        assert_eq!(e.exit_code(), 1);
+        let text = e.to_string();
+        assert!(
+            text.starts_with("VDI 'web' not found; undoing what it had done failed too, removing the new LV vg/web: lvm lvremove failed: device busy"),
+            "{text}"
+        );
+        assert!(e.hint().unwrap().contains("sr check --repair"));
+        assert_eq!(e.params(), ["web".to_string(), text]);
+        let e = cause().undo("removing it", || Ok(()));
+        assert!(matches!(e, Error::VdiNotFound(_)));
     }
 }

@@ -86,8 +86,10 @@ impl Ctx {
             return Ok(t);
         }
         self.template_cache(&t.uuid, Some(&t.sr), true)
-            .inspect_err(|_| {
-                let _ = self.template_forget(&t.uuid, Some(&t.sr));
+            .map_err(|e| {
+                e.undo("forgetting the template again", || {
+                    self.template_forget(&t.uuid, Some(&t.sr))
+                })
             })
     }
 
@@ -166,8 +168,9 @@ impl Ctx {
         )
         .and_then(|_| self.set_active(&name, false));
         if let Err(e) = made {
-            let _ = self.remove_lv(&name);
-            return Err(e);
+            return Err(e.undo(&format!("removing the new cache LV {name}"), || {
+                self.remove_lv(&name)
+            }));
         }
         Ok(lv)
     }
@@ -233,9 +236,13 @@ impl Ctx {
         let allocated = match copied {
             Ok(a) => a,
             Err(e) => {
-                let _ = self.set_active(&name, false);
-                let _ = self.remove_lv(&name);
-                return Err(e);
+                return Err(
+                    e.undo(&format!("removing the new local copy LV {name}"), || {
+                        // Deactivating first is a courtesy: the removal is what must work.
+                        self.set_active(&name, false).ok();
+                        self.remove_lv(&name)
+                    }),
+                );
             }
         };
         crash::point("localize.after-copy");

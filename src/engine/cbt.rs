@@ -77,8 +77,9 @@ impl Ctx {
         let written = write_synced(&dev_path(&vg.name, &map_lv), &bytes)
             .and_then(|_| self.set_active(&name, false));
         if let Err(e) = written {
-            let _ = self.remove_lv(&name);
-            return Err(e);
+            return Err(e.undo(&format!("removing the new map LV {name}"), || {
+                self.remove_lv(&name)
+            }));
         }
         crash::point("data-destroy.map-written");
         op.vdi_mut(&v.uuid)?.cbt_map = Some(map_lv);

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::context::{Ctx, Locked};
 use super::meta::{SrMeta, VdiKind, VdiMeta};
 use crate::aligned::AlignedBuf;
-use crate::error::{Error, Result};
+use crate::error::{finally, Error, Result};
 use crate::host::lvm::{dev_path, Lv, Vg, TAG_CBT};
 use crate::host::{dm, thin};
 use crate::image::block_map::{self, BlockMap, Delta, CBT_BLOCK};
@@ -224,13 +224,15 @@ impl Ctx {
                 }
             }
         }
-        let out = result.and_then(|_| differing(&opened[0], &opened[1], changed));
+        let mut out = result.and_then(|_| differing(&opened[0], &opened[1], changed));
         for v in made {
             let lv = vg
                 .vdi_lv(&v.uuid)
                 .map_or(v.lv.as_str(), |l| l.name.as_str());
             let name = dm::our_name(&vg.name, lv, &v.uuid);
-            let _ = self.detach_reader(&name, &v.uuid, v.origin.as_deref());
+            out = finally(out, &format!("removing the reading device {name}"), || {
+                self.detach_reader(&name, &v.uuid, v.origin.as_deref())
+            });
         }
         out
     }

@@ -244,8 +244,9 @@ impl Ctx {
             save_state(&state)
         });
         if let Err(e) = connected {
-            let _ = self.release(&state);
-            return Err(e);
+            return Err(e.undo("releasing the template's image again", || {
+                self.release(&state)
+            }));
         }
         dm::devno(&state.device)
     }
@@ -348,8 +349,9 @@ impl Ctx {
             loopdev::attach_read_only(&state.device, &file)
         });
         if let Err(e) = attached {
-            let _ = self.release(&state);
-            return Err(e);
+            return Err(e.undo("releasing the template's image again", || {
+                self.release(&state)
+            }));
         }
         dm::devno(&state.device)
     }

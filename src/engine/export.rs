@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::context::Ctx;
 use crate::engine::meta::{VdiKind, VdiMeta};
 use crate::engine::template::template_data;
-use crate::error::{Error, Result};
+use crate::error::{finally, Error, Result};
 use crate::host::thin;
 use crate::image::block_map::Delta;
 use crate::image::extent::{align, normalize, subtract, total, Extent};
@@ -291,8 +291,9 @@ impl Ctx {
                 match self.export_source(&snap.uuid, sr, base) {
                     Ok(Prepared::Ready(s)) => (s, Some(snap.uuid)),
                     other => {
-                        let _ = self.vdi_destroy(&snap.uuid, Some(sr));
-                        other?;
+                        let destroyed = self.vdi_destroy(&snap.uuid, Some(sr));
+                        let what = format!("destroying the temporary snapshot {}", snap.name);
+                        finally(other, &what, || destroyed)?;
                         return Err(Error::VdiAttached {
                             vdi: snap.name,
                             device: "its temporary snapshot is attached read-write".into(),

@@ -267,11 +267,11 @@ impl Ctx {
                     written,
                 })
             }
-            Err(e) => {
-                let _ = self.set_active(&lv, false);
-                let _ = self.vdi_destroy(&v.uuid, Some(&v.sr));
-                Err(e)
-            }
+            Err(e) => Err(e.undo("destroying the half-imported VDI", || {
+                // Deactivating first is a courtesy: the destroy is what must work.
+                self.set_active(&lv, false).ok();
+                self.vdi_destroy(&v.uuid, Some(&v.sr))
+            })),
         }
     }
 }

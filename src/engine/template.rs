@@ -166,15 +166,15 @@ pub fn run_scheme(dir: &Path, scheme: &str, verb: &str, uri: &str) -> Result<Opt
     match path {
         Some(p) if p.starts_with('/') && Path::new(p).exists() => Ok(Some(PathBuf::from(p))),
         _ => {
-            let _ = tool::output(&tool_name, &["detach", uri]);
-            Err(Error::CommandFailed {
-                tool: tool_name,
+            let e = Error::CommandFailed {
+                tool: tool_name.clone(),
                 message: format!(
                     "'attach {}' printed '{}', not the path of an existing file or device",
                     clip(uri),
                     clip(path.unwrap_or(""))
                 ),
-            })
+            };
+            Err(e.undo("running its detach", || tool::run(&tool_name, &["detach", uri])))
         }
     }
 }

@@ -72,15 +72,19 @@ impl Ctx {
             }];
             let all = self.lvm.report(None)?;
             self.build_owned(&held, &all, &devs, name, Some(&path), uuid)
-                .inspect_err(|_| {
-                    let _ = loopdev::detach(&dev);
+                .map_err(|e| {
+                    e.undo(&format!("detaching {}", dev.display()), || {
+                        loopdev::detach(&dev)
+                    })
                 })
         });
         let entry = match result {
             Ok(e) => e,
             Err(e) => {
-                let _ = std::fs::remove_file(&path);
-                return Err(e);
+                return Err(e.undo(&format!("removing {}", path.display()), || {
+                    std::fs::remove_file(&path)
+                        .map_err(|x| Error::io(path.display().to_string(), x))
+                }));
             }
         };
         drop(held);

@@ -227,8 +227,7 @@ impl Ctx {
                 args.push(format!("{}/{}", vg.name, pool_lv));
             }
             args.push(format!("{}/{}", vg.name, meta_lv));
-            let _ = self.lvm.run(&args);
-            return Err(e);
+            return Err(e.undo("removing the LVs it made", || self.lvm.run(&args)));
         }
         Ok(uuid)
     }

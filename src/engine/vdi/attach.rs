@@ -183,10 +183,11 @@ impl Ctx {
             origin,
         };
         let name = dm::our_name(&vg.name, &lv.name, &v.uuid);
-        dm::create(&name, &v.uuid, lv.size.0 / 512, &table, read_only).inspect_err(|_| {
-            if let Some(t) = template {
-                let _ = self.release_origin_if_unused(&t.uuid);
-            }
+        dm::create(&name, &v.uuid, lv.size.0 / 512, &table, read_only).map_err(|e| match template {
+            Some(t) => e.undo("releasing the template's image", || {
+                self.release_origin_if_unused(&t.uuid)
+            }),
+            None => e,
         })
     }
 
@@ -200,8 +201,10 @@ impl Ctx {
         );
         let sectors = t.size.0.div_ceil(512);
         let table = dm::Table::Linear { source: origin };
-        dm::create(&name, &t.uuid, sectors, &table, true).inspect_err(|_| {
-            let _ = self.release_origin_if_unused(&t.uuid);
+        dm::create(&name, &t.uuid, sectors, &table, true).map_err(|e| {
+            e.undo("releasing the template's image", || {
+                self.release_origin_if_unused(&t.uuid)
+            })
         })
     }
 

@@ -164,8 +164,11 @@ impl Ctx {
     /// goes again, so no half-made VDI is left behind.
     pub(super) fn record_new(&self, op: &mut Locked, vg: &str, vdi: &VdiMeta) -> Result<()> {
         op.meta.vdis.push(vdi.clone());
-        op.save().inspect_err(|_| {
-            let _ = self.remove_lv(&format!("{vg}/{}", vdi.lv));
+        let vg_lv = format!("{vg}/{}", vdi.lv);
+        op.save().map_err(|e| {
+            e.undo(&format!("removing the new LV {vg_lv}"), || {
+                self.remove_lv(&vg_lv)
+            })
         })
     }
 

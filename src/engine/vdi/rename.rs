@@ -39,13 +39,15 @@ impl Ctx {
             m.name = label.into();
             m.lv = new_lv.clone();
             let m = m.clone();
-            op.save().inspect_err(|_| {
+            op.save().map_err(|e| {
                 // The metadata keeps the old name: so does the LV.
-                if new_lv != lv.name {
-                    let _ = ctx
+                let what = format!("renaming the LV {} back to {}", new_lv, lv.name);
+                e.undo(&what, || match new_lv != lv.name {
+                    true => ctx
                         .lvm
-                        .run(&strings(&["lvrename", &vg.name, &new_lv, &lv.name]));
-                }
+                        .run(&strings(&["lvrename", &vg.name, &new_lv, &lv.name])),
+                    false => Ok(String::new()),
+                })
             })?;
             let mut renamed = lv.clone();
             renamed.name = new_lv;
