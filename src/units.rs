@@ -1,4 +1,5 @@
-//! Sizes. `Bytes` is what thinsr reasons in; `Sectors` is what device-mapper speaks.
+//! Sizes. `Bytes` is what thinsr reasons in; `Sectors` is what device-mapper's tables
+//! speak, `DataBlocks` what a thin pool's status and low-water mark count.
 
 use std::fmt;
 
@@ -18,6 +19,17 @@ pub struct Bytes(pub u64);
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Sectors(pub u64);
+
+/// A count of a thin pool's data blocks. Their size is the pool's chunk size, which the
+/// kernel's status line does not carry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DataBlocks(pub u64);
+
+impl DataBlocks {
+    pub fn bytes(self, block: Bytes) -> Bytes {
+        Bytes(self.0 * block.0)
+    }
+}
 
 impl Bytes {
     pub fn sectors(self) -> Sectors {

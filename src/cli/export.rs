@@ -44,7 +44,7 @@ pub fn run(ctx: &Ctx, out: &Out, a: &ExportArgs) -> Result<()> {
         r.vdi,
         r.format,
         if r.output == "-" { "stdout" } else { &r.output },
-        Bytes(r.virtual_size),
+        r.virtual_size,
         Bytes(r.read),
         Bytes(r.written),
         r.seconds,

@@ -21,10 +21,7 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &PoolCmd) -> Result<i32> {
             out.emit(&d, || {
                 println!(
                     "Thin pool {}/{}: {} data, {} metadata",
-                    d.vg,
-                    d.pool.lv,
-                    Bytes(d.pool.size),
-                    Bytes(d.pool.metadata_size)
+                    d.vg, d.pool.lv, d.pool.size, d.pool.metadata_size
                 )
             });
         }
@@ -126,21 +123,21 @@ fn print_detail(d: &PoolDetail) {
     println!("Pool        {}/{} of SR '{}'", d.vg, d.pool.lv, d.name);
     println!(
         "Data        {} used of {} ({}), chunk {}",
-        Bytes(d.pool.data_used),
-        Bytes(d.pool.size),
+        d.pool.data_used,
+        d.pool.size,
         pct(d.pool.data_percent),
         Bytes(d.chunk_size)
     );
     println!(
         "Metadata    {} used of {} ({})",
-        Bytes(d.pool.metadata_used),
-        Bytes(d.pool.metadata_size),
+        d.pool.metadata_used,
+        d.pool.metadata_size,
         pct(d.pool.metadata_percent)
     );
     println!(
         "Thin disks  {}, {} virtual, over-commitment {:.2}x{}",
         d.pool.thin_volumes,
-        Bytes(d.pool.virtual_total),
+        d.pool.virtual_total,
         d.overcommit,
         d.policy
             .max_overcommit

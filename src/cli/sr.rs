@@ -145,8 +145,7 @@ fn made(out: &Out, verb: &str, d: &SrDetail) {
         );
         println!(
             "Thin pool {}: {}, grows as it fills",
-            d.pool.lv,
-            Bytes(d.pool.size)
+            d.pool.lv, d.pool.size
         );
     });
 }
@@ -171,11 +170,11 @@ fn print_list(list: &[SrSummary]) {
     println!("{t}");
 }
 
-fn pct(part: u64, whole: u64) -> String {
-    if whole == 0 {
+fn pct(part: Bytes, whole: Bytes) -> String {
+    if whole.0 == 0 {
         "-".into()
     } else {
-        format!("{:.1}%", part as f64 * 100.0 / whole as f64)
+        format!("{:.1}%", part.0 as f64 * 100.0 / whole.0 as f64)
     }
 }
 
@@ -218,18 +217,16 @@ fn print_detail(d: &SrDetail) {
         "Pool        {}{}: {} data, {} used ({}); metadata {} used of {} ({})",
         p.lv,
         if p.owned { "" } else { " (adopted)" },
-        Bytes(p.size),
-        Bytes(p.data_used),
+        p.size,
+        p.data_used,
         pct(p.data_used, p.size),
-        Bytes(p.metadata_used),
-        Bytes(p.metadata_size),
+        p.metadata_used,
+        p.metadata_size,
         pct(p.metadata_used, p.metadata_size),
     );
     println!(
         "Thin disks  {}, {} virtual, over-commitment {:.2}x",
-        p.thin_volumes,
-        Bytes(p.virtual_total),
-        d.overcommit
+        p.thin_volumes, p.virtual_total, d.overcommit
     );
     println!("Sizing      {}", d.pool_sizing);
     super::pool::print_growth(&d.growth);

@@ -22,7 +22,7 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &TemplateCmd) -> Result<()> {
                     t.name,
                     t.uuid,
                     t.format.as_deref().unwrap_or("?"),
-                    Bytes(t.virtual_size),
+                    t.virtual_size,
                     uri
                 );
                 println!("Clone it with 'thinsr vdi clone \"{}\"'.", t.name);

@@ -33,12 +33,7 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &VdiCmd) -> Result<()> {
             out.emit(&v, || {
                 println!(
                     "Created {} VDI '{}' ({}): {}, LV {}/{}",
-                    v.kind,
-                    v.name,
-                    v.uuid,
-                    Bytes(v.virtual_size),
-                    v.vg,
-                    v.lv
+                    v.kind, v.name, v.uuid, v.virtual_size, v.vg, v.lv
                 )
             });
         }
@@ -61,11 +56,7 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &VdiCmd) -> Result<()> {
                 ctx.vdi_check_destroy(&v)?;
                 out.confirm(&format!(
                     "Destroy VDI '{}' ({}, {}, LV {}/{}) and its data?",
-                    v.name,
-                    v.uuid,
-                    Bytes(v.virtual_size),
-                    v.vg,
-                    v.lv
+                    v.name, v.uuid, v.virtual_size, v.vg, v.lv
                 ))?;
             }
             let v = ctx.vdi_destroy(&a.vdi, a.sr.as_deref())?;
@@ -95,13 +86,10 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &VdiCmd) -> Result<()> {
             if *allow_shrink && !out.yes {
                 if let NewSize::To(to) = new {
                     let v = ctx.vdi_show(&vdi.vdi, vdi.sr.as_deref())?;
-                    if to.0 < v.virtual_size {
+                    if to < v.virtual_size {
                         out.confirm(&format!(
                             "Shrink VDI '{}' from {} to {}? Data beyond {} is lost.",
-                            v.name,
-                            Bytes(v.virtual_size),
-                            to,
-                            to
+                            v.name, v.virtual_size, to, to
                         ))?;
                     }
                 }
@@ -109,7 +97,7 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &VdiCmd) -> Result<()> {
             let progress = Reporter::new(out.quiet);
             let v = ctx.vdi_resize(&vdi.vdi, vdi.sr.as_deref(), new, *allow_shrink, &progress)?;
             out.emit(&v, || {
-                println!("VDI '{}' is now {}", v.name, Bytes(v.virtual_size))
+                println!("VDI '{}' is now {}", v.name, v.virtual_size)
             });
         }
         VdiCmd::Rename { vdi, name } => {
@@ -215,7 +203,7 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &VdiCmd) -> Result<()> {
                     r.format,
                     r.volume.name,
                     r.volume.uuid,
-                    Bytes(r.volume.virtual_size),
+                    r.volume.virtual_size,
                     r.volume.vg,
                     r.volume.lv
                 )
@@ -257,8 +245,8 @@ pub(super) fn print_list(list: &[Volume]) {
             } else {
                 v.kind.to_string()
             },
-            Bytes(v.virtual_size).to_string(),
-            Bytes(v.physical_utilisation).to_string(),
+            v.virtual_size.to_string(),
+            v.physical_utilisation.to_string(),
             v.parent_name.clone().unwrap_or_default(),
             if v.attached {
                 "yes".into()
@@ -287,8 +275,8 @@ pub(super) fn print_detail(v: &Volume) {
         v.kind,
         if v.read_write { "" } else { ", read-only" }
     );
-    println!("Size         {}", Bytes(v.virtual_size));
-    println!("Allocated    {}", Bytes(v.physical_utilisation));
+    println!("Size         {}", v.virtual_size);
+    println!("Allocated    {}", v.physical_utilisation);
     if v.cbt_enabled || v.data_destroyed {
         println!(
             "CBT          {}{}",

@@ -116,7 +116,7 @@ fn live_threshold(entry: &Entry, wanted: u8) -> u8 {
     let blocks = crate::host::dm::pool_status(&entry.vg, &entry.pool)
         .ok()
         .flatten()
-        .map(|k| k.data_total.0);
+        .map(|k| k.data_total);
     let mark = crate::host::dmevent::pool_low_water(&entry.vg, &entry.pool);
     match (blocks, mark) {
         (Some(b), Some(m)) => crate::host::dmevent::threshold_for(b, m, wanted),

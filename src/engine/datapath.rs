@@ -291,7 +291,7 @@ impl Ctx {
             origin: None,
         };
         let name = dm::our_name(&vg.name, &lv.name, &key);
-        let path = dm::create(&name, &key, lv.size.0 / 512, &table, true)?;
+        let path = dm::create(&name, &key, lv.size.sectors(), &table, true)?;
         self.forget_devices();
         dm::devno(&path)
     }

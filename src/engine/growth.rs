@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::host::dmevent::pool_low_water;
 use crate::host::lock::{self, Lock};
+use crate::units::Bytes;
 
 /// Written when the watcher starts, removed when it stops cleanly; /run empties at boot.
 pub const PID_FILE: &str = "/run/thinsr/pool-watch.pid";
@@ -73,7 +74,7 @@ pub fn watcher_warning(w: Watcher) -> Option<String> {
 }
 
 /// The growth state of pool `vg/pool`, whose data blocks are `block` bytes.
-pub fn growth(vg: &str, pool: &str, block: u64) -> Growth {
+pub fn growth(vg: &str, pool: &str, block: Bytes) -> Growth {
     let w = watcher();
     let (watcher, watcher_pid) = match w {
         Watcher::Running(p) => ("running", p),
@@ -83,7 +84,7 @@ pub fn growth(vg: &str, pool: &str, block: u64) -> Growth {
     Growth {
         watcher,
         watcher_pid,
-        low_water_mark: pool_low_water(vg, pool).map(|blocks| blocks * block),
+        low_water_mark: pool_low_water(vg, pool).map(|blocks| blocks.bytes(block).0),
         warning: watcher_warning(w),
     }
 }

@@ -259,7 +259,7 @@ impl Ctx {
                 let mut volume = v;
                 volume.pending = None;
                 if let Some(w) = written {
-                    volume.physical_utilisation = w;
+                    volume.physical_utilisation = Bytes(w);
                 }
                 Ok(Imported {
                     volume,

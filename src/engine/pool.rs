@@ -8,7 +8,7 @@ use crate::engine::growth::{self, Growth};
 use crate::engine::meta::{Mode, PoolPolicy, SrMeta};
 use crate::engine::registry::Entry;
 use crate::error::{Error, Result};
-use crate::host::dm::{self, PoolStatus};
+use crate::host::dm::{self, PoolState, PoolStatus};
 use crate::host::lock;
 use crate::host::lvm::{strings, Lv, Vg, TAG_POOL};
 use crate::units::{Bytes, NewSize, PoolSize, GIB};
@@ -80,12 +80,40 @@ fn usage(lv: &Lv, kernel: Option<&PoolStatus>) -> (f64, f64) {
 
 /// Data and metadata use in percent, as the kernel counts them.
 pub(crate) fn kernel_usage(k: &PoolStatus) -> Option<(f64, f64)> {
-    (k.data_total.0 > 0 && k.metadata_total.0 > 0).then(|| {
-        (
-            k.data_used.0 as f64 * 100.0 / k.data_total.0 as f64,
-            k.metadata_used.0 as f64 * 100.0 / k.metadata_total.0 as f64,
-        )
-    })
+    k.percent_used()
+}
+
+/// The kernel's view of the pool as `sr show` and `pool show` report it: data in bytes.
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelPool {
+    pub state: PoolState,
+    pub needs_check: bool,
+    pub data_used: Bytes,
+    pub data_total: Bytes,
+    pub metadata_used: Bytes,
+    pub metadata_total: Bytes,
+    pub transaction_id: u64,
+    pub when_full: String,
+}
+
+impl KernelPool {
+    /// `k` with its data blocks of `block` bytes each (the pool's chunk size).
+    fn of(k: &PoolStatus, block: Bytes) -> KernelPool {
+        KernelPool {
+            state: k.state,
+            needs_check: k.needs_check,
+            data_used: k.data_used.bytes(block),
+            data_total: k.data_total.bytes(block),
+            metadata_used: k.metadata_used,
+            metadata_total: k.metadata_total,
+            transaction_id: k.transaction_id,
+            when_full: k.when_full.clone(),
+        }
+    }
+
+    pub fn trouble(&self) -> Option<String> {
+        dm::trouble(self.state, self.needs_check)
+    }
 }
 
 /// The largest the pool may become: the policy's maximum (shared SRs default to the size
@@ -117,19 +145,22 @@ pub(crate) fn why_stuck(vg: &Vg, max: Bytes, size: Bytes) -> String {
 /// active, from LVM otherwise; an absent pool reads as empty.
 pub(crate) fn pool_info(vg: &Vg, e: &Entry) -> Result<PoolInfo> {
     let lv = vg.lv(&e.pool);
-    let kernel = match lv {
-        Some(l) if l.active => status(vg, e)?,
+    let status = match lv {
+        Some(l) if l.active => dm::pool_status(&vg.name, &e.pool)?,
         _ => None,
     };
-    let size = lv.map(|l| l.size.0).unwrap_or(0);
-    let metadata_size = lv.and_then(|l| l.metadata_size).unwrap_or_default().0;
+    let size = lv.map(|l| l.size).unwrap_or_default();
+    let metadata_size = lv.and_then(|l| l.metadata_size).unwrap_or_default();
     let (data_percent, metadata_percent) =
-        lv.map(|l| usage(l, kernel.as_ref())).unwrap_or_default();
+        lv.map(|l| usage(l, status.as_ref())).unwrap_or_default();
+    // The pool's own chunk size: an adopted pool's need not be thinsr's.
+    let block = lv.and_then(|l| l.chunk_size).unwrap_or(CHUNK);
+    let kernel = status.map(|k| KernelPool::of(&k, block));
     let (data_used, metadata_used) = match &kernel {
-        Some(k) => (k.data_used.0, k.metadata_used.0),
+        Some(k) => (k.data_used, k.metadata_used),
         None => (
-            (size as f64 * data_percent / 100.0) as u64,
-            (metadata_size as f64 * metadata_percent / 100.0) as u64,
+            Bytes((size.0 as f64 * data_percent / 100.0) as u64),
+            Bytes((metadata_size.0 as f64 * metadata_percent / 100.0) as u64),
         ),
     };
     let thin: Vec<&Lv> = vg.lvs.iter().filter(|l| l.pool == e.pool).collect();
@@ -143,7 +174,7 @@ pub(crate) fn pool_info(vg: &Vg, e: &Entry) -> Result<PoolInfo> {
         metadata_used,
         metadata_percent,
         thin_volumes: thin.len(),
-        virtual_total: thin.iter().map(|l| l.size.0).sum(),
+        virtual_total: Bytes(thin.iter().map(|l| l.size.0).sum()),
         zeroes_new_blocks: lv.is_some_and(Lv::zeroes_new_blocks),
         kernel,
     })
@@ -152,10 +183,6 @@ pub(crate) fn pool_info(vg: &Vg, e: &Entry) -> Result<PoolInfo> {
 pub(crate) fn pool_lv<'a>(vg: &'a Vg, e: &Entry) -> Result<&'a Lv> {
     vg.lv(&e.pool)
         .ok_or_else(|| Error::LvNotFound(format!("{}/{}", vg.name, e.pool)))
-}
-
-fn status(vg: &Vg, e: &Entry) -> Result<Option<PoolStatus>> {
-    Ok(dm::pool_status(&vg.name, &e.pool)?.map(|s| s.with_block_size(CHUNK)))
 }
 
 impl Ctx {
@@ -181,7 +208,7 @@ impl Ctx {
                 .as_ref()
                 .map(|k| k.when_full.clone())
                 .unwrap_or_else(|| "queue".into()),
-            growth: growth::growth(&vg.name, &lv.name, CHUNK.0),
+            growth: growth::growth(&vg.name, &lv.name, lv.chunk_size.unwrap_or(CHUNK)),
             pool,
         })
     }
@@ -337,7 +364,7 @@ impl Ctx {
         vg: &Vg,
     ) -> Result<(Vec<Finding>, bool)> {
         let lv = pool_lv(vg, e)?;
-        let kernel = status(vg, e)?;
+        let kernel = dm::pool_status(&vg.name, &e.pool)?;
         let mut out = Vec::new();
         let say = |severity, message: String| Finding {
             sr: meta.name.clone(),
@@ -506,7 +533,7 @@ impl Ctx {
             return false;
         };
         let limit = f64::from(meta.policy.threshold);
-        k.state == "rw" && !k.needs_check && dp < limit && mp < limit
+        k.state == PoolState::ReadWrite && !k.needs_check && dp < limit && mp < limit
     }
 
     /// Before a thin VDI of `adding` bytes is made: refuse past `--max-overcommit`, and grow
@@ -546,7 +573,8 @@ impl Ctx {
                 // refresh, since the thin volume's own create must not change the table.
                 self.lvm.set_pool_threshold(100);
                 // None: not active, so the next activation loads a table of its own.
-                if crate::host::dmevent::pool_low_water(&vg.name, &lv.name).is_some_and(|m| m > 0) {
+                if crate::host::dmevent::pool_low_water(&vg.name, &lv.name).is_some_and(|m| m.0 > 0)
+                {
                     self.lvm.run(&strings(&[
                         "lvchange",
                         "--refresh",
@@ -566,25 +594,25 @@ pub struct PoolInfo {
     pub lv: String,
     /// False when the admin's own pool was adopted.
     pub owned: bool,
-    pub size: u64,
-    pub data_used: u64,
+    pub size: Bytes,
+    pub data_used: Bytes,
     pub data_percent: f64,
-    pub metadata_size: u64,
-    pub metadata_used: u64,
+    pub metadata_size: Bytes,
+    pub metadata_used: Bytes,
     pub metadata_percent: f64,
     pub thin_volumes: usize,
-    pub virtual_total: u64,
+    pub virtual_total: Bytes,
     /// New blocks read as zeros: no VDI sees another's old bytes.
     pub zeroes_new_blocks: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub kernel: Option<PoolStatus>,
+    pub kernel: Option<KernelPool>,
 }
 
 impl PoolInfo {
     /// Virtual size of all thin volumes over the pool's size.
     pub fn overcommit(&self) -> f64 {
-        if self.size > 0 {
-            self.virtual_total as f64 / self.size as f64
+        if self.size.0 > 0 {
+            self.virtual_total.0 as f64 / self.size.0 as f64
         } else {
             0.0
         }
@@ -594,6 +622,7 @@ impl PoolInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::units::DataBlocks;
 
     fn lv(size: u64) -> Lv {
         Lv {
@@ -670,10 +699,10 @@ mod tests {
         let pool = lv(GIB);
         assert_eq!(usage(&pool, None), (50.0, 10.0));
         let k = PoolStatus {
-            state: "rw".into(),
+            state: PoolState::ReadWrite,
             needs_check: false,
-            data_used: Bytes(900),
-            data_total: Bytes(1000),
+            data_used: DataBlocks(900),
+            data_total: DataBlocks(1000),
             metadata_used: Bytes(1),
             metadata_total: Bytes(4),
             transaction_id: 1,

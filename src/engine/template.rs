@@ -174,7 +174,9 @@ pub fn run_scheme(dir: &Path, scheme: &str, verb: &str, uri: &str) -> Result<Opt
                     clip(path.unwrap_or(""))
                 ),
             };
-            Err(e.undo("running its detach", || tool::run(&tool_name, &["detach", uri])))
+            Err(e.undo("running its detach", || {
+                tool::run(&tool_name, &["detach", uri])
+            }))
         }
     }
 }

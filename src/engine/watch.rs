@@ -17,12 +17,13 @@ use crate::cancel;
 use crate::engine::context::Ctx;
 use crate::engine::growth::{claim, PID_FILE};
 use crate::engine::meta::SrMeta;
-use crate::engine::pool::{kernel_usage, Finding, CHUNK};
+use crate::engine::pool::{kernel_usage, Finding};
 use crate::engine::registry::Entry;
 use crate::error::{Error, Result};
 use crate::host::dm;
 use crate::host::dmevent::Events;
 use crate::host::lvm::strings;
+use crate::units::DataBlocks;
 
 /// How often a pool that cannot grow is tried again (and its warning repeated).
 const RETRY: Duration = Duration::from_secs(60);
@@ -36,7 +37,7 @@ struct Seen {
     /// Past its threshold and could not grow: not tried again before this.
     quiet_until: Option<Instant>,
     /// The pool size (data blocks) whose table was refreshed for a low-water mark.
-    refreshed_at: Option<u64>,
+    refreshed_at: Option<DataBlocks>,
 }
 
 /// Removes the pid file when the watcher stops cleanly; a kill leaves it, which is how
@@ -121,7 +122,6 @@ impl Ctx {
         let Some(k) = dm::pool_status(&e.vg, &e.pool)? else {
             return Ok(()); // detached: nothing fills
         };
-        let k = k.with_block_size(CHUNK);
         if s.quiet_until.is_some_and(|t| Instant::now() < t) {
             return Ok(());
         }
@@ -144,9 +144,9 @@ impl Ctx {
         );
         let (dp, mp) = kernel_usage(&k).unwrap_or_default();
         let filling = dp >= threshold || mp >= threshold || k.trouble().is_some();
-        let blocks = k.data_total.0 / CHUNK.0;
-        let unmarked =
-            events.low_water(&e.vg, &e.pool) == Some(0) && s.refreshed_at != Some(blocks);
+        let blocks = k.data_total;
+        let unmarked = events.low_water(&e.vg, &e.pool) == Some(DataBlocks(0))
+            && s.refreshed_at != Some(blocks);
         if !filling && !unmarked {
             return Ok(());
         }

@@ -11,7 +11,7 @@ use devicemapper::{
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::units::Bytes;
+use crate::units::{Bytes, DataBlocks, Sectors};
 
 /// The dm name LVM gives `vg/lv`: dashes doubled, joined by one dash.
 pub fn dm_name(vg: &str, lv: &str) -> String {
@@ -23,14 +23,47 @@ pub const OUR_PREFIX: &str = "thinsr-";
 /// Prefix of their dm uuids; the rest is the VDI's uuid.
 const OUR_UUID_PREFIX: &str = "THINSR-";
 
-/// The kernel's view of a thin pool.
-#[derive(Debug, Clone, Serialize)]
+/// A thin pool's state as its status line says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum PoolState {
+    #[serde(rename = "rw")]
+    ReadWrite,
+    #[serde(rename = "ro")]
+    ReadOnly,
+    #[serde(rename = "out_of_data_space")]
+    OutOfDataSpace,
+    #[serde(rename = "error")]
+    Error,
+    #[serde(rename = "fail")]
+    Fail,
+}
+
+impl PoolState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PoolState::ReadWrite => "rw",
+            PoolState::ReadOnly => "ro",
+            PoolState::OutOfDataSpace => "out_of_data_space",
+            PoolState::Error => "error",
+            PoolState::Fail => "fail",
+        }
+    }
+}
+
+impl std::fmt::Display for PoolState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The kernel's view of a thin pool. Data counts are in data blocks: the status line does
+/// not say how large one is (the pool's chunk size); metadata blocks are always 4 KiB.
+#[derive(Debug, Clone)]
 pub struct PoolStatus {
-    /// rw, ro, out_of_data_space, error or fail.
-    pub state: String,
+    pub state: PoolState,
     pub needs_check: bool,
-    pub data_used: Bytes,
-    pub data_total: Bytes,
+    pub data_used: DataBlocks,
+    pub data_total: DataBlocks,
     pub metadata_used: Bytes,
     pub metadata_total: Bytes,
     pub transaction_id: u64,
@@ -78,21 +111,18 @@ pub fn pool_status(vg: &str, pool: &str) -> Result<Option<PoolStatus>> {
 fn parse_pool_status(params: &str) -> Result<PoolStatus> {
     let status = ThinPoolStatus::from_str(params)
         .map_err(|e| Error::DmFailed(format!("unreadable thin-pool status '{params}': {e}")))?;
-    // Data counts stay in data blocks here: the block size is not in the status line
-    // (`with_block_size` scales them). Metadata blocks are always 4 KiB.
     Ok(match status {
         ThinPoolStatus::Working(w) => {
             let meta_block = 4096u64;
             PoolStatus {
                 state: match w.summary {
-                    ThinPoolStatusSummary::Good => "rw",
-                    ThinPoolStatusSummary::ReadOnly => "ro",
-                    ThinPoolStatusSummary::OutOfSpace => "out_of_data_space",
-                }
-                .into(),
+                    ThinPoolStatusSummary::Good => PoolState::ReadWrite,
+                    ThinPoolStatusSummary::ReadOnly => PoolState::ReadOnly,
+                    ThinPoolStatusSummary::OutOfSpace => PoolState::OutOfDataSpace,
+                },
                 needs_check: w.needs_check,
-                data_used: Bytes(*w.usage.used_data),
-                data_total: Bytes(*w.usage.total_data),
+                data_used: DataBlocks(*w.usage.used_data),
+                data_total: DataBlocks(*w.usage.total_data),
                 metadata_used: Bytes(*w.usage.used_meta * meta_block),
                 metadata_total: Bytes(*w.usage.total_meta * meta_block),
                 transaction_id: w.transaction_id,
@@ -103,17 +133,17 @@ fn parse_pool_status(params: &str) -> Result<PoolStatus> {
                 .into(),
             }
         }
-        ThinPoolStatus::Error => failed("error"),
-        ThinPoolStatus::Fail => failed("fail"),
+        ThinPoolStatus::Error => failed(PoolState::Error),
+        ThinPoolStatus::Fail => failed(PoolState::Fail),
     })
 }
 
-fn failed(state: &str) -> PoolStatus {
+fn failed(state: PoolState) -> PoolStatus {
     PoolStatus {
-        state: state.into(),
+        state,
         needs_check: false,
-        data_used: Bytes(0),
-        data_total: Bytes(0),
+        data_used: DataBlocks(0),
+        data_total: DataBlocks(0),
         metadata_used: Bytes(0),
         metadata_total: Bytes(0),
         transaction_id: 0,
@@ -125,24 +155,27 @@ impl PoolStatus {
     /// What is wrong with the pool, as "out_of_data_space, needs_check"; None when it is a
     /// healthy read-write pool.
     pub fn trouble(&self) -> Option<String> {
-        (self.state != "rw" || self.needs_check).then(|| {
-            format!(
-                "{}{}",
-                self.state,
-                if self.needs_check {
-                    ", needs_check"
-                } else {
-                    ""
-                }
+        trouble(self.state, self.needs_check)
+    }
+}
+
+/// What is wrong with a pool in `state`, as "out_of_data_space, needs_check"; None when it
+/// is a healthy read-write pool.
+pub fn trouble(state: PoolState, needs_check: bool) -> Option<String> {
+    (state != PoolState::ReadWrite || needs_check)
+        .then(|| format!("{state}{}", if needs_check { ", needs_check" } else { "" }))
+}
+
+impl PoolStatus {
+    /// Data and metadata use in percent (data blocks over data blocks: no block size
+    /// needed); None for a failed pool, which reports no counts.
+    pub fn percent_used(&self) -> Option<(f64, f64)> {
+        (self.data_total.0 > 0 && self.metadata_total.0 > 0).then(|| {
+            (
+                self.data_used.0 as f64 * 100.0 / self.data_total.0 as f64,
+                self.metadata_used.0 as f64 * 100.0 / self.metadata_total.0 as f64,
             )
         })
-    }
-
-    /// Data counts come in blocks; scale them to bytes once the block size is known.
-    pub fn with_block_size(mut self, block: Bytes) -> PoolStatus {
-        self.data_used = Bytes(self.data_used.0 * block.0);
-        self.data_total = Bytes(self.data_total.0 * block.0);
-        self
     }
 }
 
@@ -270,7 +303,7 @@ pub enum Table {
 pub fn create(
     name: &str,
     vdi: &str,
-    sectors: u64,
+    length: Sectors,
     table: &Table,
     read_only: bool,
 ) -> Result<PathBuf> {
@@ -307,7 +340,7 @@ pub fn create(
     let made = dm
         .table_load(
             &id,
-            &[(0, sectors, target.to_string(), params.clone())],
+            &[(0, length.0, target.to_string(), params.clone())],
             DmOptions::default().set_flags(flags),
         )
         .map_err(|e| dm_err(&format!("loading '{target} {params}' into {name}"), e))
@@ -408,9 +441,9 @@ pub fn swap_origin(name: &str, origin: &str) -> Result<()> {
 /// a suspend (which flushes) and resume; the device's users see the new size at once. A
 /// crash in between leaves the old length live (the resize is run again) or the new table
 /// loaded and suspended, which `revive` resumes.
-pub fn grow(name: &str, sectors: u64) -> Result<()> {
+pub fn grow(name: &str, length: Sectors) -> Result<()> {
     reload(name, |len, _target, params| {
-        Ok((len < sectors).then(|| (sectors, params.to_string())))
+        Ok((len < length.0).then(|| (length.0, params.to_string())))
     })
 }
 
@@ -523,19 +556,22 @@ mod tests {
     fn parses_status_line() {
         let s =
             parse_pool_status("1 113/1024 10/16384 - rw discard_passdown queue_if_no_space - 256")
-                .unwrap()
-                .with_block_size(Bytes(65536));
-        assert_eq!(s.state, "rw");
-        assert_eq!(s.data_used, Bytes(10 * 65536));
-        assert_eq!(s.data_total, Bytes(16384 * 65536));
+                .unwrap();
+        assert_eq!(s.state, PoolState::ReadWrite);
+        assert_eq!(s.data_used.bytes(Bytes(65536)), Bytes(10 * 65536));
+        assert_eq!(s.data_total, DataBlocks(16384));
         assert_eq!(s.metadata_used, Bytes(113 * 4096));
         assert_eq!(s.when_full, "queue");
         assert!(!s.needs_check);
         let s = parse_pool_status("2 1/1024 16384/16384 - out_of_data_space discard_passdown error_if_no_space needs_check 256").unwrap();
-        assert_eq!(s.state, "out_of_data_space");
+        assert_eq!(s.state, PoolState::OutOfDataSpace);
         assert!(s.needs_check);
         assert_eq!(s.when_full, "error");
-        assert_eq!(parse_pool_status("Fail").unwrap().state, "fail");
+        assert_eq!(parse_pool_status("Fail").unwrap().state, PoolState::Fail);
+        assert_eq!(
+            serde_json::to_value(PoolState::OutOfDataSpace).unwrap(),
+            "out_of_data_space"
+        );
         assert!(parse_pool_status("garbage here").is_err());
     }
 }

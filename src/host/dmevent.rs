@@ -11,6 +11,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::error::{Error, Result};
 use crate::host::dm::{open, pool_table};
+use crate::units::DataBlocks;
 
 pub struct Events {
     dm: DM,
@@ -46,23 +47,23 @@ impl Events {
     /// The low-water mark (in data blocks) of the live table of pool `vg/pool`, None when
     /// the pool is not active. LVM sets it at each table load from its threshold; a table
     /// loaded by someone else (boot-time activation) has 0, which raises no event.
-    pub fn low_water(&self, vg: &str, pool: &str) -> Option<u64> {
+    pub fn low_water(&self, vg: &str, pool: &str) -> Option<DataBlocks> {
         pool_table(&self.dm, vg, pool).and_then(|(_, params)| low_water_of(&params))
     }
 }
 
 /// The live low-water mark of pool `vg/pool` (data blocks), None when it is not active.
-pub fn pool_low_water(vg: &str, pool: &str) -> Option<u64> {
+pub fn pool_low_water(vg: &str, pool: &str) -> Option<DataBlocks> {
     Events::open().ok()?.low_water(vg, pool)
 }
 
 /// The low-water mark (data blocks) LVM gives a pool of `blocks` data blocks for
 /// threshold `t` (lvm2 lib/thin/thin.c: thresholds below 50 count as 50, 100 means none).
-pub fn lvm_mark(blocks: u64, t: u8) -> u64 {
+pub fn lvm_mark(blocks: DataBlocks, t: u8) -> DataBlocks {
     if t >= 100 {
-        0
+        DataBlocks(0)
     } else {
-        blocks * (100 - u64::from(t.max(50))) / 100
+        DataBlocks(blocks.0 * (100 - u64::from(t.max(50))) / 100)
     }
 }
 
@@ -71,11 +72,11 @@ pub fn lvm_mark(blocks: u64, t: u8) -> u64 {
 /// from the live one only in its mark is loaded but, on that path, left unresumed (seen
 /// with lvm2 2.03.16: the pool's next lvextend then fails to resume). `wanted` when the
 /// live table has its mark, 100 for a table without one.
-pub fn threshold_for(blocks: u64, mark: u64, wanted: u8) -> u8 {
+pub fn threshold_for(blocks: DataBlocks, mark: DataBlocks, wanted: u8) -> u8 {
     if lvm_mark(blocks, wanted) == mark {
         return wanted;
     }
-    if mark == 0 {
+    if mark.0 == 0 {
         return 100;
     }
     (50..100)
@@ -84,8 +85,13 @@ pub fn threshold_for(blocks: u64, mark: u64, wanted: u8) -> u8 {
 }
 
 /// A thin-pool table line: `<metadata dev> <data dev> <block size> <low water mark> ...`.
-fn low_water_of(params: &str) -> Option<u64> {
-    params.split_whitespace().nth(3)?.parse().ok()
+fn low_water_of(params: &str) -> Option<DataBlocks> {
+    params
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()
+        .map(DataBlocks)
 }
 
 #[cfg(test)]
@@ -93,21 +99,25 @@ mod tests {
     #[test]
     fn thresholds_reproduce_the_live_mark() {
         use super::{lvm_mark, threshold_for};
-        assert_eq!(lvm_mark(32768, 80), 6553); // as seen in `dmsetup table`
-        assert_eq!(lvm_mark(32768, 100), 0);
-        assert_eq!(lvm_mark(32768, 10), lvm_mark(32768, 50));
-        assert_eq!(threshold_for(32768, 6553, 80), 80);
-        assert_eq!(threshold_for(32768, 0, 80), 100);
-        assert_eq!(threshold_for(32768, lvm_mark(32768, 70), 80), 70);
-        assert_eq!(threshold_for(32768, 12345, 80), 80);
+        use crate::units::DataBlocks as B;
+        assert_eq!(lvm_mark(B(32768), 80), B(6553)); // as seen in `dmsetup table`
+        assert_eq!(lvm_mark(B(32768), 100), B(0));
+        assert_eq!(lvm_mark(B(32768), 10), lvm_mark(B(32768), 50));
+        assert_eq!(threshold_for(B(32768), B(6553), 80), 80);
+        assert_eq!(threshold_for(B(32768), B(0), 80), 100);
+        assert_eq!(threshold_for(B(32768), lvm_mark(B(32768), 70), 80), 70);
+        assert_eq!(threshold_for(B(32768), B(12345), 80), 80);
     }
 
     #[test]
     fn reads_the_low_water_mark_of_a_pool_table() {
-        assert_eq!(super::low_water_of("254:0 254:1 128 6553 0"), Some(6553));
+        assert_eq!(
+            super::low_water_of("254:0 254:1 128 6553 0"),
+            Some(crate::units::DataBlocks(6553))
+        );
         assert_eq!(
             super::low_water_of("254:0 254:1 128 0 1 skip_block_zeroing"),
-            Some(0)
+            Some(crate::units::DataBlocks(0))
         );
         assert_eq!(super::low_water_of("254:0 254:1"), None);
     }

@@ -8,6 +8,7 @@ use crate::engine::names;
 use crate::engine::pool::{CHUNK, DATA_STEP};
 use crate::engine::registry::{Entry, Registry};
 use crate::error::{Error, Result};
+use crate::host::dm::PoolState;
 use crate::host::lock;
 use crate::host::lvm::{Lv, TAG_META, TAG_VDI};
 use crate::units::Bytes;
@@ -174,7 +175,7 @@ impl Ctx {
                 })
                 .collect(),
             overcommit: pool.overcommit(),
-            growth: crate::engine::growth::growth(&vg.name, &entry.pool, CHUNK.0),
+            growth: crate::engine::growth::growth(&vg.name, &entry.pool, CHUNK),
             pool_sizing: sizing(entry.mode, &policy),
             pool,
             vdis: mine
@@ -247,7 +248,7 @@ fn cannot_grow(
 /// figures and the command. Only a pool whose metadata needs a repair, or that failed, is
 /// `Unavailable`.
 fn trouble_health(
-    k: &crate::host::dm::PoolStatus,
+    k: &crate::engine::pool::KernelPool,
     vg: &str,
     lv: &str,
     info: &crate::engine::pool::PoolInfo,
@@ -257,7 +258,7 @@ fn trouble_health(
         "data {:.0}% and metadata {:.0}% used",
         info.data_percent, info.metadata_percent
     );
-    if k.needs_check || k.state == "fail" || k.state == "error" {
+    if k.needs_check || matches!(k.state, PoolState::Fail | PoolState::Error) {
         return (
             "Unavailable".into(),
             format!(
@@ -266,13 +267,13 @@ fn trouble_health(
             ),
         );
     }
-    if k.state == "out_of_data_space" && can_grow {
+    if k.state == PoolState::OutOfDataSpace && can_grow {
         return (
             "Healthy".into(),
             format!("thin pool {vg}/{lv} is out of data space ({figures}): thinsr grows it at the pool watcher's next wake or cron's 'thinsr pool maintain'; 'thinsr pool extend {vg} +SIZE' grows it now"),
         );
     }
-    let what = if k.state == "out_of_data_space" {
+    let what = if k.state == PoolState::OutOfDataSpace {
         format!("out of data space ({figures}): writes wait; give it room with 'thinsr pool extend {vg} +SIZE' (add a disk to the VG first if it has none free)")
     } else {
         format!("read-only ({figures}): grow its metadata with 'thinsr pool extend {vg} --metadata +SIZE'")

@@ -183,7 +183,8 @@ impl Ctx {
             origin,
         };
         let name = dm::our_name(&vg.name, &lv.name, &v.uuid);
-        dm::create(&name, &v.uuid, lv.size.0 / 512, &table, read_only).map_err(|e| match template {
+        dm::create(&name, &v.uuid, lv.size.sectors(), &table, read_only).map_err(|e| match template
+        {
             Some(t) => e.undo("releasing the template's image", || {
                 self.release_origin_if_unused(&t.uuid)
             }),
@@ -199,7 +200,7 @@ impl Ctx {
             &format!("template-{}", names::sanitize(&t.name, 64)),
             &t.uuid,
         );
-        let sectors = t.size.0.div_ceil(512);
+        let sectors = t.size.sectors();
         let table = dm::Table::Linear { source: origin };
         dm::create(&name, &t.uuid, sectors, &table, true).map_err(|e| {
             e.undo("releasing the template's image", || {

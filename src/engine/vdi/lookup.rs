@@ -205,7 +205,7 @@ impl Ctx {
             lv,
             size,
             lv.is_some_and(|l| l.active) || mine.is_some(),
-            Some(physical),
+            Some(Bytes(physical)),
         );
         vol.sr_name = meta.name.clone();
         vol.cached = v
@@ -241,10 +241,10 @@ impl Ctx {
         lv: Option<&Lv>,
         size: Bytes,
         attached: bool,
-        physical: Option<u64>,
+        physical: Option<Bytes>,
     ) -> Volume {
         let lv_name = lv.map(|l| l.name.clone()).unwrap_or_else(|| v.lv.clone());
-        let physical = physical.unwrap_or(if is_thin(v.kind) { 0 } else { size.0 });
+        let physical = physical.unwrap_or(if is_thin(v.kind) { Bytes(0) } else { size });
         Volume {
             key: v.uuid.clone(),
             uuid: v.uuid.clone(),
@@ -252,7 +252,7 @@ impl Ctx {
             description: v.description.clone(),
             read_write: v.read_write(),
             sharable: false,
-            virtual_size: size.0,
+            virtual_size: size,
             physical_utilisation: physical,
             uri: vec![format!("thinsr://{}/{}", e.uuid, v.uuid)],
             keys: v.keys.clone(),

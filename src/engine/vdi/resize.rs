@@ -78,7 +78,7 @@ impl Ctx {
             if target == current && pending_from.is_none() {
                 // A run interrupted between the LV's resize and the device's finishes here.
                 if let Some(d) = &ours {
-                    dm::grow(&d.name, target.0 / 512)?;
+                    dm::grow(&d.name, target.sectors())?;
                 }
                 return Ok(ctx.volume(&op.entry, &op.meta, vg, &v, None));
             }
@@ -108,7 +108,7 @@ impl Ctx {
                 op.vdi_mut(uuid)?.size = target;
                 op.save()?;
                 if let Some(d) = &ours {
-                    dm::grow(&d.name, target.0 / 512)?;
+                    dm::grow(&d.name, target.sectors())?;
                     ctx.forget_devices();
                 }
             }

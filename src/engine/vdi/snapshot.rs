@@ -92,7 +92,8 @@ impl Ctx {
                     None => (parent.size, Some(parent.lv.as_str())),
                 };
                 // What the new VDI maps is known from the next listing.
-                known::unless_a_report_helps(make(&lv, size, parent_lv))?.map(|()| (lv, size, 0))
+                known::unless_a_report_helps(make(&lv, size, parent_lv))?
+                    .map(|()| (lv, size, Bytes(0)))
             }
             None => None,
         };
