@@ -20,6 +20,7 @@ pub mod error;
 #[cfg(test)]
 mod fuzz;
 pub mod host;
+pub mod ids;
 pub mod image;
 pub mod progress;
 pub mod stats;

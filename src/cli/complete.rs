@@ -23,7 +23,7 @@ pub fn names(registry: &RegistryFile, kind: &str) -> Vec<String> {
     };
     let mut names: Vec<String> = match kind {
         // By volume group: SR names may hold spaces, VG names never do.
-        "sr" => reg.srs.iter().map(|e| e.vg.clone()).collect(),
+        "sr" => reg.srs.iter().map(|e| e.vg.to_string()).collect(),
         "vdi" | "template" => reg
             .srs
             .iter()
@@ -35,7 +35,7 @@ pub fn names(registry: &RegistryFile, kind: &str) -> Vec<String> {
             .filter(|v| kind == "vdi" || v.is_template())
             .map(|v| {
                 if !v.is_template() {
-                    v.lv
+                    v.lv.into()
                 } else if v
                     .name
                     .chars()

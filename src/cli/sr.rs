@@ -37,13 +37,19 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &SrCmd) -> Result<i32> {
                     turn_on_zeroing,
                 })
             };
-            let d = match ctx.introduce(vg, name.as_deref(), pool_size, adopt(out.yes), None) {
+            let d = match ctx.introduce(
+                &vg.into(),
+                name.as_deref(),
+                pool_size,
+                adopt(out.yes),
+                None,
+            ) {
                 // Asked on a terminal; elsewhere the refusal says what to do.
                 Err(Error::PoolNotZeroing { pool }) if out.can_ask() => {
                     out.confirm(&format!(
                         "Thin pool {pool} does not zero new blocks: VDIs would show the disk's old bytes. Turn zeroing on (lvchange --zero y)?"
                     ))?;
-                    ctx.introduce(vg, name.as_deref(), pool_size, adopt(true), None)?
+                    ctx.introduce(&vg.into(), name.as_deref(), pool_size, adopt(true), None)?
                 }
                 d => d?,
             };

@@ -18,6 +18,7 @@ use crate::engine::vdi::{Found, Volume};
 use crate::error::{Error, Result};
 use crate::host::lvm::{dev_path, Vg, TAG_CACHE, TAG_LOCAL};
 use crate::host::tool;
+use crate::ids::{LvName, SrUuid};
 use crate::image::extent::align;
 use crate::image::{Device, ReadAt, SparseWriter};
 use crate::progress::Progress;
@@ -120,7 +121,7 @@ impl Ctx {
                     // The entry first: a crash before the lvremove leaves an orphan copy
                     // that sr check removes, never an entry pointing at nothing.
                     let v = op.meta.vdi_mut(uuid).expect("found");
-                    let lvs: Vec<String> =
+                    let lvs: Vec<LvName> =
                         v.cache.take().into_iter().chain(v.local.take()).collect();
                     op.save()?;
                     crash::point("cache.after-meta");
@@ -140,7 +141,7 @@ impl Ctx {
 
     /// A new cache LV for `t`, its overlay written: returns the LV's name. Removed again
     /// if anything fails.
-    fn make_cache(&self, sr: &str, pool: &str, vg: &Vg, t: &VdiMeta) -> Result<String> {
+    fn make_cache(&self, sr: &SrUuid, pool: &LvName, vg: &Vg, t: &VdiMeta) -> Result<LvName> {
         let (backing, format) = backing(t)?;
         let lv = crate::engine::vdi::free_lv_name(vg, &format!("{} cache", t.name), None);
         let size = Bytes(overlay_size(t.size.0)).round_up(vg.extent_size.0);
@@ -212,7 +213,7 @@ impl Ctx {
     }
 
     fn localize(&self, found: &Found, t: VdiMeta, progress: &dyn Progress) -> Result<Volume> {
-        let sr = found.entry.uuid.as_str();
+        let sr = &found.entry.uuid;
         if t.local.is_some() {
             return self.show_template(found, &t, None);
         }
@@ -255,7 +256,7 @@ impl Ctx {
             if v.local.is_some() {
                 return Ok(Some(lv.clone()));
             }
-            v.local = Some(lv.clone());
+            v.local = Some(lv.as_str().into());
             op.save()?;
             let t = op.vdi(uuid)?.clone();
             ctx.move_clones_to_local(&t, vg, &op.entry)?;

@@ -13,6 +13,7 @@ use crate::aligned::AlignedBuf;
 use crate::error::{finally, Error, Result};
 use crate::host::lvm::{dev_path, Lv, Vg, TAG_CBT};
 use crate::host::{dm, thin};
+use crate::ids::LvName;
 use crate::image::block_map::{self, BlockMap, Delta, CBT_BLOCK};
 use crate::image::extent::{normalize, pieces, Extent};
 use crate::image::{Device, ReadAt};
@@ -52,7 +53,7 @@ pub(crate) struct Between {
 /// Where a VDI's block map comes from.
 enum MapOf {
     Live(u32),
-    Saved(String),
+    Saved(LvName),
 }
 
 impl Ctx {
@@ -88,9 +89,9 @@ impl Ctx {
         let extents = block_map::bitmap_extents(first, &bits, size);
         let start = first * CBT_BLOCK;
         Ok(ChangedBlocks {
-            base: b.uuid.clone(),
+            base: b.uuid.to_string(),
             base_name: b.name.clone(),
-            new: n.uuid.clone(),
+            new: n.uuid.to_string(),
             new_name: n.name.clone(),
             granularity: CBT_BLOCK,
             bitmap: base64(&bits),
@@ -167,7 +168,7 @@ impl Ctx {
 
     /// The map `data-destroy` saved for `v` in its map LV, activated for the read and
     /// deactivated again.
-    fn read_saved_map(&self, vg: &Vg, v: &VdiMeta, lv: &str) -> Result<BlockMap> {
+    fn read_saved_map(&self, vg: &Vg, v: &VdiMeta, lv: &LvName) -> Result<BlockMap> {
         let found = vg
             .lvs
             .iter()
@@ -226,12 +227,10 @@ impl Ctx {
         }
         let mut out = result.and_then(|_| differing(&opened[0], &opened[1], changed));
         for v in made {
-            let lv = vg
-                .vdi_lv(&v.uuid)
-                .map_or(v.lv.as_str(), |l| l.name.as_str());
+            let lv = vg.vdi_lv(&v.uuid).map_or(&v.lv, |l| &l.name);
             let name = dm::our_name(&vg.name, lv, &v.uuid);
             out = finally(out, &format!("removing the reading device {name}"), || {
-                self.detach_reader(&name, &v.uuid, v.origin.as_deref())
+                self.detach_reader(&name, &v.uuid, v.origin.as_ref())
             });
         }
         out
@@ -323,10 +322,10 @@ fn chain(meta: &SrMeta, v: &VdiMeta) -> String {
     for _ in 0..=meta.vdis.len() {
         match at.parent.as_deref().and_then(|p| meta.vdi(p)) {
             Some(p) => at = p,
-            None => return at.parent.clone().unwrap_or_else(|| at.uuid.clone()),
+            None => return at.parent.clone().unwrap_or_else(|| at.uuid.clone()).into(),
         }
     }
-    at.uuid.clone()
+    at.uuid.to_string()
 }
 
 fn base64(bytes: &[u8]) -> String {

@@ -9,6 +9,7 @@ use crate::engine::registry::{Entry, Registry, RegistryFile};
 use crate::error::{Error, Result};
 use crate::host::lock::{self, Lock};
 use crate::host::lvm::{strings, Lv, Lvm, Vg, TAG_SR};
+use crate::ids::{LvName, SrUuid, VdiUuid, VgName};
 
 pub struct Ctx {
     pub lvm: Lvm,
@@ -27,13 +28,13 @@ pub(crate) fn sr_tag(uuid: &str) -> String {
 /// (a template's cache or local copy, a snapshot's saved block map), marked `{tag}{owner}`:
 /// active now to be written, skipped by activation afterwards.
 pub(crate) fn tagged_thin_lvcreate(
-    vg: &str,
-    pool: &str,
-    lv: &str,
+    vg: &VgName,
+    pool: &LvName,
+    lv: &LvName,
     size: crate::units::Bytes,
-    sr: &str,
+    sr: &SrUuid,
     tag: &str,
-    owner: &str,
+    owner: &VdiUuid,
 ) -> Vec<String> {
     let mut args = strings(&["lvcreate", "-y", "-n", lv, "--setactivationskip", "y", "-K"]);
     args.extend(crate::host::lvm::tag_args(&[

@@ -175,7 +175,7 @@ impl Ctx {
             self.release(&s)?;
         }
         let mut state = OriginState {
-            template: t.uuid.clone(),
+            template: t.uuid.to_string(),
             uri: image.uri.clone(),
             device: PathBuf::new(),
             nbd: false,

@@ -15,6 +15,7 @@ use crate::engine::meta::{VdiKind, VdiMeta};
 use crate::engine::template::template_data;
 use crate::error::{finally, Error, Result};
 use crate::host::thin;
+use crate::ids::{LvName, VdiUuid, VgName};
 use crate::image::block_map::Delta;
 use crate::image::extent::{align, normalize, subtract, total, Extent};
 use crate::image::stream::Out;
@@ -62,14 +63,14 @@ pub struct ExportReport {
 
 /// The device an export reads, and what to undo afterwards.
 struct Readable {
-    uuid: String,
+    uuid: VdiUuid,
     path: PathBuf,
     thin_id: Option<u32>,
     /// With `--base`: what differs from it (`changes.rs`, the core `vdi changed-blocks`
     /// uses too).
     delta: Option<Delta>,
-    vg: String,
-    pool: String,
+    vg: VgName,
+    pool: LvName,
     size: u64,
     origin: Option<VdiMeta>,
     attached_here: Attached,
@@ -220,7 +221,7 @@ impl Ctx {
         let (read, written, from_snapshot) = result?;
         Ok(ExportReport {
             vdi: v.name.clone(),
-            uuid: v.uuid.clone(),
+            uuid: v.uuid.to_string(),
             format: opts.format.to_string(),
             output: match target {
                 Target::File { path, .. } => path.display().to_string(),
@@ -229,7 +230,7 @@ impl Ctx {
             virtual_size: v.size.0,
             read,
             written,
-            base: base.map(|b| b.uuid),
+            base: base.map(|b| b.uuid.into()),
             from_snapshot,
             seconds: start.elapsed().as_secs_f64(),
         })
@@ -320,7 +321,7 @@ impl Ctx {
 
     /// Makes VDI `uuid` readable without letting it change under the export: a read-only
     /// device of ours (or LVM's, preallocated), or the one it has when attached read-only.
-    fn export_source(&self, uuid: &str, sr: &str, base: Option<&str>) -> Result<Prepared> {
+    fn export_source(&self, uuid: &VdiUuid, sr: &str, base: Option<&str>) -> Result<Prepared> {
         self.with_vdi(uuid, Some(sr), |ctx, op, vg, uuid| {
             let v = op
                 .meta
@@ -358,7 +359,7 @@ impl Ctx {
             };
             let origin = v.origin.as_ref().and_then(|t| op.meta.vdi(t)).cloned();
             Ok(Prepared::Ready(Box::new(Readable {
-                uuid: uuid.to_string(),
+                uuid: uuid.into(),
                 path,
                 thin_id: lv.thin_id.filter(|_| v.kind != VdiKind::Preallocated),
                 delta,
@@ -377,13 +378,13 @@ impl Ctx {
     fn release_reader(
         &self,
         name: &str,
-        uuid: &str,
+        uuid: &VdiUuid,
         sr: &str,
         origin: Option<&VdiMeta>,
     ) -> Result<()> {
         let entry = self.entry(Some(sr))?;
         let _op = self.lock_sr(&entry)?;
-        self.detach_reader(name, uuid, origin.map(|t| t.uuid.as_str()))
+        self.detach_reader(name, uuid, origin.map(|t| &t.uuid))
     }
 
     /// Maps the source, then writes the image. Returns (bytes read, bytes written).

@@ -8,7 +8,13 @@ use crate::units::Bytes;
 
 /// A 1 GiB thin VDI.
 pub fn vdi(uuid: &str, name: &str, lv: &str) -> VdiMeta {
-    VdiMeta::new(uuid, name, VdiKind::Thin, lv, Bytes(1 << 30))
+    VdiMeta::new(
+        &uuid.into(),
+        name,
+        VdiKind::Thin,
+        &lv.into(),
+        Bytes(1 << 30),
+    )
 }
 
 /// An owned SR with pool `thinsr_pool` in VG `name`, and its registry entry.
@@ -26,7 +32,10 @@ pub fn sr(uuid: &str, name: &str, vdis: Vec<VdiMeta>) -> (Entry, SrMeta) {
         policy: Default::default(),
         geometry: None,
     };
-    (Entry::from_meta(&meta, name, "thinsr_meta"), meta)
+    (
+        Entry::from_meta(&meta, &name.into(), &"thinsr_meta".into()),
+        meta,
+    )
 }
 
 /// An 8 GiB VG named `name` with 1 GiB free.

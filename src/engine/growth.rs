@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::host::dmevent::pool_low_water;
 use crate::host::lock::{self, Lock};
+use crate::ids::{LvName, VgName};
 use crate::units::Bytes;
 
 /// Written when the watcher starts, removed when it stops cleanly; /run empties at boot.
@@ -74,7 +75,7 @@ pub fn watcher_warning(w: Watcher) -> Option<String> {
 }
 
 /// The growth state of pool `vg/pool`, whose data blocks are `block` bytes.
-pub fn growth(vg: &str, pool: &str, block: Bytes) -> Growth {
+pub fn growth(vg: &VgName, pool: &LvName, block: Bytes) -> Growth {
     let w = watcher();
     let (watcher, watcher_pid) = match w {
         Watcher::Running(p) => ("running", p),

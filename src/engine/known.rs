@@ -13,18 +13,22 @@ use crate::engine::names;
 use crate::engine::pool::CHUNK;
 use crate::error::{Error, Result};
 use crate::host::lvm::Vg;
+use crate::ids::{LvName, VgName};
 
 impl Locked {
     /// A friendly LV name for `label` that no LV thinsr's metadata knows of has.
-    pub(crate) fn known_free_name(&self, label: &str) -> String {
+    pub(crate) fn known_free_name(&self, label: &str) -> LvName {
         let e = &self.entry;
-        let mut taken: HashSet<String> = [&e.pool, &e.meta_lv].into_iter().cloned().collect();
+        let mut taken: HashSet<String> = [&e.pool, &e.meta_lv]
+            .into_iter()
+            .map(|n| n.to_string())
+            .collect();
         for v in &self.meta.vdis {
-            taken.insert(v.lv.clone());
-            taken.extend(v.cache.clone());
-            taken.extend(v.local.clone());
+            taken.insert(v.lv.to_string());
+            taken.extend(v.cache.as_ref().map(|n| n.to_string()));
+            taken.extend(v.local.as_ref().map(|n| n.to_string()));
         }
-        names::unique_name(label, &e.vg, &taken)
+        names::unique_name(label, &e.vg, &taken).into()
     }
 
     /// Keeps the VG's extent size and the pool's chunk size from a report, so the next
@@ -69,7 +73,7 @@ fn report_would_help(e: &Error) -> bool {
 }
 
 /// True when LVM has activated `vg/lv` (its dm device exists).
-pub(crate) fn lv_active(vg: &str, lv: &str) -> bool {
+pub(crate) fn lv_active(vg: &VgName, lv: &LvName) -> bool {
     crate::host::dm::exists(&crate::host::dm::dm_name(vg, lv))
 }
 

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::aligned::AlignedBuf;
 use crate::crash;
 use crate::error::{Error, Result};
+use crate::ids::{LvName, SrUuid, VdiUuid};
 use crate::image::le;
 use crate::units::Bytes;
 
@@ -50,13 +51,13 @@ impl std::fmt::Display for Mode {
 #[serde(deny_unknown_fields)]
 pub struct SrMeta {
     pub format: u32,
-    pub uuid: String,
+    pub uuid: SrUuid,
     pub name: String,
     #[serde(default)]
     pub description: String,
     pub mode: Mode,
     /// The thin pool LV.
-    pub pool: String,
+    pub pool: LvName,
     /// False when the admin's own pool was adopted: thinsr never removes it.
     pub pool_owned: bool,
     /// The backing file of an SR made with `sr create --file`.
@@ -148,19 +149,19 @@ impl std::fmt::Display for VdiKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VdiMeta {
-    pub uuid: String,
+    pub uuid: VdiUuid,
     /// The label exactly as given; the LV name is derived from it.
     pub name: String,
     #[serde(default)]
     pub description: String,
     pub kind: VdiKind,
     /// The LV's name when the metadata was last written.
-    pub lv: String,
+    pub lv: LvName,
     /// Size in bytes (whole extents), as last set by thinsr.
     pub size: Bytes,
     /// The VDI this one was snapshotted or cloned from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<String>,
+    pub parent: Option<VdiUuid>,
     /// Unix time of creation.
     #[serde(default)]
     pub created: u64,
@@ -176,15 +177,15 @@ pub struct VdiMeta {
     /// The template whose image this VDI reads where it has written nothing (its dm-thin
     /// external origin). Snapshots and clones inherit it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub origin: Option<String>,
+    pub origin: Option<VdiUuid>,
     /// A template's local cache: the thin LV holding a qcow2 overlay of its image, filled
     /// as clones read it (found by its `thinsr_cache=<template>` tag, this is its name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cache: Option<String>,
+    pub cache: Option<LvName>,
     /// A template's local copy: a thin LV holding its data as a raw disk, which its clones
     /// read in the kernel (found by its `thinsr_local=<template>` tag, this is its name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub local: Option<String>,
+    pub local: Option<LvName>,
     /// Changed block tracking asked for (`vdi cbt on`, `Volume.enable_cbt`): dm-thin's maps
     /// know the changes anyway; this records the admin's wish, which snapshots inherit.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -192,11 +193,11 @@ pub struct VdiMeta {
     /// The data was destroyed (`vdi data-destroy`): its block map is kept in this thin LV
     /// (tagged `thinsr_cbt=<uuid>`) for changed-block queries against it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cbt_map: Option<String>,
+    pub cbt_map: Option<LvName>,
     /// A revert to this snapshot began and has not finished: the VDI's LV may be the old
     /// one, gone, or the new one; `vdi revert` and `sr check --repair` finish it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reverting: Option<String>,
+    pub reverting: Option<VdiUuid>,
 }
 
 /// A template image, as found when it was introduced.
@@ -212,13 +213,13 @@ pub struct Image {
 impl VdiMeta {
     /// A new entry with nothing pending, no parent, keys, image, origin, cache or CBT and
     /// no creation time (set `created` for a VDI thinsr makes; an adopted LV's is unknown).
-    pub fn new(uuid: &str, name: &str, kind: VdiKind, lv: &str, size: Bytes) -> VdiMeta {
+    pub fn new(uuid: &VdiUuid, name: &str, kind: VdiKind, lv: &LvName, size: Bytes) -> VdiMeta {
         VdiMeta {
-            uuid: uuid.to_string(),
+            uuid: uuid.clone(),
             name: name.to_string(),
             description: String::new(),
             kind,
-            lv: lv.to_string(),
+            lv: lv.clone(),
             size,
             parent: None,
             created: 0,

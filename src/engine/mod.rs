@@ -19,5 +19,6 @@ pub mod pool;
 pub mod registry;
 pub mod sr;
 pub mod template;
+pub mod usage;
 pub mod vdi;
 pub mod watch;

@@ -8,19 +8,10 @@ use crate::units::clip;
 
 /// LVM's limit for VG + LV name together.
 pub const MAX_FULL: usize = 125;
-pub const MAX_NAME: usize = 127;
+use crate::ids::{lvm_char, RESERVED_PREFIXES, RESERVED_SUBSTRINGS};
+pub use crate::ids::{is_valid_lvm_name, MAX_NAME};
 /// Longest label thinsr accepts; the friendly name is shortened, the label kept whole.
 pub const MAX_LABEL: usize = 1024;
-
-const RESERVED_PREFIXES: &[&str] = &["snapshot", "pvmove"];
-const RESERVED_SUBSTRINGS: &[&str] = &[
-    "_cdata", "_cmeta", "_corig", "_cpool", "_cvol", "_wcorig", "_mimage", "_mlog", "_rimage",
-    "_rmeta", "_tdata", "_tmeta", "_vdata", "_imeta", "_iorig", "_pmspare", "_vorigin",
-];
-
-fn lvm_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '+' | '_' | '.' | '-')
-}
 
 /// Checks a label given by a user: printable, not absurdly long. Empty is allowed, as in
 /// XenAPI (`xe vm-install` makes every disk with an empty label and renames it after);
@@ -76,18 +67,6 @@ pub fn check_value(value: &str) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// True when LVM accepts `name` as an LV (or VG) name.
-pub fn is_valid_lvm_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_NAME
-        && name.chars().all(lvm_char)
-        && !name.starts_with('-')
-        && name != "."
-        && name != ".."
-        && !RESERVED_PREFIXES.iter().any(|p| name.starts_with(p))
-        && !RESERVED_SUBSTRINGS.iter().any(|s| name.contains(s))
 }
 
 /// The friendly base name of a label, at most `max` characters, before any `+N` suffix.

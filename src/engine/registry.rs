@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::{LvName, SrUuid, VgName};
+
 use crate::engine::meta::{MetaStore, Mode, SrMeta};
 use crate::error::{Error, Result};
 
@@ -27,13 +29,13 @@ const MAX_SIZE: u64 = 16 << 20;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Entry {
-    pub uuid: String,
+    pub uuid: SrUuid,
     pub name: String,
-    pub vg: String,
+    pub vg: VgName,
     pub mode: Mode,
-    pub pool: String,
+    pub pool: LvName,
     /// thinsr's metadata LV in the VG.
-    pub meta_lv: String,
+    pub meta_lv: LvName,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<PathBuf>,
 }
@@ -44,14 +46,14 @@ impl Entry {
         MetaStore::new(meta_path(&self.vg, &self.meta_lv), &self.name)
     }
 
-    pub fn from_meta(meta: &SrMeta, vg: &str, meta_lv: &str) -> Entry {
+    pub fn from_meta(meta: &SrMeta, vg: &VgName, meta_lv: &LvName) -> Entry {
         Entry {
             uuid: meta.uuid.clone(),
             name: meta.name.clone(),
-            vg: vg.into(),
+            vg: vg.clone(),
             mode: meta.mode,
             pool: meta.pool.clone(),
-            meta_lv: meta_lv.into(),
+            meta_lv: meta_lv.clone(),
             file: meta.file.clone(),
         }
     }
@@ -164,7 +166,7 @@ impl Registry {
     }
 }
 
-pub(crate) fn meta_path(vg: &str, lv: &str) -> PathBuf {
+pub(crate) fn meta_path(vg: &VgName, lv: &LvName) -> PathBuf {
     PathBuf::from(crate::host::lvm::dev_path(vg, lv))
 }
 

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::host::probe::is_block_device;
 use crate::host::qemu::{probe, qemu_img_json};
 use crate::host::tool;
+use crate::ids::{LvName, VdiUuid};
 use crate::image::extent::Extent;
 use crate::image::{data_of, MapEntry};
 use crate::units::{clip, Bytes};
@@ -276,14 +277,14 @@ impl Ctx {
                 name: t.name.clone(),
             });
         }
-        let uuid = uuid::Uuid::new_v4().to_string();
+        let uuid = VdiUuid::random();
         let t = VdiMeta {
             created: now(),
             image: Some(Image {
                 uri: uri.into(),
                 format,
             }),
-            ..VdiMeta::new(&uuid, &label, VdiKind::Template, "", size)
+            ..VdiMeta::new(&uuid, &label, VdiKind::Template, &LvName::default(), size)
         };
         op.meta.vdis.push(t.clone());
         op.save()?;

@@ -17,8 +17,9 @@ use crate::cancel;
 use crate::engine::context::Ctx;
 use crate::engine::growth::{claim, PID_FILE};
 use crate::engine::meta::SrMeta;
-use crate::engine::pool::{kernel_usage, Finding};
+use crate::engine::pool::Finding;
 use crate::engine::registry::Entry;
+use crate::engine::usage::kernel_usage;
 use crate::error::{Error, Result};
 use crate::host::dm;
 use crate::host::dmevent::Events;
@@ -91,7 +92,7 @@ impl Ctx {
                 .iter()
                 .filter(|e| keys.is_empty() || named.contains(&e.uuid.as_str()))
             {
-                let s = seen.entry(e.uuid.clone()).or_default();
+                let s = seen.entry(e.uuid.to_string()).or_default();
                 match self.look_at(e, s, &events, report) {
                     Ok(()) => {}
                     // Another command holds the SR (a boot storm's attaches): the next

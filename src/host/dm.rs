@@ -11,10 +11,11 @@ use devicemapper::{
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::ids::{LvName, VgName};
 use crate::units::{Bytes, DataBlocks, Sectors};
 
 /// The dm name LVM gives `vg/lv`: dashes doubled, joined by one dash.
-pub fn dm_name(vg: &str, lv: &str) -> String {
+pub fn dm_name(vg: &VgName, lv: &LvName) -> String {
     format!("{}-{}", vg.replace('-', "--"), lv.replace('-', "--"))
 }
 
@@ -77,16 +78,16 @@ pub fn open() -> Result<DM> {
 /// The dm device carrying the thin-pool target of `vg/pool` and its status line, or None
 /// when the pool is not active. With thin volumes LVM stacks the target under `-tpool`; an
 /// unused pool may carry it itself.
-pub fn pool_target(dm: &DM, vg: &str, pool: &str) -> Option<(String, String)> {
+pub fn pool_target(dm: &DM, vg: &VgName, pool: &LvName) -> Option<(String, String)> {
     pool_line(dm, vg, pool, DmFlags::DM_NOFLUSH)
 }
 
 /// As `pool_target`, with the pool's table line instead of its status.
-pub fn pool_table(dm: &DM, vg: &str, pool: &str) -> Option<(String, String)> {
+pub fn pool_table(dm: &DM, vg: &VgName, pool: &LvName) -> Option<(String, String)> {
     pool_line(dm, vg, pool, DmFlags::DM_STATUS_TABLE)
 }
 
-fn pool_line(dm: &DM, vg: &str, pool: &str, flags: DmFlags) -> Option<(String, String)> {
+fn pool_line(dm: &DM, vg: &VgName, pool: &LvName, flags: DmFlags) -> Option<(String, String)> {
     [format!("{}-tpool", dm_name(vg, pool)), dm_name(vg, pool)]
         .into_iter()
         .find_map(|name| {
@@ -102,7 +103,7 @@ fn pool_line(dm: &DM, vg: &str, pool: &str, flags: DmFlags) -> Option<(String, S
 }
 
 /// Status of the pool `vg/pool`, or None when it is not active.
-pub fn pool_status(vg: &str, pool: &str) -> Result<Option<PoolStatus>> {
+pub fn pool_status(vg: &VgName, pool: &LvName) -> Result<Option<PoolStatus>> {
     pool_target(&open()?, vg, pool)
         .map(|(_, params)| parse_pool_status(&params))
         .transpose()
@@ -209,7 +210,7 @@ impl OurDevice {
 
 /// The dm name for VDI `lv` of `vg`, readable in `dmsetup ls`; the uuid when that would be
 /// too long for the kernel (127 bytes).
-pub fn our_name(vg: &str, lv: &str, vdi: &str) -> String {
+pub fn our_name(vg: &VgName, lv: &LvName, vdi: &str) -> String {
     let name = format!("{OUR_PREFIX}{}", dm_name(vg, lv));
     if name.len() <= 127 {
         name
@@ -545,11 +546,20 @@ mod tests {
 
     #[test]
     fn names_escape_dashes() {
-        assert_eq!(dm_name("vg", "pool"), "vg-pool");
-        assert_eq!(dm_name("my-vg", "thin-pool"), "my--vg-thin--pool");
-        assert_eq!(our_name("my-vg", "Win-10", "u"), "thinsr-my--vg-Win--10");
+        assert_eq!(dm_name(&"vg".into(), &"pool".into()), "vg-pool");
+        assert_eq!(
+            dm_name(&"my-vg".into(), &"thin-pool".into()),
+            "my--vg-thin--pool"
+        );
+        assert_eq!(
+            our_name(&"my-vg".into(), &"Win-10".into(), "u"),
+            "thinsr-my--vg-Win--10"
+        );
         let long = "x".repeat(120);
-        assert_eq!(our_name("vg", &long, "u1"), "thinsr-u1");
+        assert_eq!(
+            our_name(&"vg".into(), &long.as_str().into(), "u1"),
+            "thinsr-u1"
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::error::{Error, Result};
 use crate::host::dm::{open, pool_table};
+use crate::ids::{LvName, VgName};
 use crate::units::DataBlocks;
 
 pub struct Events {
@@ -47,13 +48,13 @@ impl Events {
     /// The low-water mark (in data blocks) of the live table of pool `vg/pool`, None when
     /// the pool is not active. LVM sets it at each table load from its threshold; a table
     /// loaded by someone else (boot-time activation) has 0, which raises no event.
-    pub fn low_water(&self, vg: &str, pool: &str) -> Option<DataBlocks> {
+    pub fn low_water(&self, vg: &VgName, pool: &LvName) -> Option<DataBlocks> {
         pool_table(&self.dm, vg, pool).and_then(|(_, params)| low_water_of(&params))
     }
 }
 
 /// The live low-water mark of pool `vg/pool` (data blocks), None when it is not active.
-pub fn pool_low_water(vg: &str, pool: &str) -> Option<DataBlocks> {
+pub fn pool_low_water(vg: &VgName, pool: &LvName) -> Option<DataBlocks> {
     Events::open().ok()?.low_water(vg, pool)
 }
 

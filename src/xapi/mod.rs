@@ -16,6 +16,7 @@ use crate::engine::context::Ctx;
 use crate::engine::registry::{config_dir_from_env, RegistryFile};
 use crate::error::{Error, Result};
 use crate::host::lvm::Lvm;
+use crate::ids::SrUuid;
 use crate::units::{Bytes, NewSize};
 
 mod detach;
@@ -299,7 +300,13 @@ fn call(ctx: &Ctx, method: &str, a: &Args) -> Result<Value> {
                     .get("pool-size")
                     .map(|s| crate::units::parse_pool_size(s))
                     .transpose()?;
-                ctx.introduce(vg, Some(name), size, None, uuid)?
+                ctx.introduce(
+                    &vg.into(),
+                    Some(name),
+                    size,
+                    None,
+                    uuid.map(SrUuid::from).as_ref(),
+                )?
             } else {
                 return Err(Error::InvalidArgument(
                     "the configuration needs 'device' (owned mode) or 'vg' (shared mode)".into(),

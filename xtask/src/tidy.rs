@@ -324,9 +324,101 @@ pub fn find_cycle(g: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>>
     None
 }
 
+/// Parameter names that hold an identity: an SR's or VDI's uuid, a VG's or LV's name.
+const IDENTITY_PARAMS: [&str; 10] = [
+    "vg", "vg_name", "lv", "lv_name", "pool", "meta_lv", "uuid", "vdi", "template", "owner",
+];
+
+/// Functions whose signature takes two or more identity names as bare strings (`&str`,
+/// `String`, `Option<&str>`): `(vg, lv)` as two `&str` compiles with the two swapped;
+/// typed names (`src/ids.rs`) do not. `sr` counts unless optional (then it is a lookup
+/// key, as an admin gives it). Returns `function(param, param)` for each.
+fn bare_identity_params(code: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = code;
+    while let Some(at) = rest.find("fn ") {
+        let boundary = at == 0 || !rest.as_bytes()[at - 1].is_ascii_alphanumeric();
+        rest = &rest[at + 3..];
+        if !boundary {
+            continue;
+        }
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let Some(open) = rest.find('(') else { break };
+        if rest[..open].contains(['{', ';']) {
+            continue;
+        }
+        // The parameter list, to its matching parenthesis; split at top-level commas.
+        let (mut depth, mut params, mut cur) = (0i32, Vec::new(), String::new());
+        for c in rest[open + 1..].chars() {
+            match c {
+                '(' | '<' | '[' => depth += 1,
+                ')' if depth == 0 => break,
+                ')' | '>' | ']' => depth -= 1,
+                ',' if depth == 0 => {
+                    params.push(std::mem::take(&mut cur));
+                    continue;
+                }
+                _ => {}
+            }
+            cur.push(c);
+        }
+        params.push(cur);
+        let bare: Vec<String> = params
+            .iter()
+            .filter_map(|p| {
+                let (n, ty) = p.split_once(':')?;
+                let n = n.trim().trim_start_matches("mut ").trim();
+                let ty: String = ty.split_whitespace().collect::<Vec<_>>().join(" ");
+                let ty = ty.replace("'a ", "").replace("'_ ", "");
+                let stringy = matches!(
+                    ty.as_str(),
+                    "&str" | "String" | "&String" | "Option<&str>" | "Option<String>"
+                );
+                let identity =
+                    IDENTITY_PARAMS.contains(&n) || (n == "sr" && !ty.starts_with("Option"));
+                (stringy && identity).then(|| n.to_string())
+            })
+            .collect();
+        if bare.len() >= 2 {
+            out.push(format!("{name}({})", bare.join(", ")));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// No engine or host signature takes two identity names as bare strings.
+    #[test]
+    fn identities_are_typed_in_engine_and_host_signatures() {
+        let mut found = Vec::new();
+        for (m, file) in modules(&src()) {
+            let test_only = m.ends_with("tests") || m.ends_with("fixtures");
+            if !(m.starts_with("engine") || m.starts_with("host")) || test_only {
+                continue;
+            }
+            let code = code_of(&std::fs::read_to_string(file).unwrap());
+            let main = code
+                .split_once("mod tests {")
+                .map_or(code.as_str(), |(m, _)| m);
+            found.extend(
+                bare_identity_params(main)
+                    .into_iter()
+                    .map(|f| format!("{m}::{f}")),
+            );
+        }
+        assert!(found.is_empty(), "take typed names (src/ids.rs): {found:?}");
+        // The checker itself sees one.
+        let swapped = "pub fn grow(vg: &str, pool: &str, by: u64) {}\nfn key(sr: Option<&str>, uuid: &str) {}";
+        assert_eq!(bare_identity_params(swapped), ["grow(vg, pool)"]);
+        let typed = "pub fn grow(vg: &VgName, pool: &LvName) {}";
+        assert!(bare_identity_params(typed).is_empty());
+    }
 
     fn src() -> PathBuf {
         crate::root().join("src")

@@ -13,6 +13,7 @@ use crate::error::Result;
 use crate::host::dm::OurDevice;
 use crate::host::lvm::Vg;
 use crate::host::{dm, loopdev, thin};
+use crate::ids::VdiUuid;
 
 /// A device of thinsr's, and how many of thinsr's devices read it as their origin.
 #[derive(Debug, Clone)]
@@ -38,7 +39,7 @@ pub struct Facts {
     pub vg: Vg,
     pub devices: Vec<Device>,
     /// Templates whose attachment's server is gone, and how many devices still read it.
-    pub dead_origins: BTreeMap<String, usize>,
+    pub dead_origins: BTreeMap<VdiUuid, usize>,
     pub stray_loops: Vec<StrayLoop>,
     /// Thin device id -> bytes mapped, from the live pool's metadata (None: inactive pool).
     pub thin_devices: Option<HashMap<u32, u64>>,

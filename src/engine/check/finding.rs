@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::engine::registry::Entry;
+use crate::ids::{LvName, VdiUuid};
 use crate::units::Bytes;
 
 /// Every kind of finding, listed once: its name (snake_case) is stable, scripts read it.
@@ -107,7 +108,7 @@ impl fmt::Display for FindingKind {
 pub enum Fix {
     /// Zero `lv` (in the SR's VG) from `from` to `to`.
     Zero {
-        lv: String,
+        lv: LvName,
         from: Bytes,
         to: Bytes,
         what: String,
@@ -124,10 +125,10 @@ pub enum Fix {
         vdi: String,
     },
     /// Clear a template's attachment whose server is gone.
-    ReleaseOrigin(String),
+    ReleaseOrigin(VdiUuid),
     DetachLoop(PathBuf),
     /// Finish the recorded revert of this VDI.
-    FinishRevert(String),
+    FinishRevert(VdiUuid),
     /// Delete this thin device id from the SR's pool.
     FreeThinDevice(u32),
     /// lvchange --zero y of `vg/pool`.

@@ -67,7 +67,7 @@ impl Ctx {
             op.save()?;
         }
         Ok(CheckReport {
-            sr: entry.uuid.clone(),
+            sr: entry.uuid.to_string(),
             name: op.meta.name.clone(),
             findings: plan.findings,
             warnings: self.lvm_filter_warning().into_iter().collect(),

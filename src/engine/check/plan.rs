@@ -12,6 +12,7 @@ use crate::engine::datapath::local_key;
 use crate::engine::meta::{Pending, VdiKind, VdiMeta};
 use crate::engine::registry::Entry;
 use crate::host::lvm::{TAG_CACHE, TAG_CBT, TAG_LOCAL, TAG_ORIGIN, TAG_SR, TAG_VDI};
+use crate::ids::VdiUuid;
 use crate::units::Bytes;
 
 /// What the admin asked for.
@@ -242,8 +243,8 @@ fn orphan_lvs(f: &Facts, m: Mode, out: &mut Vec<Finding>) -> Vec<VdiMeta> {
                     VdiKind::Thin
                 };
                 adopted.push(VdiMeta {
-                    origin: lv.tag_value(TAG_ORIGIN).map(str::to_string),
-                    ..VdiMeta::new(uuid, &lv.name, kind, &lv.name, lv.size)
+                    origin: lv.tag_value(TAG_ORIGIN).map(VdiUuid::from),
+                    ..VdiMeta::new(&uuid.into(), &lv.name, kind, &lv.name, lv.size)
                 });
             }
         } else {
@@ -301,7 +302,7 @@ fn orphan_copies(f: &Facts, m: Mode, vdis: &[VdiMeta], out: &mut Vec<Finding>) {
 
 /// Devices of thinsr's and template attachments of this SR.
 fn devices(f: &Facts, m: Mode, vdis: &[VdiMeta], out: &mut Vec<Finding>) {
-    let mut uuids: HashSet<String> = vdis.iter().map(|v| v.uuid.clone()).collect();
+    let mut uuids: HashSet<String> = vdis.iter().map(|v| v.uuid.to_string()).collect();
     uuids.extend(
         ours(&f.vg, &f.entry.uuid).filter_map(|l| l.tag_value(TAG_VDI).map(str::to_string)),
     );

@@ -148,7 +148,13 @@ fn unfinished_zeroing_is_finished_unless_open() {
         pending: Some(Pending::Zeroing {
             from: Bytes(1 << 30),
         }),
-        ..VdiMeta::new(A, "fat", VdiKind::Preallocated, "fat", Bytes(4 << 30))
+        ..VdiMeta::new(
+            &A.into(),
+            "fat",
+            VdiKind::Preallocated,
+            &"fat".into(),
+            Bytes(4 << 30),
+        )
     };
     let fat = || {
         lv(
@@ -247,7 +253,13 @@ fn a_tagged_preallocated_lv_without_entry_is_removed_with_yes() {
 fn caches_and_local_copies_no_template_uses_are_removed() {
     let t = VdiMeta {
         cache: Some("t_cache".into()),
-        ..VdiMeta::new(T, "t", VdiKind::Template, "", Bytes(1 << 30))
+        ..VdiMeta::new(
+            &T.into(),
+            "t",
+            VdiKind::Template,
+            &"".into(),
+            Bytes(1 << 30),
+        )
     };
     let tagged = |name: &str, tag: &str| lv(name, 1 << 30, &["thinsr_sr=s1", tag], "thinsr_pool");
     let f = facts(
@@ -278,7 +290,13 @@ fn a_template_whose_cache_or_copy_is_gone_is_served_from_its_image() {
     let t = VdiMeta {
         cache: Some("gone_cache".into()),
         local: Some("gone_local".into()),
-        ..VdiMeta::new(T, "t", VdiKind::Template, "", Bytes(1 << 30))
+        ..VdiMeta::new(
+            &T.into(),
+            "t",
+            VdiKind::Template,
+            &"".into(),
+            Bytes(1 << 30),
+        )
     };
     let p = plan(&facts(vec![t], vec![]), REPAIR);
     assert_eq!(kinds(&p), [K::MissingLocalCopy, K::MissingCache]);
@@ -288,7 +306,13 @@ fn a_template_whose_cache_or_copy_is_gone_is_served_from_its_image() {
 
 #[test]
 fn devices_left_by_a_crash() {
-    let t = VdiMeta::new(T, "t", VdiKind::Template, "", Bytes(1 << 30));
+    let t = VdiMeta::new(
+        &T.into(),
+        "t",
+        VdiKind::Template,
+        &"".into(),
+        Bytes(1 << 30),
+    );
     let mut f = facts(vec![vdi(A, "a", "a"), t], vec![thin("a", A, 1)]);
     f.devices = vec![
         // vdi-attach.after-create: created, never resumed.
@@ -370,7 +394,13 @@ fn devices_left_by_a_crash() {
 
 #[test]
 fn dead_template_servers_and_stray_loops() {
-    let t = VdiMeta::new(T, "t", VdiKind::Template, "", Bytes(1 << 30));
+    let t = VdiMeta::new(
+        &T.into(),
+        "t",
+        VdiKind::Template,
+        &"".into(),
+        Bytes(1 << 30),
+    );
     let mut f = facts(vec![t], vec![]);
     f.dead_origins.insert(T.into(), 0);
     f.stray_loops = vec![
@@ -410,7 +440,13 @@ fn interrupted_reverts_and_data_destroys() {
     // data-destroy after the map was saved: the data LV still there.
     let destroyed = VdiMeta {
         cbt_map: Some("b_map".into()),
-        ..VdiMeta::new(B, "b", VdiKind::Snapshot, "b", Bytes(1 << 30))
+        ..VdiMeta::new(
+            &B.into(),
+            "b",
+            VdiKind::Snapshot,
+            &"b".into(),
+            Bytes(1 << 30),
+        )
     };
     let map = |name: &str, of: &str| {
         lv(
@@ -447,7 +483,13 @@ fn interrupted_reverts_and_data_destroys() {
     let f = facts(
         vec![VdiMeta {
             cbt_map: Some("b_map".into()),
-            ..VdiMeta::new(B, "b", VdiKind::Snapshot, "b", Bytes(1 << 30))
+            ..VdiMeta::new(
+                &B.into(),
+                "b",
+                VdiKind::Snapshot,
+                &"b".into(),
+                Bytes(1 << 30),
+            )
         }],
         vec![],
     );

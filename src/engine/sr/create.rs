@@ -18,6 +18,7 @@ use crate::host::lock;
 use crate::host::loopdev;
 use crate::host::lvm::{strings, tag_args, Vg, TAG_META, TAG_OWNED, TAG_SR};
 use crate::host::probe;
+use crate::ids::{LvName, SrUuid, VgName};
 use crate::units::Bytes;
 
 impl Ctx {
@@ -122,7 +123,7 @@ impl Ctx {
                 });
             }
         }
-        let taken: HashSet<String> = all.iter().map(|v| v.name.clone()).collect();
+        let taken: HashSet<String> = all.iter().map(|v| v.name.to_string()).collect();
         // An SR's label may be empty (xapi's are allowed to be): its VG is named as if it
         // had the default one.
         let base = if name.trim().is_empty() {
@@ -148,7 +149,7 @@ impl Ctx {
         })?;
         let meta = SrMeta {
             format: FORMAT,
-            uuid: uuid.clone(),
+            uuid: uuid.clone().into(),
             name: name.into(),
             description: String::new(),
             mode: Mode::Owned,
@@ -171,13 +172,15 @@ impl Ctx {
         args.extend(devs.iter().map(|d| d.path.display().to_string()));
         self.lvm.run(&args)?;
         let rest = (|| {
+            let (vg, sr) = (VgName::from(vg.as_str()), SrUuid::from(uuid.as_str()));
+            let (pool_lv, meta_lv) = (LvName::from(POOL_LV), LvName::from(META_LV));
             crash::point("sr-create.after-vgcreate");
-            self.create_pool(&vg, POOL_LV, pool_size, pool_meta, &uuid)?;
+            self.create_pool(&vg, &pool_lv, pool_size, pool_meta, &sr)?;
             crash::point("sr-create.after-pool");
-            self.create_meta_lv(&vg, META_LV, &uuid)?;
-            MetaStore::new(meta_path(&vg, META_LV), name).write(&meta, true)?;
+            self.create_meta_lv(&vg, &meta_lv, &sr)?;
+            MetaStore::new(meta_path(&vg, &meta_lv), name).write(&meta, true)?;
             crash::point("sr-create.after-meta");
-            let entry = Entry::from_meta(&meta, &vg, META_LV);
+            let entry = Entry::from_meta(&meta, &vg, &meta_lv);
             self.add_entry(held, entry.clone())?;
             Ok(entry)
         })();

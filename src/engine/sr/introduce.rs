@@ -13,6 +13,7 @@ use crate::engine::registry::{meta_path, Entry, Registry};
 use crate::error::{Error, Result};
 use crate::host::lock;
 use crate::host::lvm::{strings, Lv, Vg, TAG_META, TAG_POOL, TAG_SR};
+use crate::ids::{LvName, SrUuid, VgName};
 use crate::units::{clip, Bytes, PoolSize};
 
 /// `sr introduce VG --pool LV`: the admin's thin pool to adopt, and whether they agreed to
@@ -28,11 +29,11 @@ impl Ctx {
     /// metadata is already in the VG (after `forget`, or on a reinstalled host).
     pub fn introduce(
         &self,
-        vg_name: &str,
+        vg_name: &VgName,
         name: Option<&str>,
         pool_size: Option<PoolSize>,
         pool: Option<Adopt<'_>>,
-        uuid: Option<&str>,
+        uuid: Option<&SrUuid>,
     ) -> Result<SrDetail> {
         if let Some(n) = name {
             names::check_label(n)?;
@@ -52,7 +53,7 @@ impl Ctx {
         } else {
             let name = name.unwrap_or(vg_name);
             Self::check_name_free(&reg, name, None)?;
-            let uuid = new_uuid(&reg, uuid)?;
+            let uuid = new_uuid(&reg, uuid.map(SrUuid::as_str))?;
             self.introduce_new(&reg_lock, &vg, name, pool_size, pool, uuid)?
         };
         drop(reg_lock);
@@ -84,7 +85,7 @@ impl Ctx {
                 format!("{}/{}", vg.name, meta_lv.name),
             ])?;
         }
-        let store = MetaStore::new(meta_path(&vg.name, &meta_lv.name), &vg.name);
+        let store = MetaStore::new(meta_path(&vg.name, &meta_lv.name), vg.name.as_str());
         let (mut meta, _) = store.read()?;
         if let Some(n) = name.filter(|n| *n != meta.name) {
             Self::check_name_free(reg, n, Some(&meta.uuid))?;
@@ -94,7 +95,7 @@ impl Ctx {
             Self::check_name_free(reg, &meta.name, Some(&meta.uuid))?;
         }
         self.add_entry(held, Entry::from_meta(&meta, &vg.name, &meta_lv.name))?;
-        Ok(meta.uuid)
+        Ok(meta.uuid.to_string())
     }
 
     /// Pools a crashed `sr introduce` made: tagged by thinsr for an SR that is neither
@@ -118,7 +119,7 @@ impl Ctx {
                         .any(|m| m.has_tag(TAG_META) && m.has_tag(&tag))
                     && !vg.lvs.iter().any(|t| t.pool == l.name)
             })
-            .map(|l| l.name.clone())
+            .map(|l| l.name.to_string())
             .collect();
         if !leftovers.is_empty() {
             let mut args = strings(&["lvremove", "-f"]);
@@ -141,7 +142,7 @@ impl Ctx {
         let taken: HashSet<String> = vg
             .lvs
             .iter()
-            .map(|l| l.name.clone())
+            .map(|l| l.name.to_string())
             .filter(|n| !cleared.contains(n))
             .collect();
         let meta_lv = names::unique_name(META_LV, &vg.name, &taken);
@@ -193,17 +194,18 @@ impl Ctx {
                     return Err(no_space(vg, Bytes(bytes.0 + overhead.0)));
                 }
                 let lv = names::unique_name(POOL_LV, &vg.name, &taken);
-                self.create_pool(&vg.name, &lv, bytes, pool_meta, &uuid)?;
+                let sr = SrUuid::from(uuid.as_str());
+                self.create_pool(&vg.name, &lv.as_str().into(), bytes, pool_meta, &sr)?;
                 (lv, true)
             }
         };
         let meta = SrMeta {
             format: FORMAT,
-            uuid: uuid.clone(),
+            uuid: uuid.clone().into(),
             name: name.into(),
             description: String::new(),
             mode: Mode::Shared,
-            pool: pool_lv.clone(),
+            pool: pool_lv.clone().into(),
             pool_owned,
             file: None,
             vdis: vec![],
@@ -215,8 +217,9 @@ impl Ctx {
             }),
         };
         let rest = (|| {
+            let meta_lv = LvName::from(meta_lv.as_str());
             crash::point("sr-introduce.after-pool");
-            self.create_meta_lv(&vg.name, &meta_lv, &uuid)?;
+            self.create_meta_lv(&vg.name, &meta_lv, &meta.uuid)?;
             MetaStore::new(meta_path(&vg.name, &meta_lv), name).write(&meta, true)?;
             self.add_entry(held, Entry::from_meta(&meta, &vg.name, &meta_lv))
         })();

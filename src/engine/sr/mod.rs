@@ -22,11 +22,13 @@ use serde::Serialize;
 use crate::engine::context::{ours, sr_tag, Ctx};
 use crate::engine::datapath::local_key;
 use crate::engine::meta::{Mode, META_LV_SIZE};
-use crate::engine::pool::{PoolInfo, CHUNK};
+use crate::engine::pool::CHUNK;
 use crate::engine::registry::{Entry, Registry};
+use crate::engine::usage::PoolInfo;
 use crate::error::{Error, Result};
 use crate::host::lock;
 use crate::host::lvm::{strings, tag_args, Lv, Vg, TAG_META, TAG_POOL, TAG_SR, TAG_VDI};
+use crate::ids::{LvName, SrUuid, VgName};
 use crate::units::{clip, Bytes, GIB, MIB};
 
 pub const DEFAULT_NAME: &str = "Local storage";
@@ -148,10 +150,7 @@ pub(crate) fn new_uuid(reg: &Registry, given: Option<&str>) -> Result<String> {
     let Some(given) = given else {
         return Ok(uuid::Uuid::new_v4().to_string());
     };
-    let uuid = uuid::Uuid::parse_str(given)
-        .map_err(|e| Error::InvalidArgument(format!("SR uuid '{}': {e}", clip(given))))?
-        .hyphenated()
-        .to_string();
+    let uuid = SrUuid::parse(given)?.to_string();
     if let Some(e) = reg.srs.iter().find(|e| e.uuid == uuid) {
         return Err(Error::SrExists {
             name: e.name.clone(),
@@ -184,7 +183,14 @@ impl Ctx {
         Ok(())
     }
 
-    fn create_pool(&self, vg: &str, lv: &str, size: Bytes, meta: Bytes, uuid: &str) -> Result<()> {
+    fn create_pool(
+        &self,
+        vg: &VgName,
+        lv: &LvName,
+        size: Bytes,
+        meta: Bytes,
+        uuid: &SrUuid,
+    ) -> Result<()> {
         let mut args = strings(&["lvcreate", "-y", "--type", "thin-pool", "-n", lv]);
         args.extend(["-L".into(), format!("{}b", size.0)]);
         args.extend(["--poolmetadatasize".into(), format!("{}b", meta.0)]);
@@ -193,7 +199,7 @@ impl Ctx {
         // tuning): no VDI may show the disk's old bytes or a destroyed VDI's.
         args.extend(strings(&["--zero", "y"]));
         args.extend(tag_args(&[TAG_POOL.into(), sr_tag(uuid)]));
-        args.push(vg.into());
+        args.push(vg.to_string());
         self.lvm.run(&args).map(drop)
     }
 
@@ -205,11 +211,11 @@ impl Ctx {
             .map(drop)
     }
 
-    fn create_meta_lv(&self, vg: &str, lv: &str, uuid: &str) -> Result<()> {
+    fn create_meta_lv(&self, vg: &VgName, lv: &LvName, uuid: &SrUuid) -> Result<()> {
         let mut args = strings(&["lvcreate", "-y", "-Wy", "-n", lv]);
         args.extend(["-L".into(), format!("{}b", META_LV_SIZE.0)]);
         args.extend(tag_args(&[TAG_META.into(), sr_tag(uuid)]));
-        args.push(vg.into());
+        args.push(vg.to_string());
         self.lvm.run(&args).map(drop)
     }
 
@@ -246,7 +252,7 @@ fn space(vg: &Vg, e: &Entry) -> (Bytes, Bytes) {
 
 fn no_space(vg: &Vg, wanted: Bytes) -> Error {
     Error::NoSpace {
-        vg: vg.name.clone(),
+        vg: vg.name.to_string(),
         wanted: wanted.to_string(),
         free: vg.free.to_string(),
         detail: String::new(),
@@ -264,7 +270,7 @@ fn find_meta_lv(vg: &Vg) -> Option<&Lv> {
 fn refuse_attached(ctx: &Ctx, entry: &Entry, vg: &Vg) -> Result<()> {
     let mut attached: Vec<String> = ours(vg, &entry.uuid)
         .filter(|l| l.tag_value(TAG_VDI).is_some() && (l.open || l.active))
-        .map(|l| l.name.clone())
+        .map(|l| l.name.to_string())
         .collect();
     let mut uuids: Vec<String> = ours(vg, &entry.uuid)
         .filter_map(|l| l.tag_value(TAG_VDI).map(str::to_string))
@@ -274,7 +280,7 @@ fn refuse_attached(ctx: &Ctx, entry: &Entry, vg: &Vg) -> Result<()> {
             meta.vdis
                 .iter()
                 .filter(|v| v.is_template())
-                .flat_map(|v| [v.uuid.clone(), local_key(&v.uuid)]),
+                .flat_map(|v| [v.uuid.to_string(), local_key(&v.uuid)]),
         );
     }
     attached.extend(

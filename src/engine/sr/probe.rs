@@ -74,7 +74,7 @@ impl Ctx {
                 total_space: g.size.0,
                 free_space: g.free.0,
                 uuid,
-                vg: g.name.clone(),
+                vg: g.name.to_string(),
                 detail,
             });
         }
@@ -84,16 +84,17 @@ impl Ctx {
     /// `SR.attach`: the SR named by `uuid` (or VG); when this host does not know it, found
     /// by its tags (in `vg` if given, else in any VG) and registered again from its own
     /// metadata, with the same uuid, name and everything in it; then attached.
-    pub fn attach_or_recover(&self, uuid: &str, vg: Option<&str>) -> Result<SrDetail> {
-        if self.load()?.find(uuid).is_ok() {
-            return self.attach(Some(uuid));
+    /// `key`: the SR's uuid, or its VG's name.
+    pub fn attach_or_recover(&self, key: &str, vg: Option<&str>) -> Result<SrDetail> {
+        if self.load()?.find(key).is_ok() {
+            return self.attach(Some(key));
         }
         let found = self.probe(&[], vg)?;
         let f = found
             .iter()
-            .find(|f| f.uuid == uuid || vg.is_some_and(|v| f.vg == v))
-            .ok_or_else(|| Error::SrNotFound(uuid.into()))?;
-        self.introduce(&f.vg, None, None, None, None)?;
+            .find(|f| f.uuid == key || vg.is_some_and(|v| f.vg == v))
+            .ok_or_else(|| Error::SrNotFound(key.into()))?;
+        self.introduce(&f.vg.as_str().into(), None, None, None, None)?;
         self.attach(Some(&f.uuid))
     }
 }

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::host::dm::PoolState;
 use crate::host::lock;
 use crate::host::lvm::{Lv, TAG_META, TAG_VDI};
+use crate::ids::{LvName, VgName};
 use crate::units::Bytes;
 
 impl Ctx {
@@ -86,9 +87,9 @@ impl Ctx {
                     }
                 };
                 SrSummary {
-                    uuid: e.uuid.clone(),
+                    uuid: e.uuid.to_string(),
                     name: e.name.clone(),
-                    vg: e.vg.clone(),
+                    vg: e.vg.to_string(),
                     mode: e.mode,
                     state,
                     total_space: total.0,
@@ -112,7 +113,7 @@ impl Ctx {
             false => (entry.name.clone(), String::new(), Default::default()),
         };
         let attached = vg.lv(&entry.meta_lv).is_some_and(|l| l.active);
-        let pool = crate::engine::pool::pool_info(&vg, &entry)?;
+        let pool = crate::engine::usage::pool_info(&vg, &entry)?;
         let tag = sr_tag(&entry.uuid);
         let role = |l: &Lv| -> String {
             if l.name == entry.pool {
@@ -133,7 +134,7 @@ impl Ctx {
             .into()
         };
         let info = |l: &Lv, role: String| LvInfo {
-            name: l.name.clone(),
+            name: l.name.to_string(),
             role,
             size: l.size.0,
             active: l.active,
@@ -150,16 +151,16 @@ impl Ctx {
             None => ("Healthy".to_string(), stuck.unwrap_or_default()),
         };
         Ok(SrDetail {
-            sr: entry.uuid.clone(),
+            sr: entry.uuid.to_string(),
             name,
-            uuid: entry.uuid.clone(),
+            uuid: entry.uuid.to_string(),
             description,
             free_space: free.0,
             total_space: total.0,
             datasources: vec![],
             clustered: false,
             health,
-            vg: vg.name.clone(),
+            vg: vg.name.to_string(),
             mode: entry.mode,
             attached,
             file: entry.file.clone(),
@@ -219,7 +220,7 @@ fn cannot_grow(
     policy: &PoolPolicy,
     vg: &crate::host::lvm::Vg,
     e: &Entry,
-    info: &crate::engine::pool::PoolInfo,
+    info: &crate::engine::usage::PoolInfo,
 ) -> Option<String> {
     let lv = vg.lv(&e.pool)?;
     let t = f64::from(policy.threshold);
@@ -248,10 +249,10 @@ fn cannot_grow(
 /// figures and the command. Only a pool whose metadata needs a repair, or that failed, is
 /// `Unavailable`.
 fn trouble_health(
-    k: &crate::engine::pool::KernelPool,
-    vg: &str,
-    lv: &str,
-    info: &crate::engine::pool::PoolInfo,
+    k: &crate::engine::usage::KernelPool,
+    vg: &VgName,
+    lv: &LvName,
+    info: &crate::engine::usage::PoolInfo,
     can_grow: bool,
 ) -> (String, String) {
     let figures = format!(

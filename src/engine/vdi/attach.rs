@@ -12,6 +12,7 @@ use crate::engine::registry::Entry;
 use crate::error::{Error, Result};
 use crate::host::dm;
 use crate::host::lvm::{dev_path, strings, Lv, Vg};
+use crate::ids::VdiUuid;
 
 /// `VDI_ATTACHED` for an attach in the other mode than the VDI's current one.
 fn mode_clash(v: &VdiMeta, device: &str, now_ro: bool, want_ro: bool) -> Error {
@@ -109,8 +110,8 @@ impl Ctx {
     pub(crate) fn detach_reader(
         &self,
         name: &str,
-        uuid: &str,
-        template: Option<&str>,
+        uuid: &VdiUuid,
+        template: Option<&VdiUuid>,
     ) -> Result<()> {
         crate::host::dm::remove(name, uuid)?;
         self.forget_devices();
@@ -197,7 +198,7 @@ impl Ctx {
         let origin = self.attach_origin(t, vg, entry)?;
         let name = dm::our_name(
             &vg.name,
-            &format!("template-{}", names::sanitize(&t.name, 64)),
+            &format!("template-{}", names::sanitize(&t.name, 64)).into(),
             &t.uuid,
         );
         let sectors = t.size.sectors();

@@ -14,6 +14,7 @@ use crate::engine::registry::Entry;
 use crate::error::{Error, Result};
 use crate::host::lvm::{dev_path, strings};
 use crate::host::zero;
+use crate::ids::{LvName, VdiUuid, VgName};
 use crate::progress::Progress;
 use crate::units::Bytes;
 
@@ -57,13 +58,13 @@ impl Ctx {
         }
         let entry = self.entry(sr)?;
         let mut op = self.lock_sr(&entry)?;
-        let uuid = uuid::Uuid::new_v4().to_string();
-        let args_for = |lv: &str, size: Bytes| {
+        let uuid = VdiUuid::random();
+        let args_for = |lv: &LvName, size: Bytes| {
             let mut args = lvcreate_args(&entry.uuid, &uuid, lv);
             if preallocate {
                 // Active now, to be zeroed; LVM's own zeroing covers only the first 4 KiB.
                 args.extend(strings(&["-K", "-Zn", "-Wn", "-L"]));
-                args.extend([format!("{}b", size.0), entry.vg.clone()]);
+                args.extend([format!("{}b", size.0), entry.vg.to_string()]);
             } else {
                 if importing {
                     args.push("-K".into());
@@ -93,7 +94,7 @@ impl Ctx {
                 let lv = free_lv_name(&vg, label, None);
                 if preallocate && vg.free < size {
                     return Err(Error::NoSpace {
-                        vg: vg.name.clone(),
+                        vg: vg.name.to_string(),
                         wanted: size.to_string(),
                         free: vg.free.to_string(),
                         detail: space_detail(&vg, &entry),
@@ -140,8 +141,8 @@ impl Ctx {
     /// and deactivated after, whatever the outcome.
     pub(crate) fn zero_lv(
         &self,
-        vg: &str,
-        lv: &str,
+        vg: &VgName,
+        lv: &LvName,
         from: Bytes,
         to: Bytes,
         what: &str,
@@ -274,7 +275,7 @@ impl Ctx {
                 "-f".into(),
                 "-S".into(),
                 format!("lv_tags={}{}", crate::host::lvm::TAG_CBT, v.uuid),
-                vg_name.clone(),
+                vg_name.to_string(),
             ])?;
         }
         crash::point("vdi-destroy.after-lvremove");

@@ -10,6 +10,7 @@ use crate::engine::registry::Entry;
 use crate::error::{Error, Result};
 use crate::host::lvm::{dev_path, Lv, Vg, TAG_VDI};
 use crate::host::thin;
+use crate::ids::VgName;
 use crate::units::{clip, Bytes};
 
 /// VDIs matching `key` (with the index of their SR in `metas`), in every SR or only the
@@ -75,7 +76,11 @@ impl Ctx {
             [(i, v)] => {
                 let (i, uuid) = (*i, v.uuid.clone());
                 let (entry, meta) = metas.swap_remove(i);
-                Ok(Found { entry, uuid, meta })
+                Ok(Found {
+                    entry,
+                    uuid: uuid.to_string(),
+                    meta,
+                })
             }
             many => Err(Error::VdiAmbiguous {
                 name: clip(key),
@@ -236,7 +241,7 @@ impl Ctx {
     pub(super) fn volume_of(
         &self,
         e: &Entry,
-        vg: &str,
+        vg: &VgName,
         v: &VdiMeta,
         lv: Option<&Lv>,
         size: Bytes,
@@ -246,7 +251,7 @@ impl Ctx {
         let lv_name = lv.map(|l| l.name.clone()).unwrap_or_else(|| v.lv.clone());
         let physical = physical.unwrap_or(if is_thin(v.kind) { Bytes(0) } else { size });
         Volume {
-            key: v.uuid.clone(),
+            key: v.uuid.to_string(),
             uuid: v.uuid.clone(),
             name: v.name.clone(),
             description: v.description.clone(),
@@ -256,10 +261,10 @@ impl Ctx {
             physical_utilisation: physical,
             uri: vec![format!("thinsr://{}/{}", e.uuid, v.uuid)],
             keys: v.keys.clone(),
-            sr: e.uuid.clone(),
+            sr: e.uuid.to_string(),
             sr_name: e.name.clone(),
             kind: v.kind,
-            vg: vg.to_string(),
+            vg: vg.clone(),
             // A VDI reading a template is not its LV alone, and a template has none: their
             // device exists only while attached.
             path: if v.is_template() || v.origin.is_some() || v.cbt_map.is_some() {
@@ -267,15 +272,15 @@ impl Ctx {
             } else {
                 dev_path(vg, &lv_name)
             },
-            lv: lv_name,
+            lv: lv_name.clone(),
             attached,
-            parent: v.parent.clone(),
+            parent: v.parent.clone().map(String::from),
             parent_name: None,
             source: v.image.as_ref().map(|i| i.uri.clone()),
             format: v.image.as_ref().map(|i| i.format.clone()),
-            origin: v.origin.clone(),
-            cache: v.cache.clone(),
-            local: v.local.clone(),
+            origin: v.origin.clone().map(String::from),
+            cache: v.cache.clone().map(String::from),
+            local: v.local.clone().map(String::from),
             cached: None,
             image_allocated: None,
             origin_name: None,

@@ -29,6 +29,7 @@ use crate::engine::names;
 use crate::engine::registry::Entry;
 use crate::error::{Error, Result};
 use crate::host::lvm::{dev_path, strings, tag_args, Lv, Vg, TAG_META, TAG_VDI};
+use crate::ids::{LvName, SrUuid, VdiUuid, VgName};
 use crate::units::Bytes;
 
 /// The fields of xapi's `volume` record, all present in every `Volume`.
@@ -51,7 +52,7 @@ pub const VOLUME_FIELDS: [&str; 12] = [
 #[derive(Debug, Clone, Serialize)]
 pub struct Volume {
     pub key: String,
-    pub uuid: String,
+    pub uuid: VdiUuid,
     pub name: String,
     pub description: String,
     pub read_write: bool,
@@ -63,8 +64,8 @@ pub struct Volume {
     pub sr: String,
     pub sr_name: String,
     pub kind: VdiKind,
-    pub vg: String,
-    pub lv: String,
+    pub vg: VgName,
+    pub lv: LvName,
     /// The block device, present while the LV is active.
     pub path: String,
     pub attached: bool,
@@ -159,18 +160,18 @@ fn vdi_lv<'a>(vg: &'a Vg, v: &VdiMeta) -> Result<&'a Lv> {
 
 /// A friendly LV name for `label` that no LV in the VG has; `keep` (the LV being renamed)
 /// may keep its own.
-pub(crate) fn free_lv_name(vg: &Vg, label: &str, keep: Option<&str>) -> String {
+pub(crate) fn free_lv_name(vg: &Vg, label: &str, keep: Option<&str>) -> LvName {
     let taken: HashSet<String> = vg
         .lvs
         .iter()
         .filter(|l| Some(l.name.as_str()) != keep)
-        .map(|l| l.name.clone())
+        .map(|l| l.name.to_string())
         .collect();
-    names::unique_name(label, &vg.name, &taken)
+    names::unique_name(label, &vg.name, &taken).into()
 }
 
 /// The start of every VDI's `lvcreate`: its name, its tags, activation skipped.
-pub(crate) fn lvcreate_args(sr: &str, uuid: &str, lv: &str) -> Vec<String> {
+pub(crate) fn lvcreate_args(sr: &SrUuid, uuid: &VdiUuid, lv: &LvName) -> Vec<String> {
     let mut args = strings(&["lvcreate", "-y", "-n", lv, "--setactivationskip", "y"]);
     args.extend(tag_args(&[sr_tag(sr), vdi_tag(uuid)]));
     args

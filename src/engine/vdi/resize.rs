@@ -151,7 +151,7 @@ impl Ctx {
         let target = target.max(lv.size);
         if target > lv.size && vg.free.0 < target.0 - lv.size.0 {
             return Err(Error::NoSpace {
-                vg: vg.name.clone(),
+                vg: vg.name.to_string(),
                 wanted: Bytes(target.0 - lv.size.0).to_string(),
                 free: vg.free.to_string(),
                 detail: space_detail(vg, &op.entry),

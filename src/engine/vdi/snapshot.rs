@@ -11,6 +11,7 @@ use crate::engine::names;
 use crate::error::{Error, Result};
 use crate::host::dm;
 use crate::host::lvm::{tag_args, TAG_ORIGIN};
+use crate::ids::{LvName, VdiUuid};
 use crate::units::Bytes;
 
 impl Ctx {
@@ -39,7 +40,7 @@ impl Ctx {
         // back over its own: any other default would drift on every scan.
         let label = name.map_or_else(|| parent.name.clone(), str::to_string);
         names::check_label(&label)?;
-        let new_uuid = uuid::Uuid::new_v4().to_string();
+        let new_uuid = VdiUuid::random();
         // A template with a local copy is cloned as a thin snapshot of that copy: the
         // clone then reads like any thin VDI, one dm-thin lookup in the kernel, and owes
         // nothing to the template any more.
@@ -53,7 +54,7 @@ impl Ctx {
         let (vg_name, pool) = (op.entry.vg.clone(), op.entry.pool.clone());
         // A template's clone is a new thin LV reading the template where it has no data;
         // anything else is an LVM thin snapshot of the parent's (or local copy's) LV.
-        let make = |lv: &str, size: Bytes, parent_lv: Option<&str>| -> Result<()> {
+        let make = |lv: &LvName, size: Bytes, parent_lv: Option<&str>| -> Result<()> {
             let mut args = lvcreate_args(&found.entry.uuid, &new_uuid, lv);
             if let Some(o) = &origin {
                 args.extend(tag_args(&[format!("{TAG_ORIGIN}{o}")]));

@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use crate::error::{Error, Result};
+use crate::ids::{LvName, VgName};
 use crate::units::Bytes;
 
 mod report;
@@ -40,7 +41,7 @@ const SEG_FIELDS: &str = "lv_uuid,thin_id,chunk_size";
 
 #[derive(Debug, Clone)]
 pub struct Vg {
-    pub name: String,
+    pub name: VgName,
     pub uuid: String,
     pub size: Bytes,
     pub free: Bytes,
@@ -62,7 +63,7 @@ pub struct Pv {
 
 #[derive(Debug, Clone)]
 pub struct Lv {
-    pub name: String,
+    pub name: LvName,
     pub uuid: String,
     pub size: Bytes,
     pub tags: Vec<String>,
@@ -392,7 +393,7 @@ fn silent_refusal(stderr: &str) -> Option<String> {
 }
 
 /// The device path LVM gives an active LV.
-pub fn dev_path(vg: &str, lv: &str) -> String {
+pub fn dev_path(vg: &VgName, lv: &LvName) -> String {
     format!("/dev/{vg}/{lv}")
 }
 

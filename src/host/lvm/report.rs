@@ -99,7 +99,7 @@ fn tags(v: &str) -> Vec<String> {
 
 fn vg_from(v: &Row) -> Result<Vg> {
     Ok(Vg {
-        name: v.vg_name.to_string(),
+        name: v.vg_name.to_string().into(),
         uuid: v.vg_uuid.to_string(),
         size: bytes(&v.vg_size, "vg_size")?,
         free: bytes(&v.vg_free, "vg_free")?,
@@ -118,7 +118,7 @@ fn lv_from(l: &Row, thin_id: Option<u64>, chunk: Option<u64>) -> Result<Lv> {
     // a(ctive), s(uspended), d/i (device present without/with an inactive table), h(eld).
     let active = matches!(state, b'a' | b's' | b'd' | b'i' | b'h');
     Ok(Lv {
-        name: l.lv_name.to_string(),
+        name: l.lv_name.to_string().into(),
         uuid: l.lv_uuid.to_string(),
         size: bytes(&l.lv_size, "lv_size")?,
         tags: tags(&l.lv_tags),
@@ -152,7 +152,7 @@ pub fn parse_lvs(json: &str, vg_fields: bool) -> Result<Option<Vg>> {
         vg_from(first)?
     } else {
         Vg {
-            name: first.vg_name.to_string(),
+            name: first.vg_name.to_string().into(),
             uuid: String::new(),
             size: Bytes(0),
             free: Bytes(0),

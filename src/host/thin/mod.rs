@@ -10,6 +10,7 @@ use devicemapper::{DevId, DmName, DM};
 use crate::error::{Error, Result};
 use crate::host::dm::{self, dm_name};
 use crate::host::{lock, tool};
+use crate::ids::{LvName, VgName};
 use crate::image::block_map::BlockMap;
 use crate::image::thin_xml;
 
@@ -24,8 +25,8 @@ fn message(dm: &DM, target: &str, msg: &str) -> std::result::Result<(), String> 
 /// The kernel allows one snapshot per pool: a lock serialises thinsr's readers, and a
 /// snapshot still reserved while we hold that lock was left by a crashed run.
 pub fn with_metadata_snapshot<T>(
-    vg: &str,
-    pool: &str,
+    vg: &VgName,
+    pool: &LvName,
     f: impl FnOnce(&str) -> Result<T>,
 ) -> Result<Option<T>> {
     let dm = dm::open()?;
@@ -41,7 +42,10 @@ pub fn with_metadata_snapshot<T>(
         message(&dm, &target, "reserve_metadata_snap")
             .map_err(|e| Error::DmFailed(format!("reserve_metadata_snap on {target}: {e}")))?;
     }
-    let tmeta = format!("/dev/mapper/{}", dm_name(vg, &format!("{pool}_tmeta")));
+    let tmeta = format!(
+        "/dev/mapper/{}",
+        dm_name(vg, &format!("{pool}_tmeta").into())
+    );
     // A run killed here leaves the snapshot reserved; the next reader (under this lock)
     // releases it before reserving its own.
     crate::crash::point("thin.metadata-snapshot-held");
@@ -54,7 +58,7 @@ pub fn with_metadata_snapshot<T>(
 
 /// The block maps of thin devices `ids` of the active pool `vg/pool`, read from one
 /// metadata snapshot (so consistent with each other); None when the pool is not active.
-pub fn block_maps(vg: &str, pool: &str, ids: &[u32]) -> Result<Option<Vec<BlockMap>>> {
+pub fn block_maps(vg: &VgName, pool: &LvName, ids: &[u32]) -> Result<Option<Vec<BlockMap>>> {
     with_metadata_snapshot(vg, pool, |tmeta| {
         ids.iter()
             .map(|id| {
@@ -67,7 +71,7 @@ pub fn block_maps(vg: &str, pool: &str, ids: &[u32]) -> Result<Option<Vec<BlockM
 }
 
 /// Deletes thin device `id` from the active pool `vg/pool` (one LVM does not know).
-pub fn delete_thin(vg: &str, pool: &str, id: u32) -> Result<()> {
+pub fn delete_thin(vg: &VgName, pool: &LvName, id: u32) -> Result<()> {
     let dm = dm::open()?;
     let (target, _) = dm::pool_target(&dm, vg, pool)
         .ok_or_else(|| Error::DmFailed(format!("the pool {vg}/{pool} is not active")))?;
@@ -77,7 +81,7 @@ pub fn delete_thin(vg: &str, pool: &str, id: u32) -> Result<()> {
 
 /// Bytes mapped by each thin device of the active pool `vg/pool`, by thin id; None when the
 /// pool is not active.
-pub fn mapped_bytes(vg: &str, pool: &str) -> Result<Option<HashMap<u32, u64>>> {
+pub fn mapped_bytes(vg: &VgName, pool: &LvName) -> Result<Option<HashMap<u32, u64>>> {
     with_metadata_snapshot(vg, pool, |tmeta| {
         let d = details::read(std::path::Path::new(tmeta))?;
         Ok(d.mapped_bytes().into_iter().collect())
