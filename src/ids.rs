@@ -137,6 +137,36 @@ name_type!(
     LvName
 );
 
+/// An LV with its VG: what lvm commands name as `vg/lv`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct LvPath {
+    pub vg: VgName,
+    pub lv: LvName,
+}
+
+impl LvPath {
+    pub fn new(vg: &VgName, lv: &LvName) -> LvPath {
+        LvPath {
+            vg: vg.clone(),
+            lv: lv.clone(),
+        }
+    }
+}
+
+impl LvPath {
+    /// `vg/lv` as thinsr wrote it into its own state.
+    pub fn split(vg_lv: &str) -> Option<LvPath> {
+        let (vg, lv) = vg_lv.split_once('/')?;
+        Some(LvPath::new(&vg.into(), &lv.into()))
+    }
+}
+
+impl fmt::Display for LvPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.vg, self.lv)
+    }
+}
+
 pub const MAX_NAME: usize = 127;
 
 pub const RESERVED_PREFIXES: &[&str] = &["snapshot", "pvmove"];

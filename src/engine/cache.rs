@@ -18,7 +18,7 @@ use crate::engine::vdi::{Found, Volume};
 use crate::error::{Error, Result};
 use crate::host::lvm::{dev_path, Vg, TAG_CACHE, TAG_LOCAL};
 use crate::host::tool;
-use crate::ids::{LvName, SrUuid};
+use crate::ids::{LvName, LvPath, SrUuid};
 use crate::image::extent::align;
 use crate::image::{Device, ReadAt, SparseWriter};
 use crate::progress::Progress;
@@ -126,7 +126,7 @@ impl Ctx {
                     op.save()?;
                     crash::point("cache.after-meta");
                     for lv in lvs {
-                        ctx.remove_lv(&format!("{}/{lv}", vg.name))?;
+                        ctx.remove_lv(&LvPath::new(&vg.name, &lv))?;
                     }
                 }
             }
@@ -149,7 +149,7 @@ impl Ctx {
             &vg.name, pool, &lv, size, sr, TAG_CACHE, &t.uuid,
         ))?;
         let path = dev_path(&vg.name, &lv);
-        let name = format!("{}/{lv}", vg.name);
+        let name = LvPath::new(&vg.name, &lv);
         let made = tool::run(
             "qemu-img",
             &[
@@ -229,7 +229,7 @@ impl Ctx {
             Ok((vg.name.clone(), lv))
         })?;
         crash::point("localize.after-lvcreate");
-        let name = format!("{vg}/{lv}");
+        let name = LvPath::new(&vg, &lv);
         let copied = self
             .copy_template(&t, sr, Path::new(&dev_path(&vg, &lv)), progress)
             .and_then(|allocated| self.set_active(&name, false).map(|_| allocated));
@@ -272,7 +272,7 @@ impl Ctx {
         if let Some(c) = unused {
             crash::point("localize.after-meta");
             // After the entry: a crash between leaves an orphan copy sr check removes.
-            self.remove_lv(&format!("{vg}/{c}"))?;
+            self.remove_lv(&LvPath::new(&vg, &c))?;
         }
         // Read again: the metadata changed since `found`.
         let (found, t) = self.find_template(&t.uuid, Some(sr))?;

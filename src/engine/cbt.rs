@@ -7,11 +7,12 @@ use std::io::Write;
 
 use super::context::{tagged_thin_lvcreate, Ctx, Locked};
 use super::meta::{VdiKind, VdiMeta};
-use super::vdi::{lvcreate_args, refuse_pending, Volume};
+use super::vdi::{lvcreate, refuse_pending, Volume};
 use crate::crash;
 use crate::error::{Error, Result};
-use crate::host::lvm::{dev_path, strings, tag_args, Vg, TAG_CBT, TAG_ORIGIN};
+use crate::host::lvm::{dev_path, Vg, TAG_CBT, TAG_ORIGIN};
 use crate::host::thin;
+use crate::ids::LvPath;
 use crate::units::Bytes;
 
 impl Ctx {
@@ -73,7 +74,7 @@ impl Ctx {
             TAG_CBT,
             &v.uuid,
         ))?;
-        let name = format!("{}/{map_lv}", vg.name);
+        let name = LvPath::new(&vg.name, &map_lv);
         let written = write_synced(&dev_path(&vg.name, &map_lv), &bytes)
             .and_then(|_| self.set_active(&name, false));
         if let Err(e) = written {
@@ -93,7 +94,7 @@ impl Ctx {
     /// from before) still has it.
     fn finish_data_destroy(&self, op: &Locked, vg: &Vg, v: &VdiMeta) -> Result<Volume> {
         if let Some(lv) = vg.vdi_lv(&v.uuid) {
-            self.remove_lv(&format!("{}/{}", vg.name, lv.name))?;
+            self.remove_lv(&LvPath::new(&vg.name, &lv.name))?;
         }
         let vg = self.lvm.report_vg(&op.entry.vg)?;
         let mut vol = self.volume(&op.entry, &op.meta, &vg, v, None);
@@ -191,7 +192,7 @@ impl Ctx {
         // are replaced, as asked (the new one held only the snapshot's blocks).
         let old = vg.vdi_lv(&v.uuid).map(|l| l.name.clone());
         if let Some(o) = &old {
-            self.remove_lv(&format!("{}/{o}", vg.name))?;
+            self.remove_lv(&LvPath::new(&vg.name, o))?;
         }
         crash::point("revert.old-removed");
         // The VDI keeps its LV name unless something else took it meanwhile.
@@ -200,12 +201,14 @@ impl Ctx {
         } else {
             super::vdi::free_lv_name(&vg, &v.name, old.as_deref())
         };
-        let mut args = lvcreate_args(&op.entry.uuid, &v.uuid, &name);
-        if let Some(o) = &s.origin {
-            args.extend(tag_args(&[format!("{TAG_ORIGIN}{o}")]));
-        }
-        args.extend(strings(&["-p", "rw", "-s"]));
-        args.push(format!("{}/{}", vg.name, slv.name));
+        let tags: Vec<String> = s
+            .origin
+            .iter()
+            .map(|o| format!("{TAG_ORIGIN}{o}"))
+            .collect();
+        let args = lvcreate(&op.entry.uuid, &v.uuid, &name, &tags)
+            .writable(true)
+            .snapshot(&LvPath::new(&vg.name, &slv.name));
         self.lvm.run(&args)?;
         crash::point("revert.created");
         let size = s.size;

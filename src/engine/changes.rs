@@ -13,7 +13,7 @@ use crate::aligned::AlignedBuf;
 use crate::error::{finally, Error, Result};
 use crate::host::lvm::{dev_path, Lv, Vg, TAG_CBT};
 use crate::host::{dm, thin};
-use crate::ids::LvName;
+use crate::ids::{LvName, LvPath};
 use crate::image::block_map::{self, BlockMap, Delta, CBT_BLOCK};
 use crate::image::extent::{normalize, pieces, Extent};
 use crate::image::{Device, ReadAt};
@@ -177,7 +177,7 @@ impl Ctx {
             vdi: v.name.clone(),
             why: format!("its saved block map {}/{lv} is missing", vg.name),
         })?;
-        let name = format!("{}/{lv}", vg.name);
+        let name = LvPath::new(&vg.name, lv);
         if !l.active {
             self.set_active(&name, true)?;
         }

@@ -8,8 +8,9 @@ use crate::engine::meta::{MetaStore, SrMeta, VdiMeta};
 use crate::engine::registry::{Entry, Registry, RegistryFile};
 use crate::error::{Error, Result};
 use crate::host::lock::{self, Lock};
-use crate::host::lvm::{strings, Lv, Lvm, Vg, TAG_SR};
-use crate::ids::{LvName, SrUuid, VdiUuid, VgName};
+use crate::host::lvm::cmd::{self, Activate, LvCreate};
+use crate::host::lvm::{Lv, Lvm, Vg, TAG_SR};
+use crate::ids::{LvName, LvPath, SrUuid, VdiUuid, VgName};
 
 pub struct Ctx {
     pub lvm: Lvm,
@@ -36,14 +37,9 @@ pub(crate) fn tagged_thin_lvcreate(
     tag: &str,
     owner: &VdiUuid,
 ) -> Vec<String> {
-    let mut args = strings(&["lvcreate", "-y", "-n", lv, "--setactivationskip", "y", "-K"]);
-    args.extend(crate::host::lvm::tag_args(&[
-        sr_tag(sr),
-        format!("{tag}{owner}"),
-    ]));
-    args.extend(["-V".into(), format!("{}b", size.0), "-T".into()]);
-    args.push(format!("{vg}/{pool}"));
-    args
+    LvCreate::new(lv, &[sr_tag(sr), format!("{tag}{owner}")])
+        .active()
+        .thin(vg, pool, size)
 }
 
 /// LVs carrying this SR's tag.
@@ -150,21 +146,19 @@ impl Locked {
 }
 
 impl Ctx {
-    /// Removes an LV (`vg/lv`) thinsr made.
-    pub(crate) fn remove_lv(&self, vg_lv: &str) -> Result<()> {
-        self.lvm.run(&strings(&["lvremove", "-f", vg_lv])).map(drop)
+    /// Removes an LV thinsr made.
+    pub(crate) fn remove_lv(&self, path: &LvPath) -> Result<()> {
+        self.lvm
+            .run(&cmd::remove(std::slice::from_ref(path)))
+            .map(drop)
     }
 
     /// Activates (ignoring the activation-skip flag every VDI carries) or deactivates an LV.
-    pub(crate) fn set_active(&self, vg_lv: &str, on: bool) -> Result<()> {
-        let args: &[&str] = if on {
-            &["lvchange", "-ay", "-K"]
-        } else {
-            &["lvchange", "-an"]
-        };
-        let mut args = strings(args);
-        args.push(vg_lv.into());
-        self.lvm.run(&args).map(drop)
+    pub(crate) fn set_active(&self, path: &LvPath, on: bool) -> Result<()> {
+        let how = if on { Activate::Ours } else { Activate::Off };
+        self.lvm
+            .run(&cmd::activate(std::slice::from_ref(path), how))
+            .map(drop)
     }
 
     /// The metadata of an attached SR.

@@ -39,6 +39,7 @@ use crate::host::lvm::Vg;
 use crate::host::nbd;
 use crate::host::probe::is_block_device;
 use crate::host::rundir;
+use crate::ids::LvPath;
 
 const STATE_DIR: &str = "/run/thinsr/origins";
 /// Serialises NBD device allocation and template attach/release across SRs.
@@ -194,9 +195,9 @@ impl Ctx {
                     vg.name, t.uuid
                 ),
             })?;
-            let name = format!("{}/{}", vg.name, lv.name);
+            let name = LvPath::new(&vg.name, &lv.name);
             let path = PathBuf::from(crate::host::lvm::dev_path(&vg.name, &lv.name));
-            state.cache = Some(name.clone());
+            state.cache = Some(name.to_string());
             return self.serve_on_nbd(state, |device| {
                 // Its device node, not the report: clearing a stale attachment just now
                 // may have deactivated it.
@@ -389,8 +390,8 @@ impl Ctx {
         if let Some(scheme) = &s.scheme {
             run_scheme(&self.scheme_dir, scheme, "detach", &s.uri)?;
         }
-        if let Some(cache) = &s.cache {
-            self.set_active(cache, false)?;
+        if let Some(cache) = s.cache.as_deref().and_then(LvPath::split) {
+            self.set_active(&cache, false)?;
         }
         match std::fs::remove_file(state_path(&s.template)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(

@@ -13,6 +13,7 @@ use crate::engine::vdi::Volume;
 use crate::error::{Error, Result};
 use crate::host::lvm::dev_path;
 use crate::host::qemu::probe;
+use crate::ids::LvPath;
 use crate::image::qcow2;
 use crate::image::stream::Input;
 use crate::image::{vhd, SparseWriter};
@@ -245,7 +246,7 @@ impl Ctx {
         });
         progress.end();
         crash::point("import.after-write");
-        let lv = format!("{}/{}", v.vg, v.lv);
+        let lv = LvPath::new(&v.vg, &v.lv);
         let finished = filled
             .and_then(|_| self.set_active(&lv, false))
             .and_then(|_| {

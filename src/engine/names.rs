@@ -8,8 +8,8 @@ use crate::units::clip;
 
 /// LVM's limit for VG + LV name together.
 pub const MAX_FULL: usize = 125;
-use crate::ids::{lvm_char, RESERVED_PREFIXES, RESERVED_SUBSTRINGS};
 pub use crate::ids::{is_valid_lvm_name, MAX_NAME};
+use crate::ids::{lvm_char, RESERVED_PREFIXES, RESERVED_SUBSTRINGS};
 /// Longest label thinsr accepts; the friendly name is shortened, the label kept whole.
 pub const MAX_LABEL: usize = 1024;
 

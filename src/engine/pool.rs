@@ -12,7 +12,8 @@ use crate::engine::usage::{kernel_usage, pool_info, usage, PoolInfo};
 use crate::error::{Error, Result};
 use crate::host::dm::{self, PoolState};
 use crate::host::lock;
-use crate::host::lvm::{strings, Lv, Vg};
+use crate::host::lvm::{cmd, Lv, Vg};
+use crate::ids::LvPath;
 use crate::units::{Bytes, NewSize, PoolSize, GIB};
 
 /// LVM's largest pool metadata.
@@ -171,19 +172,14 @@ impl Ctx {
                     why: format!("pool metadata is at most {MAX_POOL_METADATA}"),
                 });
             }
-            let name = format!("{}/{}", vg.name, lv.name);
-            let mut args = strings(&["lvextend", "-y"]);
-            if let Some(d) = data.filter(|d| *d > lv.size) {
-                args.extend(["-L".into(), format!("{}b", d.0)]);
-            }
-            if let Some(m) = md.filter(|m| *m > meta_current) {
-                args.extend(["--poolmetadatasize".into(), format!("{}b", m.0)]);
-            }
-            if args.len() > 2 {
-                args.push(name);
+            let grow_data = data.filter(|d| *d > lv.size);
+            let grow_meta = md.filter(|m| *m > meta_current);
+            if grow_data.is_some() || grow_meta.is_some() {
+                let path = LvPath::new(&vg.name, &lv.name);
                 // A resize loads the pool's table anew: with the policy's mark.
                 self.lvm.set_pool_threshold(op.meta.policy.threshold);
-                self.lvm.run(&args)?;
+                self.lvm
+                    .run(&cmd::extend_pool(&path, grow_data, grow_meta))?;
             }
             if let Some(d) = data {
                 let policy = &mut op.meta.policy;
@@ -250,19 +246,12 @@ impl Ctx {
             if change.threshold.is_some() && lv.active {
                 // The low-water mark follows the threshold: LVM computes it at a reload.
                 self.lvm.set_pool_threshold(p.threshold);
-                self.lvm.run(&strings(&[
-                    "lvchange",
-                    "--refresh",
-                    &format!("{}/{}", vg.name, lv.name),
-                ]))?;
+                self.lvm
+                    .run(&cmd::refresh(&LvPath::new(&vg.name, &lv.name)))?;
             }
             if let Some(error) = change.when_full_error {
-                self.lvm.run(&strings(&[
-                    "lvchange",
-                    "--errorwhenfull",
-                    if error { "y" } else { "n" },
-                    &format!("{}/{}", vg.name, lv.name),
-                ]))?;
+                let path = LvPath::new(&vg.name, &lv.name);
+                self.lvm.run(&cmd::error_when_full(&path, error))?;
             }
             op.save()?;
         }
@@ -302,7 +291,7 @@ impl Ctx {
         };
         let max = max_size(e.mode, &meta.policy, lv, vg);
         let mut free = vg.free.0;
-        let mut args = strings(&["lvextend", "-y"]);
+        let (mut grow_data, mut grow_meta) = (None, None);
         let mut done = Vec::new();
         // Metadata first: a full data area queues writes, full metadata needs a repair. It
         // takes its share (twice over: LVM keeps a spare copy) before the data grows.
@@ -314,7 +303,7 @@ impl Ctx {
                 .min(MAX_POOL_METADATA)
                 .min(Bytes(current.0 + free / 2).round_down(vg.extent_size.0));
             if target > current {
-                args.extend(["--poolmetadatasize".into(), format!("{}b", target.0)]);
+                grow_meta = Some(target);
                 free -= (target.0 - current.0) * 2;
                 md_done = Some(format!(
                     "metadata {} -> {} (was {mp:.0}% full)",
@@ -335,7 +324,7 @@ impl Ctx {
                 .min(max)
                 .min(Bytes(lv.size.0 + free));
             if target > lv.size {
-                args.extend(["-L".into(), format!("{}b", target.0)]);
+                grow_data = Some(target);
                 done.push(format!(
                     "data {} -> {} (was {dp:.0}% full)",
                     lv.size, target
@@ -354,10 +343,11 @@ impl Ctx {
         done.extend(md_done);
         let grew = !done.is_empty();
         if grew {
-            args.push(format!("{}/{}", vg.name, lv.name));
+            let path = LvPath::new(&vg.name, &lv.name);
             // A resize loads the pool's table anew: with the policy's mark.
             self.lvm.set_pool_threshold(meta.policy.threshold);
-            self.lvm.run(&args)?;
+            self.lvm
+                .run(&cmd::extend_pool(&path, grow_data, grow_meta))?;
             out.push(say(
                 0,
                 format!(
@@ -489,11 +479,8 @@ impl Ctx {
                 // None: not active, so the next activation loads a table of its own.
                 if crate::host::dmevent::pool_low_water(&vg.name, &lv.name).is_some_and(|m| m.0 > 0)
                 {
-                    self.lvm.run(&strings(&[
-                        "lvchange",
-                        "--refresh",
-                        &format!("{}/{}", vg.name, lv.name),
-                    ]))?;
+                    self.lvm
+                        .run(&cmd::refresh(&LvPath::new(&vg.name, &lv.name)))?;
                 }
             }
         }

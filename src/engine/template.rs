@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::host::probe::is_block_device;
 use crate::host::qemu::{probe, qemu_img_json};
 use crate::host::tool;
-use crate::ids::{LvName, VdiUuid};
+use crate::ids::{LvName, LvPath, VdiUuid};
 use crate::image::extent::Extent;
 use crate::image::{data_of, MapEntry};
 use crate::units::{clip, Bytes};
@@ -322,7 +322,7 @@ impl Ctx {
             op.save()?;
             for c in t.cache.iter().chain(&t.local) {
                 // After the entry: a crash between leaves an orphan copy sr check removes.
-                ctx.remove_lv(&format!("{}/{c}", vg.name))?;
+                ctx.remove_lv(&LvPath::new(&vg.name, c))?;
             }
             Ok(vol)
         })

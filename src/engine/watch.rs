@@ -23,7 +23,8 @@ use crate::engine::usage::kernel_usage;
 use crate::error::{Error, Result};
 use crate::host::dm;
 use crate::host::dmevent::Events;
-use crate::host::lvm::strings;
+use crate::host::lvm::cmd;
+use crate::ids::LvPath;
 use crate::units::DataBlocks;
 
 /// How often a pool that cannot grow is tried again (and its warning repeated).
@@ -166,11 +167,7 @@ impl Ctx {
             // A table loaded without thinsr's threshold (boot-time activation, an admin's
             // lvchange) has no mark: reload it once so the kernel wakes us in time.
             self.lvm.set_pool_threshold(op.meta.policy.threshold);
-            self.lvm.run(&strings(&[
-                "lvchange",
-                "--refresh",
-                &format!("{}/{}", e.vg, e.pool),
-            ]))?;
+            self.lvm.run(&cmd::refresh(&LvPath::new(&e.vg, &e.pool)))?;
             s.refreshed_at = Some(blocks);
             report(&Finding {
                 sr: op.meta.name.clone(),

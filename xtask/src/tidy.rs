@@ -498,6 +498,44 @@ mod tests {
         assert!(g["cli::x"].is_empty() && find_cycle(&g).is_none(), "{g:?}");
     }
 
+    /// lvm's argument vectors are built in `host/lvm/cmd.rs`, once, not in the engine.
+    #[test]
+    fn the_engine_builds_no_lvm_command_line() {
+        const COMMANDS: [&str; 11] = [
+            "lvcreate",
+            "lvremove",
+            "lvchange",
+            "lvrename",
+            "lvresize",
+            "lvextend",
+            "vgcreate",
+            "vgremove",
+            "pvcreate",
+            "pvremove",
+            "lvmconfig",
+        ];
+        let mut found = Vec::new();
+        for (m, file) in modules(&src()) {
+            if !m.starts_with("engine") || m.ends_with("tests") {
+                continue;
+            }
+            let text = std::fs::read_to_string(file).unwrap();
+            let main = text
+                .split_once("mod tests {")
+                .map_or(text.as_str(), |(m, _)| m);
+            for c in COMMANDS {
+                if main.contains(&format!("\"{c}\",")) || main.contains(&format!("\"{c}\".into(),"))
+                {
+                    found.push(format!("{m}: {c}"));
+                }
+            }
+        }
+        assert!(
+            found.is_empty(),
+            "build these in host/lvm/cmd.rs: {found:?}"
+        );
+    }
+
     #[test]
     fn few_files_at_the_root_and_none_too_long() {
         let root_files = std::fs::read_dir(src())

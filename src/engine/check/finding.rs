@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::engine::registry::Entry;
-use crate::ids::{LvName, VdiUuid};
+use crate::ids::{LvName, LvPath, VdiUuid};
 use crate::units::Bytes;
 
 /// Every kind of finding, listed once: its name (snake_case) is stable, scripts read it.
@@ -113,8 +113,7 @@ pub enum Fix {
         to: Bytes,
         what: String,
     },
-    /// lvremove of `vg/lv`.
-    RemoveLv(String),
+    RemoveLv(LvPath),
     /// Resume a device of thinsr's, or remove it when it has no table.
     ReviveOrRemove {
         device: String,
@@ -131,8 +130,8 @@ pub enum Fix {
     FinishRevert(VdiUuid),
     /// Delete this thin device id from the SR's pool.
     FreeThinDevice(u32),
-    /// lvchange --zero y of `vg/pool`.
-    TurnOnZeroing(String),
+    /// lvchange --zero y of the pool.
+    TurnOnZeroing(LvPath),
     /// Replace the host's registry entry with the metadata's.
     CopyToRegistry(Entry),
 }

@@ -26,8 +26,9 @@ pub use finding::{CheckReport, Finding, FindingKind};
 
 use crate::engine::context::{Ctx, Locked};
 use crate::error::{Error, Result};
-use crate::host::lvm::strings;
+use crate::host::lvm::cmd::{self, Activate};
 use crate::host::{dm, loopdev, thin, tool};
+use crate::ids::LvPath;
 use crate::progress::Progress;
 use finding::Fix;
 use plan::{plan, Mode};
@@ -80,7 +81,7 @@ impl Ctx {
             Fix::Zero { lv, from, to, what } => {
                 self.zero_lv(&vg, lv, *from, *to, what, progress)?
             }
-            Fix::RemoveLv(vg_lv) => self.remove_lv(vg_lv)?,
+            Fix::RemoveLv(path) => self.remove_lv(path)?,
             Fix::ReviveOrRemove { device, vdi } => {
                 if !dm::revive(device)? {
                     dm::remove(device, vdi)?;
@@ -102,15 +103,7 @@ impl Ctx {
     /// LVM scans every block device: without a filter rejecting thinsr's devices, a VM's PVs
     /// inside a disk or a template show up on the host (as duplicates, once cloned).
     fn lvm_filter_warning(&self) -> Option<String> {
-        let out = self
-            .lvm
-            .run(&strings(&[
-                "lvmconfig",
-                "--typeconfig",
-                "full",
-                "devices/global_filter",
-            ]))
-            .ok()?;
+        let out = self.lvm.run(&cmd::config("devices/global_filter")).ok()?;
         let rejects = out.contains("r|^/dev/mapper/thinsr-|") && out.contains("r|^/dev/nbd|");
         // Accepting everything also accepts the /dev/dm-N names of thinsr's devices.
         (!rejects || out.contains("a|.*|")).then(|| {
@@ -168,10 +161,10 @@ impl Ctx {
                 Error::DmFailed(format!("the pool {}/{} has no dm device", vg.name, lv.name))
             })
         } else {
-            let tmeta = format!("{}/{}_tmeta", vg.name, lv.name);
-            self.lvm.run(&strings(&["lvchange", "-ay", "-y", &tmeta]))?;
-            let result = check(&[&format!("/dev/{tmeta}")]);
-            self.lvm.run(&strings(&["lvchange", "-an", &tmeta]))?;
+            let tmeta = [LvPath::new(&vg.name, &format!("{}_tmeta", lv.name).into())];
+            self.lvm.run(&cmd::activate(&tmeta, Activate::Sr))?;
+            let result = check(&[&format!("/dev/{}", tmeta[0])]);
+            self.lvm.run(&cmd::activate(&tmeta, Activate::Off))?;
             result
         }
     }

@@ -12,7 +12,7 @@ use crate::engine::datapath::local_key;
 use crate::engine::meta::{Pending, VdiKind, VdiMeta};
 use crate::engine::registry::Entry;
 use crate::host::lvm::{TAG_CACHE, TAG_CBT, TAG_LOCAL, TAG_ORIGIN, TAG_SR, TAG_VDI};
-use crate::ids::VdiUuid;
+use crate::ids::{LvName, LvPath, VdiUuid};
 use crate::units::Bytes;
 
 /// What the admin asked for.
@@ -56,6 +56,10 @@ pub fn plan(f: &Facts, m: Mode) -> Plan {
         findings,
         vdis: changed.then_some(vdis),
     }
+}
+
+fn path(f: &Facts, lv: &LvName) -> LvPath {
+    LvPath::new(&f.vg.name, lv)
 }
 
 fn vg_lv(f: &Facts, lv: &str) -> String {
@@ -199,7 +203,7 @@ fn entries(f: &Facts, m: Mode, out: &mut Vec<Finding>) -> (Vec<VdiMeta>, bool) {
                     "an import stopped before the end: its data is incomplete",
                     action,
                 )
-                .fixed_by(remove, vec![Fix::RemoveLv(vg_lv(f, &lv.name))]),
+                .fixed_by(remove, vec![Fix::RemoveLv(path(f, &lv.name))]),
             );
             if remove {
                 changed = true;
@@ -258,7 +262,7 @@ fn orphan_lvs(f: &Facts, m: Mode, out: &mut Vec<Finding>) -> Vec<VdiMeta> {
                     ),
                     with_yes("remove it", m),
                 )
-                .fixed_by(remove, vec![Fix::RemoveLv(vg_lv(f, &lv.name))]),
+                .fixed_by(remove, vec![Fix::RemoveLv(path(f, &lv.name))]),
             );
         }
     }
@@ -295,7 +299,7 @@ fn orphan_copies(f: &Facts, m: Mode, vdis: &[VdiMeta], out: &mut Vec<Finding>) {
                 ),
                 "remove it (it holds only copies of the template)",
             )
-            .fixed_by(m.repair, vec![Fix::RemoveLv(vg_lv(f, &lv.name))]),
+            .fixed_by(m.repair, vec![Fix::RemoveLv(path(f, &lv.name))]),
         );
     }
 }
@@ -435,7 +439,7 @@ fn cbt(f: &Facts, m: Mode, out: &mut Vec<Finding>) {
                     format!("its data LV {} is still there (a data-destroy was interrupted after its map was saved)", vg_lv(f, &lv.name)),
                     "remove the data LV (its block map is kept)",
                 )
-                .fixed_by(m.repair, vec![Fix::RemoveLv(vg_lv(f, &lv.name))]),
+                .fixed_by(m.repair, vec![Fix::RemoveLv(path(f, &lv.name))]),
             );
         }
         let kept = vg
@@ -476,7 +480,7 @@ fn cbt(f: &Facts, m: Mode, out: &mut Vec<Finding>) {
                 format!("a block map saved for snapshot {of}, which no entry names (a data-destroy interrupted before it was recorded, or a destroy after)"),
                 "remove it (the snapshot's data, if any, is untouched)",
             )
-            .fixed_by(m.repair, vec![Fix::RemoveLv(vg_lv(f, &l.name))]),
+            .fixed_by(m.repair, vec![Fix::RemoveLv(path(f, &l.name))]),
         );
     }
 }
@@ -555,7 +559,7 @@ fn pool(f: &Facts, m: Mode, out: &mut Vec<Finding>) {
                 "it does not zero new blocks: a new VDI can show the disk's old bytes or a destroyed VDI's",
                 action,
             )
-            .fixed_by(m.repair && (owned || m.yes), vec![Fix::TurnOnZeroing(vg_pool.clone())]),
+            .fixed_by(m.repair && (owned || m.yes), vec![Fix::TurnOnZeroing(path(f, &pool.name))]),
         );
     }
     if let Some(t) = &f.pool_trouble {

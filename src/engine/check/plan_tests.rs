@@ -12,6 +12,7 @@ use crate::engine::fixtures::{lv, sr, vdi, vg};
 use crate::engine::meta::{Pending, VdiKind, VdiMeta};
 use crate::host::dm::OurDevice;
 use crate::host::lvm::Lv;
+use crate::ids::LvPath;
 use crate::units::Bytes;
 
 const SR: &str = "s1";
@@ -73,6 +74,11 @@ fn facts(vdis: Vec<VdiMeta>, lvs: Vec<Lv>) -> Facts {
         thin_devices: Some(thin_devices),
         pool_trouble: None,
     }
+}
+
+/// `vg/lv` of the fixtures' VG.
+fn at(lv: &str) -> LvPath {
+    LvPath::new(&"vg".into(), &lv.into())
 }
 
 fn kinds(p: &Plan) -> Vec<K> {
@@ -205,7 +211,7 @@ fn an_unfinished_import_is_removed_with_yes_only() {
     let p = plan(&f, YES);
     // Removed and forgotten, and not found again as an orphan LV.
     assert_eq!(kinds(&p), [K::IncompleteImport]);
-    assert_eq!(fixes(&p), [Fix::RemoveLv("vg/imp".into())]);
+    assert_eq!(fixes(&p), [Fix::RemoveLv(at("imp"))]);
     assert!(p.vdis.unwrap().is_empty());
 }
 
@@ -246,7 +252,7 @@ fn a_tagged_preallocated_lv_without_entry_is_removed_with_yes() {
     let p = plan(&f, REPAIR);
     assert_eq!(kinds(&p), [K::OrphanLv]);
     assert!(fixes(&p).is_empty() && p.findings[0].repair.contains("needs --yes"));
-    assert_eq!(fixes(&plan(&f, YES)), [Fix::RemoveLv("vg/fat".into())]);
+    assert_eq!(fixes(&plan(&f, YES)), [Fix::RemoveLv(at("fat"))]);
 }
 
 #[test]
@@ -279,8 +285,8 @@ fn caches_and_local_copies_no_template_uses_are_removed() {
     assert_eq!(
         fixes(&p),
         [
-            Fix::RemoveLv("vg/t_old_cache".into()),
-            Fix::RemoveLv("vg/t_local".into())
+            Fix::RemoveLv(at("t_old_cache")),
+            Fix::RemoveLv(at("t_local"))
         ]
     );
 }
@@ -473,8 +479,8 @@ fn interrupted_reverts_and_data_destroys() {
         fixes(&p),
         [
             Fix::FinishRevert(A.into()),
-            Fix::RemoveLv("vg/b".into()),
-            Fix::RemoveLv("vg/old_map".into())
+            Fix::RemoveLv(at("b")),
+            Fix::RemoveLv(at("old_map"))
         ]
     );
     // Neither is a missing LV, nor does their state change in the metadata here.
@@ -536,14 +542,14 @@ fn a_pool_that_stopped_zeroing_or_is_in_trouble() {
     f.pool_trouble = Some("read-only".into());
     let p = plan(&f, REPAIR);
     assert_eq!(kinds(&p), [K::UnzeroedPool, K::Pool]);
-    assert_eq!(fixes(&p), [Fix::TurnOnZeroing("vg/thinsr_pool".into())]);
+    assert_eq!(fixes(&p), [Fix::TurnOnZeroing(at("thinsr_pool"))]);
     assert!(!p.findings[1].repaired);
     // The admin's own pool: only with --yes.
     f.meta.pool_owned = false;
     assert!(fixes(&plan(&f, REPAIR)).is_empty());
     assert_eq!(
         fixes(&plan(&f, YES)),
-        [Fix::TurnOnZeroing("vg/thinsr_pool".into())]
+        [Fix::TurnOnZeroing(at("thinsr_pool"))]
     );
 }
 

@@ -16,7 +16,7 @@ use crate::engine::registry::{meta_path, Entry, Registry};
 use crate::error::{Error, Result};
 use crate::host::lock;
 use crate::host::loopdev;
-use crate::host::lvm::{strings, tag_args, Vg, TAG_META, TAG_OWNED, TAG_SR};
+use crate::host::lvm::{cmd, Vg, TAG_META, TAG_OWNED, TAG_SR};
 use crate::host::probe;
 use crate::ids::{LvName, SrUuid, VgName};
 use crate::units::Bytes;
@@ -163,16 +163,13 @@ impl Ctx {
                 chunk: CHUNK,
             }),
         };
-        let mut args = strings(&["vgcreate", "-y"]);
-        // The extent size the pool was sized with, whatever lvm.conf's default.
-        args.extend(["-s".into(), format!("{}k", EXTENT.0 / 1024)]);
-        args.extend(tag_args(&[TAG_OWNED.into(), sr_tag(&uuid)]));
-        args.push(vg.clone());
-        // In the order given: LVM allocates from the first PV first.
-        args.extend(devs.iter().map(|d| d.path.display().to_string()));
-        self.lvm.run(&args)?;
+        let (vg, sr) = (VgName::from(vg.as_str()), SrUuid::from(uuid.as_str()));
+        // In the order given: LVM allocates from the first PV first. The extent size is
+        // the one the pool was sized with, whatever lvm.conf's default.
+        let pvs: Vec<String> = devs.iter().map(|d| d.path.display().to_string()).collect();
+        let tags = [TAG_OWNED.into(), sr_tag(&sr)];
+        self.lvm.run(&cmd::create_vg(&vg, EXTENT, &tags, &pvs))?;
         let rest = (|| {
-            let (vg, sr) = (VgName::from(vg.as_str()), SrUuid::from(uuid.as_str()));
             let (pool_lv, meta_lv) = (LvName::from(POOL_LV), LvName::from(META_LV));
             crash::point("sr-create.after-vgcreate");
             self.create_pool(&vg, &pool_lv, pool_size, pool_meta, &sr)?;
@@ -184,12 +181,12 @@ impl Ctx {
             self.add_entry(held, entry.clone())?;
             Ok(entry)
         })();
-        if rest.is_err() {
-            // Undo: the VG is ours (just made, tagged); remove it and the PV labels.
-            let _ =
-                self.remove_vg_and_labels(&vg, devs.iter().map(|d| d.path.display().to_string()));
-        }
-        rest
+        // Undo: the VG is ours (just made, tagged); remove it and the PV labels.
+        rest.map_err(|e: Error| {
+            e.undo(&format!("removing the new volume group {vg}"), || {
+                self.remove_vg_and_labels(&vg, &pvs)
+            })
+        })
     }
 
     /// A `sr create` that crashed before the SR's metadata existed leaves a VG tagged as
@@ -234,7 +231,8 @@ impl Ctx {
             {
                 continue; // someone added LVs: not ours to remove
             }
-            self.remove_vg_and_labels(&vg.name, vg.pvs.iter().map(|p| p.name.clone()))?;
+            let pvs: Vec<String> = vg.pvs.iter().map(|p| p.name.clone()).collect();
+            self.remove_vg_and_labels(&vg.name, &pvs)?;
             removed = true;
         }
         Ok(removed)

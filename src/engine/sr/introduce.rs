@@ -12,8 +12,9 @@ use crate::engine::pool::CHUNK;
 use crate::engine::registry::{meta_path, Entry, Registry};
 use crate::error::{Error, Result};
 use crate::host::lock;
-use crate::host::lvm::{strings, Lv, Vg, TAG_META, TAG_POOL, TAG_SR};
-use crate::ids::{LvName, SrUuid, VgName};
+use crate::host::lvm::cmd::{self, Activate};
+use crate::host::lvm::{Lv, Vg, TAG_META, TAG_POOL, TAG_SR};
+use crate::ids::{LvName, LvPath, SrUuid, VgName};
 use crate::units::{clip, Bytes, PoolSize};
 
 /// `sr introduce VG --pool LV`: the admin's thin pool to adopt, and whether they agreed to
@@ -78,12 +79,8 @@ impl Ctx {
             });
         }
         if !meta_lv.active {
-            self.lvm.run(&[
-                "lvchange".into(),
-                "-ay".into(),
-                "-y".into(),
-                format!("{}/{}", vg.name, meta_lv.name),
-            ])?;
+            let path = [LvPath::new(&vg.name, &meta_lv.name)];
+            self.lvm.run(&cmd::activate(&path, Activate::Sr))?;
         }
         let store = MetaStore::new(meta_path(&vg.name, &meta_lv.name), vg.name.as_str());
         let (mut meta, _) = store.read()?;
@@ -122,9 +119,11 @@ impl Ctx {
             .map(|l| l.name.to_string())
             .collect();
         if !leftovers.is_empty() {
-            let mut args = strings(&["lvremove", "-f"]);
-            args.extend(leftovers.iter().map(|n| format!("{}/{n}", vg.name)));
-            self.lvm.run(&args)?;
+            let paths: Vec<LvPath> = leftovers
+                .iter()
+                .map(|n| LvPath::new(&vg.name, &n.as_str().into()))
+                .collect();
+            self.lvm.run(&cmd::remove(&paths))?;
         }
         Ok(leftovers)
     }
@@ -168,9 +167,11 @@ impl Ctx {
                 if !lv.zeroes_new_blocks() {
                     // A pool made with -Zn hands out blocks with whatever they held: the
                     // disk's old bytes, or a destroyed VDI's.
-                    let vg_pool = format!("{}/{}", vg.name, p);
+                    let vg_pool = LvPath::new(&vg.name, &p.into());
                     if !turn_on_zeroing {
-                        return Err(Error::PoolNotZeroing { pool: vg_pool });
+                        return Err(Error::PoolNotZeroing {
+                            pool: vg_pool.to_string(),
+                        });
                     }
                     self.turn_on_zeroing(&vg_pool)?;
                 }
@@ -225,11 +226,11 @@ impl Ctx {
         })();
         if let Err(e) = rest {
             // Remove only what this call made: its pool and metadata LV, by name.
-            let mut args = strings(&["lvremove", "-f"]);
+            let mut made = vec![LvPath::new(&vg.name, &meta_lv.as_str().into())];
             if pool_owned {
-                args.push(format!("{}/{}", vg.name, pool_lv));
+                made.insert(0, LvPath::new(&vg.name, &pool_lv.as_str().into()));
             }
-            args.push(format!("{}/{}", vg.name, meta_lv));
+            let args = cmd::remove(&made);
             return Err(e.undo("removing the LVs it made", || self.lvm.run(&args)));
         }
         Ok(uuid)

@@ -8,7 +8,9 @@ use crate::engine::registry::Entry;
 use crate::error::{Error, Result};
 use crate::host::lock;
 use crate::host::loopdev;
-use crate::host::lvm::{strings, Lv, TAG_META, TAG_OWNED};
+use crate::host::lvm::cmd::{self, Activate};
+use crate::host::lvm::{Lv, TAG_META, TAG_OWNED};
+use crate::ids::LvPath;
 
 impl Ctx {
     /// `sr attach`: re-creates the loop device of a file SR, activates pool and metadata.
@@ -22,15 +24,13 @@ impl Ctx {
                 }
             }
             let vg = self.lvm.report_vg(&entry.vg)?;
-            let inactive: Vec<String> = [&entry.pool, &entry.meta_lv]
+            let inactive: Vec<LvPath> = [&entry.pool, &entry.meta_lv]
                 .into_iter()
                 .filter(|n| !vg.lv(n).is_some_and(|l| l.active))
-                .map(|n| format!("{}/{}", entry.vg, n))
+                .map(|n| LvPath::new(&entry.vg, n))
                 .collect();
             if !inactive.is_empty() {
-                let mut args = strings(&["lvchange", "-ay", "-y"]);
-                args.extend(inactive);
-                self.lvm.run(&args)?;
+                self.lvm.run(&cmd::activate(&inactive, Activate::Sr))?;
             }
         }
         self.show(Some(&entry.uuid))
@@ -49,14 +49,12 @@ impl Ctx {
         };
         refuse_attached(self, &entry, &vg)?;
         // Only LVs carrying this SR's tag: an adopted pool is the admin's and stays active.
-        let active: Vec<String> = ours(&vg, &entry.uuid)
+        let active: Vec<LvPath> = ours(&vg, &entry.uuid)
             .filter(|l| l.active)
-            .map(|l| format!("{}/{}", entry.vg, l.name))
+            .map(|l| LvPath::new(&entry.vg, &l.name))
             .collect();
         if !active.is_empty() {
-            let mut args = strings(&["lvchange", "-an"]);
-            args.extend(active);
-            self.lvm.run(&args)?;
+            self.lvm.run(&cmd::activate(&active, Activate::Off))?;
         }
         if let Some(file) = &entry.file {
             for dev in loopdev::find(file)? {
@@ -127,25 +125,23 @@ impl Ctx {
                         foreign.join(", ")
                     )));
                 }
-                self.lvm.run(&strings(&["vgremove", "-f", &vg.name]))?;
+                self.lvm.run(&cmd::remove_vg(&vg.name))?;
                 crash::point("sr-destroy.after-vgremove");
-                let mut args = strings(&["pvremove", "-y"]);
-                args.extend(vg.pvs.iter().map(|p| p.name.clone()));
-                self.lvm.run(&args)?;
+                let pvs: Vec<String> = vg.pvs.iter().map(|p| p.name.clone()).collect();
+                self.lvm.run(&cmd::remove_pv_labels(&pvs))?;
             }
             Mode::Shared => {
                 let (meta, rest): (Vec<&Lv>, Vec<&Lv>) =
                     ours(&vg, &entry.uuid).partition(|l| l.has_tag(TAG_META));
+                let paths = |lvs: &[&Lv]| -> Vec<LvPath> {
+                    lvs.iter().map(|l| LvPath::new(&vg.name, &l.name)).collect()
+                };
                 if !rest.is_empty() {
-                    let mut args = strings(&["lvremove", "-f"]);
-                    args.extend(rest.iter().map(|l| format!("{}/{}", vg.name, l.name)));
-                    self.lvm.run(&args)?;
+                    self.lvm.run(&cmd::remove(&paths(&rest)))?;
                 }
                 crash::point("sr-destroy.before-meta");
                 if !meta.is_empty() {
-                    let mut args = strings(&["lvremove", "-f"]);
-                    args.extend(meta.iter().map(|l| format!("{}/{}", vg.name, l.name)));
-                    self.lvm.run(&args)?;
+                    self.lvm.run(&cmd::remove(&paths(&meta)))?;
                 }
             }
         }

@@ -27,8 +27,8 @@ use crate::engine::registry::{Entry, Registry};
 use crate::engine::usage::PoolInfo;
 use crate::error::{Error, Result};
 use crate::host::lock;
-use crate::host::lvm::{strings, tag_args, Lv, Vg, TAG_META, TAG_POOL, TAG_SR, TAG_VDI};
-use crate::ids::{LvName, SrUuid, VgName};
+use crate::host::lvm::{cmd, Lv, Vg, TAG_META, TAG_POOL, TAG_SR, TAG_VDI};
+use crate::ids::{LvName, LvPath, SrUuid, VgName};
 use crate::units::{clip, Bytes, GIB, MIB};
 
 pub const DEFAULT_NAME: &str = "Local storage";
@@ -191,32 +191,25 @@ impl Ctx {
         meta: Bytes,
         uuid: &SrUuid,
     ) -> Result<()> {
-        let mut args = strings(&["lvcreate", "-y", "--type", "thin-pool", "-n", lv]);
-        args.extend(["-L".into(), format!("{}b", size.0)]);
-        args.extend(["--poolmetadatasize".into(), format!("{}b", meta.0)]);
-        args.extend(["--chunksize".into(), format!("{}b", CHUNK.0)]);
-        // New blocks read as zeros whatever lvm.conf says (`thin_pool_zero = 0` is a common
-        // tuning): no VDI may show the disk's old bytes or a destroyed VDI's.
-        args.extend(strings(&["--zero", "y"]));
-        args.extend(tag_args(&[TAG_POOL.into(), sr_tag(uuid)]));
-        args.push(vg.to_string());
-        self.lvm.run(&args).map(drop)
+        let tags = [TAG_POOL.into(), sr_tag(uuid)];
+        let path = LvPath::new(vg, lv);
+        self.lvm
+            .run(&cmd::create_pool(&path, size, meta, CHUNK, &tags))
+            .map(drop)
     }
 
     /// `lvchange --zero y VG/POOL`: new blocks of the pool read as zeros from now on. The
     /// pool's table is reloaded live; blocks it handed out before keep what they hold.
-    pub(crate) fn turn_on_zeroing(&self, vg_pool: &str) -> Result<()> {
-        self.lvm
-            .run(&strings(&["lvchange", "--zero", "y", vg_pool]))
-            .map(drop)
+    pub(crate) fn turn_on_zeroing(&self, pool: &LvPath) -> Result<()> {
+        self.lvm.run(&cmd::zero_new_blocks(pool)).map(drop)
     }
 
     fn create_meta_lv(&self, vg: &VgName, lv: &LvName, uuid: &SrUuid) -> Result<()> {
-        let mut args = strings(&["lvcreate", "-y", "-Wy", "-n", lv]);
-        args.extend(["-L".into(), format!("{}b", META_LV_SIZE.0)]);
-        args.extend(tag_args(&[TAG_META.into(), sr_tag(uuid)]));
-        args.push(vg.to_string());
-        self.lvm.run(&args).map(drop)
+        let tags = [TAG_META.into(), sr_tag(uuid)];
+        let path = LvPath::new(vg, lv);
+        self.lvm
+            .run(&cmd::create_plain(&path, META_LV_SIZE, &tags))
+            .map(drop)
     }
 
     fn add_entry(&self, held: &lock::Lock, entry: Entry) -> Result<()> {
@@ -228,11 +221,9 @@ impl Ctx {
     }
 
     /// Removes a VG thinsr made (it checked the tags) and the PV labels of its disks.
-    fn remove_vg_and_labels(&self, vg: &str, pvs: impl Iterator<Item = String>) -> Result<()> {
-        self.lvm.run(&strings(&["vgremove", "-f", vg]))?;
-        let mut args = strings(&["pvremove", "-y"]);
-        args.extend(pvs);
-        self.lvm.run(&args).map(drop)
+    fn remove_vg_and_labels(&self, vg: &VgName, pvs: &[String]) -> Result<()> {
+        self.lvm.run(&cmd::remove_vg(vg))?;
+        self.lvm.run(&cmd::remove_pv_labels(pvs)).map(drop)
     }
 }
 

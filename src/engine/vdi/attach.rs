@@ -11,8 +11,9 @@ use crate::engine::names;
 use crate::engine::registry::Entry;
 use crate::error::{Error, Result};
 use crate::host::dm;
-use crate::host::lvm::{dev_path, strings, Lv, Vg};
-use crate::ids::VdiUuid;
+use crate::host::lvm::cmd::{self, Activate};
+use crate::host::lvm::{dev_path, Lv, Vg};
+use crate::ids::{LvPath, VdiUuid};
 
 /// `VDI_ATTACHED` for an attach in the other mode than the VDI's current one.
 fn mode_clash(v: &VdiMeta, device: &str, now_ro: bool, want_ro: bool) -> Error {
@@ -124,17 +125,13 @@ impl Ctx {
     /// The VDI's LV activated by LVM (a preallocated one wanted read-only is activated
     /// read-only without changing the LV).
     fn activate(&self, vg: &Vg, v: &VdiMeta, lv: &Lv, read_only: bool) -> Result<PathBuf> {
-        let name = format!("{}/{}", vg.name, lv.name);
         if !lv.active {
-            let mut args = strings(&["lvchange", "-ay", "-K"]);
-            if read_only && v.read_write() {
-                args.push("--config".into());
-                args.push(format!(
-                    "activation {{ read_only_volume_list = [ \"{name}\" ] }}"
-                ));
-            }
-            args.push(name);
-            self.lvm.run(&args)?;
+            let how = match read_only && v.read_write() {
+                true => Activate::ReadOnly,
+                false => Activate::Ours,
+            };
+            let path = [LvPath::new(&vg.name, &lv.name)];
+            self.lvm.run(&cmd::activate(&path, how))?;
         } else {
             // 'r' is a read-only LV, 'R' a read-only activation of a writable one.
             let now_ro = matches!(lv.attr.as_bytes().get(1), Some(b'r' | b'R'));
@@ -230,7 +227,7 @@ impl Ctx {
                         device: dev_path(&vg.name, &lv.name),
                     });
                 }
-                ctx.set_active(&format!("{}/{}", vg.name, lv.name), false)?;
+                ctx.set_active(&LvPath::new(&vg.name, &lv.name), false)?;
             }
             ctx.rename_lv_to_label(op, vg, uuid);
             let v = op.vdi(uuid)?.clone();

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{free_lv_name, lvcreate_args, now, refuse_template, space_detail, vdi_tag, Volume};
+use super::{free_lv_name, lvcreate, now, refuse_template, space_detail, vdi_tag, Volume};
 use crate::cancel;
 use crate::crash;
 use crate::engine::context::{Ctx, Locked};
@@ -12,9 +12,9 @@ use crate::engine::meta::{Pending, VdiKind, VdiMeta};
 use crate::engine::names;
 use crate::engine::registry::Entry;
 use crate::error::{Error, Result};
-use crate::host::lvm::{dev_path, strings};
+use crate::host::lvm::{cmd, dev_path};
 use crate::host::zero;
-use crate::ids::{LvName, VdiUuid, VgName};
+use crate::ids::{LvName, LvPath, VdiUuid, VgName};
 use crate::progress::Progress;
 use crate::units::Bytes;
 
@@ -60,19 +60,15 @@ impl Ctx {
         let mut op = self.lock_sr(&entry)?;
         let uuid = VdiUuid::random();
         let args_for = |lv: &LvName, size: Bytes| {
-            let mut args = lvcreate_args(&entry.uuid, &uuid, lv);
+            let new = lvcreate(&entry.uuid, &uuid, lv, &[]);
             if preallocate {
-                // Active now, to be zeroed; LVM's own zeroing covers only the first 4 KiB.
-                args.extend(strings(&["-K", "-Zn", "-Wn", "-L"]));
-                args.extend([format!("{}b", size.0), entry.vg.to_string()]);
+                // Active now, to be zeroed.
+                new.preallocated(&entry.vg, size)
+            } else if importing {
+                new.active().thin(&entry.vg, &entry.pool, size)
             } else {
-                if importing {
-                    args.push("-K".into());
-                }
-                args.extend(["-V".into(), format!("{}b", size.0), "-T".into()]);
-                args.push(format!("{}/{}", entry.vg, entry.pool));
+                new.thin(&entry.vg, &entry.pool, size)
             }
-            args
         };
         // One lvm call when the metadata and the kernel can say all a report would.
         let ready = preallocate || Self::thin_ready(&entry, &op.meta);
@@ -148,7 +144,7 @@ impl Ctx {
         what: &str,
         progress: &dyn Progress,
     ) -> Result<()> {
-        let name = format!("{vg}/{lv}");
+        let name = LvPath::new(vg, lv);
         self.set_active(&name, true)?;
         let zeroed = zero::zero(
             &PathBuf::from(dev_path(vg, lv)),
@@ -163,9 +159,9 @@ impl Ctx {
 
     /// Records a VDI whose LV was just made. When the metadata cannot be written the LV
     /// goes again, so no half-made VDI is left behind.
-    pub(super) fn record_new(&self, op: &mut Locked, vg: &str, vdi: &VdiMeta) -> Result<()> {
+    pub(super) fn record_new(&self, op: &mut Locked, vg: &VgName, vdi: &VdiMeta) -> Result<()> {
         op.meta.vdis.push(vdi.clone());
-        let vg_lv = format!("{vg}/{}", vdi.lv);
+        let vg_lv = LvPath::new(vg, &vdi.lv);
         op.save().map_err(|e| {
             e.undo(&format!("removing the new LV {vg_lv}"), || {
                 self.remove_lv(&vg_lv)
@@ -183,7 +179,7 @@ impl Ctx {
         to: Bytes,
         progress: &dyn Progress,
     ) -> Result<()> {
-        let lv = format!("{}/{}", entry.vg, vdi.lv);
+        let lv = LvPath::new(&entry.vg, &vdi.lv);
         let zeroed = if cancel::requested() {
             Err(Error::Cancelled)
         } else {
@@ -251,12 +247,11 @@ impl Ctx {
             && !known::lv_active(&vg_name, &v.lv)
             && self
                 .lvm
-                .run(&[
-                    "lvremove".into(),
-                    "-S".into(),
-                    format!("lv_tags={}", vdi_tag(&v.uuid)),
-                    format!("{vg_name}/{}", v.lv),
-                ])?
+                .run(&cmd::remove_tagged(
+                    &LvPath::new(&vg_name, &v.lv).to_string(),
+                    &vdi_tag(&v.uuid),
+                    false,
+                ))?
                 .contains("successfully removed");
         let mut vol = self.volume_of(&op.entry, &vg_name, &v, None, v.size, false, None);
         vol.sr_name = op.meta.name.clone();
@@ -265,18 +260,13 @@ impl Ctx {
             let vg = self.lvm.report_vg(&vg_name)?;
             if let Some(lv) = vg.vdi_lv(&v.uuid) {
                 self.refuse_attached(&vg, &v, lv)?;
-                self.remove_lv(&format!("{vg_name}/{}", lv.name))?;
+                self.remove_lv(&LvPath::new(&vg_name, &lv.name))?;
             }
         }
         if v.cbt_map.is_some() {
             // A data-destroyed snapshot's saved map, found by its tag.
-            self.lvm.run(&[
-                "lvremove".into(),
-                "-f".into(),
-                "-S".into(),
-                format!("lv_tags={}{}", crate::host::lvm::TAG_CBT, v.uuid),
-                vg_name.to_string(),
-            ])?;
+            let tag = format!("{}{}", crate::host::lvm::TAG_CBT, v.uuid);
+            self.lvm.run(&cmd::remove_tagged(&vg_name, &tag, true))?;
         }
         crash::point("vdi-destroy.after-lvremove");
         op.meta.vdis.retain(|x| x.uuid != v.uuid);

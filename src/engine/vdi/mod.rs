@@ -28,7 +28,8 @@ use crate::engine::meta::{Mode, Pending, SrMeta, VdiKind, VdiMeta};
 use crate::engine::names;
 use crate::engine::registry::Entry;
 use crate::error::{Error, Result};
-use crate::host::lvm::{dev_path, strings, tag_args, Lv, Vg, TAG_META, TAG_VDI};
+use crate::host::lvm::cmd::LvCreate;
+use crate::host::lvm::{dev_path, Lv, Vg, TAG_META, TAG_VDI};
 use crate::ids::{LvName, SrUuid, VdiUuid, VgName};
 use crate::units::Bytes;
 
@@ -170,11 +171,12 @@ pub(crate) fn free_lv_name(vg: &Vg, label: &str, keep: Option<&str>) -> LvName {
     names::unique_name(label, &vg.name, &taken).into()
 }
 
-/// The start of every VDI's `lvcreate`: its name, its tags, activation skipped.
-pub(crate) fn lvcreate_args(sr: &SrUuid, uuid: &VdiUuid, lv: &LvName) -> Vec<String> {
-    let mut args = strings(&["lvcreate", "-y", "-n", lv, "--setactivationskip", "y"]);
-    args.extend(tag_args(&[sr_tag(sr), vdi_tag(uuid)]));
-    args
+/// The start of every VDI's `lvcreate`: its name and tags (and, beyond the SR's and the
+/// VDI's, `more`), activation skipped.
+pub(crate) fn lvcreate(sr: &SrUuid, uuid: &VdiUuid, lv: &LvName, more: &[String]) -> LvCreate {
+    let mut tags = vec![sr_tag(sr), vdi_tag(uuid)];
+    tags.extend(more.iter().cloned());
+    LvCreate::new(lv, &tags)
 }
 
 fn refuse_template(v: &VdiMeta) -> Result<()> {

@@ -6,7 +6,7 @@ use crate::engine::context::{Ctx, Locked};
 use crate::engine::meta::VdiMeta;
 use crate::engine::names;
 use crate::error::Result;
-use crate::host::lvm::{strings, Vg};
+use crate::host::lvm::{cmd, Vg};
 
 impl Ctx {
     /// `vdi rename`: a new label and a new friendly LV name; the uuid stays. The label
@@ -31,8 +31,7 @@ impl Ctx {
                 new_lv = lv.name.clone(); // at detach (`rename_lv_to_label`)
             }
             if new_lv != lv.name {
-                ctx.lvm
-                    .run(&strings(&["lvrename", &vg.name, &lv.name, &new_lv]))?;
+                ctx.lvm.run(&cmd::rename(&vg.name, &lv.name, &new_lv))?;
                 crash::point("vdi-rename.after-lvrename");
             }
             let m = op.vdi_mut(uuid)?;
@@ -43,9 +42,7 @@ impl Ctx {
                 // The metadata keeps the old name: so does the LV.
                 let what = format!("renaming the LV {} back to {}", new_lv, lv.name);
                 e.undo(&what, || match new_lv != lv.name {
-                    true => ctx
-                        .lvm
-                        .run(&strings(&["lvrename", &vg.name, &new_lv, &lv.name])),
+                    true => ctx.lvm.run(&cmd::rename(&vg.name, &new_lv, &lv.name)),
                     false => Ok(String::new()),
                 })
             })?;
@@ -68,7 +65,7 @@ impl Ctx {
         }
         if self
             .lvm
-            .run(&strings(&["lvrename", &vg.name, &lv.name, &wanted]))
+            .run(&cmd::rename(&vg.name, &lv.name, &wanted))
             .is_err()
         {
             return;
@@ -78,9 +75,7 @@ impl Ctx {
             m.lv = wanted.clone();
         }
         if op.save().is_err() {
-            let _ = self
-                .lvm
-                .run(&strings(&["lvrename", &vg.name, &wanted, &lv.name]));
+            let _ = self.lvm.run(&cmd::rename(&vg.name, &wanted, &lv.name));
         }
     }
 

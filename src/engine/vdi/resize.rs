@@ -7,7 +7,8 @@ use crate::engine::context::{Ctx, Locked};
 use crate::engine::meta::{Pending, VdiKind, VdiMeta};
 use crate::error::{Error, Result};
 use crate::host::dm;
-use crate::host::lvm::{strings, Lv, Vg};
+use crate::host::lvm::{cmd, Lv, Vg};
+use crate::ids::LvPath;
 use crate::progress::Progress;
 use crate::units::{Bytes, NewSize};
 
@@ -60,7 +61,7 @@ impl Ctx {
             let ours = ctx.our_device(uuid);
             let current = lv.size;
             let target = new.from(current, vg.extent_size.0)?;
-            let name = format!("{}/{}", vg.name, lv.name);
+            let name = LvPath::new(&vg.name, &lv.name);
             if target < current {
                 if !allow_shrink {
                     return Err(Error::ShrinkRefused {
@@ -96,14 +97,7 @@ impl Ctx {
                 })?;
                 ctx.grow_preallocated(op, vg, &v, lv, target, pending_from, progress)?;
             } else {
-                ctx.lvm.run(&strings(&[
-                    "lvresize",
-                    "-y",
-                    "-f",
-                    "-L",
-                    &format!("{}b", target.0),
-                    &name,
-                ]))?;
+                ctx.lvm.run(&cmd::resize(&name, target, true))?;
                 crash::point("vdi-resize.after-lvresize");
                 op.vdi_mut(uuid)?.size = target;
                 op.save()?;
@@ -146,7 +140,7 @@ impl Ctx {
         pending_from: Option<Bytes>,
         progress: &dyn Progress,
     ) -> Result<()> {
-        let name = format!("{}/{}", vg.name, lv.name);
+        let name = LvPath::new(&vg.name, &lv.name);
         let from = pending_from.unwrap_or(lv.size).min(lv.size);
         let target = target.max(lv.size);
         if target > lv.size && vg.free.0 < target.0 - lv.size.0 {
@@ -161,13 +155,7 @@ impl Ctx {
         op.vdi_mut(&v.uuid)?.pending = Some(Pending::Zeroing { from });
         op.save()?;
         if target > lv.size {
-            self.lvm.run(&strings(&[
-                "lvresize",
-                "-y",
-                "-L",
-                &format!("{}b", target.0),
-                &name,
-            ]))?;
+            self.lvm.run(&cmd::resize(&name, target, false))?;
             crash::point("vdi-resize.after-lvresize");
         }
         let what = format!("zeroing the new part of {}", v.name);
@@ -180,14 +168,7 @@ impl Ctx {
             }
             Err(e) => {
                 // Back to the size whose every byte is zeroed; nothing beyond it held data.
-                self.lvm.run(&strings(&[
-                    "lvresize",
-                    "-y",
-                    "-f",
-                    "-L",
-                    &format!("{}b", from.0),
-                    &name,
-                ]))?;
+                self.lvm.run(&cmd::resize(&name, from, true))?;
                 let m = op.vdi_mut(&v.uuid)?;
                 m.pending = None;
                 m.size = from;

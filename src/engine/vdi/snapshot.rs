@@ -2,7 +2,7 @@
 //! of a template over its external origin.
 
 use super::resize::lcm;
-use super::{free_lv_name, lvcreate_args, now, origin_name, refuse_pending, vdi_lv, Volume};
+use super::{free_lv_name, lvcreate, now, origin_name, refuse_pending, vdi_lv, Volume};
 use crate::crash;
 use crate::engine::context::Ctx;
 use crate::engine::known;
@@ -10,8 +10,8 @@ use crate::engine::meta::{Geometry, VdiKind, VdiMeta};
 use crate::engine::names;
 use crate::error::{Error, Result};
 use crate::host::dm;
-use crate::host::lvm::{tag_args, TAG_ORIGIN};
-use crate::ids::{LvName, VdiUuid};
+use crate::host::lvm::TAG_ORIGIN;
+use crate::ids::{LvName, LvPath, VdiUuid};
 use crate::units::Bytes;
 
 impl Ctx {
@@ -55,17 +55,12 @@ impl Ctx {
         // A template's clone is a new thin LV reading the template where it has no data;
         // anything else is an LVM thin snapshot of the parent's (or local copy's) LV.
         let make = |lv: &LvName, size: Bytes, parent_lv: Option<&str>| -> Result<()> {
-            let mut args = lvcreate_args(&found.entry.uuid, &new_uuid, lv);
-            if let Some(o) = &origin {
-                args.extend(tag_args(&[format!("{TAG_ORIGIN}{o}")]));
-            }
-            args.extend(["-p".into(), (if clone { "rw" } else { "r" }).into()]);
+            let tags: Vec<String> = origin.iter().map(|o| format!("{TAG_ORIGIN}{o}")).collect();
+            let new = lvcreate(&found.entry.uuid, &new_uuid, lv, &tags).writable(clone);
             let Some(parent_lv) = parent_lv else {
-                args.extend(["-V".into(), format!("{}b", size.0), "-T".into()]);
-                args.push(format!("{vg_name}/{pool}"));
-                return self.lvm.run(&args).map(drop);
+                return self.lvm.run(&new.thin(&vg_name, &pool, size)).map(drop);
             };
-            args.extend(["-s".into(), format!("{vg_name}/{parent_lv}")]);
+            let args = new.snapshot(&LvPath::new(&vg_name, &parent_lv.into()));
             match self.our_device(&parent.uuid) {
                 None => self.lvm.run(&args).map(drop),
                 // The parent is in use through a device of ours, which LVM does not know to

@@ -12,7 +12,9 @@ use crate::error::{Error, Result};
 use crate::ids::{LvName, VgName};
 use crate::units::Bytes;
 
+pub mod cmd;
 mod report;
+pub use cmd::tag_args;
 pub use report::{parse_lvs, parse_report};
 
 pub const TAG_SR: &str = "thinsr_sr=";
@@ -399,13 +401,6 @@ pub fn dev_path(vg: &VgName, lv: &LvName) -> String {
 
 pub fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
-}
-
-/// `--addtag T` for each tag.
-pub fn tag_args(tags: &[String]) -> Vec<String> {
-    tags.iter()
-        .flat_map(|t| ["--addtag".to_string(), t.clone()])
-        .collect()
 }
 
 #[cfg(test)]
