@@ -12,7 +12,7 @@ use crate::engine::fixtures::{lv, sr, vdi, vg};
 use crate::engine::meta::{Pending, VdiKind, VdiMeta};
 use crate::host::dm::OurDevice;
 use crate::host::lvm::Lv;
-use crate::ids::LvPath;
+use crate::ids::{LvName, LvPath};
 use crate::units::Bytes;
 
 const SR: &str = "s1";
@@ -79,6 +79,17 @@ fn facts(vdis: Vec<VdiMeta>, lvs: Vec<Lv>) -> Facts {
 /// `vg/lv` of the fixtures' VG.
 fn at(lv: &str) -> LvPath {
     LvPath::new(&"vg".into(), &lv.into())
+}
+
+/// Template T, 1 GiB, no cache or local copy.
+fn template_t() -> VdiMeta {
+    VdiMeta::new(
+        &T.into(),
+        "t",
+        VdiKind::Template,
+        &LvName::default(),
+        Bytes(1 << 30),
+    )
 }
 
 fn kinds(p: &Plan) -> Vec<K> {
@@ -259,13 +270,7 @@ fn a_tagged_preallocated_lv_without_entry_is_removed_with_yes() {
 fn caches_and_local_copies_no_template_uses_are_removed() {
     let t = VdiMeta {
         cache: Some("t_cache".into()),
-        ..VdiMeta::new(
-            &T.into(),
-            "t",
-            VdiKind::Template,
-            &"".into(),
-            Bytes(1 << 30),
-        )
+        ..template_t()
     };
     let tagged = |name: &str, tag: &str| lv(name, 1 << 30, &["thinsr_sr=s1", tag], "thinsr_pool");
     let f = facts(
@@ -296,13 +301,7 @@ fn a_template_whose_cache_or_copy_is_gone_is_served_from_its_image() {
     let t = VdiMeta {
         cache: Some("gone_cache".into()),
         local: Some("gone_local".into()),
-        ..VdiMeta::new(
-            &T.into(),
-            "t",
-            VdiKind::Template,
-            &"".into(),
-            Bytes(1 << 30),
-        )
+        ..template_t()
     };
     let p = plan(&facts(vec![t], vec![]), REPAIR);
     assert_eq!(kinds(&p), [K::MissingLocalCopy, K::MissingCache]);
@@ -312,13 +311,7 @@ fn a_template_whose_cache_or_copy_is_gone_is_served_from_its_image() {
 
 #[test]
 fn devices_left_by_a_crash() {
-    let t = VdiMeta::new(
-        &T.into(),
-        "t",
-        VdiKind::Template,
-        &"".into(),
-        Bytes(1 << 30),
-    );
+    let t = template_t();
     let mut f = facts(vec![vdi(A, "a", "a"), t], vec![thin("a", A, 1)]);
     f.devices = vec![
         // vdi-attach.after-create: created, never resumed.
@@ -400,13 +393,7 @@ fn devices_left_by_a_crash() {
 
 #[test]
 fn dead_template_servers_and_stray_loops() {
-    let t = VdiMeta::new(
-        &T.into(),
-        "t",
-        VdiKind::Template,
-        &"".into(),
-        Bytes(1 << 30),
-    );
+    let t = template_t();
     let mut f = facts(vec![t], vec![]);
     f.dead_origins.insert(T.into(), 0);
     f.stray_loops = vec![
@@ -436,15 +423,9 @@ fn dead_template_servers_and_stray_loops() {
     assert!(!p.findings[0].repaired && p.findings[0].problem.contains("2 attached clone(s)"));
 }
 
-#[test]
-fn interrupted_reverts_and_data_destroys() {
-    // revert.old-removed: the entry says reverting, its LV is gone.
-    let reverting = VdiMeta {
-        reverting: Some(B.into()),
-        ..vdi(A, "a", "a")
-    };
-    // data-destroy after the map was saved: the data LV still there.
-    let destroyed = VdiMeta {
+/// Snapshot B, its data destroyed, its block map saved in LV `b_map`.
+fn data_destroyed_b() -> VdiMeta {
+    VdiMeta {
         cbt_map: Some("b_map".into()),
         ..VdiMeta::new(
             &B.into(),
@@ -453,7 +434,18 @@ fn interrupted_reverts_and_data_destroys() {
             &"b".into(),
             Bytes(1 << 30),
         )
+    }
+}
+
+#[test]
+fn interrupted_reverts_and_data_destroys() {
+    // revert.old-removed: the entry says reverting, its LV is gone.
+    let reverting = VdiMeta {
+        reverting: Some(B.into()),
+        ..vdi(A, "a", "a")
     };
+    // data-destroy after the map was saved: the data LV still there.
+    let destroyed = data_destroyed_b();
     let map = |name: &str, of: &str| {
         lv(
             name,
@@ -486,19 +478,7 @@ fn interrupted_reverts_and_data_destroys() {
     // Neither is a missing LV, nor does their state change in the metadata here.
     assert!(p.vdis.is_none());
     // A saved map that is gone: only the admin can decide.
-    let f = facts(
-        vec![VdiMeta {
-            cbt_map: Some("b_map".into()),
-            ..VdiMeta::new(
-                &B.into(),
-                "b",
-                VdiKind::Snapshot,
-                &"b".into(),
-                Bytes(1 << 30),
-            )
-        }],
-        vec![],
-    );
+    let f = facts(vec![data_destroyed_b()], vec![]);
     let p = plan(&f, YES);
     assert_eq!(kinds(&p), [K::MissingBlockMap]);
     assert!(!p.findings[0].repaired);

@@ -220,6 +220,11 @@ pub fn config(key: &str) -> Vec<String> {
 mod tests {
     use super::*;
 
+    /// An argument vector from words (none holding a space).
+    fn w(words: &str) -> Vec<String> {
+        words.split_whitespace().map(String::from).collect()
+    }
+
     fn p(vg: &str, lv: &str) -> LvPath {
         LvPath::new(&vg.into(), &lv.into())
     }
@@ -230,56 +235,17 @@ mod tests {
         let lv = LvName::from("web");
         assert_eq!(
             LvCreate::new(&lv, &tags).thin(&"vg".into(), &"pool".into(), Bytes(1 << 30)),
-            argv(&[
-                "lvcreate",
-                "-y",
-                "-n",
-                "web",
-                "--setactivationskip",
-                "y",
-                "--addtag",
-                "thinsr_sr=s",
-                "--addtag",
-                "thinsr_vdi=v",
-                "-V",
-                "1073741824b",
-                "-T",
-                "vg/pool"
-            ])
+            w("lvcreate -y -n web --setactivationskip y --addtag thinsr_sr=s --addtag thinsr_vdi=v -V 1073741824b -T vg/pool")
         );
         assert_eq!(
             LvCreate::new(&lv, &[])
                 .writable(false)
                 .snapshot(&p("vg", "base")),
-            argv(&[
-                "lvcreate",
-                "-y",
-                "-n",
-                "web",
-                "--setactivationskip",
-                "y",
-                "-p",
-                "r",
-                "-s",
-                "vg/base"
-            ])
+            w("lvcreate -y -n web --setactivationskip y -p r -s vg/base")
         );
         assert_eq!(
             LvCreate::new(&lv, &[]).preallocated(&"vg".into(), Bytes(4096)),
-            argv(&[
-                "lvcreate",
-                "-y",
-                "-n",
-                "web",
-                "--setactivationskip",
-                "y",
-                "-K",
-                "-Zn",
-                "-Wn",
-                "-L",
-                "4096b",
-                "vg"
-            ])
+            w("lvcreate -y -n web --setactivationskip y -K -Zn -Wn -L 4096b vg")
         );
         let pool = create_pool(
             &p("vg", "pool"),
@@ -296,7 +262,7 @@ mod tests {
     fn changes_name_their_lvs() {
         assert_eq!(
             remove(&[p("vg", "a"), p("vg", "b")]),
-            argv(&["lvremove", "-f", "vg/a", "vg/b"])
+            w("lvremove -f vg/a vg/b")
         );
         assert_eq!(
             activate(&[p("vg", "a")], Activate::ReadOnly),
@@ -311,19 +277,19 @@ mod tests {
         );
         assert_eq!(
             activate(&[p("vg", "a")], Activate::Off),
-            argv(&["lvchange", "-an", "vg/a"])
+            w("lvchange -an vg/a")
         );
         assert_eq!(
             resize(&p("vg", "a"), Bytes(512), true),
-            argv(&["lvresize", "-y", "-f", "-L", "512b", "vg/a"])
+            w("lvresize -y -f -L 512b vg/a")
         );
         assert_eq!(
             extend_pool(&p("vg", "pool"), None, Some(Bytes(1024))),
-            argv(&["lvextend", "-y", "--poolmetadatasize", "1024b", "vg/pool"])
+            w("lvextend -y --poolmetadatasize 1024b vg/pool")
         );
         assert_eq!(
             remove_tagged("vg", "thinsr_cbt=u", true),
-            argv(&["lvremove", "-f", "-S", "lv_tags=thinsr_cbt=u", "vg"])
+            w("lvremove -f -S lv_tags=thinsr_cbt=u vg")
         );
     }
 }
