@@ -9,7 +9,6 @@ use crate::engine::context::Ctx;
 use crate::engine::export::{ExportOpts, Target};
 use crate::error::{Error, Result};
 use crate::image::Format;
-use crate::units::Bytes;
 
 pub fn run(ctx: &Ctx, out: &Out, a: &ExportArgs) -> Result<()> {
     let target = match &a.output {
@@ -45,8 +44,8 @@ pub fn run(ctx: &Ctx, out: &Out, a: &ExportArgs) -> Result<()> {
         r.format,
         if r.output == "-" { "stdout" } else { &r.output },
         r.virtual_size,
-        Bytes(r.read),
-        Bytes(r.written),
+        r.read,
+        r.written,
         r.seconds,
         if r.from_snapshot {
             " (from a temporary snapshot: it is attached read-write)"

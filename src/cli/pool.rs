@@ -126,7 +126,7 @@ fn print_detail(d: &PoolDetail) {
         d.pool.data_used,
         d.pool.size,
         pct(d.pool.data_percent),
-        Bytes(d.chunk_size)
+        d.chunk_size
     );
     println!(
         "Metadata    {} used of {} ({})",
@@ -146,11 +146,7 @@ fn print_detail(d: &PoolDetail) {
     );
     println!(
         "Policy      grows by {}% at {}% use, up to {} ({} more), when full: {}",
-        d.policy.grow_by,
-        d.policy.threshold,
-        Bytes(d.max_size),
-        Bytes(d.room),
-        d.when_full
+        d.policy.grow_by, d.policy.threshold, d.max_size, d.room, d.when_full
     );
     print_growth(&d.growth);
     if let Some(k) = &d.pool.kernel {

@@ -169,8 +169,8 @@ fn print_list(list: &[SrSummary]) {
             s.vg.clone(),
             s.mode.to_string(),
             s.state.clone(),
-            Bytes(s.total_space).to_string(),
-            Bytes(s.free_space).to_string(),
+            s.total_space.to_string(),
+            s.free_space.to_string(),
         ]);
     }
     println!("{t}");
@@ -214,9 +214,7 @@ fn print_detail(d: &SrDetail) {
     println!("xapi        {}", what_xapi_does(&d.health.0));
     println!(
         "VG          {}: {} total, {} free for pool growth and preallocated disks",
-        d.vg,
-        Bytes(d.vg_size),
-        Bytes(d.vg_free)
+        d.vg, d.vg_size, d.vg_free
     );
     let p = &d.pool;
     println!(
@@ -254,16 +252,15 @@ fn print_detail(d: &SrDetail) {
     );
     println!(
         "Space       {} free of {} for disks",
-        Bytes(d.free_space),
-        Bytes(d.total_space)
+        d.free_space, d.total_space
     );
     println!();
     let mut pvs = table(&["Physical volume", "Size", "Free"]);
     for pv in &d.pvs {
         pvs.add_row(vec![
             pv.device.clone(),
-            Bytes(pv.size).to_string(),
-            Bytes(pv.free).to_string(),
+            pv.size.to_string(),
+            pv.free.to_string(),
         ]);
     }
     println!("{pvs}");
@@ -277,7 +274,7 @@ fn print_detail(d: &SrDetail) {
         lvs.add_row(vec![
             l.name.clone(),
             role,
-            Bytes(l.size).to_string(),
+            l.size.to_string(),
             if l.active { "yes" } else { "no" }.into(),
         ]);
     }

@@ -349,15 +349,15 @@ pub(super) fn print_detail(v: &Volume) {
 
 /// `vdi changed-blocks` for a human: how much changed, and where.
 fn print_changes(c: &crate::engine::changes::ChangedBlocks) {
-    let pct = if c.length == 0 {
+    let pct = if c.length.0 == 0 {
         0.0
     } else {
-        c.changed as f64 * 100.0 / c.length as f64
+        c.changed.0 as f64 * 100.0 / c.length.0 as f64
     };
     println!(
         "{} of {} changed ({pct:.2} %) between '{}' and '{}', in {} range(s) of 64 KiB blocks",
-        Bytes(c.changed),
-        Bytes(c.length),
+        c.changed,
+        c.length,
         c.base_name,
         c.new_name,
         c.extents.len()

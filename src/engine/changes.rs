@@ -17,6 +17,7 @@ use crate::ids::{LvName, LvPath};
 use crate::image::block_map::{self, BlockMap, Delta, CBT_BLOCK};
 use crate::image::extent::{normalize, pieces, Extent};
 use crate::image::{Device, ReadAt};
+use crate::units::Bytes;
 
 /// `vdi changed-blocks`: the 64 KiB blocks that differ between `base` and `new`.
 #[derive(Debug, Clone, Serialize)]
@@ -26,22 +27,22 @@ pub struct ChangedBlocks {
     pub new: String,
     pub new_name: String,
     /// Bytes per bit: always 64 KiB.
-    pub granularity: u64,
+    pub granularity: Bytes,
     /// Base64 of the bitmap: bit i (most significant first in each byte) is the block at
     /// `offset + i * granularity`.
     pub bitmap: String,
-    pub offset: u64,
+    pub offset: Bytes,
     /// Bytes the bitmap covers (to the disk's end at most).
-    pub length: u64,
-    pub size: u64,
+    pub length: Bytes,
+    pub size: Bytes,
     /// Bytes in changed blocks.
-    pub changed: u64,
+    pub changed: Bytes,
     /// Where: the changed ranges, merged.
     pub extents: Vec<Extent>,
     /// The pool's allocation unit, and the bytes of both VDIs read to narrow its changed
     /// units down to 64 KiB blocks when it is larger.
-    pub pool_block: u64,
-    pub compared: u64,
+    pub pool_block: Bytes,
+    pub compared: Bytes,
 }
 
 /// The difference between two VDIs, in bytes of the newer one.
@@ -93,15 +94,15 @@ impl Ctx {
             base_name: b.name.clone(),
             new: n.uuid.to_string(),
             new_name: n.name.clone(),
-            granularity: CBT_BLOCK,
+            granularity: Bytes(CBT_BLOCK),
             bitmap: base64(&bits),
-            offset: start,
-            length: (bits.len() as u64 * 8 * CBT_BLOCK).min(size.saturating_sub(start)),
-            size,
-            changed: extents.iter().map(|e| e.len).sum(),
+            offset: Bytes(start),
+            length: Bytes((bits.len() as u64 * 8 * CBT_BLOCK).min(size.saturating_sub(start))),
+            size: Bytes(size),
+            changed: Bytes(extents.iter().map(|e| e.len).sum()),
             extents,
-            pool_block: between.delta.block,
-            compared,
+            pool_block: Bytes(between.delta.block),
+            compared: Bytes(compared),
         })
     }
 

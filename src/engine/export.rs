@@ -49,11 +49,11 @@ pub struct ExportReport {
     pub uuid: String,
     pub format: String,
     pub output: String,
-    pub virtual_size: u64,
+    pub virtual_size: Bytes,
     /// Bytes read from the VDI: its data, never the whole disk.
-    pub read: u64,
+    pub read: Bytes,
     /// Bytes of the image written.
-    pub written: u64,
+    pub written: Bytes,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub base: Option<String>,
     /// True when the VDI was attached read-write and a temporary snapshot was exported.
@@ -227,9 +227,9 @@ impl Ctx {
                 Target::File { path, .. } => path.display().to_string(),
                 Target::Stdout => "-".into(),
             },
-            virtual_size: v.size.0,
-            read,
-            written,
+            virtual_size: v.size,
+            read: Bytes(read),
+            written: Bytes(written),
             base: base.map(|b| b.uuid.into()),
             from_snapshot,
             seconds: start.elapsed().as_secs_f64(),

@@ -39,13 +39,13 @@ pub struct PoolDetail {
     pub vg: String,
     #[serde(flatten)]
     pub pool: PoolInfo,
-    pub chunk_size: u64,
+    pub chunk_size: Bytes,
     pub overcommit: f64,
     pub policy: PoolPolicy,
     /// The largest the pool may grow to under the policy and the VG's free space.
-    pub max_size: u64,
+    pub max_size: Bytes,
     /// How much more it may still grow.
-    pub room: u64,
+    pub room: Bytes,
     pub when_full: String,
     /// Who grows the pool between cron's runs.
     pub growth: Growth,
@@ -113,11 +113,11 @@ impl Ctx {
             sr: e.uuid.to_string(),
             name: meta.name.clone(),
             vg: vg.name.to_string(),
-            chunk_size: CHUNK.0,
+            chunk_size: CHUNK,
             overcommit: pool.overcommit(),
             policy: meta.policy.clone(),
-            max_size: max.0,
-            room: max.0 - lv.size.0,
+            max_size: max,
+            room: Bytes(max.0 - lv.size.0),
             when_full: pool
                 .kernel
                 .as_ref()

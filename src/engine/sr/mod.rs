@@ -49,8 +49,8 @@ pub struct SrSummary {
     pub mode: Mode,
     /// attached, detached, or missing (the VG is not visible).
     pub state: String,
-    pub total_space: u64,
-    pub free_space: u64,
+    pub total_space: Bytes,
+    pub free_space: Bytes,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<PathBuf>,
 }
@@ -62,8 +62,8 @@ pub struct SrDetail {
     pub name: String,
     pub uuid: String,
     pub description: String,
-    pub free_space: u64,
-    pub total_space: u64,
+    pub free_space: Bytes,
+    pub total_space: Bytes,
     pub datasources: Vec<String>,
     pub clustered: bool,
     pub health: (String, String),
@@ -72,8 +72,8 @@ pub struct SrDetail {
     pub attached: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<PathBuf>,
-    pub vg_size: u64,
-    pub vg_free: u64,
+    pub vg_size: Bytes,
+    pub vg_free: Bytes,
     pub pvs: Vec<PvInfo>,
     pub pool: PoolInfo,
     /// Who grows the pool between cron's runs, and how owned pools are sized.
@@ -95,15 +95,15 @@ pub struct SrDetail {
 #[derive(Debug, Serialize)]
 pub struct PvInfo {
     pub device: String,
-    pub size: u64,
-    pub free: u64,
+    pub size: Bytes,
+    pub free: Bytes,
 }
 
 #[derive(Debug, Serialize)]
 pub struct LvInfo {
     pub name: String,
     pub role: String,
-    pub size: u64,
+    pub size: Bytes,
     pub active: bool,
 }
 

@@ -10,6 +10,7 @@ use crate::engine::context::Ctx;
 use crate::error::{Error, Result};
 use crate::host::lvm::{Vg, TAG_OWNED, TAG_SR};
 use crate::host::probe;
+use crate::units::Bytes;
 
 /// One SR found on the storage probed.
 #[derive(Debug)]
@@ -17,8 +18,8 @@ pub struct Found {
     pub uuid: String,
     pub vg: String,
     pub owned: bool,
-    pub total_space: u64,
-    pub free_space: u64,
+    pub total_space: Bytes,
+    pub free_space: Bytes,
     /// The host's own view, when it has the SR registered and attached.
     pub detail: Option<SrDetail>,
 }
@@ -71,8 +72,8 @@ impl Ctx {
                 .flatten();
             out.push(Found {
                 owned: g.has_tag(TAG_OWNED),
-                total_space: g.size.0,
-                free_space: g.free.0,
+                total_space: g.size,
+                free_space: g.free,
                 uuid,
                 vg: g.name.to_string(),
                 detail,

@@ -92,8 +92,8 @@ impl Ctx {
                     vg: e.vg.to_string(),
                     mode: e.mode,
                     state,
-                    total_space: total.0,
-                    free_space: free.0,
+                    total_space: total,
+                    free_space: free,
                     file: e.file.clone(),
                 }
             })
@@ -136,7 +136,7 @@ impl Ctx {
         let info = |l: &Lv, role: String| LvInfo {
             name: l.name.to_string(),
             role,
-            size: l.size.0,
+            size: l.size,
             active: l.active,
         };
         let (mine, foreign): (Vec<&Lv>, Vec<&Lv>) = vg
@@ -155,8 +155,8 @@ impl Ctx {
             name,
             uuid: entry.uuid.to_string(),
             description,
-            free_space: free.0,
-            total_space: total.0,
+            free_space: free,
+            total_space: total,
             datasources: vec![],
             clustered: false,
             health,
@@ -164,15 +164,15 @@ impl Ctx {
             mode: entry.mode,
             attached,
             file: entry.file.clone(),
-            vg_size: vg.size.0,
-            vg_free: vg.free.0,
+            vg_size: vg.size,
+            vg_free: vg.free,
             pvs: vg
                 .pvs
                 .iter()
                 .map(|p| PvInfo {
                     device: p.name.clone(),
-                    size: p.size.0,
-                    free: p.free.0,
+                    size: p.size,
+                    free: p.free,
                 })
                 .collect(),
             overcommit: pool.overcommit(),
