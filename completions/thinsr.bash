@@ -169,6 +169,9 @@ _thinsr() {
             thinsr__subcmd__help__subcmd__vdi,revert)
                 cmd="thinsr__subcmd__help__subcmd__vdi__subcmd__revert"
                 ;;
+            thinsr__subcmd__help__subcmd__vdi,serve)
+                cmd="thinsr__subcmd__help__subcmd__vdi__subcmd__serve"
+                ;;
             thinsr__subcmd__help__subcmd__vdi,set)
                 cmd="thinsr__subcmd__help__subcmd__vdi__subcmd__set"
                 ;;
@@ -394,6 +397,9 @@ _thinsr() {
             thinsr__subcmd__vdi,revert)
                 cmd="thinsr__subcmd__vdi__subcmd__revert"
                 ;;
+            thinsr__subcmd__vdi,serve)
+                cmd="thinsr__subcmd__vdi__subcmd__serve"
+                ;;
             thinsr__subcmd__vdi,set)
                 cmd="thinsr__subcmd__vdi__subcmd__set"
                 ;;
@@ -450,6 +456,9 @@ _thinsr() {
                 ;;
             thinsr__subcmd__vdi__subcmd__help,revert)
                 cmd="thinsr__subcmd__vdi__subcmd__help__subcmd__revert"
+                ;;
+            thinsr__subcmd__vdi__subcmd__help,serve)
+                cmd="thinsr__subcmd__vdi__subcmd__help__subcmd__serve"
                 ;;
             thinsr__subcmd__vdi__subcmd__help,set)
                 cmd="thinsr__subcmd__vdi__subcmd__help__subcmd__set"
@@ -979,7 +988,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__help__subcmd__vdi)
-            opts="create list show destroy snapshot clone resize rename set-description set unset attach detach import cbt changed-blocks data-destroy revert"
+            opts="create list show destroy snapshot clone resize rename set-description set unset attach detach import cbt changed-blocks serve data-destroy revert"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1161,6 +1170,20 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__help__subcmd__vdi__subcmd__revert)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__help__subcmd__vdi__subcmd__serve)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2385,7 +2408,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__vdi)
-            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --scheme-dir --help --version create list show destroy snapshot clone resize rename set-description set unset attach detach import cbt changed-blocks data-destroy revert help"
+            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --scheme-dir --help --version create list show destroy snapshot clone resize rename set-description set unset attach detach import cbt changed-blocks serve data-destroy revert help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2635,7 +2658,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__vdi__subcmd__help)
-            opts="create list show destroy snapshot clone resize rename set-description set unset attach detach import cbt changed-blocks data-destroy revert help"
+            opts="create list show destroy snapshot clone resize rename set-description set unset attach detach import cbt changed-blocks serve data-destroy revert help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2831,6 +2854,20 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__vdi__subcmd__help__subcmd__revert)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__vdi__subcmd__help__subcmd__serve)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -3042,6 +3079,36 @@ _thinsr() {
             fi
             case "${prev}" in
                 --sr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__vdi__subcmd__serve)
+            opts="-y -q -v -h -V --sr --socket --json --yes --quiet --verbose --config --scheme-dir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --sr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -450,6 +450,25 @@ base64, one bit a 64 KiB block, most significant bit first.")]
         #[arg(long, value_name = "SIZE")]
         length: Option<String>,
     },
+    /// Serve a VDI read-only over NBD on a unix socket until interrupted.
+    #[command(after_long_help = "\
+Examples:
+  thinsr vdi serve web01-monday
+  qemu-img convert -O qcow2 'nbd+unix:///web01-monday?socket=/run/thinsr/serve/UUID.sock' web01.qcow2
+
+What a backup tool or qemu-img reads from: the VDI as 'thinsr export' would read it (a VDI
+attached read-write is served from a temporary snapshot, removed afterwards). The socket
+is /run/thinsr/serve/VDI-UUID.sock, root's alone, unless --socket names a path where
+nothing is. Any number of clients, one after another or together. Ctrl-C or SIGTERM
+stops it, ends the sessions and detaches what it attached. With --json, one JSON line
+when the socket accepts (its nbd+unix URI) and one when it stops.")]
+    Serve {
+        #[command(flatten)]
+        vdi: VdiArg,
+        /// Where to put the socket (a path where nothing is yet).
+        #[arg(long, value_name = "PATH")]
+        socket: Option<std::path::PathBuf>,
+    },
     /// Free a snapshot's data, keeping its block map for changed-blocks and export --base.
     #[command(after_long_help = "\
 What Xen Orchestra does after a backup (xapi's VDI.data_destroy): the snapshot stays listed,

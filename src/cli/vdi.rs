@@ -1,12 +1,14 @@
 //! `thinsr vdi ...`: parse, call the engine, render.
 
 use std::collections::HashSet;
+use std::io::Write;
 
 use super::progress::Reporter;
 use super::{table, Out};
 use crate::cli::args::VdiCmd;
 use crate::engine::context::Ctx;
 use crate::engine::import::{ImportOpts, ImportSource};
+use crate::engine::serve::Serving;
 use crate::engine::vdi::Volume;
 use crate::error::Result;
 use crate::units::{parse_new_size, parse_positive_size, parse_size, Bytes, NewSize};
@@ -123,6 +125,38 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &VdiCmd) -> Result<()> {
             let length = length.as_deref().map(parse_size).transpose()?.map(|b| b.0);
             let c = ctx.vdi_changed_blocks(base, new, sr.sr.as_deref(), offset, length)?;
             out.emit(&c, || print_changes(&c));
+        }
+        VdiCmd::Serve { vdi, socket } => {
+            let json = out.json;
+            let served = ctx.vdi_serve(
+                &vdi.vdi,
+                vdi.sr.as_deref(),
+                socket.as_deref(),
+                &mut |s: &Serving| {
+                    if json {
+                        json_line(s);
+                    } else if !out.quiet {
+                        let what = if s.from_snapshot {
+                            " (a snapshot of it: it is attached read-write)"
+                        } else {
+                            ""
+                        };
+                        println!(
+                            "Serving VDI '{}' read-only{what}, {}, until interrupted:\n  {}",
+                            s.vdi, s.size, s.uri
+                        );
+                        std::io::stdout().flush().ok();
+                    }
+                },
+            )?;
+            if json {
+                json_line(&served);
+            } else if !out.quiet {
+                println!(
+                    "Stopped serving '{}': {} connection(s), {} read in {:.1} s",
+                    served.vdi, served.connections, served.bytes_read, served.seconds
+                );
+            }
         }
         VdiCmd::DataDestroy(a) => {
             if !out.yes {
@@ -377,4 +411,13 @@ fn print_changes(c: &crate::engine::changes::ChangedBlocks) {
             c.extents.len() - SHOWN
         );
     }
+}
+
+/// One JSON object on one line, flushed: what a long-running command says as it goes.
+fn json_line<T: serde::Serialize>(value: &T) {
+    println!(
+        "{}",
+        serde_json::to_string(value).expect("results serialize")
+    );
+    std::io::stdout().flush().ok();
 }

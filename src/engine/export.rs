@@ -15,7 +15,7 @@ use crate::engine::meta::{VdiKind, VdiMeta};
 use crate::engine::template::template_data;
 use crate::error::{finally, Error, Result};
 use crate::host::thin;
-use crate::ids::{LvName, VdiUuid, VgName};
+use crate::ids::{LvName, SrUuid, VdiUuid, VgName};
 use crate::image::block_map::Delta;
 use crate::image::extent::{align, normalize, subtract, total, Extent};
 use crate::image::stream::Out;
@@ -62,16 +62,16 @@ pub struct ExportReport {
 }
 
 /// The device an export reads, and what to undo afterwards.
-struct Readable {
+pub(crate) struct Readable {
     uuid: VdiUuid,
-    path: PathBuf,
+    pub path: PathBuf,
     thin_id: Option<u32>,
     /// With `--base`: what differs from it (`changes.rs`, the core `vdi changed-blocks`
     /// uses too).
     delta: Option<Delta>,
     vg: VgName,
     pool: LvName,
-    size: u64,
+    pub size: u64,
     origin: Option<VdiMeta>,
     attached_here: Attached,
 }
@@ -156,17 +156,7 @@ impl Ctx {
         progress: &dyn Progress,
     ) -> Result<ExportReport> {
         let start = Instant::now();
-        let found = self.resolve(key, sr)?;
-        let sr_uuid = found.entry.uuid.clone();
-        let v = found
-            .meta
-            .vdi(&found.uuid)
-            .cloned()
-            .ok_or_else(|| Error::VdiNotFound(key.into()))?;
-        if v.is_template() {
-            return Err(Error::VdiIsTemplate(v.name.clone()));
-        }
-        crate::engine::vdi::refuse_pending(&v)?;
+        let (sr_uuid, v) = self.readable_vdi(key, sr)?;
         if opts.base.is_some() && opts.format != Format::Qcow2 {
             return Err(Error::Usage(
                 "--base writes a qcow2 image (only qcow2 can fall through to a backing file)"
@@ -264,8 +254,23 @@ impl Ctx {
         }
     }
 
-    /// Attaches what the export reads and exports it; undoes the attachment (and removes
-    /// the temporary snapshot) whatever happens. Returns (read, written, from_snapshot).
+    /// The SR and entry of VDI `key`, when it has data to read: not a template, nothing
+    /// pending, not data-destroyed.
+    pub(crate) fn readable_vdi(&self, key: &str, sr: Option<&str>) -> Result<(SrUuid, VdiMeta)> {
+        let found = self.resolve(key, sr)?;
+        let v = found
+            .meta
+            .vdi(&found.uuid)
+            .cloned()
+            .ok_or_else(|| Error::VdiNotFound(key.into()))?;
+        if v.is_template() {
+            return Err(Error::VdiIsTemplate(v.name.clone()));
+        }
+        crate::engine::vdi::refuse_pending(&v)?;
+        Ok((found.entry.uuid, v))
+    }
+
+    /// Attaches what the export reads and exports it. Returns (read, written, from_snapshot).
     fn export_to(
         &self,
         v: &VdiMeta,
@@ -275,6 +280,26 @@ impl Ctx {
         file: Option<&File>,
         progress: &dyn Progress,
     ) -> Result<(u64, u64, bool)> {
+        let ((read, written), from_snapshot) = self.with_readable(v, sr, base, |src, _| {
+            let result = self.export_from(src, opts, file, progress);
+            progress.end();
+            result
+        })?;
+        Ok((read, written, from_snapshot))
+    }
+
+    /// Runs `f` on a device that reads `v` (what differs from `base` too, with one) and
+    /// cannot change while it runs: a read-only device, or a temporary snapshot when `v`
+    /// is attached read-write. Undoes the attachment (and removes the snapshot) whatever
+    /// happens. `f` is told whether it reads a snapshot. Returns what `f` did, and whether
+    /// a snapshot was read.
+    pub(crate) fn with_readable<T>(
+        &self,
+        v: &VdiMeta,
+        sr: &str,
+        base: Option<&str>,
+        f: impl FnOnce(&Readable, bool) -> Result<T>,
+    ) -> Result<(T, bool)> {
         let (src, snapshot) = match self.export_source(&v.uuid, sr, base)? {
             Prepared::Ready(s) => (s, None),
             Prepared::Live if v.kind == VdiKind::Preallocated => {
@@ -304,8 +329,7 @@ impl Ctx {
             }
         };
         crash::point("export.after-attach");
-        let result = self.export_from(&src, opts, file, progress);
-        progress.end();
+        let result = f(&src, snapshot.is_some());
         let mut undo = match &src.attached_here {
             Attached::Nothing => Ok(()),
             Attached::Lvm => self.vdi_detach(&src.uuid, Some(sr)).map(drop),
@@ -314,9 +338,9 @@ impl Ctx {
         if let Some(s) = &snapshot {
             undo = undo.and(self.vdi_destroy(s, Some(sr)).map(drop));
         }
-        let (read, written) = result?;
+        let done = result?;
         undo?;
-        Ok((read, written, snapshot.is_some()))
+        Ok((done, snapshot.is_some()))
     }
 
     /// Makes VDI `uuid` readable without letting it change under the export: a read-only

@@ -17,6 +17,7 @@ pub mod meta;
 pub mod names;
 pub mod pool;
 pub mod registry;
+pub mod serve;
 pub mod sr;
 pub mod template;
 pub mod usage;

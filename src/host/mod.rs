@@ -7,6 +7,7 @@ pub mod lock;
 pub mod loopdev;
 pub mod lvm;
 pub mod nbd;
+pub mod nbd_server;
 pub mod probe;
 pub mod qemu;
 pub mod rundir;

@@ -2,7 +2,7 @@
 //! thin devices' block maps and their differences, extent maps. Pure byte work: nothing here knows about LVM or an SR; the
 //! engine hands these a source to read and the ranges that hold data.
 
-mod be;
+pub mod be;
 pub mod block_map;
 pub mod extent;
 pub mod le;

@@ -1,0 +1,384 @@
+//! An NBD server of thinsr's own (the protocol of NetworkBlockDevice/nbd doc/proto.md):
+//! the fixed-newstyle handshake with the options qemu's and the kernel's clients
+//! negotiate (EXPORT_NAME, GO, INFO, LIST, ABORT; the rest refused as unsupported), then
+//! simple replies to READ, FLUSH and DISC over one export. Any byte stream will do: a
+//! unix socket accepted here, or one passed in by another process. Read-only for now:
+//! writes are refused with EPERM and not advertised.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
+
+use crate::image::be;
+
+const NBDMAGIC: u64 = 0x4e42_444d_4147_4943;
+const IHAVEOPT: u64 = 0x4948_4156_454f_5054;
+const REPLY_MAGIC: u64 = 0x0003_e889_0455_65a9;
+const REQUEST_MAGIC: u32 = 0x2560_9513;
+const SIMPLE_REPLY_MAGIC: u32 = 0x6744_6698;
+
+const FLAG_FIXED_NEWSTYLE: u16 = 1 << 0;
+const FLAG_NO_ZEROES: u16 = 1 << 1;
+
+const OPT_EXPORT_NAME: u32 = 1;
+const OPT_ABORT: u32 = 2;
+const OPT_LIST: u32 = 3;
+const OPT_INFO: u32 = 6;
+const OPT_GO: u32 = 7;
+
+const REP_ACK: u32 = 1;
+const REP_SERVER: u32 = 2;
+const REP_INFO: u32 = 3;
+const REP_ERR_UNSUP: u32 = (1 << 31) | 1;
+const REP_ERR_INVALID: u32 = (1 << 31) | 3;
+
+const INFO_EXPORT: u16 = 0;
+const INFO_BLOCK_SIZE: u16 = 3;
+
+const TFLAG_HAS_FLAGS: u16 = 1 << 0;
+const TFLAG_READ_ONLY: u16 = 1 << 1;
+const TFLAG_SEND_FLUSH: u16 = 1 << 2;
+const TFLAG_CAN_MULTI_CONN: u16 = 1 << 8;
+
+const CMD_READ: u16 = 0;
+const CMD_WRITE: u16 = 1;
+const CMD_DISC: u16 = 2;
+const CMD_FLUSH: u16 = 3;
+
+const EPERM: u32 = 1;
+const EIO: u32 = 5;
+const EINVAL: u32 = 22;
+
+/// The longest option payload accepted (the protocol's longest string is 4 KiB).
+const MAX_OPTION: u32 = 64 * 1024;
+/// The longest read served in one request: qemu's and the kernel's clients ask for at most
+/// 32 MiB.
+pub const MAX_REQUEST: u32 = 32 << 20;
+
+/// What one client did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Served {
+    pub requests: u64,
+    pub bytes_read: u64,
+}
+
+/// One export: `size` bytes of `file`, named `name` in LIST replies (a client may ask for
+/// any name: there is only this one).
+pub struct Export<'a> {
+    pub name: &'a str,
+    pub file: &'a File,
+    pub size: u64,
+}
+
+fn be16(b: &[u8]) -> u16 {
+    be::get16(b, 0)
+}
+fn be32(b: &[u8]) -> u32 {
+    be::get32(b, 0)
+}
+fn be64(b: &[u8]) -> u64 {
+    be::get64(b, 0)
+}
+
+fn protocol(why: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, why.into())
+}
+
+fn option_reply<W: Write>(w: &mut W, option: u32, kind: u32, data: &[u8]) -> io::Result<()> {
+    let mut b = Vec::with_capacity(20 + data.len());
+    b.extend_from_slice(&REPLY_MAGIC.to_be_bytes());
+    b.extend_from_slice(&option.to_be_bytes());
+    b.extend_from_slice(&kind.to_be_bytes());
+    b.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    b.extend_from_slice(data);
+    w.write_all(&b)
+}
+
+/// How the handshake ended.
+enum Negotiated {
+    Transmission,
+    Aborted,
+}
+
+/// The handshake, up to the transmission phase or the client's abort.
+fn handshake<S: Read + Write>(s: &mut S, export: &Export) -> io::Result<Negotiated> {
+    let tflags = TFLAG_HAS_FLAGS | TFLAG_READ_ONLY | TFLAG_SEND_FLUSH | TFLAG_CAN_MULTI_CONN;
+    let mut hello = Vec::with_capacity(18);
+    hello.extend_from_slice(&NBDMAGIC.to_be_bytes());
+    hello.extend_from_slice(&IHAVEOPT.to_be_bytes());
+    hello.extend_from_slice(&(FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES).to_be_bytes());
+    s.write_all(&hello)?;
+    let mut cflags = [0u8; 4];
+    s.read_exact(&mut cflags)?;
+    let no_zeroes = be32(&cflags) & u32::from(FLAG_NO_ZEROES) != 0;
+    loop {
+        let mut head = [0u8; 16];
+        s.read_exact(&mut head)?;
+        if be64(&head) != IHAVEOPT {
+            return Err(protocol("an option without the IHAVEOPT magic"));
+        }
+        let (option, len) = (be32(&head[8..]), be32(&head[12..]));
+        if len > MAX_OPTION {
+            return Err(protocol(format!("an option of {len} bytes")));
+        }
+        let mut data = vec![0u8; len as usize];
+        s.read_exact(&mut data)?;
+        match option {
+            OPT_EXPORT_NAME => {
+                let mut b = Vec::with_capacity(134);
+                b.extend_from_slice(&export.size.to_be_bytes());
+                b.extend_from_slice(&tflags.to_be_bytes());
+                if !no_zeroes {
+                    b.extend_from_slice(&[0u8; 124]);
+                }
+                s.write_all(&b)?;
+                return Ok(Negotiated::Transmission);
+            }
+            OPT_ABORT => {
+                option_reply(s, option, REP_ACK, &[])?;
+                return Ok(Negotiated::Aborted);
+            }
+            OPT_LIST if data.is_empty() => {
+                let name = export.name.as_bytes();
+                let mut b = (name.len() as u32).to_be_bytes().to_vec();
+                b.extend_from_slice(name);
+                option_reply(s, option, REP_SERVER, &b)?;
+                option_reply(s, option, REP_ACK, &[])?;
+            }
+            OPT_INFO | OPT_GO if info_request_is_whole(&data) => {
+                let mut info = INFO_EXPORT.to_be_bytes().to_vec();
+                info.extend_from_slice(&export.size.to_be_bytes());
+                info.extend_from_slice(&tflags.to_be_bytes());
+                option_reply(s, option, REP_INFO, &info)?;
+                // Any size works; 4 KiB is what the devices behind prefer.
+                let mut sizes = INFO_BLOCK_SIZE.to_be_bytes().to_vec();
+                for v in [1u32, 4096, MAX_REQUEST] {
+                    sizes.extend_from_slice(&v.to_be_bytes());
+                }
+                option_reply(s, option, REP_INFO, &sizes)?;
+                option_reply(s, option, REP_ACK, &[])?;
+                if option == OPT_GO {
+                    return Ok(Negotiated::Transmission);
+                }
+            }
+            OPT_LIST | OPT_INFO | OPT_GO => option_reply(s, option, REP_ERR_INVALID, &[])?,
+            _ => option_reply(s, option, REP_ERR_UNSUP, &[])?,
+        }
+    }
+}
+
+/// INFO and GO carry a name and a list of info requests: the lengths must add up.
+fn info_request_is_whole(data: &[u8]) -> bool {
+    if data.len() < 6 {
+        return false;
+    }
+    let name = be32(data) as usize;
+    let Some(rest) = data.len().checked_sub(4 + name + 2) else {
+        return false;
+    };
+    let requests = be16(&data[4 + name..]) as usize;
+    rest == requests * 2
+}
+
+fn simple_reply<W: Write>(w: &mut W, error: u32, handle: &[u8]) -> io::Result<()> {
+    let mut b = [0u8; 16];
+    b[..4].copy_from_slice(&SIMPLE_REPLY_MAGIC.to_be_bytes());
+    b[4..8].copy_from_slice(&error.to_be_bytes());
+    b[8..].copy_from_slice(handle);
+    w.write_all(&b)
+}
+
+/// Serves one client on `s` until it disconnects (or the stream fails or closes).
+pub fn serve<S: Read + Write>(s: &mut S, export: &Export) -> io::Result<Served> {
+    let mut served = Served::default();
+    if let Negotiated::Aborted = handshake(s, export)? {
+        return Ok(served);
+    }
+    let mut buf = Vec::new();
+    loop {
+        let mut req = [0u8; 28];
+        match s.read_exact(&mut req) {
+            // A client may close without NBD_CMD_DISC.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(served),
+            r => r?,
+        }
+        if be32(&req) != REQUEST_MAGIC {
+            return Err(protocol("a request without the request magic"));
+        }
+        let (kind, handle) = (be16(&req[6..]), &req[8..16]);
+        let (offset, len) = (be64(&req[16..]), be32(&req[24..]));
+        served.requests += 1;
+        let in_bounds = offset
+            .checked_add(u64::from(len))
+            .is_some_and(|end| end <= export.size);
+        match kind {
+            CMD_READ if in_bounds && len <= MAX_REQUEST => {
+                buf.resize(len as usize, 0);
+                match export.file.read_exact_at(&mut buf, offset) {
+                    Ok(()) => {
+                        simple_reply(s, 0, handle)?;
+                        s.write_all(&buf)?;
+                        served.bytes_read += u64::from(len);
+                    }
+                    Err(_) => simple_reply(s, EIO, handle)?,
+                }
+            }
+            CMD_WRITE => {
+                // The payload follows the request whatever the answer.
+                let mut left = u64::from(len);
+                let mut sink = [0u8; 64 * 1024];
+                while left > 0 {
+                    let n = left.min(sink.len() as u64) as usize;
+                    s.read_exact(&mut sink[..n])?;
+                    left -= n as u64;
+                }
+                simple_reply(s, EPERM, handle)?;
+            }
+            CMD_FLUSH => simple_reply(s, 0, handle)?,
+            CMD_DISC => return Ok(served),
+            _ => simple_reply(s, EINVAL, handle)?,
+        }
+        s.flush()?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixStream;
+
+    /// A client speaking the protocol by hand, as qemu's does: fixed newstyle, NO_ZEROES,
+    /// LIST, then GO (or EXPORT_NAME, as tapdisk's client does).
+    struct Client(UnixStream);
+
+    impl Client {
+        fn start(go: bool) -> (Client, std::thread::JoinHandle<io::Result<Served>>) {
+            let (mut srv, cli) = UnixStream::pair().unwrap();
+            // One file per session: the tests run side by side in one process.
+            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = std::env::temp_dir().join(format!("thinsr-nbd-{}-{n}", std::process::id()));
+            let data: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
+            std::fs::write(&path, &data).unwrap();
+            let server = std::thread::spawn(move || {
+                let file = File::open(&path).unwrap();
+                let export = Export {
+                    name: "disk",
+                    file: &file,
+                    size: 1 << 20,
+                };
+                let r = serve(&mut srv, &export);
+                std::fs::remove_file(&path).ok();
+                r
+            });
+            let mut c = Client(cli);
+            let mut hello = [0u8; 18];
+            c.0.read_exact(&mut hello).unwrap();
+            assert_eq!(be64(&hello), NBDMAGIC);
+            assert_eq!(be64(&hello[8..]), IHAVEOPT);
+            assert_eq!(be16(&hello[16..]), FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES);
+            c.0.write_all(&3u32.to_be_bytes()).unwrap();
+            if go {
+                c.option(OPT_LIST, &[]);
+                let (kind, data) = c.reply(OPT_LIST);
+                assert_eq!((kind, &data[4..]), (REP_SERVER, &b"disk"[..]));
+                assert_eq!(c.reply(OPT_LIST).0, REP_ACK);
+                c.option(99, &[]);
+                assert_eq!(c.reply(99).0, REP_ERR_UNSUP);
+                let mut go = 4u32.to_be_bytes().to_vec();
+                go.extend_from_slice(b"disk");
+                go.extend_from_slice(&0u16.to_be_bytes());
+                c.option(OPT_GO, &go);
+                let (kind, info) = c.reply(OPT_GO);
+                assert_eq!(kind, REP_INFO);
+                assert_eq!(be16(&info), INFO_EXPORT);
+                assert_eq!(be64(&info[2..]), 1 << 20);
+                assert_ne!(be16(&info[10..]) & TFLAG_READ_ONLY, 0);
+                assert_eq!(c.reply(OPT_GO).0, REP_INFO);
+                assert_eq!(c.reply(OPT_GO).0, REP_ACK);
+            } else {
+                c.option(OPT_EXPORT_NAME, b"tapdisk_client\0");
+                let mut b = [0u8; 10];
+                c.0.read_exact(&mut b).unwrap();
+                assert_eq!(be64(&b), 1 << 20);
+            }
+            (c, server)
+        }
+
+        fn option(&mut self, option: u32, data: &[u8]) {
+            let mut b = IHAVEOPT.to_be_bytes().to_vec();
+            b.extend_from_slice(&option.to_be_bytes());
+            b.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            b.extend_from_slice(data);
+            self.0.write_all(&b).unwrap();
+        }
+
+        fn reply(&mut self, option: u32) -> (u32, Vec<u8>) {
+            let mut h = [0u8; 20];
+            self.0.read_exact(&mut h).unwrap();
+            assert_eq!((be64(&h), be32(&h[8..])), (REPLY_MAGIC, option));
+            let mut data = vec![0u8; be32(&h[16..]) as usize];
+            self.0.read_exact(&mut data).unwrap();
+            (be32(&h[12..]), data)
+        }
+
+        fn request(&mut self, kind: u16, handle: u64, offset: u64, len: u32) {
+            let mut b = REQUEST_MAGIC.to_be_bytes().to_vec();
+            b.extend_from_slice(&0u16.to_be_bytes());
+            b.extend_from_slice(&kind.to_be_bytes());
+            b.extend_from_slice(&handle.to_be_bytes());
+            b.extend_from_slice(&offset.to_be_bytes());
+            b.extend_from_slice(&len.to_be_bytes());
+            self.0.write_all(&b).unwrap();
+        }
+
+        fn answer(&mut self, handle: u64) -> u32 {
+            let mut r = [0u8; 16];
+            self.0.read_exact(&mut r).unwrap();
+            assert_eq!(be32(&r), SIMPLE_REPLY_MAGIC);
+            assert_eq!(be64(&r[8..]), handle);
+            be32(&r[4..])
+        }
+    }
+
+    #[test]
+    fn reads_what_the_export_holds_after_either_handshake() {
+        for go in [true, false] {
+            let (mut c, server) = Client::start(go);
+            c.request(CMD_READ, 7, 1000, 4096);
+            assert_eq!(c.answer(7), 0);
+            let mut got = vec![0u8; 4096];
+            c.0.read_exact(&mut got).unwrap();
+            let want: Vec<u8> = (1000..5096).map(|i: u32| (i % 251) as u8).collect();
+            assert_eq!(got, want);
+            // Past the end, and a write to a read-only export: refused, payload consumed.
+            c.request(CMD_READ, 8, (1 << 20) - 10, 20);
+            assert_eq!(c.answer(8), EINVAL);
+            c.request(CMD_WRITE, 9, 0, 3);
+            c.0.write_all(b"abc").unwrap();
+            assert_eq!(c.answer(9), EPERM);
+            c.request(CMD_FLUSH, 10, 0, 0);
+            assert_eq!(c.answer(10), 0);
+            c.request(CMD_DISC, 11, 0, 0);
+            let served = server.join().unwrap().unwrap();
+            assert_eq!(served.bytes_read, 4096);
+            assert_eq!(served.requests, 5);
+        }
+    }
+
+    #[test]
+    fn a_client_that_hangs_up_ends_its_session_cleanly() {
+        let (c, server) = Client::start(true);
+        drop(c);
+        assert_eq!(server.join().unwrap().unwrap().requests, 0);
+    }
+
+    #[test]
+    fn info_requests_must_add_up() {
+        assert!(info_request_is_whole(&[0, 0, 0, 1, b'x', 0, 0]));
+        assert!(info_request_is_whole(&[0, 0, 0, 0, 0, 1, 0, 3]));
+        assert!(!info_request_is_whole(&[0, 0, 0, 9, b'x', 0, 0]));
+        assert!(!info_request_is_whole(&[0, 0, 0, 0, 0, 2, 0, 3]));
+        assert!(!info_request_is_whole(&[0xff, 0xff, 0xff, 0xff, 0, 0]));
+    }
+}
