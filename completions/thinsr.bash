@@ -3098,7 +3098,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__vdi__subcmd__serve)
-            opts="-y -q -v -h -V --sr --socket --json --yes --quiet --verbose --config --scheme-dir --help --version"
+            opts="-y -q -v -h -V --sr --socket --writable --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -133,3 +133,60 @@ fn qemu_reads_a_served_vdi_identical_and_a_stop_leaves_nothing() {
     ok(&["vdi", "detach", "web"]);
     assert!(our_dm_devices().is_empty(), "{:?}", our_dm_devices());
 }
+
+#[test]
+fn a_writable_export_takes_an_image_and_keeps_the_vdi_thin() {
+    vm();
+    ok(&["sr", "create", DISKS[0], "--name", "local"]);
+    ok(&["vdi", "create", "dest", "--size", "256M"]);
+    // Old bytes where the image has zeros: they must read as zeros afterwards.
+    let dev = json(&["vdi", "attach", "dest"])["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    write_at(&dev, 4 * MIB, &noise(8 * MIB as usize, 7));
+    ok(&["vdi", "detach", "dest"]);
+    // The image: 256 MiB, 64 MiB of it data (4 MiB every 16 MiB), the rest zeros.
+    let image = "/tmp/src.raw";
+    std::fs::File::create(image)
+        .unwrap()
+        .set_len(256 * MIB)
+        .unwrap();
+    for i in 0..16u64 {
+        write_at(image, i * 16 * MIB, &noise(4 * MIB as usize, 100 + i));
+    }
+    let want = sha256(image);
+
+    // Attached read-write elsewhere: refused, nothing served.
+    ok(&["vdi", "attach", "dest"]);
+    fails(&["vdi", "serve", "dest", "--writable"], "VDI_ATTACHED");
+    ok(&["vdi", "detach", "dest"]);
+
+    let (child, ready) = serve(&["dest", "--writable"]);
+    assert_eq!(ready["read_only"], false, "{ready}");
+    let uri = ready["uri"].as_str().unwrap().to_string();
+    // As xapi's mirror or a migration would: every byte of the image, zeros included.
+    sh(&[
+        "qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", image, &uri,
+    ]);
+    let (code, end) = stop(child, Duration::from_secs(20));
+    assert_eq!(code, 0, "{end}");
+    assert_eq!(json(&["vdi", "show", "dest"])["attached"], false);
+    assert!(our_dm_devices().is_empty(), "{:?}", our_dm_devices());
+
+    // Byte-identical, and thin: what the pool holds is the image's data, within 10 %.
+    let dev = json(&["vdi", "attach", "dest", "--read-only"])["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(sha256(&dev), want);
+    ok(&["vdi", "detach", "dest"]);
+    let used = json(&["vdi", "show", "dest"])["physical_utilisation"]
+        .as_u64()
+        .unwrap();
+    println!("256 MiB VDI, 64 MiB of data written over NBD: {used} bytes allocated");
+    assert!(
+        (64 * MIB..=64 * MIB * 11 / 10).contains(&used),
+        "{used} bytes allocated for 64 MiB of data"
+    );
+}

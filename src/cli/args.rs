@@ -450,7 +450,7 @@ base64, one bit a 64 KiB block, most significant bit first.")]
         #[arg(long, value_name = "SIZE")]
         length: Option<String>,
     },
-    /// Serve a VDI read-only over NBD on a unix socket until interrupted.
+    /// Serve a VDI over NBD on a unix socket until interrupted (read-only unless --writable).
     #[command(after_long_help = "\
 Examples:
   thinsr vdi serve web01-monday
@@ -468,6 +468,10 @@ when the socket accepts (its nbd+unix URI) and one when it stops.")]
         /// Where to put the socket (a path where nothing is yet).
         #[arg(long, value_name = "PATH")]
         socket: Option<std::path::PathBuf>,
+        /// Serve it read-write (a detached VDI, attached for the while): what a client
+        /// writes lands in the VDI, and zeros it writes unmap blocks, keeping it thin.
+        #[arg(long)]
+        writable: bool,
     },
     /// Free a snapshot's data, keeping its block map for changed-blocks and export --base.
     #[command(after_long_help = "\

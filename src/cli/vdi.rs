@@ -126,12 +126,17 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &VdiCmd) -> Result<()> {
             let c = ctx.vdi_changed_blocks(base, new, sr.sr.as_deref(), offset, length)?;
             out.emit(&c, || print_changes(&c));
         }
-        VdiCmd::Serve { vdi, socket } => {
+        VdiCmd::Serve {
+            vdi,
+            socket,
+            writable,
+        } => {
             let json = out.json;
             let served = ctx.vdi_serve(
                 &vdi.vdi,
                 vdi.sr.as_deref(),
                 socket.as_deref(),
+                *writable,
                 &mut |s: &Serving| {
                     if json {
                         json_line(s);
@@ -141,8 +146,13 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &VdiCmd) -> Result<()> {
                         } else {
                             ""
                         };
+                        let mode = if s.read_only {
+                            "read-only"
+                        } else {
+                            "read-write"
+                        };
                         println!(
-                            "Serving VDI '{}' read-only{what}, {}, until interrupted:\n  {}",
+                            "Serving VDI '{}' {mode}{what}, {}, until interrupted:\n  {}",
                             s.vdi, s.size, s.uri
                         );
                         std::io::stdout().flush().ok();

@@ -13,7 +13,8 @@ use serde::Serialize;
 
 use crate::cancel;
 use crate::engine::context::Ctx;
-use crate::error::{Error, Result};
+use crate::engine::meta::{VdiKind, VdiMeta};
+use crate::error::{finally, Error, Result};
 use crate::host::nbd_server::{self, Export};
 use crate::host::rundir;
 use crate::units::Bytes;
@@ -80,15 +81,28 @@ impl Drop for Socket {
 
 impl Ctx {
     /// Serves VDI `key` until SIGINT or SIGTERM; `ready` is told where once clients can
-    /// connect.
+    /// connect. `writable` serves a detached VDI read-write (attached for the while).
     pub fn vdi_serve(
         &self,
         key: &str,
         sr: Option<&str>,
         socket: Option<&Path>,
+        writable: bool,
         ready: &mut dyn FnMut(&Serving),
     ) -> Result<Served> {
         let (sr_uuid, v) = self.readable_vdi(key, sr)?;
+        if writable {
+            let vol = self.vdi_show(&v.uuid, Some(&sr_uuid))?;
+            if !v.read_write() {
+                return Err(Error::VdiReadOnly(v.name.clone()));
+            }
+            if vol.attached {
+                return Err(Error::VdiAttached {
+                    vdi: v.name.clone(),
+                    device: format!("{}: a writable export needs it detached", vol.path),
+                });
+            }
+        }
         let path = match socket {
             Some(p) => p.to_path_buf(),
             None => {
@@ -99,25 +113,46 @@ impl Ctx {
         cancel::watch();
         let socket = Socket::bind(&path)?;
         let start = Instant::now();
-        let (served, _) = self.with_readable(&v, &sr_uuid, None, |src, from_snapshot| {
-            let file = std::fs::File::open(&src.path)
-                .map_err(|e| Error::io(src.path.display().to_string(), e))?;
+        let mut serve = |device: &Path, size: u64, from_snapshot: bool| -> Result<(u64, u64)> {
+            let file = std::fs::File::options()
+                .read(true)
+                .write(writable)
+                .open(device)
+                .map_err(|e| Error::io(device.display().to_string(), e))?;
             let export = Export {
                 name: &v.lv,
                 file: &file,
-                size: src.size,
+                size,
+                writable,
+                unmap_block: if writable {
+                    self.unmap_block(&v, &sr_uuid)?
+                } else {
+                    None
+                },
             };
             ready(&Serving {
                 vdi: v.name.clone(),
                 uuid: v.uuid.to_string(),
                 socket: path.clone(),
                 uri: format!("nbd+unix:///{}?socket={}", v.lv, path.display()),
-                size: Bytes(src.size),
-                read_only: true,
+                size: Bytes(size),
+                read_only: !writable,
                 from_snapshot,
             });
             accept_until_cancelled(&socket, &export)
-        })?;
+        };
+        let served = if writable {
+            let vol = self.vdi_attach(&v.uuid, Some(&sr_uuid), false)?;
+            let served = serve(Path::new(&vol.path), vol.virtual_size.0, false);
+            finally(served, "detaching the VDI", || {
+                self.vdi_detach(&v.uuid, Some(&sr_uuid))
+            })?
+        } else {
+            self.with_readable(&v, &sr_uuid, None, |src, snap| {
+                serve(&src.path, src.size, snap)
+            })?
+            .0
+        };
         drop(socket);
         Ok(Served {
             vdi: v.name.clone(),
@@ -125,6 +160,19 @@ impl Ctx {
             bytes_read: Bytes(served.1),
             seconds: start.elapsed().as_secs_f64(),
         })
+    }
+}
+
+impl Ctx {
+    /// The block size at which a discard of `v` reads back as zeros: a thin volume of
+    /// thinsr's pool without an external origin (a template's clone reads the template
+    /// where it has no block), once the pool's chunk size is known.
+    fn unmap_block(&self, v: &VdiMeta, sr: &str) -> Result<Option<u64>> {
+        if v.kind == VdiKind::Preallocated || v.origin.is_some() {
+            return Ok(None);
+        }
+        let meta = Self::read_meta(&self.entry(Some(sr))?)?;
+        Ok(meta.geometry.map(|g| g.chunk.0))
     }
 }
 

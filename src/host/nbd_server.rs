@@ -2,13 +2,15 @@
 //! the fixed-newstyle handshake with the options qemu's and the kernel's clients
 //! negotiate (EXPORT_NAME, GO, INFO, LIST, ABORT; the rest refused as unsupported), then
 //! simple replies to READ, FLUSH and DISC over one export. Any byte stream will do: a
-//! unix socket accepted here, or one passed in by another process. Read-only for now:
-//! writes are refused with EPERM and not advertised.
+//! unix socket accepted here, or one passed in by another process. A writable export
+//! takes WRITE (FUA honoured), WRITE_ZEROES and TRIM, and keeps a thin volume thin: zeros,
+//! written or asked for, unmap whole blocks rather than allocate them.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 
+use crate::host::zero;
 use crate::image::be;
 
 const NBDMAGIC: u64 = 0x4e42_444d_4147_4943;
@@ -38,12 +40,20 @@ const INFO_BLOCK_SIZE: u16 = 3;
 const TFLAG_HAS_FLAGS: u16 = 1 << 0;
 const TFLAG_READ_ONLY: u16 = 1 << 1;
 const TFLAG_SEND_FLUSH: u16 = 1 << 2;
+const TFLAG_SEND_FUA: u16 = 1 << 3;
+const TFLAG_SEND_TRIM: u16 = 1 << 5;
+const TFLAG_SEND_WRITE_ZEROES: u16 = 1 << 6;
 const TFLAG_CAN_MULTI_CONN: u16 = 1 << 8;
 
 const CMD_READ: u16 = 0;
 const CMD_WRITE: u16 = 1;
 const CMD_DISC: u16 = 2;
 const CMD_FLUSH: u16 = 3;
+const CMD_TRIM: u16 = 4;
+const CMD_WRITE_ZEROES: u16 = 6;
+
+const CMD_FLAG_FUA: u16 = 1 << 0;
+const CMD_FLAG_NO_HOLE: u16 = 1 << 1;
 
 const EPERM: u32 = 1;
 const EIO: u32 = 5;
@@ -60,6 +70,7 @@ pub const MAX_REQUEST: u32 = 32 << 20;
 pub struct Served {
     pub requests: u64,
     pub bytes_read: u64,
+    pub bytes_written: u64,
 }
 
 /// One export: `size` bytes of `file`, named `name` in LIST replies (a client may ask for
@@ -68,6 +79,21 @@ pub struct Export<'a> {
     pub name: &'a str,
     pub file: &'a File,
     pub size: u64,
+    pub writable: bool,
+    /// Blocks of this size read as zeros once discarded (a thin volume without an origin):
+    /// zeros are then unmapped, not written.
+    pub unmap_block: Option<u64>,
+}
+
+impl Export<'_> {
+    fn flags(&self) -> u16 {
+        let base = TFLAG_HAS_FLAGS | TFLAG_SEND_FLUSH | TFLAG_CAN_MULTI_CONN;
+        if self.writable {
+            base | TFLAG_SEND_FUA | TFLAG_SEND_TRIM | TFLAG_SEND_WRITE_ZEROES
+        } else {
+            base | TFLAG_READ_ONLY
+        }
+    }
 }
 
 fn be16(b: &[u8]) -> u16 {
@@ -102,7 +128,7 @@ enum Negotiated {
 
 /// The handshake, up to the transmission phase or the client's abort.
 fn handshake<S: Read + Write>(s: &mut S, export: &Export) -> io::Result<Negotiated> {
-    let tflags = TFLAG_HAS_FLAGS | TFLAG_READ_ONLY | TFLAG_SEND_FLUSH | TFLAG_CAN_MULTI_CONN;
+    let tflags = export.flags();
     let mut hello = Vec::with_capacity(18);
     hello.extend_from_slice(&NBDMAGIC.to_be_bytes());
     hello.extend_from_slice(&IHAVEOPT.to_be_bytes());
@@ -180,6 +206,15 @@ fn info_request_is_whole(data: &[u8]) -> bool {
     rest == requests * 2
 }
 
+/// A write with FUA is on stable storage before its reply.
+fn fua(file: &File, flags: u16) -> io::Result<()> {
+    if flags & CMD_FLAG_FUA != 0 {
+        file.sync_data()
+    } else {
+        Ok(())
+    }
+}
+
 fn simple_reply<W: Write>(w: &mut W, error: u32, handle: &[u8]) -> io::Result<()> {
     let mut b = [0u8; 16];
     b[..4].copy_from_slice(&SIMPLE_REPLY_MAGIC.to_be_bytes());
@@ -205,16 +240,18 @@ pub fn serve<S: Read + Write>(s: &mut S, export: &Export) -> io::Result<Served> 
         if be32(&req) != REQUEST_MAGIC {
             return Err(protocol("a request without the request magic"));
         }
-        let (kind, handle) = (be16(&req[6..]), &req[8..16]);
+        let (flags, kind, handle) = (be16(&req[4..]), be16(&req[6..]), &req[8..16]);
         let (offset, len) = (be64(&req[16..]), be32(&req[24..]));
         served.requests += 1;
         let in_bounds = offset
             .checked_add(u64::from(len))
             .is_some_and(|end| end <= export.size);
+        let file = export.file;
+        let error = |r: io::Result<()>| if r.is_ok() { 0 } else { EIO };
         match kind {
             CMD_READ if in_bounds && len <= MAX_REQUEST => {
                 buf.resize(len as usize, 0);
-                match export.file.read_exact_at(&mut buf, offset) {
+                match file.read_exact_at(&mut buf, offset) {
                     Ok(()) => {
                         simple_reply(s, 0, handle)?;
                         s.write_all(&buf)?;
@@ -224,17 +261,60 @@ pub fn serve<S: Read + Write>(s: &mut S, export: &Export) -> io::Result<Served> 
                 }
             }
             CMD_WRITE => {
-                // The payload follows the request whatever the answer.
-                let mut left = u64::from(len);
-                let mut sink = [0u8; 64 * 1024];
-                while left > 0 {
-                    let n = left.min(sink.len() as u64) as usize;
-                    s.read_exact(&mut sink[..n])?;
-                    left -= n as u64;
+                // The payload follows the request whatever the answer; one too long to
+                // take ends the session.
+                if len > MAX_REQUEST {
+                    return Err(protocol(format!("a write of {len} bytes")));
                 }
-                simple_reply(s, EPERM, handle)?;
+                buf.resize(len as usize, 0);
+                s.read_exact(&mut buf)?;
+                let answer = if !export.writable {
+                    EPERM
+                } else if !in_bounds {
+                    EINVAL
+                } else {
+                    let written = if buf.iter().all(|b| *b == 0) {
+                        zero::zero_range(file, offset, u64::from(len), export.unmap_block)
+                    } else {
+                        file.write_all_at(&buf, offset)
+                    };
+                    served.bytes_written += u64::from(len);
+                    error(written.and_then(|_| fua(file, flags)))
+                };
+                simple_reply(s, answer, handle)?;
             }
-            CMD_FLUSH => simple_reply(s, 0, handle)?,
+            CMD_WRITE_ZEROES | CMD_TRIM => {
+                let answer = if !export.writable {
+                    EPERM
+                } else if !in_bounds {
+                    EINVAL
+                } else if kind == CMD_TRIM {
+                    // Advisory: unmap whole blocks where that reads as zeros, else nothing.
+                    if let Some(block) = export.unmap_block {
+                        let (a, b) = (
+                            offset.div_ceil(block) * block,
+                            (offset + u64::from(len)) / block * block,
+                        );
+                        if a < b {
+                            zero::discard(file, a, b - a).ok();
+                        }
+                    }
+                    0
+                } else {
+                    let unmap = export.unmap_block.filter(|_| flags & CMD_FLAG_NO_HOLE == 0);
+                    let zeroed = zero::zero_range(file, offset, u64::from(len), unmap);
+                    error(zeroed.and_then(|_| fua(file, flags)))
+                };
+                simple_reply(s, answer, handle)?;
+            }
+            CMD_FLUSH => {
+                let synced = if export.writable {
+                    file.sync_data()
+                } else {
+                    Ok(())
+                };
+                simple_reply(s, error(synced), handle)?;
+            }
             CMD_DISC => return Ok(served),
             _ => simple_reply(s, EINVAL, handle)?,
         }
@@ -253,6 +333,13 @@ mod tests {
 
     impl Client {
         fn start(go: bool) -> (Client, std::thread::JoinHandle<io::Result<Served>>) {
+            Client::start_with(go, false)
+        }
+
+        fn start_with(
+            go: bool,
+            writable: bool,
+        ) -> (Client, std::thread::JoinHandle<io::Result<Served>>) {
             let (mut srv, cli) = UnixStream::pair().unwrap();
             // One file per session: the tests run side by side in one process.
             static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -261,11 +348,18 @@ mod tests {
             let data: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
             std::fs::write(&path, &data).unwrap();
             let server = std::thread::spawn(move || {
-                let file = File::open(&path).unwrap();
+                let file = File::options()
+                    .read(true)
+                    .write(writable)
+                    .open(&path)
+                    .unwrap();
                 let export = Export {
                     name: "disk",
                     file: &file,
                     size: 1 << 20,
+                    writable,
+                    // A regular file cannot discard: zeros are written instead.
+                    unmap_block: Some(65536),
                 };
                 let r = serve(&mut srv, &export);
                 std::fs::remove_file(&path).ok();
@@ -293,7 +387,7 @@ mod tests {
                 assert_eq!(kind, REP_INFO);
                 assert_eq!(be16(&info), INFO_EXPORT);
                 assert_eq!(be64(&info[2..]), 1 << 20);
-                assert_ne!(be16(&info[10..]) & TFLAG_READ_ONLY, 0);
+                assert_eq!(be16(&info[10..]) & TFLAG_READ_ONLY == 0, writable);
                 assert_eq!(c.reply(OPT_GO).0, REP_INFO);
                 assert_eq!(c.reply(OPT_GO).0, REP_ACK);
             } else {
@@ -364,6 +458,53 @@ mod tests {
             assert_eq!(served.bytes_read, 4096);
             assert_eq!(served.requests, 5);
         }
+    }
+
+    fn read(c: &mut Client, handle: u64, offset: u64, len: u32) -> Vec<u8> {
+        c.request(CMD_READ, handle, offset, len);
+        assert_eq!(c.answer(handle), 0);
+        let mut got = vec![0u8; len as usize];
+        c.0.read_exact(&mut got).unwrap();
+        got
+    }
+
+    #[test]
+    fn a_writable_export_takes_writes_zeros_and_trims() {
+        let (mut c, server) = Client::start_with(true, true);
+        c.request(CMD_WRITE, 1, 4096, 5);
+        c.0.write_all(b"hello").unwrap();
+        assert_eq!(c.answer(1), 0);
+        assert_eq!(read(&mut c, 2, 4096, 5), b"hello");
+        // All-zero data, and WRITE_ZEROES across a 64 KiB block and its edges.
+        c.request(CMD_WRITE, 3, 4096, 3);
+        c.0.write_all(&[0, 0, 0]).unwrap();
+        assert_eq!(c.answer(3), 0);
+        assert_eq!(read(&mut c, 4, 4096, 5), b"\0\0\0lo");
+        c.request(CMD_WRITE_ZEROES, 5, 60000, 140000);
+        assert_eq!(c.answer(5), 0);
+        assert!(read(&mut c, 6, 60000, 140000).iter().all(|b| *b == 0));
+        assert_eq!(read(&mut c, 7, 59999, 1), [(59999 % 251) as u8]);
+        assert_eq!(read(&mut c, 8, 200000, 1), [(200000 % 251) as u8]);
+        // FUA, TRIM (advisory) and FLUSH are answered; a write past the end is not done.
+        let mut fua = REQUEST_MAGIC.to_be_bytes().to_vec();
+        fua.extend_from_slice(&CMD_FLAG_FUA.to_be_bytes());
+        fua.extend_from_slice(&CMD_WRITE.to_be_bytes());
+        fua.extend_from_slice(&9u64.to_be_bytes());
+        fua.extend_from_slice(&0u64.to_be_bytes());
+        fua.extend_from_slice(&2u32.to_be_bytes());
+        fua.extend_from_slice(b"ok");
+        c.0.write_all(&fua).unwrap();
+        assert_eq!(c.answer(9), 0);
+        c.request(CMD_TRIM, 10, 0, 4096);
+        assert_eq!(c.answer(10), 0);
+        c.request(CMD_FLUSH, 11, 0, 0);
+        assert_eq!(c.answer(11), 0);
+        c.request(CMD_WRITE, 12, (1 << 20) - 1, 2);
+        c.0.write_all(b"xx").unwrap();
+        assert_eq!(c.answer(12), EINVAL);
+        c.request(CMD_DISC, 13, 0, 0);
+        let served = server.join().unwrap().unwrap();
+        assert_eq!(served.bytes_written, 5 + 3 + 2);
     }
 
     #[test]

@@ -18,6 +18,51 @@ use crate::progress::Progress;
 use crate::units::MIB;
 
 nix::ioctl_write_ptr_bad!(blkzeroout, nix::request_code_none!(0x12, 127), [u64; 2]);
+nix::ioctl_write_ptr_bad!(blkdiscard, nix::request_code_none!(0x12, 119), [u64; 2]);
+
+/// BLKDISCARD of `[offset, offset + len)`: on a thin volume the pool unmaps the whole
+/// blocks in it, which then read as zeros (or as the origin, for a volume that has one).
+pub fn discard(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
+    let range = [offset, len];
+    // SAFETY: BLKDISCARD reads two u64s from the pointer, which outlives the call.
+    unsafe { blkdiscard(file.as_raw_fd(), &range) }
+        .map(drop)
+        .map_err(std::io::Error::from)
+}
+
+/// Writes zeros over `[offset, offset + len)` of an open file or device, with plain
+/// writes (any alignment).
+pub fn write_zeros(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
+    let zeros = vec![0u8; len.min(MIB) as usize];
+    let mut at = offset;
+    while at < offset + len {
+        let n = (offset + len - at).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
+}
+
+/// Makes `[offset, offset + len)` read as zeros, keeping a thin volume thin: with
+/// `unmap_block` (a thin volume without an origin, whose `block`-sized blocks read as zeros
+/// once unmapped) the whole blocks are discarded and only the edges written; otherwise
+/// (or where the device cannot discard) zeros are written.
+pub fn zero_range(
+    file: &File,
+    offset: u64,
+    len: u64,
+    unmap_block: Option<u64>,
+) -> std::io::Result<()> {
+    let end = offset + len;
+    if let Some(block) = unmap_block.filter(|b| *b > 0) {
+        let (a, b) = (offset.div_ceil(block) * block, end / block * block);
+        if a < b && discard(file, a, b - a).is_ok() {
+            write_zeros(file, offset, a - offset)?;
+            return write_zeros(file, b, end - b);
+        }
+    }
+    write_zeros(file, offset, len)
+}
 
 /// Bytes per BLKZEROOUT call: small enough to notice a cancel and update progress often.
 const STEP: u64 = 64 * MIB;
