@@ -82,6 +82,19 @@ fn qemu_reads_a_served_vdi_identical_and_a_stop_leaves_nothing() {
         assert_eq!(sha256(&out), want, "round {round}");
         std::fs::remove_file(&out).unwrap();
     }
+    // An import reads the export into a new VDI, identical and thin.
+    let imported = json(&["vdi", "import", &uri, "--name", "copy"]);
+    assert_eq!(imported["virtual_size"], 64 * MIB, "{imported}");
+    let copy = json(&["vdi", "attach", "copy", "--read-only"])["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(sha256(&copy), want);
+    ok(&["vdi", "detach", "copy"]);
+    let used = json(&["vdi", "show", "copy"])["physical_utilisation"]
+        .as_u64()
+        .unwrap();
+    assert!(used <= 4 * MIB, "{used} bytes allocated for 3 MiB of data");
     // A third client asks only for the export's size.
     let info = sh(&["qemu-img", "info", "--output=json", &uri]);
     assert!(info.contains(&(64 * MIB).to_string()), "{info}");

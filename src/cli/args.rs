@@ -382,12 +382,14 @@ LV, activated by LVM. Attaching an attached VDI prints the same device.")]
     },
     /// Detach a VDI; refused while something holds it open, done when already detached.
     Detach(VdiArg),
-    /// Make a new thin VDI from a disk image (a file, or - for stdin).
+    /// Make a new thin VDI from a disk image (a file, an NBD export, or - for stdin).
     #[command(after_long_help = "\
 Examples:
   thinsr vdi import debian.qcow2 --name \"Debian 12\"
   ssh backup 'cat web01.vhd' | thinsr vdi import - --name web01
   thinsr vdi import - --name scratch --format raw --size 20G < disk.raw
+  thinsr vdi import 'nbd+unix:///web01?socket=/run/thinsr/serve/UUID.sock' --name copy
+  thinsr vdi import nbd://backup-host:10809/web01 --name web01
 
 The VDI gets the image's virtual size, and only data that is not zero is written, so it
 stays thin. Files are read by qemu-img (raw, qcow2, vhd, vhdx, vmdk); a stream on stdin is
@@ -396,7 +398,8 @@ qemu and thinsr write them). Until the import finishes the VDI is marked incompl
 cannot be attached; a failed or cancelled import removes it, and 'sr check' finds one a
 crash left.")]
     Import {
-        /// The image file, or - for stdin.
+        /// The image file, an NBD URI (nbd://HOST[:PORT]/EXPORT,
+        /// nbd+unix:///EXPORT?socket=PATH), or - for stdin.
         #[arg(value_name = "FILE")]
         file: std::path::PathBuf,
         /// The new VDI's name (label).

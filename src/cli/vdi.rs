@@ -225,8 +225,11 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &VdiCmd) -> Result<()> {
             size,
             description,
         } => {
+            let text = file.to_string_lossy();
             let source = if file.as_os_str() == "-" {
                 ImportSource::Stdin
+            } else if text.starts_with("nbd://") || text.starts_with("nbd+unix://") {
+                ImportSource::Nbd(text.into_owned())
             } else {
                 ImportSource::File(file.clone())
             };

@@ -1,6 +1,7 @@
 //! `vdi import`: a new thin VDI filled from an image, writing only what is not zero so it
-//! stays thin. Files are converted by qemu-img (every format it reads); a stream on stdin is
-//! decoded here (raw, VHD dynamic, qcow2), forward only.
+//! stays thin. Files and NBD exports (`nbd://HOST[:PORT]/EXPORT`,
+//! `nbd+unix:///EXPORT?socket=PATH`) are converted by qemu-img (every format it reads; an
+//! export is raw); a stream on stdin is decoded here (raw, VHD dynamic, qcow2), forward only.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -24,7 +25,42 @@ use crate::{cancel, crash};
 #[derive(Debug, Clone)]
 pub enum ImportSource {
     File(PathBuf),
+    /// An NBD export, as qemu names it (checked by `nbd_uri`).
+    Nbd(String),
     Stdin,
+}
+
+/// An NBD URI an import may read: `nbd://HOST[:PORT]/EXPORT` (as templates take it), or
+/// `nbd+unix:///EXPORT?socket=/ABSOLUTE/PATH` with nothing else in its query.
+pub fn nbd_uri(uri: &str) -> Result<String> {
+    let bad = |why: &str| Error::InvalidUri {
+        uri: clip(uri),
+        why: why.into(),
+    };
+    if let Some(rest) = uri.strip_prefix("nbd+unix:///") {
+        let (export, query) = rest
+            .split_once('?')
+            .ok_or_else(|| bad("it names no ?socket="))?;
+        let socket = query
+            .strip_prefix("socket=")
+            .ok_or_else(|| bad("the query holds socket=PATH and nothing else"))?;
+        let safe = |c: char| c.is_ascii_alphanumeric() || "+_.-/".contains(c);
+        if !export.chars().all(safe) || export.contains("..") {
+            return Err(bad(
+                "the export name holds letters, digits and + _ . - / only",
+            ));
+        }
+        if !socket.starts_with('/') || socket.contains("..") || !socket.chars().all(safe) {
+            return Err(bad("the socket is an absolute path without '..'"));
+        }
+        return Ok(uri.to_string());
+    }
+    match crate::engine::template::parse_uri(uri)? {
+        crate::engine::template::Source::Nbd(u) => Ok(u),
+        _ => Err(bad(
+            "not an NBD URI: nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH",
+        )),
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -172,6 +208,16 @@ impl Ctx {
                 let (format, size) = probe(&image, wanted.map(qemu_format).transpose()?)?;
                 self.import_into(sr, label, opts, size, &format, progress, |dev, _| {
                     convert(&image, &format, dev, size, progress)
+                })
+            }
+            ImportSource::Nbd(uri) => {
+                let uri = nbd_uri(uri)?;
+                if wanted.is_some_and(|f| f != "raw") {
+                    return Err(Error::Usage("an NBD export is read as raw".into()));
+                }
+                let (format, size) = probe(&uri, Some("raw"))?;
+                self.import_into(sr, label, opts, size, &format, progress, |dev, _| {
+                    convert(&uri, &format, dev, size, progress)
                 })
             }
             ImportSource::Stdin => {
@@ -384,6 +430,24 @@ fn read_until_any(r: &mut impl BufRead, out: &mut Vec<u8>) -> Result<usize> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn nbd_uris_are_checked() {
+        let ok = "nbd+unix:///web01?socket=/run/thinsr/serve/u.sock";
+        assert_eq!(nbd_uri(ok).unwrap(), ok);
+        assert!(nbd_uri("nbd://host:10809/web01").is_ok());
+        for bad in [
+            "nbd+unix:///web01",
+            "nbd+unix:///web01?socket=relative.sock",
+            "nbd+unix:///web01?socket=/run/../etc/x",
+            "nbd+unix:///web01?socket=/s&x=1",
+            "nbd+unix:///we b?socket=/s",
+            "file:///tmp/x.raw",
+            "nbd://",
+        ] {
+            assert!(nbd_uri(bad).is_err(), "{bad}");
+        }
+    }
     use super::*;
 
     #[test]
