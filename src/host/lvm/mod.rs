@@ -145,7 +145,8 @@ impl Vg {
     }
 }
 
-/// Runs lvm. Cheap to clone; counts invocations for `-v` and the benchmarks.
+/// Runs lvm: one per command (not Clone: its call counter and threshold are the
+/// command's own); counts invocations and their time for `-v` and the benchmarks.
 pub struct Lvm {
     verbose: bool,
     calls: Cell<u32>,
