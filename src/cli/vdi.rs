@@ -163,8 +163,12 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &VdiCmd) -> Result<()> {
                 json_line(&served);
             } else if !out.quiet {
                 println!(
-                    "Stopped serving '{}': {} connection(s), {} read in {:.1} s",
-                    served.vdi, served.connections, served.bytes_read, served.seconds
+                    "Stopped serving '{}': {} connection(s), {} read, {} written in {:.1} s",
+                    served.vdi,
+                    served.connections,
+                    served.bytes_read,
+                    served.bytes_written,
+                    served.seconds
                 );
             }
         }

@@ -42,6 +42,8 @@ pub struct Served {
     pub vdi: String,
     pub connections: u64,
     pub bytes_read: Bytes,
+    /// Data clients wrote (WRITE payloads; zeros asked for by WRITE_ZEROES not counted).
+    pub bytes_written: Bytes,
     pub seconds: f64,
 }
 
@@ -113,7 +115,7 @@ impl Ctx {
         cancel::watch();
         let socket = Socket::bind(&path)?;
         let start = Instant::now();
-        let mut serve = |device: &Path, size: u64, from_snapshot: bool| -> Result<(u64, u64)> {
+        let mut serve = |device: &Path, size: u64, from_snapshot: bool| -> Result<(u64, Totals)> {
             let file = std::fs::File::options()
                 .read(true)
                 .write(writable)
@@ -157,7 +159,8 @@ impl Ctx {
         Ok(Served {
             vdi: v.name.clone(),
             connections: served.0,
-            bytes_read: Bytes(served.1),
+            bytes_read: Bytes(served.1.bytes_read),
+            bytes_written: Bytes(served.1.bytes_written),
             seconds: start.elapsed().as_secs_f64(),
         })
     }
@@ -176,12 +179,15 @@ impl Ctx {
     }
 }
 
+/// What every session served, added up.
+type Totals = nbd_server::Served;
+
 /// Accepts clients, each in a thread, until a cancel is asked for; then ends every
-/// session and waits for its thread. Returns (connections, bytes read).
-fn accept_until_cancelled(socket: &Socket, export: &Export) -> Result<(u64, u64)> {
+/// session and waits for its thread. Returns the connections and what they served.
+fn accept_until_cancelled(socket: &Socket, export: &Export) -> Result<(u64, Totals)> {
     let mut clients: Vec<UnixStream> = Vec::new();
     let mut connections = 0u64;
-    let read = std::thread::scope(|scope| -> Result<u64> {
+    let totals = std::thread::scope(|scope| -> Result<Totals> {
         let mut sessions = Vec::new();
         while !cancel::requested() {
             match socket.listener.accept() {
@@ -199,9 +205,7 @@ fn accept_until_cancelled(socket: &Socket, export: &Export) -> Result<(u64, u64)
                         let mut stream = stream;
                         // A client that breaks the protocol or hangs up ends its own
                         // session, never the export.
-                        nbd_server::serve(&mut stream, export)
-                            .map(|s| s.bytes_read)
-                            .unwrap_or(0)
+                        nbd_server::serve(&mut stream, export).unwrap_or_default()
                     }));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -213,7 +217,14 @@ fn accept_until_cancelled(socket: &Socket, export: &Export) -> Result<(u64, u64)
         for c in &clients {
             c.shutdown(std::net::Shutdown::Both).ok();
         }
-        Ok(sessions.into_iter().map(|s| s.join().unwrap_or(0)).sum())
+        let mut totals = Totals::default();
+        for s in sessions {
+            let s = s.join().unwrap_or_default();
+            totals.requests += s.requests;
+            totals.bytes_read += s.bytes_read;
+            totals.bytes_written += s.bytes_written;
+        }
+        Ok(totals)
     })?;
-    Ok((connections, read))
+    Ok((connections, totals))
 }
