@@ -12,6 +12,15 @@ use common::*;
 
 const MIB: u64 = 1 << 20;
 
+/// Attaches VDI `name` and returns its device.
+fn attach(name: &str, read_only: bool) -> String {
+    let mut args = vec!["vdi", "attach", name];
+    if read_only {
+        args.push("--read-only");
+    }
+    json(&args)["path"].as_str().unwrap().to_string()
+}
+
 /// `vdi serve VDI --json` running, and the JSON line it printed when ready.
 fn serve(args: &[&str]) -> (Child, serde_json::Value) {
     let mut cmd = thinsr_cmd(&[&["--json", "vdi", "serve"], args].concat());
@@ -54,10 +63,7 @@ fn qemu_reads_a_served_vdi_identical_and_a_stop_leaves_nothing() {
     vm();
     ok(&["sr", "create", DISKS[0], "--name", "local"]);
     ok(&["vdi", "create", "web", "--size", "64M"]);
-    let dev = json(&["vdi", "attach", "web"])["path"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let dev = attach("web", false);
     for (i, at) in [0, 5 * MIB + 4096, 63 * MIB].iter().enumerate() {
         write_at(&dev, *at, &noise(MIB as usize, 40 + i as u64));
     }
@@ -85,10 +91,7 @@ fn qemu_reads_a_served_vdi_identical_and_a_stop_leaves_nothing() {
     // An import reads the export into a new VDI, identical and thin.
     let imported = json(&["vdi", "import", &uri, "--name", "copy"]);
     assert_eq!(imported["virtual_size"], 64 * MIB, "{imported}");
-    let copy = json(&["vdi", "attach", "copy", "--read-only"])["path"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let copy = attach("copy", true);
     assert_eq!(sha256(&copy), want);
     ok(&["vdi", "detach", "copy"]);
     let used = json(&["vdi", "show", "copy"])["physical_utilisation"]
@@ -110,10 +113,7 @@ fn qemu_reads_a_served_vdi_identical_and_a_stop_leaves_nothing() {
     assert_eq!(json(&["vdi", "show", "web"])["attached"], false);
 
     // Attached read-write (a VM running on it): a snapshot is served, and goes afterwards.
-    let dev = json(&["vdi", "attach", "web"])["path"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let dev = attach("web", false);
     let vdis = json(&["vdi", "list"]).as_array().unwrap().len();
     let (child, ready) = serve(&["web", "--socket", "/tmp/web.sock"]);
     assert_eq!(ready["from_snapshot"], true, "{ready}");
@@ -153,10 +153,7 @@ fn a_writable_export_takes_an_image_and_keeps_the_vdi_thin() {
     ok(&["sr", "create", DISKS[0], "--name", "local"]);
     ok(&["vdi", "create", "dest", "--size", "256M"]);
     // Old bytes where the image has zeros: they must read as zeros afterwards.
-    let dev = json(&["vdi", "attach", "dest"])["path"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let dev = attach("dest", false);
     write_at(&dev, 4 * MIB, &noise(8 * MIB as usize, 7));
     ok(&["vdi", "detach", "dest"]);
     // The image: 256 MiB, 64 MiB of it data (4 MiB every 16 MiB), the rest zeros.
@@ -188,10 +185,7 @@ fn a_writable_export_takes_an_image_and_keeps_the_vdi_thin() {
     assert!(our_dm_devices().is_empty(), "{:?}", our_dm_devices());
 
     // Byte-identical, and thin: what the pool holds is the image's data, within 10 %.
-    let dev = json(&["vdi", "attach", "dest", "--read-only"])["path"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let dev = attach("dest", true);
     assert_eq!(sha256(&dev), want);
     ok(&["vdi", "detach", "dest"]);
     let used = json(&["vdi", "show", "dest"])["physical_utilisation"]

@@ -96,16 +96,6 @@ impl Export<'_> {
     }
 }
 
-fn be16(b: &[u8]) -> u16 {
-    be::get16(b, 0)
-}
-fn be32(b: &[u8]) -> u32 {
-    be::get32(b, 0)
-}
-fn be64(b: &[u8]) -> u64 {
-    be::get64(b, 0)
-}
-
 fn protocol(why: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, why.into())
 }
@@ -136,14 +126,14 @@ fn handshake<S: Read + Write>(s: &mut S, export: &Export) -> io::Result<Negotiat
     s.write_all(&hello)?;
     let mut cflags = [0u8; 4];
     s.read_exact(&mut cflags)?;
-    let no_zeroes = be32(&cflags) & u32::from(FLAG_NO_ZEROES) != 0;
+    let no_zeroes = be::get32(&cflags, 0) & u32::from(FLAG_NO_ZEROES) != 0;
     loop {
         let mut head = [0u8; 16];
         s.read_exact(&mut head)?;
-        if be64(&head) != IHAVEOPT {
+        if be::get64(&head, 0) != IHAVEOPT {
             return Err(protocol("an option without the IHAVEOPT magic"));
         }
-        let (option, len) = (be32(&head[8..]), be32(&head[12..]));
+        let (option, len) = (be::get32(&head, 8), be::get32(&head, 12));
         if len > MAX_OPTION {
             return Err(protocol(format!("an option of {len} bytes")));
         }
@@ -198,11 +188,11 @@ fn info_request_is_whole(data: &[u8]) -> bool {
     if data.len() < 6 {
         return false;
     }
-    let name = be32(data) as usize;
+    let name = be::get32(data, 0) as usize;
     let Some(rest) = data.len().checked_sub(4 + name + 2) else {
         return false;
     };
-    let requests = be16(&data[4 + name..]) as usize;
+    let requests = be::get16(data, 4 + name) as usize;
     rest == requests * 2
 }
 
@@ -237,11 +227,11 @@ pub fn serve<S: Read + Write>(s: &mut S, export: &Export) -> io::Result<Served> 
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(served),
             r => r?,
         }
-        if be32(&req) != REQUEST_MAGIC {
+        if be::get32(&req, 0) != REQUEST_MAGIC {
             return Err(protocol("a request without the request magic"));
         }
-        let (flags, kind, handle) = (be16(&req[4..]), be16(&req[6..]), &req[8..16]);
-        let (offset, len) = (be64(&req[16..]), be32(&req[24..]));
+        let (flags, kind, handle) = (be::get16(&req, 4), be::get16(&req, 6), &req[8..16]);
+        let (offset, len) = (be::get64(&req, 16), be::get32(&req, 24));
         served.requests += 1;
         let in_bounds = offset
             .checked_add(u64::from(len))
@@ -291,13 +281,7 @@ pub fn serve<S: Read + Write>(s: &mut S, export: &Export) -> io::Result<Served> 
                 } else if kind == CMD_TRIM {
                     // Advisory: unmap whole blocks where that reads as zeros, else nothing.
                     if let Some(block) = export.unmap_block {
-                        let (a, b) = (
-                            offset.div_ceil(block) * block,
-                            (offset + u64::from(len)) / block * block,
-                        );
-                        if a < b {
-                            zero::discard(file, a, b - a).ok();
-                        }
+                        zero::discard_blocks(file, offset, u64::from(len), block).ok();
                     }
                     0
                 } else {
@@ -368,9 +352,9 @@ mod tests {
             let mut c = Client(cli);
             let mut hello = [0u8; 18];
             c.0.read_exact(&mut hello).unwrap();
-            assert_eq!(be64(&hello), NBDMAGIC);
-            assert_eq!(be64(&hello[8..]), IHAVEOPT);
-            assert_eq!(be16(&hello[16..]), FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES);
+            assert_eq!(be::get64(&hello, 0), NBDMAGIC);
+            assert_eq!(be::get64(&hello, 8), IHAVEOPT);
+            assert_eq!(be::get16(&hello, 16), FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES);
             c.0.write_all(&3u32.to_be_bytes()).unwrap();
             if go {
                 c.option(OPT_LIST, &[]);
@@ -385,16 +369,16 @@ mod tests {
                 c.option(OPT_GO, &go);
                 let (kind, info) = c.reply(OPT_GO);
                 assert_eq!(kind, REP_INFO);
-                assert_eq!(be16(&info), INFO_EXPORT);
-                assert_eq!(be64(&info[2..]), 1 << 20);
-                assert_eq!(be16(&info[10..]) & TFLAG_READ_ONLY == 0, writable);
+                assert_eq!(be::get16(&info, 0), INFO_EXPORT);
+                assert_eq!(be::get64(&info, 2), 1 << 20);
+                assert_eq!(be::get16(&info, 10) & TFLAG_READ_ONLY == 0, writable);
                 assert_eq!(c.reply(OPT_GO).0, REP_INFO);
                 assert_eq!(c.reply(OPT_GO).0, REP_ACK);
             } else {
                 c.option(OPT_EXPORT_NAME, b"tapdisk_client\0");
                 let mut b = [0u8; 10];
                 c.0.read_exact(&mut b).unwrap();
-                assert_eq!(be64(&b), 1 << 20);
+                assert_eq!(be::get64(&b, 0), 1 << 20);
             }
             (c, server)
         }
@@ -410,10 +394,10 @@ mod tests {
         fn reply(&mut self, option: u32) -> (u32, Vec<u8>) {
             let mut h = [0u8; 20];
             self.0.read_exact(&mut h).unwrap();
-            assert_eq!((be64(&h), be32(&h[8..])), (REPLY_MAGIC, option));
-            let mut data = vec![0u8; be32(&h[16..]) as usize];
+            assert_eq!((be::get64(&h, 0), be::get32(&h, 8)), (REPLY_MAGIC, option));
+            let mut data = vec![0u8; be::get32(&h, 16) as usize];
             self.0.read_exact(&mut data).unwrap();
-            (be32(&h[12..]), data)
+            (be::get32(&h, 12), data)
         }
 
         fn request(&mut self, kind: u16, handle: u64, offset: u64, len: u32) {
@@ -429,9 +413,9 @@ mod tests {
         fn answer(&mut self, handle: u64) -> u32 {
             let mut r = [0u8; 16];
             self.0.read_exact(&mut r).unwrap();
-            assert_eq!(be32(&r), SIMPLE_REPLY_MAGIC);
-            assert_eq!(be64(&r[8..]), handle);
-            be32(&r[4..])
+            assert_eq!(be::get32(&r, 0), SIMPLE_REPLY_MAGIC);
+            assert_eq!(be::get64(&r, 8), handle);
+            be::get32(&r, 4)
         }
     }
 

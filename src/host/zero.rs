@@ -30,6 +30,27 @@ pub fn discard(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
         .map_err(std::io::Error::from)
 }
 
+/// Discards the whole `block`-sized blocks inside `[offset, offset + len)`; returns the
+/// discarded range, None when no whole block lies inside.
+pub fn discard_blocks(
+    file: &File,
+    offset: u64,
+    len: u64,
+    block: u64,
+) -> std::io::Result<Option<(u64, u64)>> {
+    if block == 0 {
+        return Ok(None);
+    }
+    let (a, b) = (
+        offset.div_ceil(block) * block,
+        (offset + len) / block * block,
+    );
+    if a >= b {
+        return Ok(None);
+    }
+    discard(file, a, b - a).map(|_| Some((a, b)))
+}
+
 /// Writes zeros over `[offset, offset + len)` of an open file or device, with plain
 /// writes (any alignment).
 pub fn write_zeros(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
@@ -54,9 +75,8 @@ pub fn zero_range(
     unmap_block: Option<u64>,
 ) -> std::io::Result<()> {
     let end = offset + len;
-    if let Some(block) = unmap_block.filter(|b| *b > 0) {
-        let (a, b) = (offset.div_ceil(block) * block, end / block * block);
-        if a < b && discard(file, a, b - a).is_ok() {
+    if let Some(block) = unmap_block {
+        if let Ok(Some((a, b))) = discard_blocks(file, offset, len, block) {
             write_zeros(file, offset, a - offset)?;
             return write_zeros(file, b, end - b);
         }
