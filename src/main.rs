@@ -11,6 +11,10 @@ fn main() {
     if let Some(method) = args.first().and_then(|a| thinsr::xapi::method_of(a)) {
         std::process::exit(thinsr::xapi::serve(method));
     }
+    // The NBD export of an attached volume, started by Datapath.attach.
+    if args.get(1).map(String::as_str) == Some(thinsr::engine::datapath_nbd::COMMAND) {
+        std::process::exit(thinsr::engine::datapath_nbd::run_server(&args[2..]));
+    }
     if thinsr::cli::complete::run_if_asked(&args) {
         return;
     }

@@ -449,17 +449,7 @@ fn every_method_file_runs_through_runpy_as_smapi_tracing_loads_it() {
 #[test]
 fn template_servers_start_in_a_systemd_scope_of_their_own_where_systemd_runs() {
     vm();
-    // The test VM has no systemd: a stand-in that records how it is called and runs the
-    // command in a session of its own, as a transient scope would hold it apart.
-    std::fs::create_dir_all("/run/systemd/system").unwrap();
-    std::fs::create_dir_all("/tmp/spy").unwrap();
-    std::fs::write(
-        "/tmp/spy/systemd-run",
-        "#!/bin/sh\necho \"$*\" >> /tmp/spy/calls\nwhile [ \"$1\" != \"--\" ]; do shift; done\nshift\nexec setsid \"$@\"\n",
-    )
-    .unwrap();
-    sh(&["chmod", "+x", "/tmp/spy/systemd-run"]);
-    let path = format!("/tmp/spy:{}", std::env::var("PATH").unwrap_or_default());
+    let path = systemd_run_spy();
     let run = |args: &[&str]| {
         let out = thinsr_cmd(args).env("PATH", &path).output().unwrap();
         assert!(

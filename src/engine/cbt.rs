@@ -156,7 +156,7 @@ impl Ctx {
         self.finish_revert(&mut op, &v.uuid)
     }
 
-    fn refuse_in_use(&self, op: &Locked, v: &VdiMeta) -> Result<()> {
+    pub(crate) fn refuse_in_use(&self, op: &Locked, v: &VdiMeta) -> Result<()> {
         let device = match self.our_device(&v.uuid) {
             Some(d) => Some(d.path().display().to_string()),
             None => crate::engine::known::lv_active(&op.entry.vg, &v.lv)
@@ -221,11 +221,7 @@ impl Ctx {
         }
         op.save()?;
         self.forget_devices();
-        let v = op.vdi(&v.uuid)?.clone();
-        let vg = self.lvm.report_vg(&op.entry.vg)?;
-        let mut vol = self.volume(&op.entry, &op.meta, &vg, &v, None);
-        vol.sr_name = op.meta.name.clone();
-        Ok(vol)
+        self.reported_volume(op, &v.uuid)
     }
 }
 

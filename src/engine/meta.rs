@@ -198,6 +198,23 @@ pub struct VdiMeta {
     /// one, gone, or the new one; `vdi revert` and `sr check --repair` finish it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reverting: Option<VdiUuid>,
+    /// `Volume.compose` began and has not finished: this VDI is to read `parent`'s data
+    /// under the ranges written into it; see `engine/compose.rs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub composing: Option<Composing>,
+}
+
+/// A compose under way (the intent, recorded before any LV changes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Composing {
+    /// The VDI whose data goes under this one's writes; it is gone once compose ends.
+    pub parent: VdiUuid,
+    /// The new LV: a thin snapshot of the parent, tagged `thinsr_compose=<this VDI>`.
+    pub lv: LvName,
+    /// The written ranges are on the new LV: from here on the compose only goes forward.
+    #[serde(default)]
+    pub copied: bool,
 }
 
 /// A template image, as found when it was introduced.
@@ -232,7 +249,20 @@ impl VdiMeta {
             cbt: false,
             cbt_map: None,
             reverting: None,
+            composing: None,
         }
+    }
+
+    /// Whether this VDI is the parent of a compose under way in `vdis`, or composing
+    /// itself: it is not destroyed meanwhile. Returns the composing VDI's name.
+    pub fn composing_in(&self, vdis: &[VdiMeta]) -> Option<String> {
+        vdis.iter()
+            .find(|v| {
+                v.composing
+                    .as_ref()
+                    .is_some_and(|k| v.uuid == self.uuid || k.parent == self.uuid)
+            })
+            .map(|v| v.name.clone())
     }
 
     pub fn read_write(&self) -> bool {

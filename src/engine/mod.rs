@@ -5,8 +5,10 @@ pub mod cache;
 pub mod cbt;
 pub mod changes;
 pub mod check;
+pub mod compose;
 pub mod context;
 pub mod datapath;
+pub mod datapath_nbd;
 pub mod export;
 #[cfg(test)]
 pub(crate) mod fixtures;

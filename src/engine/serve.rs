@@ -4,17 +4,16 @@
 //! is attached read-write), and the NBD server is thinsr's own (`host/nbd_server.rs`).
 //! Clients may come one after another or together; each is served in its own thread.
 
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Serialize;
 
 use crate::cancel;
 use crate::engine::context::Ctx;
-use crate::engine::meta::{VdiKind, VdiMeta};
 use crate::error::{finally, Error, Result};
+use crate::host::listener::{self, Clients, Socket};
 use crate::host::nbd_server::{self, Export};
 use crate::host::rundir;
 use crate::units::Bytes;
@@ -45,40 +44,6 @@ pub struct Served {
     /// Data clients wrote (WRITE payloads; zeros asked for by WRITE_ZEROES not counted).
     pub bytes_written: Bytes,
     pub seconds: f64,
-}
-
-/// The socket: bound only where nothing is, root's alone, removed when dropped.
-struct Socket {
-    listener: UnixListener,
-    path: PathBuf,
-}
-
-impl Socket {
-    fn bind(path: &Path) -> Result<Socket> {
-        if path.symlink_metadata().is_ok() {
-            return Err(Error::FileExists(path.display().to_string()));
-        }
-        let listener =
-            UnixListener::bind(path).map_err(|e| Error::io(path.display().to_string(), e))?;
-        let socket = Socket {
-            listener,
-            path: path.to_path_buf(),
-        };
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| Error::io(path.display().to_string(), e))?;
-        socket
-            .listener
-            .set_nonblocking(true)
-            .map_err(|e| Error::io(path.display().to_string(), e))?;
-        Ok(socket)
-    }
-}
-
-impl Drop for Socket {
-    fn drop(&mut self) {
-        // Ours: made by bind above, in a directory of root's.
-        std::fs::remove_file(&self.path).ok();
-    }
 }
 
 impl Ctx {
@@ -115,34 +80,39 @@ impl Ctx {
         cancel::watch();
         let socket = Socket::bind(&path)?;
         let start = Instant::now();
-        let mut serve = |device: &Path, size: u64, from_snapshot: bool| -> Result<(u64, Totals)> {
-            let file = std::fs::File::options()
-                .read(true)
-                .write(writable)
-                .open(device)
-                .map_err(|e| Error::io(device.display().to_string(), e))?;
-            let export = Export {
-                name: &v.lv,
-                file: &file,
-                size,
-                writable,
-                unmap_block: if writable {
-                    self.unmap_block(&v, &sr_uuid)?
-                } else {
-                    None
-                },
+        let mut serve =
+            |device: &Path, size: u64, from_snapshot: bool| -> Result<(u64, nbd_server::Served)> {
+                let file = std::fs::File::options()
+                    .read(true)
+                    .write(writable)
+                    .open(device)
+                    .map_err(|e| Error::io(device.display().to_string(), e))?;
+                let export = Export {
+                    name: &v.lv,
+                    file: &file,
+                    size,
+                    writable,
+                    unmap_block: if writable {
+                        self.unmap_block(&v, &sr_uuid)?
+                    } else {
+                        None
+                    },
+                    on_write: None,
+                };
+                ready(&Serving {
+                    vdi: v.name.clone(),
+                    uuid: v.uuid.to_string(),
+                    socket: path.clone(),
+                    uri: format!("nbd+unix:///{}?socket={}", v.lv, path.display()),
+                    size: Bytes(size),
+                    read_only: !writable,
+                    from_snapshot,
+                });
+                let session = |_: usize, mut stream: UnixStream, _: &Clients| {
+                    nbd_server::serve(&mut stream, &export).unwrap_or_default()
+                };
+                listener::serve_until(&[&socket], &session, &cancel::requested)
             };
-            ready(&Serving {
-                vdi: v.name.clone(),
-                uuid: v.uuid.to_string(),
-                socket: path.clone(),
-                uri: format!("nbd+unix:///{}?socket={}", v.lv, path.display()),
-                size: Bytes(size),
-                read_only: !writable,
-                from_snapshot,
-            });
-            accept_until_cancelled(&socket, &export)
-        };
         let served = if writable {
             let vol = self.vdi_attach(&v.uuid, Some(&sr_uuid), false)?;
             let served = serve(Path::new(&vol.path), vol.virtual_size.0, false);
@@ -164,67 +134,4 @@ impl Ctx {
             seconds: start.elapsed().as_secs_f64(),
         })
     }
-}
-
-impl Ctx {
-    /// The block size at which a discard of `v` reads back as zeros: a thin volume of
-    /// thinsr's pool without an external origin (a template's clone reads the template
-    /// where it has no block), once the pool's chunk size is known.
-    fn unmap_block(&self, v: &VdiMeta, sr: &str) -> Result<Option<u64>> {
-        if v.kind == VdiKind::Preallocated || v.origin.is_some() {
-            return Ok(None);
-        }
-        let meta = Self::read_meta(&self.entry(Some(sr))?)?;
-        Ok(meta.geometry.map(|g| g.chunk.0))
-    }
-}
-
-/// What every session served, added up.
-type Totals = nbd_server::Served;
-
-/// Accepts clients, each in a thread, until a cancel is asked for; then ends every
-/// session and waits for its thread. Returns the connections and what they served.
-fn accept_until_cancelled(socket: &Socket, export: &Export) -> Result<(u64, Totals)> {
-    let mut clients: Vec<UnixStream> = Vec::new();
-    let mut connections = 0u64;
-    let totals = std::thread::scope(|scope| -> Result<Totals> {
-        let mut sessions = Vec::new();
-        while !cancel::requested() {
-            match socket.listener.accept() {
-                Ok((stream, _)) => {
-                    connections += 1;
-                    stream
-                        .set_nonblocking(false)
-                        .map_err(|e| Error::io("an NBD client's socket", e))?;
-                    clients.push(
-                        stream
-                            .try_clone()
-                            .map_err(|e| Error::io("an NBD client's socket", e))?,
-                    );
-                    sessions.push(scope.spawn(move || {
-                        let mut stream = stream;
-                        // A client that breaks the protocol or hangs up ends its own
-                        // session, never the export.
-                        nbd_server::serve(&mut stream, export).unwrap_or_default()
-                    }));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                Err(e) => return Err(Error::io(socket.path.display().to_string(), e)),
-            }
-        }
-        for c in &clients {
-            c.shutdown(std::net::Shutdown::Both).ok();
-        }
-        let mut totals = Totals::default();
-        for s in sessions {
-            let s = s.join().unwrap_or_default();
-            totals.requests += s.requests;
-            totals.bytes_read += s.bytes_read;
-            totals.bytes_written += s.bytes_written;
-        }
-        Ok(totals)
-    })?;
-    Ok((connections, totals))
 }

@@ -1,8 +1,11 @@
 //! Host adapters: thin, typed wrappers over what thinsr runs or opens on the host. Each
 //! knows one tool or kernel interface and nothing of SRs or VDIs; the engine composes them.
 
+pub mod daemon;
 pub mod dm;
 pub mod dmevent;
+pub mod fdpass;
+pub mod listener;
 pub mod lock;
 pub mod loopdev;
 pub mod lvm;

@@ -83,9 +83,19 @@ pub struct Export<'a> {
     /// Blocks of this size read as zeros once discarded (a thin volume without an origin):
     /// zeros are then unmapped, not written.
     pub unmap_block: Option<u64>,
+    /// Told of every range a client changes (offset, length), before it is changed: a
+    /// write it fails is refused with EIO.
+    pub on_write: Option<&'a (dyn Fn(u64, u64) -> io::Result<()> + Sync)>,
 }
 
 impl Export<'_> {
+    fn told(&self, offset: u64, len: u32) -> io::Result<()> {
+        match self.on_write {
+            Some(f) if len > 0 => f(offset, u64::from(len)),
+            _ => Ok(()),
+        }
+    }
+
     fn flags(&self) -> u16 {
         let base = TFLAG_HAS_FLAGS | TFLAG_SEND_FLUSH | TFLAG_CAN_MULTI_CONN;
         if self.writable {
@@ -262,6 +272,8 @@ pub fn serve<S: Read + Write>(s: &mut S, export: &Export) -> io::Result<Served> 
                     EPERM
                 } else if !in_bounds {
                     EINVAL
+                } else if export.told(offset, len).is_err() {
+                    EIO
                 } else {
                     let written = if buf.iter().all(|b| *b == 0) {
                         zero::zero_range(file, offset, u64::from(len), export.unmap_block)
@@ -278,6 +290,8 @@ pub fn serve<S: Read + Write>(s: &mut S, export: &Export) -> io::Result<Served> 
                     EPERM
                 } else if !in_bounds {
                     EINVAL
+                } else if export.told(offset, len).is_err() {
+                    EIO
                 } else if kind == CMD_TRIM {
                     // Advisory: unmap whole blocks where that reads as zeros, else nothing.
                     if let Some(block) = export.unmap_block {
@@ -344,6 +358,7 @@ mod tests {
                     writable,
                     // A regular file cannot discard: zeros are written instead.
                     unmap_block: Some(65536),
+                    on_write: None,
                 };
                 let r = serve(&mut srv, &export);
                 std::fs::remove_file(&path).ok();

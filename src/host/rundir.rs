@@ -125,14 +125,32 @@ pub fn write(path: &Path, text: &[u8]) -> Result<()> {
 
 /// Reads `path` unless it is a link (or missing), at most `max` bytes.
 pub fn read(path: &Path, max: u64) -> Option<String> {
+    String::from_utf8(read_bytes(path, max)?).ok()
+}
+
+/// Opens `path` (in a private directory) for appending, made 0600 if missing, never
+/// through a link.
+pub fn append(path: &Path) -> Result<File> {
+    private_dir(path.parent().unwrap_or(Path::new("/")))?;
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))
+}
+
+/// Reads `path` as bytes unless it is a link (or missing), at most `max` bytes.
+pub fn read_bytes(path: &Path, max: u64) -> Option<Vec<u8>> {
     let f = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .ok()?;
-    let mut text = String::new();
-    f.take(max + 1).read_to_string(&mut text).ok()?;
-    (text.len() as u64 <= max).then_some(text)
+    let mut bytes = Vec::new();
+    f.take(max + 1).read_to_end(&mut bytes).ok()?;
+    (bytes.len() as u64 <= max).then_some(bytes)
 }
 
 /// Opens (creating) a lock file in a private directory, never through a link.

@@ -60,11 +60,22 @@ fn path(sr: &str, vdi: &str) -> Result<PathBuf> {
     Ok(PathBuf::from(DIR).join(sr).join(format!("{vdi}.json")))
 }
 
+/// A storage migration's receiving end: xapi names it "MIR" and 6 hex digits
+/// (xapi_vm_migrate.ml `mirror_vm`). It writes the volume while the VM's domain on this
+/// host comes up on it (attach, activate) and leaves with its own detach, so it never
+/// clashes with the VM's writer, nor the VM's with it.
+pub fn mirror_receiver(domain: &str) -> bool {
+    domain.len() == 9
+        && domain.starts_with("MIR")
+        && domain[3..].chars().all(|c| c.is_ascii_hexdigit())
+}
+
 impl Domains {
     fn active(&self, except: &str, mode: Use) -> Option<&str> {
+        let mirror = mirror_receiver(except);
         self.domains
             .iter()
-            .find(|(d, u)| d.as_str() != except && **u == mode)
+            .find(|(d, u)| d.as_str() != except && **u == mode && !(mirror || mirror_receiver(d)))
             .map(|(d, _)| d.as_str())
     }
 
@@ -187,5 +198,25 @@ mod tests {
         // A detach with no record releases (cleanup after a restart).
         assert_eq!(Domains::default().detach("7"), Device::Release);
         assert!(path("sr", "../x").is_err() && path("s r", "x").is_err());
+    }
+
+    #[test]
+    fn a_mirror_receiver_and_the_vms_domain_write_one_volume_in_turn() {
+        let mut d = Domains::default();
+        // The migration's MIR domain attaches and activates the blank leaf ...
+        assert_eq!(d.attach("MIR0a1b2c"), Device::Keep);
+        d.activate("MIR0a1b2c", Use::ReadWrite, "v").unwrap();
+        // ... the VM's domain on this host comes up on it before MIR lets go ...
+        d.attach("7");
+        d.activate("7", Use::ReadWrite, "v").unwrap();
+        // ... but a second VM is still refused, and so is a name that only looks alike.
+        d.attach("8");
+        assert!(d.activate("8", Use::ReadWrite, "v").is_err());
+        assert!(!mirror_receiver("MIRROR") && !mirror_receiver("MIR0a1b2g"));
+        assert_eq!(d.detach("8"), Device::Keep);
+        // Each leaves with its own detach; the device goes with the last.
+        assert_eq!(d.deactivate("MIR0a1b2c"), Device::Keep);
+        assert_eq!(d.detach("MIR0a1b2c"), Device::Keep);
+        assert_eq!(d.detach("7"), Device::Release);
     }
 }

@@ -13,10 +13,11 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::engine::context::Ctx;
+use crate::engine::datapath_nbd::{self, Endpoint};
 use crate::engine::registry::{config_dir_from_env, RegistryFile};
 use crate::error::{Error, Result};
 use crate::host::lvm::Lvm;
-use crate::ids::SrUuid;
+use crate::ids::{SrUuid, VdiUuid};
 use crate::units::{Bytes, NewSize};
 
 mod detach;
@@ -34,7 +35,7 @@ pub const DEFAULT_ROOT: &str = "/usr/libexec/xapi-storage-script";
 /// before it (an admin's command keeps the 10 s default and says SR_BUSY sooner).
 const XAPI_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
 
-pub const VOLUME_METHODS: [&str; 26] = [
+pub const VOLUME_METHODS: [&str; 27] = [
     "Plugin.Query",
     "Plugin.diagnostics",
     "SR.create",
@@ -61,12 +62,14 @@ pub const VOLUME_METHODS: [&str; 26] = [
     "Volume.list_changed_blocks",
     "Volume.data_destroy",
     "Volume.revert",
+    "Volume.compose",
 ];
-pub const DATAPATH_METHODS: [&str; 6] = [
+pub const DATAPATH_METHODS: [&str; 7] = [
     "Plugin.Query",
     "Datapath.attach",
     "Datapath.activate",
     "Datapath.activate_readonly",
+    "Datapath.import_activate",
     "Datapath.deactivate",
     "Datapath.detach",
 ];
@@ -75,7 +78,10 @@ pub const DATAPATH_METHODS: [&str; 6] = [
 /// Not SR_METADATA (disaster-recovery metadata VDIs). LARGE_VDI: thin volumes up to LVM's
 /// limits, though `thinsr export --format vhd` still refuses disks over 2040 GiB (VHD's
 /// own limit).
-pub const FEATURES: [&str; 19] = [
+/// VDI_MIRROR_IN: a storage migration may land here (the Nbd entry of every attach,
+/// `Datapath.import_activate`); xapi checks the volume plugin's list, and forwards
+/// import_activate only when the datapath plugin's lists it too: both declare one list.
+pub const FEATURES: [&str; 21] = [
     "SR_ATTACH",
     "SR_DETACH",
     "SR_CREATE",
@@ -95,6 +101,8 @@ pub const FEATURES: [&str; 19] = [
     "VDI_REVERT",
     "VDI_RESIZE_ONLINE",
     "VDI_ACTIVATE_READONLY",
+    "VDI_MIRROR_IN",
+    "VDI_COMPOSE",
 ];
 
 /// The method named by how thinsr was run (`.../SR.create`), if it is one.
@@ -417,7 +425,8 @@ fn call(ctx: &Ctx, method: &str, a: &Args) -> Result<Value> {
         "Datapath.attach" => {
             let (sr, vdi) = parse_volume_uri(a.str("uri")?)?;
             let domain = a.str("domain")?;
-            let v = domains::with(&sr, &vdi, |d| {
+            let (sr_id, vdi_id) = (SrUuid::from(sr.as_str()), VdiUuid::from(vdi.as_str()));
+            let (v, nbd) = domains::with(&sr, &vdi, |d| {
                 // While others read it, its device is read-only in the kernel (which a
                 // fresh attach would take for another mode): this domain shares it as it is.
                 let v = match d.read_only_active() {
@@ -428,13 +437,37 @@ fn call(ctx: &Ctx, method: &str, a: &Args) -> Result<Value> {
                     Some(v) => v,
                     None => ctx.vdi_attach(&vdi, Some(&sr), false)?,
                 };
+                let nbd = ctx.datapath_export(&sr_id, &vdi_id, Path::new(&v.path))?;
                 d.attach(domain);
-                Ok(v)
+                Ok((v, nbd))
             })?;
             Ok(json!({"implementations": [
                 ["XenDisk", {"backend_type": "vbd", "params": v.path, "extra": {}}],
-                ["BlockDevice", {"path": v.path}]
+                ["BlockDevice", {"path": v.path}],
+                ["Nbd", {"uri": nbd.uri()}]
             ]}))
+        }
+        // The socket xapi passes a connected descriptor to (storage_migrate.ml
+        // nbd_handler, once per connection): the volume's export takes it. Called after
+        // attach and activate; the export started with the attach.
+        "Datapath.import_activate" => {
+            let (sr, vdi) = parse_volume_uri(a.str("uri")?)?;
+            let domain = a.str("domain")?;
+            let (sr_id, vdi_id) = (SrUuid::from(sr.as_str()), VdiUuid::from(vdi.as_str()));
+            let ep = domains::with(&sr, &vdi, |d| {
+                if !d.domains.contains_key(domain) {
+                    return Err(Error::InvalidArgument(format!(
+                        "volume {sr}/{vdi} is not attached for domain {domain}: Datapath.attach and activate come first"
+                    )));
+                }
+                let ep = Endpoint::of(&sr_id, &vdi_id);
+                if ep.serving() {
+                    return Ok(ep);
+                }
+                let v = ctx.vdi_show(&vdi, Some(&sr))?;
+                ctx.datapath_export(&sr_id, &vdi_id, Path::new(&v.path))
+            })?;
+            Ok(json!(ep.passing.display().to_string()))
         }
         // The device is ready from attach on; a VM's blkback opens it. Activation checks the
         // VDI exists (metadata alone: these run at every VM start and stop) and who else
@@ -468,7 +501,13 @@ fn call(ctx: &Ctx, method: &str, a: &Args) -> Result<Value> {
                 let domain = a.str("domain").unwrap_or_default();
                 let _ = domains::with(&sr, &vdi, |d| {
                     match d.detach(domain) {
-                        domains::Device::Release => detach::detach(ctx, &sr, &vdi),
+                        domains::Device::Release => {
+                            // The export holds the device only while a client is
+                            // connected; it ends first, its connections with it.
+                            let (s, v) = (SrUuid::from(sr.as_str()), VdiUuid::from(vdi.as_str()));
+                            datapath_nbd::stop(&s, &v);
+                            detach::detach(ctx, &sr, &vdi)
+                        }
                         domains::Device::ReadOnly(false) => {
                             let _ = set_read_only(ctx, &vdi, &sr, false);
                         }
@@ -519,6 +558,12 @@ fn volume_call(ctx: &Ctx, method: &str, a: &Args) -> Result<Value> {
             let length = u64::try_from(length).ok();
             let c = ctx.vdi_changed_blocks(&uuid, &new, sr, offset, length)?;
             Ok(json!({"granularity": c.granularity, "bitmap": c.bitmap}))
+        }
+        // compose(dbg, sr, key, key2): `key` is the child (the migration's leaf), `key2`
+        // the parent whose data goes under the child's writes; the parent is gone after.
+        "Volume.compose" => {
+            let parent = volume_in(ctx, a, sr_key, "key2")?;
+            done(ctx.vdi_compose(&uuid, &parent, sr))
         }
         "Volume.revert" => {
             // revert(dbg, sr, snapshot, key): `key`'s contents become `snapshot`'s. The

@@ -530,3 +530,21 @@ impl Drop for Watcher {
         let _ = self.child.wait();
     }
 }
+
+/// Where `systemd_run_spy` puts its stand-in, and the calls it records (`SPY/calls`).
+pub const SPY: &str = "/tmp/spy";
+
+/// The test VM has no systemd: a stand-in systemd-run that records how it is called and
+/// runs the command in a session of its own, as a transient scope would hold it apart;
+/// /run/systemd/system made so that thinsr uses it. Returns a PATH finding it first.
+pub fn systemd_run_spy() -> String {
+    std::fs::create_dir_all("/run/systemd/system").unwrap();
+    std::fs::create_dir_all(SPY).unwrap();
+    std::fs::write(
+        format!("{SPY}/systemd-run"),
+        "#!/bin/sh\necho \"$*\" >> /tmp/spy/calls\nwhile [ \"$1\" != \"--\" ]; do shift; done\nshift\nexec setsid \"$@\"\n",
+    )
+    .unwrap();
+    sh(&["chmod", "+x", &format!("{SPY}/systemd-run")]);
+    format!("{SPY}:{}", std::env::var("PATH").unwrap_or_default())
+}

@@ -44,7 +44,25 @@ pub fn talk(cmd: Command, method: &str, args: Value) -> (i32, Value) {
 
 /// As `talk`, without the IDL check: for the tests that send what xapi never would, on
 /// purpose.
-pub fn talk_unchecked(mut cmd: Command, method: &str, args: Value) -> (i32, Value) {
+pub fn talk_unchecked(cmd: Command, method: &str, args: Value) -> (i32, Value) {
+    let (code, out, stderr) = spawn_and_talk(cmd, method, args);
+    let text = String::from_utf8_lossy(&out);
+    let value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{method}: not JSON ({e}): {text}\nstderr: {stderr}"));
+    (code, value)
+}
+
+/// Runs method `method` from `dir` with extra environment (a crash point, say) whatever
+/// it prints; returns (exit code, stderr).
+pub fn run_raw(dir: &str, method: &str, args: Value, env: &[(&str, &str)]) -> (i32, String) {
+    let mut cmd = Command::new(format!("{dir}/{method}"));
+    cmd.arg("--json").envs(env.iter().copied());
+    let (code, _, stderr) = spawn_and_talk(cmd, method, args);
+    (code, stderr)
+}
+
+/// Starts `cmd` with `args` (and a `dbg`) on stdin; returns (exit code, stdout, stderr).
+fn spawn_and_talk(mut cmd: Command, method: &str, args: Value) -> (i32, Vec<u8>, String) {
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -60,14 +78,11 @@ pub fn talk_unchecked(mut cmd: Command, method: &str, args: Value) -> (i32, Valu
         .write_all(all.to_string().as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let value = serde_json::from_str(&text).unwrap_or_else(|e| {
-        panic!(
-            "{method}: not JSON ({e}): {text}\nstderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.code().unwrap_or(-1), value)
+    (
+        out.status.code().unwrap_or(-1),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 pub fn call(dir: &str, method: &str, args: Value) -> Value {

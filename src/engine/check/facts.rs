@@ -2,11 +2,12 @@
 //! thinsr's devices, template attachments, the pool's own metadata. Read once, under the
 //! SR's lock, so that the rules (`plan.rs`) see one consistent picture.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 
 use crate::engine::context::{Ctx, Locked};
 use crate::engine::datapath::{dead_origin, readers, stray_loops};
+use crate::engine::datapath_nbd;
 use crate::engine::meta::{SrMeta, VdiMeta};
 use crate::engine::registry::Entry;
 use crate::error::Result;
@@ -45,6 +46,8 @@ pub struct Facts {
     pub thin_devices: Option<HashMap<u32, u64>>,
     /// What is wrong with the pool, as the kernel says.
     pub pool_trouble: Option<String>,
+    /// VDIs mid-compose whose log of writes is still there (no reboot since).
+    pub compose_logs: HashSet<VdiUuid>,
 }
 
 impl Ctx {
@@ -74,7 +77,15 @@ impl Ctx {
             .collect();
         let thin_devices = thin::mapped_bytes(&vg.name, &entry.pool)?;
         let pool_trouble = dm::pool_status(&vg.name, &entry.pool)?.and_then(|k| k.trouble());
+        let compose_logs = op
+            .meta
+            .vdis
+            .iter()
+            .filter(|v| v.composing.is_some() && datapath_nbd::has_log(&entry.uuid, &v.uuid))
+            .map(|v| v.uuid.clone())
+            .collect();
         Ok(Facts {
+            compose_logs,
             entry,
             meta: op.meta.clone(),
             vg,

@@ -48,6 +48,10 @@ pub enum FindingKind {
     RevertUnfinished,
     /// A data-destroy interrupted after the map was saved.
     DataDestroyUnfinished,
+    /// A compose interrupted between its steps.
+    ComposeUnfinished,
+    /// A compose's new LV that no compose under way names.
+    OrphanComposeLv,
     /// A data-destroyed snapshot whose saved block map is gone.
     MissingBlockMap,
     /// A saved block map no entry names.
@@ -85,6 +89,8 @@ impl FindingKind {
             StrayLoop => "stray_loop",
             RevertUnfinished => "revert_unfinished",
             DataDestroyUnfinished => "data_destroy_unfinished",
+            ComposeUnfinished => "compose_unfinished",
+            OrphanComposeLv => "orphan_compose_lv",
             MissingBlockMap => "missing_block_map",
             OrphanBlockMap => "orphan_block_map",
             UnknownThinDevice => "unknown_thin_device",
@@ -128,6 +134,12 @@ pub enum Fix {
     DetachLoop(PathBuf),
     /// Finish the recorded revert of this VDI.
     FinishRevert(VdiUuid),
+    /// Finish the recorded compose of this VDI (`redo`: copy again if the copy was not
+    /// recorded) or, without `redo` before the copy, undo it.
+    FinishCompose {
+        vdi: VdiUuid,
+        redo: bool,
+    },
     /// Delete this thin device id from the SR's pool.
     FreeThinDevice(u32),
     /// lvchange --zero y of the pool.

@@ -93,6 +93,9 @@ impl Ctx {
             Fix::FinishRevert(vdi) => {
                 self.finish_revert(op, vdi)?;
             }
+            Fix::FinishCompose { vdi, redo } => {
+                self.finish_compose(op, vdi, *redo)?;
+            }
             Fix::FreeThinDevice(id) => thin::delete_thin(&vg, &op.entry.pool, *id)?,
             Fix::TurnOnZeroing(vg_pool) => self.turn_on_zeroing(vg_pool)?,
             Fix::CopyToRegistry(truth) => self.replace_entry(truth.clone())?,

@@ -11,7 +11,7 @@ use crate::engine::context::ours;
 use crate::engine::datapath::local_key;
 use crate::engine::meta::{Pending, VdiKind, VdiMeta};
 use crate::engine::registry::Entry;
-use crate::host::lvm::{TAG_CACHE, TAG_CBT, TAG_LOCAL, TAG_ORIGIN, TAG_SR, TAG_VDI};
+use crate::host::lvm::{TAG_CACHE, TAG_CBT, TAG_COMPOSE, TAG_LOCAL, TAG_ORIGIN, TAG_SR, TAG_VDI};
 use crate::ids::{LvName, LvPath, VdiUuid};
 use crate::units::Bytes;
 
@@ -49,6 +49,7 @@ pub fn plan(f: &Facts, m: Mode) -> Plan {
     orphan_copies(f, m, &vdis, &mut findings);
     devices(f, m, &vdis, &mut findings);
     cbt(f, m, &mut findings);
+    compose(f, m, &mut findings);
     thin_devices(f, m, &mut findings);
     pool(f, m, &mut findings);
     registry(f, m, &mut findings);
@@ -109,8 +110,13 @@ fn entries(f: &Facts, m: Mode, out: &mut Vec<Finding>) -> (Vec<VdiMeta>, bool) {
             keep.push(v);
             continue;
         }
-        if v.cbt_map.is_some() || v.reverting.is_some() {
-            // Data-destroyed, or mid-revert: their LVs are the CBT rules'.
+        let composed_onto = f
+            .meta
+            .vdis
+            .iter()
+            .any(|c| c.composing.as_ref().is_some_and(|k| k.parent == v.uuid));
+        if v.cbt_map.is_some() || v.reverting.is_some() || v.composing.is_some() || composed_onto {
+            // Data-destroyed, mid-revert or mid-compose: their LVs are those rules'.
             keep.push(v);
             continue;
         }
@@ -592,4 +598,57 @@ fn registry(f: &Facts, m: Mode, out: &mut Vec<Finding>) {
         )
         .fixed_by(m.repair, vec![Fix::CopyToRegistry(truth)]),
     );
+}
+
+/// What a crash in a compose left: the compose itself, and a new LV no compose names.
+fn compose(f: &Facts, m: Mode, out: &mut Vec<Finding>) {
+    for v in &f.meta.vdis {
+        let Some(k) = &v.composing else { continue };
+        let forward = k.copied || f.compose_logs.contains(&v.uuid);
+        out.push(
+            Finding::new(
+                K::ComposeUnfinished,
+                format!("VDI '{}' ({})", v.name, v.uuid),
+                format!(
+                    "its compose onto {} was interrupted {} the copy of its writes",
+                    k.parent,
+                    if k.copied { "after" } else { "before the end of" }
+                ),
+                if forward {
+                    "finish it (the VDI reads the parent's data under its own writes; the parent goes)"
+                } else {
+                    "undo it: the log of its writes is gone (a reboot since); the VDI and the parent stay as they were"
+                },
+            )
+            .fixed_by(
+                m.repair,
+                vec![Fix::FinishCompose {
+                    vdi: v.uuid.clone(),
+                    redo: forward,
+                }],
+            ),
+        );
+    }
+    for l in ours(&f.vg, &f.entry.uuid) {
+        let Some(of) = l.tag_value(TAG_COMPOSE) else {
+            continue;
+        };
+        let wanted = f
+            .meta
+            .vdi(of)
+            .and_then(|v| v.composing.as_ref())
+            .is_some_and(|k| k.lv == l.name);
+        if wanted {
+            continue;
+        }
+        out.push(
+            Finding::new(
+                K::OrphanComposeLv,
+                format!("LV {}", vg_lv(f, &l.name)),
+                format!("made by a compose of VDI {of} that is no longer under way"),
+                "remove it (a snapshot of the parent with copies of the child's writes)",
+            )
+            .fixed_by(m.repair, vec![Fix::RemoveLv(path(f, &l.name))]),
+        );
+    }
 }

@@ -2,14 +2,14 @@
 //! (tests/check.rs, tests/cbt.rs), without a host: what is found, what `--repair` writes
 //! into the metadata's entries, and which host actions it takes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 
 use super::facts::{Device, Facts, StrayLoop};
 use super::finding::{FindingKind as K, Fix};
 use super::plan::{plan, Mode, Plan};
 use crate::engine::fixtures::{lv, sr, vdi, vg};
-use crate::engine::meta::{Pending, VdiKind, VdiMeta};
+use crate::engine::meta::{Composing, Pending, VdiKind, VdiMeta};
 use crate::host::dm::OurDevice;
 use crate::host::lvm::Lv;
 use crate::ids::{LvName, LvPath};
@@ -73,6 +73,7 @@ fn facts(vdis: Vec<VdiMeta>, lvs: Vec<Lv>) -> Facts {
         stray_loops: vec![],
         thin_devices: Some(thin_devices),
         pool_trouble: None,
+        compose_logs: HashSet::new(),
     }
 }
 
@@ -580,4 +581,71 @@ fn every_kind_has_one_stable_name() {
     for k in all {
         assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
     }
+}
+
+#[test]
+fn an_interrupted_compose_goes_forward_while_its_log_lives_and_is_undone_without() {
+    // compose.created: A (the leaf) composing onto B, the new LV made; B's LV removed
+    // meanwhile is no missing LV (compose.parent-removed).
+    let composing = |copied: bool| VdiMeta {
+        composing: Some(Composing {
+            parent: B.into(),
+            lv: "a.composed".into(),
+            copied,
+        }),
+        ..vdi(A, "a", "a")
+    };
+    let new_lv = |name: &str, of: &str| Lv {
+        thin_id: Some(9),
+        ..lv(
+            name,
+            1 << 30,
+            &["thinsr_sr=s1", &format!("thinsr_compose={of}")],
+            "thinsr_pool",
+        )
+    };
+    let lvs = vec![thin("a", A, 1), new_lv("a.composed", A)];
+    let mut f = facts(vec![composing(false), vdi(B, "b", "b")], lvs.clone());
+    assert_eq!(kinds(&plan(&f, LOOK)), [K::ComposeUnfinished]);
+    let undo = plan(&f, REPAIR);
+    assert_eq!(
+        fixes(&undo),
+        [Fix::FinishCompose {
+            vdi: A.into(),
+            redo: false
+        }]
+    );
+    assert!(
+        undo.findings[0].repair.starts_with("undo"),
+        "{:?}",
+        undo.findings
+    );
+    f.compose_logs.insert(A.into());
+    assert_eq!(
+        fixes(&plan(&f, REPAIR)),
+        [Fix::FinishCompose {
+            vdi: A.into(),
+            redo: true
+        }]
+    );
+    // After the copy: forward, log or not; the parent's LV already gone is no finding.
+    let f = facts(vec![composing(true), vdi(B, "b", "b")], lvs);
+    let p = plan(&f, REPAIR);
+    assert_eq!(kinds(&p), [K::ComposeUnfinished]);
+    assert_eq!(
+        fixes(&p),
+        [Fix::FinishCompose {
+            vdi: A.into(),
+            redo: true
+        }]
+    );
+    assert!(p.vdis.is_none());
+    // A compose LV nobody's compose names (the intent undone, its removal interrupted).
+    let f = facts(
+        vec![vdi(A, "a", "a")],
+        vec![thin("a", A, 1), new_lv("a.composed", A)],
+    );
+    let p = plan(&f, REPAIR);
+    assert_eq!(kinds(&p), [K::OrphanComposeLv]);
+    assert_eq!(fixes(&p), [Fix::RemoveLv(at("a.composed"))]);
 }

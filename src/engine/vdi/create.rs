@@ -231,6 +231,15 @@ impl Ctx {
                 ),
             });
         }
+        if let Some(child) = v.composing_in(&op.meta.vdis) {
+            return Err(Error::VdiIncomplete {
+                vdi: child,
+                why: format!(
+                    "its compose did not finish: finish it ('thinsr sr check --repair') before destroying '{}'",
+                    v.name
+                ),
+            });
+        }
         let vg_name = op.entry.vg.clone();
         if let Some(d) = self.our_device(&v.uuid) {
             return Err(Error::VdiAttached {

@@ -236,6 +236,15 @@ impl Ctx {
         vol
     }
 
+    /// VDI `uuid`'s volume record after a change under the SR's lock, from a fresh report.
+    pub(crate) fn reported_volume(&self, op: &Locked, uuid: &str) -> Result<Volume> {
+        let v = op.vdi(uuid)?.clone();
+        let vg = self.lvm.report_vg(&op.entry.vg)?;
+        let mut vol = self.volume(&op.entry, &op.meta, &vg, &v, None);
+        vol.sr_name = op.meta.name.clone();
+        Ok(vol)
+    }
+
     /// A volume record from what is known without a fresh report.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn volume_of(

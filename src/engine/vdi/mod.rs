@@ -138,7 +138,7 @@ pub struct Found {
     pub meta: SrMeta,
 }
 
-fn vdi_tag(uuid: &str) -> String {
+pub(crate) fn vdi_tag(uuid: &str) -> String {
     format!("{TAG_VDI}{uuid}")
 }
 
@@ -195,6 +195,15 @@ pub(crate) fn refuse_pending(v: &VdiMeta) -> Result<()> {
             vdi: v.name.clone(),
             why: format!(
                 "its revert to snapshot {s} did not finish: run 'thinsr vdi revert' again, or 'thinsr sr check --repair'"
+            ),
+        });
+    }
+    if let Some(k) = &v.composing {
+        return Err(Error::VdiIncomplete {
+            vdi: v.name.clone(),
+            why: format!(
+                "its compose onto {} did not finish: run 'thinsr sr check --repair'",
+                k.parent
             ),
         });
     }

@@ -188,6 +188,18 @@ pub fn rename(vg: &VgName, from: &LvName, to: &LvName) -> Vec<String> {
     argv(&["lvrename", vg, from, to])
 }
 
+/// Adds tag `add` to `path` and removes `remove`, in one change of the VG's metadata.
+pub fn retag(path: &LvPath, add: &str, remove: &str) -> Vec<String> {
+    argv(&[
+        "lvchange",
+        "--addtag",
+        add,
+        "--deltag",
+        remove,
+        &path.to_string(),
+    ])
+}
+
 /// Resizes `path` to `size`; `force` (`-f`) asks no question, even to make it smaller.
 pub fn resize(path: &LvPath, size: Bytes, force: bool) -> Vec<String> {
     let mut args = argv(&["lvresize", "-y"]);

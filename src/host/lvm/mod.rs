@@ -30,6 +30,8 @@ pub const TAG_CACHE: &str = "thinsr_cache=";
 pub const TAG_LOCAL: &str = "thinsr_local=";
 /// On the LV holding a data-destroyed snapshot's saved block map: that snapshot's uuid.
 pub const TAG_CBT: &str = "thinsr_cbt=";
+/// A compose's new LV, until it becomes the VDI's (`thinsr_compose=<vdi uuid>`).
+pub const TAG_COMPOSE: &str = "thinsr_compose=";
 
 const VG_FIELDS: &str = "vg_name,vg_uuid,vg_size,vg_free,vg_extent_size,vg_tags";
 const PV_FIELDS: &str = "pv_name,pv_size,pv_free,vg_name";

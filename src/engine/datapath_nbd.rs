@@ -1,0 +1,253 @@
+//! Every attached volume is an NBD export while it is attached: what `Datapath.attach`
+//! returns as its `Nbd` entry (`nbd:unix:SOCKET:exportname=VDI`, the form xapi's
+//! `parse_nbd_uri` reads), where xapi's nbd proxy relays a storage migration's writes and
+//! copies write, connecting again for each transfer. Beside it, a socket that takes
+//! connections xapi accepted and passes by SCM_RIGHTS (`Datapath.import_activate`: an
+//! SMAPIv1 source's tapdisk mirroring into the volume); the ranges those change are logged
+//! for `Volume.compose`, which layers them onto the parent's data.
+//!
+//! One server process per volume (`thinsr __datapath-nbd`), started by the first attach
+//! outside the plugin call (`host/daemon.rs`), ended before the device goes at the last
+//! detach. Its files are root's alone under /run/thinsr/nbd/SR/: VDI.sock, VDI.fds,
+//! VDI.pid, and VDI.written (the log, kept past the server for compose). Each connection
+//! opens the device for itself (read-write, or read-only while the kernel holds it so),
+//! so nothing holds the device between transfers.
+
+use std::io::{Seek, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use crate::cancel;
+use crate::engine::context::Ctx;
+use crate::engine::meta::{VdiKind, VdiMeta};
+use crate::error::{Error, Result};
+use crate::host::listener::{self, Clients, Socket};
+use crate::host::nbd_server::{self, Export, Served};
+use crate::host::{daemon, fdpass, rundir};
+use crate::ids::{SrUuid, VdiUuid};
+use crate::image::extent::{self, Extent};
+
+const DIR: &str = "/run/thinsr/nbd";
+/// The internal command the server runs as (and is recognised by in /proc).
+pub const COMMAND: &str = "__datapath-nbd";
+/// The longest log read back: 16 bytes a write, 4 million writes.
+const MAX_LOG: u64 = 64 << 20;
+
+/// Where a volume's export is found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The NBD socket (clients connect).
+    pub socket: PathBuf,
+    /// The socket that takes connected descriptors by SCM_RIGHTS.
+    pub passing: PathBuf,
+    pub export: String,
+    pid: PathBuf,
+    written: PathBuf,
+}
+
+impl Endpoint {
+    pub fn of(sr: &SrUuid, vdi: &VdiUuid) -> Endpoint {
+        let dir = Path::new(DIR).join(sr.as_str());
+        Endpoint {
+            socket: dir.join(format!("{vdi}.sock")),
+            passing: dir.join(format!("{vdi}.fds")),
+            export: vdi.to_string(),
+            pid: dir.join(format!("{vdi}.pid")),
+            written: dir.join(format!("{vdi}.written")),
+        }
+    }
+
+    /// The `Nbd` implementation's uri, as xapi parses it (split on ':': no ':' in the
+    /// socket path or the name, both uuids here).
+    pub fn uri(&self) -> String {
+        format!(
+            "nbd:unix:{}:exportname={}",
+            self.socket.display(),
+            self.export
+        )
+    }
+
+    /// Whether a server takes connections now.
+    pub fn serving(&self) -> bool {
+        self.server().is_some() && self.socket.exists() && self.passing.exists()
+    }
+
+    /// The server's pid, if it runs.
+    fn server(&self) -> Option<u32> {
+        let pid: u32 = rundir::read(&self.pid, 64)?.trim().parse().ok()?;
+        daemon::running(pid, &[COMMAND, &self.export]).then_some(pid)
+    }
+
+    fn remove_sockets(&self) {
+        for p in [&self.socket, &self.passing, &self.pid] {
+            // Ours, in a private directory; a removed link is harmless.
+            std::fs::remove_file(p).ok();
+        }
+    }
+}
+
+impl Ctx {
+    /// The block size at which a discard of `v` reads back as zeros: a thin volume of
+    /// thinsr's pool without an external origin (a template's clone reads the template
+    /// where it has no block), once the pool's chunk size is known.
+    pub(crate) fn unmap_block(&self, v: &VdiMeta, sr: &str) -> Result<Option<u64>> {
+        if v.kind == VdiKind::Preallocated || v.origin.is_some() {
+            return Ok(None);
+        }
+        let meta = Self::read_meta(&self.entry(Some(sr))?)?;
+        Ok(meta.geometry.map(|g| g.chunk.0))
+    }
+
+    /// The export of attached volume `vdi` (its device `device`): the running server's, or
+    /// a new one.
+    pub fn datapath_export(&self, sr: &SrUuid, vdi: &VdiUuid, device: &Path) -> Result<Endpoint> {
+        let ep = Endpoint::of(sr, vdi);
+        if ep.serving() {
+            return Ok(ep);
+        }
+        let found = self.resolve(vdi, Some(sr))?;
+        let v = found
+            .meta
+            .vdi(&found.uuid)
+            .ok_or_else(|| Error::VdiNotFound(vdi.to_string()))?;
+        let unmap = self.unmap_block(v, sr)?;
+        rundir::private_dir(ep.socket.parent().unwrap_or(Path::new(DIR)))?;
+        ep.remove_sockets();
+        let exe = std::env::current_exe().map_err(|e| Error::io("finding thinsr itself", e))?;
+        let unmap = unmap.map_or("-".to_string(), |b| b.to_string());
+        let args = [COMMAND, sr, vdi, &device.display().to_string(), &unmap];
+        let unit = format!(
+            "thinsr-nbd-{}-{}",
+            &vdi[..8.min(vdi.len())],
+            std::process::id()
+        );
+        daemon::start(
+            &exe,
+            &args,
+            &unit,
+            &format!("thinsr NBD export of VDI {vdi}"),
+        )?;
+        Ok(ep)
+    }
+}
+
+/// Ends the export of `vdi`, if one runs, and removes its sockets. The log stays.
+pub fn stop(sr: &SrUuid, vdi: &VdiUuid) {
+    let ep = Endpoint::of(sr, vdi);
+    if let Some(pid) = ep.server() {
+        daemon::stop(pid, &[COMMAND, vdi]);
+    }
+    ep.remove_sockets();
+}
+
+/// The ranges written through passed connections, merged.
+pub fn written(sr: &SrUuid, vdi: &VdiUuid) -> Vec<Extent> {
+    let ep = Endpoint::of(sr, vdi);
+    let bytes = rundir::read_bytes(&ep.written, MAX_LOG).unwrap_or_default();
+    let v = bytes
+        .chunks_exact(16)
+        .map(|r| {
+            let (o, l) = r.split_at(8);
+            Extent::new(
+                u64::from_be_bytes(o.try_into().expect("8 bytes")),
+                u64::from_be_bytes(l.try_into().expect("8 bytes")),
+            )
+        })
+        .collect();
+    extent::normalize(v)
+}
+
+/// Whether a log of writes exists (a compose needs one only if the volume was written).
+pub fn has_log(sr: &SrUuid, vdi: &VdiUuid) -> bool {
+    Endpoint::of(sr, vdi).written.exists()
+}
+
+/// Drops the log of `vdi` (composed, or destroyed).
+pub fn forget_written(sr: &SrUuid, vdi: &VdiUuid) {
+    std::fs::remove_file(Endpoint::of(sr, vdi).written).ok();
+}
+
+/// The server process: serves `device` on the volume's sockets until SIGTERM.
+pub fn serve(sr: &SrUuid, vdi: &VdiUuid, device: &Path, unmap_block: Option<u64>) -> Result<()> {
+    cancel::watch();
+    let ep = Endpoint::of(sr, vdi);
+    rundir::private_dir(ep.socket.parent().unwrap_or(Path::new(DIR)))?;
+    let plain = Socket::bind(&ep.socket)?;
+    let passing = Socket::bind(&ep.passing)?;
+    rundir::write(&ep.pid, std::process::id().to_string().as_bytes())?;
+    let mut out = std::io::stdout();
+    writeln!(out, "{}", daemon::READY)
+        .and_then(|_| out.flush())
+        .map_err(|e| Error::io("saying the export is ready", e))?;
+    let session = |socket: usize, stream: UnixStream, clients: &Clients| -> Served {
+        let passed = socket == 1;
+        let run = || -> Result<Served> {
+            let (mut stream, _registered) = if passed {
+                let (fd, _datapath) =
+                    fdpass::receive(&stream).map_err(|e| Error::io("a passed connection", e))?;
+                let s = UnixStream::from(fd);
+                let r = clients.register(&s)?;
+                (s, Some(r))
+            } else {
+                (stream, None)
+            };
+            let (file, writable) =
+                match std::fs::File::options().read(true).write(true).open(device) {
+                    Ok(f) => (f, true),
+                    Err(_) => (
+                        std::fs::File::open(device)
+                            .map_err(|e| Error::io(device.display().to_string(), e))?,
+                        false,
+                    ),
+                };
+            let size = (&file)
+                .seek(std::io::SeekFrom::End(0))
+                .map_err(|e| Error::io(device.display().to_string(), e))?;
+            let log = match passed {
+                true => Some(rundir::append(&ep.written)?),
+                false => None,
+            };
+            let note = |offset: u64, len: u64| -> std::io::Result<()> {
+                let mut rec = [0u8; 16];
+                rec[..8].copy_from_slice(&offset.to_be_bytes());
+                rec[8..].copy_from_slice(&len.to_be_bytes());
+                // O_APPEND: each record lands whole at the end, whichever session writes.
+                (&mut log.as_ref().expect("a log for passed sessions")).write_all(&rec)
+            };
+            let export = Export {
+                name: &ep.export,
+                file: &file,
+                size,
+                writable,
+                unmap_block: unmap_block.filter(|_| writable),
+                on_write: if passed { Some(&note) } else { None },
+            };
+            Ok(nbd_server::serve(&mut stream, &export).unwrap_or_default())
+        };
+        run().unwrap_or_default()
+    };
+    let served = listener::serve_until(&[&plain, &passing], &session, &cancel::requested);
+    std::fs::remove_file(&ep.pid).ok();
+    served.map(drop)
+}
+
+/// `thinsr __datapath-nbd SR VDI DEVICE UNMAP_BLOCK|-`: the server process; its exit
+/// status. Nothing reads its stderr.
+pub fn run_server(args: &[String]) -> i32 {
+    let [sr, vdi, device, unmap] = args else {
+        return 2;
+    };
+    let unmap = unmap.parse::<u64>().ok();
+    match serve(
+        &SrUuid::from(sr.as_str()),
+        &VdiUuid::from(vdi.as_str()),
+        Path::new(device),
+        unmap,
+    ) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
+}

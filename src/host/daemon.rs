@@ -1,0 +1,114 @@
+//! Long-lived servers of thinsr's own, started by a short call (a plugin method) and
+//! outliving it. On XCP-ng that call comes from xapi-storage-script, whose unit has no
+//! KillMode: a toolstack restart would end every process it left behind, so the server
+//! runs in a transient systemd scope of its own where systemd runs (`systemd-run --scope`,
+//! systemd 219 on CentOS 7), else as a child in a process group of its own. It never
+//! holds the caller's stdout or stderr (xapi-storage-script reads them to the end): it
+//! says it is ready on a pipe of its own, within a bounded wait.
+
+use std::ffi::OsStr;
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::error::{Error, Result};
+
+/// What the server prints on stdout once clients can connect.
+pub const READY: &str = "ready";
+/// How long a server may take to say it is ready, and to end when asked.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Starts `program ARGS` outside the caller (in scope `unit` where systemd runs) and waits
+/// for its ready line.
+pub fn start<S: AsRef<OsStr>>(program: &Path, args: &[S], unit: &str, what: &str) -> Result<()> {
+    let mut cmd = if Path::new("/run/systemd/system").is_dir() {
+        let mut c = Command::new("systemd-run");
+        c.args(["--scope", "--unit", unit, "--description", what, "--"])
+            .arg(program);
+        c
+    } else {
+        Command::new(program)
+    };
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::io(format!("starting {}", program.display()), e))?;
+    let mut out = child.stdout.take().expect("piped");
+    let deadline = Instant::now() + WAIT;
+    let mut said = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(out.as_fd(), PollFlags::POLLIN)];
+        let ready = poll(&mut fds, PollTimeout::from(ms)).unwrap_or(0);
+        let mut buf = [0u8; 256];
+        let n = if ready > 0 {
+            out.read(&mut buf).unwrap_or(0)
+        } else {
+            0
+        };
+        said.extend_from_slice(&buf[..n]);
+        if said.starts_with(READY.as_bytes()) && said.contains(&b'\n') {
+            // The child lives on; it is reaped by init once this process exits.
+            return Ok(());
+        }
+        if n == 0 {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::CommandFailed {
+                tool: program.display().to_string(),
+                message: format!(
+                    "{what} did not start within {} s{}",
+                    WAIT.as_secs(),
+                    match String::from_utf8_lossy(&said).trim() {
+                        "" => String::new(),
+                        s => format!(": {s}"),
+                    }
+                ),
+            });
+        }
+    }
+}
+
+/// The process `pid`, if it runs and its command line holds every one of `marks` (a pid
+/// file can outlive its process, and the number be reused).
+pub fn running(pid: u32, marks: &[&str]) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    marks.iter().all(|m| args.contains(&m.as_bytes()))
+}
+
+/// Asks `pid` to end (SIGTERM), waits for it, then kills it. Only a process that
+/// `running(pid, marks)` recognises is signalled.
+pub fn stop(pid: u32, marks: &[&str]) {
+    if !running(pid, marks) {
+        return;
+    }
+    let Ok(p) = i32::try_from(pid).map(Pid::from_raw) else {
+        return;
+    };
+    let _ = kill(p, Signal::SIGTERM);
+    let deadline = Instant::now() + WAIT;
+    while running(pid, marks) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if running(pid, marks) {
+        let _ = kill(p, Signal::SIGKILL);
+        while running(pid, marks) && Instant::now() < deadline + WAIT {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}

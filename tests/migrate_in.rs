@@ -1,0 +1,491 @@
+//! Disks moving into thinsr live, as xapi 26.1 drives the destination of a storage
+//! migration (read in xen-api's storage_smapiv3_migrate.ml, storage_smapiv1_migrate.ml,
+//! storage_migrate.ml and xapi-storage-script's main.ml), played through the installed
+//! method files: the Nbd entry of a MIR domain's attach written by qemu's client again for
+//! each transfer with a second writer meanwhile and a client that hangs up mid-request;
+//! the VM's own domain coming up on the volume before MIR lets go; tapdisk's client
+//! handed over by SCM_RIGHTS to `Datapath.import_activate`; `Volume.compose` layering
+//! those writes onto the parent, and surviving a crash at each of its steps.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use common::xapi::*;
+use common::*;
+use serde_json::{json, Value};
+
+const SR_UUID: &str = "7d3e5a10-2b4c-4d6e-8f90-a1b2c3d4e5f6";
+const MIB: u64 = 1 << 20;
+/// A storage migration's receiving domain, as xapi_vm_migrate.ml names it.
+const MIR: &str = "MIR3fa9c1";
+
+fn create(sr: &str, name: &str, size: u64) -> Value {
+    call(
+        VOLUME,
+        "Volume.create",
+        json!({"sr": sr, "name": name, "description": "", "size": size, "sharable": false}),
+    )
+}
+
+fn dp(method: &str, uri: &str, domain: &str) {
+    assert_eq!(
+        call(DATAPATH, method, json!({"uri": uri, "domain": domain})),
+        Value::Null
+    );
+}
+
+/// Datapath.attach for `domain`; returns (device, the Nbd entry's socket and export name
+/// as xapi's `parse_nbd_uri` splits them).
+fn attach(uri: &str, domain: &str) -> (String, String, String) {
+    // Where a test set up a stand-in systemd-run, the plugin finds it first.
+    let path = format!("{SPY}:{}", std::env::var("PATH").unwrap_or_default());
+    let args = json!({"uri": uri, "domain": domain});
+    let (code, r) = run_with(DATAPATH, "Datapath.attach", args, &[("PATH", &path)]);
+    assert_eq!(code, 0, "Datapath.attach failed: {r}");
+    let imps = r["implementations"].as_array().unwrap();
+    let nbd = imps
+        .iter()
+        .find(|i| i[0] == "Nbd")
+        .unwrap_or_else(|| panic!("no Nbd entry: {r}"));
+    let text = nbd[1]["uri"].as_str().unwrap();
+    let parts: Vec<&str> = text.split(':').collect();
+    let [scheme, unix, socket, name] = parts[..] else {
+        panic!("xapi cannot parse {text}");
+    };
+    assert_eq!((scheme, unix), ("nbd", "unix"), "{text}");
+    let name = name.strip_prefix("exportname=").expect("exportname=");
+    let dev = imps.iter().find(|i| i[0] == "BlockDevice").unwrap()[1]["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (dev, socket.to_string(), name.to_string())
+}
+
+/// What runs as the volume's NBD export now.
+fn servers() -> Vec<String> {
+    sh(&["ps", "-eo", "args"])
+        .lines()
+        .filter(|l| l.contains("__datapath-nbd"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// An image of `mib` MiB: 1 MiB of noise every 4 MiB from `seed`, zeros between.
+fn image(path: &str, mib: u64, seed: u64) -> Vec<u8> {
+    let mut data = vec![0u8; (mib * MIB) as usize];
+    for i in (0..mib).step_by(4) {
+        let at = (i * MIB) as usize;
+        data[at..at + MIB as usize].copy_from_slice(&noise(MIB as usize, seed + i));
+    }
+    std::fs::write(path, &data).unwrap();
+    data
+}
+
+/// An NBD client speaking exactly what tapdisk's does (blktap drivers/block-nbd.c):
+/// fixed newstyle with NO_ZEROES, NBD_OPT_EXPORT_NAME "tapdisk_client" with its NUL, then
+/// simple requests.
+struct Client(UnixStream);
+
+impl Client {
+    fn handshake(mut s: UnixStream) -> (Client, u64) {
+        let mut hello = [0u8; 18];
+        s.read_exact(&mut hello).unwrap();
+        assert_eq!(&hello[..8], b"NBDMAGIC");
+        assert_eq!(&hello[8..16], b"IHAVEOPT");
+        s.write_all(&3u32.to_be_bytes()).unwrap();
+        let name = b"tapdisk_client\0";
+        let mut opt = b"IHAVEOPT".to_vec();
+        opt.extend_from_slice(&1u32.to_be_bytes());
+        opt.extend_from_slice(&(name.len() as u32).to_be_bytes());
+        opt.extend_from_slice(name);
+        s.write_all(&opt).unwrap();
+        let mut info = [0u8; 10];
+        s.read_exact(&mut info).unwrap();
+        let size = u64::from_be_bytes(info[..8].try_into().unwrap());
+        let flags = u16::from_be_bytes(info[8..].try_into().unwrap());
+        assert_eq!(flags & 2, 0, "the export is read-only");
+        (Client(s), size)
+    }
+
+    fn request(&mut self, kind: u16, handle: u64, offset: u64, len: u32) {
+        let mut b = 0x2560_9513u32.to_be_bytes().to_vec();
+        b.extend_from_slice(&0u16.to_be_bytes());
+        b.extend_from_slice(&kind.to_be_bytes());
+        b.extend_from_slice(&handle.to_be_bytes());
+        b.extend_from_slice(&offset.to_be_bytes());
+        b.extend_from_slice(&len.to_be_bytes());
+        self.0.write_all(&b).unwrap();
+    }
+
+    fn answer(&mut self, handle: u64) {
+        let mut r = [0u8; 16];
+        self.0.read_exact(&mut r).unwrap();
+        assert_eq!(&r[..4], &0x6744_6698u32.to_be_bytes());
+        assert_eq!(u32::from_be_bytes(r[4..8].try_into().unwrap()), 0, "error");
+        assert_eq!(u64::from_be_bytes(r[8..].try_into().unwrap()), handle);
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        self.request(1, offset, offset, data.len() as u32);
+        self.0.write_all(data).unwrap();
+        self.answer(offset);
+    }
+
+    fn flush_and_leave(mut self) {
+        self.request(3, 1, 0, 0);
+        self.answer(1);
+        self.request(2, 2, 0, 0);
+    }
+}
+
+/// Connects to an export's socket as xapi's proxy does.
+fn connect(socket: &str) -> (Client, u64) {
+    Client::handshake(UnixStream::connect(socket).unwrap())
+}
+
+/// Hands a connection to the socket `Datapath.import_activate` returned, as xapi's
+/// nbd_handler does (the datapath's name as the message); returns our end.
+fn pass(socket: &str, datapath: &str) -> (Client, u64) {
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    let control = UnixStream::connect(socket).unwrap();
+    thinsr::host::fdpass::send(&control, theirs.as_fd(), datapath.as_bytes()).unwrap();
+    drop(theirs);
+    drop(control);
+    Client::handshake(ours)
+}
+
+/// Starts a WRITE of 1 MiB, sends a tenth of it and hangs up.
+fn hang_up_mid_write(mut c: Client) {
+    c.request(1, 9, 0, MIB as u32);
+    c.0.write_all(&noise(100 << 10, 1)).unwrap();
+    drop(c);
+}
+
+fn physical(sr: &str, key: &str) -> u64 {
+    call(VOLUME, "Volume.stat", json!({"sr": sr, "key": key}))["physical_utilisation"]
+        .as_u64()
+        .unwrap()
+}
+
+/// The destination of an SMAPIv3 source's migration: a blank leaf attached and activated
+/// for the MIR domain, written through its Nbd entry by qemu's client (a new connection
+/// per transfer, a second writer meanwhile, one that hangs up mid-write); the VM's domain
+/// comes up on it before MIR lets go; each detach takes down only its own.
+#[test]
+fn a_migration_lands_through_the_nbd_entry_of_a_mir_attach() {
+    vm();
+    install();
+    systemd_run_spy();
+    let (sr, _) = sr_create(DISKS[0], SR_UUID, "local");
+    for dir in [VOLUME, DATAPATH] {
+        let q = call(dir, "Plugin.Query", json!({}));
+        let f = q["features"].to_string();
+        assert!(f.contains("\"VDI_MIRROR_IN\""), "{dir}: {q}");
+        assert!(f.contains("\"VDI_COMPOSE\""), "{dir}: {q}");
+    }
+    let leaf = create(&sr, "web", 256 * MIB);
+    let uri = leaf["uri"][0].as_str().unwrap().to_string();
+    let key = leaf["key"].as_str().unwrap().to_string();
+    let (dev, socket, export) = attach(&uri, MIR);
+    dp("Datapath.activate", &uri, MIR);
+    assert_eq!(export, key);
+    assert_eq!(sh(&["stat", "-c", "%a %U", &socket]).trim(), "600 root");
+    let dir = Path::new(&socket)
+        .parent()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(sh(&["stat", "-c", "%a %U", &dir]).trim(), "700 root");
+    // xapi's get_nbd_server attaches again for each transfer: the same export.
+    assert_eq!(attach(&uri, MIR).1, socket);
+    assert_eq!(servers().len(), 1, "{:?}", servers());
+    // Started in a scope of its own, outside the plugin call (a toolstack restart ends
+    // xapi-storage-script's cgroup, not the export).
+    let calls = std::fs::read_to_string("/tmp/spy/calls").unwrap();
+    assert_eq!(calls.lines().count(), 1, "{calls}");
+    assert!(calls.starts_with("--scope --unit thinsr-nbd-"), "{calls}");
+
+    // The source: 256 MiB, 64 MiB of it data.
+    let want = image("/tmp/src.raw", 256, 10);
+    let nbd = format!("nbd+unix:///{export}?socket={socket}");
+    // A client that hangs up in the middle of a write leaves the export serving.
+    hang_up_mid_write(connect(&socket).0);
+    // The bulk copy, and a second writer meanwhile writing what the source has there (a
+    // mirror's writes arriving during the copy).
+    let writer = {
+        let socket = socket.clone();
+        let block = want[(8 * MIB) as usize..(9 * MIB) as usize].to_vec();
+        std::thread::spawn(move || {
+            let (mut c, size) = connect(&socket);
+            assert_eq!(size, 256 * MIB);
+            for _ in 0..4 {
+                c.write(8 * MIB, &block);
+            }
+            c.flush_and_leave();
+        })
+    };
+    sh(&[
+        "qemu-img",
+        "convert",
+        "-n",
+        "-f",
+        "raw",
+        "-O",
+        "raw",
+        "/tmp/src.raw",
+        &nbd,
+    ]);
+    writer.join().unwrap();
+    // A second transfer (xapi connects again for each): the copy again, as a retry would.
+    sh(&[
+        "qemu-img",
+        "convert",
+        "-n",
+        "-f",
+        "raw",
+        "-O",
+        "raw",
+        "/tmp/src.raw",
+        &nbd,
+    ]);
+    assert_eq!(sha256(&dev), sha256("/tmp/src.raw"));
+    let used = physical(&sr, &key);
+    println!("256 MiB leaf, 64 MiB of data written over NBD: {used} bytes allocated");
+    assert!(
+        (64 * MIB..=64 * MIB * 11 / 10).contains(&used),
+        "{used} bytes allocated for 64 MiB of data"
+    );
+
+    // The VM's domain on this host comes up on the volume before MIR lets go.
+    let (vm_dev, vm_socket, _) = attach(&uri, "5");
+    assert_eq!(
+        (vm_dev.as_str(), vm_socket.as_str()),
+        (dev.as_str(), socket.as_str())
+    );
+    dp("Datapath.activate", &uri, "5");
+    // A second VM is still refused.
+    attach(&uri, "6");
+    error(
+        DATAPATH,
+        "Datapath.activate",
+        json!({"uri": uri, "domain": "6"}),
+        "VDI_ATTACHED",
+    );
+    dp("Datapath.detach", &uri, "6");
+    // DP.destroy2 of the mirror: MIR goes, the VM's domain keeps the device and export.
+    dp("Datapath.deactivate", &uri, MIR);
+    dp("Datapath.detach", &uri, MIR);
+    assert!(Path::new(&dev).exists());
+    assert_eq!(servers().len(), 1, "{:?}", servers());
+    assert_eq!(
+        crc_at(&dev, 0, MIB as usize),
+        crc32fast::hash(&want[..MIB as usize])
+    );
+    // The VM stops: nothing is left running, bound or attached.
+    dp("Datapath.deactivate", &uri, "5");
+    dp("Datapath.detach", &uri, "5");
+    assert!(servers().is_empty(), "{:?}", servers());
+    assert!(!Path::new(&socket).exists(), "{socket} outlived the detach");
+    assert!(!Path::new(&dev).exists(), "{dev} outlived the detach");
+    assert!(our_dm_devices().is_empty(), "{:?}", our_dm_devices());
+    assert!(json(&["sr", "check", "local"])["findings"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
+
+/// What tapdisk's mirror writes into the leaf in the SMAPIv1 flow: unaligned and partial
+/// blocks, so that only the exact ranges may cover the parent's data.
+fn mirror_writes() -> Vec<(u64, Vec<u8>)> {
+    vec![
+        (100 << 10, noise(4096, 71)),
+        (MIB + 512, noise(512, 72)),
+        (5 * MIB, noise(MIB as usize, 73)),
+        (15 * MIB + 1000, noise(3000, 74)),
+    ]
+}
+
+/// The SMAPIv1 source's destination up to the compose (storage_smapiv1_migrate.ml
+/// receive_start_common and receive_finalize): leaf + its dummy snapshot, the leaf
+/// attached and activated for MIR, a blank parent, tapdisk's connection handed over to
+/// import_activate writing the mirror's writes (after one that hangs up), the parent
+/// filled through its own Nbd entry (sparse_dd's copy), then MIR's DP.destroy2. Returns
+/// (leaf key, parent key, dummy key, the bytes the leaf must read after the compose).
+fn up_to_compose(sr: &str, seed: u64) -> (String, String, String, Vec<u8>) {
+    let leaf = create(sr, "db", 16 * MIB);
+    let key = leaf["key"].as_str().unwrap().to_string();
+    let uri = leaf["uri"][0].as_str().unwrap().to_string();
+    let dummy = call(VOLUME, "Volume.snapshot", json!({"sr": sr, "key": key}));
+    attach(&uri, MIR);
+    dp("Datapath.activate", &uri, MIR);
+    let parent = create(sr, "db", 16 * MIB);
+    let pkey = parent["key"].as_str().unwrap().to_string();
+    let puri = parent["uri"][0].as_str().unwrap().to_string();
+    let import_activate = || {
+        let path = call(
+            DATAPATH,
+            "Datapath.import_activate",
+            json!({"uri": uri, "domain": MIR}),
+        );
+        path.as_str().unwrap().to_string()
+    };
+    let path = import_activate();
+    assert_eq!(sh(&["stat", "-c", "%a %U", &path]).trim(), "600 root");
+    hang_up_mid_write(pass(&path, "dp-leaf").0);
+    // xapi calls import_activate again for each connection: the same socket.
+    assert_eq!(import_activate(), path);
+    let (mut tapdisk, size) = pass(&path, "dp-leaf");
+    assert_eq!(size, 16 * MIB);
+    // The copy of the source's snapshot into the parent, meanwhile.
+    let base = image(&format!("/tmp/base{seed}.raw"), 16, seed);
+    let copy = "CP3fa9c1";
+    let (_, psock, pname) = attach(&puri, copy);
+    dp("Datapath.activate", &puri, copy);
+    let nbd = format!("nbd+unix:///{pname}?socket={psock}");
+    let copier = std::thread::spawn({
+        let image = format!("/tmp/base{seed}.raw");
+        move || {
+            sh(&[
+                "qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", &image, &nbd,
+            ])
+        }
+    });
+    let mut want = base;
+    for (at, data) in mirror_writes() {
+        tapdisk.write(at, &data);
+        want[at as usize..at as usize + data.len()].copy_from_slice(&data);
+    }
+    tapdisk.flush_and_leave();
+    copier.join().unwrap();
+    dp("Datapath.deactivate", &puri, copy);
+    dp("Datapath.detach", &puri, copy);
+    // receive_finalize: DP.destroy2 of the leaf's datapath, then compose.
+    dp("Datapath.deactivate", &uri, MIR);
+    dp("Datapath.detach", &uri, MIR);
+    assert!(servers().is_empty(), "{:?}", servers());
+    (key, pkey, dummy["key"].as_str().unwrap().to_string(), want)
+}
+
+fn compose_args(sr: &str, leaf: &str, parent: &str) -> Value {
+    json!({"sr": sr, "key": leaf, "key2": parent})
+}
+
+/// After a compose: the leaf reads `want`, the parent is gone from SR.ls, the dummy
+/// destroys (receive_finalize's next call), the SR is clean; then the leaf is destroyed.
+fn composed(sr: &str, leaf: &str, parent: &str, dummy: &str, want: &[u8]) {
+    let ls = call(VOLUME, "SR.ls", json!({"sr": sr})).to_string();
+    assert!(!ls.contains(parent), "the parent is still listed: {ls}");
+    call(VOLUME, "Volume.destroy", json!({"sr": sr, "key": dummy}));
+    let uri = format!("thinsr://{SR_UUID}/{leaf}");
+    let (dev, _, _) = attach(&uri, "0");
+    let got = read_at(&dev, 0, want.len());
+    for (at, data) in mirror_writes() {
+        let at = at as usize;
+        assert_eq!(
+            &got[at..at + data.len()],
+            &data[..],
+            "the mirror's write at {at}"
+        );
+    }
+    assert!(
+        got == want,
+        "the leaf does not read the parent under its writes"
+    );
+    dp("Datapath.detach", &uri, "0");
+    let findings = json(&["sr", "check", "local"])["findings"].clone();
+    assert_eq!(findings, json!([]), "{findings}");
+    call(VOLUME, "Volume.destroy", json!({"sr": sr, "key": leaf}));
+}
+
+/// Runs Volume.compose with a crash at `point`, as a killed plugin call would end.
+fn compose_crashing(sr: &str, leaf: &str, parent: &str, point: &str) {
+    let args = compose_args(sr, leaf, parent);
+    let (_, stderr) = run_raw(
+        VOLUME,
+        "Volume.compose",
+        args,
+        &[("THINSR_CRASH_AT", point)],
+    );
+    assert!(
+        stderr.contains(&format!("crash point {point}")),
+        "{point} was not reached: {stderr}"
+    );
+}
+
+/// The SMAPIv1 source's destination: tapdisk's connection passed by SCM_RIGHTS, its
+/// unaligned writes logged, and Volume.compose giving the parent's data under them, to the
+/// byte; then a crash at every step of the compose, each finished by `sr check --repair`
+/// while the log lives; and undone, leaving both as they were, once it is gone.
+#[test]
+fn import_activate_takes_tapdisks_connection_and_compose_layers_its_writes() {
+    vm();
+    install();
+    let (sr, _) = sr_create(DISKS[0], SR_UUID, "local");
+    let (leaf, parent, dummy, want) = up_to_compose(&sr, 20);
+    let done = call(VOLUME, "Volume.compose", compose_args(&sr, &leaf, &parent));
+    assert_eq!(done, Value::Null);
+    composed(&sr, &leaf, &parent, &dummy, &want);
+
+    for (i, point) in [
+        "compose.recorded",
+        "compose.created",
+        "compose.copied",
+        "compose.old-removed",
+        "compose.retagged",
+        "compose.parent-removed",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (leaf, parent, dummy, want) = up_to_compose(&sr, 30 + i as u64);
+        compose_crashing(&sr, &leaf, &parent, point);
+        // Meanwhile the leaf is not attached, nor its parent destroyed.
+        let uri = format!("thinsr://{SR_UUID}/{leaf}");
+        let (code, e) = run(
+            DATAPATH,
+            "Datapath.attach",
+            json!({"uri": uri, "domain": "0"}),
+        );
+        assert_ne!(code, 0, "{point}: attached mid-compose");
+        assert_eq!(e["code"], "VDI_INCOMPLETE", "{point}: {e}");
+        let findings = thinsr(&["--json", "sr", "check", "local"]).json()["findings"].to_string();
+        assert!(
+            findings.contains("compose_unfinished"),
+            "{point}: {findings}"
+        );
+        let repaired = json(&["sr", "check", "local", "--repair"]);
+        assert!(
+            repaired["findings"].to_string().contains("finish it"),
+            "{point}: {repaired}"
+        );
+        composed(&sr, &leaf, &parent, &dummy, &want);
+    }
+
+    // A reboot before the copy was recorded loses the log: the compose is undone, the
+    // leaf and the parent stay as they were, and compose again takes the parent as a whole.
+    let (leaf, parent, dummy, _) = up_to_compose(&sr, 50);
+    compose_crashing(&sr, &leaf, &parent, "compose.created");
+    sh(&[
+        "sh",
+        "-c",
+        &format!("rm /run/thinsr/nbd/{SR_UUID}/{leaf}.written"),
+    ]);
+    let repaired = json(&["sr", "check", "local", "--repair"]);
+    assert!(
+        repaired["findings"].to_string().contains("undo it"),
+        "{repaired}"
+    );
+    let ls = call(VOLUME, "SR.ls", json!({"sr": sr})).to_string();
+    assert!(ls.contains(&parent) && ls.contains(&leaf), "{ls}");
+    assert_eq!(json(&["sr", "check", "local"])["findings"], json!([]));
+    let lvs = sh(&["lvs", "--noheadings", "-o", "lv_name"]);
+    assert!(!lvs.contains("composed"), "{lvs}");
+    for k in [&leaf, &parent, &dummy] {
+        call(VOLUME, "Volume.destroy", json!({"sr": sr, "key": k}));
+    }
+}
