@@ -91,7 +91,14 @@ fn image(path: &str, mib: u64, seed: u64) -> Vec<u8> {
 struct Client(UnixStream);
 
 impl Client {
-    fn handshake(mut s: UnixStream) -> (Client, u64) {
+    fn handshake(s: UnixStream) -> (Client, u64) {
+        let (c, size, flags) = Client::negotiate(s);
+        assert_eq!(flags & 2, 0, "the export is read-only");
+        (c, size)
+    }
+
+    /// The handshake; returns the client, the export's size and its transmission flags.
+    fn negotiate(mut s: UnixStream) -> (Client, u64, u16) {
         let mut hello = [0u8; 18];
         s.read_exact(&mut hello).unwrap();
         assert_eq!(&hello[..8], b"NBDMAGIC");
@@ -107,8 +114,7 @@ impl Client {
         s.read_exact(&mut info).unwrap();
         let size = u64::from_be_bytes(info[..8].try_into().unwrap());
         let flags = u16::from_be_bytes(info[8..].try_into().unwrap());
-        assert_eq!(flags & 2, 0, "the export is read-only");
-        (Client(s), size)
+        (Client(s), size, flags)
     }
 
     fn request(&mut self, kind: u16, handle: u64, offset: u64, len: u32) {
@@ -289,6 +295,13 @@ fn a_migration_lands_through_the_nbd_entry_of_a_mir_attach() {
     // The VM stops: nothing is left running, bound or attached.
     dp("Datapath.deactivate", &uri, "5");
     dp("Datapath.detach", &uri, "5");
+    // A snapshot's export (a copy reads one) is read-only, whatever its device allows.
+    let snap = call(VOLUME, "Volume.snapshot", json!({"sr": sr, "key": key}));
+    let suri = snap["uri"][0].as_str().unwrap().to_string();
+    let (_, ssock, _) = attach(&suri, "CP3fa9c1");
+    let (_, size, flags) = Client::negotiate(UnixStream::connect(&ssock).unwrap());
+    assert_eq!((size, flags & 2), (256 * MIB, 2), "flags {flags:#x}");
+    dp("Datapath.detach", &suri, "CP3fa9c1");
     assert!(servers().is_empty(), "{:?}", servers());
     assert!(!Path::new(&socket).exists(), "{socket} outlived the detach");
     assert!(!Path::new(&dev).exists(), "{dev} outlived the detach");

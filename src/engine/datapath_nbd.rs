@@ -114,8 +114,17 @@ impl Ctx {
         rundir::private_dir(ep.socket.parent().unwrap_or(Path::new(DIR)))?;
         ep.remove_sockets();
         let exe = std::env::current_exe().map_err(|e| Error::io("finding thinsr itself", e))?;
+        // A template or snapshot is read-only whatever its device allows.
+        let access = if v.read_write() { "rw" } else { "ro" };
         let unmap = unmap.map_or("-".to_string(), |b| b.to_string());
-        let args = [COMMAND, sr, vdi, &device.display().to_string(), &unmap];
+        let args = [
+            COMMAND,
+            sr,
+            vdi,
+            &device.display().to_string(),
+            access,
+            &unmap,
+        ];
         let unit = format!(
             "thinsr-nbd-{}-{}",
             &vdi[..8.min(vdi.len())],
@@ -168,7 +177,13 @@ pub fn forget_written(sr: &SrUuid, vdi: &VdiUuid) {
 }
 
 /// The server process: serves `device` on the volume's sockets until SIGTERM.
-pub fn serve(sr: &SrUuid, vdi: &VdiUuid, device: &Path, unmap_block: Option<u64>) -> Result<()> {
+pub fn serve(
+    sr: &SrUuid,
+    vdi: &VdiUuid,
+    device: &Path,
+    read_only: bool,
+    unmap_block: Option<u64>,
+) -> Result<()> {
     cancel::watch();
     let ep = Endpoint::of(sr, vdi);
     rundir::private_dir(ep.socket.parent().unwrap_or(Path::new(DIR)))?;
@@ -191,15 +206,24 @@ pub fn serve(sr: &SrUuid, vdi: &VdiUuid, device: &Path, unmap_block: Option<u64>
             } else {
                 (stream, None)
             };
-            let (file, writable) =
-                match std::fs::File::options().read(true).write(true).open(device) {
-                    Ok(f) => (f, true),
-                    Err(_) => (
-                        std::fs::File::open(device)
-                            .map_err(|e| Error::io(device.display().to_string(), e))?,
-                        false,
-                    ),
-                };
+            // Read-write where the VDI is and the kernel lets it be (a device is read-only
+            // while some domain has it active read-only).
+            let rw = match read_only {
+                true => None,
+                false => std::fs::File::options()
+                    .read(true)
+                    .write(true)
+                    .open(device)
+                    .ok(),
+            };
+            let (file, writable) = match rw {
+                Some(f) => (f, true),
+                None => (
+                    std::fs::File::open(device)
+                        .map_err(|e| Error::io(device.display().to_string(), e))?,
+                    false,
+                ),
+            };
             let size = (&file)
                 .seek(std::io::SeekFrom::End(0))
                 .map_err(|e| Error::io(device.display().to_string(), e))?;
@@ -214,11 +238,15 @@ pub fn serve(sr: &SrUuid, vdi: &VdiUuid, device: &Path, unmap_block: Option<u64>
                 // O_APPEND: each record lands whole at the end, whichever session writes.
                 (&mut log.as_ref().expect("a log for passed sessions")).write_all(&rec)
             };
+            let direct = writable
+                .then(|| nbd_server::direct_handle(device))
+                .flatten();
             let export = Export {
                 name: &ep.export,
                 file: &file,
                 size,
                 writable,
+                direct: direct.as_ref(),
                 unmap_block: unmap_block.filter(|_| writable),
                 on_write: if passed { Some(&note) } else { None },
             };
@@ -231,10 +259,10 @@ pub fn serve(sr: &SrUuid, vdi: &VdiUuid, device: &Path, unmap_block: Option<u64>
     served.map(drop)
 }
 
-/// `thinsr __datapath-nbd SR VDI DEVICE UNMAP_BLOCK|-`: the server process; its exit
+/// `thinsr __datapath-nbd SR VDI DEVICE rw|ro UNMAP_BLOCK|-`: the server process; its exit
 /// status. Nothing reads its stderr.
 pub fn run_server(args: &[String]) -> i32 {
-    let [sr, vdi, device, unmap] = args else {
+    let [sr, vdi, device, access, unmap] = args else {
         return 2;
     };
     let unmap = unmap.parse::<u64>().ok();
@@ -242,6 +270,7 @@ pub fn run_server(args: &[String]) -> i32 {
         &SrUuid::from(sr.as_str()),
         &VdiUuid::from(vdi.as_str()),
         Path::new(device),
+        access != "rw",
         unmap,
     ) {
         Ok(()) => 0,

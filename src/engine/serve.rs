@@ -87,7 +87,11 @@ impl Ctx {
                     .write(writable)
                     .open(device)
                     .map_err(|e| Error::io(device.display().to_string(), e))?;
+                let direct = writable
+                    .then(|| nbd_server::direct_handle(device))
+                    .flatten();
                 let export = Export {
+                    direct: direct.as_ref(),
                     name: &v.lv,
                     file: &file,
                     size,
