@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::engine::context::Ctx;
-use crate::engine::datapath_nbd::{self, Endpoint};
+use crate::engine::datapath_nbd::Endpoint;
 use crate::engine::registry::{config_dir_from_env, RegistryFile};
 use crate::error::{Error, Result};
 use crate::host::lvm::Lvm;
@@ -501,13 +501,8 @@ fn call(ctx: &Ctx, method: &str, a: &Args) -> Result<Value> {
                 let domain = a.str("domain").unwrap_or_default();
                 let _ = domains::with(&sr, &vdi, |d| {
                     match d.detach(domain) {
-                        domains::Device::Release => {
-                            // The export holds the device only while a client is
-                            // connected; it ends first, its connections with it.
-                            let (s, v) = (SrUuid::from(sr.as_str()), VdiUuid::from(vdi.as_str()));
-                            datapath_nbd::stop(&s, &v);
-                            detach::detach(ctx, &sr, &vdi)
-                        }
+                        // The volume's NBD export ends with the device (vdi_detach).
+                        domains::Device::Release => detach::detach(ctx, &sr, &vdi),
                         domains::Device::ReadOnly(false) => {
                             let _ = set_read_only(ctx, &vdi, &sr, false);
                         }

@@ -213,6 +213,9 @@ impl Ctx {
     pub fn vdi_detach(&self, key: &str, sr: Option<&str>) -> Result<Volume> {
         self.with_vdi(key, sr, |ctx, op, vg, uuid| {
             let v = op.vdi(uuid)?.clone();
+            // The volume's NBD export (xapi's attach started it) goes with the device,
+            // whoever detaches: it holds the device only while a client is connected.
+            crate::engine::datapath_nbd::stop(&op.entry.uuid, &v.uuid);
             if let Some(d) = ctx.our_device(uuid) {
                 dm::remove(&d.name, &v.name)?;
                 ctx.forget_devices();
