@@ -308,6 +308,19 @@ fn a_migration_lands_through_the_nbd_entry_of_a_mir_attach() {
     ok(&["vdi", "detach", &key]);
     assert!(servers().is_empty(), "{:?}", servers());
     dp("Datapath.detach", &uri, "9");
+    // An export left running for a volume deactivated behind thinsr's back (a detach
+    // interrupted between the two): sr check names it and --repair stops it.
+    attach(&uri, "9");
+    let lv = format!(
+        "local/{}",
+        json(&["vdi", "show", &key])["lv"].as_str().unwrap()
+    );
+    sh(&["lvm", "lvchange", "-an", &lv]);
+    let found = thinsr(&["--json", "sr", "check", "local"]).json()["findings"].to_string();
+    assert!(found.contains("stray_export"), "{found}");
+    ok(&["sr", "check", "local", "--repair"]);
+    assert!(servers().is_empty(), "{:?}", servers());
+    dp("Datapath.detach", &uri, "9");
     assert!(servers().is_empty(), "{:?}", servers());
     assert!(!Path::new(&socket).exists(), "{socket} outlived the detach");
     assert!(!Path::new(&dev).exists(), "{dev} outlived the detach");

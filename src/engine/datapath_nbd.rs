@@ -149,6 +149,23 @@ pub fn stop(sr: &SrUuid, vdi: &VdiUuid) {
     ep.remove_sockets();
 }
 
+/// The volumes of SR `sr` whose export runs now.
+pub fn running(sr: &SrUuid) -> Vec<VdiUuid> {
+    let dir = Path::new(DIR).join(sr.as_str());
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<VdiUuid> = entries
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            let vdi = VdiUuid::from(name.strip_suffix(".pid")?);
+            Endpoint::of(sr, &vdi).server().map(|_| vdi)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// The ranges written through passed connections, merged.
 pub fn written(sr: &SrUuid, vdi: &VdiUuid) -> Vec<Extent> {
     let ep = Endpoint::of(sr, vdi);

@@ -48,6 +48,8 @@ pub struct Facts {
     pub pool_trouble: Option<String>,
     /// VDIs mid-compose whose log of writes is still there (no reboot since).
     pub compose_logs: HashSet<VdiUuid>,
+    /// VDIs whose NBD export (a datapath's) runs now.
+    pub exports: Vec<VdiUuid>,
 }
 
 impl Ctx {
@@ -85,6 +87,7 @@ impl Ctx {
             .map(|v| v.uuid.clone())
             .collect();
         Ok(Facts {
+            exports: datapath_nbd::running(&entry.uuid),
             compose_logs,
             entry,
             meta: op.meta.clone(),

@@ -52,6 +52,8 @@ pub enum FindingKind {
     ComposeUnfinished,
     /// A compose's new LV that no compose under way names.
     OrphanComposeLv,
+    /// An NBD export running for a volume that is not attached.
+    StrayExport,
     /// A data-destroyed snapshot whose saved block map is gone.
     MissingBlockMap,
     /// A saved block map no entry names.
@@ -91,6 +93,7 @@ impl FindingKind {
             DataDestroyUnfinished => "data_destroy_unfinished",
             ComposeUnfinished => "compose_unfinished",
             OrphanComposeLv => "orphan_compose_lv",
+            StrayExport => "stray_export",
             MissingBlockMap => "missing_block_map",
             OrphanBlockMap => "orphan_block_map",
             UnknownThinDevice => "unknown_thin_device",
@@ -140,6 +143,8 @@ pub enum Fix {
         vdi: VdiUuid,
         redo: bool,
     },
+    /// End the NBD export of this VDI.
+    StopExport(VdiUuid),
     /// Delete this thin device id from the SR's pool.
     FreeThinDevice(u32),
     /// lvchange --zero y of the pool.

@@ -96,6 +96,7 @@ impl Ctx {
             Fix::FinishCompose { vdi, redo } => {
                 self.finish_compose(op, vdi, *redo)?;
             }
+            Fix::StopExport(vdi) => crate::engine::datapath_nbd::stop(&op.entry.uuid, vdi),
             Fix::FreeThinDevice(id) => thin::delete_thin(&vg, &op.entry.pool, *id)?,
             Fix::TurnOnZeroing(vg_pool) => self.turn_on_zeroing(vg_pool)?,
             Fix::CopyToRegistry(truth) => self.replace_entry(truth.clone())?,

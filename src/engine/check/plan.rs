@@ -50,6 +50,7 @@ pub fn plan(f: &Facts, m: Mode) -> Plan {
     devices(f, m, &vdis, &mut findings);
     cbt(f, m, &mut findings);
     compose(f, m, &mut findings);
+    exports(f, m, &mut findings);
     thin_devices(f, m, &mut findings);
     pool(f, m, &mut findings);
     registry(f, m, &mut findings);
@@ -649,6 +650,31 @@ fn compose(f: &Facts, m: Mode, out: &mut Vec<Finding>) {
                 "remove it (a snapshot of the parent with copies of the child's writes)",
             )
             .fixed_by(m.repair, vec![Fix::RemoveLv(path(f, &l.name))]),
+        );
+    }
+}
+
+/// Exports of volumes that are not attached (a detach interrupted between the two, or an
+/// LV deactivated behind thinsr's back): they hold nothing between clients, but run.
+fn exports(f: &Facts, m: Mode, out: &mut Vec<Finding>) {
+    for vdi in &f.exports {
+        let attached = f.vg.vdi_lv(vdi).is_some_and(|l| l.active)
+            || f.devices.iter().any(|d| d.dev.vdi == vdi.as_str());
+        if attached {
+            continue;
+        }
+        let name = f
+            .meta
+            .vdi(vdi)
+            .map_or("an unknown VDI", |v| v.name.as_str());
+        out.push(
+            Finding::new(
+                K::StrayExport,
+                format!("NBD export of VDI {vdi} ({name})"),
+                "runs though the VDI is not attached (a detach was interrupted)",
+                "stop it",
+            )
+            .fixed_by(m.repair, vec![Fix::StopExport(vdi.clone())]),
         );
     }
 }

@@ -74,6 +74,7 @@ fn facts(vdis: Vec<VdiMeta>, lvs: Vec<Lv>) -> Facts {
         thin_devices: Some(thin_devices),
         pool_trouble: None,
         compose_logs: HashSet::new(),
+        exports: vec![],
     }
 }
 
@@ -648,4 +649,38 @@ fn an_interrupted_compose_goes_forward_while_its_log_lives_and_is_undone_without
     let p = plan(&f, REPAIR);
     assert_eq!(kinds(&p), [K::OrphanComposeLv]);
     assert_eq!(fixes(&p), [Fix::RemoveLv(at("a.composed"))]);
+}
+
+#[test]
+fn an_export_of_a_volume_no_longer_attached_is_stopped() {
+    // A runs an export and is attached (its LV active): nothing to say. B's export runs
+    // though its LV is inactive; C's VDI is gone altogether.
+    let inactive = |name: &str, uuid: &str, id: u32| Lv {
+        attr: "Vwi---tz--".into(),
+        active: false,
+        ..thin(name, uuid, id)
+    };
+    let c = "cccc0000-0000-0000-0000-000000000004";
+    let mut f = facts(
+        vec![vdi(A, "a", "a"), vdi(B, "b", "b")],
+        vec![
+            Lv {
+                active: true,
+                ..thin("a", A, 1)
+            },
+            inactive("b", B, 2),
+        ],
+    );
+    f.exports = vec![A.into(), B.into(), c.into()];
+    assert_eq!(kinds(&plan(&f, LOOK)), [K::StrayExport, K::StrayExport]);
+    let p = plan(&f, REPAIR);
+    assert_eq!(
+        fixes(&p),
+        [Fix::StopExport(B.into()), Fix::StopExport(c.into())]
+    );
+    assert!(
+        p.findings[1].subject.contains("an unknown VDI"),
+        "{:?}",
+        p.findings
+    );
 }
