@@ -10,6 +10,8 @@ pub mod lock;
 pub mod loopdev;
 pub mod lvm;
 pub mod nbd;
+pub mod nbd_client;
+mod nbd_proto;
 pub mod nbd_server;
 pub mod probe;
 pub mod qemu;
