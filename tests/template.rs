@@ -288,6 +288,34 @@ fn templates_refuse_what_would_change_them() {
         "IMAGE_UNREADABLE",
     );
     fails(&["template", "introduce", "tmp/t.qcow2"], "INVALID_URI");
+    // A server that takes the connection and never answers (down, or busy with its one
+    // client): refused in bounded time, naming why, instead of hanging a shell or cron.
+    sh(&["ip", "link", "set", "lo", "up"]);
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let uri = format!("nbd://127.0.0.1:{}/x", silent.local_addr().unwrap().port());
+    std::thread::spawn(move || {
+        let held: Vec<_> = silent.incoming().collect();
+        std::thread::sleep(std::time::Duration::from_secs(600));
+        drop(held);
+    });
+    let start = std::time::Instant::now();
+    let mut child = thinsr_cmd(&["--json", "template", "introduce", &uri])
+        .env("THINSR_SERVER_WAIT", "3")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed().as_secs() > 30 {
+            child.kill().unwrap();
+            panic!("template introduce of a silent server still waits after 30 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    let e: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(e["code"], "IMAGE_UNREADABLE", "{e}");
+    assert!(e.to_string().contains("no answer within 3 s"), "{e}");
+    println!("a silent NBD server refused after {:?}", start.elapsed());
     assert_eq!(state(), before);
     assert_eq!(json(&["template", "list"]).as_array().unwrap().len(), 1);
 

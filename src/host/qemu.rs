@@ -45,6 +45,17 @@ pub fn probe(image: &str, format: Option<&str>) -> Result<(String, Bytes)> {
     Ok((info.format, Bytes(info.virtual_size)))
 }
 
+/// How long a report on an image may take: long enough for any image thinsr reads locally,
+/// bounded for one behind a server (`THINSR_SERVER_WAIT` seconds, default 60).
+fn server_wait() -> std::time::Duration {
+    let secs = std::env::var("THINSR_SERVER_WAIT")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(60);
+    std::time::Duration::from_secs(secs)
+}
+
 /// Runs `qemu-img VERB ARGS --output=json` and decodes what it printed; any failure is
 /// IMAGE_UNREADABLE for `uri`, with qemu's own words.
 pub fn qemu_img_json<T: serde::de::DeserializeOwned>(
@@ -58,7 +69,15 @@ pub fn qemu_img_json<T: serde::de::DeserializeOwned>(
     };
     let mut all = vec![verb];
     all.extend_from_slice(args);
-    let out = tool::output("qemu-img", &all)?;
+    let limit = server_wait();
+    let Some(out) = tool::output_within("qemu-img", &all, limit)? else {
+        return Err(unreadable(format!(
+            "qemu-img {verb} had no answer within {} s (a server that is down or busy: \
+             qemu-nbd serves one client at a time unless started with --shared); \
+             THINSR_SERVER_WAIT sets the wait in seconds",
+            limit.as_secs()
+        )));
+    };
     if !out.status.success() {
         return Err(unreadable(
             String::from_utf8_lossy(&out.stderr).trim().to_string(),

@@ -56,6 +56,53 @@ pub fn output<S: AsRef<OsStr>>(tool: &str, args: &[S]) -> Result<Output> {
         })
 }
 
+/// As `output`, but waits at most `limit`: a tool still running then (talking to a server
+/// that does not answer) is killed, and None returned.
+pub fn output_within<S: AsRef<OsStr>>(
+    tool: &str,
+    args: &[S],
+    limit: std::time::Duration,
+) -> Result<Option<Output>> {
+    let child = Command::new(program(tool))
+        .args(args)
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::CommandFailed {
+            tool: tool.into(),
+            message: format!("cannot run {tool}: {e}"),
+        })?;
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // The output is read to its end by the waiting thread, so a large report never fills
+    // a pipe while this one waits.
+    let waiter = std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => {
+            let _ = waiter.join();
+            out.map(Some).map_err(|e| Error::CommandFailed {
+                tool: tool.into(),
+                message: format!("{tool} failed: {e}"),
+            })
+        }
+        Err(_) => {
+            // Ours, still unreaped (the waiter holds it): the pid is not reused yet.
+            if let Ok(p) = i32::try_from(pid) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(p),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            let _ = waiter.join();
+            Ok(None)
+        }
+    }
+}
+
 /// Runs `tool ARGS...` and returns what it printed; a non-zero exit is the tool's failure.
 pub fn run<S: AsRef<OsStr>>(tool: &str, args: &[S]) -> Result<String> {
     let out = output(tool, args)?;
