@@ -85,6 +85,13 @@ fn image(path: &str, mib: u64, seed: u64) -> Vec<u8> {
     data
 }
 
+/// `qemu-img convert -n` of raw `image` into an NBD export, as a copy over xapi's proxy.
+fn convert_into(image: &str, nbd: &str) -> String {
+    sh(&[
+        "qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", image, nbd,
+    ])
+}
+
 /// An NBD client speaking exactly what tapdisk's does (blktap drivers/block-nbd.c):
 /// fixed newstyle with NO_ZEROES, NBD_OPT_EXPORT_NAME "tapdisk_client" with its NUL, then
 /// simple requests.
@@ -235,30 +242,10 @@ fn a_migration_lands_through_the_nbd_entry_of_a_mir_attach() {
             c.flush_and_leave();
         })
     };
-    sh(&[
-        "qemu-img",
-        "convert",
-        "-n",
-        "-f",
-        "raw",
-        "-O",
-        "raw",
-        "/tmp/src.raw",
-        &nbd,
-    ]);
+    convert_into("/tmp/src.raw", &nbd);
     writer.join().unwrap();
     // A second transfer (xapi connects again for each): the copy again, as a retry would.
-    sh(&[
-        "qemu-img",
-        "convert",
-        "-n",
-        "-f",
-        "raw",
-        "-O",
-        "raw",
-        "/tmp/src.raw",
-        &nbd,
-    ]);
+    convert_into("/tmp/src.raw", &nbd);
     assert_eq!(sha256(&dev), sha256("/tmp/src.raw"));
     let used = physical(&sr, &key);
     println!("256 MiB leaf, 64 MiB of data written over NBD: {used} bytes allocated");

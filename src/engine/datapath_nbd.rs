@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use crate::cancel;
 use crate::engine::context::Ctx;
-use crate::engine::meta::{VdiKind, VdiMeta};
+use crate::engine::meta::{SrMeta, VdiKind, VdiMeta};
 use crate::error::{Error, Result};
 use crate::host::listener::{self, Clients, Socket};
 use crate::host::nbd_server::{self, Export, Served};
@@ -94,8 +94,7 @@ impl Ctx {
         if v.kind == VdiKind::Preallocated || v.origin.is_some() {
             return Ok(None);
         }
-        let meta = Self::read_meta(&self.entry(Some(sr))?)?;
-        Ok(meta.geometry.map(|g| g.chunk.0))
+        Ok(unmap_block_in(v, &Self::read_meta(&self.entry(Some(sr))?)?))
     }
 
     /// The export of attached volume `vdi` (its device `device`): the running server's, or
@@ -110,7 +109,8 @@ impl Ctx {
             .meta
             .vdi(&found.uuid)
             .ok_or_else(|| Error::VdiNotFound(vdi.to_string()))?;
-        let unmap = self.unmap_block(v, sr)?;
+        // The metadata `resolve` just read says it: no second read on every VM start.
+        let unmap = unmap_block_in(v, &found.meta);
         rundir::private_dir(ep.socket.parent().unwrap_or(Path::new(DIR)))?;
         ep.remove_sockets();
         let exe = std::env::current_exe().map_err(|e| Error::io("finding thinsr itself", e))?;
@@ -138,6 +138,12 @@ impl Ctx {
         )?;
         Ok(ep)
     }
+}
+
+/// `Ctx::unmap_block` with the SR's metadata at hand.
+fn unmap_block_in(v: &VdiMeta, meta: &SrMeta) -> Option<u64> {
+    let thin = v.kind != VdiKind::Preallocated && v.origin.is_none();
+    meta.geometry.as_ref().filter(|_| thin).map(|g| g.chunk.0)
 }
 
 /// Ends the export of `vdi`, if one runs, and removes its sockets. The log stays.
