@@ -142,6 +142,9 @@ _thinsr() {
             thinsr__subcmd__help__subcmd__vdi,clone)
                 cmd="thinsr__subcmd__help__subcmd__vdi__subcmd__clone"
                 ;;
+            thinsr__subcmd__help__subcmd__vdi,copy)
+                cmd="thinsr__subcmd__help__subcmd__vdi__subcmd__copy"
+                ;;
             thinsr__subcmd__help__subcmd__vdi,create)
                 cmd="thinsr__subcmd__help__subcmd__vdi__subcmd__create"
                 ;;
@@ -159,6 +162,9 @@ _thinsr() {
                 ;;
             thinsr__subcmd__help__subcmd__vdi,list)
                 cmd="thinsr__subcmd__help__subcmd__vdi__subcmd__list"
+                ;;
+            thinsr__subcmd__help__subcmd__vdi,mirror)
+                cmd="thinsr__subcmd__help__subcmd__vdi__subcmd__mirror"
                 ;;
             thinsr__subcmd__help__subcmd__vdi,rename)
                 cmd="thinsr__subcmd__help__subcmd__vdi__subcmd__rename"
@@ -367,6 +373,9 @@ _thinsr() {
             thinsr__subcmd__vdi,clone)
                 cmd="thinsr__subcmd__vdi__subcmd__clone"
                 ;;
+            thinsr__subcmd__vdi,copy)
+                cmd="thinsr__subcmd__vdi__subcmd__copy"
+                ;;
             thinsr__subcmd__vdi,create)
                 cmd="thinsr__subcmd__vdi__subcmd__create"
                 ;;
@@ -387,6 +396,9 @@ _thinsr() {
                 ;;
             thinsr__subcmd__vdi,list)
                 cmd="thinsr__subcmd__vdi__subcmd__list"
+                ;;
+            thinsr__subcmd__vdi,mirror)
+                cmd="thinsr__subcmd__vdi__subcmd__mirror"
                 ;;
             thinsr__subcmd__vdi,rename)
                 cmd="thinsr__subcmd__vdi__subcmd__rename"
@@ -427,6 +439,9 @@ _thinsr() {
             thinsr__subcmd__vdi__subcmd__help,clone)
                 cmd="thinsr__subcmd__vdi__subcmd__help__subcmd__clone"
                 ;;
+            thinsr__subcmd__vdi__subcmd__help,copy)
+                cmd="thinsr__subcmd__vdi__subcmd__help__subcmd__copy"
+                ;;
             thinsr__subcmd__vdi__subcmd__help,create)
                 cmd="thinsr__subcmd__vdi__subcmd__help__subcmd__create"
                 ;;
@@ -447,6 +462,9 @@ _thinsr() {
                 ;;
             thinsr__subcmd__vdi__subcmd__help,list)
                 cmd="thinsr__subcmd__vdi__subcmd__help__subcmd__list"
+                ;;
+            thinsr__subcmd__vdi__subcmd__help,mirror)
+                cmd="thinsr__subcmd__vdi__subcmd__help__subcmd__mirror"
                 ;;
             thinsr__subcmd__vdi__subcmd__help,rename)
                 cmd="thinsr__subcmd__vdi__subcmd__help__subcmd__rename"
@@ -988,7 +1006,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__help__subcmd__vdi)
-            opts="create list show destroy snapshot clone resize rename set-description set unset attach detach import cbt changed-blocks serve data-destroy revert"
+            opts="create list show destroy snapshot clone resize rename set-description set unset attach detach import cbt changed-blocks serve mirror copy data-destroy revert"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1044,6 +1062,20 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__help__subcmd__vdi__subcmd__clone)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__help__subcmd__vdi__subcmd__copy)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1128,6 +1160,20 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__help__subcmd__vdi__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__help__subcmd__vdi__subcmd__mirror)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2408,7 +2454,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__vdi)
-            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --scheme-dir --help --version create list show destroy snapshot clone resize rename set-description set unset attach detach import cbt changed-blocks serve data-destroy revert help"
+            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --scheme-dir --help --version create list show destroy snapshot clone resize rename set-description set unset attach detach import cbt changed-blocks serve mirror copy data-destroy revert help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2545,6 +2591,40 @@ _thinsr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        thinsr__subcmd__vdi__subcmd__copy)
+            opts="-y -q -v -h -V --sr --to --name --json --yes --quiet --verbose --config --scheme-dir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --sr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         thinsr__subcmd__vdi__subcmd__create)
             opts="-y -q -v -h -V --size --sr --description --preallocate --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -2658,7 +2738,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__vdi__subcmd__help)
-            opts="create list show destroy snapshot clone resize rename set-description set unset attach detach import cbt changed-blocks serve data-destroy revert help"
+            opts="create list show destroy snapshot clone resize rename set-description set unset attach detach import cbt changed-blocks serve mirror copy data-destroy revert help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2714,6 +2794,20 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__vdi__subcmd__help__subcmd__clone)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__vdi__subcmd__help__subcmd__copy)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2812,6 +2906,20 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__vdi__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__vdi__subcmd__help__subcmd__mirror)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2994,6 +3102,32 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__vdi__subcmd__list)
+            opts="-y -q -v -h -V --sr --json --yes --quiet --verbose --config --scheme-dir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --sr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__vdi__subcmd__mirror)
             opts="-y -q -v -h -V --sr --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -78,6 +78,8 @@ pub enum Error {
     },
     #[error("VDI '{vdi}' is incomplete: {why}")]
     VdiIncomplete { vdi: String, why: String },
+    #[error("the mirror of VDI '{vdi}' failed: {why}")]
+    MirrorFailed { vdi: String, why: String },
     #[error("'{0}' is a template: its image is read-only and lives outside the SR")]
     VdiIsTemplate(String),
     #[error("the data of VDI '{0}' was destroyed: only its changed-block map remains")]
@@ -199,6 +201,7 @@ impl Error {
             Error::VdiReadOnly(_) => "VDI_READ_ONLY",
             Error::ShrinkRefused { .. } => "SHRINK_REFUSED",
             Error::VdiIncomplete { .. } => "VDI_INCOMPLETE",
+            Error::MirrorFailed { .. } => "MIRROR_FAILED",
             Error::VdiIsTemplate(_) => "VDI_IS_TEMPLATE",
             Error::VdiDataDestroyed(_) => "VDI_DATA_DESTROYED",
             Error::NotATemplate(_) => "NOT_A_TEMPLATE",
@@ -250,7 +253,8 @@ impl Error {
             Error::ImageUnreadable { uri, .. } | Error::InvalidUri { uri, .. } => vec![uri.clone()],
             Error::VdiAttached { vdi, .. }
             | Error::ShrinkRefused { vdi, .. }
-            | Error::VdiIncomplete { vdi, .. } => vec![vdi.clone()],
+            | Error::VdiIncomplete { vdi, .. }
+            | Error::MirrorFailed { vdi, .. } => vec![vdi.clone()],
             Error::VdiAmbiguous { name, candidates } | Error::SrAmbiguous { name, candidates } => {
                 let mut p = vec![name.clone()];
                 p.extend(candidates.iter().cloned());
@@ -304,6 +308,7 @@ impl Error {
             Error::VdiReadOnly(_) => "clone it ('thinsr vdi clone') to get a writable copy".into(),
             Error::ShrinkRefused { .. } => "shrink the filesystem inside first, then add --allow-shrink".into(),
             Error::VdiIncomplete { .. } => "run the interrupted command again to finish it, or destroy the VDI".into(),
+            Error::MirrorFailed { .. } => "the VDI here is intact and in use as before; the copy at the destination is not complete: start the migration or 'thinsr vdi mirror' again".into(),
             Error::Cancelled => "nothing was left half-made".into(),
             Error::VdiDataDestroyed(_) => "it can still be the base of 'thinsr vdi changed-blocks' and 'thinsr export --base'; use a snapshot that kept its data for anything else".into(),
             Error::VdiIsTemplate(_) => "clone it ('thinsr vdi clone TEMPLATE') to get a disk of your own; 'thinsr template forget' unregisters it".into(),
@@ -435,6 +440,7 @@ mod tests {
                 to: s(),
             },
             Error::VdiIncomplete { vdi: s(), why: s() },
+            Error::MirrorFailed { vdi: s(), why: s() },
             Error::VdiIsTemplate(s()),
             Error::VdiDataDestroyed(s()),
             Error::NotATemplate(s()),
@@ -521,6 +527,7 @@ mod tests {
                 | Error::VdiReadOnly(_)
                 | Error::ShrinkRefused { .. }
                 | Error::VdiIncomplete { .. }
+                | Error::MirrorFailed { .. }
                 | Error::VdiIsTemplate(_)
                 | Error::VdiDataDestroyed(_)
                 | Error::NotATemplate(_)

@@ -15,6 +15,10 @@ fn main() {
     if args.get(1).map(String::as_str) == Some(thinsr::engine::datapath_nbd::COMMAND) {
         std::process::exit(thinsr::engine::datapath_nbd::run_server(&args[2..]));
     }
+    // The guard of a mirror's start (engine/mirror.rs).
+    if args.get(1).map(String::as_str) == Some(thinsr::engine::mirror::GUARD) {
+        std::process::exit(thinsr::engine::mirror::run_guard(&args[2..]));
+    }
     if thinsr::cli::complete::run_if_asked(&args) {
         return;
     }

@@ -1011,3 +1011,238 @@ fn origin_rows(rows: &mut Vec<Row>) {
         ok(&["vdi", "detach", v]);
     }
 }
+
+#[test]
+fn bench_mirror() {
+    vm();
+    ok(&["sr", "create", DISKS[0], DISKS[1], "--name", "bench"]);
+    let mut rows = Vec::new();
+    mirror_rows(&mut rows);
+    print_rows(&rows);
+}
+
+/// A relay like xapi's nbd proxy: accepts one connection on `listen` and relays it to
+/// `to`; returns the bytes it carried from the client to the server.
+fn relay(listen: &str, to: &str) -> std::thread::JoinHandle<u64> {
+    use std::io::{Read, Write};
+    use std::os::unix::net::{UnixListener, UnixStream};
+    let _ = std::fs::remove_file(listen);
+    let l = UnixListener::bind(listen).unwrap();
+    let to = to.to_string();
+    std::thread::spawn(move || {
+        let (mut a, _) = l.accept().unwrap();
+        let mut b = UnixStream::connect(&to).unwrap();
+        let (mut a2, mut b2) = (a.try_clone().unwrap(), b.try_clone().unwrap());
+        let back = std::thread::spawn(move || {
+            let _ = std::io::copy(&mut b2, &mut a2);
+            let _ = a2.shutdown(std::net::Shutdown::Both);
+        });
+        let (mut sent, mut buf) = (0u64, vec![0u8; 1 << 20]);
+        while let Ok(n) = a.read(&mut buf) {
+            if n == 0 || b.write_all(&buf[..n]).is_err() {
+                break;
+            }
+            sent += n as u64;
+        }
+        let _ = b.shutdown(std::net::Shutdown::Both);
+        back.join().unwrap();
+        sent
+    })
+}
+
+/// Mean seconds of `n` 4 KiB O_DIRECT writes at pseudo-random places of `dev`, one at a
+/// time, as a VM's synchronous writes.
+fn write_latency(dev: &str, n: u64, seed: u64) -> f64 {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let f = std::fs::File::options()
+        .write(true)
+        .custom_flags(0o40000) // O_DIRECT
+        .open(dev)
+        .unwrap();
+    let buf = thinsr::aligned::AlignedBuf::copy_of(&noise(4096, seed));
+    let size = f.metadata().map(|_| 1u64 << 30).unwrap();
+    let mut x = seed | 1;
+    timed(|| {
+        for _ in 0..n {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            f.write_all_at(buf.as_slice(), (x % (size / 4096)) * 4096)
+                .unwrap();
+        }
+    }) / n as f64
+}
+
+/// The source side of a migration, by `vdi mirror` (the path `Data.mirror` takes): a
+/// 1 GiB VDI holding 96 MiB mirrored to a qemu-nbd over a thin LV, through a relay like
+/// xapi's proxy, against `dd` of those 96 MiB to the same export through the same relay
+/// (the kernel's NBD device, as the mirror uses); the bytes the relay carried against the
+/// bytes allocated; a VM's 4 KiB direct writes during the mirror against before it; and
+/// reads of the device a VM is given (a linear device of thinsr's over LVM's) against
+/// LVM's own device of the same LV.
+fn mirror_rows(rows: &mut Vec<Row>) {
+    const MIB: u64 = 1 << 20;
+    ok(&["vdi", "create", "src", "--size", "1G", "--sr", "bench"]);
+    let dev = ok(&["vdi", "attach", "src", "--sr", "bench"])
+        .trim()
+        .to_string();
+    for i in 0..24u64 {
+        sh(&[
+            "dd",
+            "if=/dev/urandom",
+            &format!("of={dev}"),
+            "bs=4M",
+            "count=1",
+            &format!("seek={}", i * 10),
+            "oflag=direct",
+            "status=none",
+        ]);
+    }
+    let allocated = json(&["vdi", "show", "src", "--sr", "bench"])["physical_utilisation"]
+        .as_u64()
+        .unwrap();
+    // Reads: the VM's device against LVM's own of the same LV.
+    let lv = json(&["vdi", "show", "src", "--sr", "bench"])["lv"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let lvm_dev = format!("/dev/bench/{lv}");
+    let ours_read = direct_read(&dev, 64 << 10, 256 * MIB);
+    let bare_read = direct_read(&lvm_dev, 64 << 10, 256 * MIB);
+    let before = write_latency(&dev, 300, 3);
+
+    // The destination: a qemu-nbd over a thin LV of the same pool, direct I/O.
+    sh(&[
+        "lvm",
+        "lvcreate",
+        "-y",
+        "-n",
+        "mdest",
+        "-V",
+        "1g",
+        "-T",
+        "bench/thinsr_pool",
+    ]);
+    let mut server = std::process::Command::new(if dom0() {
+        "/usr/lib64/qemu-dp/bin/qemu-nbd"
+    } else {
+        "qemu-nbd"
+    })
+    .args([
+        "-t",
+        "-k",
+        "/tmp/mdest.sock",
+        "-f",
+        "raw",
+        "--cache=none",
+        "-x",
+        "d",
+        "/dev/bench/mdest",
+    ])
+    .spawn()
+    .unwrap();
+    while !std::path::Path::new("/tmp/mdest.sock").exists() {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // dd of the 96 MiB through the kernel's NBD device, over the relay.
+    let r = relay("/tmp/relay.sock", "/tmp/mdest.sock");
+    let mut s = std::os::unix::net::UnixStream::connect("/tmp/relay.sock").unwrap();
+    let n = thinsr::host::nbd_client::negotiate(&mut s, "d").unwrap();
+    let fd = std::os::fd::OwnedFd::from(s);
+    let index = thinsr::host::nbd_netlink::connect(&thinsr::host::nbd_netlink::Connect {
+        socket: &fd,
+        size: n.size,
+        flags: n.flags,
+        timeout_s: 30,
+    })
+    .unwrap();
+    drop(fd);
+    let nbd = format!("/dev/nbd{index}");
+    let dd = timed(|| {
+        for i in 0..24u64 {
+            sh(&[
+                "dd",
+                &format!("if={dev}"),
+                &format!("of={nbd}"),
+                "bs=1M",
+                "count=4",
+                &format!("skip={}", i * 40),
+                &format!("seek={}", i * 40),
+                "iflag=direct",
+                "oflag=direct",
+                "status=none",
+            ]);
+        }
+        sh(&["sync"]);
+    });
+    thinsr::host::nbd_netlink::disconnect(index).unwrap();
+    let dd_sent = r.join().unwrap();
+
+    // The mirror, the VM writing meanwhile.
+    let r = relay("/tmp/relay.sock", "/tmp/mdest.sock");
+    let mirror = thinsr_cmd(&[
+        "--json",
+        "vdi",
+        "mirror",
+        "src",
+        "--sr",
+        "bench",
+        "nbd+unix:///d?socket=/tmp/relay.sock",
+    ])
+    .stdout(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let t = Instant::now();
+    let name = std::path::Path::new(&dev)
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    while !sh(&["dmsetup", "table", &name]).contains(" mirror ") {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let during = write_latency(&dev, 100, 5);
+    let out = mirror.wait_with_output().unwrap();
+    let mirrored = t.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let sent = r.join().unwrap();
+    server.kill().unwrap();
+    server.wait().unwrap();
+    sh(&["lvm", "lvremove", "-y", "bench/mdest"]);
+    ok(&["vdi", "detach", "src", "--sr", "bench"]);
+    rows.push(Row {
+        what: "mirror a 1 GiB VDI holding 96 MiB (vdi mirror) vs dd of the 96 MiB".into(),
+        thinsr: format!("{mirrored:.1} s"),
+        bare: format!("{dd:.1} s"),
+        ratio: format!("{:.2}x the time", mirrored / dd),
+    });
+    rows.push(Row {
+        what: "  bytes sent (the VM's 400 KiB of writes included) vs allocated".into(),
+        thinsr: format!("{:.1} MiB", sent as f64 / MIB as f64),
+        bare: format!("{:.1} MiB", allocated as f64 / MIB as f64),
+        ratio: format!("{:.2}x", sent as f64 / allocated as f64),
+    });
+    rows.push(Row {
+        what: "  bytes dd sent for the same data (protocol included)".into(),
+        thinsr: "-".into(),
+        bare: format!("{:.1} MiB", dd_sent as f64 / MIB as f64),
+        ratio: "-".into(),
+    });
+    rows.push(Row {
+        what: "a VM's 4 KiB direct write during the mirror vs before it".into(),
+        thinsr: format!("{:.2} ms", during * 1e3),
+        bare: format!("{:.2} ms", before * 1e3),
+        ratio: format!("{:.2}x the latency", during / before),
+    });
+    rows.push(Row {
+        what: "reads of the VM's device (thinsr's linear over LVM's) vs LVM's".into(),
+        thinsr: format!("{:.1} s", ours_read),
+        bare: format!("{:.1} s", bare_read),
+        ratio: format!("{:.2}x the speed", bare_read / ours_read),
+    });
+}

@@ -23,48 +23,6 @@ const MIB: u64 = 1 << 20;
 /// A storage migration's receiving domain, as xapi_vm_migrate.ml names it.
 const MIR: &str = "MIR3fa9c1";
 
-fn create(sr: &str, name: &str, size: u64) -> Value {
-    call(
-        VOLUME,
-        "Volume.create",
-        json!({"sr": sr, "name": name, "description": "", "size": size, "sharable": false}),
-    )
-}
-
-fn dp(method: &str, uri: &str, domain: &str) {
-    assert_eq!(
-        call(DATAPATH, method, json!({"uri": uri, "domain": domain})),
-        Value::Null
-    );
-}
-
-/// Datapath.attach for `domain`; returns (device, the Nbd entry's socket and export name
-/// as xapi's `parse_nbd_uri` splits them).
-fn attach(uri: &str, domain: &str) -> (String, String, String) {
-    // Where a test set up a stand-in systemd-run, the plugin finds it first.
-    let path = format!("{SPY}:{}", std::env::var("PATH").unwrap_or_default());
-    let args = json!({"uri": uri, "domain": domain});
-    let (code, r) = run_with(DATAPATH, "Datapath.attach", args, &[("PATH", &path)]);
-    assert_eq!(code, 0, "Datapath.attach failed: {r}");
-    let imps = r["implementations"].as_array().unwrap();
-    let nbd = imps
-        .iter()
-        .find(|i| i[0] == "Nbd")
-        .unwrap_or_else(|| panic!("no Nbd entry: {r}"));
-    let text = nbd[1]["uri"].as_str().unwrap();
-    let parts: Vec<&str> = text.split(':').collect();
-    let [scheme, unix, socket, name] = parts[..] else {
-        panic!("xapi cannot parse {text}");
-    };
-    assert_eq!((scheme, unix), ("nbd", "unix"), "{text}");
-    let name = name.strip_prefix("exportname=").expect("exportname=");
-    let dev = imps.iter().find(|i| i[0] == "BlockDevice").unwrap()[1]["path"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    (dev, socket.to_string(), name.to_string())
-}
-
 /// What runs as the volume's NBD export now.
 fn servers() -> Vec<String> {
     sh(&["ps", "-eo", "args"])
@@ -178,12 +136,6 @@ fn hang_up_mid_write(mut c: Client) {
     drop(c);
 }
 
-fn physical(sr: &str, key: &str) -> u64 {
-    call(VOLUME, "Volume.stat", json!({"sr": sr, "key": key}))["physical_utilisation"]
-        .as_u64()
-        .unwrap()
-}
-
 /// The destination of an SMAPIv3 source's migration: a blank leaf attached and activated
 /// for the MIR domain, written through its Nbd entry by qemu's client (a new connection
 /// per transfer, a second writer meanwhile, one that hangs up mid-write); the VM's domain
@@ -203,7 +155,7 @@ fn a_migration_lands_through_the_nbd_entry_of_a_mir_attach() {
     let leaf = create(&sr, "web", 256 * MIB);
     let uri = leaf["uri"][0].as_str().unwrap().to_string();
     let key = leaf["key"].as_str().unwrap().to_string();
-    let (dev, socket, export) = attach(&uri, MIR);
+    let (dev, socket, export) = attach_nbd(&uri, MIR);
     dp("Datapath.activate", &uri, MIR);
     assert_eq!(export, key);
     assert_eq!(sh(&["stat", "-c", "%a %U", &socket]).trim(), "600 root");
@@ -215,7 +167,7 @@ fn a_migration_lands_through_the_nbd_entry_of_a_mir_attach() {
         .to_string();
     assert_eq!(sh(&["stat", "-c", "%a %U", &dir]).trim(), "700 root");
     // xapi's get_nbd_server attaches again for each transfer: the same export.
-    assert_eq!(attach(&uri, MIR).1, socket);
+    assert_eq!(attach_nbd(&uri, MIR).1, socket);
     assert_eq!(servers().len(), 1, "{:?}", servers());
     // Started in a scope of its own, outside the plugin call (a toolstack restart ends
     // xapi-storage-script's cgroup, not the export).
@@ -255,14 +207,14 @@ fn a_migration_lands_through_the_nbd_entry_of_a_mir_attach() {
     );
 
     // The VM's domain on this host comes up on the volume before MIR lets go.
-    let (vm_dev, vm_socket, _) = attach(&uri, "5");
+    let (vm_dev, vm_socket, _) = attach_nbd(&uri, "5");
     assert_eq!(
         (vm_dev.as_str(), vm_socket.as_str()),
         (dev.as_str(), socket.as_str())
     );
     dp("Datapath.activate", &uri, "5");
     // A second VM is still refused.
-    attach(&uri, "6");
+    attach_nbd(&uri, "6");
     error(
         DATAPATH,
         "Datapath.activate",
@@ -285,23 +237,25 @@ fn a_migration_lands_through_the_nbd_entry_of_a_mir_attach() {
     // A snapshot's export (a copy reads one) is read-only, whatever its device allows.
     let snap = call(VOLUME, "Volume.snapshot", json!({"sr": sr, "key": key}));
     let suri = snap["uri"][0].as_str().unwrap().to_string();
-    let (_, ssock, _) = attach(&suri, "CP3fa9c1");
+    let (_, ssock, _) = attach_nbd(&suri, "CP3fa9c1");
     let (_, size, flags) = Client::negotiate(UnixStream::connect(&ssock).unwrap());
     assert_eq!((size, flags & 2), (256 * MIB, 2), "flags {flags:#x}");
     dp("Datapath.detach", &suri, "CP3fa9c1");
     // An admin's `vdi detach` of a volume xapi attached ends its export too.
-    attach(&uri, "9");
+    attach_nbd(&uri, "9");
     assert_eq!(servers().len(), 1, "{:?}", servers());
     ok(&["vdi", "detach", &key]);
     assert!(servers().is_empty(), "{:?}", servers());
     dp("Datapath.detach", &uri, "9");
     // An export left running for a volume deactivated behind thinsr's back (a detach
     // interrupted between the two): sr check names it and --repair stops it.
-    attach(&uri, "9");
+    let (dev9, _, _) = attach_nbd(&uri, "9");
     let lv = format!(
         "local/{}",
         json(&["vdi", "show", &key])["lv"].as_str().unwrap()
     );
+    let top = Path::new(&dev9).file_name().unwrap().to_str().unwrap();
+    sh(&["dmsetup", "remove", top]);
     sh(&["lvm", "lvchange", "-an", &lv]);
     let found = thinsr(&["--json", "sr", "check", "local"]).json()["findings"].to_string();
     assert!(found.contains("stray_export"), "{found}");
@@ -340,7 +294,7 @@ fn up_to_compose(sr: &str, seed: u64) -> (String, String, String, Vec<u8>) {
     let key = leaf["key"].as_str().unwrap().to_string();
     let uri = leaf["uri"][0].as_str().unwrap().to_string();
     let dummy = call(VOLUME, "Volume.snapshot", json!({"sr": sr, "key": key}));
-    attach(&uri, MIR);
+    attach_nbd(&uri, MIR);
     dp("Datapath.activate", &uri, MIR);
     let parent = create(sr, "db", 16 * MIB);
     let pkey = parent["key"].as_str().unwrap().to_string();
@@ -363,7 +317,7 @@ fn up_to_compose(sr: &str, seed: u64) -> (String, String, String, Vec<u8>) {
     // The copy of the source's snapshot into the parent, meanwhile.
     let base = image(&format!("/tmp/base{seed}.raw"), 16, seed);
     let copy = "CP3fa9c1";
-    let (_, psock, pname) = attach(&puri, copy);
+    let (_, psock, pname) = attach_nbd(&puri, copy);
     dp("Datapath.activate", &puri, copy);
     let nbd = format!("nbd+unix:///{pname}?socket={psock}");
     let copier = std::thread::spawn({
@@ -401,7 +355,7 @@ fn composed(sr: &str, leaf: &str, parent: &str, dummy: &str, want: &[u8]) {
     assert!(!ls.contains(parent), "the parent is still listed: {ls}");
     call(VOLUME, "Volume.destroy", json!({"sr": sr, "key": dummy}));
     let uri = format!("thinsr://{SR_UUID}/{leaf}");
-    let (dev, _, _) = attach(&uri, "0");
+    let (dev, _, _) = attach_nbd(&uri, "0");
     let got = read_at(&dev, 0, want.len());
     for (at, data) in mirror_writes() {
         let at = at as usize;

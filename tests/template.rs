@@ -755,7 +755,12 @@ fn localized_templates_are_read_in_the_kernel() {
     assert!(made.get("origin").is_none(), "{made}");
     assert_eq!(made["parent"], t["uuid"], "{made}");
     let c2 = attach("c2");
-    assert_eq!(c2, "/dev/local/c2", "LVM's own device");
+    assert_eq!(c2, "/dev/mapper/thinsr-local-c2");
+    let table = sh(&["dmsetup", "table", "thinsr-local-c2"]);
+    assert!(
+        table.contains(" linear "),
+        "over LVM's own device, no template under it: {table}"
+    );
     reads_template(&c2, None);
     assert!(qemu_nbd_pids().is_empty(), "{:?}", qemu_nbd_pids());
     ok(&["vdi", "detach", "c1"]);

@@ -172,6 +172,26 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &VdiCmd) -> Result<()> {
                 );
             }
         }
+        VdiCmd::Mirror { vdi, remote } => {
+            let progress = Reporter::new(out.quiet);
+            let m = ctx.vdi_mirror(&vdi.vdi, vdi.sr.as_deref(), remote, &progress)?;
+            out.emit(&m, || {
+                println!(
+                    "VDI {} mirrored to {}: {} copied in {:.1} s; the mirror has ended",
+                    m.vdi, m.remote, m.copied, m.seconds
+                )
+            });
+        }
+        VdiCmd::Copy { vdi, to, name } => {
+            let progress = Reporter::new(out.quiet);
+            let v = ctx.vdi_copy(&vdi.vdi, vdi.sr.as_deref(), to, name.as_deref(), &progress)?;
+            out.emit(&v, || {
+                println!(
+                    "Copied into VDI {} '{}' of SR {} ({} allocated)",
+                    v.uuid, v.name, v.sr_name, v.physical_utilisation
+                )
+            });
+        }
         VdiCmd::DataDestroy(a) => {
             if !out.yes {
                 let v = ctx.vdi_show(&a.vdi, a.sr.as_deref())?;

@@ -135,6 +135,7 @@ impl Ctx {
             &args,
             &unit,
             &format!("thinsr NBD export of VDI {vdi}"),
+            None,
         )?;
         Ok(ep)
     }

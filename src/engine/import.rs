@@ -30,39 +30,6 @@ pub enum ImportSource {
     Stdin,
 }
 
-/// An NBD URI an import may read: `nbd://HOST[:PORT]/EXPORT` (as templates take it), or
-/// `nbd+unix:///EXPORT?socket=/ABSOLUTE/PATH` with nothing else in its query.
-pub fn nbd_uri(uri: &str) -> Result<String> {
-    let bad = |why: &str| Error::InvalidUri {
-        uri: clip(uri),
-        why: why.into(),
-    };
-    if let Some(rest) = uri.strip_prefix("nbd+unix:///") {
-        let (export, query) = rest
-            .split_once('?')
-            .ok_or_else(|| bad("it names no ?socket="))?;
-        let socket = query
-            .strip_prefix("socket=")
-            .ok_or_else(|| bad("the query holds socket=PATH and nothing else"))?;
-        let safe = |c: char| c.is_ascii_alphanumeric() || "+_.-/".contains(c);
-        if !export.chars().all(safe) || export.contains("..") {
-            return Err(bad(
-                "the export name holds letters, digits and + _ . - / only",
-            ));
-        }
-        if !socket.starts_with('/') || socket.contains("..") || !socket.chars().all(safe) {
-            return Err(bad("the socket is an absolute path without '..'"));
-        }
-        return Ok(uri.to_string());
-    }
-    match crate::engine::template::parse_uri(uri)? {
-        crate::engine::template::Source::Nbd(u) => Ok(u),
-        _ => Err(bad(
-            "not an NBD URI: nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH",
-        )),
-    }
-}
-
 #[derive(Debug, Clone, Default)]
 pub struct ImportOpts {
     /// raw, vhd, qcow2, vmdk, vhdx; None detects it.
@@ -211,7 +178,7 @@ impl Ctx {
                 })
             }
             ImportSource::Nbd(uri) => {
-                let uri = nbd_uri(uri)?;
+                let uri = crate::engine::template::nbd_uri(uri)?;
                 if wanted.is_some_and(|f| f != "raw") {
                     return Err(Error::Usage("an NBD export is read as raw".into()));
                 }
@@ -431,23 +398,6 @@ fn read_until_any(r: &mut impl BufRead, out: &mut Vec<u8>) -> Result<usize> {
 #[cfg(test)]
 mod tests {
 
-    #[test]
-    fn nbd_uris_are_checked() {
-        let ok = "nbd+unix:///web01?socket=/run/thinsr/serve/u.sock";
-        assert_eq!(nbd_uri(ok).unwrap(), ok);
-        assert!(nbd_uri("nbd://host:10809/web01").is_ok());
-        for bad in [
-            "nbd+unix:///web01",
-            "nbd+unix:///web01?socket=relative.sock",
-            "nbd+unix:///web01?socket=/run/../etc/x",
-            "nbd+unix:///web01?socket=/s&x=1",
-            "nbd+unix:///we b?socket=/s",
-            "file:///tmp/x.raw",
-            "nbd://",
-        ] {
-            assert!(nbd_uri(bad).is_err(), "{bad}");
-        }
-    }
     use super::*;
 
     #[test]

@@ -16,6 +16,7 @@ pub mod growth;
 pub mod import;
 pub mod known;
 pub mod meta;
+pub mod mirror;
 pub mod names;
 pub mod pool;
 pub mod registry;

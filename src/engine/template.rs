@@ -379,9 +379,59 @@ impl Ctx {
     }
 }
 
+/// An NBD URI an import may read: `nbd://HOST[:PORT]/EXPORT` (as templates take it), or
+/// `nbd+unix:///EXPORT?socket=/ABSOLUTE/PATH` with nothing else in its query.
+pub fn nbd_uri(uri: &str) -> Result<String> {
+    let bad = |why: &str| Error::InvalidUri {
+        uri: clip(uri),
+        why: why.into(),
+    };
+    if let Some(rest) = uri.strip_prefix("nbd+unix:///") {
+        let (export, query) = rest
+            .split_once('?')
+            .ok_or_else(|| bad("it names no ?socket="))?;
+        let socket = query
+            .strip_prefix("socket=")
+            .ok_or_else(|| bad("the query holds socket=PATH and nothing else"))?;
+        let safe = |c: char| c.is_ascii_alphanumeric() || "+_.-/".contains(c);
+        if !export.chars().all(safe) || export.contains("..") {
+            return Err(bad(
+                "the export name holds letters, digits and + _ . - / only",
+            ));
+        }
+        if !socket.starts_with('/') || socket.contains("..") || !socket.chars().all(safe) {
+            return Err(bad("the socket is an absolute path without '..'"));
+        }
+        return Ok(uri.to_string());
+    }
+    match parse_uri(uri)? {
+        Source::Nbd(u) => Ok(u),
+        _ => Err(bad(
+            "not an NBD URI: nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH",
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[test]
+    fn nbd_uris_are_checked() {
+        let ok = "nbd+unix:///web01?socket=/run/thinsr/serve/u.sock";
+        assert_eq!(nbd_uri(ok).unwrap(), ok);
+        assert!(nbd_uri("nbd://host:10809/web01").is_ok());
+        for bad in [
+            "nbd+unix:///web01",
+            "nbd+unix:///web01?socket=relative.sock",
+            "nbd+unix:///web01?socket=/run/../etc/x",
+            "nbd+unix:///web01?socket=/s&x=1",
+            "nbd+unix:///we b?socket=/s",
+            "file:///tmp/x.raw",
+            "nbd://",
+        ] {
+            assert!(nbd_uri(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn uris_are_checked_before_anything_runs() {

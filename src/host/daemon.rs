@@ -26,8 +26,15 @@ pub const READY: &str = "ready";
 const WAIT: Duration = Duration::from_secs(10);
 
 /// Starts `program ARGS` outside the caller (in scope `unit` where systemd runs) and waits
-/// for its ready line.
-pub fn start<S: AsRef<OsStr>>(program: &Path, args: &[S], unit: &str, what: &str) -> Result<()> {
+/// for its ready line. `stdin`, when given, is the server's standard input (a descriptor
+/// it watches); crash points are the caller's, not the server's.
+pub fn start<S: AsRef<OsStr>>(
+    program: &Path,
+    args: &[S],
+    unit: &str,
+    what: &str,
+    stdin: Option<std::os::fd::OwnedFd>,
+) -> Result<()> {
     let mut cmd = if Path::new("/run/systemd/system").is_dir() {
         let mut c = Command::new("systemd-run");
         c.args(["--scope", "--unit", unit, "--description", what, "--"])
@@ -37,7 +44,8 @@ pub fn start<S: AsRef<OsStr>>(program: &Path, args: &[S], unit: &str, what: &str
         Command::new(program)
     };
     cmd.args(args)
-        .stdin(Stdio::null())
+        .env_remove("THINSR_CRASH_AT")
+        .stdin(stdin.map(Stdio::from).unwrap_or(Stdio::null()))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .process_group(0);

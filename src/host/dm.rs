@@ -295,8 +295,10 @@ pub enum Table {
         thin_id: u32,
         origin: Option<String>,
     },
-    /// All of another device (a template attached read-only).
+    /// All of another device (a template attached read-only, a writable VDI's LV).
     Linear { source: String },
+    /// A table line read from another device (`target`, `params`).
+    Line { target: String, params: String },
 }
 
 /// Creates `/dev/mapper/<name>` for VDI `vdi`: `sectors` long, mapped by `table`. On any
@@ -330,6 +332,7 @@ pub fn create(
             },
         ),
         Table::Linear { source } => ("linear", format!("{source} 0")),
+        Table::Line { target, params } => (target.as_str(), params.clone()),
     };
     dm.device_create(
         dm_name,
@@ -387,6 +390,13 @@ pub fn remove(name: &str, vdi: &str) -> Result<()> {
         .map_err(|e| dm_err(&format!("removing {name}"), e))?;
     remove_node(name);
     Ok(())
+}
+
+/// How many hold device `name` open now (an LVM report read before a change may be stale).
+pub fn open_count(name: &str) -> Option<i32> {
+    let dm_name = DmName::new(name).ok()?;
+    let info = open().ok()?.device_info(&DevId::Name(dm_name)).ok()?;
+    Some(info.open_count())
 }
 
 /// True when a dm device `name` exists (for an LV: LVM has activated it).
@@ -451,6 +461,44 @@ pub fn grow(name: &str, length: Sectors) -> Result<()> {
 /// One line of a table: start and length in 512-byte sectors, target, parameters.
 type Target = (u64, u64, String, String);
 
+/// Device `name`'s one-target table: its length, target and parameters.
+pub fn table_of(name: &str) -> Result<(Sectors, String, String)> {
+    let (_, (_, len, target, params)) = single_table(name)?;
+    Ok((Sectors(len), target, params))
+}
+
+/// Device `name`'s status line (one target): its target and status parameters.
+pub fn status_of(name: &str) -> Result<(String, String)> {
+    let dm = open()?;
+    let id = DevId::Name(valid_name(name)?);
+    let (_, table) = dm
+        .table_status(&id, DmOptions::default().set_flags(DmFlags::DM_NOFLUSH))
+        .map_err(|e| dm_err(name, e))?;
+    let (_, _, target, params) = table
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::DmFailed(format!("{name} has no table")))?;
+    Ok((target, params))
+}
+
+/// Loads `target params` (`length` long) into device `name` and makes it live: a device
+/// already suspended by the caller stays so until this resume; one in use is suspended
+/// (its I/O in flight finishes first) and resumed. The VM sees no error, only a pause.
+pub fn replace_table(name: &str, length: Sectors, target: &str, params: &str) -> Result<()> {
+    let (flags, _) = single_table(name)?;
+    let dm = open()?;
+    let id = DevId::Name(valid_name(name)?);
+    dm.table_load(
+        &id,
+        &[(0, length.0, target.to_string(), params.to_string())],
+        DmOptions::default().set_flags(flags & DmFlags::DM_READONLY),
+    )
+    .map_err(|e| dm_err(&format!("loading '{target} {params}' into {name}"), e))?;
+    crate::crash::point("dm.replace-table.loaded");
+    suspend(name, true)?;
+    suspend(name, false)
+}
+
 fn single_table(name: &str) -> Result<(DmFlags, Target)> {
     let dm = open()?;
     let id = DevId::Name(valid_name(name)?);
@@ -489,6 +537,19 @@ fn reload(
     .map_err(|e| dm_err(&format!("loading '{target} {new_params}' into {name}"), e))?;
     suspend(name, true)?;
     suspend(name, false)
+}
+
+/// Drops the table loaded into device `name` and not yet made live, if any: a crash
+/// between a load and its resume must not have the next resume make it live.
+pub fn clear_inactive(name: &str) -> Result<()> {
+    let dm = open()?;
+    let id = DevId::Name(valid_name(name)?);
+    let info = dm.device_info(&id).map_err(|e| dm_err(name, e))?;
+    if info.flags().contains(DmFlags::DM_INACTIVE_PRESENT) {
+        dm.table_clear(&id)
+            .map_err(|e| dm_err(&format!("clearing the table loaded into {name}"), e))?;
+    }
+    Ok(())
 }
 
 /// Resumes device `name` if it can be (a crash may have left it suspended, or with its

@@ -20,6 +20,7 @@ use crate::host::lvm::Lvm;
 use crate::ids::{SrUuid, VdiUuid};
 use crate::units::{Bytes, NewSize};
 
+mod data;
 mod detach;
 mod domains;
 mod install;
@@ -64,7 +65,7 @@ pub const VOLUME_METHODS: [&str; 27] = [
     "Volume.revert",
     "Volume.compose",
 ];
-pub const DATAPATH_METHODS: [&str; 7] = [
+pub const DATAPATH_METHODS: [&str; 9] = [
     "Plugin.Query",
     "Datapath.attach",
     "Datapath.activate",
@@ -72,6 +73,8 @@ pub const DATAPATH_METHODS: [&str; 7] = [
     "Datapath.import_activate",
     "Datapath.deactivate",
     "Datapath.detach",
+    "Data.mirror",
+    "Data.stat",
 ];
 
 /// What `Plugin.Query` declares: xapi calls only what is declared, so this is what holds.
@@ -81,7 +84,8 @@ pub const DATAPATH_METHODS: [&str; 7] = [
 /// VDI_MIRROR_IN: a storage migration may land here (the Nbd entry of every attach,
 /// `Datapath.import_activate`); xapi checks the volume plugin's list, and forwards
 /// import_activate only when the datapath plugin's lists it too: both declare one list.
-pub const FEATURES: [&str; 21] = [
+/// VDI_MIRROR: a storage migration may leave from here (data.rs).
+pub const FEATURES: [&str; 22] = [
     "SR_ATTACH",
     "SR_DETACH",
     "SR_CREATE",
@@ -103,6 +107,7 @@ pub const FEATURES: [&str; 21] = [
     "VDI_ACTIVATE_READONLY",
     "VDI_MIRROR_IN",
     "VDI_COMPOSE",
+    "VDI_MIRROR",
 ];
 
 /// The method named by how thinsr was run (`.../SR.create`), if it is one.
@@ -480,6 +485,7 @@ fn call(ctx: &Ctx, method: &str, a: &Args) -> Result<Value> {
             // A read-only volume (snapshot, template) is read by whoever activates it,
             // however they ask: several VMs may read one at once.
             let writable = found.meta.vdi(&found.uuid).is_some_and(|v| v.read_write());
+            let mut writer_left = false; // the drain point of a migration leaving (data.rs)
             let device = domains::with(&sr, &vdi, |d| match method {
                 "Datapath.activate" if writable => {
                     d.activate(domain, domains::Use::ReadWrite, &vdi)
@@ -487,13 +493,20 @@ fn call(ctx: &Ctx, method: &str, a: &Args) -> Result<Value> {
                 "Datapath.activate" | "Datapath.activate_readonly" => {
                     d.activate(domain, domains::Use::ReadOnly, &vdi)
                 }
-                _ => Ok(d.deactivate(domain)),
+                _ => {
+                    writer_left = d.domains.get(domain) == Some(&domains::Use::ReadWrite);
+                    Ok(d.deactivate(domain))
+                }
             })?;
             if let domains::Device::ReadOnly(on) = device {
                 set_read_only(ctx, &found.uuid, &sr, on)?;
             }
+            if writer_left {
+                data::drain(&found, &vdi)?;
+            }
             Ok(Value::Null)
         }
+        "Data.mirror" | "Data.stat" => data::call(ctx, method, a),
         // Never fails: xapi must be able to clean up whatever state the VDI is in. The
         // device goes with the last domain.
         "Datapath.detach" => {

@@ -54,7 +54,7 @@ pub fn thinsr_bin() -> String {
 /// tools from qemu-dp's directory (they are not on PATH), lvm (by any name) with the
 /// writable copy of the configuration in /etc/lvm/master (the host's refuses metadata
 /// writes).
-fn host_command(tool: &str) -> Command {
+pub fn host_command(tool: &str) -> Command {
     if dom0() && tool.starts_with("qemu-") {
         return Command::new(format!("/usr/lib64/qemu-dp/bin/{tool}"));
     }

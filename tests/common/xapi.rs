@@ -144,7 +144,7 @@ pub fn install() {
 
 /// The method file's directory.
 pub fn dir_of(method: &str) -> &'static str {
-    if method.starts_with("Datapath") {
+    if method.starts_with("Datapath") || method.starts_with("Data.") {
         DATAPATH
     } else {
         VOLUME
@@ -199,4 +199,67 @@ pub fn stop(uri: &str) {
             Value::Null
         );
     }
+}
+
+/// Volume.create as xapi calls it.
+pub fn create(sr: &str, name: &str, size: u64) -> Value {
+    call(
+        VOLUME,
+        "Volume.create",
+        json!({"sr": sr, "name": name, "description": "", "size": size, "sharable": false}),
+    )
+}
+
+/// A Datapath method that returns nothing, for `domain`.
+pub fn dp(method: &str, uri: &str, domain: &str) {
+    assert_eq!(
+        call(DATAPATH, method, json!({"uri": uri, "domain": domain})),
+        Value::Null,
+        "{method} {domain}"
+    );
+}
+
+/// Datapath.attach for `domain`, where the stand-in systemd-run is found first; returns
+/// (device, the Nbd entry's socket and export name as xapi's `parse_nbd_uri` splits them).
+pub fn attach_nbd(uri: &str, domain: &str) -> (String, String, String) {
+    let path = format!(
+        "{}:{}",
+        super::SPY,
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let args = json!({"uri": uri, "domain": domain});
+    let (code, r) = run_with(DATAPATH, "Datapath.attach", args, &[("PATH", &path)]);
+    assert_eq!(code, 0, "Datapath.attach failed: {r}");
+    let imps = r["implementations"].as_array().unwrap();
+    let nbd = imps
+        .iter()
+        .find(|i| i[0] == "Nbd")
+        .unwrap_or_else(|| panic!("no Nbd entry: {r}"));
+    let text = nbd[1]["uri"].as_str().unwrap();
+    let parts: Vec<&str> = text.split(':').collect();
+    let [scheme, unix, socket, name] = parts[..] else {
+        panic!("xapi cannot parse {text}");
+    };
+    assert_eq!((scheme, unix), ("nbd", "unix"), "{text}");
+    let name = name.strip_prefix("exportname=").expect("exportname=");
+    let dev = imps.iter().find(|i| i[0] == "BlockDevice").unwrap()[1]["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (dev, socket.to_string(), name.to_string())
+}
+
+/// A volume's physical utilisation, as Volume.stat says.
+pub fn physical(sr: &str, key: &str) -> u64 {
+    call(VOLUME, "Volume.stat", json!({"sr": sr, "key": key}))["physical_utilisation"]
+        .as_u64()
+        .unwrap()
+}
+
+/// A volume's first uri and its key.
+pub fn uri_and_key(v: &Value) -> (String, String) {
+    (
+        v["uri"][0].as_str().unwrap().to_string(),
+        v["key"].as_str().unwrap().to_string(),
+    )
 }

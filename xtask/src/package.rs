@@ -36,7 +36,7 @@ devices {\n\
 
 /// Loads the modules templates and pools need at boot, and gives NBD enough devices.
 const MODULES_LOAD: &str =
-    "# thinsr: thin pools, and NBD for templates qemu serves\ndm_thin_pool\nnbd\n";
+    "# thinsr: thin pools, NBD for templates qemu serves, mirrors for storage migration\ndm_thin_pool\nnbd\ndm_mirror\n";
 const NBD_OPTIONS: &str =
     "# thinsr: NBD devices for template servers, without partition scanning\noptions nbd nbds_max=64 max_part=0\n";
 

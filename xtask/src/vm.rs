@@ -60,6 +60,7 @@ const MODULES: &[&str] = &[
     "dm-snapshot",
     "dm-flakey",
     "dm-delay",
+    "dm-mirror",
     "nbd",
     "loop",
     "virtio_pci",

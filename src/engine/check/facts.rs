@@ -7,14 +7,14 @@ use std::path::PathBuf;
 
 use crate::engine::context::{Ctx, Locked};
 use crate::engine::datapath::{dead_origin, readers, stray_loops};
-use crate::engine::datapath_nbd;
 use crate::engine::meta::{SrMeta, VdiMeta};
 use crate::engine::registry::Entry;
+use crate::engine::{datapath_nbd, mirror};
 use crate::error::Result;
 use crate::host::dm::OurDevice;
 use crate::host::lvm::Vg;
 use crate::host::{dm, loopdev, thin};
-use crate::ids::VdiUuid;
+use crate::ids::{SrUuid, VdiUuid};
 
 /// A device of thinsr's, and how many of thinsr's devices read it as their origin.
 #[derive(Debug, Clone)]
@@ -50,6 +50,20 @@ pub struct Facts {
     pub compose_logs: HashSet<VdiUuid>,
     /// VDIs whose NBD export (a datapath's) runs now.
     pub exports: Vec<VdiUuid>,
+    /// Mirrors recorded as under way, and the devices a mirror left (mirrors.rs).
+    pub mirrors: Vec<MirrorFact>,
+}
+
+/// A mirror of one of the SR's VDIs, as recorded and as the kernel has it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MirrorFact {
+    pub vdi: VdiUuid,
+    /// The record's phase, None when only a leg device is left.
+    pub phase: Option<mirror::Phase>,
+    /// The VDI's device is a mirror now.
+    pub mirroring: bool,
+    /// A leg device of the mirror exists.
+    pub leg: bool,
 }
 
 impl Ctx {
@@ -88,6 +102,7 @@ impl Ctx {
             .collect();
         Ok(Facts {
             exports: datapath_nbd::running(&entry.uuid),
+            mirrors: mirror_facts(&entry.uuid, &ours),
             compose_logs,
             entry,
             meta: op.meta.clone(),
@@ -99,4 +114,34 @@ impl Ctx {
             pool_trouble,
         })
     }
+}
+
+/// The mirrors recorded for SR `sr` still under way, and every leg device of a mirror (a
+/// leg's dm uuid is `THINSR-MIRROR-<vdi>`; the rule keeps those of the SR's VDIs).
+fn mirror_facts(sr: &SrUuid, ours: &[OurDevice]) -> Vec<MirrorFact> {
+    let legs: HashSet<VdiUuid> = ours
+        .iter()
+        .filter_map(|d| d.vdi.strip_prefix("MIRROR-").map(VdiUuid::from))
+        .collect();
+    let mut found: Vec<MirrorFact> = mirror::recorded(sr)
+        .into_iter()
+        .filter(|m| m.running())
+        .map(|m| MirrorFact {
+            mirroring: dm::table_of(&m.top).is_ok_and(|(_, t, _)| t == "mirror"),
+            leg: legs.contains(&m.vdi),
+            vdi: m.vdi,
+            phase: Some(m.phase),
+        })
+        .collect();
+    for vdi in legs {
+        if !found.iter().any(|f| f.vdi == vdi) {
+            found.push(MirrorFact {
+                vdi,
+                phase: None,
+                mirroring: false,
+                leg: true,
+            });
+        }
+    }
+    found
 }

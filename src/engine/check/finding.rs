@@ -54,6 +54,8 @@ pub enum FindingKind {
     OrphanComposeLv,
     /// An NBD export running for a volume that is not attached.
     StrayExport,
+    /// A mirror whose start or end was interrupted, or its leg left behind.
+    StaleMirror,
     /// A data-destroyed snapshot whose saved block map is gone.
     MissingBlockMap,
     /// A saved block map no entry names.
@@ -94,6 +96,7 @@ impl FindingKind {
             ComposeUnfinished => "compose_unfinished",
             OrphanComposeLv => "orphan_compose_lv",
             StrayExport => "stray_export",
+            StaleMirror => "stale_mirror",
             MissingBlockMap => "missing_block_map",
             OrphanBlockMap => "orphan_block_map",
             UnknownThinDevice => "unknown_thin_device",
@@ -145,6 +148,8 @@ pub enum Fix {
     },
     /// End the NBD export of this VDI.
     StopExport(VdiUuid),
+    /// End what is left of this VDI's mirror: its own table back, leg, NBD, log removed.
+    EndMirror(VdiUuid),
     /// Delete this thin device id from the SR's pool.
     FreeThinDevice(u32),
     /// lvchange --zero y of the pool.

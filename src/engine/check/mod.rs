@@ -18,6 +18,7 @@
 
 mod facts;
 mod finding;
+mod mirrors;
 mod plan;
 #[cfg(test)]
 mod plan_tests;
@@ -97,6 +98,7 @@ impl Ctx {
                 self.finish_compose(op, vdi, *redo)?;
             }
             Fix::StopExport(vdi) => crate::engine::datapath_nbd::stop(&op.entry.uuid, vdi),
+            Fix::EndMirror(vdi) => mirrors::end(&op.entry.uuid, vdi)?,
             Fix::FreeThinDevice(id) => thin::delete_thin(&vg, &op.entry.pool, *id)?,
             Fix::TurnOnZeroing(vg_pool) => self.turn_on_zeroing(vg_pool)?,
             Fix::CopyToRegistry(truth) => self.replace_entry(truth.clone())?,

@@ -75,6 +75,7 @@ fn facts(vdis: Vec<VdiMeta>, lvs: Vec<Lv>) -> Facts {
         pool_trouble: None,
         compose_logs: HashSet::new(),
         exports: vec![],
+        mirrors: vec![],
     }
 }
 

@@ -82,8 +82,19 @@ impl Ctx {
         // whole pool read-only, which the kernel refuses.)
         if template.is_some() || read_only && is_thin(v.kind) && v.read_write() {
             self.attach_thin(&op.entry, vg, v, lv, template, read_only)
-        } else {
+        } else if read_only {
             self.activate(vg, v, lv, read_only)
+        } else {
+            // A writable VDI is given through a device of ours over its LV, whose table
+            // can become a mirror under the VM (engine/mirror.rs) and back; LVM keeps
+            // its own device. A crash between the two leaves the LV active, which the
+            // next attach takes as it is.
+            let source = self.activate(vg, v, lv, false)?;
+            let name = dm::our_name(&vg.name, &lv.name, &v.uuid);
+            let table = dm::Table::Linear {
+                source: source.display().to_string(),
+            };
+            dm::create(&name, &v.uuid, lv.size.sectors(), &table, false)
         }
     }
 
@@ -216,6 +227,17 @@ impl Ctx {
             // The volume's NBD export (xapi's attach started it) goes with the device,
             // whoever detaches: it holds the device only while a client is connected.
             crate::engine::datapath_nbd::stop(&op.entry.uuid, &v.uuid);
+            // A mirror ends with the device: complete if every write reached the
+            // destination (a halted VM's disk copied, then xapi's detach), else given up;
+            // not while something still has the device open (the detach is refused below).
+            let held = ctx
+                .our_device(uuid)
+                .and_then(|d| dm::open_count(&d.name))
+                .is_some_and(|n| n > 0);
+            if !held {
+                crate::engine::mirror::finish(&op.entry.uuid, &v.uuid)?;
+                crate::engine::mirror::forget(&op.entry.uuid, &v.uuid);
+            }
             if let Some(d) = ctx.our_device(uuid) {
                 dm::remove(&d.name, &v.name)?;
                 ctx.forget_devices();
@@ -224,7 +246,10 @@ impl Ctx {
                 ctx.release_origin_if_unused(t)?;
             }
             if let Some(lv) = vg.vdi_lv(uuid).filter(|l| l.active) {
-                if lv.open {
+                // Asked now: the report was read while our device above still held it.
+                let open =
+                    dm::open_count(&dm::dm_name(&vg.name, &lv.name)).map_or(lv.open, |n| n > 0);
+                if open {
                     return Err(Error::VdiAttached {
                         vdi: v.name.clone(),
                         device: dev_path(&vg.name, &lv.name),
