@@ -142,6 +142,14 @@ restored=$(thinsr vdi attach "web01 restored")
 echo "web01 restored reads: $(head -c 49 "$restored")"
 run thinsr vdi detach "web01 restored"
 
+say "A disk in use copied while it runs: the kernel mirrors its writes, only data travels"
+thinsr vdi attach "web01 restored" >/dev/null
+run thinsr vdi copy "web01 restored" --to "Beside the OS" --name "web01 moved"
+moved=$(thinsr vdi attach "web01 moved")
+echo "web01 moved reads: $(head -c 49 "$moved")"
+run thinsr vdi detach "web01 moved"
+run thinsr vdi detach "web01 restored"
+
 say "thinsr never overwrites a disk that holds data"
 mkfs.ext4 -q /dev/vdd
 fails thinsr sr create /dev/vdd --name scratch

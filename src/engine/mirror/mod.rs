@@ -31,10 +31,9 @@ use remote::{connect, parse_remote, unreachable, Remote};
 use crate::engine::context::Ctx;
 use crate::engine::meta::VdiKind;
 use crate::error::{Error, Result};
-use crate::host::lvm::Vg;
 use crate::host::mirror::{self as dm_mirror, Status};
 use crate::host::{dm, lock, loopdev, nbd_netlink, rundir, thin};
-use crate::ids::{LvName, SrUuid, VdiUuid};
+use crate::ids::{LvName, SrUuid, VdiUuid, VgName};
 use crate::units::Sectors;
 
 const DIR: &str = "/run/thinsr/mirror";
@@ -169,23 +168,40 @@ pub fn parse_key(key: &str) -> Result<(SrUuid, VdiUuid)> {
     Ok((SrUuid::from(sr), VdiUuid::from(vdi)))
 }
 
-/// Which regions hold data: for a thin VDI of its own (no template under it), the regions
-/// its block map touches; for anything else, all of them.
-fn dirty_regions(vg: &Vg, m: &Mirror, pool: &LvName, thin: Option<u32>) -> Result<Vec<bool>> {
+/// Where the data is: for a thin VDI of its own (no template under it), the byte ranges
+/// its block map holds; for anything else, None: all of it travels.
+fn data_extents(vg: &VgName, pool: &LvName, thin: Option<u32>) -> Result<Option<Vec<(u64, u64)>>> {
     let Some(id) = thin else {
-        return Ok(vec![true; m.regions as usize]);
+        return Ok(None);
     };
-    let maps = thin::block_maps(&vg.name, pool, &[id])?
-        .ok_or_else(|| Error::SrNotAttached(vg.name.to_string()))?;
+    let maps =
+        thin::block_maps(vg, pool, &[id])?.ok_or_else(|| Error::SrNotAttached(vg.to_string()))?;
+    Ok(Some(
+        maps[0].extents().iter().map(|e| (e.start, e.len)).collect(),
+    ))
+}
+
+/// The thin id of LV `vg/lv` from the table of LVM's device (`thin POOL ID`), if active.
+fn thin_id(vg: &VgName, lv: &LvName) -> Option<u32> {
+    let (_, target, params) = dm::table_of(&dm::dm_name(vg, lv)).ok()?;
+    let id = params.split_whitespace().nth(1)?;
+    (target == "thin").then(|| id.parse().ok()).flatten()
+}
+
+/// Which regions of `m` (its region size chosen) the data touches.
+fn dirty_regions(m: &Mirror, data: Option<&[(u64, u64)]>) -> Vec<bool> {
+    let Some(data) = data else {
+        return vec![true; m.regions as usize];
+    };
     let mut dirty = vec![false; m.regions as usize];
-    for e in maps[0].extents() {
-        let first = e.start / m.region_bytes;
-        let last = (e.start + e.len).div_ceil(m.region_bytes).min(m.regions);
+    for (start, len) in data {
+        let first = start / m.region_bytes;
+        let last = (start + len).div_ceil(m.region_bytes).min(m.regions);
         for r in first..last {
             dirty[r as usize] = true;
         }
     }
-    Ok(dirty)
+    dirty
 }
 
 impl Ctx {
@@ -193,7 +209,11 @@ impl Ctx {
     /// `remote_uri`. Returns once the kernel mirrors: the VM's writes reach both from here.
     pub fn mirror_start(&self, key: &str, sr: Option<&str>, remote_uri: &str) -> Result<Mirror> {
         let remote = parse_remote(remote_uri)?;
-        self.with_vdi(key, sr, |ctx, op, vg, uuid| {
+        // No LVM report: the device-mapper tables say all a mirror needs.
+        let found = self.resolve(key, sr)?;
+        let op = self.lock_sr(&found.entry)?;
+        let (ctx, uuid) = (self, found.uuid.as_str());
+        {
             let v = op.vdi(uuid)?.clone();
             let sr_id = op.entry.uuid.clone();
             if let Some(old) = load(&sr_id, &v.uuid).filter(Mirror::running) {
@@ -202,7 +222,10 @@ impl Ctx {
                 if old.phase == Phase::Running && kernel_status(&old)?.is_some() {
                     return Err(Error::VdiAttached {
                         vdi: v.name.clone(),
-                        device: format!("/dev/mapper/{}, mirrored to {} already", old.top, old.remote),
+                        device: format!(
+                            "/dev/mapper/{}, mirrored to {} already",
+                            old.top, old.remote
+                        ),
                     });
                 }
                 give_up(&old, "left behind by an interrupted run".into())?;
@@ -223,8 +246,8 @@ impl Ctx {
                     device: format!("{} is a mirror already; 'thinsr sr check --repair' ends one left by a crash", dev.path().display()),
                 });
             }
-            let block = op.meta.geometry.map(|g| g.chunk.0).unwrap_or(64 * 1024);
-            let region_bytes = dm_mirror::region_sectors(block) * 512;
+            // The pool's block until the data's layout says more (swap_in).
+            let region_bytes = op.meta.geometry.map(|g| g.chunk.0).unwrap_or(64 * 1024);
             let mut m = Mirror {
                 sr: sr_id,
                 vdi: v.uuid.clone(),
@@ -243,14 +266,15 @@ impl Ctx {
             };
             m.save()?;
             crate::crash::point("mirror.recorded");
-            // A thin VDI of its own copies what its block map holds; a template's clone
-            // reads its template where it has no data, so all of it travels.
+            // A thin VDI of its own copies what its block map holds (its thin id read from
+            // LVM's device under ours); a template's clone reads its template where it has
+            // no data, so all of it travels.
             let thin = match (v.kind, &v.origin) {
-                (VdiKind::Thin, None) => vg.vdi_lv(uuid).and_then(|l| l.thin_id),
+                (VdiKind::Thin, None) => thin_id(&op.entry.vg, &v.lv),
                 _ => None,
             };
-            let pool = op.entry.pool.clone();
-            let started = ctx.mirror_steps(vg, &mut m, remote_uri, &remote, &pool, thin);
+            let (vg, pool) = (op.entry.vg.clone(), op.entry.pool.clone());
+            let started = ctx.mirror_steps(&vg, &mut m, remote_uri, &remote, &pool, thin);
             match started {
                 Ok(()) => Ok(m),
                 Err(e) => {
@@ -260,12 +284,12 @@ impl Ctx {
                     Err(e)
                 }
             }
-        })
+        }
     }
 
     fn mirror_steps(
         &self,
-        vg: &Vg,
+        vg: &VgName,
         m: &mut Mirror,
         uri: &str,
         remote: &Remote,
@@ -320,8 +344,12 @@ impl Ctx {
         m.save()
     }
 
-    fn swap_in(&self, vg: &Vg, m: &mut Mirror, pool: &LvName, thin: Option<u32>) -> Result<()> {
-        let dirty = dirty_regions(vg, m, pool, thin)?;
+    fn swap_in(&self, vg: &VgName, m: &mut Mirror, pool: &LvName, thin: Option<u32>) -> Result<()> {
+        let data = data_extents(vg, pool, thin)?;
+        let region = dm_mirror::choose_region(data.as_deref(), m.region_bytes);
+        m.region_bytes = region * 512;
+        m.regions = (m.length * 512).div_ceil(m.region_bytes);
+        let dirty = dirty_regions(m, data.as_deref());
         m.to_copy = dirty.iter().filter(|d| **d).count() as u64;
         let file = m.log_file()?;
         dm_mirror::write_log(
