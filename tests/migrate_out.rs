@@ -281,7 +281,7 @@ fn a_running_vms_disk_leaves_through_a_kernel_mirror_and_a_halted_ones_is_copied
     dp("Datapath.deactivate", &uri, VM);
     assert_eq!(target(&dev), "linear", "the VDI's own table is back");
     let sent = relay.join().unwrap();
-    nothing_of_a_mirror_left_but_the_record(&here);
+    nothing_of_a_mirror_left_but_the_record();
     assert_eq!(sha256(&dev), sha256(&ddev), "the destination is the source");
     holds_records(&ddev, &records);
     let written = records.len() as u64 * 4096;
@@ -340,14 +340,13 @@ fn a_running_vms_disk_leaves_through_a_kernel_mirror_and_a_halted_ones_is_copied
 
 /// Between the drain and the detach the record stays (a late Data.stat reads it); the rest
 /// is gone.
-fn nothing_of_a_mirror_left_but_the_record(sr: &str) {
+fn nothing_of_a_mirror_left_but_the_record() {
     let legs: Vec<String> = our_dm_devices()
         .into_iter()
         .filter(|d| d.starts_with("thinsr-mirror-"))
         .collect();
     assert!(legs.is_empty(), "{legs:?}");
     assert_eq!(sh(&["losetup", "-a"]).trim(), "", "a loop device is left");
-    let _ = sr;
 }
 
 /// A destination that dies mid-mirror: every write of the VM succeeds, Data.stat says
@@ -387,7 +386,7 @@ fn a_destination_that_dies_fails_the_mirror_and_never_the_vm() {
         "linear",
         "dropped at once, without the VM noticing"
     );
-    nothing_of_a_mirror_left_but_the_record(&here);
+    nothing_of_a_mirror_left_but_the_record();
     std::thread::sleep(Duration::from_secs(1));
     let records = writer.stop();
     holds_records(&dev, &records);
@@ -434,7 +433,7 @@ fn a_destination_that_dies_fails_the_mirror_and_never_the_vm() {
         std::thread::sleep(Duration::from_millis(500));
         let records = writer.stop();
         holds_records(&dev, &records);
-        nothing_of_a_mirror_left_but_the_record(&here);
+        nothing_of_a_mirror_left_but_the_record();
         if point == "mirror.recorded" {
             // Killed before its guard: only the record says it; sr check names it (the
             // next start ends it too).
@@ -468,7 +467,7 @@ fn a_destination_that_dies_fails_the_mirror_and_never_the_vm() {
             let found = thinsr(&["--json", "sr", "check", "here"]).json()["findings"].to_string();
             assert!(found.contains("stale_mirror"), "{found}");
             ok(&["sr", "check", "here", "--repair"]);
-            nothing_of_a_mirror_left_but_the_record(&here);
+            nothing_of_a_mirror_left_but_the_record();
         }
         dp("Datapath.detach", &uri, VM);
         assert!(!Path::new(&dev).exists());
@@ -539,7 +538,7 @@ fn admins_copy_and_mirror_vdis_in_use_and_not() {
     );
     assert!(e.to_string().contains("/tmp/nothing.sock"), "{e}");
     assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
-    nothing_of_a_mirror_left_but_the_record(&here);
+    nothing_of_a_mirror_left_but_the_record();
 
     // A detached VDI is attached for the while and detached again.
     ok(&["vdi", "detach", "web"]);

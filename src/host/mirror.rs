@@ -6,8 +6,6 @@
 //! write to a region being copied waits). Reads go to the first leg. Without
 //! `handle_errors` a failed leg only stops being written: the VM's writes still succeed.
 
-use std::path::Path;
-
 use crate::error::{Error, Result};
 
 /// dm-log.c's MIRROR_MAGIC, MIRROR_DISK_VERSION, and where its bitmap starts (LOG_OFFSET
@@ -131,23 +129,6 @@ pub fn parse_status(line: &str) -> Result<Status> {
         regions: total.parse().map_err(|_| bad())?,
         health: health.to_string(),
     })
-}
-
-/// Writes the log's bytes to `file` (a new file of root's, 0600) and flushes it.
-pub fn write_log(file: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(file)
-        .map_err(|e| Error::io(format!("writing {}", file.display()), e))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| Error::io(format!("writing {}", file.display()), e))
 }
 
 #[cfg(test)]

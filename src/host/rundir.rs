@@ -97,6 +97,16 @@ fn ensure_one(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Whether `s` may name a file of thinsr's state (a uuid, a domain, a key): letters,
+/// digits, '-', '_' and '.', not first, at most 128 bytes.
+pub fn safe_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && !s.starts_with('.')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
 /// Writes `path` (in a private directory) whole: a new file beside it, opened so that an
 /// existing name of any kind fails rather than is followed, then renamed over it (rename
 /// replaces a link, never writes through it).

@@ -43,16 +43,8 @@ pub enum Device {
     ReadOnly(bool),
 }
 
-fn safe(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && !s.starts_with('.')
-}
-
 fn path(sr: &str, vdi: &str) -> Result<PathBuf> {
-    if !safe(sr) || !safe(vdi) {
+    if !rundir::safe_name(sr) || !rundir::safe_name(vdi) {
         return Err(Error::InvalidArgument(format!(
             "volume {sr}/{vdi} cannot name a datapath record"
         )));

@@ -13,7 +13,6 @@
 //! State lives in /run/thinsr/mirror/SR/VDI.json, root's alone: `Data.stat` gets only the
 //! key (`SR/VDI`), and each call is a process of its own.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -89,16 +88,8 @@ pub struct Progress {
     pub progress: f64,
 }
 
-fn safe(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && !s.starts_with('.')
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
-
 fn state_file(sr: &SrUuid, vdi: &VdiUuid) -> Result<PathBuf> {
-    if !safe(sr) || !safe(vdi) {
+    if !rundir::safe_name(sr) || !rundir::safe_name(vdi) {
         return Err(Error::InvalidArgument(format!(
             "'{sr}/{vdi}' names no mirror"
         )));
@@ -118,7 +109,6 @@ impl Mirror {
 
     fn save(&self) -> Result<()> {
         let file = self.file()?;
-        rundir::private_dir(file.parent().expect("a directory"))?;
         let text = serde_json::to_vec_pretty(self).expect("a mirror serializes");
         rundir::write(&file, &text)
     }
@@ -163,7 +153,7 @@ pub fn recorded(sr: &SrUuid) -> Vec<Mirror> {
 pub fn parse_key(key: &str) -> Result<(SrUuid, VdiUuid)> {
     let (sr, vdi) = key
         .split_once('/')
-        .filter(|(s, v)| safe(s) && safe(v))
+        .filter(|(s, v)| rundir::safe_name(s) && rundir::safe_name(v))
         .ok_or_else(|| Error::InvalidArgument(format!("'{key}' is not a mirror of thinsr's")))?;
     Ok((SrUuid::from(sr), VdiUuid::from(vdi)))
 }
@@ -212,77 +202,78 @@ impl Ctx {
         // No LVM report: the device-mapper tables say all a mirror needs.
         let found = self.resolve(key, sr)?;
         let op = self.lock_sr(&found.entry)?;
-        let (ctx, uuid) = (self, found.uuid.as_str());
-        {
-            let v = op.vdi(uuid)?.clone();
-            let sr_id = op.entry.uuid.clone();
-            if let Some(old) = load(&sr_id, &v.uuid).filter(Mirror::running) {
-                // Under the SR's lock no other start runs: a record still starting, or
-                // running with the VDI's device no mirror, was left by a crash.
-                if old.phase == Phase::Running && kernel_status(&old)?.is_some() {
-                    return Err(Error::VdiAttached {
-                        vdi: v.name.clone(),
-                        device: format!(
-                            "/dev/mapper/{}, mirrored to {} already",
-                            old.top, old.remote
-                        ),
-                    });
-                }
-                give_up(&old, "left behind by an interrupted run".into())?;
-            }
-            let dev = ctx
-                .our_device(uuid)
-                .filter(|d| d.live && !d.read_only)
-                .ok_or_else(|| {
-                    Error::InvalidArgument(format!(
-                        "VDI '{}' is not attached read-write: a mirror copies a VDI in use (xapi's datapath attaches it; 'thinsr vdi mirror' attaches a detached one for the while)",
-                        v.name
-                    ))
-                })?;
-            let (length, target, params) = dm::table_of(&dev.name)?;
-            if target == "mirror" {
+        let uuid = found.uuid.as_str();
+        let v = op.vdi(uuid)?.clone();
+        let sr_id = op.entry.uuid.clone();
+        if let Some(old) = load(&sr_id, &v.uuid).filter(Mirror::running) {
+            // Under the SR's lock no other start runs: a record still starting, or
+            // running with the VDI's device no mirror, was left by a crash.
+            if old.phase == Phase::Running && kernel_status(&old)?.is_some() {
                 return Err(Error::VdiAttached {
                     vdi: v.name.clone(),
-                    device: format!("{} is a mirror already; 'thinsr sr check --repair' ends one left by a crash", dev.path().display()),
+                    device: format!(
+                        "/dev/mapper/{}, mirrored to {} already",
+                        old.top, old.remote
+                    ),
                 });
             }
-            // The pool's block until the data's layout says more (swap_in).
-            let region_bytes = op.meta.geometry.map(|g| g.chunk.0).unwrap_or(64 * 1024);
-            let mut m = Mirror {
-                sr: sr_id,
-                vdi: v.uuid.clone(),
-                remote: remote_uri.to_string(),
-                top: dev.name.clone(),
-                leg: leg_name(&v.uuid),
-                length: length.0,
-                target,
-                params,
-                nbd: None,
-                log: None,
-                region_bytes,
-                regions: (length.0 * 512).div_ceil(region_bytes),
-                to_copy: 0,
-                phase: Phase::Starting,
-            };
-            m.save()?;
-            crate::crash::point("mirror.recorded");
-            // A thin VDI of its own copies what its block map holds (its thin id read from
-            // LVM's device under ours); a template's clone reads its template where it has
-            // no data, so all of it travels.
-            let thin = match (v.kind, &v.origin) {
-                (VdiKind::Thin, None) => thin_id(&op.entry.vg, &v.lv),
-                _ => None,
-            };
-            let (vg, pool) = (op.entry.vg.clone(), op.entry.pool.clone());
-            let started = ctx.mirror_steps(&vg, &mut m, remote_uri, &remote, &pool, thin);
-            match started {
-                Ok(()) => Ok(m),
-                Err(e) => {
-                    let e = e.undo("removing what the mirror's start made", || teardown(&m));
-                    m.phase = Phase::Failed { why: e.to_string() };
-                    let _ = m.save();
-                    Err(e)
-                }
+            give_up(&old, "left behind by an interrupted run".into())?;
+        }
+        let dev = self
+            .our_device(uuid)
+            .filter(|d| d.live && !d.read_only)
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "VDI '{}' is not attached read-write: a mirror copies a VDI in use (xapi's datapath attaches it; 'thinsr vdi mirror' attaches a detached one for the while)",
+                    v.name
+                ))
+            })?;
+        let (length, target, params) = dm::table_of(&dev.name)?;
+        if target == "mirror" {
+            return Err(Error::VdiAttached {
+                vdi: v.name.clone(),
+                device: format!(
+                    "{} is a mirror already; 'thinsr sr check --repair' ends one left by a crash",
+                    dev.path().display()
+                ),
+            });
+        }
+        // The pool's block until the data's layout says more (swap_in).
+        let region_bytes = op.meta.geometry.map(|g| g.chunk.0).unwrap_or(64 * 1024);
+        let mut m = Mirror {
+            sr: sr_id,
+            vdi: v.uuid.clone(),
+            remote: remote_uri.to_string(),
+            top: dev.name.clone(),
+            leg: leg_name(&v.uuid),
+            length: length.0,
+            target,
+            params,
+            nbd: None,
+            log: None,
+            region_bytes,
+            regions: (length.0 * 512).div_ceil(region_bytes),
+            to_copy: 0,
+            phase: Phase::Starting,
+        };
+        m.save()?;
+        crate::crash::point("mirror.recorded");
+        // A thin VDI of its own copies what its block map holds (its thin id read from
+        // LVM's device under ours); a template's clone reads its template where it has
+        // no data, so all of it travels.
+        let thin = match (v.kind, &v.origin) {
+            (VdiKind::Thin, None) => thin_id(&op.entry.vg, &v.lv),
+            _ => None,
+        };
+        let (vg, pool) = (op.entry.vg.clone(), op.entry.pool.clone());
+        let started = self.mirror_steps(&vg, &mut m, remote_uri, &remote, &pool, thin);
+        match started {
+            Ok(()) => Ok(m),
+            Err(e) => {
+                let e = e.undo("removing what the mirror's start made", || teardown(&m));
+                m.phase = Phase::Failed { why: e.to_string() };
+                let _ = m.save();
+                Err(e)
             }
         }
     }
@@ -352,7 +343,7 @@ impl Ctx {
         let dirty = dirty_regions(m, data.as_deref());
         m.to_copy = dirty.iter().filter(|d| **d).count() as u64;
         let file = m.log_file()?;
-        dm_mirror::write_log(
+        rundir::write(
             &file,
             &dm_mirror::dirty_log(m.regions, |r| !dirty[r as usize]),
         )?;
@@ -440,7 +431,7 @@ pub fn finish(sr: &SrUuid, vdi: &VdiUuid) -> Result<Option<Mirror>> {
             let flushed = std::fs::OpenOptions::new()
                 .write(true)
                 .open(&device)
-                .and_then(|mut f| f.flush().and_then(|_| f.sync_all()));
+                .and_then(|f| f.sync_all());
             crate::crash::point("mirror.flushed");
             let status = kernel_status(&m)?;
             match (flushed, status) {
@@ -482,7 +473,10 @@ pub(crate) fn give_up(m: &Mirror, why: String) -> Result<Mirror> {
         if let Some(i) = m.nbd {
             nbd_netlink::disconnect(i)?;
         }
-        teardown(&m)?;
+        teardown(&Mirror {
+            nbd: None, // disconnected above
+            ..m.clone()
+        })?;
         m.phase = Phase::Failed { why };
         m.save()?;
     }
