@@ -2320,7 +2320,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__template__subcmd__introduce)
-            opts="-y -q -v -h -V --sr --name --cache --json --yes --quiet --verbose --config --scheme-dir --help --version"
+            opts="-y -q -v -h -V --sr --name --cache --sha256 --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2331,6 +2331,10 @@ _thinsr() {
                     return 0
                     ;;
                 --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sha256)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -448,6 +448,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_s
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm localize list show help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from introduce" -l sr -d 'The SR (name, uuid or volume group); may be left out when only one is registered' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from introduce" -l name -d 'The template\'s name (default: the image\'s file name without extension)' -r
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from introduce" -l sha256 -d 'An http(s) image\'s SHA-256: the download is checked against it, and removed when it differs' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from introduce" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from introduce" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from introduce" -l cache -d 'Keep a local copy-on-read cache of it (see \'thinsr template cache\')'

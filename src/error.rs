@@ -95,6 +95,8 @@ pub enum Error {
     TemplateExists { uri: String, name: String },
     #[error("cannot read image '{uri}': {why}")]
     ImageUnreadable { uri: String, why: String },
+    #[error("server {server} cannot be reached: {why}")]
+    ServerUnreachable { server: String, why: String },
     #[error("invalid URI '{uri}': {why}")]
     InvalidUri { uri: String, why: String },
     #[error("invalid size '{input}': {why}")]
@@ -208,6 +210,7 @@ impl Error {
             Error::TemplateInUse { .. } => "TEMPLATE_IN_USE",
             Error::TemplateExists { .. } => "TEMPLATE_EXISTS",
             Error::ImageUnreadable { .. } => "IMAGE_UNREADABLE",
+            Error::ServerUnreachable { .. } => "SERVER_UNREACHABLE",
             Error::InvalidUri { .. } => "INVALID_URI",
             Error::InvalidSize { .. } => "INVALID_SIZE",
             Error::InvalidName { .. } => "INVALID_NAME",
@@ -250,6 +253,7 @@ impl Error {
                 p
             }
             Error::TemplateExists { uri, name } => vec![uri.clone(), name.clone()],
+            Error::ServerUnreachable { server, why } => vec![server.clone(), why.clone()],
             Error::ImageUnreadable { uri, .. } | Error::InvalidUri { uri, .. } => vec![uri.clone()],
             Error::VdiAttached { vdi, .. }
             | Error::ShrinkRefused { vdi, .. }
@@ -314,7 +318,8 @@ impl Error {
             Error::VdiIsTemplate(_) => "clone it ('thinsr vdi clone TEMPLATE') to get a disk of your own; 'thinsr template forget' unregisters it".into(),
             Error::NotATemplate(_) => "'thinsr template list' shows the templates".into(),
             Error::TemplateInUse { .. } => "their unwritten blocks are read from the template: destroy them (or detach what is attached) first".into(),
-            Error::InvalidUri { .. } => "templates are file:///path, nbd://host[:port]/export, or scheme://... handled by <scheme-dir>/<scheme>".into(),
+            Error::InvalidUri { .. } => "templates are file:///path, nbd://host[:port]/export, nfs://host/export/file, smb://[user@]host/share/file, https://host/file, or scheme://... handled by <scheme-dir>/<scheme>".into(),
+            Error::ServerUnreachable { .. } => "check the server runs and this host reaches it (firewall, name); clones of its templates fail their reads until it is back, and 'thinsr sr check' names its share".into(),
             Error::ImageUnreadable { .. } => "check the image exists and qemu-img can read it ('qemu-img info')".into(),
             Error::MetadataCorrupt { .. } => "both metadata copies failed their checks; keep the volume group as it is and report the problem".into(),
             _ => return None,
@@ -453,6 +458,10 @@ mod tests {
                 name: s(),
             },
             Error::ImageUnreadable { uri: s(), why: s() },
+            Error::ServerUnreachable {
+                server: s(),
+                why: s(),
+            },
             Error::InvalidUri { uri: s(), why: s() },
             Error::InvalidSize {
                 input: s(),
@@ -534,6 +543,7 @@ mod tests {
                 | Error::TemplateInUse { .. }
                 | Error::TemplateExists { .. }
                 | Error::ImageUnreadable { .. }
+                | Error::ServerUnreachable { .. }
                 | Error::InvalidUri { .. }
                 | Error::InvalidSize { .. }
                 | Error::InvalidName { .. }

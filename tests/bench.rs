@@ -1261,3 +1261,62 @@ fn mirror_rows(rows: &mut Vec<Row>) {
         ratio: format!("{:.2}x the speed", bare_read / ours_read),
     });
 }
+
+/// `cargo xtask bench bench_nfs`: a clone's first read of a template on NFS, alone.
+#[test]
+fn bench_nfs() {
+    vm();
+    ok(&["sr", "create", DISKS[0], DISKS[1], "--name", "bench"]);
+    let mut rows = Vec::new();
+    nfs_rows(&mut rows);
+    print_rows(&rows);
+}
+
+/// A clone's first read of a template on an NFS export (the kernel's nfsd on the loopback,
+/// the image on ext4 on a disk of its own), through thinsr's mount: a raw template (a loop
+/// device over the file) and a qcow2 one (qemu-nbd over the file), each against `dd`-like
+/// O_DIRECT reads of the same file through the same mount, caches dropped before each.
+fn nfs_rows(rows: &mut Vec<Row>) {
+    const MIB: u64 = 1 << 20;
+    let size = 128 * MIB;
+    sh(&["mkfs.ext4", "-q", DISKS[2]]);
+    sh(&["mkdir", "-p", "/srv/images"]);
+    sh(&["mount", "-t", "ext4", DISKS[2], "/srv/images"]);
+    std::fs::write("/srv/images/n.raw", noise(size as usize, 11)).unwrap();
+    sh(&[
+        "qemu-img",
+        "convert",
+        "-O",
+        "qcow2",
+        "/srv/images/n.raw",
+        "/srv/images/n.qcow2",
+    ]);
+    common::servers::nfs_serve("/srv/images");
+    for (name, file) in [("nraw", "n.raw"), ("nqcow", "n.qcow2")] {
+        let uri = format!("nfs://127.0.0.1/srv/images/{file}");
+        ok(&["template", "introduce", &uri, "--name", name]);
+        ok(&["vdi", "clone", name, "--name", &format!("{name}-clone")]);
+    }
+    let attach = |v: &str| {
+        json(&["vdi", "attach", v])["path"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (raw, qcow) = (attach("nraw-clone"), attach("nqcow-clone"));
+    let mounts = common::servers::share_mounts();
+    assert_eq!(mounts.len(), 1, "{mounts:?}");
+    let through_mount = format!("{}/n.raw", mounts[0].0);
+    for (label, dev) in [("raw", &raw), ("qcow2", &qcow)] {
+        let clone = direct_read(dev, MIB as usize, size);
+        let dd = direct_read(&through_mount, MIB as usize, size);
+        rows.push(Row {
+            what: format!("first read of a clone of a {label} template on NFS, 1 MiB"),
+            thinsr: format!("{:.0} MiB/s", size as f64 / MIB as f64 / clone),
+            bare: format!("{:.0} MiB/s", size as f64 / MIB as f64 / dd),
+            ratio: format!("{:.2}x dd's speed", dd / clone),
+        });
+    }
+    ok(&["vdi", "detach", "nraw-clone"]);
+    ok(&["vdi", "detach", "nqcow-clone"]);
+}

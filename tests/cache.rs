@@ -205,3 +205,80 @@ fn cache_crashes_leave_what_check_or_detach_clears() {
     );
     assert_eq!(state(), before);
 }
+
+#[test]
+fn warming_an_nbd_template_works_with_a_server_that_takes_one_client() {
+    vm();
+    ok(&["sr", "create", DISKS[0], "--name", "local"]);
+    let img = "/tmp/one.raw";
+    std::fs::write(img, noise(SIZE as usize, 77)).unwrap();
+    sh(&["ip", "link", "set", "lo", "up"]);
+    // qemu-nbd's default: one client at a time (--shared=1); a second waits for the first.
+    sh(&[
+        "qemu-nbd",
+        "--fork",
+        "--persistent",
+        "--read-only",
+        "--format=raw",
+        "--bind=127.0.0.1",
+        "--port=10812",
+        "--export-name=tpl",
+        img,
+    ]);
+    ok(&[
+        "template",
+        "introduce",
+        "nbd://127.0.0.1:10812/tpl",
+        "--name",
+        "remote",
+        "--cache",
+    ]);
+    ok(&["vdi", "clone", "remote", "--name", "reader"]);
+    // The clone's attachment holds the server's one connection, and reads through it.
+    let dev = attach("reader");
+    read_checked(&dev, 0, 4 * MIB);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (stop, dev) = (stop.clone(), dev.clone());
+        std::thread::spawn(move || {
+            let mut rounds = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let at = (rounds * 3 * MIB) % (SIZE - MIB);
+                read_checked(&dev, at, MIB);
+                rounds += 1;
+            }
+            rounds
+        })
+    };
+    let t = std::time::Instant::now();
+    let mut warm = thinsr_cmd(&["--json", "template", "warm", "remote"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = loop {
+        if let Some(s) = warm.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed().as_secs() < 300,
+            "template warm waits on the one-client server"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let out = warm.wait_with_output().unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let rounds = reader.join().unwrap();
+    println!(
+        "warm took {:.1} s while the clone read {rounds} MiB",
+        t.elapsed().as_secs_f64()
+    );
+    assert!(status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!local_lv().is_empty());
+    // The attached clone moved onto the local copy, and a new clone reads it.
+    read_checked(&dev, 0, SIZE);
+    ok(&["vdi", "clone", "remote", "--name", "later"]);
+    read_checked(&attach("later"), 0, SIZE);
+    ok(&["vdi", "detach", "reader"]);
+    ok(&["vdi", "detach", "later"]);
+}

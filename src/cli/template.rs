@@ -14,8 +14,15 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &TemplateCmd) -> Result<()> {
             sr,
             name,
             cache,
+            sha256,
         } => {
-            let t = ctx.template_introduce(uri, sr.sr.as_deref(), name.as_deref(), *cache)?;
+            let progress = super::progress::Reporter::new(out.quiet);
+            let how = crate::engine::cache::Introduce {
+                cache: *cache,
+                sha256: sha256.as_deref(),
+                progress: &progress,
+            };
+            let t = ctx.template_introduce(uri, sr.sr.as_deref(), name.as_deref(), &how)?;
             out.emit(&t, || {
                 println!(
                     "Introduced template '{}' ({}): {} {}, {}",

@@ -13,7 +13,7 @@ use std::path::Path;
 use crate::engine::context::{tagged_thin_lvcreate, Ctx};
 use crate::engine::datapath::local_key;
 use crate::engine::meta::VdiMeta;
-use crate::engine::template::{parse_uri, Source};
+use crate::engine::template::{parse_uri, server_state, Source};
 use crate::engine::vdi::{Found, Volume};
 use crate::error::{Error, Result};
 use crate::host::lvm::{dev_path, Vg, TAG_CACHE, TAG_LOCAL};
@@ -24,6 +24,15 @@ use crate::image::{Device, ReadAt, SparseWriter};
 use crate::progress::Progress;
 use crate::units::Bytes;
 use crate::{cancel, crash};
+
+/// How `template introduce` registers an image.
+pub struct Introduce<'a> {
+    /// Give it a copy-on-read cache.
+    pub cache: bool,
+    /// What an http(s) image's SHA-256 must be.
+    pub sha256: Option<&'a str>,
+    pub progress: &'a dyn Progress,
+}
 
 /// Room for qcow2's own tables beside the data: L2 tables take 1/8192 of the disk with
 /// 64 KiB clusters, refcounts 1/32768; the rest is headers. Thin: unused room costs nothing.
@@ -40,6 +49,14 @@ fn backing(t: &VdiMeta) -> Result<(String, String)> {
     let file = match parse_uri(&image.uri)? {
         Source::File(p) => p.display().to_string(),
         Source::Nbd(u) => u,
+        // Its path in the share's mount, which is the same at every attach.
+        Source::Share(_) => String::new(),
+        Source::Http(_) => {
+            return Err(Error::InvalidArgument(format!(
+                "template '{}' is read from the local copy fetched when it was introduced: it needs no cache",
+                t.name
+            )))
+        }
         Source::Scheme(s) => {
             return Err(Error::InvalidArgument(format!(
                 "template '{}' is served by the '{s}' script, whose device changes from one \
@@ -72,8 +89,22 @@ impl Ctx {
         uri: &str,
         sr: Option<&str>,
         name: Option<&str>,
-        cache: bool,
+        how: &Introduce,
     ) -> Result<Volume> {
+        let cache = how.cache;
+        if matches!(parse_uri(uri)?, Source::Http(_)) && !self.has_script(uri) {
+            if cache {
+                return Err(Error::InvalidArgument(
+                    "an http(s) template is fetched into a local copy: it needs no cache".into(),
+                ));
+            }
+            return self.fetch_template(uri, sr, name, how.sha256, how.progress);
+        }
+        if how.sha256.is_some() {
+            return Err(Error::InvalidArgument(
+                "--sha256 checks a download: it is for http(s):// templates".into(),
+            ));
+        }
         if cache {
             if let Source::Scheme(s) = parse_uri(uri)? {
                 return Err(Error::InvalidArgument(format!(
@@ -150,23 +181,31 @@ impl Ctx {
         ))?;
         let path = dev_path(&vg.name, &lv);
         let name = LvPath::new(&vg.name, &lv);
-        let made = tool::run(
-            "qemu-img",
-            &[
-                "create",
-                "-q",
-                "-f",
-                "qcow2",
-                "-o",
-                "cluster_size=65536",
-                "-b",
-                &backing,
-                "-F",
-                &format,
-                &path,
-                &t.size.0.to_string(),
-            ],
-        )
+        let create = |backing: &str| {
+            tool::run(
+                "qemu-img",
+                &[
+                    "create",
+                    "-q",
+                    "-f",
+                    "qcow2",
+                    "-o",
+                    "cluster_size=65536",
+                    "-b",
+                    backing,
+                    "-F",
+                    &format,
+                    &path,
+                    &t.size.0.to_string(),
+                ],
+            )
+        };
+        let made = if backing.is_empty() {
+            let uri = &t.image.as_ref().expect("templates have an image").uri;
+            self.with_image(uri, create)
+        } else {
+            create(&backing)
+        }
         .and_then(|_| self.set_active(&name, false));
         if let Err(e) = made {
             return Err(e.undo(&format!("removing the new cache LV {name}"), || {
@@ -279,6 +318,36 @@ impl Ctx {
         self.show_template(&found, &t, Some(allocated))
     }
 
+    /// `template show`: with the bytes its image holds (qemu's map), so a cache or local
+    /// copy can say how much of it is on the host.
+    pub fn template_show(&self, key: &str, sr: Option<&str>) -> Result<Volume> {
+        let (found, t) = self.find_template(key, sr)?;
+        self.show_template(&found, &t, None)
+    }
+
+    /// `template show` of template `t`, found as `found`; `allocated`, the bytes its image
+    /// holds when the caller has read qemu's map already.
+    pub(crate) fn show_template(
+        &self,
+        found: &Found,
+        t: &VdiMeta,
+        allocated: Option<u64>,
+    ) -> Result<Volume> {
+        let mut vol = self.show_found(found)?;
+        let image = t.image.as_ref().expect("templates have an image");
+        vol.server = server_state(&image.uri);
+        let answers = vol.server.as_ref().is_none_or(|s| s.reachable);
+        if vol.cached.is_some() && answers {
+            // Best effort: a server that does not answer leaves the share unsaid.
+            vol.image_allocated = allocated.or_else(|| {
+                self.template_data(t, t.size.0)
+                    .ok()
+                    .map(|d| d.iter().map(|e| e.len).sum())
+            });
+        }
+        Ok(vol)
+    }
+
     /// Writes template `t`'s data to `dst` (a new thin LV, reading zeros): the template
     /// attached read-only through the datapath, read only where its image holds data.
     /// Returns the bytes its image holds, by qemu's map.
@@ -289,13 +358,15 @@ impl Ctx {
         dst: &Path,
         progress: &dyn Progress,
     ) -> Result<u64> {
-        let mapped = crate::engine::template::template_data(t, t.size.0)?;
-        let allocated = mapped.iter().map(|e| e.len).sum();
-        // Whole 64 KiB blocks: the pieces written, and aligned for O_DIRECT reads.
-        let data = align(&mapped, 64 << 10, t.size.0);
         let was_attached = self.our_device(&t.uuid).is_some();
+        // Attached first, so that the map of an NBD template's image is not asked of its
+        // server over a second connection (one client is qemu-nbd's default).
         let attached = self.vdi_attach(&t.uuid, Some(sr), true)?;
         let copied = (|| {
+            let mapped = self.template_data(t, t.size.0)?;
+            let allocated: u64 = mapped.iter().map(|e| e.len).sum();
+            // Whole 64 KiB blocks: the pieces written, and aligned for O_DIRECT reads.
+            let data = align(&mapped, 64 << 10, t.size.0);
             let mut src = Device::open(Path::new(&attached.path))?;
             let mut out = SparseWriter::open(dst)?;
             progress.begin(
@@ -308,12 +379,12 @@ impl Ctx {
                 src.read_at(piece.start, b)?;
                 out.put(piece.start, b, progress)?;
             }
-            out.finish()
+            out.finish().map(|_| allocated)
         })();
         if !was_attached {
             self.vdi_detach(&t.uuid, Some(sr))?;
         }
-        copied.map(|_| allocated)
+        copied
     }
 }
 

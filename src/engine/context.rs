@@ -58,6 +58,15 @@ impl Ctx {
         }
     }
 
+    /// thinsr's configuration directory (/etc/thinsr unless `--config-dir` says otherwise):
+    /// the registry's and the share credentials'.
+    pub(crate) fn config_dir(&self) -> PathBuf {
+        self.registry
+            .path
+            .parent()
+            .map_or_else(|| PathBuf::from("/etc/thinsr"), PathBuf::from)
+    }
+
     /// The device of ours serving VDI `uuid`, from one listing per command.
     pub(crate) fn our_device(&self, uuid: &str) -> Option<crate::host::dm::OurDevice> {
         self.devices

@@ -30,7 +30,8 @@ use crate::crash;
 use crate::engine::context::Ctx;
 use crate::engine::meta::VdiMeta;
 use crate::engine::registry::Entry;
-use crate::engine::template::{parse_uri, run_scheme, Source};
+use crate::engine::share::holders::{self as share, Holder};
+use crate::engine::template::{parse_uri, run_scheme, Opened, Source};
 use crate::error::{Error, Result};
 use crate::host::dm::{self, OurDevice};
 use crate::host::lock;
@@ -38,8 +39,11 @@ use crate::host::loopdev;
 use crate::host::lvm::Vg;
 use crate::host::nbd;
 use crate::host::probe::is_block_device;
+use crate::host::qemu::qemu_img_json;
 use crate::host::rundir;
 use crate::ids::LvPath;
+use crate::image::extent::Extent;
+use crate::image::{data_of, MapEntry};
 
 const STATE_DIR: &str = "/run/thinsr/origins";
 /// Serialises NBD device allocation and template attach/release across SRs.
@@ -64,10 +68,18 @@ pub struct OriginState {
     /// The template's cache LV (`vg/lv`) the server reads and fills, activated for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<String>,
+    /// The share mount (its id under /run/thinsr/mnt) this attachment holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount: Option<String>,
     /// The raw image file (canonical path) when `device` is a loop device thinsr attached
     /// over it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loop_file: Option<PathBuf>,
+}
+
+/// The key a template's attachment holds its share's mount by.
+fn holder_key(template: &str) -> String {
+    format!("template-{template}")
 }
 
 fn state_path(template: &str) -> PathBuf {
@@ -127,6 +139,32 @@ pub(crate) fn stray_loops(templates: &[&VdiMeta]) -> Vec<(PathBuf, PathBuf)> {
         .collect()
 }
 
+impl Ctx {
+    /// Data ranges of template `t` (of a clone of `size` bytes), from qemu's map of its
+    /// image; the whole template where qemu cannot tell (a scheme's device), and for an NBD
+    /// export while thinsr's own server holds a connection to it: an NBD server often
+    /// takes one client, and a second would wait on the first.
+    pub(crate) fn template_data(&self, t: &VdiMeta, size: u64) -> Result<Vec<Extent>> {
+        let image = t.image.as_ref().expect("templates have an image");
+        let whole = vec![Extent::new(0, t.size.0.min(size))];
+        let map = |path: &str| -> Result<Vec<Extent>> {
+            let map: Vec<MapEntry> = qemu_img_json(
+                "map",
+                &["--output=json", "-f", &image.format, "--", path],
+                &image.uri,
+            )?;
+            Ok(data_of(map))
+        };
+        match parse_uri(&image.uri)? {
+            Source::File(p) => map(&p.to_string_lossy()),
+            Source::Nbd(_) if is_attached(&t.uuid) => Ok(whole),
+            Source::Nbd(u) => map(&u),
+            Source::Share(_) => self.with_image(&image.uri, map),
+            Source::Scheme(_) | Source::Http(_) => Ok(whole),
+        }
+    }
+}
+
 /// True while template `uuid` has an attachment (live or not yet cleared).
 pub(crate) fn is_attached(template: &str) -> bool {
     load_state(template).is_some()
@@ -183,7 +221,15 @@ impl Ctx {
             pid: None,
             scheme: None,
             cache: None,
+            mount: None,
             loop_file: None,
+        };
+        // A share's mount is held for as long as this attachment's state exists.
+        let holder = Holder::while_exists(&holder_key(&t.uuid), &state_path(&t.uuid));
+        let remember = |state: &mut OriginState, opened: Opened| match opened {
+            Opened::Script(s) => state.scheme = Some(s),
+            Opened::Share { id, .. } => state.mount = Some(id),
+            Opened::Nothing => {}
         };
         if let Some(cache) = &t.cache {
             // Served through its cache LV: qemu reads the image (the overlay's backing
@@ -198,6 +244,11 @@ impl Ctx {
             let name = LvPath::new(&vg.name, &lv.name);
             let path = PathBuf::from(crate::host::lvm::dev_path(&vg.name, &lv.name));
             state.cache = Some(name.to_string());
+            if matches!(parse_uri(&image.uri)?, Source::Share(_)) && !self.has_script(&image.uri) {
+                // The overlay's backing file is the image's path in the share's mount.
+                let (_, opened) = self.open_image(&image.uri, &holder)?;
+                remember(&mut state, opened);
+            }
             return self.serve_on_nbd(state, |device| {
                 // Its device node, not the report: clearing a stale attachment just now
                 // may have deactivated it.
@@ -208,9 +259,9 @@ impl Ctx {
                 nbd::connect_cached(device, &path)
             });
         }
-        let (path, scheme) = self.open_image(&image.uri)?;
+        let (path, opened) = self.open_image(&image.uri, &holder)?;
         state.device = path.clone();
-        state.scheme = scheme;
+        remember(&mut state, opened);
         if image.format == "raw" {
             if state.scheme.is_some() && is_block_device(&path) {
                 // A raw block device needs no server in between.
@@ -389,6 +440,9 @@ impl Ctx {
         }
         if let Some(scheme) = &s.scheme {
             run_scheme(&self.scheme_dir, scheme, "detach", &s.uri)?;
+        }
+        if let Some(id) = &s.mount {
+            share::release(id, &holder_key(&s.template))?;
         }
         if let Some(cache) = s.cache.as_deref().and_then(LvPath::split) {
             self.set_active(&cache, false)?;

@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::context::Ctx;
 use crate::engine::meta::{VdiKind, VdiMeta};
-use crate::engine::template::template_data;
 use crate::error::{finally, Error, Result};
 use crate::host::thin;
 use crate::ids::{LvName, SrUuid, VdiUuid, VgName};
@@ -422,7 +421,7 @@ impl Ctx {
         let size = src.size;
         let cluster = qcow2::CLUSTER;
         let template = match &src.origin {
-            Some(t) => template_data(t, size)?,
+            Some(t) => self.template_data(t, size)?,
             None => vec![],
         };
         let (data, zero) = match (src.thin_id, &src.delta) {

@@ -292,7 +292,9 @@ impl Ctx {
 
 /// `qemu-img convert` of a file onto the new VDI, skipping zeros (the VDI reads zeros
 /// already), its progress passed on; killed at a cancel.
-fn convert(
+/// Converts `image` (of `format`) into raw device `dev`, which reads zeros already,
+/// writing only data (qemu-img), with progress and cancellation.
+pub(crate) fn convert(
     image: &str,
     format: &str,
     dev: &str,

@@ -21,6 +21,8 @@ use crate::ids::{LvName, SrUuid, VdiUuid};
 use crate::image::le;
 use crate::units::Bytes;
 
+pub use crate::engine::records::{Composing, Fetch};
+
 const MAGIC: &[u8; 8] = b"THINSRMD";
 const VERSION: u32 = 1;
 const HEADER: usize = 4096;
@@ -202,19 +204,10 @@ pub struct VdiMeta {
     /// under the ranges written into it; see `engine/compose.rs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub composing: Option<Composing>,
-}
-
-/// A compose under way (the intent, recorded before any LV changes).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Composing {
-    /// The VDI whose data goes under this one's writes; it is gone once compose ends.
-    pub parent: VdiUuid,
-    /// The new LV: a thin snapshot of the parent, tagged `thinsr_compose=<this VDI>`.
-    pub lv: LvName,
-    /// The written ranges are on the new LV: from here on the compose only goes forward.
-    #[serde(default)]
-    pub copied: bool,
+    /// A template from an http(s):// URI whose download into its local copy (`local`) has
+    /// not finished: nothing reads it until it has; `template introduce` again resumes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch: Option<Fetch>,
 }
 
 /// A template image, as found when it was introduced.
@@ -250,6 +243,7 @@ impl VdiMeta {
             cbt_map: None,
             reverting: None,
             composing: None,
+            fetch: None,
         }
     }
 

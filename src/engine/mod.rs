@@ -10,6 +10,7 @@ pub mod context;
 pub mod datapath;
 pub mod datapath_nbd;
 pub mod export;
+pub mod fetch;
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod growth;
@@ -19,8 +20,10 @@ pub mod meta;
 pub mod mirror;
 pub mod names;
 pub mod pool;
+pub mod records;
 pub mod registry;
 pub mod serve;
+pub mod share;
 pub mod sr;
 pub mod template;
 pub mod usage;

@@ -10,14 +10,14 @@ use std::path::{Path, PathBuf};
 use crate::engine::context::Ctx;
 use crate::engine::meta::{Image, VdiKind, VdiMeta};
 use crate::engine::names;
-use crate::engine::vdi::{now, Found, Volume};
+use crate::engine::share::holders::{self, Holder};
+use crate::engine::share::{self, Share};
+use crate::engine::vdi::{now, Found, ServerState, Volume};
 use crate::error::{Error, Result};
 use crate::host::probe::is_block_device;
-use crate::host::qemu::{probe, qemu_img_json};
+use crate::host::qemu::probe;
 use crate::host::tool;
 use crate::ids::{LvName, LvPath, VdiUuid};
-use crate::image::extent::Extent;
-use crate::image::{data_of, MapEntry};
 use crate::units::{clip, Bytes};
 
 /// Where scheme scripts live unless `--scheme-dir` / `THINSR_SCHEME_DIR` says otherwise.
@@ -32,6 +32,10 @@ pub enum Source {
     File(PathBuf),
     /// An NBD export, which qemu-nbd opens itself.
     Nbd(String),
+    /// A file on an NFS export or SMB share, read through a mount of thinsr's.
+    Share(Share),
+    /// A file on a web server, fetched once into the template's local copy.
+    Http(String),
     /// Any other scheme: `<scheme-dir>/<scheme> attach URI` prints a local path.
     Scheme(String),
 }
@@ -102,8 +106,67 @@ pub fn parse_uri(uri: &str) -> Result<Source> {
             }
             Ok(Source::Nbd(uri.into()))
         }
+        "http" | "https" => {
+            check_url(uri)?;
+            Ok(Source::Http(uri.into()))
+        }
+        "nfs" | "smb" | "cifs" => Ok(Source::Share(
+            share::parse(uri)?.expect("share schemes parse as shares"),
+        )),
         other => Ok(Source::Scheme(other.into())),
     }
+}
+
+/// How an image opened for a while is given back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Opened {
+    /// A local file or an NBD URI: nothing to give back.
+    Nothing,
+    /// A scheme script's attach, to be told `detach`.
+    Script(String),
+    /// A holder of a share's mount (its id, the holder's key).
+    Share { id: String, key: String },
+}
+
+impl Opened {
+    /// Gives the image back (`uri`, as opened).
+    pub fn close(&self, scheme_dir: &Path, uri: &str) -> Result<()> {
+        match self {
+            Opened::Nothing => Ok(()),
+            Opened::Script(s) => run_scheme(scheme_dir, s, "detach", uri).map(drop),
+            Opened::Share { id, key } => holders::release(id, key),
+        }
+    }
+}
+
+/// An http(s) URI a template may be fetched from: no user or password in it (it is
+/// stored in the SR's metadata), a host, a path.
+pub fn check_url(uri: &str) -> Result<()> {
+    let bad = |why: &str| Error::InvalidUri {
+        uri: clip(uri),
+        why: why.into(),
+    };
+    let rest = uri
+        .strip_prefix("https://")
+        .or_else(|| uri.strip_prefix("http://"))
+        .ok_or_else(|| bad("not an http:// or https:// URI"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err(bad(
+            "credentials never go in a URI (it is stored in the SR's metadata)",
+        ));
+    }
+    let host_ok = !authority.is_empty()
+        && authority
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c));
+    if !host_ok {
+        return Err(bad("it needs a server's host name or address"));
+    }
+    if uri.chars().any(|c| c.is_whitespace() || c == '#') {
+        return Err(bad("spaces and fragments are not allowed"));
+    }
+    Ok(())
 }
 
 /// A label for a template introduced without `--name`: the image's file name without its
@@ -182,37 +245,53 @@ pub fn run_scheme(dir: &Path, scheme: &str, verb: &str, uri: &str) -> Result<Opt
     }
 }
 
-/// Data ranges of the template `t` (of a clone of `size` bytes), from qemu's map of its
-/// image; the whole template where qemu cannot tell (a scheme's device).
-pub(crate) fn template_data(t: &VdiMeta, size: u64) -> Result<Vec<Extent>> {
-    let image = t.image.as_ref().expect("templates have an image");
-    let whole = vec![Extent::new(0, t.size.0.min(size))];
-    let path = match parse_uri(&image.uri)? {
-        Source::File(p) => p.display().to_string(),
-        Source::Nbd(u) => u,
-        Source::Scheme(_) => return Ok(whole),
-    };
-    let map: Vec<MapEntry> = qemu_img_json(
-        "map",
-        &["--output=json", "-f", &image.format, "--", &path],
-        &image.uri,
-    )?;
-    Ok(data_of(map))
-}
-
 impl Ctx {
-    /// What qemu opens for a template's image: its file, its NBD URI, or the path its
-    /// scheme's script attached (with the scheme, whose script must be told `detach`).
-    pub(crate) fn open_image(&self, uri: &str) -> Result<(PathBuf, Option<String>)> {
+    /// What qemu opens for a template's image: its file, its NBD URI, the image's path in
+    /// a share's mount (held by `holder`), or the path its scheme's script attached; with
+    /// how to give it back. An admin's own script for `nfs` or `smb` replaces thinsr's.
+    pub(crate) fn open_image(&self, uri: &str, holder: &Holder) -> Result<(PathBuf, Opened)> {
         Ok(match parse_uri(uri)? {
-            Source::File(p) => (p, None),
-            Source::Nbd(u) => (PathBuf::from(u), None),
-            Source::Scheme(s) => {
+            Source::File(p) => (p, Opened::Nothing),
+            Source::Nbd(u) => (PathBuf::from(u), Opened::Nothing),
+            Source::Share(s) if !self.has_script(uri) => {
+                let p = holders::acquire(&s, holder, &self.config_dir())?;
+                let key = holder.key.clone();
+                (p, Opened::Share { id: s.id(), key })
+            }
+            Source::Http(_) if !self.has_script(uri) => {
+                return Err(Error::ImageUnreadable {
+                    uri: clip(uri),
+                    why: "an http(s) template is read from the local copy fetched when it was \
+                          introduced, and this one has none: 'thinsr template forget' it and \
+                          introduce it again"
+                        .into(),
+                })
+            }
+            Source::Share(_) | Source::Http(_) | Source::Scheme(_) => {
+                let s = uri.split_once("://").map_or("", |(s, _)| s).to_string();
                 let p = run_scheme(&self.scheme_dir, &s, "attach", uri)?
                     .expect("attach returns a path");
-                (p, Some(s))
+                (p, Opened::Script(s))
             }
         })
+    }
+
+    /// True when the scheme directory holds a script for `uri`'s scheme (which then
+    /// handles it, even where thinsr has a handler of its own).
+    pub(crate) fn has_script(&self, uri: &str) -> bool {
+        let scheme = uri.split_once("://").map_or("", |(s, _)| s);
+        check_scheme(scheme) && self.scheme_dir.join(scheme).is_file()
+    }
+
+    /// Runs `f` on template image `uri` opened for the while (qemu's view of it: a path or
+    /// an NBD URI), given back whatever `f` returns.
+    pub(crate) fn with_image<T>(&self, uri: &str, f: impl FnOnce(&str) -> Result<T>) -> Result<T> {
+        let (path, opened) = self.open_image(uri, &Holder::process())?;
+        let result = f(&path.to_string_lossy());
+        let closed = opened.close(&self.scheme_dir, uri);
+        let value = result?;
+        closed?;
+        Ok(value)
     }
 
     /// Reads a template's format and size through whatever its URI needs.
@@ -239,13 +318,8 @@ impl Ctx {
                 Ok(probed)
             }
             Source::Nbd(u) => probe(&u, Some("raw")),
-            Source::Scheme(scheme) => {
-                let (path, _) = self.open_image(uri)?;
-                let probed = probe(&path.to_string_lossy(), None);
-                let detached = run_scheme(&self.scheme_dir, &scheme, "detach", uri);
-                let probed = probed?;
-                detached?;
-                Ok(probed)
+            Source::Share(_) | Source::Http(_) | Source::Scheme(_) => {
+                self.with_image(uri, |path| probe(path, None))
             }
         }
     }
@@ -336,14 +410,6 @@ impl Ctx {
         Ok(listing)
     }
 
-    /// `template show`.
-    /// `template show`: with the bytes its image holds (qemu's map), so a cache or local
-    /// copy can say how much of it is on the host.
-    pub fn template_show(&self, key: &str, sr: Option<&str>) -> Result<Volume> {
-        let (found, t) = self.find_template(key, sr)?;
-        self.show_template(&found, &t, None)
-    }
-
     /// The template named by `key`, or NOT_A_TEMPLATE.
     pub(crate) fn find_template(&self, key: &str, sr: Option<&str>) -> Result<(Found, VdiMeta)> {
         let found = self.resolve(key, sr)?;
@@ -357,26 +423,55 @@ impl Ctx {
         }
         Ok((found, t))
     }
+}
 
-    /// `template show` of template `t`, found as `found`; `allocated`, the bytes its image
-    /// holds when the caller has read qemu's map already.
-    pub(crate) fn show_template(
-        &self,
-        found: &Found,
-        t: &VdiMeta,
-        allocated: Option<u64>,
-    ) -> Result<Volume> {
-        let mut vol = self.show_found(found)?;
-        if vol.cached.is_some() {
-            // Best effort: a server that does not answer leaves the share unsaid.
-            vol.image_allocated = allocated.or_else(|| {
-                template_data(t, t.size.0)
-                    .ok()
-                    .map(|d| d.iter().map(|e| e.len).sum())
-            });
+/// Where template image `uri` is served from and whether its server answers now (bounded
+/// by seconds); None for a local file or a scheme script's image.
+pub(crate) fn server_state(uri: &str) -> Option<ServerState> {
+    let (place, host, port, mounted) = match parse_uri(uri).ok()? {
+        Source::File(_) | Source::Scheme(_) => return None,
+        Source::Nbd(u) => {
+            let rest = u.strip_prefix("nbd://")?;
+            let authority = rest.split('/').next()?;
+            let (host, port) = match authority.rsplit_once(':') {
+                Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+                    (h.to_string(), p.parse().ok()?)
+                }
+                _ => (authority.to_string(), 10809),
+            };
+            (format!("nbd://{authority}"), host, port, None)
         }
-        Ok(vol)
-    }
+        Source::Http(u) => {
+            let server = crate::host::http::server_of(&u);
+            let (host, port) = server.rsplit_once(':')?;
+            let scheme = u.split_once("://")?.0;
+            let authority = u.split_once("://")?.1.split(['/', '?']).next()?;
+            (
+                format!("{scheme}://{authority}"),
+                host.to_string(),
+                port.parse().ok()?,
+                None,
+            )
+        }
+        Source::Share(s) => {
+            let mounted = holders::mounts()
+                .iter()
+                .any(|m| m.id == s.id() && m.mounted);
+            let port = s
+                .server()
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse().ok())?;
+            (s.place(), s.host.clone(), port, Some(mounted))
+        }
+    };
+    let answer = crate::host::mount::answering(&host, port, std::time::Duration::from_secs(5));
+    Some(ServerState {
+        place,
+        address: format!("{host}:{port}"),
+        reachable: answer.is_ok(),
+        error: answer.err().map(|e| e.to_string()),
+        mounted,
+    })
 }
 
 /// An NBD URI an import may read: `nbd://HOST[:PORT]/EXPORT` (as templates take it), or

@@ -1,9 +1,7 @@
 //! thinsr as an SMAPIv3 (xapi-storage 5.0) plugin: xapi runs executables named after each
 //! method with `--json` and the named arguments as a JSON object on stdin, and reads the
-//! bare result (or an error in the xapi shape) from stdout.
-//!
-//! `thinsr xapi install` links every method name to the thinsr binary; run under such a
-//! name, thinsr answers through the same engine and the same serializers as `--json`.
+//! bare result (or an error in the xapi shape) from stdout. Each method file `thinsr xapi
+//! install` writes runs thinsr, which answers through the engine and serializers of `--json`.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -655,6 +653,7 @@ mod tests {
             local: None,
             cached: None,
             image_allocated: None,
+            server: None,
             created: 0,
             pending: None,
             cbt_enabled: false,

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod idl;
+pub mod servers;
 pub mod xapi;
 
 use std::process::{Command, Output, Stdio};

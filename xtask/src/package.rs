@@ -77,6 +77,8 @@ pub fn static_binary(testing: bool) -> Result<PathBuf> {
         .arg("--target-dir")
         .arg(&target_dir)
         .env("PKG_CONFIG_ALLOW_CROSS", "1")
+        // ring (TLS for https:// templates) compiles C for the target: musl's gcc wrapper.
+        .env("CC_x86_64_unknown_linux_musl", "musl-gcc")
         .env(
             "BINDGEN_EXTRA_CLANG_ARGS_x86_64_unknown_linux_musl",
             "--target=x86_64-unknown-linux-gnu",

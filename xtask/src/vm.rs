@@ -25,6 +25,15 @@ const HOST_TOOLS: &[&str] = &[
     "/usr/sbin/mke2fs",
     // A real bash, for the completion test.
     "/bin/bash",
+    // The file servers templates are read from in the tests: the kernel's nfsd with
+    // nfs-kernel-server's userland, and Samba's smbd. (The kernel's ksmbd would do for
+    // SMB, but Debian 12's ksmbd-tools 3.4.7 no longer passes the 6.1 kernel's checks of
+    // its share replies: every tree connect fails with BAD_NETWORK_NAME.)
+    "/usr/sbin/rpc.nfsd",
+    "/usr/sbin/rpc.mountd",
+    "/usr/sbin/exportfs",
+    "/usr/sbin/smbd",
+    "/usr/bin/smbpasswd",
 ];
 const LVM_LINKS: &[&str] = &[
     "lvs",
@@ -63,6 +72,21 @@ const MODULES: &[&str] = &[
     "dm-mirror",
     "nbd",
     "loop",
+    // Template shares: the NFS and SMB clients thinsr mounts with, and the servers the
+    // tests run on the VM's loopback.
+    "nfsv4",
+    "nfsv3",
+    // SMB 3 signing and encryption, which cifs loads by name when it needs them.
+    "gcm",
+    "ccm",
+    "cmac",
+    "aes",
+    "aes_generic",
+    "sha512",
+    "ecb",
+    "des",
+    "cifs",
+    "nfsd",
     "virtio_pci",
     "virtio_blk",
 ];
@@ -87,6 +111,10 @@ pub const PACKAGES: &[&str] = &[
     "libdevmapper-dev",
     "pkg-config",
     "man-db",
+    "nfs-kernel-server",
+    "samba",
+    // musl-gcc, for the C inside ring (rustls) in the static binary.
+    "musl-tools",
 ];
 
 /// The VM's lvm.conf. With `dom0`, XCP-ng 8.3's LVM setup (xcp-ng-rpms/lvm2 and sm, as

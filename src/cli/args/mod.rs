@@ -305,8 +305,16 @@ virtual size with qemu-img. nbd:// exports are raw disks. Any other scheme is ha
 executable <scheme-dir>/<scheme> (--scheme-dir, default /usr/libexec/xapi/storage) whose
 'attach URI' prints a local path or block device and whose 'detach URI' lets go of it.
 The image must not change while clones exist: they read their unwritten blocks from it.")]
+    #[command(after_long_help = "\
+URIs: file:///PATH; nbd://HOST[:PORT]/EXPORT; nfs://HOST[:PORT]/EXPORT/FILE (NFSv4.2 down to
+v3; mount options ?vers=, timeo=, retrans=, rsize=, nconnect=, sec=); smb://[USER@]HOST/SHARE/PATH
+(credentials from /etc/thinsr/credentials/USER@HOST, root's, mode 0600: username= and password=
+lines; ?vers=, domain=, sec=); http(s)://HOST/PATH (fetched once into a local copy: interrupted,
+it resumes when run again; TLS checked against the host's CA store). A script
+<scheme-dir>/SCHEME replaces thinsr's own handler for SCHEME.")]
     Introduce {
-        /// The image: file:///path, nbd://host[:port]/export or scheme://...
+        /// The image: file:///path, nbd://host[:port]/export, nfs://host/export/file,
+        /// smb://[user@]host/share/path, https://host/path, or scheme://...
         #[arg(value_name = "URI")]
         uri: String,
         #[command(flatten)]
@@ -317,6 +325,10 @@ The image must not change while clones exist: they read their unwritten blocks f
         /// Keep a local copy-on-read cache of it (see 'thinsr template cache').
         #[arg(long)]
         cache: bool,
+        /// An http(s) image's SHA-256: the download is checked against it, and removed
+        /// when it differs.
+        #[arg(long, value_name = "HEX")]
+        sha256: Option<String>,
     },
     /// Unregister a template (and remove its cache or local copy); refused while clones read
     /// from it.

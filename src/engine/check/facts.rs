@@ -9,7 +9,7 @@ use crate::engine::context::{Ctx, Locked};
 use crate::engine::datapath::{dead_origin, readers, stray_loops};
 use crate::engine::meta::{SrMeta, VdiMeta};
 use crate::engine::registry::Entry;
-use crate::engine::{datapath_nbd, mirror};
+use crate::engine::{datapath_nbd, mirror, share};
 use crate::error::Result;
 use crate::host::dm::OurDevice;
 use crate::host::lvm::Vg;
@@ -52,6 +52,20 @@ pub struct Facts {
     pub exports: Vec<VdiUuid>,
     /// Mirrors recorded as under way, and the devices a mirror left (mirrors.rs).
     pub mirrors: Vec<MirrorFact>,
+    /// Template shares this SR's templates use, and any nobody holds (shares.rs).
+    pub shares: Vec<ShareFact>,
+}
+
+/// A template share's mount, as its record and the kernel have it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShareFact {
+    pub id: String,
+    pub place: Option<String>,
+    pub mounted: bool,
+    /// Live holders.
+    pub holders: usize,
+    /// Why its server did not answer just now (asked only of a mount with holders).
+    pub unreachable: Option<String>,
 }
 
 /// A mirror of one of the SR's VDIs, as recorded and as the kernel has it.
@@ -103,6 +117,7 @@ impl Ctx {
         Ok(Facts {
             exports: datapath_nbd::running(&entry.uuid),
             mirrors: mirror_facts(&entry.uuid, &ours),
+            shares: share_facts(&templates),
             compose_logs,
             entry,
             meta: op.meta.clone(),
@@ -114,6 +129,35 @@ impl Ctx {
             pool_trouble,
         })
     }
+}
+
+/// The shares `templates` are on (asking each mounted one's server whether it answers),
+/// and every share nobody holds.
+fn share_facts(templates: &[&VdiMeta]) -> Vec<ShareFact> {
+    let ours: Vec<share::Share> = templates
+        .iter()
+        .filter_map(|t| share::parse(&t.image.as_ref()?.uri).ok().flatten())
+        .collect();
+    share::holders::mounts()
+        .into_iter()
+        .filter_map(|m| {
+            let s = ours.iter().find(|s| s.id() == m.id);
+            if s.is_none() && m.holders > 0 {
+                return None; // another SR's
+            }
+            let unreachable = match s {
+                Some(s) if m.mounted && m.holders > 0 => s.reachable().err().map(|e| e.to_string()),
+                _ => None,
+            };
+            Some(ShareFact {
+                id: m.id,
+                place: m.place,
+                mounted: m.mounted,
+                holders: m.holders,
+                unreachable,
+            })
+        })
+        .collect()
 }
 
 /// The mirrors recorded for SR `sr` still under way, and every leg device of a mirror (a

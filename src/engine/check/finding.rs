@@ -56,6 +56,10 @@ pub enum FindingKind {
     StrayExport,
     /// A mirror whose start or end was interrupted, or its leg left behind.
     StaleMirror,
+    /// A template share mounted with nobody holding it.
+    UnusedShare,
+    /// A template share whose server does not answer.
+    UnreachableShare,
     /// A data-destroyed snapshot whose saved block map is gone.
     MissingBlockMap,
     /// A saved block map no entry names.
@@ -97,6 +101,8 @@ impl FindingKind {
             OrphanComposeLv => "orphan_compose_lv",
             StrayExport => "stray_export",
             StaleMirror => "stale_mirror",
+            UnusedShare => "unused_share",
+            UnreachableShare => "unreachable_share",
             MissingBlockMap => "missing_block_map",
             OrphanBlockMap => "orphan_block_map",
             UnknownThinDevice => "unknown_thin_device",
@@ -150,6 +156,8 @@ pub enum Fix {
     StopExport(VdiUuid),
     /// End what is left of this VDI's mirror: its own table back, leg, NBD, log removed.
     EndMirror(VdiUuid),
+    /// Unmount this template share (its id under /run/thinsr/mnt) unless held again.
+    Unmount(String),
     /// Delete this thin device id from the SR's pool.
     FreeThinDevice(u32),
     /// lvchange --zero y of the pool.

@@ -22,6 +22,7 @@ mod mirrors;
 mod plan;
 #[cfg(test)]
 mod plan_tests;
+mod shares;
 
 pub use finding::{CheckReport, Finding, FindingKind};
 
@@ -99,6 +100,7 @@ impl Ctx {
             }
             Fix::StopExport(vdi) => crate::engine::datapath_nbd::stop(&op.entry.uuid, vdi),
             Fix::EndMirror(vdi) => mirrors::end(&op.entry.uuid, vdi)?,
+            Fix::Unmount(id) => crate::engine::share::holders::settle(id)?,
             Fix::FreeThinDevice(id) => thin::delete_thin(&vg, &op.entry.pool, *id)?,
             Fix::TurnOnZeroing(vg_pool) => self.turn_on_zeroing(vg_pool)?,
             Fix::CopyToRegistry(truth) => self.replace_entry(truth.clone())?,

@@ -52,6 +52,7 @@ pub fn plan(f: &Facts, m: Mode) -> Plan {
     compose(f, m, &mut findings);
     exports(f, m, &mut findings);
     super::mirrors::mirrors(f, m.repair, &mut findings);
+    super::shares::shares(f, m.repair, &mut findings);
     thin_devices(f, m, &mut findings);
     pool(f, m, &mut findings);
     registry(f, m, &mut findings);

@@ -76,6 +76,7 @@ fn facts(vdis: Vec<VdiMeta>, lvs: Vec<Lv>) -> Facts {
         compose_logs: HashSet::new(),
         exports: vec![],
         mirrors: vec![],
+        shares: vec![],
     }
 }
 

@@ -292,6 +292,7 @@ impl Ctx {
             local: v.local.clone().map(String::from),
             cached: None,
             image_allocated: None,
+            server: None,
             origin_name: None,
             created: v.created,
             pending: v.pending,

@@ -99,6 +99,10 @@ pub struct Volume {
     /// Bytes of a template's image that hold data, from qemu's map (`template show` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_allocated: Option<u64>,
+    /// Where a template's image is served from and whether it answers (`template show`
+    /// only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerState>,
     pub created: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pending: Option<Pending>,
@@ -207,6 +211,17 @@ pub(crate) fn refuse_pending(v: &VdiMeta) -> Result<()> {
             ),
         });
     }
+    if let Some(f) = &v.fetch {
+        return Err(Error::VdiIncomplete {
+            vdi: v.name.clone(),
+            why: format!(
+                "its download stopped at {} of {}: 'thinsr template introduce {}' again resumes it",
+                f.fetched,
+                f.length,
+                v.image.as_ref().map_or("URI", |i| i.uri.as_str())
+            ),
+        });
+    }
     match v.pending {
         None => Ok(()),
         Some(Pending::Zeroing { from }) => Err(Error::VdiIncomplete {
@@ -290,4 +305,22 @@ fn origin_name(meta: &SrMeta, v: &VdiMeta) -> Option<String> {
             .map(|t| t.name.clone())
             .unwrap_or_else(|| "(forgotten)".into())
     })
+}
+
+/// A template's server, as `template show` found it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ServerState {
+    /// What serves the image: `nfs://HOST/EXPORT`, `smb://HOST/SHARE`, an NBD server, or
+    /// a web server.
+    pub place: String,
+    /// `host:port`.
+    pub address: String,
+    /// Its port answered just now.
+    pub reachable: bool,
+    /// Why it did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// A share: mounted on this host now (by thinsr, under /run/thinsr/mnt).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mounted: Option<bool>,
 }
