@@ -119,6 +119,11 @@ fn templates_on_an_nfs_export_share_one_mount_and_a_stopped_server_fails_in_boun
     assert_eq!(read_at(&d1, MARKS[2], 4096), mine);
     assert_eq!(sha256(&format!("{EXPORT}/base.raw")), sum);
 
+    let text = ok(&["template", "show", "nraw"]);
+    assert!(
+        text.contains("Server       nfs://127.0.0.1/srv/tpl (127.0.0.1:2049): answering; mounted"),
+        "{text}"
+    );
     let show = json(&["template", "show", "nraw"]);
     assert_eq!(show["server"]["place"], "nfs://127.0.0.1/srv/tpl", "{show}");
     assert_eq!(show["server"]["reachable"], true, "{show}");
@@ -478,17 +483,23 @@ fn https_templates_are_fetched_once_resumed_after_a_drop_and_checked() {
     assert_eq!(sha256(&dev), sum, "the clone reads the image's data");
     ok(&["vdi", "detach", &c]);
 
-    // A raw image: the download is its local copy.
-    let r = json(&[
-        "template",
-        "introduce",
-        &format!("{base}/base.raw"),
-        "--sha256",
-        &sum,
-    ]);
+    // A raw image, its download dropped, and the file replaced on the server before the
+    // second run: that run finds another ETag, starts over from the first byte on a fresh
+    // LV, and the template holds the new file exactly. The download is its local copy.
+    let raw_uri = format!("{base}/base.raw");
+    web.cut_after
+        .store(24 * MIB, std::sync::atomic::Ordering::SeqCst);
+    fails(&["template", "introduce", &raw_uri], "SERVER_UNREACHABLE");
+    write_at(&raw, 0, &noise(MIB as usize, 4242));
+    let new_sum = sha256(&raw);
+    let r = json(&["template", "introduce", &raw_uri, "--sha256", &new_sum]);
     assert_eq!(r["format"], "raw", "{r}");
     let c = uuid(&json(&["vdi", "clone", &uuid(&r), "--name", "from raw"]));
-    assert_eq!(sha256(&attach(&c)), sum);
+    assert_eq!(
+        sha256(&attach(&c)),
+        new_sum,
+        "the new file, not a mix of both"
+    );
     ok(&["vdi", "detach", &c]);
     let show = json(&["template", "show", "web"]);
     assert_eq!(show["server"]["place"], base.as_str(), "{show}");

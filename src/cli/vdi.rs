@@ -364,6 +364,14 @@ pub(super) fn print_detail(v: &Volume) {
             "Image        {src} ({})",
             v.format.as_deref().unwrap_or("?")
         );
+        if let Some(s) = &v.server {
+            let how = match (&s.error, s.mounted) {
+                (Some(e), _) => format!("not answering: {e}"),
+                (None, Some(true)) => "answering; mounted".into(),
+                (None, _) => "answering".into(),
+            };
+            println!("Server       {} ({}): {how}", s.place, s.address);
+        }
     } else {
         println!("LV           {}/{}", v.vg, v.lv);
     }

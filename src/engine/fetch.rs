@@ -213,7 +213,11 @@ impl Ctx {
         if !resumed {
             // Another version of the file (or a server that cannot resume): what the LV
             // holds is of no use, and bytes left in it must not show through the new
-            // file's zeros. Start again on a fresh LV.
+            // file's zeros. Start again on a fresh LV, from the first byte.
+            if body.start != 0 {
+                drop(body);
+                body = http::get(uri, 0, None)?;
+            }
             self.restart_fetch(target, &body)?;
         }
         let path = dev_path(&target.vg, &target.lv);
