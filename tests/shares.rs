@@ -129,6 +129,27 @@ fn templates_on_an_nfs_export_share_one_mount_and_a_stopped_server_fails_in_boun
     assert_eq!(show["server"]["reachable"], true, "{show}");
     assert_eq!(show["server"]["mounted"], true, "{show}");
 
+    // NFS 3 (rpcbind, the MOUNT protocol, no lock manager) for a template that asks.
+    let v3 = json(&[
+        "template",
+        "introduce",
+        "nfs://127.0.0.1/srv/tpl/base.raw?vers=3",
+        "--name",
+        "nv3",
+    ]);
+    let c4 = uuid(&json(&["vdi", "clone", &uuid(&v3), "--name", "from v3"]));
+    let d4 = attach(&c4);
+    let mounts = share_mounts();
+    assert_eq!(mounts.len(), 2, "another place, another mount: {mounts:?}");
+    let table = std::fs::read_to_string("/proc/mounts").unwrap();
+    assert!(
+        table.contains("vers=3") && table.contains("nolock"),
+        "{table}"
+    );
+    assert_eq!(sha256(&d4), sum);
+    ok(&["vdi", "detach", &c4]);
+    assert_eq!(share_mounts().len(), 1);
+
     // The last detach unmounts.
     ok(&["vdi", "detach", &c1]);
     assert_eq!(share_mounts().len(), 1, "the qcow2 clone still reads it");

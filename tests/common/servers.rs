@@ -18,9 +18,9 @@ pub fn daemon(args: &[&str]) {
     assert!(st.success(), "{args:?} failed");
 }
 
-/// Starts nfsd exporting `dir` read-only to 127.0.0.1. NFSv4 only, so no rpcbind; a grace
-/// period of 10 s (the least nfsd takes; opens wait for it), which the caller overlaps with
-/// its own setup.
+/// Starts nfsd exporting `dir` read-only to 127.0.0.1, NFS 3 and 4 (rpcbind for 3's MOUNT
+/// protocol); a grace period of 10 s (the least nfsd takes; opens wait for it), which the
+/// caller overlaps with its own setup.
 pub fn nfs_serve(dir: &str) {
     sh(&["ip", "link", "set", "lo", "up"]);
     for d in [dir, "/var/lib/nfs/v4recovery", "/proc/fs/nfsd"] {
@@ -45,16 +45,25 @@ pub fn nfs_serve(dir: &str) {
             .unwrap();
     }
     sh(&["exportfs", "-ra"]);
-    // A daemon: nothing of ours may stay on its output, which a capture would wait on.
-    daemon(&["rpc.mountd", "-N", "3"]);
+    // rpcbind drops to its own user.
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    if !passwd.contains("\n_rpc:") {
+        std::fs::write(
+            "/etc/passwd",
+            format!("{passwd}_rpc:x:102:65534::/run/rpcbind:/bin/false\n"),
+        )
+        .unwrap();
+    }
+    sh(&["mkdir", "-p", "/run/rpcbind"]);
+    // Daemons: nothing of ours may stay on their output, which a capture would wait on.
+    daemon(&["rpcbind", "-w"]);
+    daemon(&["rpc.mountd"]);
     nfs_start();
 }
 
 /// nfsd's threads and sockets back (after `nfs_stop`).
 pub fn nfs_start() {
-    sh(&[
-        "rpc.nfsd", "-G", "10", "-L", "10", "-p", "2049", "-N", "3", "-U", "8",
-    ]);
+    sh(&["rpc.nfsd", "-G", "10", "-L", "10", "-p", "2049", "-U", "8"]);
 }
 
 /// Stops nfsd's threads: its port refuses connections, its clients' requests fail.

@@ -31,6 +31,7 @@ const HOST_TOOLS: &[&str] = &[
     // its share replies: every tree connect fails with BAD_NETWORK_NAME.)
     "/usr/sbin/rpc.nfsd",
     "/usr/sbin/rpc.mountd",
+    "/usr/sbin/rpcbind",
     "/usr/sbin/exportfs",
     "/usr/sbin/smbd",
     "/usr/bin/smbpasswd",
@@ -447,6 +448,11 @@ pub fn build_with(
         fs::write(dir.join("thinsr-bin"), bin.display().to_string())?;
     }
     fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
+    // rpcbind (for NFSv3's MOUNT protocol) reads the transports it may use, and the port
+    // of "sunrpc", from these.
+    for f in ["/etc/netconfig", "/etc/services"] {
+        fs::copy(f, root.join(&f[1..])).map_err(|e| format!("copying {f}: {e}"))?;
+    }
     let jobs_list: String = jobs
         .iter()
         .map(|(bin, name)| format!("{} {}\n", bin.display(), name))
