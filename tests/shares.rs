@@ -394,6 +394,31 @@ fn templates_on_an_smb_share_mount_with_credentials_no_one_else_sees() {
     assert!(share_mounts().is_empty(), "{:?}", share_mounts());
     assert!(records().is_empty(), "{:?}", records());
 
+    // A template on the share with a copy-on-read cache (its overlay's backing file is the
+    // image's path in the mount), then warmed into a local copy through it.
+    let cached = json(&[
+        "template",
+        "introduce",
+        "smb://tester@127.0.0.1/tpl/base.qcow2?vers=3.0",
+        "--name",
+        "scached",
+        "--cache",
+    ]);
+    assert!(cached["cache"].is_string(), "{cached}");
+    let c3 = uuid(&json(&["vdi", "clone", "scached", "--name", "smb cached"]));
+    let d3 = attach(&c3);
+    assert_eq!(sha256(&d3), sum, "read through the cache");
+    assert_eq!(share_mounts().len(), 1, "{:?}", share_mounts());
+    let warmed = json(&["template", "warm", "scached"]);
+    assert!(warmed["local"].is_string(), "{warmed}");
+    assert_eq!(sha256(&d3), sum, "read from the local copy");
+    assert!(
+        share_mounts().is_empty(),
+        "nothing reads the share any more: {:?}",
+        share_mounts()
+    );
+    ok(&["vdi", "detach", &c3]);
+
     // A stopped server: a clear error in bounded time.
     smb_stop();
     let t = Instant::now();
