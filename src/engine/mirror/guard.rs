@@ -54,6 +54,12 @@ pub fn run(args: &[String]) -> i32 {
         let why = match m.phase {
             Phase::Complete | Phase::Failed { .. } => return 0,
             Phase::Starting if !daemon::running(starter, &[]) => {
+                // Read again: a start may have recorded Running and exited between the
+                // first look and this one (seen under load), which is no interruption.
+                let again = load(&sr, &vdi).map(|m| m.phase);
+                if !matches!(again, Some(Phase::Starting)) {
+                    continue;
+                }
                 Some("its start was interrupted".to_string())
             }
             _ => hung_up(socket).then(|| "the destination closed the connection".into()),
