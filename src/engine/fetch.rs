@@ -289,6 +289,11 @@ impl Ctx {
         let entry = self.entry(Some(target.sr.as_str()))?;
         let old = target.lv.clone();
         let target_uuid = target.uuid.clone();
+        let fetch = Fetch {
+            length: Bytes(body.length),
+            fetched: Bytes(0),
+            validator: body.validator.clone(),
+        };
         let new = self.with_vdi(
             target.uuid.as_str(),
             Some(target.sr.as_str()),
@@ -299,11 +304,7 @@ impl Ctx {
                 let v = op.vdi_mut(uuid)?;
                 v.local = Some(lv.clone());
                 v.size = Bytes(body.length);
-                v.fetch = Some(Fetch {
-                    length: Bytes(body.length),
-                    fetched: Bytes(0),
-                    validator: body.validator.clone(),
-                });
+                v.fetch = Some(fetch.clone());
                 op.save()?;
                 Ok(lv)
             },
@@ -311,11 +312,7 @@ impl Ctx {
         // After the entry: a crash between leaves an orphan copy sr check removes.
         self.remove_lv(&LvPath::new(&target.vg, &old))?;
         target.lv = new;
-        target.fetch = Fetch {
-            length: Bytes(body.length),
-            fetched: Bytes(0),
-            validator: body.validator.clone(),
-        };
+        target.fetch = fetch;
         Ok(())
     }
 

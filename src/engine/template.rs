@@ -454,9 +454,7 @@ pub(crate) fn server_state(uri: &str) -> Option<ServerState> {
             )
         }
         Source::Share(s) => {
-            let mounted = holders::mounts()
-                .iter()
-                .any(|m| m.id == s.id() && m.mounted);
+            let mounted = holders::is_mounted(&s.id());
             let port = s
                 .server()
                 .rsplit_once(':')

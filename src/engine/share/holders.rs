@@ -90,7 +90,11 @@ pub struct MountState {
     pub place: Option<String>,
     pub mounted: bool,
     pub holders: usize,
-    pub dead_holders: usize,
+}
+
+/// True when share `id` is mounted now.
+pub fn is_mounted(id: &str) -> bool {
+    mount::mounted(&mount_point(id)).is_some()
 }
 
 /// Every mount (or record) of thinsr's under /run/thinsr/mnt.
@@ -116,12 +120,10 @@ pub fn mounts() -> Vec<MountState> {
             let live = r
                 .as_ref()
                 .map_or(0, |r| r.holders.iter().filter(|h| h.alive()).count());
-            let all = r.as_ref().map_or(0, |r| r.holders.len());
             MountState {
-                mounted: mount::mounted(&mount_point(&id)).is_some(),
+                mounted: is_mounted(&id),
                 place: r.map(|r| r.place),
                 holders: live,
-                dead_holders: all - live,
                 id,
             }
         })
