@@ -283,6 +283,23 @@ fn mirror_writes() -> Vec<(u64, Vec<u8>)> {
     ]
 }
 
+/// receive_start_common's first steps: a leaf of 16 MiB and its dummy snapshot, the leaf
+/// attached and activated for MIR, a blank parent. Returns the keys and uris
+/// (leaf, leaf uri, dummy, parent, parent uri).
+fn receive_start(sr: &str, name: &str) -> (String, String, String, String, String) {
+    let leaf = create(sr, name, 16 * MIB);
+    let key = leaf["key"].as_str().unwrap().to_string();
+    let uri = leaf["uri"][0].as_str().unwrap().to_string();
+    let dummy = call(VOLUME, "Volume.snapshot", json!({"sr": sr, "key": key}));
+    attach_nbd(&uri, MIR);
+    dp("Datapath.activate", &uri, MIR);
+    let parent = create(sr, name, 16 * MIB);
+    let pkey = parent["key"].as_str().unwrap().to_string();
+    let puri = parent["uri"][0].as_str().unwrap().to_string();
+    let dummy = dummy["key"].as_str().unwrap().to_string();
+    (key, uri, dummy, pkey, puri)
+}
+
 /// The SMAPIv1 source's destination up to the compose (storage_smapiv1_migrate.ml
 /// receive_start_common and receive_finalize): leaf + its dummy snapshot, the leaf
 /// attached and activated for MIR, a blank parent, tapdisk's connection handed over to
@@ -290,15 +307,7 @@ fn mirror_writes() -> Vec<(u64, Vec<u8>)> {
 /// filled through its own Nbd entry (sparse_dd's copy), then MIR's DP.destroy2. Returns
 /// (leaf key, parent key, dummy key, the bytes the leaf must read after the compose).
 fn up_to_compose(sr: &str, seed: u64) -> (String, String, String, Vec<u8>) {
-    let leaf = create(sr, "db", 16 * MIB);
-    let key = leaf["key"].as_str().unwrap().to_string();
-    let uri = leaf["uri"][0].as_str().unwrap().to_string();
-    let dummy = call(VOLUME, "Volume.snapshot", json!({"sr": sr, "key": key}));
-    attach_nbd(&uri, MIR);
-    dp("Datapath.activate", &uri, MIR);
-    let parent = create(sr, "db", 16 * MIB);
-    let pkey = parent["key"].as_str().unwrap().to_string();
-    let puri = parent["uri"][0].as_str().unwrap().to_string();
+    let (key, uri, dummy, pkey, puri) = receive_start(sr, "db");
     let import_activate = || {
         let path = call(
             DATAPATH,
@@ -341,7 +350,7 @@ fn up_to_compose(sr: &str, seed: u64) -> (String, String, String, Vec<u8>) {
     dp("Datapath.deactivate", &uri, MIR);
     dp("Datapath.detach", &uri, MIR);
     assert!(servers().is_empty(), "{:?}", servers());
-    (key, pkey, dummy["key"].as_str().unwrap().to_string(), want)
+    (key, pkey, dummy, want)
 }
 
 fn compose_args(sr: &str, leaf: &str, parent: &str) -> Value {
@@ -389,9 +398,10 @@ fn compose_crashing(sr: &str, leaf: &str, parent: &str, point: &str) {
     );
 }
 
-/// The SMAPIv1 source's destination: tapdisk's connection passed by SCM_RIGHTS, its
-/// unaligned writes logged, and Volume.compose giving the parent's data under them, to the
-/// byte; then a crash at every step of the compose, each finished by `sr check --repair`
+/// The SMAPIv1 source's destination for a halted VM (nothing attached when compose
+/// comes; a running VM's order is the test after it): tapdisk's connection passed by
+/// SCM_RIGHTS, its unaligned writes logged, and Volume.compose giving the parent's data
+/// under them, to the byte; then a crash at every step of the compose, each finished by `sr check --repair`
 /// while the log lives; and undone, leaving both as they were, once it is gone.
 #[test]
 fn import_activate_takes_tapdisks_connection_and_compose_layers_its_writes() {
@@ -459,5 +469,353 @@ fn import_activate_takes_tapdisks_connection_and_compose_layers_its_writes() {
     assert!(!lvs.contains("composed"), "{lvs}");
     for k in [&leaf, &parent, &dummy] {
         call(VOLUME, "Volume.destroy", json!({"sr": sr, "key": k}));
+    }
+}
+
+// xenopsd's order (issue 42): the VM runs on the leaf before compose arrives.
+
+/// What the source's tapdisk mirrors before the VM leaves it: 4 KiB pieces into 64 KiB
+/// pool blocks it writes only in part, one across two blocks, one into the source's zeros.
+fn mirror_pieces() -> Vec<(u64, Vec<u8>)> {
+    vec![
+        (100 << 10, noise(4096, 81)),
+        (4 * MIB + (8 << 10), noise(4096, 82)),
+        (6 * MIB + (4 << 10), noise(4096, 83)),
+        (12 * MIB + (62 << 10), noise(4096, 84)),
+    ]
+}
+
+/// Where the VM writes 4 KiB: in the block the mirror wrote in part (beside its write and
+/// over it), into data only the parent holds, into zeros.
+const VM_WRITES: [u64; 6] = [
+    68 << 10,
+    100 << 10,
+    4 * MIB + (512 << 10),
+    8 * MIB + (12 << 10),
+    2 * MIB,
+    14 * MIB,
+];
+/// What the VM reads first, none of it where it writes: parent and mirror in one block,
+/// zeros and mirror, across a block edge, the parent alone; and the mirror's write alone,
+/// the one read that needs no parent.
+const FIRST_READS: [(u64, usize); 5] = [
+    (4 * MIB, 64 << 10),
+    (6 * MIB, 64 << 10),
+    (12 * MIB, 128 << 10),
+    (0, 64 << 10),
+    (4 * MIB + (8 << 10), 4096),
+];
+const COVERED_READ: usize = 4;
+
+/// A domain's disk I/O as blkback's: O_DIRECT, 4 KiB aligned.
+fn direct(dev: &str) -> std::fs::File {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(0o40000) // O_DIRECT
+        .open(dev)
+        .unwrap()
+}
+
+fn direct_read(f: &std::fs::File, at: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut b = thinsr::aligned::AlignedBuf::zeroed(len);
+    f.read_exact_at(b.as_mut_slice(), at)?;
+    Ok(b.as_slice()[..len].to_vec())
+}
+
+fn direct_write(f: &std::fs::File, at: u64, data: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    f.write_all_at(thinsr::aligned::AlignedBuf::copy_of(data).as_slice(), at)
+}
+
+/// The destination VM, running: one thread reads FIRST_READS (each answered when it
+/// can be), another writes VM_WRITES in turn and reads back what it wrote (and, once
+/// `composed`, the 64 KiB block around it), keeping the model of the disk.
+struct RunningVm {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    composed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    writes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Reads of FIRST_READS answered.
+    answered: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    reader: std::thread::JoinHandle<Vec<(u64, std::io::Result<Vec<u8>>, std::time::Instant)>>,
+    writer: std::thread::JoinHandle<(Vec<u8>, Vec<String>)>,
+}
+
+impl RunningVm {
+    fn start(dev: &str, source: Vec<u8>, seed: u64) -> RunningVm {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+        use std::sync::Arc;
+        let stop = Arc::new(AtomicBool::new(false));
+        let composed = Arc::new(AtomicBool::new(false));
+        let writes = Arc::new(AtomicU64::new(0));
+        let answered = Arc::new(AtomicU64::new(0));
+        let reader = {
+            let f = direct(dev);
+            let answered = answered.clone();
+            std::thread::spawn(move || {
+                let reads: Vec<_> = FIRST_READS.iter().map(|&(at, len)| (at, len)).collect();
+                // The covered read first, so that a waiting one cannot hold it up.
+                let order = [COVERED_READ, 0, 1, 2, 3];
+                order
+                    .iter()
+                    .map(|&i| {
+                        let (at, len) = reads[i];
+                        let got = direct_read(&f, at, len);
+                        answered.fetch_add(1, SeqCst);
+                        (at, got, std::time::Instant::now())
+                    })
+                    .collect()
+            })
+        };
+        let writer = {
+            let f = direct(dev);
+            let (stop, composed, writes) = (stop.clone(), composed.clone(), writes.clone());
+            std::thread::spawn(move || {
+                let mut model = source;
+                let mut errors = Vec::new();
+                for k in 0u64.. {
+                    let at = VM_WRITES[k as usize % VM_WRITES.len()];
+                    let data = noise(4096, seed * 1000 + k);
+                    match direct_write(&f, at, &data) {
+                        Ok(()) => model[at as usize..at as usize + 4096].copy_from_slice(&data),
+                        Err(e) => errors.push(format!("write {k} at {at}: {e}")),
+                    }
+                    writes.fetch_add(1, SeqCst);
+                    let (rat, rlen) = match composed.load(SeqCst) {
+                        true => (at / (64 << 10) * (64 << 10), 64 << 10),
+                        false => (at, 4096),
+                    };
+                    match direct_read(&f, rat, rlen) {
+                        Ok(got) if got[..] == model[rat as usize..rat as usize + rlen] => {}
+                        Ok(_) => {
+                            errors.push(format!("read at {rat} after write {k}: not the model"))
+                        }
+                        Err(e) => errors.push(format!("read at {rat} after write {k}: {e}")),
+                    }
+                    if stop.load(SeqCst) && k >= 2 * VM_WRITES.len() as u64 {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                (model, errors)
+            })
+        };
+        RunningVm {
+            stop,
+            composed,
+            writes,
+            answered,
+            reader,
+            writer,
+        }
+    }
+
+    fn writes(&self) -> u64 {
+        self.writes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits (at most 60 s) until the VM made `n` more writes than now.
+    fn wait_writes(&self, n: u64) {
+        let until = self.writes() + n;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while self.writes() < until {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the VM's writes stalled at {}",
+                self.writes()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+/// The destination side of an SMAPIv1 source's migration in xenopsd's order, up to the
+/// compose: the leaf and its dummy, MIR's attach and activate, the parent, tapdisk's
+/// 4 KiB pieces through import_activate while the parent is copied through its Nbd entry,
+/// the VM's domain attached early, the source paused (tapdisk flushes), the VM's domain
+/// activated and unpaused (reading and writing), the source torn down (tapdisk leaves),
+/// MIR's DP.destroy2. Returns (leaf, parent, dummy, the VM's device, the source's bytes,
+/// the running VM).
+fn up_to_live_compose(
+    sr: &str,
+    seed: u64,
+    crash_activate: bool,
+) -> (String, String, String, String, Vec<u8>, RunningVm) {
+    let (key, uri, dummy, pkey, puri) = receive_start(sr, "app");
+    let path = call(
+        DATAPATH,
+        "Datapath.import_activate",
+        json!({"uri": uri, "domain": MIR}),
+    );
+    let (mut tapdisk, _) = pass(path.as_str().unwrap(), "dp-leaf");
+    let image_path = format!("/tmp/live{seed}.raw");
+    let mut source = image(&image_path, 16, seed);
+    let copy = "CP3fa9c1";
+    let (_, psock, pname) = attach_nbd(&puri, copy);
+    dp("Datapath.activate", &puri, copy);
+    let nbd = format!("nbd+unix:///{pname}?socket={psock}");
+    let copier = std::thread::spawn(move || convert_into(&image_path, &nbd));
+    for (at, data) in mirror_pieces() {
+        tapdisk.write(at, &data);
+        source[at as usize..at as usize + data.len()].copy_from_slice(&data);
+    }
+    copier.join().unwrap();
+    dp("Datapath.deactivate", &puri, copy);
+    dp("Datapath.detach", &puri, copy);
+    // VM_receive_memory: the VM's disks attached early; the source paused; at sync
+    // point 3 activated for the VM's domain, which is unpaused.
+    let (dev, _, _) = attach_nbd(&uri, "7");
+    tapdisk.flush_and_leave();
+    if crash_activate {
+        // Killed with the view connected, before the VM's device reads it: the activate
+        // xenopsd retries (or the next one) finishes it.
+        let point = "compose.landing-connected";
+        let args = json!({"uri": uri, "domain": "7"});
+        let (_, e) = run_raw(
+            DATAPATH,
+            "Datapath.activate",
+            args,
+            &[("THINSR_CRASH_AT", point)],
+        );
+        assert!(e.contains(&format!("crash point {point}")), "{e}");
+    }
+    dp("Datapath.activate", &uri, "7");
+    let vm = RunningVm::start(&dev, source.clone(), seed);
+    vm.wait_writes(3);
+    // The read of the mirror's write alone is answered at once; the others wait.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while vm.answered.load(std::sync::atomic::Ordering::SeqCst) < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the read of the mirror's write waits"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(
+        vm.answered.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "a read of the parent's data was answered before compose named it"
+    );
+    // The source's teardown: its VBD's deactivate runs receive_finalize3 here.
+    dp("Datapath.deactivate", &uri, MIR);
+    dp("Datapath.detach", &uri, MIR);
+    (key, pkey, dummy, dev, source, vm)
+}
+
+/// After a live compose: the VM's reads were the source's bytes (the covered one at
+/// once, the others only once compose named the parent, after `compose_began`), every
+/// write and read-back succeeded, the device equals the model, the VM's I/O is in the
+/// kernel (no NBD device under it), the SR is clean; detached and attached again, the
+/// same; then the dummy and the leaf are destroyed.
+fn live_composed(
+    sr: &str,
+    (leaf, parent, dummy, dev): (&str, &str, &str, &str),
+    source: &[u8],
+    vm: RunningVm,
+    compose_began: std::time::Instant,
+) {
+    use std::sync::atomic::Ordering::SeqCst;
+    vm.composed.store(true, SeqCst);
+    vm.wait_writes(VM_WRITES.len() as u64);
+    vm.stop.store(true, SeqCst);
+    let first = vm.reader.join().unwrap();
+    let (model, errors) = vm.writer.join().unwrap();
+    assert!(errors.is_empty(), "the VM saw: {errors:?}");
+    for (i, (at, got, when)) in first.iter().enumerate() {
+        let got = got
+            .as_ref()
+            .unwrap_or_else(|e| panic!("the VM's read at {at}: {e}"));
+        let want = &source[*at as usize..*at as usize + got.len()];
+        assert!(
+            got[..] == want[..],
+            "the VM's first read at {at} is not the source's"
+        );
+        match i {
+            0 => assert!(*when < compose_began, "a read of the mirror's write waited"),
+            _ => assert!(
+                *when > compose_began,
+                "a read at {at} answered before compose"
+            ),
+        }
+    }
+    let all = direct_read(&direct(dev), 0, model.len()).unwrap();
+    assert!(
+        all == model,
+        "the device is not parent + mirror + the VM's writes"
+    );
+    // In the kernel again: the VM's device maps a dm device, no NBD device is connected.
+    let top = Path::new(dev).file_name().unwrap().to_str().unwrap();
+    let table = sh(&["dmsetup", "table", top]);
+    assert!(
+        table.contains(" linear ") && !table.contains(" 43:"),
+        "{table}"
+    );
+    let nbds = sh(&["sh", "-c", "cat /sys/block/nbd*/size | sort -u"]);
+    assert_eq!(nbds.trim(), "0", "an NBD device is still connected");
+    let ls = call(VOLUME, "SR.ls", json!({"sr": sr})).to_string();
+    assert!(!ls.contains(parent), "the parent is still listed: {ls}");
+    call(VOLUME, "Volume.destroy", json!({"sr": sr, "key": dummy}));
+    let findings = json(&["sr", "check", "local"])["findings"].clone();
+    assert_eq!(findings, json!([]), "{findings}");
+    let uri = format!("thinsr://{SR_UUID}/{leaf}");
+    dp("Datapath.deactivate", &uri, "7");
+    dp("Datapath.detach", &uri, "7");
+    let (again, _, _) = attach_nbd(&uri, "0");
+    assert!(
+        read_at(&again, 0, model.len()) == model,
+        "not the same once attached again"
+    );
+    dp("Datapath.detach", &uri, "0");
+    call(VOLUME, "Volume.destroy", json!({"sr": sr, "key": leaf}));
+}
+
+/// The destination of a running VM's move from an SMAPIv1 SR, in xenopsd's order: the
+/// VM reads and writes the leaf before compose arrives, and compose runs while it goes
+/// on writing; then a crash at every step of that compose, each finished by `sr check
+/// --repair` with the VM still writing.
+#[test]
+fn a_vm_running_on_the_leaf_before_compose_reads_its_disk_exactly_throughout() {
+    vm();
+    install();
+    systemd_run_spy();
+    let (sr, _) = sr_create(DISKS[0], SR_UUID, "local");
+    let (leaf, parent, dummy, dev, source, vm) = up_to_live_compose(&sr, 60, true);
+    let began = std::time::Instant::now();
+    let done = call(VOLUME, "Volume.compose", compose_args(&sr, &leaf, &parent));
+    println!("live compose: {:.2} s", began.elapsed().as_secs_f64());
+    assert_eq!(done, Value::Null);
+    live_composed(&sr, (&leaf, &parent, &dummy, &dev), &source, vm, began);
+
+    for (i, point) in [
+        "compose.recorded",
+        "compose.created",
+        "compose.switched",
+        "compose.copied",
+        "compose.kernel",
+        "compose.old-removed",
+        "compose.retagged",
+        "compose.parent-removed",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (leaf, parent, dummy, dev, source, vm) = up_to_live_compose(&sr, 70 + i as u64, false);
+        let began = std::time::Instant::now();
+        compose_crashing(&sr, &leaf, &parent, point);
+        vm.wait_writes(2);
+        let findings = thinsr(&["--json", "sr", "check", "local"]).json()["findings"].to_string();
+        assert!(
+            findings.contains("compose_unfinished"),
+            "{point}: {findings}"
+        );
+        let repaired = json(&["sr", "check", "local", "--repair"]);
+        assert!(
+            repaired["findings"].to_string().contains("finish it"),
+            "{point}: {repaired}"
+        );
+        live_composed(&sr, (&leaf, &parent, &dummy, &dev), &source, vm, began);
     }
 }

@@ -16,8 +16,10 @@
 use std::io::{Seek, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use crate::cancel;
+use crate::engine::compose::view::{self, View};
 use crate::engine::context::Ctx;
 use crate::engine::meta::{SrMeta, VdiKind, VdiMeta};
 use crate::error::{Error, Result};
@@ -43,6 +45,10 @@ pub struct Endpoint {
     pub export: String,
     pid: PathBuf,
     written: PathBuf,
+    /// The kernel NBD device a migration's leaf is read through by its VM until compose
+    /// (`compose::live`), and the snapshot that view was composed onto (`compose::view`).
+    pub landing: PathBuf,
+    pub landed: PathBuf,
 }
 
 impl Endpoint {
@@ -54,6 +60,8 @@ impl Endpoint {
             export: vdi.to_string(),
             pid: dir.join(format!("{vdi}.pid")),
             written: dir.join(format!("{vdi}.written")),
+            landing: dir.join(format!("{vdi}.landing")),
+            landed: dir.join(format!("{vdi}.landed")),
         }
     }
 
@@ -218,14 +226,33 @@ pub fn serve(
     writeln!(out, "{}", daemon::READY)
         .and_then(|_| out.flush())
         .map_err(|e| Error::io("saying the export is ready", e))?;
+    // The view of a migration's leaf for its VM, while one is served (compose::view).
+    let view: Mutex<Option<Arc<View>>> = Mutex::new(None);
     let session = |socket: usize, stream: UnixStream, clients: &Clients| -> Served {
         let passed = socket == 1;
         let run = || -> Result<Served> {
             let (mut stream, _registered) = if passed {
-                let (fd, _datapath) =
+                let (fd, message) =
                     fdpass::receive(&stream).map_err(|e| Error::io("a passed connection", e))?;
                 let s = UnixStream::from(fd);
                 let r = clients.register(&s)?;
+                if let Some(lower) = message.strip_prefix(view::LANDING) {
+                    return serve_view(&ep, sr, vdi, &view, s, lower);
+                }
+                if let Some(snapshot) = message.strip_prefix(view::SWITCH) {
+                    switch_view(&view, s, snapshot);
+                    return Ok(Served::default());
+                }
+                if message == view::ARM {
+                    let armed = view.lock().expect("not poisoned").as_ref().map(|v| v.arm());
+                    let answer = if armed.is_some() {
+                        "ok\n"
+                    } else {
+                        "error: no view is served\n"
+                    };
+                    (&s).write_all(answer.as_bytes()).ok();
+                    return Ok(Served::default());
+                }
                 (s, Some(r))
             } else {
                 (stream, None)
@@ -273,6 +300,7 @@ pub fn serve(
                 direct: direct.as_ref(),
                 unmap_block: unmap_block.filter(|_| writable),
                 on_write: if passed { Some(&note) } else { None },
+                layered: None,
             };
             Ok(nbd_server::serve(&mut stream, &export).unwrap_or_default())
         };
@@ -281,6 +309,74 @@ pub fn serve(
     let served = listener::serve_until(&[&plain, &passing], &session, &cancel::requested);
     std::fs::remove_file(&ep.pid).ok();
     served.map(drop)
+}
+
+/// A path a passed message names (the sender is root: the socket is root's alone).
+fn message_path(bytes: &[u8]) -> Result<PathBuf> {
+    let text = std::str::from_utf8(bytes)
+        .ok()
+        .filter(|t| t.starts_with("/dev/mapper/") && !t.contains(".."));
+    text.map(PathBuf::from).ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "a passed message names no device: {}",
+            String::from_utf8_lossy(bytes)
+        ))
+    })
+}
+
+/// Serves the view of leaf device `lower` to the kernel connection `s` (`compose::live`
+/// passed it); the view is dropped, and the leaf's device closed, when the kernel lets go.
+fn serve_view(
+    ep: &Endpoint,
+    sr: &SrUuid,
+    vdi: &VdiUuid,
+    slot: &Mutex<Option<Arc<View>>>,
+    mut s: UnixStream,
+    lower: &[u8],
+) -> Result<Served> {
+    let lower = message_path(lower)?;
+    let v = {
+        let mut held = slot.lock().expect("not poisoned");
+        match held.as_ref() {
+            Some(v) => v.clone(),
+            None => {
+                let v = View::open(&lower, &ep.written, &ep.landed, &written(sr, vdi))
+                    .map_err(|e| Error::io(lower.display().to_string(), e))?;
+                held.insert(Arc::new(v)).clone()
+            }
+        }
+    };
+    let export = Export {
+        name: &ep.export,
+        file: v.lower(),
+        size: v.size,
+        writable: true,
+        direct: None,
+        unmap_block: None,
+        on_write: None,
+        layered: Some(&*v),
+    };
+    let served = nbd_server::serve(&mut s, &export).unwrap_or_default();
+    let mut held = slot.lock().expect("not poisoned");
+    if held.as_ref().is_some_and(|h| Arc::ptr_eq(h, &v)) {
+        *held = None;
+    }
+    Ok(served)
+}
+
+/// Compose's request on `s`: the view switched onto `snapshot`; answers "ok" or the error.
+fn switch_view(slot: &Mutex<Option<Arc<View>>>, mut s: UnixStream, snapshot: &[u8]) {
+    let v = slot.lock().expect("not poisoned").clone();
+    let done = match (message_path(snapshot), v) {
+        (Ok(p), Some(v)) => v.switch(&p).map_err(|e| e.to_string()),
+        (Err(e), _) => Err(e.to_string()),
+        (_, None) => Err("no view is served".into()),
+    };
+    let answer = match done {
+        Ok(()) => "ok\n".to_string(),
+        Err(e) => format!("error: {e}\n"),
+    };
+    s.write_all(answer.as_bytes()).ok();
 }
 
 /// `thinsr __datapath-nbd SR VDI DEVICE rw|ro UNMAP_BLOCK|-`: the server process; its exit

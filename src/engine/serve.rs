@@ -102,6 +102,7 @@ impl Ctx {
                         None
                     },
                     on_write: None,
+                    layered: None,
                 };
                 ready(&Serving {
                     vdi: v.name.clone(),

@@ -139,6 +139,7 @@ mod tests {
                     unmap_block: None,
                     direct: None,
                     on_write: None,
+                    layered: None,
                 };
                 nbd_server::serve(&mut srv, &export).unwrap()
             });

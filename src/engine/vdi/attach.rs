@@ -242,6 +242,9 @@ impl Ctx {
                 dm::remove(&d.name, &v.name)?;
                 ctx.forget_devices();
             }
+            // A migration's leaf detached before its compose: the view's kernel device
+            // goes too (compose then runs on the LVs alone, from the log).
+            crate::engine::compose::live::end(&op.entry.uuid, &VdiUuid::from(uuid))?;
             if let Some(t) = v.origin.as_ref().or(v.is_template().then_some(&v.uuid)) {
                 ctx.release_origin_if_unused(t)?;
             }

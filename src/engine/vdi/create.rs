@@ -280,6 +280,10 @@ impl Ctx {
         crash::point("vdi-destroy.after-lvremove");
         op.meta.vdis.retain(|x| x.uuid != v.uuid);
         op.save()?;
+        // A migration's leaf given up (xapi's receive_cancel): its log of writes goes too.
+        let uuid = crate::ids::VdiUuid::from(v.uuid.as_str());
+        crate::engine::datapath_nbd::forget_written(&op.entry.uuid, &uuid);
+        crate::engine::compose::live::forget(&op.entry.uuid, &uuid);
         Ok(vol)
     }
 

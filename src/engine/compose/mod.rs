@@ -21,6 +21,16 @@
 //!    gone), the log dropped.
 //!
 //! Time and space: one snapshot (no copy) plus the written ranges.
+//!
+//! xenopsd's real order runs the VM on the leaf before compose arrives: the VM then reads
+//! it through a view of the leaf over the parent (`view.rs`, served by the volume's NBD
+//! export; `live.rs` puts it under the VM's device at activate), and step 3 is the view's
+//! switch onto the new LV, done by the server while the VM goes on (recorded by it as
+//! `landed`: forward only from there), after which the VM's device reads the new LV
+//! itself (`live::leave`).
+
+pub mod live;
+pub mod view;
 
 use std::os::unix::fs::FileExt;
 
@@ -30,10 +40,23 @@ use crate::engine::datapath_nbd;
 use crate::engine::meta::{Composing, VdiKind};
 use crate::engine::vdi::{free_lv_name, refuse_pending, vdi_tag, Volume};
 use crate::error::{Error, Result};
+use crate::host::dm;
 use crate::host::lvm::cmd::{self, LvCreate};
-use crate::host::lvm::{dev_path, TAG_COMPOSE, TAG_ORIGIN};
+use crate::host::lvm::{dev_path, Vg, TAG_COMPOSE, TAG_ORIGIN};
 use crate::ids::{LvPath, VdiUuid};
 use crate::image::extent::{self, Extent};
+
+/// Records that compose's new LV holds everything the child reads: forward only now.
+fn mark_copied(op: &mut Locked, uuid: &str) -> Result<()> {
+    op.vdi_mut(uuid)?
+        .composing
+        .as_mut()
+        .expect("recorded above")
+        .copied = true;
+    op.save()?;
+    crash::point("compose.copied");
+    Ok(())
+}
 
 /// The largest piece copied at once.
 const PIECE: u64 = 1 << 20;
@@ -78,7 +101,7 @@ impl Ctx {
                 }
                 refuse_pending(&v)?;
                 refuse_pending(&pv)?;
-                self.refuse_in_use(&op, &v)?;
+                self.refuse_in_use_unless_landing(&op, &v)?;
                 self.refuse_in_use(&op, &pv)?;
                 let vg = self.lvm.report_vg(&op.entry.vg)?;
                 let lv = free_lv_name(&vg, &format!("{}.composed", v.name), None);
@@ -91,8 +114,20 @@ impl Ctx {
                 crash::point("compose.recorded");
             }
         }
-        self.refuse_in_use(&op, &v)?;
+        self.refuse_in_use_unless_landing(&op, &v)?;
         self.finish_compose(&mut op, &v.uuid, true)
+    }
+
+    /// A VDI in use is composed only while its VM reads it through the view.
+    fn refuse_in_use_unless_landing(
+        &self,
+        op: &Locked,
+        v: &crate::engine::meta::VdiMeta,
+    ) -> Result<()> {
+        match live::landing(&op.entry.uuid, &VdiUuid::from(v.uuid.as_str())) {
+            Some(_) => Ok(()),
+            None => self.refuse_in_use(op, v),
+        }
     }
 
     /// The steps of a recorded compose of VDI `uuid`, from wherever a crash stopped them.
@@ -110,43 +145,62 @@ impl Ctx {
         let new_exists = vg
             .lv(&k.lv)
             .is_some_and(|l| l.tag_value(TAG_COMPOSE) == Some(&v.uuid) || l.is_vdi(&v.uuid));
-        if !k.copied {
-            let parent_lv = op
-                .meta
-                .vdi(&k.parent)
-                .and_then(|p| vg.vdi_lv(&p.uuid))
-                .map(|l| LvPath::new(&vg.name, &l.name));
+        let vdi = VdiUuid::from(v.uuid.as_str());
+        let new_dev = std::path::PathBuf::from("/dev/mapper").join(dm::dm_name(&vg.name, &k.lv));
+        // The VM reads the child through the view (live), or did until the server
+        // switched it onto the new LV (landed): the new LV is the server's to fill, never
+        // made again.
+        let live = live::landing(&sr, &vdi);
+        let landed = live::landed(&sr, &vdi).is_some_and(|p| p == new_dev);
+        if !k.copied && (live.is_some() || landed) {
+            if !new_exists {
+                self.snapshot_parent(op, &vg, &v, &k)?;
+                crash::point("compose.created");
+            }
+            if !landed {
+                live::switch(&sr, &vdi, &new_dev)?;
+                crash::point("compose.switched");
+            }
+            mark_copied(op, &v.uuid)?;
+        } else if !k.copied {
             let old_lv = vg.vdi_lv(&v.uuid).map(|l| LvPath::new(&vg.name, &l.name));
             if new_exists {
                 // Half copied, or copied but not recorded: made again from the start.
                 self.remove_lv(&new)?;
             }
-            let (Some(parent_lv), Some(old_lv), true) = (parent_lv, old_lv, redo) else {
+            let parent_known = op
+                .meta
+                .vdi(&k.parent)
+                .is_some_and(|p| vg.vdi_lv(&p.uuid).is_some());
+            let (Some(old_lv), true, true) = (old_lv, parent_known, redo) else {
                 // Nothing to go forward with: the child stays as it was.
                 op.vdi_mut(&v.uuid)?.composing = None;
                 op.save()?;
                 return self.reported_volume(op, &v.uuid);
             };
-            // A template's clone keeps reading its template: the tag says so after a crash.
-            let origin = op.meta.vdi(&k.parent).and_then(|p| p.origin.clone());
-            let mut tags = vec![sr_tag(&sr), format!("{TAG_COMPOSE}{}", v.uuid)];
-            tags.extend(origin.map(|o| format!("{TAG_ORIGIN}{o}")));
-            self.lvm.run(
-                &LvCreate::new(&k.lv, &tags)
-                    .active()
-                    .writable(true)
-                    .snapshot(&parent_lv),
-            )?;
+            self.snapshot_parent(op, &vg, &v, &k)?;
             crash::point("compose.created");
-            let ranges = datapath_nbd::written(&sr, &v.uuid);
+            let ranges = datapath_nbd::written(&sr, &vdi);
             self.copy_ranges(&old_lv, &new, &ranges, v.size.0)?;
-            op.vdi_mut(&v.uuid)?
-                .composing
-                .as_mut()
-                .expect("recorded above")
-                .copied = true;
-            op.save()?;
-            crash::point("compose.copied");
+            mark_copied(op, &v.uuid)?;
+        }
+        if live.is_some() {
+            let top = self.our_device(&v.uuid).ok_or_else(|| Error::VdiAttached {
+                vdi: v.name.clone(),
+                device: "its view, without a device of thinsr's over it".into(),
+            })?;
+            let old = vg
+                .vdi_lv(&v.uuid)
+                .filter(|l| l.name != k.lv)
+                .map(|l| dm::dm_name(&vg.name, &l.name));
+            live::leave(
+                &sr,
+                &vdi,
+                &top.name,
+                &new_dev,
+                old.as_deref().unwrap_or_default(),
+            )?;
+            self.forget_devices();
         }
         // Forward only: the new LV holds everything the child is to read.
         let vg = self.lvm.report_vg(&op.entry.vg)?;
@@ -190,9 +244,41 @@ impl Ctx {
         }
         op.meta.vdis.retain(|x| x.uuid != k.parent);
         op.save()?;
-        datapath_nbd::forget_written(&sr, &VdiUuid::from(v.uuid.as_str()));
+        datapath_nbd::forget_written(&sr, &vdi);
+        live::forget(&sr, &vdi);
         self.forget_devices();
         self.reported_volume(op, &v.uuid)
+    }
+
+    /// Compose's new LV: a thin snapshot of the parent, tagged as the compose's.
+    fn snapshot_parent(
+        &self,
+        op: &Locked,
+        vg: &Vg,
+        v: &crate::engine::meta::VdiMeta,
+        k: &Composing,
+    ) -> Result<()> {
+        let parent_lv = op
+            .meta
+            .vdi(&k.parent)
+            .and_then(|p| vg.vdi_lv(&p.uuid))
+            .map(|l| LvPath::new(&vg.name, &l.name))
+            .ok_or_else(|| Error::VdiIncomplete {
+                vdi: v.name.clone(),
+                why: format!("the parent {} of its compose is gone", k.parent),
+            })?;
+        // A template's clone keeps reading its template: the tag says so after a crash.
+        let origin = op.meta.vdi(&k.parent).and_then(|p| p.origin.clone());
+        let mut tags = vec![sr_tag(&op.entry.uuid), format!("{TAG_COMPOSE}{}", v.uuid)];
+        tags.extend(origin.map(|o| format!("{TAG_ORIGIN}{o}")));
+        self.lvm
+            .run(
+                &LvCreate::new(&k.lv, &tags)
+                    .active()
+                    .writable(true)
+                    .snapshot(&parent_lv),
+            )
+            .map(drop)
     }
 
     /// Copies `ranges` (clipped to `size`) from `from` to `to`, both activated for the
