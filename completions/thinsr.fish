@@ -25,7 +25,7 @@ function __fish_thinsr_using_subcommand
 end
 
 complete -c thinsr -n "__fish_thinsr_needs_command" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_needs_command" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_needs_command" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_needs_command" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_needs_command" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_needs_command" -s q -l quiet -d 'Print nothing but errors'
@@ -34,13 +34,13 @@ complete -c thinsr -n "__fish_thinsr_needs_command" -s h -l help -d 'Print help 
 complete -c thinsr -n "__fish_thinsr_needs_command" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_needs_command" -f -a "sr" -d 'Storage repositories: create, introduce, attach, inspect, destroy'
 complete -c thinsr -n "__fish_thinsr_needs_command" -f -a "vdi" -d 'Virtual disks: thin or preallocated, snapshots, clones, resize, names and keys'
-complete -c thinsr -n "__fish_thinsr_needs_command" -f -a "template" -d 'Templates: read-only images (file, NBD, scripted schemes) cloned without copying'
+complete -c thinsr -n "__fish_thinsr_needs_command" -f -a "template" -d 'Templates: read-only images cloned without copying, from file://, nbd://, nfs://, smb://, http:// or https://, or any scheme a script of yours handles'
 complete -c thinsr -n "__fish_thinsr_needs_command" -f -a "xapi" -d 'The xapi storage plugin: install thinsr as an SMAPIv3 volume and datapath plugin'
 complete -c thinsr -n "__fish_thinsr_needs_command" -f -a "pool" -d 'The thin pool: use, growth policy, cron maintenance, checks'
 complete -c thinsr -n "__fish_thinsr_needs_command" -f -a "export" -d 'Write a VDI as a raw, VHD or qcow2 image, reading only the blocks that hold data'
 complete -c thinsr -n "__fish_thinsr_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and not __fish_seen_subcommand_from create introduce attach detach forget destroy show check list rename set-description help" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and not __fish_seen_subcommand_from create introduce attach detach forget destroy show check list rename set-description help" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and not __fish_seen_subcommand_from create introduce attach detach forget destroy show check list rename set-description help" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and not __fish_seen_subcommand_from create introduce attach detach forget destroy show check list rename set-description help" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and not __fish_seen_subcommand_from create introduce attach detach forget destroy show check list rename set-description help" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and not __fish_seen_subcommand_from create introduce attach detach forget destroy show check list rename set-description help" -s q -l quiet -d 'Print nothing but errors'
@@ -63,7 +63,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcom
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from create" -l size -d 'Size of the file for --file (512M, 20G, 1.5T)' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from create" -l name -d 'The SR\'s name; the volume group is named after it' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from create" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from create" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from create" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from create" -l force -d 'Wipe signatures found on the disks'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from create" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from create" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
@@ -75,7 +75,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcom
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from introduce" -l pool-size -d 'Size of a new thin pool: SIZE, or N% of the VG\'s free space' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from introduce" -l pool -d 'Adopt this existing thin pool LV instead of making one. A pool that does not zero new blocks (made with -Zn) is refused: its new VDIs would show old data; on a terminal thinsr offers to turn zeroing on, elsewhere --yes does' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from introduce" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from introduce" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from introduce" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from introduce" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from introduce" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from introduce" -s q -l quiet -d 'Print nothing but errors'
@@ -83,7 +83,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcom
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from introduce" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from introduce" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from attach" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from attach" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from attach" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from attach" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from attach" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from attach" -s q -l quiet -d 'Print nothing but errors'
@@ -91,7 +91,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcom
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from attach" -s h -l help -d 'Print help'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from attach" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from detach" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from detach" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from detach" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from detach" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from detach" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from detach" -s q -l quiet -d 'Print nothing but errors'
@@ -99,7 +99,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcom
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from detach" -s h -l help -d 'Print help'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from detach" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from forget" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from forget" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from forget" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from forget" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from forget" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from forget" -s q -l quiet -d 'Print nothing but errors'
@@ -107,7 +107,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcom
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from forget" -s h -l help -d 'Print help'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from forget" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from destroy" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from destroy" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from destroy" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from destroy" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from destroy" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from destroy" -s q -l quiet -d 'Print nothing but errors'
@@ -115,7 +115,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcom
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from destroy" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from destroy" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from show" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from show" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from show" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from show" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from show" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Print nothing but errors'
@@ -123,7 +123,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcom
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from check" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from check" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from check" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from check" -l repair -d 'Repair what was found'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from check" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from check" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
@@ -132,7 +132,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcom
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from check" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from check" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from list" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from list" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from list" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from list" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from list" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print nothing but errors'
@@ -140,7 +140,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcom
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from rename" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from rename" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from rename" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from rename" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from rename" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from rename" -s q -l quiet -d 'Print nothing but errors'
@@ -148,7 +148,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcom
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from rename" -s h -l help -d 'Print help'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from rename" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from set-description" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from set-description" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from set-description" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from set-description" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from set-description" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from set-description" -s q -l quiet -d 'Print nothing but errors'
@@ -168,7 +168,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcom
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from help" -f -a "set-description" -d 'Set the SR\'s description'
 complete -c thinsr -n "__fish_thinsr_using_subcommand sr; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach import cbt changed-blocks serve mirror copy data-destroy revert help" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach import cbt changed-blocks serve mirror copy data-destroy revert help" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach import cbt changed-blocks serve mirror copy data-destroy revert help" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach import cbt changed-blocks serve mirror copy data-destroy revert help" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach import cbt changed-blocks serve mirror copy data-destroy revert help" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and not __fish_seen_subcommand_from create list show destroy snapshot clone resize rename set-description set unset attach detach import cbt changed-blocks serve mirror copy data-destroy revert help" -s q -l quiet -d 'Print nothing but errors'
@@ -201,7 +201,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subco
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from create" -l sr -d 'The SR (name, uuid or volume group); may be left out when only one is registered' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from create" -l description -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from create" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from create" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from create" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from create" -l preallocate -d 'Allocate and zero all of it now, from the volume group\'s free space'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from create" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from create" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
@@ -211,7 +211,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subco
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from create" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from list" -l sr -d 'The SR (name, uuid or volume group); may be left out when only one is registered' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from list" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from list" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from list" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from list" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from list" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print nothing but errors'
@@ -220,7 +220,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subco
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from show" -l sr -d 'Look for the VDI in this SR only' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from show" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from show" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from show" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from show" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from show" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Print nothing but errors'
@@ -229,7 +229,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subco
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from destroy" -l sr -d 'Look for the VDI in this SR only' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from destroy" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from destroy" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from destroy" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from destroy" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from destroy" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from destroy" -s q -l quiet -d 'Print nothing but errors'
@@ -239,7 +239,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subco
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from snapshot" -l sr -d 'Look for the VDI in this SR only' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from snapshot" -l name -d 'Name of the snapshot (default: the VDI\'s own, as xe does)' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from snapshot" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from snapshot" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from snapshot" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from snapshot" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from snapshot" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from snapshot" -s q -l quiet -d 'Print nothing but errors'
@@ -249,7 +249,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subco
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from clone" -l sr -d 'Look for the VDI in this SR only' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from clone" -l name -d 'Name of the clone (default: the VDI\'s own, as xe does)' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from clone" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from clone" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from clone" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from clone" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from clone" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from clone" -s q -l quiet -d 'Print nothing but errors'
@@ -258,7 +258,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subco
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from clone" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from resize" -l sr -d 'Look for the VDI in this SR only' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from resize" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from resize" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from resize" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from resize" -l allow-shrink -d 'Allow a smaller size (data beyond it is lost)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from resize" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from resize" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
@@ -268,7 +268,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subco
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from resize" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from rename" -l sr -d 'Look for the VDI in this SR only' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from rename" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from rename" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from rename" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from rename" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from rename" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from rename" -s q -l quiet -d 'Print nothing but errors'
@@ -277,7 +277,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subco
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from rename" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from set-description" -l sr -d 'Look for the VDI in this SR only' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from set-description" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from set-description" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from set-description" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from set-description" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from set-description" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from set-description" -s q -l quiet -d 'Print nothing but errors'
@@ -286,7 +286,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subco
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from set-description" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from set" -l sr -d 'Look for the VDI in this SR only' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from set" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from set" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from set" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from set" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from set" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from set" -s q -l quiet -d 'Print nothing but errors'
@@ -295,7 +295,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subco
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from set" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from unset" -l sr -d 'Look for the VDI in this SR only' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from unset" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from unset" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from unset" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from unset" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from unset" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from unset" -s q -l quiet -d 'Print nothing but errors'
@@ -304,7 +304,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subco
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from unset" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from attach" -l sr -d 'Look for the VDI in this SR only' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from attach" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from attach" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from attach" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from attach" -l read-only -d 'Attach it read-only (the only way to attach a template)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from attach" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from attach" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
@@ -314,7 +314,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subco
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from attach" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from detach" -l sr -d 'Look for the VDI in this SR only' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from detach" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from detach" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from detach" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from detach" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from detach" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from detach" -s q -l quiet -d 'Print nothing but errors'
@@ -332,7 +332,7 @@ vhdx\t''"
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from import" -l size -d 'The virtual size of a raw stream on stdin (its exact length)' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from import" -l description -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from import" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from import" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from import" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from import" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from import" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from import" -s q -l quiet -d 'Print nothing but errors'
@@ -341,7 +341,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subco
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from import" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from cbt" -l sr -d 'Look for the VDI in this SR only' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from cbt" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from cbt" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from cbt" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from cbt" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from cbt" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from cbt" -s q -l quiet -d 'Print nothing but errors'
@@ -352,7 +352,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subco
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from changed-blocks" -l offset -d 'Start of the part of the disk to look at (widened to 64 KiB blocks)' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from changed-blocks" -l length -d 'Length of the part to look at (default: to the end of the disk)' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from changed-blocks" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from changed-blocks" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from changed-blocks" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from changed-blocks" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from changed-blocks" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from changed-blocks" -s q -l quiet -d 'Print nothing but errors'
@@ -362,7 +362,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subco
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from serve" -l sr -d 'Look for the VDI in this SR only' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from serve" -l socket -d 'Where to put the socket (a path where nothing is yet)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from serve" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from serve" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from serve" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from serve" -l writable -d 'Serve it read-write (a detached VDI, attached for the while): what a client writes lands in the VDI, and zeros it writes unmap blocks, keeping it thin'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from serve" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from serve" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
@@ -372,7 +372,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subco
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from serve" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from mirror" -l sr -d 'Look for the VDI in this SR only' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from mirror" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from mirror" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from mirror" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from mirror" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from mirror" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from mirror" -s q -l quiet -d 'Print nothing but errors'
@@ -383,7 +383,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subco
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from copy" -l to -d 'The SR to copy into' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from copy" -l name -d 'The new VDI\'s label (the source\'s by default)' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from copy" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from copy" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from copy" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from copy" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from copy" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from copy" -s q -l quiet -d 'Print nothing but errors'
@@ -392,7 +392,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subco
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from copy" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from data-destroy" -l sr -d 'Look for the VDI in this SR only' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from data-destroy" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from data-destroy" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from data-destroy" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from data-destroy" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from data-destroy" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from data-destroy" -s q -l quiet -d 'Print nothing but errors'
@@ -401,7 +401,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subco
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from data-destroy" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from revert" -l sr -d 'Look for the VDI in this SR only' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from revert" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from revert" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from revert" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from revert" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from revert" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from revert" -s q -l quiet -d 'Print nothing but errors'
@@ -431,7 +431,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subco
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from help" -f -a "revert" -d 'Make a VDI\'s contents its snapshot\'s again; its uuid, name, keys and CBT stay'
 complete -c thinsr -n "__fish_thinsr_using_subcommand vdi; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm localize list show help" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm localize list show help" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm localize list show help" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm localize list show help" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm localize list show help" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm localize list show help" -s q -l quiet -d 'Print nothing but errors'
@@ -450,7 +450,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from introduce" -l name -d 'The template\'s name (default: the image\'s file name without extension)' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from introduce" -l sha256 -d 'An http(s) image\'s SHA-256: the download is checked against it, and removed when it differs' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from introduce" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from introduce" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from introduce" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from introduce" -l cache -d 'Keep a local copy-on-read cache of it (see \'thinsr template cache\')'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from introduce" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from introduce" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
@@ -460,7 +460,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from introduce" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from forget" -l sr -d 'Look for the VDI in this SR only' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from forget" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from forget" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from forget" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from forget" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from forget" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from forget" -s q -l quiet -d 'Print nothing but errors'
@@ -469,7 +469,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from forget" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from cache" -l sr -d 'Look for the VDI in this SR only' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from cache" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from cache" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from cache" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from cache" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from cache" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from cache" -s q -l quiet -d 'Print nothing but errors'
@@ -478,7 +478,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from cache" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from warm" -l sr -d 'Look for the VDI in this SR only' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from warm" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from warm" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from warm" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from warm" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from warm" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from warm" -s q -l quiet -d 'Print nothing but errors'
@@ -487,7 +487,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from warm" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from localize" -l sr -d 'Look for the VDI in this SR only' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from localize" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from localize" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from localize" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from localize" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from localize" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from localize" -s q -l quiet -d 'Print nothing but errors'
@@ -496,7 +496,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from localize" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from list" -l sr -d 'The SR (name, uuid or volume group); may be left out when only one is registered' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from list" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from list" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from list" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from list" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from list" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print nothing but errors'
@@ -505,7 +505,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from show" -l sr -d 'Look for the VDI in this SR only' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from show" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from show" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from show" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from show" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from show" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Print nothing but errors'
@@ -521,7 +521,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show a template: its URI, format, size and clones'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and not __fish_seen_subcommand_from install uninstall help" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and not __fish_seen_subcommand_from install uninstall help" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and not __fish_seen_subcommand_from install uninstall help" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and not __fish_seen_subcommand_from install uninstall help" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and not __fish_seen_subcommand_from install uninstall help" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and not __fish_seen_subcommand_from install uninstall help" -s q -l quiet -d 'Print nothing but errors'
@@ -534,7 +534,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and not __fish_seen_
 complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from install" -l root -d 'Where xapi-storage-script looks for plugins' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from install" -l binary -d 'The thinsr the method files run (default: this binary; packages give /usr/sbin/thinsr while building)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from install" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from install" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from install" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from install" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from install" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from install" -s q -l quiet -d 'Print nothing but errors'
@@ -543,7 +543,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subc
 complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from install" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from uninstall" -l root -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from uninstall" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from uninstall" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from uninstall" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from uninstall" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from uninstall" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from uninstall" -s q -l quiet -d 'Print nothing but errors'
@@ -554,7 +554,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subc
 complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from help" -f -a "uninstall" -d 'Remove the method files `xapi install` made'
 complete -c thinsr -n "__fish_thinsr_using_subcommand xapi; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain watch check help" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain watch check help" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain watch check help" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain watch check help" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain watch check help" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain watch check help" -s q -l quiet -d 'Print nothing but errors'
@@ -569,7 +569,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain watch check help" -f -a "check" -d 'Check the pool\'s metadata with thin_check (on a snapshot while it is live)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and not __fish_seen_subcommand_from show extend set maintain watch check help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from show" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from show" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from show" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from show" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from show" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Print nothing but errors'
@@ -578,7 +578,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subc
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from extend" -l metadata -d 'New metadata size, or +SIZE' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from extend" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from extend" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from extend" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from extend" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from extend" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from extend" -s q -l quiet -d 'Print nothing but errors'
@@ -592,7 +592,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subc
 error\t''"
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from set" -l max-overcommit -d 'Refuse new thin disks once their virtual total would pass RATIO x the pool\'s size' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from set" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from set" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from set" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from set" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from set" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from set" -s q -l quiet -d 'Print nothing but errors'
@@ -600,7 +600,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subc
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from set" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from set" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from maintain" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from maintain" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from maintain" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from maintain" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from maintain" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from maintain" -s q -l quiet -d 'Print nothing but errors'
@@ -609,7 +609,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subc
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from maintain" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from watch" -l interval -d 'Also look at every pool this often, in seconds, between the kernel\'s events' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from watch" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from watch" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from watch" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from watch" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from watch" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from watch" -s q -l quiet -d 'Print nothing but errors'
@@ -617,7 +617,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subc
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from watch" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from watch" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from check" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from check" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from check" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from check" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from check" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand pool; and __fish_seen_subcommand_from check" -s q -l quiet -d 'Print nothing but errors'
@@ -639,7 +639,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand export" -s o -l output -d 
 complete -c thinsr -n "__fish_thinsr_using_subcommand export" -l base -d 'Only what changed since this older snapshot of the VDI (a qcow2 over its export)' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand export" -l backing-name -d 'The backing file name written into a --base export' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand export" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
-complete -c thinsr -n "__fish_thinsr_using_subcommand export" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`)' -r -F
+complete -c thinsr -n "__fish_thinsr_using_subcommand export" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand export" -l force -d 'Replace an existing output file'
 complete -c thinsr -n "__fish_thinsr_using_subcommand export" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand export" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
@@ -649,7 +649,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand export" -s h -l help -d 'P
 complete -c thinsr -n "__fish_thinsr_using_subcommand export" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template xapi pool export help" -f -a "sr" -d 'Storage repositories: create, introduce, attach, inspect, destroy'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template xapi pool export help" -f -a "vdi" -d 'Virtual disks: thin or preallocated, snapshots, clones, resize, names and keys'
-complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template xapi pool export help" -f -a "template" -d 'Templates: read-only images (file, NBD, scripted schemes) cloned without copying'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template xapi pool export help" -f -a "template" -d 'Templates: read-only images cloned without copying, from file://, nbd://, nfs://, smb://, http:// or https://, or any scheme a script of yours handles'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template xapi pool export help" -f -a "xapi" -d 'The xapi storage plugin: install thinsr as an SMAPIv3 volume and datapath plugin'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template xapi pool export help" -f -a "pool" -d 'The thin pool: use, growth policy, cron maintenance, checks'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template xapi pool export help" -f -a "export" -d 'Write a VDI as a raw, VHD or qcow2 image, reading only the blocks that hold data'

@@ -1,6 +1,7 @@
 //! Crash and pause points for the VM tests, compiled in only with the `testing` feature.
 //! `THINSR_CRASH_AT=<point>` aborts the process there (as a kill would);
-//! `THINSR_PAUSE_AT=<point>` sleeps `THINSR_PAUSE_MS` (default 2000) there, holding any lock.
+//! `THINSR_PAUSE_AT=<point>` sleeps `THINSR_PAUSE_MS` (default 2000) there, holding any lock;
+//! `THINSR_FAULT_AT=<step>[,<step>...]` makes those steps fail (`fault`).
 
 /// Aborts or pauses at `name` when the environment asks for it.
 #[inline]
@@ -27,6 +28,19 @@ pub fn point(name: &str) {
 pub fn torn(name: &str) -> bool {
     #[cfg(feature = "testing")]
     return std::env::var("THINSR_CRASH_AT").is_ok_and(|v| v == name);
+    #[cfg(not(feature = "testing"))]
+    {
+        let _ = name;
+        false
+    }
+}
+
+/// True when the test asks step `name` to fail as the kernel or a device might
+/// (`THINSR_FAULT_AT`, names separated by commas): the caller then fails it itself.
+#[inline]
+pub fn fault(name: &str) -> bool {
+    #[cfg(feature = "testing")]
+    return std::env::var("THINSR_FAULT_AT").is_ok_and(|v| v.split(',').any(|f| f == name));
     #[cfg(not(feature = "testing"))]
     {
         let _ = name;

@@ -103,8 +103,6 @@ fn bench() {
         ),
     ];
 
-    let scale = scale_rows();
-
     println!(
         "\nthinsr benchmark (one VM run, TCG, kernel {})",
         sh(&["uname", "-r"]).trim()
@@ -114,6 +112,18 @@ fn bench() {
     for (what, n) in calls {
         println!("{what:<60} {n:>14}");
     }
+}
+
+/// `vdi list`, `vdi show` and `sr show` of one SR as it grows to 10, 200 and 1,000 VDIs,
+/// against a bare `lvs` in the same run (`cargo xtask bench bench_scale`).
+#[test]
+fn bench_scale() {
+    vm();
+    let scale = scale_rows();
+    println!(
+        "\nthinsr scale benchmark (one VM run, TCG, kernel {})",
+        sh(&["uname", "-r"]).trim()
+    );
     print_scale(&scale);
 }
 
@@ -124,11 +134,13 @@ struct Step {
     times: Vec<(&'static str, f64, f64)>,
     calls: Vec<(&'static str, u32)>,
     meta: Cost,
+    /// ioctls of one `vdi list` (thinsr's and its lvm call's), and how many failed.
+    ioctls: (usize, usize),
 }
 
 const SCALE_SR: &str = "scale";
 
-/// An SR grown to 10, 100 and 1,000 VDIs, a quarter of them snapshots, measured at each
+/// An SR grown to 10, 200 and 1,000 VDIs, a quarter of them snapshots, measured at each
 /// step against the bare lvm commands, in the same run. The VDIs are bare LVs carrying
 /// thinsr's tags, made through one `lvm` shell (as fast as LVM makes them) and adopted by
 /// `sr check --repair`: making 1,000 through thinsr would measure nothing more, in an hour.
@@ -140,7 +152,7 @@ fn scale_rows() -> Vec<Step> {
         .to_string();
     let mut made = 0;
     let mut steps = Vec::new();
-    for n in [10, 100, 1000] {
+    for n in [10, 200, 1000] {
         grow(&sr_uuid, &mut made, n);
         steps.push(measure(n));
     }
@@ -238,7 +250,7 @@ fn measure(n: usize) -> Step {
             "scale/thinsr_pool",
         ]);
     };
-    if n != 100 {
+    if n != 200 {
         timed_pair(
             "vdi create / lvcreate -V",
             &mut |i| {
@@ -358,7 +370,22 @@ fn measure(n: usize) -> Step {
         times,
         calls,
         meta,
+        ioctls: list_ioctls(),
     }
+}
+
+/// The ioctls one `vdi list` makes, its lvm call's included, and how many of them fail
+/// (strace, which the test VM carries for this).
+fn list_ioctls() -> (usize, usize) {
+    let out = "/tmp/list.strace";
+    let mut cmd = std::process::Command::new("strace");
+    cmd.args(["-f", "-qq", "-e", "trace=ioctl", "-o", out, &thinsr_bin()]);
+    cmd.args(["--json", "vdi", "list", "--sr", SCALE_SR]);
+    assert!(cmd.output().unwrap().status.success());
+    let trace = std::fs::read_to_string(out).unwrap();
+    let calls: Vec<&str> = trace.lines().filter(|l| l.contains("ioctl(")).collect();
+    let failed = calls.iter().filter(|l| l.contains(" = -1 ")).count();
+    (calls.len(), failed)
 }
 
 fn print_scale(steps: &[Step]) {
@@ -389,6 +416,9 @@ fn print_scale(steps: &[Step]) {
                 .unwrap_or_default()
         });
     }
+    row("ioctls of one vdi list (failed)", &|s| {
+        format!("{} ({})", s.ioctls.0, s.ioctls.1)
+    });
     row("metadata size", &|s| {
         format!("{} KiB", s.meta.meta_written_bytes / 1024)
     });

@@ -525,6 +525,38 @@ fn admins_copy_and_mirror_vdis_in_use_and_not() {
     assert_eq!(sha256("/tmp/m.raw"), sha256(&dev));
     assert_eq!(target(&dev), "linear");
 
+    // The swap fails and so does every resume this call tries (a device fault): both
+    // causes are named, and the guard resumes the VM's device once the call is gone.
+    let mut server = qemu_nbd("/tmp/m.raw", 128, "/tmp/m.sock", "web");
+    let mut cmd = thinsr_cmd(&["vdi", "mirror", "web", "nbd+unix:///web?socket=/tmp/m.sock"]);
+    cmd.env("THINSR_FAULT_AT", "mirror.swap,mirror.resume");
+    let r = Run::from(cmd.output().unwrap());
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    for cause in [
+        "loading the mirror",
+        "resuming",
+        "(injected)",
+        "guard tries again",
+    ] {
+        assert!(r.stderr.contains(cause), "{cause}: {}", r.stderr);
+    }
+    let top = Path::new(&dev)
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sh(&["dmsetup", "info", &top]).contains("ACTIVE") {
+        assert!(Instant::now() < deadline, "the VM's device stays suspended");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(target(&dev), "linear");
+    write_at(&dev, 0, &noise(4096, 700));
+    let _ = server.kill();
+    let _ = server.wait();
+    nothing_of_a_mirror_left_but_the_record();
+
     // A destination that is not there: named, in bounded time, nothing made.
     let t = Instant::now();
     let e = fails(

@@ -129,10 +129,12 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &SrCmd) -> Result<i32> {
     Ok(0)
 }
 
-/// What xapi 26.1 does with an SR of this health (xapi-storage-script's SR.scan2).
-fn what_xapi_does(health: &str) -> &'static str {
+/// What xapi 26.1 does with an SR of this health (xapi-storage-script's SR.scan2), `warned`
+/// when the health carries a warning.
+fn what_xapi_does(health: &str, warned: bool) -> &'static str {
     match health {
-        "Healthy" => "scans succeed (a warning above reaches xapi in the SR's description)",
+        "Healthy" if warned => "scans succeed; the warning above reaches xapi in the SR's description",
+        "Healthy" => "scans succeed",
         "Unreachable" => "scans are retried 3 times a second apart, then fail (SR_UNHEALTHY); running VMs keep their disks and VMs start, but their writes wait or fail until the pool has room",
         "Unavailable" => "scans fail at once (SR_UNHEALTHY); the pool's metadata needs a repair before VMs can use it",
         _ => "scans fail (SR_UNHEALTHY)",
@@ -211,7 +213,10 @@ fn print_detail(d: &SrDetail) {
             format!(" ({})", d.health.1)
         }
     );
-    println!("xapi        {}", what_xapi_does(&d.health.0));
+    println!(
+        "xapi        {}",
+        what_xapi_does(&d.health.0, !d.health.1.is_empty())
+    );
     println!(
         "VG          {}: {} total, {} free for pool growth and preallocated disks",
         d.vg, d.vg_size, d.vg_free
@@ -279,4 +284,16 @@ fn print_detail(d: &SrDetail) {
         ]);
     }
     println!("{lvs}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_warning_is_said_to_reach_xapi_only_when_there_is_one() {
+        assert_eq!(what_xapi_does("Healthy", false), "scans succeed");
+        assert!(what_xapi_does("Healthy", true).contains("the warning above reaches xapi"));
+        assert!(what_xapi_does("Unreachable", false).contains("retried"));
+    }
 }

@@ -45,6 +45,7 @@ pub fn start<S: AsRef<OsStr>>(
     };
     cmd.args(args)
         .env_remove("THINSR_CRASH_AT")
+        .env_remove("THINSR_FAULT_AT")
         .stdin(stdin.map(Stdio::from).unwrap_or(Stdio::null()))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -224,6 +224,18 @@ pub fn our_devices_or_none() -> Vec<OurDevice> {
     open().and_then(|dm| our_devices(&dm)).unwrap_or_default()
 }
 
+/// The names of every device-mapper device, in one ioctl: which LVs are active, without
+/// asking the kernel about each.
+pub fn names() -> Result<std::collections::HashSet<String>> {
+    let dm = open()?;
+    Ok(dm
+        .list_devices()
+        .map_err(|e| dm_err("listing devices", e))?
+        .into_iter()
+        .map(|(name, _, _)| name.to_string())
+        .collect())
+}
+
 /// Every device thinsr made, with its table: one list ioctl and one per device (the table
 /// status carries the device's uuid, flags and open count too).
 pub fn our_devices(dm: &DM) -> Result<Vec<OurDevice>> {

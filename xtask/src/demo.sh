@@ -1,8 +1,16 @@
 # The tour `cargo xtask demo` runs inside the test VM: real LVM, real dm-thin.
 set -e
 say() { printf '\n### %s\n' "$*"; }
-run() { printf '$ %s\n' "$*"; "$@"; }
-fails() { printf '$ %s\n' "$*"; if "$@"; then echo "demo: that should have failed"; exit 1; fi; }
+# Each command printed as it could be pasted: arguments with spaces or quotes quoted.
+q() {
+    case $1 in
+    '' | *[!A-Za-z0-9_./:=+@%,-]*) printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")" ;;
+    *) printf '%s' "$1" ;;
+    esac
+}
+show() { printf '$'; for a in "$@"; do printf ' '; q "$a"; done; printf '\n'; }
+run() { show "$@"; "$@"; }
+fails() { show "$@"; if "$@"; then echo "demo: that should have failed"; exit 1; fi; }
 
 say "Owned mode: thinsr takes two blank disks and makes them a storage repository"
 run thinsr sr create /dev/vda /dev/vdb --name "Fast local"
@@ -66,7 +74,7 @@ run thinsr vdi detach Windows_10_64-bit+1
 
 say "Templates: a read-only image anywhere, cloned into VM disks without copying it"
 truncate -s 1G /tmp/debian-12.raw
-printf 'Debian 12 boot sector, straight from the template' | dd of=/tmp/debian-12.raw conv=notrunc 2>/dev/null
+printf 'Debian 12 boot sector' | dd of=/tmp/debian-12.raw conv=notrunc 2>/dev/null
 qemu-img convert -O qcow2 /tmp/debian-12.raw /tmp/debian-12.qcow2
 sum=$(sha256sum /tmp/debian-12.qcow2 | cut -d' ' -f1)
 run thinsr template introduce file:///tmp/debian-12.qcow2 --sr "Fast local"
@@ -76,11 +84,11 @@ run thinsr template list
 web01=$(thinsr vdi attach "web01 disk")
 web02=$(thinsr vdi attach "web02 disk")
 echo "web01's disk is $web01, web02's is $web02"
-echo "web01 reads: $(head -c 49 "$web01")"
+echo "web01 reads: $(head -c 21 "$web01")  (from the template: web01 has written nothing)"
 printf 'web01 was here' | dd of="$web01" conv=notrunc,fsync 2>/dev/null
-echo "after web01 wrote to its disk:"
-echo "  web01 reads: $(head -c 49 "$web01")"
-echo "  web02 reads: $(head -c 49 "$web02")"
+echo "after web01 wrote its first 14 bytes:"
+echo "  web01 reads: $(head -c 21 "$web01")  (from its own disk: the block it wrote holds the template's bytes around its write)"
+echo "  web02 reads: $(head -c 21 "$web02")  (still from the template)"
 run dmsetup ls
 run thinsr vdi list --sr "Fast local"
 fails thinsr template forget debian-12
@@ -139,14 +147,14 @@ run thinsr --yes vdi revert Windows_10_64-bit tuesday
 run thinsr vdi show Windows_10_64-bit
 run thinsr vdi import /tmp/web01.qcow2 --name "web01 restored" --sr "Fast local"
 restored=$(thinsr vdi attach "web01 restored")
-echo "web01 restored reads: $(head -c 49 "$restored")"
+echo "web01 restored reads: $(head -c 21 "$restored")  (from its own disk: imported from web01's export)"
 run thinsr vdi detach "web01 restored"
 
 say "A disk in use copied while it runs: the kernel mirrors its writes, only data travels"
 thinsr vdi attach "web01 restored" >/dev/null
 run thinsr vdi copy "web01 restored" --to "Beside the OS" --name "web01 moved"
 moved=$(thinsr vdi attach "web01 moved")
-echo "web01 moved reads: $(head -c 49 "$moved")"
+echo "web01 moved reads: $(head -c 21 "$moved")  (from its own disk, in the other SR)"
 run thinsr vdi detach "web01 moved"
 run thinsr vdi detach "web01 restored"
 

@@ -35,6 +35,8 @@ const HOST_TOOLS: &[&str] = &[
     "/usr/sbin/exportfs",
     "/usr/sbin/smbd",
     "/usr/bin/smbpasswd",
+    // What one command asks of the kernel, for the scale benchmark.
+    "/usr/bin/strace",
 ];
 const LVM_LINKS: &[&str] = &[
     "lvs",
@@ -113,6 +115,7 @@ pub const PACKAGES: &[&str] = &[
     "pkg-config",
     "man-db",
     "nfs-kernel-server",
+    "strace",
     "samba",
     // musl-gcc, for the C inside ring (rustls) in the static binary.
     "musl-tools",

@@ -76,7 +76,7 @@ pub struct Global {
     )]
     pub config: PathBuf,
     /// Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach
-    /// URI`).
+    /// URI`); a script named nfs, smb, http or https replaces thinsr's own handler.
     #[arg(
         long,
         global = true,
@@ -95,7 +95,8 @@ pub enum Group {
     /// Virtual disks: thin or preallocated, snapshots, clones, resize, names and keys.
     #[command(subcommand)]
     Vdi(VdiCmd),
-    /// Templates: read-only images (file, NBD, scripted schemes) cloned without copying.
+    /// Templates: read-only images cloned without copying, from file://, nbd://, nfs://,
+    /// smb://, http:// or https://, or any scheme a script of yours handles.
     #[command(subcommand)]
     Template(TemplateCmd),
     /// The xapi storage plugin: install thinsr as an SMAPIv3 volume and datapath plugin.
@@ -298,14 +299,16 @@ pub enum TemplateCmd {
 Examples:
   thinsr template introduce file:///srv/images/debian-12.qcow2
   thinsr template introduce nbd://images.lan:10809/win10 --name \"Windows 10\"
+  thinsr template introduce nfs://nas.lan/export/images/debian-12.qcow2
+  thinsr template introduce https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-generic-amd64.qcow2
   thinsr template introduce s3://bucket/debian.raw   # runs <scheme-dir>/s3 attach|detach URI
 
-file:// images may be raw, qcow2, vhd (vpc), vhdx or vmdk: thinsr reads the format and
-virtual size with qemu-img. nbd:// exports are raw disks. Any other scheme is handled by an
-executable <scheme-dir>/<scheme> (--scheme-dir, default /usr/libexec/xapi/storage) whose
-'attach URI' prints a local path or block device and whose 'detach URI' lets go of it.
-The image must not change while clones exist: they read their unwritten blocks from it.")]
-    #[command(after_long_help = "\
+Images may be raw, qcow2, vhd (vpc), vhdx or vmdk: thinsr reads the format and virtual size
+with qemu-img. nbd:// exports are raw disks. Any other scheme is handled by an executable
+<scheme-dir>/<scheme> (--scheme-dir, default /usr/libexec/xapi/storage) whose 'attach URI'
+prints a local path or block device and whose 'detach URI' lets go of it. The image must
+not change while clones exist: they read their unwritten blocks from it.
+
 URIs: file:///PATH; nbd://HOST[:PORT]/EXPORT; nfs://HOST[:PORT]/EXPORT/FILE (NFSv4.2 down to
 v3; mount options ?vers=, timeo=, retrans=, rsize=, nconnect=, sec=); smb://[USER@]HOST/SHARE/PATH
 (credentials from /etc/thinsr/credentials/USER@HOST, root's, mode 0600: username= and password=
@@ -475,3 +478,39 @@ The packages install and enable it as a systemd service:
 
 'pool show' and 'sr show' say whether it runs; 'pool maintain' (cron) warns when it died
 and still grows pools, once a minute.";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// `thinsr --help` and `thinsr template --help` name every scheme thinsr handles, and
+    /// the scripts that handle the others.
+    #[test]
+    fn help_names_every_template_scheme() {
+        let mut cli = Cli::command();
+        let top = cli.render_long_help().to_string();
+        let template = cli
+            .find_subcommand_mut("template")
+            .expect("a template group")
+            .render_long_help()
+            .to_string();
+        let introduce = Cli::command()
+            .find_subcommand_mut("template")
+            .and_then(|t| t.find_subcommand_mut("introduce").cloned())
+            .expect("template introduce")
+            .render_long_help()
+            .to_string();
+        for help in [&top, &template] {
+            for scheme in [
+                "file://", "nbd://", "nfs://", "smb://", "http://", "https://", "script",
+            ] {
+                assert!(help.contains(scheme), "{scheme} missing from:\n{help}");
+            }
+        }
+        assert!(
+            introduce.contains("Examples:") && introduce.contains("URIs:"),
+            "{introduce}"
+        );
+    }
+}

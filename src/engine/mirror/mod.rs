@@ -270,10 +270,18 @@ impl Ctx {
         match started {
             Ok(()) => Ok(m),
             Err(e) => {
-                let e = e.undo("removing what the mirror's start made", || teardown(&m));
+                // Where the undo fails too (the VM's device may still be suspended), the
+                // record stays 'starting': the guard undoes it again once this call ends.
+                let mut undone = true;
+                let e = e.undo(
+                    "removing what the mirror's start made (its guard tries again when this call ends)",
+                    || teardown(&m).inspect_err(|_| undone = false),
+                );
+                if !undone {
+                    return Err(e);
+                }
                 m.phase = Phase::Failed { why: e.to_string() };
-                let _ = m.save();
-                Err(e)
+                Err(e.undo("recording the mirror as failed", || m.save()))
             }
         }
     }
@@ -326,11 +334,18 @@ impl Ctx {
         // is mapped (and committed by the metadata snapshot), every one after goes to both.
         dm::suspend(&m.top, true)?;
         crate::crash::point("mirror.suspended");
-        let swapped = self.swap_in(vg, m, pool, thin);
-        if swapped.is_err() {
-            let _ = dm::suspend(&m.top, false);
+        let swapped = match crate::crash::fault("mirror.swap") {
+            true => Err(Error::DmFailed(format!(
+                "loading the mirror into {} failed (injected)",
+                m.top
+            ))),
+            false => self.swap_in(vg, m, pool, thin),
+        };
+        if let Err(e) = swapped {
+            // The VM's device is suspended: resumed here, else by the start's undo, else
+            // by the guard once this call is gone (the record still says starting).
+            return Err(e.undo("resuming the VM's device", || resume(&m.top)));
         }
-        swapped?;
         m.phase = Phase::Running;
         m.save()
     }
@@ -373,6 +388,14 @@ fn kernel_status(m: &Mirror) -> Result<Option<Status>> {
     }
 }
 
+/// Resumes the VM's device `top` after a start stopped with it suspended.
+fn resume(top: &str) -> Result<()> {
+    match crate::crash::fault("mirror.resume") {
+        true => Err(Error::DmFailed(format!("resuming {top} failed (injected)"))),
+        false => dm::suspend(top, false),
+    }
+}
+
 /// Undoes whatever of the mirror exists: the VDI's own table back on its device (resumed),
 /// then the first leg, the NBD connection, the log. Each step is skipped when done, so it
 /// runs again after a crash.
@@ -386,7 +409,7 @@ pub fn teardown(m: &Mirror) -> Result<()> {
             dm::replace_table(&m.top, Sectors(m.length), &m.target, &m.params)?;
         } else {
             // Suspended by a start that died before its swap: let the VM go on.
-            dm::suspend(&m.top, false)?;
+            resume(&m.top)?;
         }
     }
     crate::crash::point("mirror.swapped-back");

@@ -118,7 +118,7 @@ impl Ctx {
             });
         }
         let vgs = match metas.as_slice() {
-            [(e, _)] => vec![self.lvm.report_listing(&e.vg)?],
+            [(e, _)] => vec![self.listing_report(&e.vg)?],
             _ => self.lvm.report(None)?,
         };
         let mut volumes = Vec::new();
@@ -147,6 +147,18 @@ impl Ctx {
         Ok(Listing { volumes, warnings })
     }
 
+    /// A listing report of `vg`, each LV's `active` read from one list of the kernel's
+    /// devices (a thin pool is active through its `-tpool` layer).
+    fn listing_report(&self, vg: &VgName) -> Result<Vg> {
+        let mut report = self.lvm.report_listing(vg)?;
+        let names = crate::host::dm::names().unwrap_or_default();
+        for lv in &mut report.lvs {
+            let name = crate::host::dm::dm_name(vg, &lv.name);
+            lv.active = names.contains(&name) || names.contains(&format!("{name}-tpool"));
+        }
+        Ok(report)
+    }
+
     /// `vdi show`: one lvm report.
     pub fn vdi_show(&self, key: &str, sr: Option<&str>) -> Result<Volume> {
         self.show_found(&self.resolve(key, sr)?)
@@ -155,7 +167,7 @@ impl Ctx {
     /// `vdi show` of a VDI already resolved.
     pub(crate) fn show_found(&self, f: &Found) -> Result<Volume> {
         let v = f.meta.vdi(&f.uuid).expect("resolve found it there");
-        let vg = self.lvm.report_listing(&f.entry.vg)?;
+        let vg = self.listing_report(&f.entry.vg)?;
         let mapped = self.mapped_if_needed(&f.entry, &vg, std::slice::from_ref(v));
         Ok(self.volume(&f.entry, &f.meta, &vg, v, mapped.as_ref()))
     }

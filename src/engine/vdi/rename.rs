@@ -75,6 +75,8 @@ impl Ctx {
             m.lv = wanted.clone();
         }
         if op.save().is_err() {
+            // Best effort, as the whole rename is (the device is gone; no VM is on it): an
+            // LV left under the new name is found by its tag, and `sr check` records it.
             let _ = self.lvm.run(&cmd::rename(&vg.name, &wanted, &lv.name));
         }
     }
