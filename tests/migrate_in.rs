@@ -383,6 +383,20 @@ fn composed(sr: &str, leaf: &str, parent: &str, dummy: &str, want: &[u8]) {
     call(VOLUME, "Volume.destroy", json!({"sr": sr, "key": leaf}));
 }
 
+/// After a compose killed at `point`: `sr check` names it, and `--repair` finishes it.
+fn repair_interrupted_compose(point: &str) {
+    let findings = thinsr(&["--json", "sr", "check", "local"]).json()["findings"].to_string();
+    assert!(
+        findings.contains("compose_unfinished"),
+        "{point}: {findings}"
+    );
+    let repaired = json(&["sr", "check", "local", "--repair"]);
+    assert!(
+        repaired["findings"].to_string().contains("finish it"),
+        "{point}: {repaired}"
+    );
+}
+
 /// Runs Volume.compose with a crash at `point`, as a killed plugin call would end.
 fn compose_crashing(sr: &str, leaf: &str, parent: &str, point: &str) {
     let args = compose_args(sr, leaf, parent);
@@ -435,16 +449,7 @@ fn import_activate_takes_tapdisks_connection_and_compose_layers_its_writes() {
         );
         assert_ne!(code, 0, "{point}: attached mid-compose");
         assert_eq!(e["code"], "VDI_INCOMPLETE", "{point}: {e}");
-        let findings = thinsr(&["--json", "sr", "check", "local"]).json()["findings"].to_string();
-        assert!(
-            findings.contains("compose_unfinished"),
-            "{point}: {findings}"
-        );
-        let repaired = json(&["sr", "check", "local", "--repair"]);
-        assert!(
-            repaired["findings"].to_string().contains("finish it"),
-            "{point}: {repaired}"
-        );
+        repair_interrupted_compose(point);
         composed(&sr, &leaf, &parent, &dummy, &want);
     }
 
@@ -657,17 +662,22 @@ fn up_to_live_compose(
     dp("Datapath.activate", &puri, copy);
     let nbd = format!("nbd+unix:///{pname}?socket={psock}");
     let copier = std::thread::spawn(move || convert_into(&image_path, &nbd));
-    for (at, data) in mirror_pieces() {
-        tapdisk.write(at, &data);
-        source[at as usize..at as usize + data.len()].copy_from_slice(&data);
-    }
+    let mut mirrored = |tapdisk: &mut Client, pieces: &[(u64, Vec<u8>)]| {
+        for (at, data) in pieces {
+            tapdisk.write(*at, data);
+            source[*at as usize..*at as usize + data.len()].copy_from_slice(data);
+        }
+    };
+    let pieces = mirror_pieces();
+    mirrored(&mut tapdisk, &pieces[..2]);
     copier.join().unwrap();
     dp("Datapath.deactivate", &puri, copy);
     dp("Datapath.detach", &puri, copy);
-    // VM_receive_memory: the VM's disks attached early; the source paused; at sync
-    // point 3 activated for the VM's domain, which is unpaused.
+    // VM_receive_memory: the VM's disks attached early while the source runs and its
+    // tapdisk goes on mirroring; the source paused (every write it acknowledged is on the
+    // leaf); at sync point 3 activated for the VM's domain, which is unpaused.
     let (dev, _, _) = attach_nbd(&uri, "7");
-    tapdisk.flush_and_leave();
+    mirrored(&mut tapdisk, &pieces[2..]);
     if crash_activate {
         // Killed with the view connected, before the VM's device reads it: the activate
         // xenopsd retries (or the next one) finishes it.
@@ -699,7 +709,9 @@ fn up_to_live_compose(
         1,
         "a read of the parent's data was answered before compose named it"
     );
-    // The source's teardown: its VBD's deactivate runs receive_finalize3 here.
+    // The source's teardown: its tapdisk closes the mirror, then its VBD's deactivate
+    // runs receive_finalize3 here.
+    tapdisk.flush_and_leave();
     dp("Datapath.deactivate", &uri, MIR);
     dp("Datapath.detach", &uri, MIR);
     (key, pkey, dummy, dev, source, vm)
@@ -806,16 +818,7 @@ fn a_vm_running_on_the_leaf_before_compose_reads_its_disk_exactly_throughout() {
         let began = std::time::Instant::now();
         compose_crashing(&sr, &leaf, &parent, point);
         vm.wait_writes(2);
-        let findings = thinsr(&["--json", "sr", "check", "local"]).json()["findings"].to_string();
-        assert!(
-            findings.contains("compose_unfinished"),
-            "{point}: {findings}"
-        );
-        let repaired = json(&["sr", "check", "local", "--repair"]);
-        assert!(
-            repaired["findings"].to_string().contains("finish it"),
-            "{point}: {repaired}"
-        );
+        repair_interrupted_compose(point);
         live_composed(&sr, (&leaf, &parent, &dummy, &dev), &source, vm, began);
     }
 }

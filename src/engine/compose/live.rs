@@ -103,7 +103,7 @@ impl Ctx {
         // not in device-mapper's table load below once reads wait.
         std::fs::File::open(nbd_path(index))
             .map_err(|e| Error::io(nbd_path(index).display().to_string(), e))?;
-        ask(&ep, view::ARM)?;
+        ask(&ep, view::ARM, &[])?;
         point(&top.name, &nbd_path(index))
     }
 }
@@ -112,12 +112,7 @@ impl Ctx {
 /// returns its NBD device's index.
 fn connect_view(ep: &Endpoint, lower: &Path) -> Result<u32> {
     let failed = |e: std::io::Error| Error::io("connecting the view of a migration's leaf", e);
-    let (mut ours, theirs) = UnixStream::pair().map_err(failed)?;
-    let control = UnixStream::connect(&ep.passing).map_err(failed)?;
-    let mut message = view::LANDING.to_vec();
-    message.extend_from_slice(lower.as_os_str().as_encoded_bytes());
-    fdpass::send(&control, theirs.as_fd(), &message).map_err(failed)?;
-    drop(theirs);
+    let mut ours = pass(ep, view::LANDING, lower.as_os_str().as_encoded_bytes())?;
     ours.set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(failed)?;
     let n = nbd_client::negotiate(&mut ours, &ep.export).map_err(failed)?;
@@ -134,19 +129,25 @@ fn connect_view(ep: &Endpoint, lower: &Path) -> Result<u32> {
 
 /// Asks the server of `vdi` to switch its view onto `snapshot`; returns once it did.
 pub fn switch(sr: &SrUuid, vdi: &VdiUuid, snapshot: &Path) -> Result<()> {
-    let mut message = view::SWITCH.to_vec();
-    message.extend_from_slice(snapshot.as_os_str().as_encoded_bytes());
-    ask(&Endpoint::of(sr, vdi), &message)
+    let snapshot = snapshot.as_os_str().as_encoded_bytes();
+    ask(&Endpoint::of(sr, vdi), view::SWITCH, snapshot)
+}
+
+/// One end of a new connection passed to the server of `ep` with the message `kind` and
+/// `arg`; returns the other end.
+fn pass(ep: &Endpoint, kind: &[u8], arg: &[u8]) -> Result<UnixStream> {
+    let failed = |e: std::io::Error| Error::io("passing a connection to a volume's NBD export", e);
+    let (ours, theirs) = UnixStream::pair().map_err(failed)?;
+    let control = UnixStream::connect(&ep.passing).map_err(failed)?;
+    fdpass::send(&control, theirs.as_fd(), &[kind, arg].concat()).map_err(failed)?;
+    Ok(ours)
 }
 
 /// Sends `message` to the server of `ep` with a connection for its answer; waits for it.
-fn ask(ep: &Endpoint, message: &[u8]) -> Result<()> {
+fn ask(ep: &Endpoint, kind: &[u8], arg: &[u8]) -> Result<()> {
     let vdi = &ep.export;
     let failed = |e: std::io::Error| Error::io("asking the NBD export of a migration's leaf", e);
-    let (ours, theirs) = UnixStream::pair().map_err(failed)?;
-    let control = UnixStream::connect(&ep.passing).map_err(failed)?;
-    fdpass::send(&control, theirs.as_fd(), message).map_err(failed)?;
-    drop(theirs);
+    let ours = pass(ep, kind, arg)?;
     ours.set_read_timeout(Some(SWITCH_WAIT)).map_err(failed)?;
     let mut answer = String::new();
     BufReader::new(ours)
@@ -164,17 +165,27 @@ fn ask(ep: &Endpoint, message: &[u8]) -> Result<()> {
 }
 
 /// After the switch: the VM's device `top` reads `snapshot` itself, the view's kernel
-/// device goes, and the server lets go of leaf `lower` (an LV of `vg` about to be removed).
-pub fn leave(sr: &SrUuid, vdi: &VdiUuid, top: &str, snapshot: &Path, lower: &str) -> Result<()> {
+/// device goes, and the server lets go of the leaf's old LV (dm name `lower`, when there
+/// still is one), about to be removed.
+pub fn leave(
+    sr: &SrUuid,
+    vdi: &VdiUuid,
+    top: &str,
+    snapshot: &Path,
+    lower: Option<&str>,
+) -> Result<()> {
     point(top, snapshot)?;
     crash::point("compose.kernel");
     end(sr, vdi)?;
     let deadline = Instant::now() + CLOSE_WAIT;
-    while dm::open_count(lower).is_some_and(|n| n > 0) {
+    while lower.and_then(dm::open_count).is_some_and(|n| n > 0) {
         if Instant::now() > deadline {
             return Err(Error::VdiAttached {
                 vdi: vdi.to_string(),
-                device: format!("/dev/mapper/{lower} is still held by its NBD export"),
+                device: format!(
+                    "/dev/mapper/{} is still held by its NBD export",
+                    lower.unwrap_or_default()
+                ),
             });
         }
         std::thread::sleep(Duration::from_millis(20));

@@ -193,13 +193,7 @@ impl Ctx {
                 .vdi_lv(&v.uuid)
                 .filter(|l| l.name != k.lv)
                 .map(|l| dm::dm_name(&vg.name, &l.name));
-            live::leave(
-                &sr,
-                &vdi,
-                &top.name,
-                &new_dev,
-                old.as_deref().unwrap_or_default(),
-            )?;
+            live::leave(&sr, &vdi, &top.name, &new_dev, old.as_deref())?;
             self.forget_devices();
         }
         // Forward only: the new LV holds everything the child is to read.

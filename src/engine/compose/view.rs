@@ -155,7 +155,7 @@ impl View {
     /// log at `log`); `landed` is where the switch records the snapshot it completed.
     pub fn open(lower: &Path, log: &Path, landed: &Path, written: &[Extent]) -> io::Result<View> {
         let lower_file = File::open(lower)?;
-        let size = (&lower_file).seek_end()?;
+        let size = io::Seek::seek(&mut &lower_file, io::SeekFrom::End(0))?;
         let log = rundir::append(log).map_err(other)?;
         Ok(View {
             lower: Disk::open(lower)?,
@@ -248,16 +248,6 @@ fn copy(from: &Disk, to: &Disk, ranges: &[Extent]) -> io::Result<()> {
         to.write_all_at(b, p.start)?;
     }
     Ok(())
-}
-
-trait SeekEnd {
-    fn seek_end(self) -> io::Result<u64>;
-}
-
-impl SeekEnd for &File {
-    fn seek_end(mut self) -> io::Result<u64> {
-        io::Seek::seek(&mut self, io::SeekFrom::End(0))
-    }
 }
 
 impl Layered for View {
