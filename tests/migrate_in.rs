@@ -535,6 +535,9 @@ fn direct_write(f: &std::fs::File, at: u64, data: &[u8]) -> std::io::Result<()> 
     f.write_all_at(thinsr::aligned::AlignedBuf::copy_of(data).as_slice(), at)
 }
 
+/// A read the VM made: where, what it got, and when.
+type VmRead = (u64, std::io::Result<Vec<u8>>, std::time::Instant);
+
 /// The destination VM, running: one thread reads FIRST_READS (each answered when it
 /// can be), another writes VM_WRITES in turn and reads back what it wrote (and, once
 /// `composed`, the 64 KiB block around it), keeping the model of the disk.
@@ -544,7 +547,7 @@ struct RunningVm {
     writes: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Reads of FIRST_READS answered.
     answered: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    reader: std::thread::JoinHandle<Vec<(u64, std::io::Result<Vec<u8>>, std::time::Instant)>>,
+    reader: std::thread::JoinHandle<Vec<VmRead>>,
     writer: std::thread::JoinHandle<(Vec<u8>, Vec<String>)>,
 }
 

@@ -71,5 +71,6 @@ pub fn lv(name: &str, size: u64, tags: &[&str], pool: &str) -> Lv {
         open: false,
         thin_id: None,
         chunk_size: None,
+        zero: None,
     }
 }

@@ -72,6 +72,17 @@ fn report_would_help(e: &Error) -> bool {
     }
 }
 
+/// Marks the LVs of a report made without `lv_attr` active or not, from one list of the
+/// kernel's devices (a thin pool is active through its `-tpool` layer). A list that cannot
+/// be read leaves every LV inactive.
+pub(crate) fn mark_active(vg: &mut Vg) {
+    let names = crate::host::dm::names().unwrap_or_default();
+    for lv in &mut vg.lvs {
+        let name = crate::host::dm::dm_name(&vg.name, &lv.name);
+        lv.active = names.contains(&name) || names.contains(&format!("{name}-tpool"));
+    }
+}
+
 /// True when LVM has activated `vg/lv` (its dm device exists).
 pub(crate) fn lv_active(vg: &VgName, lv: &LvName) -> bool {
     crate::host::dm::exists(&crate::host::dm::dm_name(vg, lv))

@@ -509,6 +509,7 @@ mod tests {
             open: false,
             thin_id: None,
             chunk_size: None,
+            zero: None,
         }
     }
 

@@ -186,6 +186,8 @@ struct Ran {
     ok: bool,
     secs: f64,
     outcome: Result<vm::Outcome>,
+    /// The console of a first run stopped by a kernel hang, when the test ran again.
+    retried: Option<String>,
 }
 
 /// What the run cost: per profile, per test file, and the slowest ten tests, so the next
@@ -262,7 +264,7 @@ fn test(args: &[String]) -> Result<()> {
     // (test binary, its file's stem, test name, profile)
     let mut jobs: Vec<(PathBuf, String, String, Profile)> = Vec::new();
     for bin in &bins {
-        // A filter names a test, or a test file (`vdi` runs all of tests/vdi.rs).
+        // A filter names tests, or test files (`vdi` runs all of tests/vdi.rs).
         let file = bin
             .file_name()
             .and_then(|n| n.to_str())
@@ -273,7 +275,8 @@ fn test(args: &[String]) -> Result<()> {
             continue; // timings are `cargo xtask bench`'s, never a test's
         }
         for name in list_tests(bin)? {
-            let wanted = |f: &str| name.contains(f) || file == f;
+            // Several, comma-separated: `sr,isolation`.
+            let wanted = |f: &str| f.split(',').any(|f| name.contains(f) || file == f);
             // `dom0:FILTER` and `debian:FILTER` run only that profile of what FILTER names.
             let (only, f) = match filter.as_deref() {
                 None => (None, None),
@@ -356,12 +359,28 @@ fn test(args: &[String]) -> Result<()> {
                     ""
                 }
             );
-            let outcome = vm::boot(&bed, &i.to_string(), &append, false, timeout);
+            let mut outcome = vm::boot(&bed, &i.to_string(), &append, false, timeout);
+            // A kernel hang in the VM (not a failed check, not a timeout) is the test
+            // bed's: run the test once more, and say so in the summary.
+            let mut retried = None;
+            let mut first_secs = 0.0;
+            if let Ok(o) = &outcome {
+                if let (None, Some(h)) = (o.rc, &o.hung) {
+                    println!(
+                        "[xtask] {name} [{}]: the VM's kernel hung ({h}); running it again",
+                        profile.name()
+                    );
+                    retried = Some(o.output.clone());
+                    first_secs = o.elapsed.as_secs_f64();
+                    outcome = vm::boot(&bed, &i.to_string(), &append, false, timeout);
+                }
+            }
             let ok = matches!(&outcome, Ok(o) if o.rc == Some(0));
-            let secs = outcome
-                .as_ref()
-                .map(|o| o.elapsed.as_secs_f64())
-                .unwrap_or(0.0);
+            let secs = first_secs
+                + outcome
+                    .as_ref()
+                    .map(|o| o.elapsed.as_secs_f64())
+                    .unwrap_or(0.0);
             println!(
                 "test {name} [{}] ... {} ({secs:.1}s)",
                 profile.name(),
@@ -374,6 +393,7 @@ fn test(args: &[String]) -> Result<()> {
                 ok,
                 secs,
                 outcome,
+                retried,
             });
         }));
     }
@@ -402,6 +422,14 @@ fn test(args: &[String]) -> Result<()> {
         for r in &failed {
             println!("    {} [{}]", r.name, r.profile.name());
         }
+    }
+    for r in results.iter().filter(|r| r.retried.is_some()) {
+        println!(
+            "\n[xtask] {} [{}] ran twice: its first VM's kernel hung; that run's console:\n{}",
+            r.name,
+            r.profile.name(),
+            r.retried.as_deref().unwrap_or_default()
+        );
     }
     print_costs(&parts, &results, started.elapsed().as_secs_f64());
     let passed = results.len() - failed.len();

@@ -228,17 +228,23 @@ impl Ctx {
 }
 
 /// Total and free space for VDIs: the pool plus what the VG still has for it to grow into.
-fn space(vg: &Vg, e: &Entry) -> (Bytes, Bytes) {
-    let pool = vg.lv(&e.pool);
-    let size = pool.map(|l| l.size.0).unwrap_or(0);
-    let used = pool
-        .and_then(|l| l.data_percent)
-        .map(|p| (size as f64 * p / 100.0) as u64)
-        .unwrap_or(0);
+/// `used`: the pool's data in use (from the kernel's status, or LVM's percentage).
+fn space(vg: &Vg, e: &Entry, used: Bytes) -> (Bytes, Bytes) {
+    let size = vg.lv(&e.pool).map(|l| l.size.0).unwrap_or(0);
     (
         Bytes(size + vg.free.0),
-        Bytes(size.saturating_sub(used) + vg.free.0),
+        Bytes(size.saturating_sub(used.0) + vg.free.0),
     )
+}
+
+/// The pool's data in use as LVM's report says (active pools only).
+fn lvm_used(vg: &Vg, e: &Entry) -> Bytes {
+    vg.lv(&e.pool)
+        .and_then(|l| {
+            l.data_percent
+                .map(|p| Bytes((l.size.0 as f64 * p / 100.0) as u64))
+        })
+        .unwrap_or_default()
 }
 
 fn no_space(vg: &Vg, wanted: Bytes) -> Error {

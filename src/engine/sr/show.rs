@@ -1,6 +1,6 @@
 //! `sr list` and `sr show`, and the SR's own name and description.
 
-use super::{space, LvInfo, PvInfo, SrDetail, SrSummary};
+use super::{lvm_used, space, LvInfo, PvInfo, SrDetail, SrSummary};
 use crate::crash;
 use crate::engine::context::{sr_tag, Ctx};
 use crate::engine::meta::{Mode, PoolPolicy, SrMeta};
@@ -77,7 +77,7 @@ impl Ctx {
                 let (state, total, free) = match vg {
                     None => ("missing".to_string(), Bytes(0), Bytes(0)),
                     Some(vg) => {
-                        let (total, free) = space(vg, e);
+                        let (total, free) = space(vg, e, lvm_used(vg, e));
                         let attached = vg.lv(&e.meta_lv).is_some_and(|l| l.active);
                         (
                             (if attached { "attached" } else { "detached" }).to_string(),
@@ -100,10 +100,12 @@ impl Ctx {
             .collect())
     }
 
-    /// `sr show`: one lvm report, the kernel's pool status, and the metadata when active.
+    /// `sr show`: one lvm report (without what LVM would ask the kernel per LV), one list
+    /// of the kernel's devices, the pool's status, and the metadata when active.
     pub fn show(&self, key: Option<&str>) -> Result<SrDetail> {
         let entry = self.entry(key)?;
-        let vg = self.lvm.report_vg_pvs(&entry.vg)?;
+        let mut vg = self.lvm.report_show(&entry.vg)?;
+        crate::engine::known::mark_active(&mut vg);
         let store = entry.meta_store();
         // The metadata is the truth; the registry can lag it by one crash.
         let (name, description, policy) = match store.exists() {
@@ -143,7 +145,7 @@ impl Ctx {
             .lvs
             .iter()
             .partition(|l| l.has_tag(&tag) || l.name == entry.pool);
-        let (total, free) = space(&vg, &entry);
+        let (total, free) = space(&vg, &entry, pool.data_used);
         let stuck = cannot_grow(entry.mode, &policy, &vg, &entry, &pool);
         let health = match pool.kernel.as_ref().filter(|k| k.trouble().is_some()) {
             Some(k) => trouble_health(k, &vg.name, &entry.pool, &pool, stuck.is_none()),

@@ -151,11 +151,7 @@ impl Ctx {
     /// devices (a thin pool is active through its `-tpool` layer).
     fn listing_report(&self, vg: &VgName) -> Result<Vg> {
         let mut report = self.lvm.report_listing(vg)?;
-        let names = crate::host::dm::names().unwrap_or_default();
-        for lv in &mut report.lvs {
-            let name = crate::host::dm::dm_name(vg, &lv.name);
-            lv.active = names.contains(&name) || names.contains(&format!("{name}-tpool"));
-        }
+        crate::engine::known::mark_active(&mut report);
         Ok(report)
     }
 

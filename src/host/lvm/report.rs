@@ -76,6 +76,10 @@ struct Row<'a> {
     thin_id: Cow<'a, str>,
     #[serde(borrow)]
     chunk_size: Cow<'a, str>,
+    /// A segment's zeroing of new blocks: "zero" (lvm 2.02's binary fields print their
+    /// name when set), "1" with `--binary`, empty or "0" when not. Absent: not asked.
+    #[serde(borrow)]
+    zero: Option<Cow<'a, str>>,
 }
 
 /// A number of a report. lvm2 2.02.180 (dom0's) pads some with a trailing space
@@ -111,8 +115,29 @@ fn vg_from(v: &Row) -> Result<Vg> {
     })
 }
 
-/// An LV from its report row, with its segment's thin id and chunk size.
-fn lv_from(l: &Row, thin_id: Option<u64>, chunk: Option<u64>) -> Result<Lv> {
+/// The segment facts an LV row lacks.
+#[derive(Default, Clone, Copy)]
+struct Seg {
+    thin_id: Option<u64>,
+    chunk: Option<u64>,
+    zero: Option<bool>,
+}
+
+impl Seg {
+    fn of(s: &Row) -> Seg {
+        Seg {
+            thin_id: number(&s.thin_id),
+            chunk: number(&s.chunk_size),
+            zero: s
+                .zero
+                .as_deref()
+                .map(|z| !matches!(z.trim(), "" | "0" | "unknown")),
+        }
+    }
+}
+
+/// An LV from its report row, with its segment's facts.
+fn lv_from(l: &Row, seg: Seg) -> Result<Lv> {
     let attr: &str = &l.lv_attr;
     let state = attr.as_bytes().get(4).copied().unwrap_or(b'-');
     // a(ctive), s(uspended), d/i (device present without/with an inactive table), h(eld).
@@ -131,8 +156,9 @@ fn lv_from(l: &Row, thin_id: Option<u64>, chunk: Option<u64>) -> Result<Lv> {
         metadata_size: number(&l.lv_metadata_size).map(Bytes),
         active,
         open: attr.as_bytes().get(5) == Some(&b'o'),
-        thin_id: thin_id.and_then(|id| u32::try_from(id).ok()),
-        chunk_size: chunk.filter(|&c| c > 0).map(Bytes),
+        thin_id: seg.thin_id.and_then(|id| u32::try_from(id).ok()),
+        chunk_size: seg.chunk.filter(|&c| c > 0).map(Bytes),
+        zero: seg.zero,
     })
 }
 
@@ -166,8 +192,7 @@ pub fn parse_lvs(json: &str, vg_fields: bool) -> Result<Option<Vg>> {
     let mut seen = std::collections::HashSet::new();
     for row in rows {
         if seen.insert(&row.lv_name) {
-            let (thin_id, chunk) = (number(&row.thin_id), number(&row.chunk_size));
-            vg.lvs.push(lv_from(row, thin_id, chunk)?);
+            vg.lvs.push(lv_from(row, Seg::of(row))?);
         }
     }
     Ok(Some(vg))
@@ -190,22 +215,14 @@ pub fn parse_report(json: &str) -> Result<Vec<Vg>> {
                 free: bytes(&p.pv_free, "pv_free")?,
             });
         }
-        let (mut thin_ids, mut chunks) = (HashMap::new(), HashMap::new());
+        // An LV of several segments keeps its first's facts (thin LVs have one).
+        let mut segs: HashMap<&str, Seg> = HashMap::new();
         for s in &r.seg {
-            if let Some(id) = number::<u64>(&s.thin_id) {
-                thin_ids.insert(&*s.lv_uuid, id);
-            }
-            if let Some(c) = number::<u64>(&s.chunk_size) {
-                chunks.insert(&*s.lv_uuid, c);
-            }
+            segs.entry(&*s.lv_uuid).or_insert_with(|| Seg::of(s));
         }
         for l in &r.lv {
-            let uuid: &str = &l.lv_uuid;
-            vg.lvs.push(lv_from(
-                l,
-                thin_ids.get(uuid).copied(),
-                chunks.get(uuid).copied(),
-            )?);
+            let seg = segs.get(&*l.lv_uuid).copied().unwrap_or_default();
+            vg.lvs.push(lv_from(l, seg)?);
         }
         vgs.push(vg);
     }
@@ -257,6 +274,28 @@ mod tests {
         let disk = vg.vdi_lv("v1").unwrap();
         assert_eq!((disk.name.as_str(), disk.thin_id), ("disk", Some(3)));
         assert!(vg.vdi_lv("v2").is_none());
+    }
+
+    #[test]
+    fn a_lean_report_takes_zeroing_from_the_segment() {
+        let lean = |zero: &str| {
+            SAMPLE.replace(r#""lv_attr":"twi-aotz--", "#, "").replace(
+                r#"{"lv_uuid":"x", "thin_id":"", "chunk_size":"65536"}"#,
+                &format!(
+                    r#"{{"lv_uuid":"x", "thin_id":"", "chunk_size":"65536", "zero":"{zero}"}}"#
+                ),
+            )
+        };
+        for (zero, want) in [("zero", true), ("1", true), ("", false), ("0", false)] {
+            let vgs = parse_report(&lean(zero)).unwrap();
+            let pool = vgs[0].lv("pool").unwrap();
+            assert_eq!(pool.zeroes_new_blocks(), want, "{zero:?}");
+            // Without lv_attr nothing is known active: the caller marks it.
+            assert!(!pool.active);
+        }
+        // Not asked: lv_attr says.
+        let vgs = parse_report(SAMPLE).unwrap();
+        assert!(vgs[0].lv("pool").unwrap().zeroes_new_blocks());
     }
 
     #[test]
