@@ -1,7 +1,10 @@
 //! What changed between two thin VDIs of one SR: the one core behind `vdi changed-blocks`
 //! (xapi's `Volume.list_changed_blocks`) and `export --base`. It reads dm-thin's own block
 //! maps (or the map `data-destroy` saved), so nothing is tracked while VMs write, and the
-//! answer survives reboots and crashes as the pool's metadata does.
+//! answer survives reboots and crashes as the pool's metadata does. Two VDIs in the pool
+//! are compared by walking their mapping trees side by side (`thin::mapping`), which skips
+//! every subtree they share: the cost follows the change. A saved map is compared with a
+//! `thin_dump` of the other.
 
 use std::path::PathBuf;
 
@@ -125,6 +128,14 @@ impl Ctx {
             )));
         }
         let (sb, sn) = (self.map_source(vg, base)?, self.map_source(vg, new)?);
+        let size = vg.vdi_lv(&new.uuid).map_or(new.size.0, |l| l.size.0);
+        if let (MapOf::Live(a), MapOf::Live(b)) = (&sb, &sn) {
+            // Both in the pool: walk their mapping trees, skipping what they share, so
+            // the cost follows the change rather than the disks' size.
+            let (delta, _nodes) =
+                thin::delta(&vg.name, &op.entry.pool, *a, *b)?.ok_or_else(|| not_active(vg, op))?;
+            return Ok(Between { delta, size });
+        }
         let live: Vec<u32> = [&sb, &sn]
             .iter()
             .filter_map(|s| match s {
@@ -135,12 +146,7 @@ impl Ctx {
         let mut maps = if live.is_empty() {
             vec![]
         } else {
-            thin::block_maps(&vg.name, &op.entry.pool, &live)?.ok_or_else(|| {
-                Error::DmFailed(format!(
-                    "the pool {}/{} is not active",
-                    vg.name, op.entry.pool
-                ))
-            })?
+            thin::block_maps(&vg.name, &op.entry.pool, &live)?.ok_or_else(|| not_active(vg, op))?
         }
         .into_iter();
         let mut take = |s: &MapOf, v: &VdiMeta| -> Result<BlockMap> {
@@ -150,7 +156,6 @@ impl Ctx {
             }
         };
         let (mb, mn) = (take(&sb, base)?, take(&sn, new)?);
-        let size = vg.vdi_lv(&new.uuid).map_or(new.size.0, |l| l.size.0);
         Ok(Between {
             delta: block_map::diff(&mb, &mn)?,
             size,
@@ -281,6 +286,13 @@ fn differing(
         }
     }
     Ok((normalize(out), read))
+}
+
+fn not_active(vg: &Vg, op: &Locked) -> Error {
+    Error::DmFailed(format!(
+        "the pool {}/{} is not active",
+        vg.name, op.entry.pool
+    ))
 }
 
 /// Refuses what has no block map of its own: preallocated VDIs and templates.

@@ -23,9 +23,9 @@ pub const BLOCK: usize = 4096;
 const SB_MAGIC: u64 = 27_022_010;
 const SB_CSUM_XOR: u32 = 160_774;
 const NODE_CSUM_XOR: u32 = 121_107;
-const NODE_HEADER: usize = 32;
-const INTERNAL_NODE: u32 = 1;
-const LEAF_NODE: u32 = 2;
+pub(super) const NODE_HEADER: usize = 32;
+pub(super) const INTERNAL_NODE: u32 = 1;
+pub(super) const LEAF_NODE: u32 = 2;
 const DETAILS_VALUE: usize = 24;
 /// Far deeper than a tree of 2^24 devices can be.
 const MAX_DEPTH: usize = 16;
@@ -51,11 +51,7 @@ impl Details {
 /// Reads the details of the metadata snapshot held on the pool's metadata device `tmeta`
 /// (reserved by the caller). O_DIRECT: the kernel writes that device past the page cache.
 pub fn read(tmeta: &Path) -> Result<Details> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_DIRECT)
-        .open(tmeta)
-        .map_err(|e| Error::io(format!("opening {}", tmeta.display()), e))?;
+    let file = open(tmeta)?;
     let mut buf = AlignedBuf::zeroed(BLOCK);
     let read_block =
         |n: u64| -> std::result::Result<Vec<u8>, String> { read_at(&file, &mut buf, n) };
@@ -67,7 +63,20 @@ pub fn read(tmeta: &Path) -> Result<Details> {
     })
 }
 
-fn read_at(file: &File, buf: &mut AlignedBuf, n: u64) -> std::result::Result<Vec<u8>, String> {
+/// The pool's metadata device, opened O_DIRECT.
+pub(super) fn open(tmeta: &Path) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_DIRECT)
+        .open(tmeta)
+        .map_err(|e| Error::io(format!("opening {}", tmeta.display()), e))
+}
+
+pub(super) fn read_at(
+    file: &File,
+    buf: &mut AlignedBuf,
+    n: u64,
+) -> std::result::Result<Vec<u8>, String> {
     let at = n
         .checked_mul(BLOCK as u64)
         .ok_or_else(|| format!("block {n} is out of range"))?;
@@ -80,12 +89,7 @@ fn read_at(file: &File, buf: &mut AlignedBuf, n: u64) -> std::result::Result<Vec
 pub fn parse(
     mut read_block: impl FnMut(u64) -> std::result::Result<Vec<u8>, String>,
 ) -> std::result::Result<Details, String> {
-    let live = superblock(&read_block(0)?, 0)?;
-    let held = u64_at(&live, 56);
-    if held == 0 {
-        return Err("no metadata snapshot is held".into());
-    }
-    let snap = superblock(&read_block(held)?, held)?;
+    let snap = held_superblock(&mut read_block)?;
     let nr_blocks = u64_at(&snap, 344);
     let mut details = Details {
         data_block_size: Bytes(u64::from(u32_at(&snap, 336)) * 512),
@@ -100,7 +104,7 @@ pub fn parse(
             return Err(format!("the details tree is malformed at block {at}"));
         }
         let node = read_block(at)?;
-        let (flags, entries, value_size) = node_header(&node, at)?;
+        let (flags, entries, value_size) = node_header(&node, at, DETAILS_VALUE)?;
         let max = u32_at(&node, 20) as usize;
         let values = NODE_HEADER + 8 * max;
         for i in 0..entries {
@@ -119,6 +123,18 @@ pub fn parse(
     Ok(details)
 }
 
+/// The superblock of the metadata snapshot the live superblock (block 0) names.
+pub(super) fn held_superblock(
+    read_block: &mut impl FnMut(u64) -> std::result::Result<Vec<u8>, String>,
+) -> std::result::Result<Vec<u8>, String> {
+    let live = superblock(&read_block(0)?, 0)?;
+    let held = u64_at(&live, 56);
+    if held == 0 {
+        return Err("no metadata snapshot is held".into());
+    }
+    superblock(&read_block(held)?, held)
+}
+
 /// Checks a superblock read from block `at`; returns it.
 fn superblock(b: &[u8], at: u64) -> std::result::Result<Vec<u8>, String> {
     if b.len() < BLOCK || u64_at(b, 32) != SB_MAGIC {
@@ -130,8 +146,13 @@ fn superblock(b: &[u8], at: u64) -> std::result::Result<Vec<u8>, String> {
     Ok(b.to_vec())
 }
 
-/// Checks a btree node read from block `at`: (flags, entries, value size).
-fn node_header(b: &[u8], at: u64) -> std::result::Result<(u32, usize, usize), String> {
+/// Checks a btree node read from block `at` whose leaves hold values of `leaf_value` bytes
+/// (internal nodes: 8, a child's block): (flags, entries, value size).
+pub(super) fn node_header(
+    b: &[u8],
+    at: u64,
+    leaf_value: usize,
+) -> std::result::Result<(u32, usize, usize), String> {
     let bad = |what: &str| format!("btree node {at}: {what}");
     if b.len() < BLOCK || u32_at(b, 0) != checksum(&b[4..BLOCK], NODE_CSUM_XOR) {
         return Err(bad("fails its checksum"));
@@ -147,7 +168,7 @@ fn node_header(b: &[u8], at: u64) -> std::result::Result<(u32, usize, usize), St
     );
     let wanted = match flags {
         INTERNAL_NODE => 8,
-        LEAF_NODE => DETAILS_VALUE,
+        LEAF_NODE => leaf_value,
         _ => return Err(bad("is neither internal nor leaf")),
     };
     if value_size != wanted || entries > max || NODE_HEADER + max * (8 + value_size) > BLOCK {
@@ -195,7 +216,19 @@ pub(crate) mod image {
     use super::*;
 
     pub fn superblock(at: u64, held: u64, details_root: u64, nr_blocks: u64) -> Vec<u8> {
+        superblock_with(at, held, details_root, 0, nr_blocks)
+    }
+
+    /// As `superblock`, with the data mapping tree's root.
+    pub fn superblock_with(
+        at: u64,
+        held: u64,
+        details_root: u64,
+        mapping_root: u64,
+        nr_blocks: u64,
+    ) -> Vec<u8> {
         let mut b = vec![0u8; BLOCK];
+        b[320..328].copy_from_slice(&mapping_root.to_le_bytes());
         b[8..16].copy_from_slice(&at.to_le_bytes());
         b[32..40].copy_from_slice(&SB_MAGIC.to_le_bytes());
         b[56..64].copy_from_slice(&held.to_le_bytes());
@@ -210,7 +243,12 @@ pub(crate) mod image {
     /// A node at block `at`: leaf entries are (device id, mapped blocks), internal ones
     /// (lowest key, child block).
     pub fn node(at: u64, leaf: bool, entries: &[(u64, u64)]) -> Vec<u8> {
-        let value_size = if leaf { DETAILS_VALUE } else { 8 };
+        node_of(at, leaf, entries, DETAILS_VALUE)
+    }
+
+    /// As `node`, for leaves of `leaf_value` bytes (the mapping trees': 8).
+    pub fn node_of(at: u64, leaf: bool, entries: &[(u64, u64)], leaf_value: usize) -> Vec<u8> {
+        let value_size = if leaf { leaf_value } else { 8 };
         let max = (BLOCK - NODE_HEADER) / (8 + value_size);
         let mut b = vec![0u8; BLOCK];
         let flags = if leaf { LEAF_NODE } else { INTERNAL_NODE };

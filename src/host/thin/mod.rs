@@ -2,6 +2,7 @@
 //! inactive thin volumes (how much each one really holds).
 
 pub mod details;
+pub mod mapping;
 
 use std::collections::HashMap;
 
@@ -67,6 +68,20 @@ pub fn block_maps(vg: &VgName, pool: &LvName, ids: &[u32]) -> Result<Option<Vec<
                 thin_xml::parse_map(&xml, *id)
             })
             .collect()
+    })
+}
+
+/// What differs between thin devices `base` and `new` of the active pool `vg/pool`, read
+/// from one metadata snapshot without entering the subtrees they share (`mapping`), and the
+/// tree nodes read; None when the pool is not active.
+pub fn delta(
+    vg: &VgName,
+    pool: &LvName,
+    base: u32,
+    new: u32,
+) -> Result<Option<(crate::image::block_map::Delta, u64)>> {
+    with_metadata_snapshot(vg, pool, |tmeta| {
+        mapping::read_delta(std::path::Path::new(tmeta), base, new)
     })
 }
 
