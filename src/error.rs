@@ -133,6 +133,13 @@ pub enum Error {
         path: std::path::PathBuf,
         why: String,
     },
+    #[error("hook {hook} refused ({script}): {message}")]
+    HookRefused {
+        hook: String,
+        script: String,
+        /// The first line of what the hook wrote on stderr, or how it ended.
+        message: String,
+    },
     #[error("thin pool {pool} does not zero new blocks: a new VDI would show the old bytes of the disk and of destroyed VDIs; turn zeroing on with 'lvchange --zero y {pool}'")]
     PoolNotZeroing { pool: String },
     /// A step failed and so did undoing what came before it: something may be left
@@ -227,6 +234,7 @@ impl Error {
             Error::MetadataTooLarge { .. } => "METADATA_TOO_LARGE",
             Error::ConfigInvalid { .. } => "CONFIG_INVALID",
             Error::UnsafePath { .. } => "UNSAFE_PATH",
+            Error::HookRefused { .. } => "HOOK_REFUSED",
             Error::PoolNotZeroing { .. } => "POOL_NOT_ZEROING",
             Error::Io { .. } => "IO_ERROR",
         }
@@ -273,6 +281,7 @@ impl Error {
                 vec![input.clone()]
             }
             Error::LvmFailed { command, message } => vec![command.clone(), message.clone()],
+            Error::HookRefused { hook, script, .. } => vec![hook.clone(), script.clone()],
             _ => vec![],
         };
         p.push(self.to_string());
@@ -301,6 +310,7 @@ impl Error {
             Error::ConfirmationRequired(_) => "run it on a terminal to confirm, or add --yes".into(),
             Error::NotRoot => "run it with sudo or as root".into(),
             Error::UnsafePath { path, .. } => format!("thinsr runs and reads as root only what root alone can change: 'chown root:root {0}' and 'chmod go-w {0}' (and the same for each directory above it that is not root's alone)", path.display()),
+            Error::HookRefused { script, .. } => format!("the admin's hook {script} decided against it; nothing was changed"),
             Error::PoolNotZeroing { .. } => "or add --yes to let thinsr turn it on (blocks written before stay as they are)".into(),
             Error::InvalidSize { .. } => "sizes look like 512M, 20G or 1.5T (binary units); a bare number is bytes".into(),
             Error::NoSpace { .. } => "'thinsr sr show' shows where the space went".into(),
@@ -477,6 +487,11 @@ mod tests {
                 path: s().into(),
                 why: s(),
             },
+            Error::HookRefused {
+                hook: s(),
+                script: s(),
+                message: s(),
+            },
             Error::PoolNotZeroing { pool: s() },
             Error::WatcherRunning(1),
             Error::Usage(s()),
@@ -560,6 +575,7 @@ mod tests {
                 | Error::MetadataTooLarge { .. }
                 | Error::ConfigInvalid { .. }
                 | Error::UnsafePath { .. }
+                | Error::HookRefused { .. }
                 | Error::PoolNotZeroing { .. }
                 | Error::RollbackFailed { .. }
                 | Error::Io { .. } => {}

@@ -13,6 +13,13 @@ use crate::engine::vdi::Volume;
 use crate::error::Result;
 use crate::units::{parse_new_size, parse_positive_size, parse_size, Bytes, NewSize};
 
+/// The `post-` hooks that failed, on stderr (`--json` has them in the record too).
+fn warn_hooks(out: &Out, v: &Volume) {
+    for f in &v.hook_failures {
+        out.warn(f);
+    }
+}
+
 pub fn run(ctx: &Ctx, out: &Out, cmd: &VdiCmd) -> Result<()> {
     match cmd {
         VdiCmd::Create {
@@ -32,6 +39,7 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &VdiCmd) -> Result<()> {
                 *preallocate,
                 &progress,
             )?;
+            warn_hooks(out, &v);
             out.emit(&v, || {
                 println!(
                     "Created {} VDI '{}' ({}): {}, LV {}/{}",
@@ -62,11 +70,13 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &VdiCmd) -> Result<()> {
                 ))?;
             }
             let v = ctx.vdi_destroy(&a.vdi, a.sr.as_deref())?;
+            warn_hooks(out, &v);
             out.done(&format!("Destroyed VDI '{}' ({})", v.name, v.uuid));
         }
         VdiCmd::Snapshot { vdi, name } | VdiCmd::Clone { vdi, name } => {
             let clone = matches!(cmd, VdiCmd::Clone { .. });
             let v = ctx.vdi_snapshot(&vdi.vdi, vdi.sr.as_deref(), name.as_deref(), clone)?;
+            warn_hooks(out, &v);
             out.emit(&v, || {
                 println!(
                     "{} '{}' ({}) of '{}': LV {}/{}",
@@ -98,6 +108,7 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &VdiCmd) -> Result<()> {
             }
             let progress = Reporter::new(out.quiet);
             let v = ctx.vdi_resize(&vdi.vdi, vdi.sr.as_deref(), new, *allow_shrink, &progress)?;
+            warn_hooks(out, &v);
             out.emit(&v, || {
                 println!("VDI '{}' is now {}", v.name, v.virtual_size)
             });

@@ -19,6 +19,19 @@ pub struct Ctx {
     pub scheme_dir: PathBuf,
     /// thinsr's own dm devices, listed when first needed and again after a change.
     devices: std::cell::RefCell<Option<Vec<crate::host::dm::OurDevice>>>,
+    /// The interface the command came through, as hooks are told.
+    pub caller: Caller,
+}
+
+/// Which interface a command came through (hooks are told).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Caller {
+    #[default]
+    Cli,
+    Xapi,
+    Cron,
+    Watch,
 }
 
 pub(crate) fn sr_tag(uuid: &str) -> String {
@@ -55,6 +68,7 @@ impl Ctx {
             registry,
             scheme_dir,
             devices: Default::default(),
+            caller: Default::default(),
         }
     }
 

@@ -311,12 +311,12 @@ impl Ctx {
             }
             Prepared::Live => {
                 let label = format!("export of {}", &v.uuid[..8]);
-                let snap = self.vdi_snapshot(&v.uuid, Some(sr), Some(&label), false)?;
+                let snap = self.snapshot_quietly(&v.uuid, Some(sr), &label)?;
                 crash::point("export.after-snapshot");
                 match self.export_source(&snap.uuid, sr, base) {
                     Ok(Prepared::Ready(s)) => (s, Some(snap.uuid)),
                     other => {
-                        let destroyed = self.vdi_destroy(&snap.uuid, Some(sr));
+                        let destroyed = self.destroy_quietly(&snap.uuid, Some(sr));
                         let what = format!("destroying the temporary snapshot {}", snap.name);
                         finally(other, &what, || destroyed)?;
                         return Err(Error::VdiAttached {
@@ -335,7 +335,7 @@ impl Ctx {
             Attached::Ours(name) => self.release_reader(name, &src.uuid, sr, src.origin.as_ref()),
         };
         if let Some(s) = &snapshot {
-            undo = undo.and(self.vdi_destroy(s, Some(sr)).map(drop));
+            undo = undo.and(self.destroy_quietly(s, Some(sr)).map(drop));
         }
         let done = result?;
         undo?;

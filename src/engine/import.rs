@@ -284,7 +284,7 @@ impl Ctx {
             Err(e) => Err(e.undo("destroying the half-imported VDI", || {
                 // Deactivating first is a courtesy: the destroy is what must work.
                 self.set_active(&lv, false).ok();
-                self.vdi_destroy(&v.uuid, Some(&v.sr))
+                self.destroy_quietly(&v.uuid, Some(&v.sr))
             })),
         }
     }

@@ -14,6 +14,7 @@ pub mod fetch;
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod growth;
+pub mod hooks;
 pub mod import;
 pub mod known;
 pub mod meta;

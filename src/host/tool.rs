@@ -62,29 +62,88 @@ pub fn output<S: AsRef<OsStr>>(tool: &str, args: &[S]) -> Result<Output> {
 /// under TCG); into a file nobody waits. A pipe still serves where memory files cannot be
 /// made.
 pub fn output_via_memory(cmd: &mut Command) -> std::io::Result<Output> {
-    use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
-    use std::io::{Read, Seek, SeekFrom};
-    let make = |name: &std::ffi::CStr| {
-        memfd_create(name, MemFdCreateFlag::MFD_CLOEXEC).map(std::fs::File::from)
-    };
-    let (Ok(out), Ok(err)) = (make(c"thinsr-stdout"), make(c"thinsr-stderr")) else {
+    let (Ok(out), Ok(err)) = (memory_file(c"thinsr-stdout"), memory_file(c"thinsr-stderr")) else {
         return cmd.output();
     };
     let status = cmd
         .stdout(out.try_clone()?)
         .stderr(err.try_clone()?)
         .status()?;
-    let read = |mut f: std::fs::File| -> std::io::Result<Vec<u8>> {
-        f.seek(SeekFrom::Start(0))?;
-        let mut v = Vec::new();
-        f.read_to_end(&mut v)?;
-        Ok(v)
-    };
     Ok(Output {
         status,
-        stdout: read(out)?,
-        stderr: read(err)?,
+        stdout: read_back(out)?,
+        stderr: read_back(err)?,
     })
+}
+
+/// A file in memory, for a child's output.
+fn memory_file(name: &std::ffi::CStr) -> std::io::Result<std::fs::File> {
+    use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
+    memfd_create(name, MemFdCreateFlag::MFD_CLOEXEC)
+        .map(std::fs::File::from)
+        .map_err(std::io::Error::from)
+}
+
+/// All a child wrote into `f`.
+fn read_back(mut f: std::fs::File) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    f.seek(SeekFrom::Start(0))?;
+    let mut v = Vec::new();
+    f.read_to_end(&mut v)?;
+    Ok(v)
+}
+
+/// Runs `program` (no arguments) with `input` on its stdin and its output in memory files,
+/// in a process group of its own; waits at most `limit`, then kills the whole group (what
+/// it started too) and returns None. For an admin's hooks: a hung one must not hold the
+/// command, nor leave children behind.
+pub fn run_with_input_within(
+    program: &Path,
+    input: &[u8],
+    limit: std::time::Duration,
+) -> std::io::Result<Option<Output>> {
+    use std::io::Write;
+    use std::os::unix::process::CommandExt;
+    let (out, err) = (
+        memory_file(c"thinsr-stdout")?,
+        memory_file(c"thinsr-stderr")?,
+    );
+    let mut child = Command::new(program)
+        .env("LC_ALL", "C")
+        .stdin(Stdio::piped())
+        .stdout(out.try_clone()?)
+        .stderr(err.try_clone()?)
+        .process_group(0)
+        .spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A hook that does not read its input is its own business (EPIPE).
+        let _ = stdin.write_all(input);
+    }
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let Some(status) = status else {
+        if let Ok(pid) = i32::try_from(child.id()) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = child.wait();
+        return Ok(None);
+    };
+    Ok(Some(Output {
+        status,
+        stdout: read_back(out)?,
+        stderr: read_back(err)?,
+    }))
 }
 
 /// As `output`, but waits at most `limit`: a tool still running then (talking to a server

@@ -135,7 +135,8 @@ pub fn serve(method: &str) -> i32 {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(crate::engine::template::DEFAULT_SCHEME_DIR));
         let registry = RegistryFile::in_dir(&config_dir_from_env());
-        let ctx = Ctx::new(Lvm::new(false), registry, scheme_dir);
+        let mut ctx = Ctx::new(Lvm::new(false), registry, scheme_dir);
+        ctx.caller = crate::engine::context::Caller::Xapi;
         // A boot storm queues a dozen attaches on one SR: each waits its turn.
         crate::host::lock::set_default_wait(XAPI_LOCK_WAIT);
         let a = Args(args);

@@ -76,6 +76,7 @@ fn golden_volume_create_pair() {
         data_destroyed: false,
         volume_type: crate::engine::vdi::VolumeType::Data,
         problems: vec![],
+        hook_failures: vec![],
     };
     let ours = serde_json::to_value(&v).unwrap();
     for (field, want) in golden.as_object().unwrap() {

@@ -111,20 +111,26 @@ impl Ctx {
         let source = self.vdi_show(key, sr)?;
         let label = name.unwrap_or(&source.name);
         let silent = crate::progress::Silent;
-        let made = self.vdi_create(
+        // No hook hears of the copy until it holds the data.
+        let made = self.create(
             Some(to),
             label,
             source.virtual_size,
             &source.description,
             false,
+            false,
             &silent,
         )?;
         let copied = self.copy_into(&source, &made, progress);
         match copied {
-            Ok(()) => self.vdi_show(&made.uuid, Some(&made.sr)),
+            Ok(()) => {
+                let mut v = self.vdi_show(&made.uuid, Some(&made.sr))?;
+                self.after(crate::engine::hooks::Hook::PostVdiCreate, &mut v)?;
+                Ok(v)
+            }
             Err(e) => Err(e.undo("destroying the half-made copy", || {
                 self.vdi_detach(&made.uuid, Some(&made.sr))?;
-                self.vdi_destroy(&made.uuid, Some(&made.sr)).map(drop)
+                self.destroy_quietly(&made.uuid, Some(&made.sr)).map(drop)
             })),
         }
     }

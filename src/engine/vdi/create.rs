@@ -7,6 +7,7 @@ use super::{free_lv_name, lvcreate, now, refuse_template, space_detail, vdi_tag,
 use crate::cancel;
 use crate::crash;
 use crate::engine::context::{Ctx, Locked};
+use crate::engine::hooks::Hook;
 use crate::engine::known;
 use crate::engine::meta::{Pending, VdiKind, VdiMeta};
 use crate::engine::names;
@@ -29,7 +30,9 @@ impl Ctx {
         preallocate: bool,
         progress: &dyn Progress,
     ) -> Result<Volume> {
-        self.create(sr, label, size, description, preallocate, false, progress)
+        let mut v = self.create(sr, label, size, description, preallocate, false, progress)?;
+        self.after(Hook::PostVdiCreate, &mut v)?;
+        Ok(v)
     }
 
     /// `vdi create`, or the empty VDI an import fills (`importing`: marked so until the
@@ -214,6 +217,22 @@ impl Ctx {
     /// remove thinsr's LV of this VDI); a report only when that LV is not there by that name.
     pub fn vdi_destroy(&self, key: &str, sr: Option<&str>) -> Result<Volume> {
         let found = self.resolve(key, sr)?;
+        // Before the lock: a hook may call thinsr.
+        self.run_vdi_hook(Hook::PreVdiDestroy, &found.entry, || {
+            self.show_found(&found)
+        })?;
+        let mut vol = self.destroy_found(&found)?;
+        self.after(Hook::PostVdiDestroy, &mut vol)?;
+        Ok(vol)
+    }
+
+    /// `vdi destroy` without hooks: for what thinsr made itself and undoes (an export's
+    /// temporary snapshot, a half-made copy), which no hook was told of.
+    pub(crate) fn destroy_quietly(&self, key: &str, sr: Option<&str>) -> Result<Volume> {
+        self.destroy_found(&self.resolve(key, sr)?)
+    }
+
+    fn destroy_found(&self, found: &super::Found) -> Result<Volume> {
         let mut op = self.lock_sr(&found.entry)?;
         let v = op.vdi(&found.uuid)?.clone();
         refuse_template(&v)?;

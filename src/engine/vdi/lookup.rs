@@ -311,6 +311,7 @@ impl Ctx {
                 None => VolumeType::Data,
             },
             problems: vec![],
+            hook_failures: vec![],
         }
     }
 

@@ -115,6 +115,9 @@ pub struct Volume {
     pub volume_type: VolumeType,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
+    /// `post-` hooks of the command that made this record that failed (the change stands).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hook_failures: Vec<String>,
 }
 
 /// The IDL's `volume_type` variant (xen-api ocaml/xapi-storage/generator/lib/control.ml),

@@ -4,6 +4,7 @@ use super::{is_thin, refuse_pending, refuse_template, space_detail, vdi_lv, Volu
 use crate::cancel;
 use crate::crash;
 use crate::engine::context::{Ctx, Locked};
+use crate::engine::hooks::Hook;
 use crate::engine::meta::{Pending, VdiKind, VdiMeta};
 use crate::error::{Error, Result};
 use crate::host::dm;
@@ -46,7 +47,7 @@ impl Ctx {
             });
         }
         cancel::watch();
-        self.with_vdi(key, sr, |ctx, op, vg, uuid| {
+        let mut resized = self.with_vdi(key, sr, |ctx, op, vg, uuid| {
             let v = op.vdi(uuid)?.clone();
             refuse_template(&v)?;
             if v.pending == Some(Pending::Importing) {
@@ -124,7 +125,10 @@ impl Ctx {
                     .physical_utilisation;
             }
             Ok(vol)
-        })
+        })?;
+        // After the lock: a hook may call thinsr.
+        self.after(Hook::PostVdiResize, &mut resized)?;
+        Ok(resized)
     }
 
     /// Grows a preallocated VDI and zeroes the new part; also finishes an earlier grow that

@@ -5,6 +5,7 @@ use super::resize::lcm;
 use super::{free_lv_name, lvcreate, now, origin_name, refuse_pending, vdi_lv, Volume};
 use crate::crash;
 use crate::engine::context::Ctx;
+use crate::engine::hooks::Hook;
 use crate::engine::known;
 use crate::engine::meta::{Geometry, VdiKind, VdiMeta};
 use crate::engine::names;
@@ -27,6 +28,38 @@ impl Ctx {
             names::check_label(n)?;
         }
         let found = self.resolve(key, sr)?;
+        if !clone {
+            // Before the lock: a hook may call thinsr.
+            self.run_vdi_hook(Hook::PreVdiSnapshot, &found.entry, || {
+                self.show_found(&found)
+            })?;
+        }
+        let mut v = self.snapshot_found(&found, name, clone)?;
+        let hook = if clone {
+            Hook::PostVdiClone
+        } else {
+            Hook::PostVdiSnapshot
+        };
+        self.after(hook, &mut v)?;
+        Ok(v)
+    }
+
+    /// `vdi snapshot` without hooks: an export's temporary snapshot, thinsr's own.
+    pub(crate) fn snapshot_quietly(
+        &self,
+        key: &str,
+        sr: Option<&str>,
+        name: &str,
+    ) -> Result<Volume> {
+        self.snapshot_found(&self.resolve(key, sr)?, Some(name), false)
+    }
+
+    fn snapshot_found(
+        &self,
+        found: &super::Found,
+        name: Option<&str>,
+        clone: bool,
+    ) -> Result<Volume> {
         let mut op = self.lock_sr(&found.entry)?;
         let parent = op.vdi(&found.uuid)?.clone();
         refuse_pending(&parent)?;
