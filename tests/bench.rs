@@ -19,6 +19,25 @@ fn mean(n: usize, mut f: impl FnMut(usize)) -> f64 {
     (0..n).map(|i| timed(|| f(i))).sum::<f64>() / n as f64
 }
 
+/// Medians of `n` runs each of `ours(i)` and `bare(i)`, run in turn: what disturbs the
+/// machine for a while falls on both sides, and an outlier on neither.
+fn paired_medians(
+    n: usize,
+    ours: &mut dyn FnMut(usize),
+    bare: &mut dyn FnMut(usize),
+) -> (f64, f64) {
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        a.push(timed(|| ours(i)));
+        b.push(timed(|| bare(i)));
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    (median(a), median(b))
+}
+
 struct Row {
     what: String,
     thinsr: String,
@@ -198,14 +217,13 @@ fn grow(sr_uuid: &str, made: &mut usize, n: usize) {
 }
 
 fn measure(n: usize) -> Step {
-    let runs = 3;
+    let runs = 5;
     let lvs = || {
         sh(&["lvm", "lvs", "--reportformat", "json", SCALE_SR]);
     };
     let mut times = Vec::new();
     let mut timed_pair = |what, ours: &mut dyn FnMut(usize), bare: &mut dyn FnMut(usize)| {
-        let t = mean(runs, &mut *ours);
-        let b = mean(runs, &mut *bare);
+        let (t, b) = paired_medians(runs, &mut *ours, &mut *bare);
         times.push((what, t, b));
     };
     timed_pair(
@@ -398,7 +416,7 @@ fn print_scale(steps: &[Step]) {
         );
     };
     println!();
-    row("scale: thinsr / bare (mean of 3)", &|s| {
+    row("scale: thinsr / bare (median of 5, in turn)", &|s| {
         format!("{} VDIs", s.vdis)
     });
     for (what, _, _) in &steps.last().unwrap().times {
