@@ -132,7 +132,7 @@ impl Ctx {
         if let (MapOf::Live(a), MapOf::Live(b)) = (&sb, &sn) {
             // Both in the pool: walk their mapping trees, skipping what they share, so
             // the cost follows the change rather than the disks' size.
-            let (delta, _nodes) =
+            let delta =
                 thin::delta(&vg.name, &op.entry.pool, *a, *b)?.ok_or_else(|| not_active(vg, op))?;
             return Ok(Between { delta, size });
         }

@@ -76,8 +76,7 @@ struct SrRecord<'a> {
 struct Event<'a> {
     hook: &'static str,
     sr: SrRecord<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    vdi: Option<&'a Volume>,
+    vdi: &'a Volume,
     caller: Caller,
 }
 
@@ -155,24 +154,46 @@ impl Ctx {
         self.config_dir().join("hooks")
     }
 
-    /// Whether `hook` has scripts: callers skip building the record when it has none.
-    pub(crate) fn has_hook(&self, hook: Hook) -> bool {
-        scripts(&self.hooks_dir(), hook).is_some()
-    }
-
-    /// Runs `hook`'s scripts for SR `entry` (and `vdi`). A `pre-` hook's refusal is the
-    /// error, and no later script of it runs. A `post-` hook's failures are returned, one
-    /// line each, for the caller to report; they are in syslog already.
-    pub(crate) fn run_hook(
+    /// Runs the `pre-` `hook` for SR `entry` and the VDI whose record `vdi` makes (only
+    /// when the hook has scripts: a command without hooks costs what it did). A refusal is
+    /// the error, and no later script of the hook runs.
+    pub(crate) fn before(
         &self,
         hook: Hook,
         entry: &Entry,
-        vdi: Option<&Volume>,
-    ) -> Result<Vec<String>> {
+        vdi: impl FnOnce() -> Result<Volume>,
+    ) -> Result<()> {
         let dir = self.hooks_dir();
         let Some(scripts) = scripts(&dir, hook) else {
-            return Ok(Vec::new());
+            return Ok(());
         };
+        self.run_scripts(hook, &dir, scripts, entry, &vdi()?)
+            .map(drop)
+    }
+
+    /// Runs the `post-` `hook` for the record `v` of the change just made, noting its
+    /// failures in it (they are in syslog already).
+    pub(crate) fn after(&self, hook: Hook, v: &mut Volume) -> Result<()> {
+        let dir = self.hooks_dir();
+        let Some(scripts) = scripts(&dir, hook) else {
+            return Ok(());
+        };
+        let entry = self.entry(Some(&v.sr))?;
+        v.hook_failures = self.run_scripts(hook, &dir, scripts, &entry, v)?;
+        Ok(())
+    }
+
+    /// Runs `scripts` of `hook` (under `dir`) with the event's record on stdin: a `pre-`
+    /// hook's first failure is the error; a `post-` hook's failures are returned, a line
+    /// each.
+    fn run_scripts(
+        &self,
+        hook: Hook,
+        dir: &Path,
+        scripts: Vec<PathBuf>,
+        entry: &Entry,
+        vdi: &Volume,
+    ) -> Result<Vec<String>> {
         let event = Event {
             hook: hook.name(),
             sr: SrRecord {
@@ -187,7 +208,7 @@ impl Ctx {
         let input =
             serde_json::to_vec(&event).map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let mut failures = Vec::new();
-        let limit = match timeout(&dir) {
+        let limit = match timeout(dir) {
             Ok(limit) => limit,
             Err(e) if !hook.is_pre() => {
                 // After the change: said, never an error.
@@ -218,31 +239,6 @@ impl Ctx {
             failures.push(line);
         }
         Ok(failures)
-    }
-
-    /// Runs the `post-` `hook` for the record `v` of the change just made, noting its
-    /// failures in it.
-    pub(crate) fn after(&self, hook: Hook, v: &mut Volume) -> Result<()> {
-        if !self.has_hook(hook) {
-            return Ok(());
-        }
-        let entry = self.entry(Some(&v.sr))?;
-        v.hook_failures = self.run_hook(hook, &entry, Some(v))?;
-        Ok(())
-    }
-
-    /// Runs `hook` with the record of VDI `vdi`, made only when the hook has scripts.
-    pub(crate) fn run_vdi_hook(
-        &self,
-        hook: Hook,
-        entry: &Entry,
-        vdi: impl FnOnce() -> Result<Volume>,
-    ) -> Result<Vec<String>> {
-        if !self.has_hook(hook) {
-            return Ok(Vec::new());
-        }
-        let v = vdi()?;
-        self.run_hook(hook, entry, Some(&v))
     }
 }
 

@@ -218,7 +218,7 @@ impl Ctx {
     pub fn vdi_destroy(&self, key: &str, sr: Option<&str>) -> Result<Volume> {
         let found = self.resolve(key, sr)?;
         // Before the lock: a hook may call thinsr.
-        self.run_vdi_hook(Hook::PreVdiDestroy, &found.entry, || {
+        self.before(Hook::PreVdiDestroy, &found.entry, || {
             self.show_found(&found)
         })?;
         let mut vol = self.destroy_found(&found)?;

@@ -30,7 +30,7 @@ impl Ctx {
         let found = self.resolve(key, sr)?;
         if !clone {
             // Before the lock: a hook may call thinsr.
-            self.run_vdi_hook(Hook::PreVdiSnapshot, &found.entry, || {
+            self.before(Hook::PreVdiSnapshot, &found.entry, || {
                 self.show_found(&found)
             })?;
         }

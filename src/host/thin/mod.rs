@@ -72,16 +72,16 @@ pub fn block_maps(vg: &VgName, pool: &LvName, ids: &[u32]) -> Result<Option<Vec<
 }
 
 /// What differs between thin devices `base` and `new` of the active pool `vg/pool`, read
-/// from one metadata snapshot without entering the subtrees they share (`mapping`), and the
-/// tree nodes read; None when the pool is not active.
+/// from one metadata snapshot without entering the subtrees they share (`mapping`); None
+/// when the pool is not active.
 pub fn delta(
     vg: &VgName,
     pool: &LvName,
     base: u32,
     new: u32,
-) -> Result<Option<(crate::image::block_map::Delta, u64)>> {
+) -> Result<Option<crate::image::block_map::Delta>> {
     with_metadata_snapshot(vg, pool, |tmeta| {
-        mapping::read_delta(std::path::Path::new(tmeta), base, new)
+        mapping::read_delta(std::path::Path::new(tmeta), base, new).map(|(d, _nodes)| d)
     })
 }
 
