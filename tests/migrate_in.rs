@@ -454,7 +454,7 @@ fn import_activate_takes_tapdisks_connection_and_compose_layers_its_writes() {
     }
 
     // A reboot before the copy was recorded loses the log: the compose is undone, the
-    // leaf and the parent stay as they were, and compose again takes the parent as a whole.
+    // leaf and the parent stay as they were, and compose again is refused.
     let (leaf, parent, dummy, _) = up_to_compose(&sr, 50);
     compose_crashing(&sr, &leaf, &parent, "compose.created");
     sh(&[
@@ -467,6 +467,11 @@ fn import_activate_takes_tapdisks_connection_and_compose_layers_its_writes() {
         repaired["findings"].to_string().contains("undo it"),
         "{repaired}"
     );
+    // Compose again cannot tell the leaf's writes from its zeros: refused, not guessed.
+    let (code, e) = run(VOLUME, "Volume.compose", compose_args(&sr, &leaf, &parent));
+    assert_ne!(code, 0, "composed without its log: {e}");
+    assert_eq!(e["code"], "VDI_INCOMPLETE", "{e}");
+    assert!(e.to_string().contains("log"), "{e}");
     let ls = call(VOLUME, "SR.ls", json!({"sr": sr})).to_string();
     assert!(ls.contains(&parent) && ls.contains(&leaf), "{ls}");
     assert_eq!(json(&["sr", "check", "local"])["findings"], json!([]));

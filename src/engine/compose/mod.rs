@@ -58,6 +58,17 @@ fn mark_copied(op: &mut Locked, uuid: &str) -> Result<()> {
     Ok(())
 }
 
+/// A written child whose log of writes is gone.
+fn log_lost(vdi: &str) -> Error {
+    Error::VdiIncomplete {
+        vdi: vdi.to_string(),
+        why: "the log of the bytes its migration wrote was lost with a restart of the \
+              host, so its writes cannot be told from the zeros around them; nothing was \
+              composed: migrate the VM again"
+            .into(),
+    }
+}
+
 /// The largest piece copied at once.
 const PIECE: u64 = 1 << 20;
 
@@ -172,10 +183,20 @@ impl Ctx {
                 .meta
                 .vdi(&k.parent)
                 .is_some_and(|p| vg.vdi_lv(&p.uuid).is_some());
-            let (Some(old_lv), true, true) = (old_lv, parent_known, redo) else {
+            // Without the log (the host restarted since the writes), a written child's
+            // bytes cannot be told from the zeros around them in its 64 KiB blocks: a
+            // compose would guess, so it is undone and refused.
+            let lost = !datapath_nbd::has_log(&sr, &vdi)
+                && old_lv
+                    .as_ref()
+                    .is_some_and(|_| self.holds_data(&vg, &v.uuid, &op.entry.pool));
+            let (Some(old_lv), true, true, false) = (old_lv, parent_known, redo, lost) else {
                 // Nothing to go forward with: the child stays as it was.
                 op.vdi_mut(&v.uuid)?.composing = None;
                 op.save()?;
+                if lost && redo {
+                    return Err(log_lost(&v.name));
+                }
                 return self.reported_volume(op, &v.uuid);
             };
             self.snapshot_parent(op, &vg, &v, &k)?;
@@ -242,6 +263,17 @@ impl Ctx {
         live::forget(&sr, &vdi);
         self.forget_devices();
         self.reported_volume(op, &v.uuid)
+    }
+
+    /// Whether VDI `uuid`'s thin LV maps any block (true when that cannot be read).
+    fn holds_data(&self, vg: &Vg, uuid: &str, pool: &crate::ids::LvName) -> bool {
+        let Some(id) = vg.vdi_lv(uuid).and_then(|l| l.thin_id) else {
+            return true;
+        };
+        match crate::host::thin::mapped_bytes(&vg.name, pool) {
+            Ok(Some(m)) => m.get(&id).is_some_and(|&b| b > 0),
+            _ => true,
+        }
     }
 
     /// Compose's new LV: a thin snapshot of the parent, tagged as the compose's.
