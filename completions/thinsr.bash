@@ -166,14 +166,23 @@ _thinsr() {
             thinsr__subcmd__help__subcmd__vdi,mirror)
                 cmd="thinsr__subcmd__help__subcmd__vdi__subcmd__mirror"
                 ;;
+            thinsr__subcmd__help__subcmd__vdi,receive)
+                cmd="thinsr__subcmd__help__subcmd__vdi__subcmd__receive"
+                ;;
             thinsr__subcmd__help__subcmd__vdi,rename)
                 cmd="thinsr__subcmd__help__subcmd__vdi__subcmd__rename"
+                ;;
+            thinsr__subcmd__help__subcmd__vdi,replicate)
+                cmd="thinsr__subcmd__help__subcmd__vdi__subcmd__replicate"
                 ;;
             thinsr__subcmd__help__subcmd__vdi,resize)
                 cmd="thinsr__subcmd__help__subcmd__vdi__subcmd__resize"
                 ;;
             thinsr__subcmd__help__subcmd__vdi,revert)
                 cmd="thinsr__subcmd__help__subcmd__vdi__subcmd__revert"
+                ;;
+            thinsr__subcmd__help__subcmd__vdi,send)
+                cmd="thinsr__subcmd__help__subcmd__vdi__subcmd__send"
                 ;;
             thinsr__subcmd__help__subcmd__vdi,serve)
                 cmd="thinsr__subcmd__help__subcmd__vdi__subcmd__serve"
@@ -400,14 +409,23 @@ _thinsr() {
             thinsr__subcmd__vdi,mirror)
                 cmd="thinsr__subcmd__vdi__subcmd__mirror"
                 ;;
+            thinsr__subcmd__vdi,receive)
+                cmd="thinsr__subcmd__vdi__subcmd__receive"
+                ;;
             thinsr__subcmd__vdi,rename)
                 cmd="thinsr__subcmd__vdi__subcmd__rename"
+                ;;
+            thinsr__subcmd__vdi,replicate)
+                cmd="thinsr__subcmd__vdi__subcmd__replicate"
                 ;;
             thinsr__subcmd__vdi,resize)
                 cmd="thinsr__subcmd__vdi__subcmd__resize"
                 ;;
             thinsr__subcmd__vdi,revert)
                 cmd="thinsr__subcmd__vdi__subcmd__revert"
+                ;;
+            thinsr__subcmd__vdi,send)
+                cmd="thinsr__subcmd__vdi__subcmd__send"
                 ;;
             thinsr__subcmd__vdi,serve)
                 cmd="thinsr__subcmd__vdi__subcmd__serve"
@@ -466,14 +484,23 @@ _thinsr() {
             thinsr__subcmd__vdi__subcmd__help,mirror)
                 cmd="thinsr__subcmd__vdi__subcmd__help__subcmd__mirror"
                 ;;
+            thinsr__subcmd__vdi__subcmd__help,receive)
+                cmd="thinsr__subcmd__vdi__subcmd__help__subcmd__receive"
+                ;;
             thinsr__subcmd__vdi__subcmd__help,rename)
                 cmd="thinsr__subcmd__vdi__subcmd__help__subcmd__rename"
+                ;;
+            thinsr__subcmd__vdi__subcmd__help,replicate)
+                cmd="thinsr__subcmd__vdi__subcmd__help__subcmd__replicate"
                 ;;
             thinsr__subcmd__vdi__subcmd__help,resize)
                 cmd="thinsr__subcmd__vdi__subcmd__help__subcmd__resize"
                 ;;
             thinsr__subcmd__vdi__subcmd__help,revert)
                 cmd="thinsr__subcmd__vdi__subcmd__help__subcmd__revert"
+                ;;
+            thinsr__subcmd__vdi__subcmd__help,send)
+                cmd="thinsr__subcmd__vdi__subcmd__help__subcmd__send"
                 ;;
             thinsr__subcmd__vdi__subcmd__help,serve)
                 cmd="thinsr__subcmd__vdi__subcmd__help__subcmd__serve"
@@ -1006,7 +1033,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__help__subcmd__vdi)
-            opts="create list show destroy snapshot clone resize rename set-description set unset attach detach import cbt changed-blocks serve mirror copy data-destroy revert"
+            opts="create list show destroy snapshot clone resize rename set-description set unset attach detach import send receive replicate cbt changed-blocks serve mirror copy data-destroy revert"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1187,7 +1214,35 @@ _thinsr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        thinsr__subcmd__help__subcmd__vdi__subcmd__receive)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         thinsr__subcmd__help__subcmd__vdi__subcmd__rename)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__help__subcmd__vdi__subcmd__replicate)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1216,6 +1271,20 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__help__subcmd__vdi__subcmd__revert)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__help__subcmd__vdi__subcmd__send)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2458,7 +2527,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__vdi)
-            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --scheme-dir --help --version create list show destroy snapshot clone resize rename set-description set unset attach detach import cbt changed-blocks serve mirror copy data-destroy revert help"
+            opts="-y -q -v -h -V --json --yes --quiet --verbose --config --scheme-dir --help --version create list show destroy snapshot clone resize rename set-description set unset attach detach import send receive replicate cbt changed-blocks serve mirror copy data-destroy revert help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2742,7 +2811,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__vdi__subcmd__help)
-            opts="create list show destroy snapshot clone resize rename set-description set unset attach detach import cbt changed-blocks serve mirror copy data-destroy revert help"
+            opts="create list show destroy snapshot clone resize rename set-description set unset attach detach import send receive replicate cbt changed-blocks serve mirror copy data-destroy revert help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2937,7 +3006,35 @@ _thinsr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        thinsr__subcmd__vdi__subcmd__help__subcmd__receive)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         thinsr__subcmd__vdi__subcmd__help__subcmd__rename)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__vdi__subcmd__help__subcmd__replicate)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2966,6 +3063,20 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__vdi__subcmd__help__subcmd__revert)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__vdi__subcmd__help__subcmd__send)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -3157,6 +3268,44 @@ _thinsr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        thinsr__subcmd__vdi__subcmd__receive)
+            opts="-i -y -q -v -h -V --input --sr --resumable --keep --json --yes --quiet --verbose --config --scheme-dir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --input)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         thinsr__subcmd__vdi__subcmd__rename)
             opts="-y -q -v -h -V --sr --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -3165,6 +3314,44 @@ _thinsr() {
             fi
             case "${prev}" in
                 --sr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__vdi__subcmd__replicate)
+            opts="-y -q -v -h -V --sr --to --keep --remote-thinsr --json --yes --quiet --verbose --config --scheme-dir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --sr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --remote-thinsr)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -3217,6 +3404,48 @@ _thinsr() {
             fi
             case "${prev}" in
                 --sr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        thinsr__subcmd__vdi__subcmd__send)
+            opts="-o -y -q -v -h -V --sr --base --resume --output --force --json --yes --quiet --verbose --config --scheme-dir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --sr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --base)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --resume)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

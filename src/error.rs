@@ -140,6 +140,8 @@ pub enum Error {
         /// The first line of what the hook wrote on stderr, or how it ended.
         message: String,
     },
+    #[error("the stream for replica '{vdi}' is relative to snapshot {base}, which this SR does not hold")]
+    ReplicaBaseMissing { vdi: String, base: String },
     #[error("thin pool {pool} does not zero new blocks: a new VDI would show the old bytes of the disk and of destroyed VDIs; turn zeroing on with 'lvchange --zero y {pool}'")]
     PoolNotZeroing { pool: String },
     /// A step failed and so did undoing what came before it: something may be left
@@ -235,6 +237,7 @@ impl Error {
             Error::ConfigInvalid { .. } => "CONFIG_INVALID",
             Error::UnsafePath { .. } => "UNSAFE_PATH",
             Error::HookRefused { .. } => "HOOK_REFUSED",
+            Error::ReplicaBaseMissing { .. } => "REPLICA_BASE_MISSING",
             Error::PoolNotZeroing { .. } => "POOL_NOT_ZEROING",
             Error::Io { .. } => "IO_ERROR",
         }
@@ -282,6 +285,7 @@ impl Error {
             }
             Error::LvmFailed { command, message } => vec![command.clone(), message.clone()],
             Error::HookRefused { hook, script, .. } => vec![hook.clone(), script.clone()],
+            Error::ReplicaBaseMissing { vdi, base } => vec![vdi.clone(), base.clone()],
             _ => vec![],
         };
         p.push(self.to_string());
@@ -311,6 +315,7 @@ impl Error {
             Error::NotRoot => "run it with sudo or as root".into(),
             Error::UnsafePath { path, .. } => format!("thinsr runs and reads as root only what root alone can change: 'chown root:root {0}' and 'chmod go-w {0}' (and the same for each directory above it that is not root's alone)", path.display()),
             Error::HookRefused { script, .. } => format!("the admin's hook {script} decided against it; nothing was changed"),
+            Error::ReplicaBaseMissing { .. } => "send a full stream (without --base) once, or take as base a snapshot this SR holds a replica of: 'thinsr vdi list' shows each replica's source snapshot".into(),
             Error::PoolNotZeroing { .. } => "or add --yes to let thinsr turn it on (blocks written before stay as they are)".into(),
             Error::InvalidSize { .. } => "sizes look like 512M, 20G or 1.5T (binary units); a bare number is bytes".into(),
             Error::NoSpace { .. } => "'thinsr sr show' shows where the space went".into(),
@@ -493,6 +498,10 @@ mod tests {
                 message: s(),
             },
             Error::PoolNotZeroing { pool: s() },
+            Error::ReplicaBaseMissing {
+                vdi: s(),
+                base: s(),
+            },
             Error::WatcherRunning(1),
             Error::Usage(s()),
             Error::ConfirmationRequired(s()),
@@ -576,6 +585,7 @@ mod tests {
                 | Error::ConfigInvalid { .. }
                 | Error::UnsafePath { .. }
                 | Error::HookRefused { .. }
+                | Error::ReplicaBaseMissing { .. }
                 | Error::PoolNotZeroing { .. }
                 | Error::RollbackFailed { .. }
                 | Error::Io { .. } => {}

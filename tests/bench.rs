@@ -599,6 +599,88 @@ fn bench_cbt() {
     print_rows(&rows);
 }
 
+/// `cargo xtask bench bench_replicate`: a replica kept current by incremental streams
+/// against sending the whole disk, in one run.
+#[test]
+fn bench_replicate() {
+    vm();
+    ok(&["sr", "create", DISKS[0], DISKS[1], "--name", "bench"]);
+    ok(&["sr", "create", DISKS[2], DISKS[3], "--name", "dr"]);
+    let mut rows = Vec::new();
+    replicate_rows(&mut rows);
+    print_rows(&rows);
+}
+
+/// A 3 GiB VDI written whole (the largest a test VM's disks hold twice over), snapshotted;
+/// a 4 KiB write into every hundredth 64 KiB block (1 % of the disk changed); snapshotted
+/// again. `vdi send | vdi receive` of the first snapshot whole into another SR, against the
+/// same pipe of the second relative to the first: the bytes each carried and the time.
+fn replicate_rows(rows: &mut Vec<Row>) {
+    use std::os::unix::fs::FileExt;
+    const K: u64 = 64 << 10;
+    const SIZE: u64 = 3 << 30;
+    ok(&["pool", "extend", "bench", "+4G"]);
+    ok(&["pool", "extend", "dr", "+4G"]);
+    ok(&["vdi", "create", "rep", "--size", "3G", "--sr", "bench"]);
+    let dev = ok(&["vdi", "attach", "bench/rep"]).trim().to_string();
+    sh(&[
+        "dd",
+        "if=/dev/urandom",
+        &format!("of={dev}"),
+        "bs=4M",
+        &format!("count={}", SIZE >> 22),
+        "oflag=direct",
+        "status=none",
+    ]);
+    let a = json(&["vdi", "snapshot", "bench/rep", "--name", "rep-a"])["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let f = std::fs::OpenOptions::new().write(true).open(&dev).unwrap();
+    let piece = noise(4096, 78);
+    let mut n = 0u64;
+    for blk in (0..SIZE / K).step_by(100) {
+        f.write_all_at(&piece, blk * K + 8192).unwrap();
+        n += 1;
+    }
+    f.sync_all().unwrap();
+    drop(f);
+    let b = json(&["vdi", "snapshot", "bench/rep", "--name", "rep-b"])["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bin = thinsr_bin();
+    let pipe = |send: String| -> (f64, u64) {
+        let report = "/tmp/send.json";
+        let script = format!(
+            "{bin} --json --quiet vdi send {send} 2>{report} | {bin} --json --quiet vdi receive --sr dr >/dev/null"
+        );
+        let secs = timed(|| {
+            sh(&["sh", "-c", &script]);
+        });
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
+        (secs, r["written"].as_u64().unwrap())
+    };
+    drop_caches();
+    let (full, full_bytes) = pipe(a.clone());
+    drop_caches();
+    let (inc, inc_bytes) = pipe(format!("{b} --base {a}"));
+    assert!(inc_bytes >= n * K, "{inc_bytes} for {n} blocks");
+    rows.push(Row {
+        what: format!("send|receive: 1 % changed ({n} blocks of 3 GiB) vs whole"),
+        thinsr: format!("{inc:.1} s"),
+        bare: format!("{full:.1} s"),
+        ratio: format!("{:.0}x faster", full / inc),
+    });
+    rows.push(Row {
+        what: "  bytes on the wire: incremental vs whole".into(),
+        thinsr: format!("{:.0} MiB", inc_bytes as f64 / (1 << 20) as f64),
+        bare: format!("{:.0} MiB", full_bytes as f64 / (1 << 20) as f64),
+        ratio: format!("{:.3}x changed bytes", inc_bytes as f64 / (n * K) as f64),
+    });
+}
+
 /// `cargo xtask bench bench_zeroing`: what zeroing new blocks costs, alone.
 #[test]
 fn bench_zeroing() {

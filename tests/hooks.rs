@@ -5,49 +5,12 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
+use common::hooks::*;
 use common::xapi::{call, install, VOLUME};
 use common::*;
 use serde_json::{json, Value};
-
-const HOOKS: &str = "/etc/thinsr/hooks";
-const LOG: &str = "/root/hooks.log";
-
-/// A hook of `hook` named `name`, with the shell `body`, mode `mode`.
-fn hook(hook: &str, name: &str, body: &str, mode: u32) {
-    let dir = format!("{HOOKS}/{hook}.d");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = format!("{dir}/{name}");
-    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-/// A hook that logs the event it is given, under its own name.
-fn logging(h: &str) {
-    hook(
-        h,
-        "50-log",
-        &format!("{{ echo '== {h}'; cat; echo; }} >> {LOG}"),
-        0o755,
-    );
-}
-
-/// The events logged since the last call: (hook, record).
-fn events() -> Vec<(String, Value)> {
-    let text = std::fs::read_to_string(LOG).unwrap_or_default();
-    let _ = std::fs::remove_file(LOG);
-    let mut out = Vec::new();
-    let mut lines = text.lines();
-    while let Some(l) = lines.next() {
-        let name = l.strip_prefix("== ").expect("a header").to_string();
-        let record: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
-        assert_eq!(record["hook"], name.as_str(), "{record}");
-        out.push((name, record));
-    }
-    out
-}
 
 /// Processes running `sleep 300`.
 fn sleepers() -> usize {
@@ -56,10 +19,6 @@ fn sleepers() -> usize {
         .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
         .filter(|c| c.as_slice() == b"sleep\x00300\x00")
         .count()
-}
-
-fn names(ev: &[(String, Value)]) -> Vec<&str> {
-    ev.iter().map(|(n, _)| n.as_str()).collect()
 }
 
 #[test]
@@ -226,4 +185,138 @@ fn a_refusal_changes_nothing_and_a_failed_hook_never_undoes() {
     assert!(r.get("hook_failures").is_none(), "{r}");
     let listed: Value = serde_json::from_str(&std::fs::read_to_string(LOG).unwrap()).unwrap();
     assert!(listed.to_string().contains("\"db\""), "{listed}");
+}
+
+/// The rest of the events, each once per operation that changed something, with its record:
+/// attach and detach (CLI and xapi), revert, import, template introduce and forget, a
+/// replica received, SR detach and attach; a `pre-vdi-detach` refusal keeps the device.
+#[test]
+fn attach_revert_template_replica_and_sr_events_fire_once_each() {
+    vm();
+    for h in [
+        "post-vdi-create",
+        "post-vdi-attach",
+        "pre-vdi-detach",
+        "post-vdi-detach",
+        "pre-vdi-revert",
+        "post-vdi-revert",
+        "post-template-introduce",
+        "post-template-forget",
+        "post-replica-receive",
+        "post-sr-attach",
+        "post-sr-detach",
+    ] {
+        logging(h);
+    }
+    json(&["sr", "create", DISKS[0], "--name", "local"]);
+    json(&["sr", "create", DISKS[1], "--name", "dr"]);
+    assert!(events().is_empty());
+    let v = json(&["vdi", "create", "web", "--size", "64M", "--sr", "local"]);
+    assert_eq!(names(&events()), ["post-vdi-create"]);
+
+    let dev = ok(&["vdi", "attach", "local/web"]).trim().to_string();
+    let ev = events();
+    assert_eq!(names(&ev), ["post-vdi-attach"]);
+    assert_eq!(ev[0].1["vdi"]["uuid"], v["uuid"]);
+    assert_eq!(ev[0].1["vdi"]["attached"], true, "{}", ev[0].1);
+    ok(&["vdi", "attach", "local/web"]);
+    assert!(
+        events().is_empty(),
+        "an attach of an attached VDI changed nothing"
+    );
+    write_at(&dev, 0, &noise(1 << 20, 1));
+    // A pre-vdi-detach hook says no: the device stays.
+    hook(
+        "pre-vdi-detach",
+        "10-in-use",
+        "echo 'still exporting it' >&2; exit 1",
+        0o755,
+    );
+    let e = fails(&["vdi", "detach", "local/web"], "HOOK_REFUSED");
+    assert!(e.to_string().contains("still exporting it"), "{e}");
+    assert!(std::path::Path::new(&dev).exists());
+    std::fs::remove_file(format!("{HOOKS}/pre-vdi-detach.d/10-in-use")).unwrap();
+    events();
+    ok(&["vdi", "detach", "local/web"]);
+    assert_eq!(names(&events()), ["pre-vdi-detach", "post-vdi-detach"]);
+    ok(&["vdi", "detach", "local/web"]);
+    assert!(
+        events().is_empty(),
+        "a detach of a detached VDI changed nothing"
+    );
+
+    let snap = json(&["vdi", "snapshot", "local/web", "--name", "web-1"]);
+    json(&["--yes", "vdi", "revert", "local/web", "web-1"]);
+    let ev = events();
+    assert_eq!(names(&ev), ["pre-vdi-revert", "post-vdi-revert"]);
+    assert!(ev.iter().all(|(_, r)| r["vdi"]["uuid"] == v["uuid"]));
+
+    std::fs::write("/tmp/base.raw", noise(4 << 20, 2)).unwrap();
+    let imported = json(&[
+        "vdi",
+        "import",
+        "/tmp/base.raw",
+        "--name",
+        "imported",
+        "--sr",
+        "local",
+    ]);
+    let ev = events();
+    assert_eq!(names(&ev), ["post-vdi-create"]);
+    assert_eq!(ev[0].1["vdi"]["uuid"], imported["uuid"], "{}", ev[0].1);
+    json(&[
+        "template",
+        "introduce",
+        "file:///tmp/base.raw",
+        "--name",
+        "base",
+        "--sr",
+        "local",
+    ]);
+    let ev = events();
+    assert_eq!(names(&ev), ["post-template-introduce"]);
+    assert_eq!(ev[0].1["vdi"]["kind"], "template");
+    json(&["template", "forget", "base", "--sr", "local"]);
+    assert_eq!(names(&events()), ["post-template-forget"]);
+
+    json(&[
+        "vdi",
+        "send",
+        snap["uuid"].as_str().unwrap(),
+        "-o",
+        "/tmp/s.thinsr",
+    ]);
+    let got = json(&["vdi", "receive", "-i", "/tmp/s.thinsr", "--sr", "dr"]);
+    let ev = events();
+    assert_eq!(names(&ev), ["post-replica-receive"]);
+    assert_eq!(ev[0].1["vdi"]["uuid"], got["replica"]["uuid"]);
+    assert_eq!(ev[0].1["vdi"]["replica"]["snapshot"], snap["uuid"]);
+    assert_eq!(ev[0].1["sr"]["name"], "dr");
+
+    json(&["sr", "detach", "dr"]);
+    let ev = events();
+    assert_eq!(names(&ev), ["post-sr-detach"]);
+    assert_eq!(ev[0].1["sr"]["name"], "dr");
+    assert!(ev[0].1.get("vdi").is_none(), "{}", ev[0].1);
+    json(&["sr", "attach", "dr"]);
+    assert_eq!(names(&events()), ["post-sr-attach"]);
+    json(&["sr", "attach", "dr"]);
+    assert!(
+        events().is_empty(),
+        "an attach of an attached SR changed nothing"
+    );
+
+    // xapi: a VM start and stop, the same events from the method files.
+    install();
+    let uri = format!(
+        "thinsr://{}/{}",
+        v["sr"].as_str().unwrap(),
+        v["uuid"].as_str().unwrap()
+    );
+    common::xapi::start(&uri);
+    let ev = events();
+    assert_eq!(names(&ev), ["post-vdi-attach"]);
+    assert_eq!(ev[0].1["caller"], "xapi");
+    common::xapi::stop(&uri);
+    assert_eq!(names(&events()), ["pre-vdi-detach", "post-vdi-detach"]);
 }

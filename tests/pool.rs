@@ -5,6 +5,7 @@ mod common;
 use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
+use common::hooks::{events, logging, names};
 use common::*;
 
 const MIB: u64 = 1 << 20;
@@ -119,8 +120,15 @@ fn a_shared_pool_at_its_maximum_warns_and_leaves_the_admin_alone() {
     json(&["vdi", "create", "disk", "--size", "1G"]);
     let dev = ok(&["vdi", "attach", "disk"]).trim().to_string();
     fill(&dev, 440).unwrap();
+    logging("post-pool-full");
+    logging("post-pool-grow");
     let r = maintain(&[]);
     assert_eq!(r.code, 1, "{} {}", r.stdout, r.stderr);
+    // The admin's hook hears of it, from cron's run.
+    let ev = events();
+    assert_eq!(names(&ev), ["post-pool-full"]);
+    assert_eq!(ev[0].1["caller"], "cron");
+    assert_eq!(ev[0].1["sr"]["vg"], "vg0");
     assert_eq!(r.stdout, "");
     assert!(
         r.stderr.contains(
@@ -155,8 +163,15 @@ fn a_shared_pool_at_its_maximum_warns_and_leaves_the_admin_alone() {
     let p = json(&["pool", "extend", "vg0", "+256M"]);
     assert_eq!(p["size"], 768 * MIB);
     assert_eq!(p["max_size"], 768 * MIB);
+    let ev = events();
+    assert_eq!(names(&ev), ["post-pool-grow"]);
+    assert_eq!(ev[0].1["caller"], "cli");
     let r = maintain(&[]);
     assert_eq!((r.code, r.stdout.as_str()), (0, ""), "{}", r.stderr);
+    assert!(
+        events().is_empty(),
+        "a pool with room is neither full nor grown"
+    );
     assert_eq!(json(&["sr", "show", "vg0"])["health"][1], "");
     // Shrinking is refused; so is growing past the VG.
     fails(&["pool", "extend", "vg0", "256M"], "INVALID_SIZE");

@@ -208,11 +208,17 @@ mod tests {
 
     #[test]
     fn bash_accepts_the_completion_script() {
-        let out = std::process::Command::new("bash")
-            .args(["-n", "-c"])
-            .arg(String::from_utf8(completions()[0].1.clone()).unwrap())
-            .output()
+        use std::io::Write;
+        // On stdin: the script is larger than one argument may be (128 KiB).
+        let mut bash = std::process::Command::new("bash")
+            .arg("-n")
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .expect("bash runs");
+        let script = completions()[0].1.clone();
+        bash.stdin.take().unwrap().write_all(&script).unwrap();
+        let out = bash.wait_with_output().unwrap();
         assert!(
             out.status.success(),
             "{}",

@@ -53,18 +53,6 @@ pub fn run(ctx: &Ctx, out: &Out, a: &ExportArgs) -> Result<()> {
             ""
         }
     );
-    if matches!(target, Target::Stdout) {
-        // stdout holds the image.
-        if out.json {
-            eprintln!(
-                "{}",
-                serde_json::to_string_pretty(&r).expect("reports serialize")
-            );
-        } else if !out.quiet {
-            eprintln!("{line}");
-        }
-    } else {
-        out.emit(&r, || println!("{line}"));
-    }
+    out.report(matches!(target, Target::Stdout), &r, &line);
     Ok(())
 }

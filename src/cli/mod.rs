@@ -16,6 +16,7 @@ use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
 use serde::Serialize;
 
 use crate::cli::args::{Cli, Global, Group};
+use crate::engine::context::Caller;
 use crate::engine::registry::RegistryFile;
 use crate::error::{Error, Result};
 use crate::host::lvm::Lvm;
@@ -45,6 +46,22 @@ impl Out {
             );
         } else if !self.quiet {
             human();
+        }
+    }
+
+    /// The report of a command whose data went to stdout (an image, a stream): on stderr,
+    /// as JSON with `--json`; otherwise, as `emit` does.
+    pub fn report<T: Serialize>(&self, on_stdout: bool, value: &T, line: &str) {
+        if !on_stdout {
+            return self.emit(value, || println!("{line}"));
+        }
+        if self.json {
+            eprintln!(
+                "{}",
+                serde_json::to_string_pretty(value).expect("reports serialize")
+            );
+        } else if !self.quiet {
+            eprintln!("{line}");
         }
     }
 
@@ -111,11 +128,19 @@ pub fn run(cli: &Cli) -> Result<i32> {
         return Err(Error::NotRoot);
     }
     let out = Out::new(&cli.global);
-    let ctx = crate::engine::context::Ctx::new(
+    let mut ctx = crate::engine::context::Ctx::new(
         Lvm::new(cli.global.verbose > 0),
         RegistryFile::in_dir(&cli.global.config),
         cli.global.scheme_dir.clone(),
     );
+    // Who hooks are told caused an event: `pool maintain` runs from cron, `pool watch` is
+    // the watcher.
+    ctx.caller = match &cli.command {
+        Group::Pool(args::PoolCmd::Maintain { .. }) => Caller::Cron,
+        Group::Pool(args::PoolCmd::Watch { .. }) => Caller::Watch,
+        _ => Caller::Cli,
+    };
+    let ctx = ctx;
     let result = match &cli.command {
         Group::Sr(c) => sr::run(&ctx, &out, c),
         Group::Vdi(c) => vdi::run(&ctx, &out, c).map(|_| 0),

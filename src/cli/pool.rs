@@ -18,6 +18,9 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &PoolCmd) -> Result<i32> {
             let size = size.as_deref().map(parse_new_size).transpose()?;
             let metadata = metadata.as_deref().map(parse_new_size).transpose()?;
             let d = ctx.pool_extend(Some(sr), size, metadata)?;
+            for f in &d.hook_failures {
+                out.warn(f);
+            }
             out.emit(&d, || {
                 println!(
                     "Thin pool {}/{}: {} data, {} metadata",

@@ -57,10 +57,15 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &SrCmd) -> Result<i32> {
         }
         SrCmd::Attach(a) => {
             let d = ctx.attach(a.sr.as_deref())?;
+            for w in &d.warnings {
+                out.warn(w);
+            }
             out.emit(&d, || println!("SR '{}' is attached", d.name));
         }
         SrCmd::Detach(a) => {
-            ctx.detach(a.sr.as_deref())?;
+            for w in ctx.detach(a.sr.as_deref())? {
+                out.warn(&w);
+            }
             out.done("SR detached");
         }
         SrCmd::Forget(a) => {
@@ -284,6 +289,14 @@ fn print_detail(d: &SrDetail) {
         ]);
     }
     println!("{lvs}");
+    for r in &d.receiving {
+        println!();
+        println!(
+            "Interrupted receive of snapshot {} of '{}': {} verified and kept; its sender \
+             resumes it with 'thinsr vdi send {} --resume {}'",
+            r.snapshot, r.label, r.verified, r.snapshot, r.token
+        );
+    }
 }
 
 #[cfg(test)]

@@ -1,16 +1,18 @@
 //! `thinsr vdi ...`: parse, call the engine, render.
 
 use std::collections::HashSet;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use super::progress::Reporter;
 use super::{table, Out};
 use crate::cli::args::VdiCmd;
 use crate::engine::context::Ctx;
+use crate::engine::export::Target;
 use crate::engine::import::{ImportOpts, ImportSource};
+use crate::engine::replica::{Destination, ReplicateOpts};
 use crate::engine::serve::Serving;
 use crate::engine::vdi::Volume;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::units::{parse_new_size, parse_positive_size, parse_size, Bytes, NewSize};
 
 /// The `post-` hooks that failed, on stderr (`--json` has them in the record too).
@@ -291,6 +293,130 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &VdiCmd) -> Result<()> {
                 )
             });
         }
+        VdiCmd::Send {
+            vdi,
+            base,
+            resume,
+            output,
+            force,
+        } => {
+            let target = match output {
+                Some(p) if p.as_os_str() != "-" => Target::File {
+                    path: p.clone(),
+                    force: *force,
+                },
+                _ if std::io::stdout().is_terminal() => {
+                    return Err(Error::Usage(
+                        "not writing a stream to a terminal: give -o FILE, or redirect stdout"
+                            .into(),
+                    ))
+                }
+                _ => Target::Stdout,
+            };
+            let to_stdout = matches!(target, Target::Stdout);
+            let progress = Reporter::new(out.quiet || out.json && to_stdout);
+            let r = ctx.vdi_send(
+                &vdi.vdi,
+                vdi.sr.as_deref(),
+                base.as_deref(),
+                resume.as_deref(),
+                &target,
+                &progress,
+            )?;
+            let line = format!(
+                "Sent snapshot '{}' ({}){} to {}: {} of data, {} of holes, {} records, {} in {:.1} s",
+                r.snapshot_name,
+                short(&r.snapshot),
+                r.base
+                    .as_deref()
+                    .map(|b| format!(" since {}", short(b)))
+                    .unwrap_or_default(),
+                if to_stdout { "stdout" } else { &r.output },
+                r.data,
+                r.holes,
+                r.records,
+                r.written,
+                r.seconds
+            );
+            out.report(to_stdout, &r, &line);
+        }
+        VdiCmd::Receive {
+            input,
+            sr,
+            resumable,
+            keep,
+        } => {
+            let progress = Reporter::new(out.quiet);
+            let r = match input {
+                Some(p) if p.as_os_str() != "-" => {
+                    let mut f = std::fs::File::open(p)
+                        .map_err(|e| Error::io(p.display().to_string(), e))?;
+                    ctx.vdi_receive(sr.sr.as_deref(), &mut f, *resumable, *keep, &progress)?
+                }
+                _ => {
+                    let mut stdin = std::io::stdin().lock();
+                    ctx.vdi_receive(sr.sr.as_deref(), &mut stdin, *resumable, *keep, &progress)?
+                }
+            };
+            warn_hooks(out, &r.replica);
+            out.emit(&r, || {
+                println!(
+                    "Received snapshot {} of '{}' as {} of replica VDI '{}' ({}): {} of data, {} of holes, {} read in {:.1} s{}",
+                    short(&r.source_snapshot),
+                    r.replica.name,
+                    short(&r.snapshot),
+                    r.replica.name,
+                    short(&r.replica.uuid),
+                    r.data,
+                    r.holes,
+                    r.read,
+                    r.seconds,
+                    if r.resumed { " (resumed)" } else { "" }
+                )
+            });
+        }
+        VdiCmd::Replicate {
+            vdi,
+            to,
+            keep,
+            remote_thinsr,
+        } => {
+            let opts = ReplicateOpts {
+                to: Destination::parse(to)?,
+                to_text: to.clone(),
+                keep: *keep,
+                remote_thinsr: remote_thinsr.clone(),
+            };
+            let progress = Reporter::new(out.quiet);
+            let r = ctx.vdi_replicate(&vdi.vdi, vdi.sr.as_deref(), &opts, &progress)?;
+            out.emit(&r, || {
+                println!(
+                    "Replicated '{}' to {}: snapshot {}{}{}, {} of data, {} sent in {:.1} s",
+                    r.vdi_name,
+                    r.to,
+                    short(&r.snapshot),
+                    r.base
+                        .as_deref()
+                        .map(|b| format!(" since {}", short(b)))
+                        .unwrap_or_else(|| " (whole)".into()),
+                    r.resumed
+                        .as_deref()
+                        .map(|s| format!(", after finishing {}", short(s)))
+                        .unwrap_or_default(),
+                    r.data,
+                    r.sent,
+                    r.seconds
+                );
+                let pruned = r.pruned_here.len() + r.pruned_there.len();
+                if pruned > 0 {
+                    println!(
+                        "Pruned {} older replication snapshot(s) here and {} there",
+                        r.pruned_here.len(),
+                        r.pruned_there.len()
+                    );
+                }
+            });
+        }
     }
     Ok(())
 }
@@ -322,10 +448,17 @@ pub(super) fn print_list(list: &[Volume]) {
         let mut row = vec![
             v.name.clone(),
             short(&v.uuid).to_string(),
-            if v.data_destroyed {
-                format!("{} (data destroyed)", v.kind)
-            } else {
-                v.kind.to_string()
+            match (&v.replica, v.data_destroyed) {
+                (_, true) => format!("{} (data destroyed)", v.kind),
+                // The head's replica names the newest snapshot received, and when.
+                (Some(r), _) if v.read_write => format!(
+                    "{} (replica, {} of {})",
+                    v.kind,
+                    crate::units::utc(r.received),
+                    short(&r.snapshot)
+                ),
+                (Some(_), _) => format!("{} (replica)", v.kind),
+                (None, _) => v.kind.to_string(),
             },
             v.virtual_size.to_string(),
             v.physical_utilisation.to_string(),
@@ -368,6 +501,15 @@ pub(super) fn print_detail(v: &Volume) {
             } else {
                 ""
             }
+        );
+    }
+    if let Some(r) = &v.replica {
+        println!(
+            "Replica of   VDI {} of SR {}: snapshot {}, received {}",
+            r.vdi,
+            r.sr,
+            r.snapshot,
+            crate::units::utc(r.received)
         );
     }
     if let Some(src) = &v.source {

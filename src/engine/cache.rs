@@ -91,6 +91,19 @@ impl Ctx {
         name: Option<&str>,
         how: &Introduce,
     ) -> Result<Volume> {
+        let mut t = self.introduce_any(uri, sr, name, how)?;
+        self.after(crate::engine::hooks::Hook::PostTemplateIntroduce, &mut t)?;
+        Ok(t)
+    }
+
+    /// `template introduce` without its hook.
+    fn introduce_any(
+        &self,
+        uri: &str,
+        sr: Option<&str>,
+        name: Option<&str>,
+        how: &Introduce,
+    ) -> Result<Volume> {
         let cache = how.cache;
         if matches!(parse_uri(uri)?, Source::Http(_)) && !self.has_script(uri) {
             if cache {
@@ -120,7 +133,7 @@ impl Ctx {
         self.template_cache(&t.uuid, Some(&t.sr), true)
             .map_err(|e| {
                 e.undo("forgetting the template again", || {
-                    self.template_forget(&t.uuid, Some(&t.sr))
+                    self.forget_template_quietly(&t.uuid, Some(&t.sr))
                 })
             })
     }
@@ -361,7 +374,7 @@ impl Ctx {
         let was_attached = self.our_device(&t.uuid).is_some();
         // Attached first, so that the map of an NBD template's image is not asked of its
         // server over a second connection (one client is qemu-nbd's default).
-        let attached = self.vdi_attach(&t.uuid, Some(sr), true)?;
+        let attached = self.attach_quietly(&t.uuid, Some(sr), true)?;
         let copied = (|| {
             let mapped = self.template_data(t, t.size.0)?;
             let allocated: u64 = mapped.iter().map(|e| e.len).sum();
@@ -382,7 +395,7 @@ impl Ctx {
             out.finish().map(|_| allocated)
         })();
         if !was_attached {
-            self.vdi_detach(&t.uuid, Some(sr))?;
+            self.detach_quietly(&t.uuid, Some(sr))?;
         }
         copied
     }

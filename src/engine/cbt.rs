@@ -6,6 +6,7 @@
 use std::io::Write;
 
 use super::context::{tagged_thin_lvcreate, Ctx, Locked};
+use super::hooks::Hook;
 use super::meta::{VdiKind, VdiMeta};
 use super::vdi::{lvcreate, refuse_pending, Volume};
 use crate::crash;
@@ -112,6 +113,15 @@ impl Ctx {
         let found = self.resolve(key, sr)?;
         let snap = self.resolve(snapshot, sr)?;
         super::changes::same_sr(&snap, &found)?;
+        // Before the lock: a hook may call thinsr.
+        self.before(Hook::PreVdiRevert, &found.entry, || self.show_found(&found))?;
+        let mut v = self.revert_found(&found, &snap)?;
+        self.after(Hook::PostVdiRevert, &mut v)?;
+        Ok(v)
+    }
+
+    /// `vdi revert` under the SR's lock, without hooks.
+    fn revert_found(&self, found: &super::vdi::Found, snap: &super::vdi::Found) -> Result<Volume> {
         let mut op = self.lock_sr(&found.entry)?;
         let v = op.vdi(&found.uuid)?.clone();
         let s = op.vdi(&snap.uuid)?.clone();

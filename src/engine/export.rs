@@ -143,6 +143,33 @@ impl Partial {
     }
 }
 
+/// Runs `f` on where `target` says a stream goes: stdout, or a file that appears under its
+/// name only once `f` succeeded and the data is on disk.
+pub(crate) fn write_to<T>(
+    target: &Target,
+    f: impl FnOnce(&mut dyn Write) -> Result<T>,
+) -> Result<T> {
+    match target {
+        Target::Stdout => f(&mut std::io::stdout().lock()),
+        Target::File { path, force } => {
+            let mut p = Partial::create(path, *force)?;
+            let done = f(&mut p.file).and_then(|r| {
+                p.file
+                    .sync_all()
+                    .map_err(|e| Error::io(path.display().to_string(), e))
+                    .map(|_| r)
+            });
+            match done {
+                Ok(r) => p.finish().map(|_| r),
+                Err(e) => {
+                    p.discard();
+                    Err(e)
+                }
+            }
+        }
+    }
+}
+
 impl Ctx {
     /// `thinsr export`: writes the VDI (or what changed since `base`) as an image, reading
     /// only its data. A VDI attached read-write is exported from a temporary snapshot.
@@ -228,11 +255,7 @@ impl Ctx {
     /// The snapshot `key` a delta export of `v` is taken against.
     fn export_base(&self, v: &VdiMeta, key: &str, sr: &str) -> Result<VdiMeta> {
         let found = self.resolve(key, Some(sr))?;
-        let b = found
-            .meta
-            .vdi(&found.uuid)
-            .cloned()
-            .ok_or_else(|| Error::VdiNotFound(key.into()))?;
+        let b = found.vdi()?;
         let why = if b.uuid == v.uuid {
             Some("it is the VDI itself".to_string())
         } else if b.kind == VdiKind::Preallocated || v.kind == VdiKind::Preallocated {
@@ -257,11 +280,7 @@ impl Ctx {
     /// pending, not data-destroyed.
     pub(crate) fn readable_vdi(&self, key: &str, sr: Option<&str>) -> Result<(SrUuid, VdiMeta)> {
         let found = self.resolve(key, sr)?;
-        let v = found
-            .meta
-            .vdi(&found.uuid)
-            .cloned()
-            .ok_or_else(|| Error::VdiNotFound(key.into()))?;
+        let v = found.vdi()?;
         if v.is_template() {
             return Err(Error::VdiIsTemplate(v.name.clone()));
         }
@@ -331,7 +350,7 @@ impl Ctx {
         let result = f(&src, snapshot.is_some());
         let mut undo = match &src.attached_here {
             Attached::Nothing => Ok(()),
-            Attached::Lvm => self.vdi_detach(&src.uuid, Some(sr)).map(drop),
+            Attached::Lvm => self.detach_quietly(&src.uuid, Some(sr)).map(drop),
             Attached::Ours(name) => self.release_reader(name, &src.uuid, sr, src.origin.as_ref()),
         };
         if let Some(s) = &snapshot {
@@ -410,6 +429,39 @@ impl Ctx {
         self.detach_reader(name, uuid, origin.map(|t| &t.uuid))
     }
 
+    /// Where `src` holds data (the whole of it, or what differs from the base) and, with
+    /// a base, which ranges it no longer holds, both aligned to `unit`: what an export or
+    /// a replication stream reads and says is gone.
+    pub(crate) fn layout(&self, src: &Readable, unit: u64) -> Result<(Vec<Extent>, Vec<Extent>)> {
+        let size = src.size;
+        let template = match &src.origin {
+            Some(t) => self.template_data(t, size)?,
+            None => vec![],
+        };
+        Ok(match (src.thin_id, &src.delta) {
+            (None, _) => (vec![Extent::new(0, size)], vec![]),
+            (Some(id), None) => {
+                let maps = thin::block_maps(&src.vg, &src.pool, &[id])?.ok_or_else(|| {
+                    Error::DmFailed(format!("the pool {}/{} is not active", src.vg, src.pool))
+                })?;
+                let mapped = maps.into_iter().flat_map(|m| m.extents()).collect();
+                let all = normalize([mapped, template].concat());
+                (align(&all, unit, size), vec![])
+            }
+            (Some(_), Some(d)) => {
+                if src.origin.is_some() {
+                    // Discarded blocks of a clone read its template again.
+                    let changed = normalize([d.changed.clone(), d.removed.clone()].concat());
+                    (align(&changed, unit, size), vec![])
+                } else {
+                    let data = align(&d.changed, unit, size);
+                    let zero = subtract(&align(&d.removed, unit, size), &data);
+                    (data, zero)
+                }
+            }
+        })
+    }
+
     /// Maps the source, then writes the image. Returns (bytes read, bytes written).
     fn export_from(
         &self,
@@ -419,33 +471,7 @@ impl Ctx {
         progress: &dyn Progress,
     ) -> Result<(u64, u64)> {
         let size = src.size;
-        let cluster = qcow2::CLUSTER;
-        let template = match &src.origin {
-            Some(t) => self.template_data(t, size)?,
-            None => vec![],
-        };
-        let (data, zero) = match (src.thin_id, &src.delta) {
-            (None, _) => (vec![Extent::new(0, size)], vec![]),
-            (Some(id), None) => {
-                let maps = thin::block_maps(&src.vg, &src.pool, &[id])?.ok_or_else(|| {
-                    Error::DmFailed(format!("the pool {}/{} is not active", src.vg, src.pool))
-                })?;
-                let mapped = maps.into_iter().flat_map(|m| m.extents()).collect();
-                let all = normalize([mapped, template].concat());
-                (align(&all, cluster, size), vec![])
-            }
-            (Some(_), Some(d)) => {
-                if src.origin.is_some() {
-                    // Discarded blocks of a clone read its template again.
-                    let changed = normalize([d.changed.clone(), d.removed.clone()].concat());
-                    (align(&changed, cluster, size), vec![])
-                } else {
-                    let data = align(&d.changed, cluster, size);
-                    let zero = subtract(&align(&d.removed, cluster, size), &data);
-                    (data, zero)
-                }
-            }
-        };
+        let (data, zero) = self.layout(src, qcow2::CLUSTER)?;
         let mut reader = Device::open(&src.path)?;
         progress.begin(&format!("exporting {}", Bytes(size)), total(&data));
         let mut feed = Feed::new(&mut reader, progress);

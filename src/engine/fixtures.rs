@@ -31,6 +31,7 @@ pub fn sr(uuid: &str, name: &str, vdis: Vec<VdiMeta>) -> (Entry, SrMeta) {
         vdis,
         policy: Default::default(),
         geometry: None,
+        receiving: vec![],
     };
     (
         Entry::from_meta(&meta, &name.into(), &"thinsr_meta".into()),

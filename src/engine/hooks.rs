@@ -42,6 +42,18 @@ pub enum Hook {
     PostVdiResize,
     PostVdiSnapshot,
     PostVdiClone,
+    PostVdiRevert,
+    PostVdiAttach,
+    PostVdiDetach,
+    PostSrAttach,
+    PostSrDetach,
+    PostPoolGrow,
+    PostPoolFull,
+    PostTemplateIntroduce,
+    PostTemplateForget,
+    PostReplicaReceive,
+    PreVdiRevert,
+    PreVdiDetach,
 }
 
 impl Hook {
@@ -54,6 +66,18 @@ impl Hook {
             Hook::PostVdiResize => "post-vdi-resize",
             Hook::PostVdiSnapshot => "post-vdi-snapshot",
             Hook::PostVdiClone => "post-vdi-clone",
+            Hook::PostVdiRevert => "post-vdi-revert",
+            Hook::PostVdiAttach => "post-vdi-attach",
+            Hook::PostVdiDetach => "post-vdi-detach",
+            Hook::PostSrAttach => "post-sr-attach",
+            Hook::PostSrDetach => "post-sr-detach",
+            Hook::PostPoolGrow => "post-pool-grow",
+            Hook::PostPoolFull => "post-pool-full",
+            Hook::PostTemplateIntroduce => "post-template-introduce",
+            Hook::PostTemplateForget => "post-template-forget",
+            Hook::PostReplicaReceive => "post-replica-receive",
+            Hook::PreVdiRevert => "pre-vdi-revert",
+            Hook::PreVdiDetach => "pre-vdi-detach",
         }
     }
 
@@ -76,7 +100,9 @@ struct SrRecord<'a> {
 struct Event<'a> {
     hook: &'static str,
     sr: SrRecord<'a>,
-    vdi: &'a Volume,
+    /// The VDI (the template, the replica); none for SR and pool events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vdi: Option<&'a Volume>,
     caller: Caller,
 }
 
@@ -167,7 +193,7 @@ impl Ctx {
         let Some(scripts) = scripts(&dir, hook) else {
             return Ok(());
         };
-        self.run_scripts(hook, &dir, scripts, entry, &vdi()?)
+        self.run_scripts(hook, &dir, scripts, entry, Some(&vdi()?))
             .map(drop)
     }
 
@@ -179,8 +205,19 @@ impl Ctx {
             return Ok(());
         };
         let entry = self.entry(Some(&v.sr))?;
-        v.hook_failures = self.run_scripts(hook, &dir, scripts, &entry, v)?;
+        v.hook_failures = self.run_scripts(hook, &dir, scripts, &entry, Some(v))?;
         Ok(())
+    }
+
+    /// Runs the `post-` `hook` of an SR or pool event of SR `entry`; returns its failures
+    /// (in syslog already), a line each.
+    pub(crate) fn after_sr(&self, hook: Hook, entry: &Entry) -> Vec<String> {
+        let dir = self.hooks_dir();
+        let Some(scripts) = scripts(&dir, hook) else {
+            return vec![];
+        };
+        self.run_scripts(hook, &dir, scripts, entry, None)
+            .unwrap_or_else(|e| vec![format!("hook {} not run: {e}", hook.name())])
     }
 
     /// Runs `scripts` of `hook` (under `dir`) with the event's record on stdin: a `pre-`
@@ -192,7 +229,7 @@ impl Ctx {
         dir: &Path,
         scripts: Vec<PathBuf>,
         entry: &Entry,
-        vdi: &Volume,
+        vdi: Option<&Volume>,
     ) -> Result<Vec<String>> {
         let event = Event {
             hook: hook.name(),

@@ -275,6 +275,8 @@ impl Ctx {
                 if let Some(w) = written {
                     volume.physical_utilisation = Bytes(w);
                 }
+                // Once its data is in, as `vdi copy` does.
+                self.after(crate::engine::hooks::Hook::PostVdiCreate, &mut volume)?;
                 Ok(Imported {
                     volume,
                     format: our_format(format).into(),

@@ -21,7 +21,7 @@ use crate::ids::{LvName, SrUuid, VdiUuid};
 use crate::image::le;
 use crate::units::Bytes;
 
-pub use crate::engine::records::{Composing, Fetch};
+pub use crate::engine::records::{Composing, Fetch, Receiving, Replica};
 
 const MAGIC: &[u8; 8] = b"THINSRMD";
 const VERSION: u32 = 1;
@@ -73,6 +73,10 @@ pub struct SrMeta {
     /// lvm report. Filled by the first command that had one (SRs made before 0.2 lack it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub geometry: Option<Geometry>,
+    /// Streams `vdi receive` began and did not finish: each one's staging LV and how far it
+    /// verified, for the stream resumed from there (`engine/replica/`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub receiving: Vec<Receiving>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,6 +212,9 @@ pub struct VdiMeta {
     /// not finished: nothing reads it until it has; `template introduce` again resumes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fetch: Option<Fetch>,
+    /// Received from another SR (`vdi receive`): the replica VDI, or one of its snapshots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<Replica>,
 }
 
 /// A template image, as found when it was introduced.
@@ -244,6 +251,7 @@ impl VdiMeta {
             reverting: None,
             composing: None,
             fetch: None,
+            replica: None,
         }
     }
 
@@ -590,6 +598,7 @@ mod tests {
             vdis: vec![],
             policy: PoolPolicy::default(),
             geometry: None,
+            receiving: vec![],
         }
     }
 

@@ -23,6 +23,7 @@ pub mod names;
 pub mod pool;
 pub mod records;
 pub mod registry;
+pub mod replica;
 pub mod serve;
 pub mod share;
 pub mod sr;

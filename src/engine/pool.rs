@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::engine::context::Ctx;
 use crate::engine::growth::{self, Growth};
+use crate::engine::hooks::Hook;
 use crate::engine::meta::{Mode, PoolPolicy, SrMeta};
 use crate::engine::registry::Entry;
 pub use crate::engine::usage::CHUNK;
@@ -49,6 +50,9 @@ pub struct PoolDetail {
     pub when_full: String,
     /// Who grows the pool between cron's runs.
     pub growth: Growth,
+    /// The failures of hooks the command ran (`pool extend`'s `post-pool-grow`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hook_failures: Vec<String>,
 }
 
 /// What `pool maintain` did or found for one SR.
@@ -125,6 +129,7 @@ impl Ctx {
                 .unwrap_or_else(|| "queue".into()),
             growth: growth::growth(&vg.name, &lv.name, lv.chunk_size.unwrap_or(CHUNK)),
             pool,
+            hook_failures: vec![],
         })
     }
 
@@ -137,7 +142,7 @@ impl Ctx {
         metadata: Option<NewSize>,
     ) -> Result<PoolDetail> {
         let e = self.entry(key)?;
-        {
+        let grew = {
             let mut op = self.lock_sr(&e)?;
             let vg = self.lvm.report_vg(&e.vg)?;
             let lv = pool_lv(&vg, &e)?;
@@ -188,8 +193,16 @@ impl Ctx {
                     op.save()?;
                 }
             }
-        }
-        self.pool_show(Some(&e.uuid))
+            grow_data.is_some() || grow_meta.is_some()
+        };
+        // Outside the lock: a hook may call thinsr.
+        let failed = match grew {
+            true => self.after_sr(Hook::PostPoolGrow, &e),
+            false => vec![],
+        };
+        let mut d = self.pool_show(Some(&e.uuid))?;
+        d.hook_failures = failed;
+        Ok(d)
     }
 
     /// `pool set`: stored in the SR's metadata; `--when-full` also goes to LVM.
@@ -259,13 +272,15 @@ impl Ctx {
     }
 
     /// Grows data and metadata that passed the threshold, within the policy. Returns what
-    /// it did or could not do, and whether the pool grew. The caller holds the SR's lock.
+    /// it did or could not do, whether the pool grew, and whether it is past its threshold
+    /// with no room to grow (full, for the `post-pool-full` hook). The caller holds the
+    /// SR's lock.
     pub(crate) fn grow_if_needed(
         &self,
         e: &Entry,
         meta: &SrMeta,
         vg: &Vg,
-    ) -> Result<(Vec<Finding>, bool)> {
+    ) -> Result<(Vec<Finding>, bool, bool)> {
         let lv = pool_lv(vg, e)?;
         let kernel = dm::pool_status(&vg.name, &e.pool)?;
         let mut out = Vec::new();
@@ -296,6 +311,7 @@ impl Ctx {
         // Metadata first: a full data area queues writes, full metadata needs a repair. It
         // takes its share (twice over: LVM keeps a spare copy) before the data grows.
         let mut md_done = None;
+        let mut stuck = false;
         if mp >= threshold {
             let current = lv.metadata_size.unwrap_or_default();
             let target = grow(current, metadata_step())
@@ -310,6 +326,7 @@ impl Ctx {
                     current, target
                 ));
             } else {
+                stuck = true;
                 out.push(say(
                     if mp >= 95.0 { 2 } else { 1 },
                     format!(
@@ -330,6 +347,7 @@ impl Ctx {
                     lv.size, target
                 ));
             } else {
+                stuck = true;
                 let why = why_stuck(vg, max, lv.size);
                 out.push(say(
                     if dp >= 95.0 { 2 } else { 1 },
@@ -359,7 +377,7 @@ impl Ctx {
                 ),
             ));
         }
-        Ok((out, grew))
+        Ok((out, grew, stuck))
     }
 
     /// `pool maintain`: every SR named (all registered by default), each under its lock
@@ -409,7 +427,9 @@ impl Ctx {
                     Err(err) => return Err(err),
                 };
                 let vg = self.lvm.report_vg(&e.vg)?;
-                self.grow_if_needed(&e, &meta, &vg).map(|(found, _)| found)
+                let (found, grew, stuck) = self.grow_if_needed(&e, &meta, &vg)?;
+                drop(_l);
+                Ok(self.pool_hooks(&e, grew, stuck, found))
             })();
             match found {
                 Ok(f) => out.extend(f),
@@ -421,6 +441,28 @@ impl Ctx {
             }
         }
         Ok(out)
+    }
+
+    /// After a growth check, outside the SR's lock: the `post-pool-grow` hook when the pool
+    /// grew, `post-pool-full` when it is past its threshold and cannot grow; their failures
+    /// join `found`.
+    pub(crate) fn pool_hooks(
+        &self,
+        e: &Entry,
+        grew: bool,
+        full: bool,
+        mut found: Vec<Finding>,
+    ) -> Vec<Finding> {
+        for (hook, on) in [(Hook::PostPoolGrow, grew), (Hook::PostPoolFull, full)] {
+            if on {
+                found.extend(self.after_sr(hook, e).into_iter().map(|m| Finding {
+                    sr: e.name.clone(),
+                    severity: 1,
+                    message: m,
+                }));
+            }
+        }
+        found
     }
 
     /// True when a thin VDI can be made without an lvm report: no overcommit limit to add
@@ -469,7 +511,7 @@ impl Ctx {
         }
         let (dp, mp) = usage(lv, None);
         if dp >= f64::from(meta.policy.threshold) || mp >= f64::from(meta.policy.threshold) {
-            let (_, grew) = self.grow_if_needed(e, meta, vg)?;
+            let (_, grew, _) = self.grow_if_needed(e, meta, vg)?;
             if !grew {
                 // LVM refuses a thin volume in a pool past its low-water threshold. One
                 // that cannot grow stays usable until it is full (`pool maintain` warns):

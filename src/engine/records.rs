@@ -1,6 +1,6 @@
 //! What an entry of the SR's metadata records of an operation under way, so that the next
-//! run (or `sr check`) can finish it: a compose (engine/compose.rs) and a download
-//! (engine/fetch.rs).
+//! run (or `sr check`) can finish it: a compose (engine/compose.rs), a download
+//! (engine/fetch.rs) and a receive (engine/replica/); and where a replica came from.
 
 use serde::{Deserialize, Serialize};
 
@@ -32,4 +32,29 @@ pub struct Fetch {
     /// for the rest of that version only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validator: Option<String>,
+}
+
+/// Where a replica's data came from: the sending SR's VDI and which of its snapshots this
+/// holds (for the replica VDI itself: the newest received). Found by these identities,
+/// never by name, when the next incremental stream names its base.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Replica {
+    pub sr: String,
+    pub vdi: String,
+    pub snapshot: String,
+    /// Unix time it was received.
+    pub received: u64,
+}
+
+/// A receive under way or interrupted: the stream's header, the snapshot the staging LV
+/// (tagged `thinsr_receive=<snapshot>`) becomes once verified, and the last point verified
+/// with its data durable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Receiving {
+    pub snapshot: VdiUuid,
+    pub lv: LvName,
+    pub header: crate::image::send_stream::Header,
+    pub point: crate::image::send_stream::Resume,
 }

@@ -119,10 +119,10 @@ impl Ctx {
                 listener::serve_until(&[&socket], &session, &cancel::requested)
             };
         let served = if writable {
-            let vol = self.vdi_attach(&v.uuid, Some(&sr_uuid), false)?;
+            let vol = self.attach_quietly(&v.uuid, Some(&sr_uuid), false)?;
             let served = serve(Path::new(&vol.path), vol.virtual_size.0, false);
             finally(served, "detaching the VDI", || {
-                self.vdi_detach(&v.uuid, Some(&sr_uuid))
+                self.detach_quietly(&v.uuid, Some(&sr_uuid))
             })?
         } else {
             self.with_readable(&v, &sr_uuid, None, |src, snap| {

@@ -368,6 +368,13 @@ impl Ctx {
 
     /// `template forget`: refused while clones read from it or it is attached.
     pub fn template_forget(&self, key: &str, sr: Option<&str>) -> Result<Volume> {
+        let mut t = self.forget_template_quietly(key, sr)?;
+        self.after(crate::engine::hooks::Hook::PostTemplateForget, &mut t)?;
+        Ok(t)
+    }
+
+    /// `template forget` without its hook (an introduce undone).
+    pub(crate) fn forget_template_quietly(&self, key: &str, sr: Option<&str>) -> Result<Volume> {
         self.with_vdi(key, sr, |ctx, op, vg, uuid| {
             let t = op.meta.vdi(uuid).expect("with_vdi found it").clone();
             if !t.is_template() {

@@ -40,6 +40,9 @@ struct Seen {
     quiet_until: Option<Instant>,
     /// The pool size (data blocks) whose table was refreshed for a low-water mark.
     refreshed_at: Option<DataBlocks>,
+    /// Full (past its threshold, no room): `post-pool-full` ran, and runs again only
+    /// after the pool was not full.
+    full: bool,
 }
 
 /// Removes the pid file when the watcher stops cleanly; a kill leaves it, which is how
@@ -149,6 +152,9 @@ impl Ctx {
         let blocks = k.data_total;
         let unmarked = events.low_water(&e.vg, &e.pool) == Some(DataBlocks(0))
             && s.refreshed_at != Some(blocks);
+        if !filling {
+            s.full = false;
+        }
         if !filling && !unmarked {
             return Ok(());
         }
@@ -156,11 +162,14 @@ impl Ctx {
         s.meta = Some((op.meta.clone(), Instant::now()));
         if filling {
             let vg = self.lvm.report_vg(&e.vg)?;
-            let (found, _) = self.grow_if_needed(e, &op.meta, &vg)?;
+            let (found, grew, stuck) = self.grow_if_needed(e, &op.meta, &vg)?;
+            drop(op);
             if found.iter().any(|f| f.severity > 0) {
                 s.quiet_until = Some(Instant::now() + RETRY);
             }
-            for f in &found {
+            let newly_full = stuck && !s.full;
+            s.full = stuck;
+            for f in &self.pool_hooks(e, grew, newly_full, found) {
                 report(f);
             }
         } else {

@@ -210,6 +210,57 @@ pub fn failed(tool: &str, out: &Output) -> Error {
     }
 }
 
+/// What writes a child's stdin (`run_feeding`).
+pub type Feeder<'a> = dyn FnMut(&mut dyn std::io::Write) -> Result<()> + 'a;
+
+/// How a fed child ended: its status and outputs, and what its feeder returned.
+pub struct Fed {
+    pub status: std::process::ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub fed: Result<()>,
+}
+
+/// Runs `cmd` with `feed` writing its stdin (or nothing there), both outputs read beside
+/// it so that neither pipe fills and stalls it. Returns its status, stdout, stderr, and
+/// what `feed` returned.
+pub fn run_feeding(mut cmd: Command, feed: Option<&mut Feeder>) -> Result<Fed> {
+    use std::io::Read;
+    use std::process::Stdio;
+    cmd.stdin(if feed.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::io(format!("starting {:?}", cmd.get_program()), e))?;
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = Vec::new();
+            r.read_to_end(&mut s).ok();
+            s
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("piped")));
+    let err = drain(Box::new(child.stderr.take().expect("piped")));
+    let fed = match (feed, child.stdin.take()) {
+        (Some(f), Some(mut stdin)) => f(&mut stdin),
+        _ => Ok(()),
+    };
+    let status = child
+        .wait()
+        .map_err(|e| Error::io(format!("waiting for {:?}", cmd.get_program()), e))?;
+    Ok(Fed {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+        fed,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

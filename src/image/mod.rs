@@ -7,6 +7,7 @@ pub mod block_map;
 pub mod extent;
 pub mod le;
 pub mod qcow2;
+pub mod send_stream;
 pub mod stream;
 pub mod thin_xml;
 pub mod vhd;

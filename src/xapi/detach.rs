@@ -34,6 +34,8 @@ fn try_detach(ctx: &Ctx, sr: &str, vdi: &str, tries: u32) -> Option<Error> {
         match ctx.vdi_detach(vdi, Some(sr)) {
             // Gone already is detached.
             Ok(_) | Err(Error::VdiNotFound(_) | Error::SrNotFound(_)) => return None,
+            // The admin's pre-vdi-detach hook decided: asked again at the next call.
+            Err(e @ Error::HookRefused { .. }) => return Some(e),
             Err(e) => last = Some(e),
         }
         if attempt + 1 < tries {

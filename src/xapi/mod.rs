@@ -344,7 +344,7 @@ fn call(ctx: &Ctx, method: &str, a: &Args) -> Result<Value> {
             let vg = config.get("vg").map(String::as_str);
             Ok(Value::String(ctx.attach_or_recover(key, vg)?.sr))
         }
-        "SR.detach" => unit(ctx.detach(Some(a.sr()?))),
+        "SR.detach" => unit(ctx.detach(Some(a.sr()?)).map(drop)),
         "SR.destroy" => {
             let entry = ctx.entry(Some(a.sr()?))?;
             ctx.check_destroy(&entry)?;

@@ -76,6 +76,7 @@ fn golden_volume_create_pair() {
         data_destroyed: false,
         volume_type: crate::engine::vdi::VolumeType::Data,
         problems: vec![],
+        replica: None,
         hook_failures: vec![],
     };
     let ours = serde_json::to_value(&v).unwrap();

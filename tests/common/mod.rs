@@ -2,6 +2,7 @@
 //! test in a fresh VM with four empty 4 GiB disks, /dev/vda to /dev/vdd.
 #![allow(dead_code)]
 
+pub mod hooks;
 pub mod idl;
 pub mod servers;
 pub mod xapi;

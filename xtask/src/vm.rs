@@ -37,6 +37,10 @@ const HOST_TOOLS: &[&str] = &[
     "/usr/bin/smbpasswd",
     // What one command asks of the kernel, for the scale benchmark.
     "/usr/bin/strace",
+    // Replication to another host goes through the system's OpenSSH (tests/replicate.rs).
+    "/usr/sbin/sshd",
+    "/usr/bin/ssh",
+    "/usr/bin/ssh-keygen",
 ];
 const LVM_LINKS: &[&str] = &[
     "lvs",
@@ -117,6 +121,8 @@ pub const PACKAGES: &[&str] = &[
     "nfs-kernel-server",
     "strace",
     "samba",
+    "openssh-server",
+    "openssh-client",
     // musl-gcc, for the C inside ring (rustls) in the static binary.
     "musl-tools",
 ];
@@ -450,7 +456,12 @@ pub fn build_with(
         copy_into(&root, bin)?;
         fs::write(dir.join("thinsr-bin"), bin.display().to_string())?;
     }
-    fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
+    // sshd's privilege separation runs as "sshd", chrooted into /run/sshd.
+    fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nsshd:x:100:65534::/run/sshd:/bin/false\n",
+    )?;
+    fs::write(root.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n")?;
     // rpcbind (for NFSv3's MOUNT protocol) reads the transports it may use, and the port
     // of "sunrpc", from these.
     for f in ["/etc/netconfig", "/etc/services"] {

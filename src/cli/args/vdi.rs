@@ -161,6 +161,93 @@ crash left.")]
         #[arg(long, value_name = "TEXT", default_value = "")]
         description: String,
     },
+    /// Write a snapshot (or what changed since an older one) as a replication stream.
+    #[command(after_long_help = "\
+Examples:
+  thinsr vdi send \"web01 monday\" -o web01-monday.thinsr
+  thinsr vdi send \"web01 tuesday\" --base \"web01 monday\" | ssh dr thinsr vdi receive --sr local
+  thinsr vdi send \"web01 tuesday\" --resume TOKEN | ssh dr thinsr vdi receive --sr local
+
+Only the blocks that hold data (with --base: that differ from the base, found in the pool's
+metadata at a cost that follows the change) are read. The stream names the SR, the VDI and
+the snapshots by uuid, carries a SHA-256 per record chained over the whole, and is described
+in docs/send-stream.md. A file is written beside its name and renamed into place when
+complete. TOKEN is what a receive that stopped printed: only what it lacks is sent again.")]
+    Send {
+        /// The snapshot to send.
+        #[command(flatten)]
+        vdi: VdiArg,
+        /// Send only what differs from this older snapshot of the same VDI, which the
+        /// receiving SR holds a replica of.
+        #[arg(long, value_name = "SNAPSHOT")]
+        base: Option<String>,
+        /// Continue a stream a receive stopped, from the token it printed.
+        #[arg(long, value_name = "TOKEN", conflicts_with = "base")]
+        resume: Option<String>,
+        /// Where the stream goes (- or none: stdout, never a terminal).
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: Option<std::path::PathBuf>,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Apply a replication stream: a replica VDI's newest snapshot, or a new replica.
+    #[command(after_long_help = "\
+Examples:
+  thinsr vdi receive -i web01-monday.thinsr --sr local
+  ssh prod thinsr vdi send \"web01 tuesday\" --base \"web01 monday\" | thinsr vdi receive --sr local
+
+A full stream makes a replica VDI (named after the source, recording its identity) and its
+first snapshot; an incremental one is written onto a thin snapshot of the replica's copy of
+its base, found by the source's identities, and becomes the replica's newest snapshot (and
+its contents) only once the whole stream verified. A cut, corrupt or reordered stream
+leaves the replica as it was; with --resumable what verified is kept and the error prints
+the token 'vdi send --resume' continues from. A stream whose base this SR lacks is refused
+with REPLICA_BASE_MISSING, naming it. Failing over: 'thinsr vdi clone' the replica's newest
+snapshot, or use the replica VDI itself.")]
+    Receive {
+        /// The stream (- or none: stdin).
+        #[arg(short = 'i', long, value_name = "FILE")]
+        input: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        sr: SrOpt,
+        /// Keep what verified when the stream stops early, to resume it.
+        #[arg(long)]
+        resumable: bool,
+        /// Destroy the replica's older snapshots beyond the newest N (at least 1).
+        #[arg(long, value_name = "N")]
+        keep: Option<usize>,
+    },
+    /// Bring a replica of a VDI up to date: snapshot, send what changed, prune (for cron).
+    #[command(after_long_help = "\
+Examples:
+  thinsr vdi replicate web01 --to ssh://root@dr-host/local
+  thinsr vdi replicate web01 --to ssh://dr-host --keep 7 --json
+  thinsr vdi replicate web01 --to backup
+
+Each run takes a snapshot of the VDI (named after it and the time, marked with the key
+thinsr.replication), finds the newest snapshot of it the other side holds a replica of (by
+identity, not by name), and pipes the stream of what changed since then into 'thinsr vdi
+receive' there: through the system's ssh (your keys and ~/.ssh/config; no password prompt,
+a 15 s connect bound, a dead connection noticed within a minute), or into an SR of this
+host. The first run sends the whole VDI. A stream a cut left half-received is finished
+first, from where it stopped. Then only the newest --keep replication snapshots stay, here
+and there; snapshots you took yourself are never pruned. One run per VDI at a time: a
+second exits with SR_BUSY and does nothing. Failing over: 'thinsr vdi clone' the replica's
+newest snapshot on the other host.")]
+    Replicate {
+        #[command(flatten)]
+        vdi: VdiArg,
+        /// ssh://[USER@]HOST[:PORT][/SR], or an SR of this host.
+        #[arg(long, value_name = "DEST")]
+        to: String,
+        /// Replication snapshots kept on each side.
+        #[arg(long, value_name = "N", default_value_t = 3)]
+        keep: usize,
+        /// thinsr's path on the other host.
+        #[arg(long, value_name = "PATH", default_value = "thinsr")]
+        remote_thinsr: String,
+    },
     /// Turn changed block tracking on or off (xapi's cbt_enabled; snapshots inherit it).
     #[command(after_long_help = "\
 dm-thin's own maps already know which blocks differ between a VDI and its snapshots, so

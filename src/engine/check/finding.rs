@@ -52,6 +52,11 @@ pub enum FindingKind {
     ComposeUnfinished,
     /// A compose's new LV that no compose under way names.
     OrphanComposeLv,
+    /// A receive that stopped before its stream verified, its staging LV kept to resume.
+    ReceiveInterrupted,
+    /// A receive's staging LV that no receive names (a crash before it was recorded, or
+    /// after it was tagged and before its entry was written).
+    OrphanReceiveLv,
     /// An NBD export running for a volume that is not attached.
     StrayExport,
     /// A mirror whose start or end was interrupted, or its leg left behind.
@@ -99,6 +104,8 @@ impl FindingKind {
             DataDestroyUnfinished => "data_destroy_unfinished",
             ComposeUnfinished => "compose_unfinished",
             OrphanComposeLv => "orphan_compose_lv",
+            ReceiveInterrupted => "receive_interrupted",
+            OrphanReceiveLv => "orphan_receive_lv",
             StrayExport => "stray_export",
             StaleMirror => "stale_mirror",
             UnusedShare => "unused_share",
@@ -152,6 +159,8 @@ pub enum Fix {
         vdi: VdiUuid,
         redo: bool,
     },
+    /// Forget the record of an interrupted receive (its staging LV removed before).
+    ForgetReceive(VdiUuid),
     /// End the NBD export of this VDI.
     StopExport(VdiUuid),
     /// End what is left of this VDI's mirror: its own table back, leg, NBD, log removed.

@@ -22,6 +22,7 @@ mod mirrors;
 mod plan;
 #[cfg(test)]
 mod plan_tests;
+mod receives;
 mod shares;
 
 pub use finding::{CheckReport, Finding, FindingKind};
@@ -97,6 +98,10 @@ impl Ctx {
             }
             Fix::FinishCompose { vdi, redo } => {
                 self.finish_compose(op, vdi, *redo)?;
+            }
+            Fix::ForgetReceive(snapshot) => {
+                op.meta.receiving.retain(|r| &r.snapshot != snapshot);
+                op.save()?;
             }
             Fix::StopExport(vdi) => crate::engine::datapath_nbd::stop(&op.entry.uuid, vdi),
             Fix::EndMirror(vdi) => mirrors::end(&op.entry.uuid, vdi)?,

@@ -11,7 +11,9 @@ use crate::engine::context::ours;
 use crate::engine::datapath::local_key;
 use crate::engine::meta::{Pending, VdiKind, VdiMeta};
 use crate::engine::registry::Entry;
-use crate::host::lvm::{TAG_CACHE, TAG_CBT, TAG_COMPOSE, TAG_LOCAL, TAG_ORIGIN, TAG_SR, TAG_VDI};
+use crate::host::lvm::{
+    TAG_CACHE, TAG_CBT, TAG_COMPOSE, TAG_LOCAL, TAG_ORIGIN, TAG_RECEIVE, TAG_SR, TAG_VDI,
+};
 use crate::ids::{LvName, LvPath, VdiUuid};
 use crate::units::Bytes;
 
@@ -50,6 +52,7 @@ pub fn plan(f: &Facts, m: Mode) -> Plan {
     devices(f, m, &vdis, &mut findings);
     cbt(f, m, &mut findings);
     compose(f, m, &mut findings);
+    super::receives::receives(f, m.repair, &mut findings);
     exports(f, m, &mut findings);
     super::mirrors::mirrors(f, m.repair, &mut findings);
     super::shares::shares(f, m.repair, &mut findings);
@@ -232,7 +235,8 @@ fn orphan_lvs(f: &Facts, m: Mode, out: &mut Vec<Finding>) -> Vec<VdiMeta> {
         let Some(uuid) = lv.tag_value(TAG_VDI) else {
             continue;
         };
-        if f.meta.vdi(uuid).is_some() {
+        if f.meta.vdi(uuid).is_some() || lv.tag_value(TAG_RECEIVE).is_some() {
+            // A receive's LV without its entry is that rule's (receives.rs).
             continue;
         }
         let subject = format!("LV {}", vg_lv(f, &lv.name));

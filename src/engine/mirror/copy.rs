@@ -40,11 +40,11 @@ impl Ctx {
         let (sr_id, uuid) = (found.entry.uuid.clone(), VdiUuid::from(found.uuid.as_str()));
         let ours = self.our_device(&uuid).is_none();
         if ours {
-            self.vdi_attach(&uuid, Some(sr_id.as_str()), false)?;
+            self.attach_quietly(&uuid, Some(sr_id.as_str()), false)?;
         }
         let ran = self.mirror_until_synced(&sr_id, &uuid, remote, progress);
         if ours {
-            let detached = self.vdi_detach(&uuid, Some(sr_id.as_str()));
+            let detached = self.detach_quietly(&uuid, Some(sr_id.as_str()));
             if let Err(e) = detached {
                 return Err(match ran {
                     Ok(_) => e,
@@ -129,20 +129,20 @@ impl Ctx {
                 Ok(v)
             }
             Err(e) => Err(e.undo("destroying the half-made copy", || {
-                self.vdi_detach(&made.uuid, Some(&made.sr))?;
+                self.detach_quietly(&made.uuid, Some(&made.sr))?;
                 self.destroy_quietly(&made.uuid, Some(&made.sr)).map(drop)
             })),
         }
     }
 
     fn copy_into(&self, source: &Volume, made: &Volume, progress: &dyn Progress) -> Result<()> {
-        let dest = self.vdi_attach(&made.uuid, Some(&made.sr), false)?;
+        let dest = self.attach_quietly(&made.uuid, Some(&made.sr), false)?;
         let sr = SrUuid::from(made.sr.as_str());
         let ep = self.datapath_export(&sr, &made.uuid, std::path::Path::new(&dest.path))?;
         let remote = format!("nbd+unix:///{}?socket={}", ep.export, ep.socket.display());
         let mirrored = self.vdi_mirror(&source.uuid, Some(&source.sr), &remote, progress);
         crate::engine::datapath_nbd::stop(&sr, &made.uuid);
-        let detached = self.vdi_detach(&made.uuid, Some(&made.sr));
+        let detached = self.detach_quietly(&made.uuid, Some(&made.sr));
         mirrored?;
         detached.map(drop)
     }

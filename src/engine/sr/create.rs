@@ -162,6 +162,7 @@ impl Ctx {
                 extent: EXTENT,
                 chunk: CHUNK,
             }),
+            receiving: vec![],
         };
         let (vg, sr) = (VgName::from(vg.as_str()), SrUuid::from(uuid.as_str()));
         // In the order given: LVM allocates from the first PV first. The extent size is

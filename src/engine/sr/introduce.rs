@@ -216,6 +216,7 @@ impl Ctx {
                 extent: vg.extent_size,
                 chunk: CHUNK,
             }),
+            receiving: vec![],
         };
         let rest = (|| {
             let meta_lv = LvName::from(meta_lv.as_str());

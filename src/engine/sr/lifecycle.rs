@@ -3,6 +3,7 @@
 use super::{refuse_attached, SrDetail};
 use crate::crash;
 use crate::engine::context::{ours, sr_tag, Ctx};
+use crate::engine::hooks::Hook;
 use crate::engine::meta::Mode;
 use crate::engine::registry::Entry;
 use crate::error::{Error, Result};
@@ -16,11 +17,13 @@ impl Ctx {
     /// `sr attach`: re-creates the loop device of a file SR, activates pool and metadata.
     pub fn attach(&self, key: Option<&str>) -> Result<SrDetail> {
         let entry = self.entry(key)?;
+        let mut changed = false;
         {
             let _l = lock::acquire(&entry.uuid, &entry.name)?;
             if let Some(file) = &entry.file {
                 if loopdev::find(file)?.is_empty() {
                     loopdev::attach(file)?;
+                    changed = true;
                 }
             }
             let vg = self.lvm.report_vg(&entry.vg)?;
@@ -31,29 +34,48 @@ impl Ctx {
                 .collect();
             if !inactive.is_empty() {
                 self.lvm.run(&cmd::activate(&inactive, Activate::Sr))?;
+                changed = true;
             }
         }
-        self.show(Some(&entry.uuid))
+        // Outside the lock: a hook may call thinsr. Only an attach that changed something.
+        let failed = match changed {
+            true => self.after_sr(Hook::PostSrAttach, &entry),
+            false => vec![],
+        };
+        let mut d = self.show(Some(&entry.uuid))?;
+        d.warnings.extend(failed);
+        Ok(d)
     }
 
     /// `sr detach`: deactivates pool and metadata (and the loop of a file SR). Refused while
-    /// a VDI is attached.
-    pub fn detach(&self, key: Option<&str>) -> Result<()> {
+    /// a VDI is attached. Returns the failures of its `post-sr-detach` hooks.
+    pub fn detach(&self, key: Option<&str>) -> Result<Vec<String>> {
         let entry = self.entry(key)?;
+        let changed = self.detach_locked(&entry)?;
+        // Outside the lock: a hook may call thinsr.
+        Ok(match changed {
+            true => self.after_sr(Hook::PostSrDetach, &entry),
+            false => vec![],
+        })
+    }
+
+    /// `sr detach` under the SR's lock; whether it changed anything.
+    fn detach_locked(&self, entry: &Entry) -> Result<bool> {
         let _l = lock::acquire(&entry.uuid, &entry.name)?;
         let vg = match self.lvm.report_vg(&entry.vg) {
             Ok(vg) => vg,
             // A file SR whose loop is gone is already detached.
-            Err(Error::VgNotFound(_)) if entry.file.is_some() => return Ok(()),
+            Err(Error::VgNotFound(_)) if entry.file.is_some() => return Ok(false),
             Err(e) => return Err(e),
         };
-        refuse_attached(self, &entry, &vg)?;
+        refuse_attached(self, entry, &vg)?;
         // Only LVs carrying this SR's tag: an adopted pool is the admin's and stays active.
         let active: Vec<LvPath> = ours(&vg, &entry.uuid)
             .filter(|l| l.active)
             .map(|l| LvPath::new(&entry.vg, &l.name))
             .collect();
-        if !active.is_empty() {
+        let changed = !active.is_empty();
+        if changed {
             self.lvm.run(&cmd::activate(&active, Activate::Off))?;
         }
         if let Some(file) = &entry.file {
@@ -61,7 +83,7 @@ impl Ctx {
                 loopdev::detach(&dev)?;
             }
         }
-        Ok(())
+        Ok(changed)
     }
 
     /// `sr forget`: unregister only; nothing on disk changes.

@@ -88,8 +88,23 @@ pub struct SrDetail {
     pub foreign_lvs: Vec<LvInfo>,
     /// Virtual size of all thin volumes over the pool's size.
     pub overcommit: f64,
+    /// Receives that stopped with what verified kept (`vdi receive --resumable`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub receiving: Vec<Interrupted>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+}
+
+/// A receive that stopped, kept to be resumed: whose snapshot, how much verified, and the
+/// token its sender resumes with (`vdi send --resume`).
+#[derive(Debug, Serialize)]
+pub struct Interrupted {
+    pub source_sr: String,
+    pub source_vdi: String,
+    pub label: String,
+    pub snapshot: String,
+    pub verified: Bytes,
+    pub token: String,
 }
 
 #[derive(Debug, Serialize)]

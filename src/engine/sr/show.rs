@@ -108,11 +108,16 @@ impl Ctx {
         crate::engine::known::mark_active(&mut vg);
         let store = entry.meta_store();
         // The metadata is the truth; the registry can lag it by one crash.
-        let (name, description, policy) = match store.exists() {
+        let (name, description, policy, receiving) = match store.exists() {
             true => store
                 .read()
-                .map(|(m, _)| (m.name, m.description, m.policy))?,
-            false => (entry.name.clone(), String::new(), Default::default()),
+                .map(|(m, _)| (m.name, m.description, m.policy, m.receiving))?,
+            false => (
+                entry.name.clone(),
+                String::new(),
+                Default::default(),
+                vec![],
+            ),
         };
         let attached = vg.lv(&entry.meta_lv).is_some_and(|l| l.active);
         let pool = crate::engine::usage::pool_info(&vg, &entry)?;
@@ -130,6 +135,8 @@ impl Ctx {
                 "template local copy"
             } else if l.tag_value(crate::host::lvm::TAG_CBT).is_some() {
                 "block map"
+            } else if l.tag_value(crate::host::lvm::TAG_RECEIVE).is_some() {
+                "receive staging"
             } else {
                 "other"
             }
@@ -194,6 +201,17 @@ impl Ctx {
                 .count(),
             lvs: mine.iter().map(|l| info(l, role(l))).collect(),
             foreign_lvs: foreign.iter().map(|l| info(l, "foreign".into())).collect(),
+            receiving: receiving
+                .iter()
+                .map(|r| super::Interrupted {
+                    source_sr: r.header.sr.clone(),
+                    source_vdi: r.header.vdi.clone(),
+                    label: r.header.label.clone(),
+                    snapshot: r.header.snapshot.clone(),
+                    verified: Bytes(r.point.bytes),
+                    token: crate::engine::replica::token_of(r),
+                })
+                .collect(),
             warnings: vec![],
         })
     }

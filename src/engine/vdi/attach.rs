@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use super::{is_thin, refuse_pending, template_of, vdi_lv, Volume};
 use crate::crash;
 use crate::engine::context::{Ctx, Locked};
+use crate::engine::hooks::Hook;
 use crate::engine::meta::VdiMeta;
 use crate::engine::names;
 use crate::engine::registry::Entry;
@@ -33,6 +34,32 @@ impl Ctx {
     /// reading a template gets a device of ours over its template; any other VDI is its LV,
     /// activated by LVM. A template itself attaches read-only, as a device over its image.
     pub fn vdi_attach(&self, key: &str, sr: Option<&str>, read_only: bool) -> Result<Volume> {
+        let made = std::cell::Cell::new(false);
+        let mut v = self.attach_noting(key, sr, read_only, &made)?;
+        if made.get() {
+            self.after(Hook::PostVdiAttach, &mut v)?;
+        }
+        Ok(v)
+    }
+
+    /// `vdi attach` without hooks: thinsr's own attachment for the while of a command.
+    pub(crate) fn attach_quietly(
+        &self,
+        key: &str,
+        sr: Option<&str>,
+        read_only: bool,
+    ) -> Result<Volume> {
+        self.attach_noting(key, sr, read_only, &std::cell::Cell::new(false))
+    }
+
+    /// `vdi attach`, setting `made` when it made the device.
+    fn attach_noting(
+        &self,
+        key: &str,
+        sr: Option<&str>,
+        read_only: bool,
+        made: &std::cell::Cell<bool>,
+    ) -> Result<Volume> {
         self.with_vdi(key, sr, |ctx, op, vg, uuid| {
             let v = op.vdi(uuid)?.clone();
             refuse_pending(&v)?;
@@ -56,9 +83,10 @@ impl Ctx {
                         // Left without a table by a crash: start again.
                         dm::remove(&d.name, &v.name)?;
                     }
-                    let made = ctx.make_device(op, vg, &v, read_only)?;
+                    let device = ctx.make_device(op, vg, &v, read_only)?;
                     ctx.forget_devices();
-                    made
+                    made.set(true);
+                    device
                 }
             };
             let mut vol = ctx.volume(&op.entry, &op.meta, vg, &v, None);
@@ -222,6 +250,25 @@ impl Ctx {
     /// other clone reads it) or deactivates the LV. Idempotent, and it clears what a crash
     /// or a dead qemu-nbd left behind.
     pub fn vdi_detach(&self, key: &str, sr: Option<&str>) -> Result<Volume> {
+        let found = self.resolve(key, sr)?;
+        let attached = self.our_device(&found.uuid).is_some()
+            || found
+                .meta
+                .vdi(&found.uuid)
+                .is_some_and(|v| crate::engine::known::lv_active(&found.entry.vg, &v.lv));
+        if attached {
+            // Before the lock: a hook may call thinsr.
+            self.before(Hook::PreVdiDetach, &found.entry, || self.show_found(&found))?;
+        }
+        let mut v = self.detach_quietly(&found.uuid, Some(&found.entry.uuid))?;
+        if attached {
+            self.after(Hook::PostVdiDetach, &mut v)?;
+        }
+        Ok(v)
+    }
+
+    /// `vdi detach` without hooks: the end of thinsr's own attachment.
+    pub(crate) fn detach_quietly(&self, key: &str, sr: Option<&str>) -> Result<Volume> {
         self.with_vdi(key, sr, |ctx, op, vg, uuid| {
             let v = op.vdi(uuid)?.clone();
             // The volume's NBD export (xapi's attach started it) goes with the device,

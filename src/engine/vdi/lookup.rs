@@ -311,6 +311,7 @@ impl Ctx {
                 None => VolumeType::Data,
             },
             problems: vec![],
+            replica: v.replica.clone(),
             hook_failures: vec![],
         }
     }

@@ -115,6 +115,9 @@ pub struct Volume {
     pub volume_type: VolumeType,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
+    /// A replica's source (`vdi receive`): the sending SR's VDI and snapshot, and when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica: Option<crate::engine::meta::Replica>,
     /// `post-` hooks of the command that made this record that failed (the change stands).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hook_failures: Vec<String>,
@@ -143,6 +146,16 @@ pub struct Found {
     pub entry: Entry,
     pub uuid: String,
     pub meta: SrMeta,
+}
+
+impl Found {
+    /// The VDI's entry, as `resolve` read it.
+    pub(crate) fn vdi(&self) -> Result<VdiMeta> {
+        self.meta
+            .vdi(&self.uuid)
+            .cloned()
+            .ok_or_else(|| Error::VdiNotFound(self.uuid.clone()))
+    }
 }
 
 pub(crate) fn vdi_tag(uuid: &str) -> String {

@@ -200,6 +200,11 @@ pub fn retag(path: &LvPath, add: &str, remove: &str) -> Vec<String> {
     ])
 }
 
+/// Adds `tag` to `path`'s tags.
+pub fn add_tag(path: &LvPath, tag: &str) -> Vec<String> {
+    argv(&["lvchange", "--addtag", tag, &path.to_string()])
+}
+
 /// Resizes `path` to `size`; `force` (`-f`) asks no question, even to make it smaller.
 pub fn resize(path: &LvPath, size: Bytes, force: bool) -> Vec<String> {
     let mut args = argv(&["lvresize", "-y"]);

@@ -32,6 +32,9 @@ pub const TAG_LOCAL: &str = "thinsr_local=";
 pub const TAG_CBT: &str = "thinsr_cbt=";
 /// A compose's new LV, until it becomes the VDI's (`thinsr_compose=<vdi uuid>`).
 pub const TAG_COMPOSE: &str = "thinsr_compose=";
+/// A thin LV `vdi receive` writes a stream into, named by the snapshot it will be once the
+/// stream verifies; the tag stays on that snapshot.
+pub const TAG_RECEIVE: &str = "thinsr_receive=";
 
 const VG_FIELDS: &str = "vg_name,vg_uuid,vg_size,vg_free,vg_extent_size,vg_tags";
 const PV_FIELDS: &str = "pv_name,pv_size,pv_free,vg_name";
