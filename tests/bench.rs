@@ -611,16 +611,18 @@ fn bench_replicate() {
     print_rows(&rows);
 }
 
-/// A 3 GiB VDI written whole (the largest a test VM's disks hold twice over), snapshotted;
+/// A 3 GiB VDI written whole, snapshotted;
 /// a 4 KiB write into every hundredth 64 KiB block (1 % of the disk changed); snapshotted
 /// again. `vdi send | vdi receive` of the first snapshot whole into another SR, against the
-/// same pipe of the second relative to the first: the bytes each carried and the time.
+/// same pipe of the second relative to the first: the bytes each carried and the time; then
+/// LINBIT's thin_send | thin_recv (built by `cargo xtask bench`) of the same two snapshots
+/// into a thin LV of dr's pool, which has room for both copies.
 fn replicate_rows(rows: &mut Vec<Row>) {
     use std::os::unix::fs::FileExt;
     const K: u64 = 64 << 10;
     const SIZE: u64 = 3 << 30;
     ok(&["pool", "extend", "bench", "+4G"]);
-    ok(&["pool", "extend", "dr", "+4G"]);
+    ok(&["pool", "extend", "dr", "7G"]);
     ok(&["vdi", "create", "rep", "--size", "3G", "--sr", "bench"]);
     let dev = ok(&["vdi", "attach", "bench/rep"]).trim().to_string();
     sh(&[
@@ -672,6 +674,53 @@ fn replicate_rows(rows: &mut Vec<Row>) {
         thinsr: format!("{inc:.1} s"),
         bare: format!("{full:.1} s"),
         ratio: format!("{:.0}x faster", full / inc),
+    });
+    // LINBIT's thin_send | thin_recv on the same two snapshots, into an LV of dr's pool.
+    let linbit = concat!(env!("CARGO_MANIFEST_DIR"), "/target/linbit/thin_send_recv");
+    let lv = |uuid: &str| {
+        json(&["vdi", "show", uuid])["lv"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (la, lb) = (format!("bench/{}", lv(&a)), format!("bench/{}", lv(&b)));
+    sh(&["lvm", "lvchange", "-ay", "-K", &la, &lb]);
+    sh(&["mkdir", "-p", "/var/run"]); // its lock file's place
+    print_rows(rows);
+    sh(&[
+        "lvm",
+        "lvcreate",
+        "-y",
+        "-n",
+        "linbit",
+        "-V",
+        "3g",
+        "-T",
+        "dr/thinsr_pool",
+    ]);
+    let theirs = |send: &str| {
+        drop_caches();
+        timed(|| {
+            sh(&[
+                "sh",
+                "-c",
+                &format!("{linbit} --send {send} | {linbit} --receive dr/linbit"),
+            ]);
+        })
+    };
+    let their_full = theirs(&la);
+    let their_inc = theirs(&format!("{la} {lb}"));
+    rows.push(Row {
+        what: "send|receive, 1 % changed: thinsr vs LINBIT thin_send|thin_recv".into(),
+        thinsr: format!("{inc:.1} s"),
+        bare: format!("{their_inc:.1} s"),
+        ratio: format!("{:.2}x their speed", their_inc / inc),
+    });
+    rows.push(Row {
+        what: "send|receive, whole 3 GiB: thinsr vs LINBIT".into(),
+        thinsr: format!("{full:.1} s"),
+        bare: format!("{their_full:.1} s"),
+        ratio: format!("{:.2}x their speed", their_full / full),
     });
     rows.push(Row {
         what: "  bytes on the wire: incremental vs whole".into(),

@@ -476,7 +476,11 @@ fn bench(args: &[String]) -> Result<()> {
         .ok_or("cargo did not build tests/bench.rs")?
         .clone();
     let jobs = vec![(bench.clone(), part.to_string())];
-    let bed = vm::build(&work_dir()?, &[thinsr, bench], &jobs, None)?;
+    let mut extra = vec![thinsr, bench];
+    if part.contains("replicate") {
+        extra.push(linbit_thin_send_recv()?);
+    }
+    let bed = vm::build(&work_dir()?, &extra, &jobs, None)?;
     let outcome = vm::boot(
         &bed,
         "bench",
@@ -489,6 +493,50 @@ fn bench(args: &[String]) -> Result<()> {
         Some(rc) => Err(format!("the benchmark failed (exit {rc})").into()),
         None => Err(format!("the benchmark VM gave no result:\n{}", outcome.output).into()),
     }
+}
+
+/// LINBIT's thin_send/thin_recv (GPLv3, so built here, never kept in the tree), the peer
+/// `bench_replicate` compares with: from THINSR_LINBIT_SRC (a checkout), or its v1.1.3 tag
+/// cloned into target/linbit. Built with the host's gcc and flex; the VM gets it at the
+/// same path (the bench looks for it there).
+fn linbit_thin_send_recv() -> Result<PathBuf> {
+    let dir = root().join("target/linbit");
+    let bin = dir.join("thin_send_recv");
+    if bin.exists() {
+        return Ok(bin);
+    }
+    let src = match std::env::var_os("THINSR_LINBIT_SRC") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let src = dir.join("src");
+            if !src.exists() {
+                run(Command::new("git")
+                    .args([
+                        "clone",
+                        "--quiet",
+                        "--depth",
+                        "1",
+                        "--branch",
+                        "v1.1.3",
+                        "https://github.com/LINBIT/thin-send-recv",
+                    ])
+                    .arg(&src))?;
+            }
+            src
+        }
+    };
+    if Command::new("flex").arg("--version").output().is_err() {
+        run(Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "-qq", "--no-install-recommends", "flex"]))?;
+    }
+    run(Command::new("make")
+        .arg("-C")
+        .arg(&src)
+        .arg("thin_send_recv"))?;
+    std::fs::create_dir_all(&dir)?;
+    std::fs::copy(src.join("thin_send_recv"), &bin)?;
+    Ok(bin)
 }
 
 /// A release build of thinsr; with `testing`, one that also honours THINSR_CRASH_AT (for

@@ -225,20 +225,26 @@ impl Ctx {
             ),
         };
         let vg = self.lvm.report_vg(&op.entry.vg)?;
-        let earlier = op
+        // Interrupted receives of the same source VDI: the one a resumed stream continues,
+        // or, for a stream sent whole, all superseded by it.
+        let earlier: Vec<Receiving> = op
             .meta
             .receiving
             .iter()
-            .find(|r| r.header.sr == h.sr && r.header.snapshot == h.snapshot)
-            .cloned();
+            .filter(|r| r.header.sr == h.sr && r.header.vdi == h.vdi)
+            .cloned()
+            .collect();
         if let Some(point) = &h.resume {
-            let r = earlier.ok_or_else(|| {
-                Error::InvalidArgument(format!(
+            let r = earlier
+                .into_iter()
+                .find(|r| r.header.snapshot == h.snapshot)
+                .ok_or_else(|| {
+                    Error::InvalidArgument(format!(
                     "the stream resumes a receive of snapshot {} that this SR holds nothing of: \
                      send it from its beginning",
                     h.snapshot
                 ))
-            })?;
+                })?;
             if plain(h) != r.header || *point != r.point {
                 let token = token_of(&r);
                 return Err(Error::InvalidArgument(format!(
@@ -264,8 +270,8 @@ impl Ctx {
                 resumed: true,
             });
         }
-        if let Some(r) = earlier {
-            // Sent again from its beginning: what the interrupted one left goes.
+        for r in earlier {
+            // Sent again from its beginning, or superseded: what it left goes.
             if vg.lv(&r.lv).is_some() {
                 self.remove_lv(&LvPath::new(&vg.name, &r.lv))?;
             }
