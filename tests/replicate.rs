@@ -136,6 +136,19 @@ fn a_replica_follows_its_vdi_snapshot_by_snapshot_moving_only_the_changes() {
         );
         assert_eq!(contents(&replica), want, "round {round}: the replica VDI");
         println!("round {round}: {changed} bytes changed, {wire} sent");
+        if round == 1 {
+            // Named as an admin names them, SR/label, base and all: the same stream.
+            json(&[
+                "vdi",
+                "send",
+                "prod/web 1",
+                "--base",
+                "prod/web 0",
+                "-o",
+                "/tmp/named.thinsr",
+            ]);
+            assert_eq!(std::fs::metadata("/tmp/named.thinsr").unwrap().len(), wire);
+        }
         base = snap;
     }
     // What an admin sees: the replica and where it comes from.

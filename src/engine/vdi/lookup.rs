@@ -60,8 +60,9 @@ impl Ctx {
             }
         }
         let mut found = match_vdis(&metas, None, key);
-        if found.is_empty() && sr.is_none() {
-            // `SR/name`: the SR part may itself hold a '/', so try every split.
+        if found.is_empty() {
+            // `SR/name`: the SR part may itself hold a '/', so try every split. With `sr`
+            // given, only that SR's metadata was read: another SR's name finds nothing.
             for (i, _) in key.match_indices('/') {
                 if let Ok(e) = reg.find(&key[..i]) {
                     found = match_vdis(&metas, Some(&e.uuid), &key[i + 1..]);
