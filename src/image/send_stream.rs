@@ -212,14 +212,12 @@ impl<W: Write> Writer<W> {
     }
 
     /// Ends the stream: its record count and data bytes, chained over all. Returns the
-    /// writer.
-    pub fn finish(mut self) -> Result<W> {
+    /// output and the bytes of the whole stream.
+    pub fn finish(mut self) -> Result<(W, u64)> {
         let (records, bytes) = (self.records, self.bytes);
         self.put(KIND_END, records, bytes, &[])?;
-        self.out
-            .flush()
-            .map_err(|e| Error::io("writing the stream", e))?;
-        Ok(self.out)
+        self.flush()?;
+        Ok((self.out, self.written))
     }
 }
 
@@ -408,7 +406,7 @@ mod tests {
         for r in rs {
             w.record(r).unwrap();
         }
-        w.finish().unwrap()
+        w.finish().unwrap().0
     }
 
     fn read_all(b: &[u8]) -> Result<Vec<Record>> {
@@ -482,7 +480,7 @@ mod tests {
         for x in &rs[1..] {
             w.record(x).unwrap();
         }
-        let rest = w.finish().unwrap();
+        let rest = w.finish().unwrap().0;
         let mut r = Reader::new(&rest[..]).unwrap();
         assert_eq!(r.header.resume, Some(point.clone()));
         let mut got = vec![];

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::token_of;
+use super::{token_of, Token};
 use crate::engine::context::{sr_tag, tagged_thin_lvcreate, Ctx, Locked};
 use crate::engine::hooks::Hook;
 use crate::engine::meta::{Receiving, Replica, VdiKind, VdiMeta};
@@ -57,6 +57,8 @@ struct Stage {
     snapshot: VdiUuid,
     lv: LvPath,
     resumed: bool,
+    /// The pool's allocation unit, holes' whole blocks are unmapped in.
+    block: u64,
 }
 
 /// The header as recorded: without the point a resumed stream starts at.
@@ -67,25 +69,32 @@ fn plain(h: &Header) -> Header {
     }
 }
 
+/// The pool's allocation unit, from the report the stage read.
+fn pool_block(vg: &crate::host::lvm::Vg, e: &crate::engine::registry::Entry) -> u64 {
+    vg.lv(&e.pool)
+        .and_then(|l| l.chunk_size)
+        .map_or(64 << 10, |c| c.0)
+}
+
+/// Whether `v` was received from the stream's source VDI (the replica or a snapshot of it).
+fn of_source(v: &VdiMeta, h: &Header) -> bool {
+    v.replica
+        .as_ref()
+        .is_some_and(|r| r.sr == h.sr && r.vdi == h.vdi)
+}
+
 /// The replica snapshots of the stream's source VDI on this SR, oldest first.
 fn replica_snapshots(op: &Locked, h: &Header) -> Vec<String> {
     op.meta
         .vdis
         .iter()
-        .filter(|v| {
-            v.kind == VdiKind::Snapshot
-                && v.replica
-                    .as_ref()
-                    .is_some_and(|r| r.sr == h.sr && r.vdi == h.vdi)
-        })
+        .filter(|v| v.kind == VdiKind::Snapshot && of_source(v, h))
         .map(|v| v.uuid.to_string())
         .collect()
 }
 
 fn is_replica_of(v: &VdiMeta, h: &Header, snapshot: &str) -> bool {
-    v.replica
-        .as_ref()
-        .is_some_and(|r| r.sr == h.sr && r.vdi == h.vdi && r.snapshot == snapshot)
+    of_source(v, h) && v.replica.as_ref().is_some_and(|r| r.snapshot == snapshot)
 }
 
 /// The identities and label a stream gives, checked before anything is made of them.
@@ -268,6 +277,7 @@ impl Ctx {
                 snapshot: r.snapshot,
                 lv,
                 resumed: true,
+                block: pool_block(&vg, &op.entry),
             });
         }
         for r in earlier {
@@ -322,6 +332,7 @@ impl Ctx {
             snapshot,
             lv: LvPath::new(&vg.name, &lv),
             resumed: false,
+            block: pool_block(&vg, &op.entry),
         })
     }
 
@@ -330,12 +341,7 @@ impl Ctx {
         op.meta
             .vdis
             .iter()
-            .find(|v| {
-                v.kind != VdiKind::Snapshot
-                    && v.replica
-                        .as_ref()
-                        .is_some_and(|r| r.sr == h.sr && r.vdi == h.vdi)
-            })
+            .find(|v| v.kind != VdiKind::Snapshot && of_source(v, h))
             .cloned()
     }
 
@@ -349,7 +355,7 @@ impl Ctx {
         stage: &Stage,
         progress: &dyn Progress,
     ) -> Result<(u64, u64)> {
-        let block = self.pool_block(entry);
+        let block = stage.block;
         let (mut data, mut holes, mut since) = (0u64, 0u64, 0u64);
         let what = stage.lv.to_string();
         while let Some(r) = reader.next_record()? {
@@ -388,15 +394,6 @@ impl Ctx {
         Ok((data, holes))
     }
 
-    /// The pool's allocation unit, from the metadata (64 KiB, thinsr's default, when it
-    /// has none yet).
-    fn pool_block(&self, entry: &crate::engine::registry::Entry) -> u64 {
-        Self::read_meta(entry)
-            .ok()
-            .and_then(|m| m.geometry)
-            .map_or(64 << 10, |g| g.chunk.0)
-    }
-
     /// Makes what was applied durable and records the point it reached.
     fn checkpoint(
         &self,
@@ -430,38 +427,37 @@ impl Ctx {
         resumable: bool,
         cause: Error,
     ) -> Error {
-        let kept = (|| -> Result<String> {
-            let file = File::options()
+        if resumable {
+            // What verified is made durable and recorded, the staging LV put away.
+            let kept = File::options()
                 .write(true)
                 .open(dev_path(&stage.lv.vg, &stage.lv.lv))
-                .map_err(|e| Error::io(stage.lv.to_string(), e))?;
-            self.checkpoint(entry, stage, &file, reader)?;
-            drop(file);
-            self.set_active(&stage.lv, false)?;
-            let op = self.lock_sr(entry)?;
-            let r = op
-                .meta
-                .receiving
-                .iter()
-                .find(|r| r.snapshot == stage.snapshot)
-                .ok_or_else(|| Error::InvalidArgument("its record is gone".into()))?;
-            Ok(token_of(r))
-        })();
-        match (resumable, kept) {
-            (true, Ok(token)) => Error::InvalidArgument(format!(
-                "{cause}; the replica is as it was, and the {} verified are kept: resume with \
-                 'thinsr vdi send {} --resume {token}'",
-                Bytes(reader.point().bytes),
-                h.snapshot
-            )),
-            _ => cause.undo("removing what the stream had written", || {
-                let mut op = self.lock_sr(entry)?;
-                self.set_active(&stage.lv, false).ok();
-                self.remove_lv(&stage.lv)?;
-                op.meta.receiving.retain(|r| r.snapshot != stage.snapshot);
-                op.save()
-            }),
+                .map_err(|e| Error::io(stage.lv.to_string(), e))
+                .and_then(|file| self.checkpoint(entry, stage, &file, reader))
+                .and_then(|()| self.set_active(&stage.lv, false));
+            if kept.is_ok() {
+                let token = Token {
+                    sr: h.sr.clone(),
+                    snapshot: h.snapshot.clone(),
+                    base: h.base.clone(),
+                    point: reader.point(),
+                }
+                .encode();
+                return Error::InvalidArgument(format!(
+                    "{cause}; the replica is as it was, and the {} verified are kept: resume \
+                     with 'thinsr vdi send {} --resume {token}'",
+                    Bytes(reader.point().bytes),
+                    h.snapshot
+                ));
+            }
         }
+        cause.undo("removing what the stream had written", || {
+            let mut op = self.lock_sr(entry)?;
+            self.set_active(&stage.lv, false).ok();
+            self.remove_lv(&stage.lv)?;
+            op.meta.receiving.retain(|r| r.snapshot != stage.snapshot);
+            op.save()
+        })
     }
 
     /// The verified stream becomes the replica's newest snapshot and its head reads it.
@@ -481,8 +477,9 @@ impl Ctx {
             Some(head) => head.uuid,
             None => {
                 let uuid = VdiUuid::random();
-                let vg = self.lvm.report_vg(&op.entry.vg)?;
-                let lv: LvName = free_lv_name(&vg, &h.label, None);
+                // From the metadata: the revert below takes another name if LVM has this
+                // one (the staging LV may), from the report it reads anyway.
+                let lv: LvName = op.known_free_name(&h.label);
                 let mut v = VdiMeta::new(&uuid, &h.label, VdiKind::Thin, &lv, Bytes(h.size));
                 v.created = now();
                 op.meta.vdis.push(v);

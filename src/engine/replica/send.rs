@@ -220,7 +220,6 @@ fn stream(
             crate::crash::abort("send.cut");
         }
     }
-    let written = w.written;
-    w.finish()?;
-    Ok((sent, gone, skipped, records, written + 17 + 32))
+    let (_, written) = w.finish()?;
+    Ok((sent, gone, skipped, records, written))
 }

@@ -260,7 +260,7 @@ impl Ctx {
             // Before the lock: a hook may call thinsr.
             self.before(Hook::PreVdiDetach, &found.entry, || self.show_found(&found))?;
         }
-        let mut v = self.detach_quietly(&found.uuid, Some(&found.entry.uuid))?;
+        let mut v = self.detach_found(&found)?;
         if attached {
             self.after(Hook::PostVdiDetach, &mut v)?;
         }
@@ -269,7 +269,12 @@ impl Ctx {
 
     /// `vdi detach` without hooks: the end of thinsr's own attachment.
     pub(crate) fn detach_quietly(&self, key: &str, sr: Option<&str>) -> Result<Volume> {
-        self.with_vdi(key, sr, |ctx, op, vg, uuid| {
+        self.detach_found(&self.resolve(key, sr)?)
+    }
+
+    /// `vdi detach` of a VDI resolved already, without hooks.
+    fn detach_found(&self, found: &super::Found) -> Result<Volume> {
+        self.with_found(found, |ctx, op, vg, uuid| {
             let v = op.vdi(uuid)?.clone();
             // The volume's NBD export (xapi's attach started it) goes with the device,
             // whoever detaches: it holds the device only while a client is connected.

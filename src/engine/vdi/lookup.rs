@@ -325,7 +325,15 @@ impl Ctx {
         sr: Option<&str>,
         f: impl FnOnce(&Self, &mut Locked, &Vg, &str) -> Result<T>,
     ) -> Result<T> {
-        let found = self.resolve(key, sr)?;
+        self.with_found(&self.resolve(key, sr)?, f)
+    }
+
+    /// As `with_vdi`, for a VDI the caller has resolved already.
+    pub(crate) fn with_found<T>(
+        &self,
+        found: &Found,
+        f: impl FnOnce(&Self, &mut Locked, &Vg, &str) -> Result<T>,
+    ) -> Result<T> {
         let mut op = self.lock_sr(&found.entry)?;
         op.vdi(&found.uuid)?;
         let vg = self.lvm.report_vg(&found.entry.vg)?;
