@@ -2389,7 +2389,7 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__template__subcmd__introduce)
-            opts="-y -q -v -h -V --sr --name --cache --sha256 --json --yes --quiet --verbose --config --scheme-dir --help --version"
+            opts="-y -q -v -h -V --sr --name --cache --sha256 --timeout --warm --rate --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2404,6 +2404,14 @@ _thinsr() {
                     return 0
                     ;;
                 --sha256)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rate)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2501,13 +2509,17 @@ _thinsr() {
             return 0
             ;;
         thinsr__subcmd__template__subcmd__warm)
-            opts="-y -q -v -h -V --sr --json --yes --quiet --verbose --config --scheme-dir --help --version"
+            opts="-y -q -v -h -V --sr --rate --json --yes --quiet --verbose --config --scheme-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --sr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rate)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -34,7 +34,7 @@ complete -c thinsr -n "__fish_thinsr_needs_command" -s h -l help -d 'Print help 
 complete -c thinsr -n "__fish_thinsr_needs_command" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_needs_command" -f -a "sr" -d 'Storage repositories: create, introduce, attach, inspect, destroy'
 complete -c thinsr -n "__fish_thinsr_needs_command" -f -a "vdi" -d 'Virtual disks: thin or preallocated, snapshots, clones, resize, names and keys'
-complete -c thinsr -n "__fish_thinsr_needs_command" -f -a "template" -d 'Templates: read-only images cloned without copying, from file://, nbd://, nfs://, smb://, http:// or https://, or any scheme a script of yours handles'
+complete -c thinsr -n "__fish_thinsr_needs_command" -f -a "template" -d 'Templates: read-only images cloned without copying, from file://, nbd://, nfs://, smb://, http:// or https:// and s3:// (read lazily), or any scheme a script of yours handles'
 complete -c thinsr -n "__fish_thinsr_needs_command" -f -a "xapi" -d 'The xapi storage plugin: install thinsr as an SMAPIv3 volume and datapath plugin'
 complete -c thinsr -n "__fish_thinsr_needs_command" -f -a "pool" -d 'The thin pool: use, growth policy, cron maintenance, checks'
 complete -c thinsr -n "__fish_thinsr_needs_command" -f -a "export" -d 'Write a VDI as a raw, VHD or qcow2 image, reading only the blocks that hold data'
@@ -484,17 +484,20 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_s
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm localize list show help" -f -a "introduce" -d 'Register a read-only image as a template; nothing is copied'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm localize list show help" -f -a "forget" -d 'Unregister a template (and remove its cache or local copy); refused while clones read from it'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm localize list show help" -f -a "cache" -d 'Keep (on) or drop (off) a local copy-on-read cache of a remote template; off also removes its local copy'
-complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm localize list show help" -f -a "warm" -d 'Fetch a cached template completely now into a local copy, with progress (cancellable)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm localize list show help" -f -a "warm" -d 'Fetch a cached or lazy template completely now into a local copy, with progress (cancellable; a lazy one resumes where it stopped)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm localize list show help" -f -a "localize" -d 'Copy a template\'s data into a thin LV of the pool that its clones read in the kernel'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm localize list show help" -f -a "list" -d 'List templates'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm localize list show help" -f -a "show" -d 'Show a template: its URI, format, size and clones'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and not __fish_seen_subcommand_from introduce forget cache warm localize list show help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from introduce" -l sr -d 'The SR (name, uuid or volume group); may be left out when only one is registered' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from introduce" -l name -d 'The template\'s name (default: the image\'s file name without extension)' -r
-complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from introduce" -l sha256 -d 'An http(s) image\'s SHA-256: the download is checked against it, and removed when it differs' -r
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from introduce" -l sha256 -d 'An http(s) image\'s SHA-256: it is then fetched whole before any clone reads it, checked against this, and removed when it differs. Without it an http(s) image is read lazily' -r
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from introduce" -l timeout -d 'A lazy http(s) template: how long a clone\'s read of a piece not on the host waits for the server before it fails (EIO)' -r
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from introduce" -l rate -d 'With --warm: at most this many bytes a second (e.g. 50M)' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from introduce" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from introduce" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from introduce" -l cache -d 'Keep a local copy-on-read cache of it (see \'thinsr template cache\')'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from introduce" -l warm -d 'A lazy http(s) template: fetch the rest at once, as \'thinsr template warm\' does'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from introduce" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from introduce" -s y -l yes -d 'Answer yes to confirmations (needed for destructive commands off a terminal)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from introduce" -s q -l quiet -d 'Print nothing but errors'
@@ -520,6 +523,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from cache" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from cache" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from warm" -l sr -d 'Look for the VDI in this SR only' -r
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from warm" -l rate -d 'A lazy template: at most this many bytes a second from its server (e.g. 50M)' -r
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from warm" -l config -d 'Directory holding thinsr\'s host configuration (the list of known SRs)' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from warm" -l scheme-dir -d 'Directory of the scripts handling template URI schemes (`<DIR>/<scheme> attach|detach URI`); a script named nfs, smb, http or https replaces thinsr\'s own handler' -r -F
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from warm" -l json -d 'Print the result as one JSON document (errors in the xapi shape)'
@@ -558,7 +562,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from help" -f -a "introduce" -d 'Register a read-only image as a template; nothing is copied'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from help" -f -a "forget" -d 'Unregister a template (and remove its cache or local copy); refused while clones read from it'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from help" -f -a "cache" -d 'Keep (on) or drop (off) a local copy-on-read cache of a remote template; off also removes its local copy'
-complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from help" -f -a "warm" -d 'Fetch a cached template completely now into a local copy, with progress (cancellable)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from help" -f -a "warm" -d 'Fetch a cached or lazy template completely now into a local copy, with progress (cancellable; a lazy one resumes where it stopped)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from help" -f -a "localize" -d 'Copy a template\'s data into a thin LV of the pool that its clones read in the kernel'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from help" -f -a "list" -d 'List templates'
 complete -c thinsr -n "__fish_thinsr_using_subcommand template; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show a template: its URI, format, size and clones'
@@ -692,7 +696,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand export" -s h -l help -d 'P
 complete -c thinsr -n "__fish_thinsr_using_subcommand export" -s V -l version -d 'Print version'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template xapi pool export help" -f -a "sr" -d 'Storage repositories: create, introduce, attach, inspect, destroy'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template xapi pool export help" -f -a "vdi" -d 'Virtual disks: thin or preallocated, snapshots, clones, resize, names and keys'
-complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template xapi pool export help" -f -a "template" -d 'Templates: read-only images cloned without copying, from file://, nbd://, nfs://, smb://, http:// or https://, or any scheme a script of yours handles'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template xapi pool export help" -f -a "template" -d 'Templates: read-only images cloned without copying, from file://, nbd://, nfs://, smb://, http:// or https:// and s3:// (read lazily), or any scheme a script of yours handles'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template xapi pool export help" -f -a "xapi" -d 'The xapi storage plugin: install thinsr as an SMAPIv3 volume and datapath plugin'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template xapi pool export help" -f -a "pool" -d 'The thin pool: use, growth policy, cron maintenance, checks'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and not __fish_seen_subcommand_from sr vdi template xapi pool export help" -f -a "export" -d 'Write a VDI as a raw, VHD or qcow2 image, reading only the blocks that hold data'
@@ -735,7 +739,7 @@ complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subc
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from template" -f -a "introduce" -d 'Register a read-only image as a template; nothing is copied'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from template" -f -a "forget" -d 'Unregister a template (and remove its cache or local copy); refused while clones read from it'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from template" -f -a "cache" -d 'Keep (on) or drop (off) a local copy-on-read cache of a remote template; off also removes its local copy'
-complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from template" -f -a "warm" -d 'Fetch a cached template completely now into a local copy, with progress (cancellable)'
+complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from template" -f -a "warm" -d 'Fetch a cached or lazy template completely now into a local copy, with progress (cancellable; a lazy one resumes where it stopped)'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from template" -f -a "localize" -d 'Copy a template\'s data into a thin LV of the pool that its clones read in the kernel'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from template" -f -a "list" -d 'List templates'
 complete -c thinsr -n "__fish_thinsr_using_subcommand help; and __fish_seen_subcommand_from template" -f -a "show" -d 'Show a template: its URI, format, size and clones'

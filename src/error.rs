@@ -97,6 +97,8 @@ pub enum Error {
     ImageUnreadable { uri: String, why: String },
     #[error("server {server} cannot be reached: {why}")]
     ServerUnreachable { server: String, why: String },
+    #[error("template image {uri} changed on its server: {why}")]
+    TemplateSourceChanged { uri: String, why: String },
     #[error("invalid URI '{uri}': {why}")]
     InvalidUri { uri: String, why: String },
     #[error("invalid size '{input}': {why}")]
@@ -220,6 +222,7 @@ impl Error {
             Error::TemplateExists { .. } => "TEMPLATE_EXISTS",
             Error::ImageUnreadable { .. } => "IMAGE_UNREADABLE",
             Error::ServerUnreachable { .. } => "SERVER_UNREACHABLE",
+            Error::TemplateSourceChanged { .. } => "TEMPLATE_SOURCE_CHANGED",
             Error::InvalidUri { .. } => "INVALID_URI",
             Error::InvalidSize { .. } => "INVALID_SIZE",
             Error::InvalidName { .. } => "INVALID_NAME",
@@ -265,7 +268,9 @@ impl Error {
             }
             Error::TemplateExists { uri, name } => vec![uri.clone(), name.clone()],
             Error::ServerUnreachable { server, why } => vec![server.clone(), why.clone()],
-            Error::ImageUnreadable { uri, .. } | Error::InvalidUri { uri, .. } => vec![uri.clone()],
+            Error::ImageUnreadable { uri, .. }
+            | Error::InvalidUri { uri, .. }
+            | Error::TemplateSourceChanged { uri, .. } => vec![uri.clone()],
             Error::VdiAttached { vdi, .. }
             | Error::ShrinkRefused { vdi, .. }
             | Error::VdiIncomplete { vdi, .. }
@@ -336,6 +341,7 @@ impl Error {
             Error::InvalidUri { .. } => "templates are file:///path, nbd://host[:port]/export, nfs://host/export/file, smb://[user@]host/share/file, https://host/file, or scheme://... handled by <scheme-dir>/<scheme>".into(),
             Error::ServerUnreachable { .. } => "check the server runs and this host reaches it (firewall, name); clones of its templates fail their reads until it is back, and 'thinsr sr check' names its share".into(),
             Error::ImageUnreadable { .. } => "check the image exists and qemu-img can read it ('qemu-img info')".into(),
+            Error::TemplateSourceChanged { .. } => "the pieces already on this host stay readable; put the introduced version back on the server, or introduce the new file as a new template".into(),
             Error::MetadataCorrupt { .. } => "both metadata copies failed their checks; keep the volume group as it is and report the problem".into(),
             _ => return None,
         })
@@ -473,6 +479,7 @@ mod tests {
                 name: s(),
             },
             Error::ImageUnreadable { uri: s(), why: s() },
+            Error::TemplateSourceChanged { uri: s(), why: s() },
             Error::ServerUnreachable {
                 server: s(),
                 why: s(),
@@ -567,6 +574,7 @@ mod tests {
                 | Error::TemplateInUse { .. }
                 | Error::TemplateExists { .. }
                 | Error::ImageUnreadable { .. }
+                | Error::TemplateSourceChanged { .. }
                 | Error::ServerUnreachable { .. }
                 | Error::InvalidUri { .. }
                 | Error::InvalidSize { .. }

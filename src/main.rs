@@ -15,6 +15,10 @@ fn main() {
     if args.get(1).map(String::as_str) == Some(thinsr::engine::datapath_nbd::COMMAND) {
         std::process::exit(thinsr::engine::datapath_nbd::run_server(&args[2..]));
     }
+    // The lazy source of an attached http(s) template (engine/lazy/server.rs).
+    if args.get(1).map(String::as_str) == Some(thinsr::engine::lazy::server::COMMAND) {
+        std::process::exit(thinsr::engine::lazy::server::run_server(&args[2..]));
+    }
     // The guard of a mirror's start (engine/mirror.rs).
     if args.get(1).map(String::as_str) == Some(thinsr::engine::mirror::GUARD) {
         std::process::exit(thinsr::engine::mirror::run_guard(&args[2..]));

@@ -217,6 +217,14 @@ pub fn utc(secs: u64) -> String {
     )
 }
 
+/// Seconds since the epoch, now (what entries record as times).
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

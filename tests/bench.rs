@@ -599,6 +599,120 @@ fn bench_cbt() {
     print_rows(&rows);
 }
 
+/// `cargo xtask bench bench_lazy`: lazy https templates, in one run: the time to a clone's
+/// first 16 MiB against the image's size and against fetching it whole, a first
+/// sequential read against nbdkit's curl plugin with its cache filter over the same
+/// server, and the bytes fetched against the bytes read.
+#[test]
+fn bench_lazy() {
+    vm();
+    ok(&["sr", "create", DISKS[0], DISKS[1], "--name", "bench"]);
+    let mut rows = Vec::new();
+    lazy_rows(&mut rows);
+    print_rows(&rows);
+}
+
+/// Images on the test's HTTPS server: 256 MiB and 2 GiB, the first 64 MiB noise (as an
+/// image's boot files are), the rest holes. Each measure introduces its own template (a
+/// URI of its own, so nothing is on the host before).
+fn lazy_rows(rows: &mut Vec<Row>) {
+    use common::servers::https_serve;
+    use std::sync::atomic::Ordering;
+    const MIB: u64 = 1 << 20;
+    let web_dir = "/srv/web";
+    sh(&["mkdir", "-p", web_dir]);
+    for (name, size) in [("small.raw", "256M"), ("big.raw", "2G")] {
+        let path = format!("{web_dir}/{name}");
+        sh(&["truncate", "-s", size, &path]);
+        for i in 0..64u64 {
+            write_at(&path, i * MIB, &noise(MIB as usize, 500 + i));
+        }
+    }
+    let big_sum = sha256(&format!("{web_dir}/big.raw"));
+    let web = https_serve(web_dir);
+    let base = format!("https://127.0.0.1:{}", web.port);
+    // Introduce, clone, attach, and read the first `mib` MiB in 1 MiB direct reads.
+    let first = |name: &str, uri: &str, extra: &[&str], mib: u64| -> (f64, f64, u64) {
+        let sent = web.sent.load(Ordering::SeqCst);
+        let mut read = 0.0;
+        let total = timed(|| {
+            let mut args = vec!["template", "introduce", uri, "--name", name];
+            args.extend_from_slice(extra);
+            ok(&args);
+            let c = json(&["vdi", "clone", name, "--name", &format!("{name}-clone")]);
+            let dev = ok(&["vdi", "attach", c["uuid"].as_str().unwrap()])
+                .trim()
+                .to_string();
+            read = direct_read(&dev, MIB as usize, mib * MIB);
+        });
+        (total, read, web.sent.load(Ordering::SeqCst) - sent)
+    };
+    let (small, _, _) = first("small", &format!("{base}/small.raw"), &[], 16);
+    let (big, _, fetched) = first("big", &format!("{base}/big.raw"), &[], 16);
+    rows.push(Row {
+        what: "introduce to a clone's first 16 MiB: 2 GiB image vs 256 MiB".into(),
+        thinsr: format!("{big:.1} s"),
+        bare: format!("{small:.1} s"),
+        ratio: format!("{:.2}x the time", big / small),
+    });
+    rows.push(Row {
+        what: "  bytes fetched for the 16 MiB read (2 GiB image, with introduce)".into(),
+        thinsr: format!("{:.1} MiB", fetched as f64 / MIB as f64),
+        bare: "16.0 MiB".into(),
+        ratio: format!("{:.3}x read", fetched as f64 / (16 * MIB) as f64),
+    });
+    let (whole, _, _) = first(
+        "whole",
+        &format!("{base}/big.raw?whole"),
+        &["--sha256", &big_sum],
+        16,
+    );
+    rows.push(Row {
+        what: "introduce to first 16 MiB, 2 GiB: lazy vs fetched whole (--sha256)".into(),
+        thinsr: format!("{big:.1} s"),
+        bare: format!("{whole:.1} s"),
+        ratio: format!("{:.1}x faster", whole / big),
+    });
+    // A first sequential read of 64 MiB through a fresh clone, against nbdkit's curl
+    // plugin with its cache filter on a kernel NBD device (nbd-client).
+    let (_, ours, fetched) = first("seq", &format!("{base}/big.raw?seq"), &[], 64);
+    let sock = "/tmp/nbdkit.sock";
+    sh(&[
+        "nbdkit",
+        "-U",
+        sock,
+        "-P",
+        "/tmp/nbdkit.pid",
+        "--filter=cache",
+        "curl",
+        &format!("url={base}/big.raw?nbdkit"),
+    ]);
+    sh(&[
+        "nbd-client",
+        "-u",
+        sock,
+        "/dev/nbd15",
+        "-b",
+        "512",
+        "-N",
+        "",
+    ]);
+    let theirs = direct_read("/dev/nbd15", MIB as usize, 64 * MIB);
+    sh(&["nbd-client", "-d", "/dev/nbd15"]);
+    rows.push(Row {
+        what: "first sequential read, 64 MiB: thinsr clone vs nbdkit curl+cache".into(),
+        thinsr: format!("{:.1} MiB/s", 64.0 / ours),
+        bare: format!("{:.1} MiB/s", 64.0 / theirs),
+        ratio: format!("{:.2}x their speed", theirs / ours),
+    });
+    rows.push(Row {
+        what: "  bytes fetched for the 64 MiB sequential read".into(),
+        thinsr: format!("{:.1} MiB", fetched as f64 / MIB as f64),
+        bare: "64.0 MiB".into(),
+        ratio: format!("{:.3}x read", fetched as f64 / (64 * MIB) as f64),
+    });
+}
+
 /// `cargo xtask bench bench_replicate`: a replica kept current by incremental streams
 /// against sending the whole disk, in one run.
 #[test]

@@ -255,13 +255,7 @@ fn templates_on_an_nfs_export_share_one_mount_and_a_stopped_server_fails_in_boun
     assert!(e.to_string().contains("127.0.0.1:2049"), "{e}");
     assert!(t.elapsed() < Duration::from_secs(40), "{:?}", t.elapsed());
     let check = thinsr(&["--json", "sr", "check", "local"]).json();
-    let kinds: Vec<&str> = check["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["kind"].as_str().unwrap())
-        .collect();
-    assert_eq!(kinds, ["unreachable_share"], "{check}");
+    assert_eq!(finding_kinds(&check), ["unreachable_share"], "{check}");
     let t = Instant::now();
     ok(&["vdi", "detach", &c3]);
     assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
@@ -481,8 +475,17 @@ fn https_templates_are_fetched_once_resumed_after_a_drop_and_checked() {
     web.cut_after
         .store(24 * MIB, std::sync::atomic::Ordering::SeqCst);
     let qcow_uri = format!("{base}/base.qcow2");
+    // With --sha256 a file is fetched whole first (without, it would be read lazily).
     let e = fails(
-        &["template", "introduce", &qcow_uri, "--name", "web"],
+        &[
+            "template",
+            "introduce",
+            &qcow_uri,
+            "--name",
+            "web",
+            "--sha256",
+            &qcow_sum,
+        ],
         "SERVER_UNREACHABLE",
     );
     assert!(
@@ -497,7 +500,15 @@ fn https_templates_are_fetched_once_resumed_after_a_drop_and_checked() {
     // run converts again; the LV left over is an orphan copy sr check removes.
     crash_at(
         "fetch.after-convert-lvcreate",
-        &["template", "introduce", &qcow_uri, "--name", "web"],
+        &[
+            "template",
+            "introduce",
+            &qcow_uri,
+            "--name",
+            "web",
+            "--sha256",
+            &qcow_sum,
+        ],
     );
     let t = json(&[
         "template",
@@ -535,7 +546,10 @@ fn https_templates_are_fetched_once_resumed_after_a_drop_and_checked() {
     let raw_uri = format!("{base}/base.raw");
     web.cut_after
         .store(24 * MIB, std::sync::atomic::Ordering::SeqCst);
-    fails(&["template", "introduce", &raw_uri], "SERVER_UNREACHABLE");
+    fails(
+        &["template", "introduce", &raw_uri, "--sha256", &sum],
+        "SERVER_UNREACHABLE",
+    );
     write_at(&raw, 0, &noise(MIB as usize, 4242));
     let new_sum = sha256(&raw);
     let r = json(&["template", "introduce", &raw_uri, "--sha256", &new_sum]);
@@ -563,7 +577,10 @@ fn https_templates_are_fetched_once_resumed_after_a_drop_and_checked() {
 
     // A crash right after the download's LV is made, before the template names it.
     let again = format!("{base}/base.raw?again");
-    crash_at("fetch.after-lvcreate", &["template", "introduce", &again]);
+    crash_at(
+        "fetch.after-lvcreate",
+        &["template", "introduce", &again, "--sha256", &new_sum],
+    );
     assert!(json(&["template", "list"]).as_array().unwrap().len() == 2);
     let check = thinsr(&["--json", "sr", "check", "local"]).json();
     assert_eq!(

@@ -15,11 +15,17 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &TemplateCmd) -> Result<()> {
             name,
             cache,
             sha256,
+            timeout,
+            warm,
+            rate,
         } => {
             let progress = super::progress::Reporter::new(out.quiet);
+            let rate = rate_of(rate.as_deref())?;
             let how = crate::engine::cache::Introduce {
                 cache: *cache,
                 sha256: sha256.as_deref(),
+                timeout: std::time::Duration::from_secs(*timeout),
+                warm: warm.then_some(rate),
                 progress: &progress,
             };
             let t = ctx.template_introduce(uri, sr.sr.as_deref(), name.as_deref(), &how)?;
@@ -62,10 +68,11 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &TemplateCmd) -> Result<()> {
                 None => println!("Template '{}' is not cached", t.name),
             });
         }
-        TemplateCmd::Warm(a) | TemplateCmd::Localize(a) => {
+        TemplateCmd::Warm { template: a, .. } | TemplateCmd::Localize(a) => {
             let progress = super::progress::Reporter::new(out.quiet);
-            let t = if matches!(cmd, TemplateCmd::Warm(_)) {
-                ctx.template_warm(&a.vdi, a.sr.as_deref(), &progress)?
+            let t = if let TemplateCmd::Warm { rate, .. } = cmd {
+                let rate = rate_of(rate.as_deref())?;
+                ctx.template_warm(&a.vdi, a.sr.as_deref(), rate, &progress)?
             } else {
                 ctx.template_localize(&a.vdi, a.sr.as_deref(), &progress)?
             };
@@ -85,4 +92,9 @@ pub fn run(ctx: &Ctx, out: &Out, cmd: &TemplateCmd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A `--rate` in bytes a second (0: no bound).
+fn rate_of(rate: Option<&str>) -> Result<u64> {
+    rate.map_or(Ok(0), |r| crate::units::parse_positive_size(r).map(|b| b.0))
 }

@@ -548,6 +548,35 @@ pub(super) fn print_detail(v: &Volume) {
             println!("{what}   LV {vg}/{lv}: {data} held{of}{how}");
         }
     }
+    if let Some(l) = &v.lazy {
+        let on_host = match l.on_host {
+            Some(b) => format!(
+                "{b} of {} on the host ({:.0}%)",
+                l.length,
+                b.0 as f64 * 100.0 / l.length.0.max(1) as f64
+            ),
+            None => format!("{} file; on the host: known once attached", l.length),
+        };
+        println!("Lazy         read from the server as clones need it: {on_host}");
+        if let Some(f) = l.fetched {
+            println!("Fetched      {f} since its lazy source started");
+        }
+        println!(
+            "Version      {} (every request pinned to it; a read waits {} s at most)",
+            l.version, l.timeout_s
+        );
+        if l.source_changed {
+            println!("Source       CHANGED on the server: pieces not on the host cannot be read");
+        } else if let Some(e) = &l.error {
+            println!("Last error   {e}");
+        }
+        println!(
+            "Verified     no: 'thinsr template warm' fetches the rest and computes its SHA-256"
+        );
+    }
+    if let Some(h) = &v.sha256 {
+        println!("SHA-256      {h}");
+    }
     if let Some(o) = &v.origin {
         println!(
             "Template     {} ({o})",

@@ -29,8 +29,13 @@ use crate::{cancel, crash};
 pub struct Introduce<'a> {
     /// Give it a copy-on-read cache.
     pub cache: bool,
-    /// What an http(s) image's SHA-256 must be.
+    /// What an http(s) image's SHA-256 must be: it is then fetched whole and checked;
+    /// without one it is read lazily.
     pub sha256: Option<&'a str>,
+    /// A lazy template's bound on a clone's read waiting for the server.
+    pub timeout: std::time::Duration,
+    /// Fetch a lazy template whole at once, at this many bytes a second (0: unbounded).
+    pub warm: Option<u64>,
     pub progress: &'a dyn Progress,
 }
 
@@ -105,13 +110,38 @@ impl Ctx {
         how: &Introduce,
     ) -> Result<Volume> {
         let cache = how.cache;
+        let lazily = || {
+            let lazy = crate::engine::lazy::LazyIntroduce {
+                timeout: how.timeout,
+                warm: how.warm,
+                progress: how.progress,
+            };
+            self.introduce_lazy(uri, sr, name, &lazy)
+        };
+        // s3:// is read lazily by thinsr itself unless a scheme script replaces it.
+        if uri.starts_with("s3://") && !self.has_script(uri) {
+            if cache || how.sha256.is_some() {
+                return Err(Error::InvalidArgument(
+                    "an s3:// template is read lazily into a store of its own: it takes no --cache or --sha256".into(),
+                ));
+            }
+            return lazily();
+        }
         if matches!(parse_uri(uri)?, Source::Http(_)) && !self.has_script(uri) {
             if cache {
                 return Err(Error::InvalidArgument(
                     "an http(s) template is fetched into a local copy: it needs no cache".into(),
                 ));
             }
+            if how.sha256.is_none() {
+                return lazily();
+            }
             return self.fetch_template(uri, sr, name, how.sha256, how.progress);
+        }
+        if how.warm.is_some() {
+            return Err(Error::InvalidArgument(
+                "--warm fetches an http(s):// template whole: 'thinsr template warm' warms a cached one".into(),
+            ));
         }
         if how.sha256.is_some() {
             return Err(Error::InvalidArgument(
@@ -235,9 +265,13 @@ impl Ctx {
         &self,
         key: &str,
         sr: Option<&str>,
+        rate: u64,
         progress: &dyn Progress,
     ) -> Result<Volume> {
         let (found, t) = self.find_template(key, sr)?;
+        if t.lazy.is_some() {
+            return self.warm_lazy(&found, t, rate, progress);
+        }
         if t.cache.is_none() && t.local.is_none() {
             return Err(Error::InvalidArgument(format!(
                 "template '{}' has no cache: 'thinsr template cache {} on' makes one, or \
@@ -267,6 +301,18 @@ impl Ctx {
     fn localize(&self, found: &Found, t: VdiMeta, progress: &dyn Progress) -> Result<Volume> {
         let sr = &found.entry.uuid;
         if t.local.is_some() {
+            // A warm of a lazy template stopped after the copy was recorded: its store is
+            // cut to size and attached clones move now.
+            if t.image.as_ref().is_some_and(|i| i.sha256.is_some()) {
+                self.with_vdi(&t.uuid, Some(sr), |ctx, op, vg, uuid| {
+                    let t = op.vdi(uuid)?.clone();
+                    ctx.trim_store(&t, vg)?;
+                    ctx.move_clones_to_local(&t, vg, &op.entry).map(drop)
+                })?;
+                if crate::engine::lazy::server::Endpoint::of(sr, &t.uuid).warm_died() {
+                    self.end_warm_attachment(sr, &t.uuid)?;
+                }
+            }
             return self.show_template(found, &t, None);
         }
         cancel::watch();
@@ -349,6 +395,8 @@ impl Ctx {
         let mut vol = self.show_found(found)?;
         let image = t.image.as_ref().expect("templates have an image");
         vol.server = server_state(&image.uri);
+        vol.lazy = crate::engine::lazy::state_of(&found.entry.uuid, t);
+        vol.sha256 = image.sha256.clone();
         let answers = vol.server.as_ref().is_none_or(|s| s.reachable);
         if vol.cached.is_some() && answers {
             // Best effort: a server that does not answer leaves the share unsaid.

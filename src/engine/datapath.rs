@@ -28,7 +28,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::crash;
 use crate::engine::context::Ctx;
-use crate::engine::meta::VdiMeta;
+use crate::engine::lazy::server as lazy_server;
+use crate::engine::lazy::store::Layout;
+use crate::engine::meta::{Lazy, VdiMeta};
 use crate::engine::registry::Entry;
 use crate::engine::share::holders::{self as share, Holder};
 use crate::engine::template::{parse_uri, run_scheme, Opened, Source};
@@ -41,7 +43,7 @@ use crate::host::nbd;
 use crate::host::probe::is_block_device;
 use crate::host::qemu::qemu_img_json;
 use crate::host::rundir;
-use crate::ids::LvPath;
+use crate::ids::{LvPath, SrUuid, VdiUuid};
 use crate::image::extent::Extent;
 use crate::image::{data_of, MapEntry};
 
@@ -75,6 +77,10 @@ pub struct OriginState {
     /// over it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loop_file: Option<PathBuf>,
+    /// The SR whose lazy source (`engine/lazy/server.rs`) serves the image: the NBD
+    /// device's own server for a raw image, qemu-nbd's for the rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lazy: Option<SrUuid>,
 }
 
 /// The key a template's attachment holds its share's mount by.
@@ -99,6 +105,12 @@ fn save_state(s: &OriginState) -> Result<()> {
 
 impl OriginState {
     fn is_live(&self) -> bool {
+        if let Some(sr) = &self.lazy {
+            let template = VdiUuid::from(self.template.as_str());
+            if lazy_server::Endpoint::of(sr, &template).server().is_none() {
+                return false;
+            }
+        }
         if let Some(file) = &self.loop_file {
             return self.loop_attached(file);
         }
@@ -194,6 +206,12 @@ pub(crate) fn local_key(template: &str) -> String {
     format!("local-{template}")
 }
 
+/// What the device of ours over a lazy template's store carries as its VDI: the lazy
+/// source writes it (the local copy, once complete, is a device of its own).
+pub(crate) fn store_key(template: &str) -> String {
+    format!("store-{template}")
+}
+
 impl Ctx {
     /// The template's image as a read-only block device, attaching it if no live
     /// attachment exists. Returns its `major:minor`.
@@ -213,6 +231,9 @@ impl Ctx {
             // A dead server or a half-made attachment: clear it and start again.
             self.release(&s)?;
         }
+        if let Some(lazy) = &t.lazy {
+            return self.serve_lazy(t, &image.format, lazy, vg, entry);
+        }
         let mut state = OriginState {
             template: t.uuid.to_string(),
             uri: image.uri.clone(),
@@ -223,6 +244,7 @@ impl Ctx {
             cache: None,
             mount: None,
             loop_file: None,
+            lazy: None,
         };
         // A share's mount is held for as long as this attachment's state exists.
         let holder = Holder::while_exists(&holder_key(&t.uuid), &state_path(&t.uuid));
@@ -303,13 +325,96 @@ impl Ctx {
         dm::devno(&state.device)
     }
 
+    /// Lazy template `t` served by its lazy source: the store's device made, the source
+    /// started (named in the state first, so a crash leaves what the next attach clears),
+    /// and for an image format qemu-nbd reading the file through it. Returns the device's
+    /// `major:minor`.
+    fn serve_lazy(
+        &self,
+        t: &VdiMeta,
+        format: &str,
+        lazy: &Lazy,
+        vg: &Vg,
+        entry: &Entry,
+    ) -> Result<String> {
+        let image = t.image.as_ref().expect("templates have an image");
+        let store = self.thin_device(t, vg, entry, &lazy.lv, &store_key(&t.uuid), None)?;
+        let mut state = OriginState {
+            template: t.uuid.to_string(),
+            uri: image.uri.clone(),
+            device: PathBuf::new(),
+            nbd: true,
+            pid: None,
+            scheme: None,
+            cache: None,
+            mount: None,
+            loop_file: None,
+            lazy: Some(entry.uuid.clone()),
+        };
+        save_state(&state)?;
+        crash::point("attach.after-origin-state");
+        let raw = format == "raw";
+        let launch = lazy_server::Launch {
+            sr: &entry.uuid,
+            template: &t.uuid,
+            device: &store,
+            url: &image.uri,
+            config: &self.config_dir(),
+            version: &lazy.version,
+            layout: Layout {
+                length: lazy.length.0,
+                piece: lazy.piece.0,
+            },
+            timeout: std::time::Duration::from_secs(lazy.timeout_s),
+            kernel: raw,
+        };
+        let started = lazy_server::start(&launch).and_then(|(pid, index)| {
+            if raw {
+                let index = index.ok_or_else(|| Error::CommandFailed {
+                    tool: lazy_server::COMMAND.into(),
+                    message: "the lazy source named no NBD device".into(),
+                })?;
+                state.device = PathBuf::from(format!("/dev/nbd{index}"));
+                state.pid = Some(pid);
+                return save_state(&state);
+            }
+            let ep = lazy_server::Endpoint::of(&entry.uuid, &t.uuid);
+            state.device = nbd::pick_device()?;
+            save_state(&state)?;
+            state.pid = Some(nbd::connect(&state.device, &ep.nbd_uri(), format)?);
+            save_state(&state)
+        });
+        if let Err(e) = started {
+            return Err(e.undo("releasing the template's image again", || {
+                self.release(&state)
+            }));
+        }
+        dm::devno(&state.device)
+    }
+
     /// The template's local copy as a read-only thin device of ours (made unless a live
     /// one exists). Returns its `major:minor`.
     fn serve_local(&self, t: &VdiMeta, vg: &Vg, entry: &Entry, local: &str) -> Result<String> {
-        let key = local_key(&t.uuid);
-        if let Some(d) = self.our_device(&key) {
+        let size = crate::units::Bytes(t.size.0.div_ceil(512) * 512);
+        let path = self.thin_device(t, vg, entry, local, &local_key(&t.uuid), Some(size))?;
+        dm::devno(&path)
+    }
+
+    /// A thin device of ours over LV `local`'s thin id, carrying `key`: read-only and
+    /// `size` long (a local copy, as long as the template), or read-write and as long as
+    /// the LV (a lazy template's store). Made unless a live one exists; returns its path.
+    fn thin_device(
+        &self,
+        t: &VdiMeta,
+        vg: &Vg,
+        entry: &Entry,
+        local: &str,
+        key: &str,
+        read_only: Option<crate::units::Bytes>,
+    ) -> Result<PathBuf> {
+        if let Some(d) = self.our_device(key) {
             if d.live {
-                return dm::devno(&d.path());
+                return Ok(d.path());
             }
             // Left without a table by a crash: make it again.
             dm::remove(&d.name, &t.name)?;
@@ -342,10 +447,15 @@ impl Ctx {
             thin_id,
             origin: None,
         };
-        let name = dm::our_name(&vg.name, &lv.name, &key);
-        let path = dm::create(&name, &key, lv.size.sectors(), &table, true)?;
+        let mut name = dm::our_name(&vg.name, &lv.name, key);
+        if read_only.is_none() {
+            // Beside the local copy's device, which the same LV becomes.
+            name = format!("{}-store", &name[..name.len().min(120)]);
+        }
+        let length = read_only.unwrap_or(lv.size).sectors();
+        let path = dm::create(&name, key, length, &table, read_only.is_some())?;
         self.forget_devices();
-        dm::devno(&path)
+        Ok(path)
     }
 
     /// Moves the attached clones of template `t` (which has a local copy now) off the
@@ -430,8 +540,15 @@ impl Ctx {
 
     /// Disconnects the server, tells the scheme script, forgets the state.
     fn release(&self, s: &OriginState) -> Result<()> {
-        if s.nbd {
+        if s.nbd && !s.device.as_os_str().is_empty() {
             nbd::disconnect(&s.device)?;
+        }
+        if let Some(sr) = &s.lazy {
+            lazy_server::stop(sr, &VdiUuid::from(s.template.as_str()));
+            if let Some(d) = self.our_device(&store_key(&s.template)) {
+                dm::remove(&d.name, &s.template)?;
+                self.forget_devices();
+            }
         }
         if let Some(file) = &s.loop_file {
             if s.loop_attached(file) {

@@ -19,10 +19,10 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use crate::engine::context::{tagged_thin_lvcreate, Ctx};
-use crate::engine::meta::{Fetch, Image, VdiKind, VdiMeta};
+use crate::engine::meta::{Fetch, Image, VdiMeta};
 use crate::engine::names;
 use crate::engine::template::{check_url, default_name};
-use crate::engine::vdi::{free_lv_name, now, Volume};
+use crate::engine::vdi::{free_lv_name, Volume};
 use crate::error::{Error, Result};
 use crate::host::http;
 use crate::host::lvm::{dev_path, TAG_LOCAL};
@@ -144,20 +144,9 @@ impl Ctx {
             validator: body.validator.clone(),
         };
         let t = VdiMeta {
-            created: now(),
-            image: Some(Image {
-                uri: uri.into(),
-                format: "raw".into(),
-            }),
             local: Some(lv.clone()),
             fetch: Some(fetch.clone()),
-            ..VdiMeta::new(
-                &uuid,
-                label,
-                VdiKind::Template,
-                &LvName::default(),
-                Bytes(body.length),
-            )
+            ..VdiMeta::template(&uuid, label, uri, "raw", Bytes(body.length))
         };
         op.meta.vdis.push(t);
         op.save()?;
@@ -172,7 +161,7 @@ impl Ctx {
     }
 
     /// A new thin LV of `size` tagged as template `uuid`'s local copy, named after `label`.
-    fn copy_lv(
+    pub(crate) fn copy_lv(
         &self,
         entry: &crate::engine::registry::Entry,
         vg: &crate::host::lvm::Vg,
@@ -368,10 +357,7 @@ impl Ctx {
                 v.fetch = None;
                 v.local = Some(local.clone());
                 v.size = size;
-                v.image = Some(Image {
-                    uri: uri.into(),
-                    format: format.clone(),
-                });
+                v.image = Some(Image::new(uri, &format));
                 op.save()?;
                 let t = op.vdi(uuid)?.clone();
                 Ok(ctx.volume(&op.entry, &op.meta, vg, &t, None))

@@ -21,7 +21,7 @@ use crate::ids::{LvName, SrUuid, VdiUuid};
 use crate::image::le;
 use crate::units::Bytes;
 
-pub use crate::engine::records::{Composing, Fetch, Receiving, Replica};
+pub use crate::engine::records::{Composing, Fetch, Image, Lazy, Receiving, Replica};
 
 const MAGIC: &[u8; 8] = b"THINSRMD";
 const VERSION: u32 = 1;
@@ -212,22 +212,24 @@ pub struct VdiMeta {
     /// not finished: nothing reads it until it has; `template introduce` again resumes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fetch: Option<Fetch>,
+    /// A template read lazily from its http(s):// server (`Lazy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lazy: Option<Lazy>,
     /// Received from another SR (`vdi receive`): the replica VDI, or one of its snapshots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica: Option<Replica>,
 }
 
-/// A template image, as found when it was introduced.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Image {
-    /// The URI as given (`file:///...`, `nbd://...`, `<scheme>://...`).
-    pub uri: String,
-    /// qemu's name for its format: raw, qcow2, vpc, vmdk.
-    pub format: String,
-}
-
 impl VdiMeta {
+    /// A new template's entry, made now: its image at `uri` in `format`, of `size`.
+    pub fn template(uuid: &VdiUuid, name: &str, uri: &str, format: &str, size: Bytes) -> VdiMeta {
+        VdiMeta {
+            created: crate::units::now(),
+            image: Some(Image::new(uri, format)),
+            ..VdiMeta::new(uuid, name, VdiKind::Template, &LvName::default(), size)
+        }
+    }
+
     /// A new entry with nothing pending, no parent, keys, image, origin, cache or CBT and
     /// no creation time (set `created` for a VDI thinsr makes; an adopted LV's is unknown).
     pub fn new(uuid: &VdiUuid, name: &str, kind: VdiKind, lv: &LvName, size: Bytes) -> VdiMeta {
@@ -251,6 +253,7 @@ impl VdiMeta {
             reverting: None,
             composing: None,
             fetch: None,
+            lazy: None,
             replica: None,
         }
     }

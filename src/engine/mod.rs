@@ -17,6 +17,7 @@ pub mod growth;
 pub mod hooks;
 pub mod import;
 pub mod known;
+pub mod lazy;
 pub mod meta;
 pub mod mirror;
 pub mod names;

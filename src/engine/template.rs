@@ -8,16 +8,16 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::engine::context::Ctx;
-use crate::engine::meta::{Image, VdiKind, VdiMeta};
+use crate::engine::meta::{VdiKind, VdiMeta};
 use crate::engine::names;
 use crate::engine::share::holders::{self, Holder};
 use crate::engine::share::{self, Share};
-use crate::engine::vdi::{now, Found, ServerState, Volume};
+use crate::engine::vdi::{Found, ServerState, Volume};
 use crate::error::{Error, Result};
 use crate::host::probe::is_block_device;
 use crate::host::qemu::probe;
 use crate::host::tool;
-use crate::ids::{LvName, LvPath, VdiUuid};
+use crate::ids::{LvPath, VdiUuid};
 use crate::units::{clip, Bytes};
 
 /// Where scheme scripts live unless `--scheme-dir` / `THINSR_SCHEME_DIR` says otherwise.
@@ -352,14 +352,7 @@ impl Ctx {
             });
         }
         let uuid = VdiUuid::random();
-        let t = VdiMeta {
-            created: now(),
-            image: Some(Image {
-                uri: uri.into(),
-                format,
-            }),
-            ..VdiMeta::new(&uuid, &label, VdiKind::Template, &LvName::default(), size)
-        };
+        let t = VdiMeta::template(&uuid, &label, uri, &format, size);
         op.meta.vdis.push(t.clone());
         op.save()?;
         let vg = self.lvm.report_vg(&entry.vg)?;
@@ -401,7 +394,8 @@ impl Ctx {
             let vol = ctx.volume(&op.entry, &op.meta, vg, &t, None);
             op.meta.vdis.retain(|v| v.uuid != t.uuid);
             op.save()?;
-            for c in t.cache.iter().chain(&t.local) {
+            let store = t.lazy.as_ref().map(|l| l.lv.clone());
+            for c in t.cache.iter().chain(&t.local).chain(&store) {
                 // After the entry: a crash between leaves an orphan copy sr check removes.
                 ctx.remove_lv(&LvPath::new(&vg.name, c))?;
             }

@@ -26,15 +26,16 @@ pub const READY: &str = "ready";
 const WAIT: Duration = Duration::from_secs(10);
 
 /// Starts `program ARGS` outside the caller (in scope `unit` where systemd runs) and waits
-/// for its ready line. `stdin`, when given, is the server's standard input (a descriptor
-/// it watches); crash points are the caller's, not the server's.
+/// for its ready line; returns what the line says after `ready`. `stdin`, when given, is
+/// the server's standard input (a descriptor it watches); crash points are the caller's,
+/// not the server's.
 pub fn start<S: AsRef<OsStr>>(
     program: &Path,
     args: &[S],
     unit: &str,
     what: &str,
     stdin: Option<std::os::fd::OwnedFd>,
-) -> Result<()> {
+) -> Result<String> {
     let mut cmd = if Path::new("/run/systemd/system").is_dir() {
         let mut c = Command::new("systemd-run");
         c.args(["--scope", "--unit", unit, "--description", what, "--"])
@@ -46,10 +47,16 @@ pub fn start<S: AsRef<OsStr>>(
     cmd.args(args)
         .env_remove("THINSR_CRASH_AT")
         .env_remove("THINSR_FAULT_AT")
+        .env_remove("THINSR_SERVER_CRASH_AT")
         .stdin(stdin.map(Stdio::from).unwrap_or(Stdio::null()))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .process_group(0);
+    // A test crashes a server at one of its own points with THINSR_SERVER_CRASH_AT.
+    #[cfg(feature = "testing")]
+    if let Ok(point) = std::env::var("THINSR_SERVER_CRASH_AT") {
+        cmd.env("THINSR_CRASH_AT", point);
+    }
     let mut child = cmd
         .spawn()
         .map_err(|e| Error::io(format!("starting {}", program.display()), e))?;
@@ -70,7 +77,8 @@ pub fn start<S: AsRef<OsStr>>(
         said.extend_from_slice(&buf[..n]);
         if said.starts_with(READY.as_bytes()) && said.contains(&b'\n') {
             // The child lives on; it is reaped by init once this process exits.
-            return Ok(());
+            let line = String::from_utf8_lossy(&said[READY.len()..]);
+            return Ok(line.lines().next().unwrap_or("").trim().to_string());
         }
         if n == 0 {
             let _ = child.kill();

@@ -20,6 +20,7 @@ pub mod nbd_server;
 pub mod probe;
 pub mod qemu;
 pub mod rundir;
+pub mod s3;
 pub mod ssh;
 pub mod syslog;
 pub mod thin;

@@ -73,9 +73,9 @@ impl Export<'_> {
 
     fn flags(&self) -> u16 {
         let base = TFLAG_HAS_FLAGS | TFLAG_SEND_FLUSH | TFLAG_CAN_MULTI_CONN;
-        if self.layered.is_some() {
+        if self.layered.is_some() && self.writable {
             base | TFLAG_SEND_FUA
-        } else if self.writable {
+        } else if self.writable && self.layered.is_none() {
             base | TFLAG_SEND_FUA | TFLAG_SEND_TRIM | TFLAG_SEND_WRITE_ZEROES
         } else {
             base | TFLAG_READ_ONLY
@@ -401,6 +401,9 @@ fn carry_out(r: &Request, export: &Export, buf: &mut Vec<u8>, served: &mut Serve
     let file = export.file;
     let error = |r: io::Result<()>| if r.is_ok() { 0 } else { EIO };
     if let Some(l) = export.layered {
+        if !export.writable && matches!(r.kind, CMD_WRITE | CMD_WRITE_ZEROES | CMD_TRIM) {
+            return EPERM;
+        }
         return carry_out_layered(r, l, in_bounds, buf, served);
     }
     match r.kind {

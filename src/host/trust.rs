@@ -83,6 +83,24 @@ pub fn root_only(path: &Path, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// The text of a file of secrets (credentials): root's, and every directory above it,
+/// readable by no one else, not a link.
+pub fn read_secret(path: &Path) -> Result<String> {
+    root_only(path, "credentials file")?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077 != 0 {
+        return Err(Error::UnsafePath {
+            what: "credentials file".into(),
+            path: path.to_path_buf(),
+            why: "others may read it: chmod 600 it".into(),
+        });
+    }
+    crate::host::rundir::read(path, 64 << 10).ok_or_else(|| {
+        Error::InvalidArgument(format!("{} cannot be read (or is a link)", path.display()))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -70,6 +70,8 @@ fn golden_volume_create_pair() {
         cached: None,
         image_allocated: None,
         server: None,
+        lazy: None,
+        sha256: None,
         created: 0,
         pending: None,
         cbt_enabled: false,

@@ -550,3 +550,13 @@ pub fn systemd_run_spy() -> String {
     sh(&["chmod", "+x", &format!("{SPY}/systemd-run")]);
     format!("{SPY}:{}", std::env::var("PATH").unwrap_or_default())
 }
+
+/// The kinds of `sr check`'s findings in its JSON.
+pub fn finding_kinds(check: &Value) -> Vec<String> {
+    check["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap().to_string())
+        .collect()
+}

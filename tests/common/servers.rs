@@ -159,7 +159,9 @@ pub fn smb_stop() {
 }
 
 /// A web server over TLS on the loopback serving the files of a directory, with ranges
-/// (and If-Range on its ETag) as a CDN would, made to drop one response part way.
+/// (`bytes=A-B` and `bytes=A-`, If-Range, If-Match and If-Unmodified-Since on its
+/// validators) and keep-alive as a CDN would, made to drop one response part way, or to
+/// hang (hold every request unanswered) while `paused`.
 pub struct Https {
     pub port: u16,
     /// Body bytes sent, over all responses.
@@ -168,13 +170,17 @@ pub struct Https {
     pub cut_after: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Every request's Range header ("" for none).
     pub ranges: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// While set, requests are read and left unanswered.
+    pub paused: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Requests refused with 412 (their condition named another version).
+    pub refused: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// TCP connections accepted.
+    pub connections: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Starts an HTTPS server for `dir` with a certificate for 127.0.0.1 signed by a CA made
 /// now, which is put where the host's CA store is read (/etc/ssl/certs).
 pub fn https_serve(dir: &str) -> Https {
-    use std::io::{BufRead, BufReader, Read, Write};
-    use std::sync::atomic::Ordering;
     use std::sync::{Arc, Mutex};
     sh(&["ip", "link", "set", "lo", "up"]);
     let ca_key = rcgen::KeyPair::generate().unwrap();
@@ -208,122 +214,147 @@ pub fn https_serve(dir: &str) -> Https {
         sent: Default::default(),
         cut_after: Default::default(),
         ranges: Arc::new(Mutex::new(Vec::new())),
+        paused: Default::default(),
+        refused: Default::default(),
+        connections: Default::default(),
     };
-    let (sent, cut, ranges) = (
-        server.sent.clone(),
-        server.cut_after.clone(),
-        server.ranges.clone(),
-    );
-    let dir = dir.to_string();
+    let shared = Shared {
+        sent: server.sent.clone(),
+        cut: server.cut_after.clone(),
+        ranges: server.ranges.clone(),
+        paused: server.paused.clone(),
+        refused: server.refused.clone(),
+        dir: dir.to_string(),
+    };
+    let connections = server.connections.clone();
     std::thread::spawn(move || {
         for tcp in listener.incoming().flatten() {
-            let (config, sent, cut, ranges, dir) = (
-                config.clone(),
-                sent.clone(),
-                cut.clone(),
-                ranges.clone(),
-                dir.clone(),
-            );
+            connections.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let (config, shared) = (config.clone(), shared.clone());
             std::thread::spawn(move || {
                 let conn = rustls::ServerConnection::new(config).unwrap();
                 let mut tls = rustls::StreamOwned::new(conn, tcp);
-                let mut head = Vec::new();
-                {
-                    let mut r = BufReader::new(&mut tls);
-                    loop {
-                        let mut line = String::new();
-                        if r.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                        head.push(line.trim_end().to_string());
-                    }
-                }
-                let target = head[0].split(' ').nth(1).unwrap_or("/");
-                let path = target.split('?').next().unwrap_or("/").to_string();
-                let header = |name: &str| {
-                    head.iter()
-                        .find_map(|l| {
-                            let (k, v) = l.split_once(':')?;
-                            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-                        })
-                        .unwrap_or_default()
-                };
-                let range = header("Range");
-                ranges.lock().unwrap().push(range.clone());
-                let file = format!("{dir}{path}");
-                let Ok(mut f) = std::fs::File::open(&file) else {
-                    let _ = tls.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
-                    return;
-                };
-                let len = f.metadata().unwrap().len();
-                let etag = format!("\"{len}-{}\"", crc_of(&file));
-                let from = range
-                    .strip_prefix("bytes=")
-                    .and_then(|r| r.strip_suffix('-'))
-                    .and_then(|n| n.parse::<u64>().ok())
-                    .filter(|_| {
-                        let if_range = header("If-Range");
-                        if_range.is_empty() || if_range == etag
-                    })
-                    .unwrap_or(0);
-                let status = if from > 0 {
-                    format!(
-                        "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {from}-{}/{len}\r\n",
-                        len - 1
-                    )
-                } else {
-                    "HTTP/1.1 200 OK\r\n".to_string()
-                };
-                let _ = write!(
-                    tls,
-                    "{status}Content-Length: {}\r\nETag: {etag}\r\nAccept-Ranges: bytes\r\nConnection: close\r\n\r\n",
-                    len - from
-                );
-                use std::io::Seek;
-                f.seek(std::io::SeekFrom::Start(from)).unwrap();
-                let limit = cut.swap(0, Ordering::SeqCst);
-                let mut left = if limit > 0 {
-                    limit.min(len - from)
-                } else {
-                    len - from
-                };
-                let mut buf = vec![0u8; 256 << 10];
-                while left > 0 {
-                    let n = f.read(&mut buf[..left.min(256 << 10) as usize]).unwrap();
-                    if n == 0 || tls.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                    sent.fetch_add(n as u64, Ordering::SeqCst);
-                    left -= n as u64;
-                }
-                let _ = tls.flush();
-                if limit > 0 {
-                    // A connection that drops: no TLS close, the socket just ends.
-                    let _ = tls.sock.shutdown(std::net::Shutdown::Both);
-                } else {
-                    tls.conn.send_close_notify();
-                    let _ = tls.flush();
-                }
+                // Keep-alive: requests on one connection until it ends or is cut.
+                while shared.answer(&mut tls) {}
             });
         }
     });
     server
 }
 
-/// A cheap fingerprint of a file's bytes (what the test server's ETag carries), so that a
-/// file changed under a download gets a new ETag.
-fn crc_of(path: &str) -> u32 {
-    let mut h = 0u32;
-    for (i, b) in std::fs::read(path)
-        .unwrap()
-        .iter()
-        .enumerate()
-        .step_by(4093)
-    {
-        h = h.rotate_left(5) ^ (*b as u32) ^ i as u32;
+#[derive(Clone)]
+struct Shared {
+    sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    cut: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ranges: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    paused: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    refused: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    dir: String,
+}
+
+type Tls = rustls::StreamOwned<rustls::ServerConnection, std::net::TcpStream>;
+
+impl Shared {
+    /// Answers one request on `tls`; false when the connection is to end.
+    fn answer(&self, tls: &mut Tls) -> bool {
+        use std::io::{BufRead, BufReader, Read, Seek, Write};
+        use std::sync::atomic::Ordering;
+        let mut head = Vec::new();
+        {
+            let mut r = BufReader::new(&mut *tls);
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    return false;
+                }
+                if line == "\r\n" {
+                    break;
+                }
+                head.push(line.trim_end().to_string());
+            }
+        }
+        while self.paused.load(Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let target = head[0].split(' ').nth(1).unwrap_or("/");
+        let path = target.split('?').next().unwrap_or("/").to_string();
+        let header = |name: &str| {
+            head.iter()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+                })
+                .unwrap_or_default()
+        };
+        let range = header("Range");
+        self.ranges.lock().unwrap().push(range.clone());
+        let file = format!("{}{path}", self.dir);
+        let Ok(mut f) = std::fs::File::open(&file) else {
+            let _ = tls.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+            return true;
+        };
+        let meta = f.metadata().unwrap();
+        let len = meta.len();
+        // A file written since has another ETag and date.
+        let mtime = meta
+            .modified()
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        let etag = format!("\"{len}-{}\"", mtime.as_nanos());
+        let date = format!("Mon, 07 Dec 2026 00:00:{:02} GMT", mtime.as_nanos() % 60);
+        let if_match = header("If-Match");
+        let if_unmodified = header("If-Unmodified-Since");
+        if (!if_match.is_empty() && if_match != etag)
+            || (!if_unmodified.is_empty() && if_unmodified != date)
+        {
+            self.refused.fetch_add(1, Ordering::SeqCst);
+            let _ = tls.write_all(b"HTTP/1.1 412 Precondition Failed\r\nContent-Length: 0\r\n\r\n");
+            return true;
+        }
+        let span = range.strip_prefix("bytes=").and_then(|r| {
+            let (a, b) = r.split_once('-')?;
+            let a = a.parse::<u64>().ok()?;
+            let b = if b.is_empty() {
+                len.checked_sub(1)?
+            } else {
+                b.parse::<u64>().ok()?.min(len.checked_sub(1)?)
+            };
+            (a <= b).then_some((a, b))
+        });
+        let if_range = header("If-Range");
+        let span = span.filter(|_| if_range.is_empty() || if_range == etag);
+        let (from, to) = span.unwrap_or((0, len.saturating_sub(1)));
+        let body = if len == 0 { 0 } else { to + 1 - from };
+        let status = if span.is_some() {
+            format!("HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {from}-{to}/{len}\r\n")
+        } else {
+            "HTTP/1.1 200 OK\r\n".to_string()
+        };
+        let _ = write!(
+            tls,
+            "{status}Content-Length: {body}\r\nETag: {etag}\r\nLast-Modified: {date}\r\nAccept-Ranges: bytes\r\n\r\n"
+        );
+        f.seek(std::io::SeekFrom::Start(from)).unwrap();
+        let limit = self.cut.swap(0, Ordering::SeqCst);
+        let mut left = if limit > 0 { limit.min(body) } else { body };
+        let mut buf = vec![0u8; 256 << 10];
+        while left > 0 {
+            let n = f.read(&mut buf[..left.min(256 << 10) as usize]).unwrap();
+            if n == 0 || tls.write_all(&buf[..n]).is_err() {
+                return false;
+            }
+            self.sent.fetch_add(n as u64, Ordering::SeqCst);
+            left -= n as u64;
+        }
+        if tls.flush().is_err() {
+            return false;
+        }
+        if limit > 0 {
+            // A connection that drops: no TLS close, the socket just ends.
+            let _ = tls.sock.shutdown(std::net::Shutdown::Both);
+            return false;
+        }
+        !header("Connection").eq_ignore_ascii_case("close")
     }
-    h
 }

@@ -304,6 +304,10 @@ fn test(args: &[String]) -> Result<()> {
     jobs.sort_by_key(|j| std::cmp::Reverse(long_test(&j.2)));
     let mut extra = vec![thinsr];
     extra.extend(bins.iter().cloned());
+    // The S3 server s3:// templates are read from in tests/lazy.rs.
+    if jobs.iter().any(|j| j.1 == "lazy") {
+        extra.push(s3s_fs()?);
+    }
     // The dom0 profile runs thinsr's static binary, as packaged for XCP-ng.
     let dom0_thinsr = if jobs.iter().any(|j| j.3 == Profile::Dom0) {
         Some(package::static_binary(true)?)
@@ -499,6 +503,31 @@ fn bench(args: &[String]) -> Result<()> {
 /// `bench_replicate` compares with: from THINSR_LINBIT_SRC (a checkout), or its v1.1.3 tag
 /// cloned into target/linbit. Built with the host's gcc and flex; the VM gets it at the
 /// same path (the bench looks for it there).
+/// s3s-fs, an S3 server over a directory that checks SigV4 signatures itself (the s3s
+/// project's), built once into target/s3s for tests/lazy.rs. 0.14.1: the last release
+/// this toolchain builds.
+pub fn s3s_fs() -> Result<PathBuf> {
+    let dir = root().join("target/s3s");
+    let bin = dir.join("bin/s3s-fs");
+    if bin.exists() {
+        return Ok(bin);
+    }
+    println!("[xtask] building s3s-fs 0.14.1 (once) for the s3:// template tests");
+    run(Command::new(env!("CARGO"))
+        .args([
+            "install",
+            "--quiet",
+            "s3s-fs",
+            "--version",
+            "0.14.1",
+            "--features",
+            "binary",
+            "--root",
+        ])
+        .arg(&dir))?;
+    Ok(bin)
+}
+
 fn linbit_thin_send_recv() -> Result<PathBuf> {
     let dir = root().join("target/linbit");
     let bin = dir.join("thin_send_recv");

@@ -41,6 +41,12 @@ const HOST_TOOLS: &[&str] = &[
     "/usr/sbin/sshd",
     "/usr/bin/ssh",
     "/usr/bin/ssh-keygen",
+    // The peer of lazy http(s) templates in `cargo xtask bench bench_lazy`: nbdkit's curl
+    // plugin under its cache filter, on a kernel NBD device by nbd-client.
+    "/usr/bin/nbdkit",
+    "/usr/lib/x86_64-linux-gnu/nbdkit/plugins/nbdkit-curl-plugin.so",
+    "/usr/lib/x86_64-linux-gnu/nbdkit/filters/nbdkit-cache-filter.so",
+    "/usr/sbin/nbd-client",
 ];
 const LVM_LINKS: &[&str] = &[
     "lvs",
@@ -123,6 +129,8 @@ pub const PACKAGES: &[&str] = &[
     "samba",
     "openssh-server",
     "openssh-client",
+    "nbdkit",
+    "nbd-client",
     // musl-gcc, for the C inside ring (rustls) in the static binary.
     "musl-tools",
 ];
@@ -432,7 +440,9 @@ pub fn build_with(
         }
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             if let Some(path) = line.strip_prefix("insmod ") {
-                let path = path.trim().to_string();
+                // The module alone: options a package set in /etc/modprobe.d (nbd-client's
+                // max_part) are not the test bed's.
+                let path = path.split_whitespace().next().unwrap_or("").to_string();
                 if !order.contains(&path) {
                     copy_into(&root, Path::new(&path))?;
                     order.push(path);

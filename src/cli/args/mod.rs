@@ -96,7 +96,8 @@ pub enum Group {
     #[command(subcommand)]
     Vdi(VdiCmd),
     /// Templates: read-only images cloned without copying, from file://, nbd://, nfs://,
-    /// smb://, http:// or https://, or any scheme a script of yours handles.
+    /// smb://, http:// or https:// and s3:// (read lazily), or any scheme a script of
+    /// yours handles.
     #[command(subcommand)]
     Template(TemplateCmd),
     /// The xapi storage plugin: install thinsr as an SMAPIv3 volume and datapath plugin.
@@ -301,7 +302,8 @@ Examples:
   thinsr template introduce nbd://images.lan:10809/win10 --name \"Windows 10\"
   thinsr template introduce nfs://nas.lan/export/images/debian-12.qcow2
   thinsr template introduce https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-generic-amd64.qcow2
-  thinsr template introduce s3://bucket/debian.raw   # runs <scheme-dir>/s3 attach|detach URI
+  thinsr template introduce \"s3://images/debian-12.qcow2?endpoint=https://s3.lan:9000&region=garage\"
+  thinsr template introduce gs://bucket/debian.raw   # runs <scheme-dir>/gs attach|detach URI
 
 Images may be raw, qcow2, vhd (vpc), vhdx or vmdk: thinsr reads the format and virtual size
 with qemu-img. nbd:// exports are raw disks. Any other scheme is handled by an executable
@@ -312,12 +314,19 @@ not change while clones exist: they read their unwritten blocks from it.
 URIs: file:///PATH; nbd://HOST[:PORT]/EXPORT; nfs://HOST[:PORT]/EXPORT/FILE (NFSv4.2 down to
 v3; mount options ?vers=, timeo=, retrans=, rsize=, nconnect=, sec=); smb://[USER@]HOST/SHARE/PATH
 (credentials from /etc/thinsr/credentials/USER@HOST, root's, mode 0600: username= and password=
-lines; ?vers=, domain=, sec=); http(s)://HOST/PATH (fetched once into a local copy: interrupted,
-it resumes when run again; TLS checked against the host's CA store). A script
+lines; ?vers=, domain=, sec=); http(s)://HOST/PATH (read lazily: introduce asks the server for
+the file's first bytes only, clones read at once, each piece is fetched once per host the first
+time a clone reads it, every request pinned to the file's ETag or Last-Modified; 'thinsr
+template warm' fetches the rest and makes it a local copy. With --sha256 it is fetched whole
+first, checked, and resumed when run again. TLS checked against the host's CA store);
+s3://BUCKET/KEY[?endpoint=http(s)://HOST[:PORT]&region=NAME] (read lazily as http(s) is:
+path-style at the endpoint given, else AWS's own for the region; requests signed with AWS
+Signature V4 by the keys in /etc/thinsr/credentials/s3/HOST or .../default, root's, mode 0600:
+aws_access_key_id = and aws_secret_access_key = lines; unsigned without). A script
 <scheme-dir>/SCHEME replaces thinsr's own handler for SCHEME.")]
     Introduce {
         /// The image: file:///path, nbd://host[:port]/export, nfs://host/export/file,
-        /// smb://[user@]host/share/path, https://host/path, or scheme://...
+        /// smb://[user@]host/share/path, https://host/path, s3://bucket/key, or scheme://...
         #[arg(value_name = "URI")]
         uri: String,
         #[command(flatten)]
@@ -328,10 +337,21 @@ it resumes when run again; TLS checked against the host's CA store). A script
         /// Keep a local copy-on-read cache of it (see 'thinsr template cache').
         #[arg(long)]
         cache: bool,
-        /// An http(s) image's SHA-256: the download is checked against it, and removed
-        /// when it differs.
+        /// An http(s) image's SHA-256: it is then fetched whole before any clone reads it,
+        /// checked against this, and removed when it differs. Without it an http(s) image
+        /// is read lazily.
         #[arg(long, value_name = "HEX")]
         sha256: Option<String>,
+        /// A lazy http(s) template: how long a clone's read of a piece not on the host
+        /// waits for the server before it fails (EIO).
+        #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+        timeout: u64,
+        /// A lazy http(s) template: fetch the rest at once, as 'thinsr template warm' does.
+        #[arg(long)]
+        warm: bool,
+        /// With --warm: at most this many bytes a second (e.g. 50M).
+        #[arg(long, value_name = "RATE", requires = "warm")]
+        rate: Option<String>,
     },
     /// Unregister a template (and remove its cache or local copy); refused while clones read
     /// from it.
@@ -355,8 +375,15 @@ nbd://) can be cached. Switching is refused while the template is attached.
         #[arg(value_name = "STATE", value_parser = ["on", "off"])]
         state: String,
     },
-    /// Fetch a cached template completely now into a local copy, with progress (cancellable).
-    Warm(VdiArg),
+    /// Fetch a cached or lazy template completely now into a local copy, with progress
+    /// (cancellable; a lazy one resumes where it stopped).
+    Warm {
+        #[command(flatten)]
+        template: VdiArg,
+        /// A lazy template: at most this many bytes a second from its server (e.g. 50M).
+        #[arg(long, value_name = "RATE")]
+        rate: Option<String>,
+    },
     /// Copy a template's data into a thin LV of the pool that its clones read in the kernel.
     #[command(after_long_help = "\
 Examples:
@@ -503,7 +530,7 @@ mod tests {
             .to_string();
         for help in [&top, &template] {
             for scheme in [
-                "file://", "nbd://", "nfs://", "smb://", "http://", "https://", "script",
+                "file://", "nbd://", "nfs://", "smb://", "http://", "https://", "s3://", "script",
             ] {
                 assert!(help.contains(scheme), "{scheme} missing from:\n{help}");
             }

@@ -41,6 +41,9 @@ pub struct Facts {
     pub devices: Vec<Device>,
     /// Templates whose attachment's server is gone, and how many devices still read it.
     pub dead_origins: BTreeMap<VdiUuid, usize>,
+    /// Lazy templates whose file on the server is no longer the version pinned, as their
+    /// lazy source last found, and what it said.
+    pub sources_changed: BTreeMap<VdiUuid, String>,
     pub stray_loops: Vec<StrayLoop>,
     /// Thin device id -> bytes mapped, from the live pool's metadata (None: inactive pool).
     pub thin_devices: Option<HashMap<u32, u64>>,
@@ -97,6 +100,16 @@ impl Ctx {
             .iter()
             .filter_map(|t| Some((t.uuid.clone(), dead_origin(&t.uuid, &ours)?)))
             .collect();
+        let sources_changed = templates
+            .iter()
+            .filter(|t| t.lazy.is_some())
+            .filter_map(|t| {
+                let s = crate::engine::lazy::server::Endpoint::of(&entry.uuid, &t.uuid)
+                    .last_status()?;
+                s.changed
+                    .then(|| (t.uuid.clone(), s.error.unwrap_or_default()))
+            })
+            .collect();
         let stray_loops = stray_loops(&templates)
             .into_iter()
             .map(|(device, file)| StrayLoop {
@@ -124,6 +137,7 @@ impl Ctx {
             vg,
             devices,
             dead_origins,
+            sources_changed,
             stray_loops,
             thin_devices,
             pool_trouble,

@@ -65,6 +65,8 @@ pub enum FindingKind {
     UnusedShare,
     /// A template share whose server does not answer.
     UnreachableShare,
+    /// A lazy template whose file on its server is no longer the version introduced.
+    TemplateSourceChanged,
     /// A data-destroyed snapshot whose saved block map is gone.
     MissingBlockMap,
     /// A saved block map no entry names.
@@ -110,6 +112,7 @@ impl FindingKind {
             StaleMirror => "stale_mirror",
             UnusedShare => "unused_share",
             UnreachableShare => "unreachable_share",
+            TemplateSourceChanged => "template_source_changed",
             MissingBlockMap => "missing_block_map",
             OrphanBlockMap => "orphan_block_map",
             UnknownThinDevice => "unknown_thin_device",

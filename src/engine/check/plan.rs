@@ -298,7 +298,9 @@ fn orphan_copies(f: &Facts, m: Mode, vdis: &[VdiMeta], out: &mut Vec<Finding>) {
         };
         let wanted = entry(vdis, template).is_some_and(|t| {
             let name = Some(lv.name.as_str());
-            t.cache.as_deref() == name || t.local.as_deref() == name
+            t.cache.as_deref() == name
+                || t.local.as_deref() == name
+                || t.lazy.as_ref().map(|l| l.lv.as_str()) == name
         });
         if wanted || lv.open {
             continue;
@@ -405,6 +407,7 @@ fn devices(f: &Facts, m: Mode, vdis: &[VdiMeta], out: &mut Vec<Finding>) {
             .fixed_by(m.repair && users == 0, vec![fix]),
         );
     }
+    super::shares::changed_sources(f, vdis, out);
     for l in &f.stray_loops {
         let detach = m.repair && m.yes && !l.held;
         let action = if l.held {

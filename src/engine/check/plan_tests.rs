@@ -70,6 +70,7 @@ fn facts(vdis: Vec<VdiMeta>, lvs: Vec<Lv>) -> Facts {
         vg: vg("vg", all),
         devices: vec![],
         dead_origins: BTreeMap::new(),
+        sources_changed: BTreeMap::new(),
         stray_loops: vec![],
         thin_devices: Some(thin_devices),
         pool_trouble: None,

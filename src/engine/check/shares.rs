@@ -1,10 +1,11 @@
 //! The rules for template shares (engine/share.rs): a mount nobody holds any more (a
 //! crash between a holder leaving and the unmount, or a mount that finished after its
 //! command gave up waiting), and a share whose server no longer answers, whose clones'
-//! reads fail until it is back.
+//! reads fail until it is back; and a lazy template whose file on its server changed.
 
 use super::facts::{Facts, ShareFact};
 use super::finding::{Finding, FindingKind as K, Fix};
+use crate::engine::meta::VdiMeta;
 
 pub(super) fn shares(f: &Facts, repair: bool, out: &mut Vec<Finding>) {
     for s in &f.shares {
@@ -33,6 +34,24 @@ pub(super) fn shares(f: &Facts, repair: bool, out: &mut Vec<Finding>) {
             )),
             None => {}
         }
+    }
+}
+
+/// Lazy templates whose file on the server changed (as their lazy source found): named,
+/// nothing to repair here.
+pub(super) fn changed_sources(f: &Facts, vdis: &[VdiMeta], out: &mut Vec<Finding>) {
+    for t in vdis.iter().filter(|v| v.is_template()) {
+        let Some(why) = f.sources_changed.get(&t.uuid) else {
+            continue;
+        };
+        out.push(Finding::new(
+            K::TemplateSourceChanged,
+            format!("template '{}' ({})", t.name, t.uuid),
+            format!(
+                "its file on the server is no longer the version introduced ({why}): its clones' reads of blocks not on the host fail; those on the host read as before"
+            ),
+            "none here: put the introduced version back on the server (reads then work by themselves), or introduce the new file as a new template",
+        ));
     }
 }
 

@@ -39,6 +39,7 @@ pub(super) fn start(m: &Mirror, socket: &OwnedFd) -> Result<()> {
         &format!("thinsr mirror guard of VDI {vdi}"),
         Some(watched),
     )
+    .map(drop)
 }
 
 /// The guard's body: `SR VDI STARTER_PID`, the connection on stdin.

@@ -39,19 +39,7 @@ fn credentials(share: &Share, config_dir: &Path) -> Result<Option<Credentials>> 
         }
         return Ok(None);
     }
-    crate::host::trust::root_only(&path, "credentials file")?;
-    let meta = std::fs::metadata(&path)
-        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077 != 0 {
-        return Err(Error::UnsafePath {
-            what: "credentials file".into(),
-            path: path.clone(),
-            why: "others may read it: chmod 600 it".into(),
-        });
-    }
-    let text = rundir::read(&path, 64 << 10).ok_or_else(|| {
-        Error::InvalidArgument(format!("{} cannot be read (or is a link)", path.display()))
-    })?;
+    let text = crate::host::trust::read_secret(&path)?;
     let field = |k: &str| {
         text.lines().find_map(|l| {
             l.trim_start()

@@ -302,6 +302,8 @@ impl Ctx {
             cached: None,
             image_allocated: None,
             server: None,
+            lazy: None,
+            sha256: None,
             origin_name: None,
             created: v.created,
             pending: v.pending,

@@ -49,6 +49,30 @@ pub const VOLUME_FIELDS: [&str; 12] = [
     "cbt_enabled",
 ];
 
+/// What `template show` says of a lazy template.
+#[derive(Debug, Clone, Serialize)]
+pub struct LazyState {
+    /// The version of the file every read is pinned to.
+    pub version: String,
+    pub length: Bytes,
+    /// Bytes of the file on the host (whole pieces), when known: a server ran since the
+    /// host started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_host: Option<Bytes>,
+    /// Bytes received from the server by the running lazy source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fetched: Option<Bytes>,
+    /// The server holds another version of the file now.
+    pub source_changed: bool,
+    /// The last fetch's failure, while none has succeeded since.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Seconds a clone's read waits for the server before it fails.
+    pub timeout_s: u64,
+    /// Nothing has checked the file's bytes: a full warm computes its SHA-256.
+    pub verified: bool,
+}
+
 /// A VDI as xapi's `volume` record (the first fields) plus what thinsr knows of it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Volume {
@@ -103,6 +127,12 @@ pub struct Volume {
     /// only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server: Option<ServerState>,
+    /// A template read lazily from its server: what of it is on the host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lazy: Option<LazyState>,
+    /// A template image's SHA-256, as checked (a lazy one's once fully warmed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
     pub created: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pending: Option<Pending>,
@@ -162,12 +192,7 @@ pub(crate) fn vdi_tag(uuid: &str) -> String {
     format!("{TAG_VDI}{uuid}")
 }
 
-pub(crate) fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+pub(crate) use crate::units::now;
 
 fn is_thin(kind: VdiKind) -> bool {
     kind != VdiKind::Preallocated

@@ -1,0 +1,267 @@
+use super::*;
+use std::sync::atomic::AtomicBool;
+
+/// A server in memory: the file, the ranges asked for, and a switch that makes it fail.
+struct Fake {
+    data: Vec<u8>,
+    asked: Mutex<Vec<(u64, u64)>>,
+    down: AtomicBool,
+    slow: Duration,
+}
+
+impl Source for Fake {
+    fn read(&self, start: u64, buf: &mut [u8]) -> Result<(), RangeError> {
+        std::thread::sleep(self.slow);
+        if self.down.load(Ordering::SeqCst) {
+            return Err(RangeError::Unreachable("down".into()));
+        }
+        self.asked.lock().unwrap().push((start, buf.len() as u64));
+        buf.copy_from_slice(&self.data[start as usize..start as usize + buf.len()]);
+        Ok(())
+    }
+}
+
+impl Fake {
+    fn new(len: usize) -> Fake {
+        let data = (0..len).map(|i| (i * 7 + i / 4096) as u8).collect();
+        Fake {
+            data,
+            asked: Mutex::new(Vec::new()),
+            down: AtomicBool::new(false),
+            slow: Duration::ZERO,
+        }
+    }
+    fn sent(&self) -> u64 {
+        self.asked.lock().unwrap().iter().map(|(_, n)| n).sum()
+    }
+}
+
+const PIECE: u64 = 64 << 10;
+
+fn device(layout: &Layout) -> (tempfile_like::Dir, File) {
+    let dir = tempfile_like::Dir::new();
+    let f = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.path.join("lv"))
+        .unwrap();
+    f.set_len(layout.store_size()).unwrap();
+    (dir, f)
+}
+
+mod tempfile_like {
+    pub struct Dir {
+        pub path: std::path::PathBuf,
+    }
+    impl Dir {
+        pub fn new() -> Dir {
+            use std::sync::atomic::{AtomicU64, Ordering};
+            static N: AtomicU64 = AtomicU64::new(0);
+            let path = std::env::temp_dir().join(format!(
+                "thinsr-lazy-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::SeqCst)
+            ));
+            std::fs::create_dir_all(&path).unwrap();
+            Dir { path }
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            std::fs::remove_dir_all(&self.path).ok();
+        }
+    }
+}
+
+fn reopen(f: &File) -> File {
+    f.try_clone().unwrap()
+}
+
+#[test]
+fn reads_are_the_files_bytes_and_fetched_once() {
+    let src = Fake::new(5 * PIECE as usize + 1000);
+    let layout = Layout {
+        length: src.data.len() as u64,
+        piece: PIECE,
+    };
+    let (_d, f) = device(&layout);
+    let s = Store::open(f, layout, "\"v1\"", &src, Duration::from_secs(5)).unwrap();
+    let mut buf = vec![0u8; 10_000];
+    s.read_at(&mut buf, 70_000).unwrap();
+    assert_eq!(buf, src.data[70_000..80_000]);
+    assert_eq!(src.sent(), PIECE, "one piece fetched for a read inside it");
+    s.read_at(&mut buf, 65_536).unwrap();
+    assert_eq!(
+        src.sent(),
+        PIECE,
+        "a piece on the host is not fetched again"
+    );
+    // The last, short piece, and zeros past the file's end.
+    let mut tail = vec![9u8; 4096];
+    s.read_at(&mut tail, layout.length - 1000).unwrap();
+    assert_eq!(&tail[..1000], &src.data[src.data.len() - 1000..]);
+    assert!(tail[1000..].iter().all(|b| *b == 0));
+    assert_eq!(src.asked.lock().unwrap().last(), Some(&(5 * PIECE, 1000)));
+}
+
+#[test]
+fn two_readers_of_one_piece_fetch_it_once() {
+    let mut src = Fake::new(4 * PIECE as usize);
+    src.slow = Duration::from_millis(200);
+    let layout = Layout {
+        length: src.data.len() as u64,
+        piece: PIECE,
+    };
+    let (_d, f) = device(&layout);
+    let s = Store::open(f, layout, "\"v1\"", &src, Duration::from_secs(5)).unwrap();
+    std::thread::scope(|sc| {
+        for _ in 0..4 {
+            sc.spawn(|| {
+                let mut buf = vec![0u8; 4096];
+                s.read_at(&mut buf, PIECE + 4096).unwrap();
+                assert_eq!(buf, src.data[PIECE as usize + 4096..PIECE as usize + 8192]);
+            });
+        }
+    });
+    assert_eq!(
+        src.asked.lock().unwrap().len(),
+        1,
+        "{:?}",
+        src.asked.lock().unwrap()
+    );
+}
+
+#[test]
+fn sequential_reads_read_ahead_and_scattered_ones_do_not() {
+    let src = Fake::new(64 * PIECE as usize);
+    let layout = Layout {
+        length: src.data.len() as u64,
+        piece: PIECE,
+    };
+    let (_d, f) = device(&layout);
+    let s = Store::open(f, layout, "\"v1\"", &src, Duration::from_secs(5)).unwrap();
+    let mut buf = vec![0u8; 4096];
+    for i in [3u64, 17, 9, 40, 33] {
+        s.read_at(&mut buf, i * PIECE + 100).unwrap();
+    }
+    assert_eq!(
+        src.sent(),
+        5 * PIECE,
+        "scattered reads fetch their pieces only"
+    );
+    let before = src.asked.lock().unwrap().len();
+    let mut big = vec![0u8; PIECE as usize];
+    for i in 44..56u64 {
+        s.read_at(&mut big, i * PIECE).unwrap();
+        assert_eq!(
+            big,
+            src.data[(i * PIECE) as usize..((i + 1) * PIECE) as usize]
+        );
+    }
+    let asked = src.asked.lock().unwrap().len() - before;
+    assert!(
+        asked < 12,
+        "sequential reads ask in fewer, longer requests: {asked}"
+    );
+}
+
+#[test]
+fn only_committed_pieces_survive_a_crash() {
+    let src = Fake::new(8 * PIECE as usize);
+    let layout = Layout {
+        length: src.data.len() as u64,
+        piece: PIECE,
+    };
+    let (_d, f) = device(&layout);
+    let keep = reopen(&f);
+    {
+        let s = Store::open(f, layout, "\"v1\"", &src, Duration::from_secs(5)).unwrap();
+        let mut buf = vec![0u8; 4096];
+        s.read_at(&mut buf, 0).unwrap();
+        s.read_at(&mut buf, 5 * PIECE).unwrap();
+        assert_eq!(s.mark_written().unwrap(), 2);
+        s.read_at(&mut buf, 7 * PIECE).unwrap();
+        // No commit: as if the process died here.
+    }
+    assert_eq!(present_in(&keep, &layout).unwrap(), 2);
+    let s = Store::open(
+        reopen(&keep),
+        layout,
+        "\"v1\"",
+        &src,
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    assert_eq!(s.counts().present, 2);
+    let before = src.sent();
+    let mut buf = vec![0u8; 4096];
+    s.read_at(&mut buf, 7 * PIECE).unwrap();
+    assert_eq!(
+        src.sent() - before,
+        PIECE,
+        "the unmarked piece is fetched again"
+    );
+    s.read_at(&mut buf, 5 * PIECE).unwrap();
+    assert_eq!(src.sent() - before, PIECE, "the marked ones are not");
+    // Another version of the file: the store is refused.
+    assert!(Store::open(
+        reopen(&keep),
+        layout,
+        "\"v2\"",
+        &src,
+        Duration::from_secs(5)
+    )
+    .is_err());
+}
+
+#[test]
+fn a_failed_fetch_fails_the_read_and_a_later_one_works() {
+    let src = Fake::new(4 * PIECE as usize);
+    let layout = Layout {
+        length: src.data.len() as u64,
+        piece: PIECE,
+    };
+    let (_d, f) = device(&layout);
+    let s = Store::open(f, layout, "\"v1\"", &src, Duration::from_secs(5)).unwrap();
+    let mut buf = vec![0u8; 4096];
+    s.read_at(&mut buf, 0).unwrap();
+    src.down.store(true, Ordering::SeqCst);
+    assert!(matches!(
+        s.read_at(&mut buf, 2 * PIECE),
+        Err(RangeError::Unreachable(_))
+    ));
+    s.read_at(&mut buf, 0)
+        .expect("a piece on the host reads while the server is down");
+    src.down.store(false, Ordering::SeqCst);
+    s.read_at(&mut buf, 2 * PIECE).unwrap();
+    assert_eq!(buf, src.data[2 * PIECE as usize..2 * PIECE as usize + 4096]);
+}
+
+#[test]
+fn fill_fetches_the_rest_and_its_hash_is_the_files() {
+    let src = Fake::new(100 * PIECE as usize + 12345);
+    let layout = Layout {
+        length: src.data.len() as u64,
+        piece: PIECE,
+    };
+    let (_d, f) = device(&layout);
+    let s = Store::open(f, layout, "\"v1\"", &src, Duration::from_secs(5)).unwrap();
+    let mut buf = vec![0u8; 4096];
+    s.read_at(&mut buf, 50 * PIECE).unwrap();
+    let mut seen = 0;
+    assert!(s
+        .fill(0, &mut |c| {
+            seen = c.present;
+            true
+        })
+        .unwrap());
+    assert_eq!(seen, layout.pieces());
+    assert_eq!(src.sent(), layout.length, "every byte once");
+    let want: String = Sha256::digest(&src.data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(s.sha256().unwrap(), want);
+}
