@@ -319,6 +319,8 @@ fn a_warmed_lazy_template_becomes_a_local_copy_its_clones_read_in_the_kernel() {
         read_direct(&dev, 30 * MIB, 4096).is_err(),
         "a read through a dead source"
     );
+    let check = thinsr(&["--json", "sr", "check", "local"]).json();
+    assert_eq!(finding_kinds(&check), ["dead_origin"], "{check}");
     ok(&["vdi", "detach", &c]);
     // What the kernel or udev may read at attach (the first and last blocks) is on the
     // host first, so that only the reads below fetch.
@@ -435,6 +437,40 @@ fn a_warmed_lazy_template_becomes_a_local_copy_its_clones_read_in_the_kernel() {
     assert_check_clean("local");
     assert_eq!(sha256(&attach(&cq)), sum);
     ok(&["vdi", "detach", &cq]);
+
+    // vhd and vmdk, read lazily through qemu-nbd as the qcow2 was.
+    for (format, ext, opts) in [("vpc", "vhd", "force_size=on"), ("vmdk", "vmdk", "")] {
+        let path = format!("{WEB}/base.{ext}");
+        let mut args = vec!["qemu-img", "convert", "-q", "-f", "raw", "-O", format];
+        if !opts.is_empty() {
+            args.extend(["-o", opts]);
+        }
+        args.extend([raw.as_str(), path.as_str()]);
+        sh(&args);
+        let t = json(&[
+            "template",
+            "introduce",
+            &format!("{base}/base.{ext}"),
+            "--name",
+            ext,
+        ]);
+        assert_eq!(t["format"], format, "{t}");
+        let c = uuid(&json(&[
+            "vdi",
+            "clone",
+            ext,
+            "--name",
+            &format!("from {ext}"),
+        ]));
+        let dev = attach(&c);
+        let got = read_direct(&dev, 0, 64 * MIB as usize).unwrap();
+        assert_eq!(
+            sha_of(&got),
+            sum,
+            "the {ext} template's clone reads the image"
+        );
+        ok(&["vdi", "detach", &c]);
+    }
 }
 
 /// s3s-fs (built by xtask into target/s3s), an S3 server over a directory that checks
@@ -591,6 +627,9 @@ fn s3_templates_are_read_lazily_with_signed_requests_and_keys_kept_secret() {
     // The keys are nowhere to be seen: no process's argv or environment (the lazy sources
     // run now), no output, not the SR's metadata.
     assert_eq!(lazy_sources().len(), 2);
+    let show = json(&["template", "show", "s3raw"]);
+    assert_eq!(show["server"]["place"], "http://127.0.0.1:9000", "{show}");
+    assert_eq!(show["server"]["reachable"], true, "{show}");
     for needle in [SECRET, ACCESS] {
         let seen = in_any_process(needle, server);
         assert!(seen.is_empty(), "{needle}: {seen:?}");

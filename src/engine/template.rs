@@ -430,6 +430,13 @@ impl Ctx {
 /// by seconds); None for a local file or a scheme script's image.
 pub(crate) fn server_state(uri: &str) -> Option<ServerState> {
     let (place, host, port, mounted) = match parse_uri(uri).ok()? {
+        // An s3 object read by thinsr itself: its endpoint.
+        Source::Scheme(_) if uri.starts_with("s3://") => {
+            let endpoint = crate::host::s3::parse(uri).ok()?.endpoint();
+            let server = crate::host::http::server_of(&endpoint);
+            let (host, port) = server.rsplit_once(':')?;
+            (endpoint.clone(), host.to_string(), port.parse().ok()?, None)
+        }
         Source::File(_) | Source::Scheme(_) => return None,
         Source::Nbd(u) => {
             let rest = u.strip_prefix("nbd://")?;

@@ -107,11 +107,6 @@ struct State {
     flying: HashSet<u64>,
     /// The last failure of a piece, and when: a reader that waited on it fails with it.
     failed: HashMap<u64, (Instant, RangeError)>,
-    /// The piece after the last read, and how far ahead the next sequential miss reads.
-    next: u64,
-    /// Where the sequential reads going on now began.
-    streak: u64,
-    ahead: u64,
     present: u64,
 }
 
@@ -193,9 +188,6 @@ impl<'s> Store<'s> {
                 pending: Vec::new(),
                 flying: HashSet::new(),
                 failed: HashMap::new(),
-                next: u64::MAX,
-                streak: 0,
-                ahead: 0,
                 present,
             }),
             changed: Condvar::new(),
@@ -234,15 +226,29 @@ impl<'s> Store<'s> {
         }
         let first = offset / self.layout.piece;
         let last = (offset + inside as u64 - 1) / self.layout.piece;
-        self.ensure(first, last, true)?;
+        // Answered from what this read fetched when that covers it (no read back).
+        if let Some((from, data)) = self.ensure(first, last, true)? {
+            let at = (offset - from) as usize;
+            if let Some(mine) = data.get(at..at + inside) {
+                buf[..inside].copy_from_slice(mine);
+                return Ok(());
+            }
+        }
         self.dev
             .read_exact_at(&mut buf[..inside], offset)
             .map_err(|e| RangeError::Refused(format!("reading the local store: {e}")))
     }
 
     /// Makes pieces `first..=last` present: fetches the missing ones nobody fetches (in
-    /// runs, extended ahead when `sequential` reads continue), waits for the others.
-    fn ensure(&self, first: u64, last: u64, reader: bool) -> Result<(), RangeError> {
+    /// runs, extended ahead when sequential reads continue), waits for the others.
+    /// Returns the last run this call fetched (its first byte, its bytes).
+    fn ensure(
+        &self,
+        first: u64,
+        last: u64,
+        reader: bool,
+    ) -> Result<Option<(u64, Vec<u8>)>, RangeError> {
+        let mut fetched = None;
         let began = Instant::now();
         let piece = self.layout.piece;
         // Whether this read was counted in the sequential streak (once, not per pass).
@@ -272,23 +278,23 @@ impl<'s> Store<'s> {
             }
             if reader && !counted {
                 counted = true;
-                // Reads that have gone on where the last ended for a while (not just the
-                // pieces of one request split up) read ahead, as far as they have gone.
-                let sequential = st.next == first;
-                if !sequential {
-                    st.streak = first;
-                }
-                let gone = (last + 1 - st.streak) * piece;
-                st.ahead = if sequential && gone >= STREAK {
-                    gone.min(MAX_AHEAD)
-                } else {
-                    0
-                };
-                st.next = last + 1;
+                // A read that continues a run of pieces on the host or on their way (a
+                // sequential reader's, whatever order the requests of one of its reads
+                // arrive in) reads ahead as far as that run goes back, once it is long
+                // enough not to be one scattered read's few blocks.
+                let behind = (1..=MAX_AHEAD / piece)
+                    .take_while(|k| {
+                        first >= *k && {
+                            let p = first - k;
+                            bit(&st.have, p) || st.flying.contains(&p)
+                        }
+                    })
+                    .count() as u64
+                    * piece;
+                let ahead = if behind >= STREAK { behind } else { 0 };
                 let reaches_end = claimed.last().is_some_and(|(s, n)| s + n == last + 1);
-                if let Some((start, n)) = claimed.last_mut().filter(|_| st.ahead > 0 && reaches_end)
-                {
-                    let mut extra = st.ahead / piece;
+                if let Some((start, n)) = claimed.last_mut().filter(|_| ahead > 0 && reaches_end) {
+                    let mut extra = ahead / piece;
                     let mut p = *start + *n;
                     while extra > 0
                         && p < self.layout.pieces()
@@ -304,7 +310,7 @@ impl<'s> Store<'s> {
                 }
             }
             if claimed.is_empty() && !waiting {
-                return Ok(());
+                return Ok(fetched);
             }
             if claimed.is_empty() {
                 let left = (began + self.bound).saturating_duration_since(Instant::now());
@@ -323,8 +329,11 @@ impl<'s> Store<'s> {
             drop(st);
             let mut failure = None;
             for (start, n) in claimed {
-                if let Err(e) = self.fetch_run(start, n) {
-                    failure.get_or_insert(e);
+                match self.fetch_run(start, n) {
+                    Ok(data) => fetched = Some((start * piece, data)),
+                    Err(e) => {
+                        failure.get_or_insert(e);
+                    }
                 }
             }
             if let Some(e) = failure {
@@ -334,8 +343,8 @@ impl<'s> Store<'s> {
     }
 
     /// Fetches pieces `start..start+n` (claimed by the caller), writes them, and tells
-    /// the waiters.
-    fn fetch_run(&self, start: u64, n: u64) -> Result<(), RangeError> {
+    /// the waiters; returns their bytes.
+    fn fetch_run(&self, start: u64, n: u64) -> Result<Vec<u8>, RangeError> {
         let piece = self.layout.piece;
         let from = start * piece;
         let len = ((start + n) * piece).min(self.layout.length) - from;
@@ -369,7 +378,7 @@ impl<'s> Store<'s> {
         drop(st);
         self.changed.notify_all();
         *self.last_error.lock().expect("not poisoned") = got.as_ref().err().cloned();
-        got
+        got.map(|()| buf)
     }
 
     /// The last fetch's failure, while no fetch has succeeded since.
