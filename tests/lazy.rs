@@ -264,10 +264,10 @@ fn https_templates_are_read_lazily_each_piece_once_and_one_version_ever() {
 fn a_warmed_lazy_template_becomes_a_local_copy_its_clones_read_in_the_kernel() {
     vm();
     sh(&["mkdir", "-p", WEB]);
-    // 48 MiB of noise in a 64 MiB file, and the same as qcow2.
+    // 24 MiB of noise in a 32 MiB file, and the same as qcow2.
     let raw = format!("{WEB}/base.raw");
-    sh(&["truncate", "-s", "64M", &raw]);
-    for i in 0..48u64 {
+    sh(&["truncate", "-s", "32M", &raw]);
+    for i in 0..24u64 {
         write_at(
             &raw,
             i * MIB + (i % 3) * 4096,
@@ -326,7 +326,7 @@ fn a_warmed_lazy_template_becomes_a_local_copy_its_clones_read_in_the_kernel() {
     // host first, so that only the reads below fetch.
     let dev2 = attach(&c);
     read_direct(&dev2, 0, 64 * KIB as usize).unwrap();
-    read_direct(&dev2, 64 * MIB - 64 * KIB, 64 * KIB as usize).unwrap();
+    read_direct(&dev2, 32 * MIB - 64 * KIB, 64 * KIB as usize).unwrap();
     std::thread::sleep(Duration::from_secs(1));
     ok(&["vdi", "detach", &c]);
     let points = ["lazy.fetched", "lazy.written", "lazy.synced", "lazy.marked"];
@@ -373,10 +373,10 @@ fn a_warmed_lazy_template_becomes_a_local_copy_its_clones_read_in_the_kernel() {
     assert!(w["lazy"].is_null(), "{w}");
     assert_eq!(w["sha256"], sum.as_str(), "{w}");
     let total = web.sent.load(Ordering::SeqCst);
-    println!("the 64 MiB file took {total} bytes in all ({sent} in the warm)");
+    println!("the 32 MiB file took {total} bytes in all ({sent} in the warm)");
     assert!(
-        total <= 64 * MIB + 64 * MIB / 10,
-        "{total} bytes for a 64 MiB file"
+        total <= 32 * MIB + 32 * MIB / 10,
+        "{total} bytes for a 32 MiB file"
     );
     assert!(lazy_sources().is_empty(), "{:?}", lazy_sources());
     assert!(nbd_connected().is_empty(), "{:?}", nbd_connected());
@@ -403,7 +403,7 @@ fn a_warmed_lazy_template_becomes_a_local_copy_its_clones_read_in_the_kernel() {
         "q",
     ]);
     assert_eq!(q["format"], "qcow2", "{q}");
-    assert_eq!(q["virtual_size"], 64 * MIB, "{q}");
+    assert_eq!(q["virtual_size"], 32 * MIB, "{q}");
     let cq = uuid(&json(&["vdi", "clone", "q", "--name", "from qcow2"]));
     let dq = attach(&cq);
     assert_eq!(
@@ -463,7 +463,7 @@ fn a_warmed_lazy_template_becomes_a_local_copy_its_clones_read_in_the_kernel() {
             &format!("from {ext}"),
         ]));
         let dev = attach(&c);
-        let got = read_direct(&dev, 0, 64 * MIB as usize).unwrap();
+        let got = read_direct(&dev, 0, 32 * MIB as usize).unwrap();
         assert_eq!(
             sha_of(&got),
             sum,
