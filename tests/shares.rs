@@ -564,14 +564,7 @@ fn https_templates_are_fetched_once_resumed_after_a_drop_and_checked() {
     let show = json(&["template", "show", "web"]);
     assert_eq!(show["server"]["place"], base.as_str(), "{show}");
     assert_eq!(show["server"]["reachable"], true, "{show}");
-    let kinds = |check: &serde_json::Value| -> Vec<String> {
-        check["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| f["kind"].as_str().unwrap().to_string())
-            .collect()
-    };
+    let kinds = finding_kinds;
     let check = thinsr(&["--json", "sr", "check", "local"]).json();
     assert_eq!(kinds(&check), ["orphan_local_copy"], "{check}");
 

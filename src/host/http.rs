@@ -194,25 +194,6 @@ pub enum RangeError {
     Refused(String),
 }
 
-impl RangeError {
-    pub fn into_error(self, url: &str) -> Error {
-        match self {
-            RangeError::Changed(why) => Error::TemplateSourceChanged {
-                uri: clip(url),
-                why,
-            },
-            RangeError::Unreachable(why) => Error::ServerUnreachable {
-                server: server_of(url),
-                why,
-            },
-            RangeError::Refused(why) => Error::ImageUnreadable {
-                uri: clip(url),
-                why,
-            },
-        }
-    }
-}
-
 impl std::fmt::Display for RangeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

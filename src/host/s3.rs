@@ -221,10 +221,6 @@ impl Object {
             .trim_end_matches('?')
             .to_string()
     }
-
-    pub fn signed(&self) -> bool {
-        self.keys.is_some()
-    }
 }
 
 #[cfg(test)]
@@ -264,7 +260,7 @@ mod tests {
     fn urls_are_path_style_at_an_endpoint_and_virtual_hosted_at_aws() {
         let dir = std::env::temp_dir().join(format!("thinsr-s3-{}", std::process::id()));
         let o = Object::open("s3://images/d.raw?endpoint=http://127.0.0.1:9000", &dir).unwrap();
-        assert!(!o.signed());
+        assert!(o.keys.is_none());
         assert_eq!(o.url(), "http://127.0.0.1:9000/images/d.raw");
         let o = Object::open("s3://images/d.raw?region=eu-west-3", &dir).unwrap();
         assert_eq!(o.url(), "https://images.s3.eu-west-3.amazonaws.com/d.raw");

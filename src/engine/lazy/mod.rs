@@ -36,8 +36,6 @@ use store::Layout;
 
 /// What introduce reads of the file: enough for any format's header.
 const HEAD: u64 = 64 << 10;
-/// A clone's read of a piece not on the host fails after this long without the server.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The piece when the SR's metadata does not know its pool's block.
 const DEFAULT_PIECE: u64 = 64 << 10;
 

@@ -489,7 +489,8 @@ impl<'s> Store<'s> {
     }
 }
 
-/// The pieces a store's map on `dev` marks present (for `template show` with no server).
+/// The pieces a store's map on `dev` marks present, read without opening the store.
+#[cfg(test)]
 pub fn present_in(dev: &File, layout: &Layout) -> io::Result<u64> {
     let mut map = vec![0u8; layout.bitmap_len() as usize];
     dev.read_exact_at(&mut map, layout.bitmap_at())?;

@@ -75,6 +75,17 @@ mod tempfile_like {
     }
 }
 
+/// A new store over `src` on a fresh device (kept while the directory lives).
+fn opened(src: &Fake) -> (tempfile_like::Dir, Store<'_>) {
+    let layout = Layout {
+        length: src.data.len() as u64,
+        piece: PIECE,
+    };
+    let (d, f) = device(&layout);
+    let s = Store::open(f, layout, "\"v1\"", src, Duration::from_secs(5)).unwrap();
+    (d, s)
+}
+
 fn reopen(f: &File) -> File {
     f.try_clone().unwrap()
 }
@@ -82,12 +93,8 @@ fn reopen(f: &File) -> File {
 #[test]
 fn reads_are_the_files_bytes_and_fetched_once() {
     let src = Fake::new(5 * PIECE as usize + 1000);
-    let layout = Layout {
-        length: src.data.len() as u64,
-        piece: PIECE,
-    };
-    let (_d, f) = device(&layout);
-    let s = Store::open(f, layout, "\"v1\"", &src, Duration::from_secs(5)).unwrap();
+    let (_d, s) = opened(&src);
+    let layout = s.layout;
     let mut buf = vec![0u8; 10_000];
     s.read_at(&mut buf, 70_000).unwrap();
     assert_eq!(buf, src.data[70_000..80_000]);
@@ -110,12 +117,7 @@ fn reads_are_the_files_bytes_and_fetched_once() {
 fn two_readers_of_one_piece_fetch_it_once() {
     let mut src = Fake::new(4 * PIECE as usize);
     src.slow = Duration::from_millis(200);
-    let layout = Layout {
-        length: src.data.len() as u64,
-        piece: PIECE,
-    };
-    let (_d, f) = device(&layout);
-    let s = Store::open(f, layout, "\"v1\"", &src, Duration::from_secs(5)).unwrap();
+    let (_d, s) = opened(&src);
     std::thread::scope(|sc| {
         for _ in 0..4 {
             sc.spawn(|| {
@@ -132,12 +134,7 @@ fn two_readers_of_one_piece_fetch_it_once() {
 #[test]
 fn sequential_reads_read_ahead_and_scattered_ones_do_not() {
     let src = Fake::new(64 * PIECE as usize);
-    let layout = Layout {
-        length: src.data.len() as u64,
-        piece: PIECE,
-    };
-    let (_d, f) = device(&layout);
-    let s = Store::open(f, layout, "\"v1\"", &src, Duration::from_secs(5)).unwrap();
+    let (_d, s) = opened(&src);
     let mut buf = vec![0u8; 4096];
     for i in [3u64, 17, 9, 40, 33] {
         s.read_at(&mut buf, i * PIECE + 100).unwrap();
@@ -215,12 +212,7 @@ fn only_committed_pieces_survive_a_crash() {
 #[test]
 fn a_failed_fetch_fails_the_read_and_a_later_one_works() {
     let src = Fake::new(4 * PIECE as usize);
-    let layout = Layout {
-        length: src.data.len() as u64,
-        piece: PIECE,
-    };
-    let (_d, f) = device(&layout);
-    let s = Store::open(f, layout, "\"v1\"", &src, Duration::from_secs(5)).unwrap();
+    let (_d, s) = opened(&src);
     let mut buf = vec![0u8; 4096];
     s.read_at(&mut buf, 0).unwrap();
     src.down.store(true, Ordering::SeqCst);
@@ -238,12 +230,8 @@ fn a_failed_fetch_fails_the_read_and_a_later_one_works() {
 #[test]
 fn fill_fetches_the_rest_and_its_hash_is_the_files() {
     let src = Fake::new(100 * PIECE as usize + 12345);
-    let layout = Layout {
-        length: src.data.len() as u64,
-        piece: PIECE,
-    };
-    let (_d, f) = device(&layout);
-    let s = Store::open(f, layout, "\"v1\"", &src, Duration::from_secs(5)).unwrap();
+    let (_d, s) = opened(&src);
+    let layout = s.layout;
     let mut buf = vec![0u8; 4096];
     s.read_at(&mut buf, 50 * PIECE).unwrap();
     let mut seen = 0;
@@ -265,12 +253,8 @@ fn fill_fetches_the_rest_and_its_hash_is_the_files() {
 #[test]
 fn a_sequential_reader_whose_requests_arrive_out_of_order_still_reads_ahead() {
     let src = Fake::new(64 * PIECE as usize);
-    let layout = Layout {
-        length: src.data.len() as u64,
-        piece: PIECE,
-    };
-    let (_d, f) = device(&layout);
-    let s = Store::open(f, layout, "\"v1\"", &src, Duration::from_secs(5)).unwrap();
+    let (_d, s) = opened(&src);
+    let layout = s.layout;
     let mut buf = vec![0u8; PIECE as usize];
     // 1 MiB reads split into 64 KiB requests, a few of them taken out of order, as the
     // server's workers may take a kernel's queue.
