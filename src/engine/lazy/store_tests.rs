@@ -254,7 +254,6 @@ fn fill_fetches_the_rest_and_its_hash_is_the_files() {
 fn a_sequential_reader_whose_requests_arrive_out_of_order_still_reads_ahead() {
     let src = Fake::new(64 * PIECE as usize);
     let (_d, s) = opened(&src);
-    let layout = s.layout;
     let mut buf = vec![0u8; PIECE as usize];
     // 1 MiB reads split into 64 KiB requests, a few of them taken out of order, as the
     // server's workers may take a kernel's queue.
