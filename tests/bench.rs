@@ -608,14 +608,14 @@ fn bench_lazy() {
     vm();
     ok(&["sr", "create", DISKS[0], DISKS[1], "--name", "bench"]);
     let mut rows = Vec::new();
-    lazy_rows(&mut rows);
+    lazy_rows(&mut rows, false);
     print_rows(&rows);
 }
 
 /// Images on the test's HTTPS server: 256 MiB and 2 GiB, the first 64 MiB noise (as an
 /// image's boot files are), the rest holes. Each measure introduces its own template (a
 /// URI of its own, so nothing is on the host before).
-fn lazy_rows(rows: &mut Vec<Row>) {
+fn lazy_rows(rows: &mut Vec<Row>, seq_only: bool) {
     use common::servers::https_serve;
     use std::sync::atomic::Ordering;
     const MIB: u64 = 1 << 20;
@@ -647,6 +647,9 @@ fn lazy_rows(rows: &mut Vec<Row>) {
         });
         (total, read, web.sent.load(Ordering::SeqCst) - sent)
     };
+    if seq_only {
+        return lazy_seq_rows(rows, &first, &base, &web);
+    }
     let (small, _, _) = first("small", &format!("{base}/small.raw"), &[], 16);
     let (big, _, fetched) = first("big", &format!("{base}/big.raw"), &[], 16);
     rows.push(Row {
@@ -673,34 +676,91 @@ fn lazy_rows(rows: &mut Vec<Row>) {
         bare: format!("{whole:.1} s"),
         ratio: format!("{:.1}x faster", whole / big),
     });
-    // A first sequential read of 64 MiB through a fresh clone, against nbdkit's curl
-    // plugin with its cache filter on a kernel NBD device (nbd-client).
-    let (_, ours, fetched) = first("seq", &format!("{base}/big.raw?seq"), &[], 64);
-    let sock = "/tmp/nbdkit.sock";
-    sh(&[
-        "nbdkit",
-        "-U",
-        sock,
-        "-P",
-        "/tmp/nbdkit.pid",
-        "--filter=cache",
-        "curl",
-        &format!("url={base}/big.raw?nbdkit"),
-    ]);
-    sh(&[
-        "nbd-client",
-        "-u",
-        sock,
-        "/dev/nbd15",
-        "-b",
-        "512",
-        "-N",
-        "",
-    ]);
-    let theirs = direct_read("/dev/nbd15", MIB as usize, 64 * MIB);
-    sh(&["nbd-client", "-d", "/dev/nbd15"]);
+    lazy_seq_rows(rows, &first, &base, &web);
+}
+
+/// `cargo xtask bench bench_lazy_seq`: the sequential read against nbdkit alone.
+#[test]
+fn bench_lazy_seq() {
+    vm();
+    ok(&["sr", "create", DISKS[0], DISKS[1], "--name", "bench"]);
+    let mut rows = Vec::new();
+    lazy_rows(&mut rows, true);
+    print_rows(&rows);
+}
+
+/// Introduces URI as NAME (with more arguments), clones, attaches and reads its first MiB
+/// count: (seconds in all, seconds reading, bytes the server sent).
+type First<'a> = dyn Fn(&str, &str, &[&str], u64) -> (f64, f64, u64) + 'a;
+
+/// A first sequential read of 64 MiB through a fresh clone, against nbdkit's curl plugin
+/// with its cache filter on a kernel NBD device (nbd-client). `first` introduces, clones,
+/// attaches and reads (seconds in all, seconds reading, bytes the server sent).
+fn lazy_seq_rows(rows: &mut Vec<Row>, first: &First<'_>, base: &str, web: &common::servers::Https) {
+    use std::sync::atomic::Ordering;
+    const MIB: u64 = 1 << 20;
+    let counts = || {
+        (
+            web.ranges.lock().unwrap().len(),
+            web.connections.load(Ordering::SeqCst),
+        )
+    };
+    // Three rounds, each one of thinsr's then one of nbdkit's over a URL of its own
+    // (nothing cached), so that a change in the machine's speed during the run weighs on
+    // both alike.
+    let (mut ours, mut theirs, mut fetched) = (0.0, 0.0, 0);
+    let mut each = Vec::new();
+    for round in 0..3 {
+        let before = counts();
+        let profile = if round == 0 { perf_start() } else { None };
+        let name = format!("seq{round}");
+        let (_, t, f) = first(&name, &format!("{base}/big.raw?{name}"), &[], 64);
+        perf_report(profile);
+        let mid = counts();
+        let sock = &format!("/tmp/nbdkit{round}.sock");
+        sh(&[
+            "nbdkit",
+            "-U",
+            sock,
+            "-P",
+            &format!("/tmp/nbdkit{round}.pid"),
+            "--filter=cache",
+            "curl",
+            &format!("url={base}/big.raw?nbdkit{round}"),
+        ]);
+        sh(&[
+            "nbd-client",
+            "-u",
+            sock,
+            "/dev/nbd15",
+            "-b",
+            "512",
+            "-N",
+            "",
+        ]);
+        let profile = if round == 0 { perf_start() } else { None };
+        let n = direct_read("/dev/nbd15", MIB as usize, 64 * MIB);
+        perf_report(profile);
+        sh(&["nbd-client", "-d", "/dev/nbd15"]);
+        let pid = std::fs::read_to_string(format!("/tmp/nbdkit{round}.pid")).unwrap();
+        sh(&["kill", pid.trim()]);
+        let after = counts();
+        println!(
+            "round {round}: thinsr {t:.1} s ({} requests over {} connections), nbdkit {n:.1} s ({} requests over {} connections)",
+            mid.0 - before.0,
+            mid.1 - before.1,
+            after.0 - mid.0,
+            after.1 - mid.1
+        );
+        each.push(format!("{:.2}x", n / t));
+        ours += t;
+        theirs += n;
+        fetched = f;
+    }
+    println!("rounds: {}", each.join(", "));
+    let (ours, theirs) = (ours / 3.0, theirs / 3.0);
     rows.push(Row {
-        what: "first sequential read, 64 MiB: thinsr clone vs nbdkit curl+cache".into(),
+        what: "first sequential read, 64 MiB (3 rounds): thinsr clone vs nbdkit curl+cache".into(),
         thinsr: format!("{:.1} MiB/s", 64.0 / ours),
         bare: format!("{:.1} MiB/s", 64.0 / theirs),
         ratio: format!("{:.2}x their speed", theirs / ours),
@@ -1642,4 +1702,45 @@ fn nfs_rows(rows: &mut Vec<Row>) {
     }
     ok(&["vdi", "detach", "nraw-clone"]);
     ok(&["vdi", "detach", "nqcow-clone"]);
+}
+
+/// With perf in the VM (`THINSR_BENCH_PERF=1 cargo xtask bench PART`): a system-wide
+/// profile of what runs until `perf_report`.
+fn perf_start() -> Option<std::process::Child> {
+    std::path::Path::new("/usr/bin/perf").exists().then(|| {
+        std::process::Command::new("/usr/bin/perf")
+            .args(["record", "-a", "-g", "-F", "499", "-o", "/tmp/perf.data"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    })
+}
+
+fn perf_report(child: Option<std::process::Child>) {
+    let Some(mut child) = child else { return };
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    );
+    let _ = child.wait();
+    for sort in ["comm,dso", "comm,sym"] {
+        let out = std::process::Command::new("/usr/bin/perf")
+            .args([
+                "report",
+                "-i",
+                "/tmp/perf.data",
+                "--stdio",
+                "--no-children",
+                "-g",
+                "none",
+                "--percent-limit",
+                "0.7",
+                "--sort",
+                sort,
+            ])
+            .output()
+            .unwrap();
+        println!("{}", String::from_utf8_lossy(&out.stdout));
+    }
 }

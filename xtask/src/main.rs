@@ -299,9 +299,18 @@ fn test(args: &[String]) -> Result<()> {
     if jobs.is_empty() {
         return Err("no integration test matched: nothing would be proven".into());
     }
-    // The slowest first, so the two VMs finish together rather than one waiting on a
-    // long test started last.
-    jobs.sort_by_key(|j| std::cmp::Reverse(long_test(&j.2)));
+    // The longest first (by the last whole run's costs), so the two VMs finish together
+    // rather than one waiting on a long test started last.
+    let costs = read_costs();
+    jobs.sort_by(|a, b| {
+        let cost = |j: &(PathBuf, String, String, Profile)| {
+            costs
+                .get(&cost_key(&j.2, j.3))
+                .copied()
+                .unwrap_or(UNKNOWN_COST)
+        };
+        cost(b).total_cmp(&cost(a))
+    });
     let mut extra = vec![thinsr];
     extra.extend(bins.iter().cloned());
     // The S3 server s3:// templates are read from in tests/lazy.rs.
@@ -355,8 +364,10 @@ fn test(args: &[String]) -> Result<()> {
                 break;
             };
             let append = format!(
-                "thinsr_mode=test thinsr_job={}{}",
+                "thinsr_mode=test thinsr_job={}{}{}",
                 i + 1,
+                // Only tests/shares.rs mounts or serves NFS and SMB.
+                if file == "shares" { "" } else { " thinsr_lean" },
                 if *profile == Profile::Dom0 {
                     " thinsr_profile=dom0"
                 } else {
@@ -436,6 +447,9 @@ fn test(args: &[String]) -> Result<()> {
         );
     }
     print_costs(&parts, &results, started.elapsed().as_secs_f64());
+    if filter.is_none() && failed.is_empty() {
+        write_costs(&results)?;
+    }
     let passed = results.len() - failed.len();
     println!(
         "\ntest result: {}. {passed} passed; {} failed; 0 ignored; 0 measured; 0 filtered out; finished in {:.2}s",
@@ -450,18 +464,38 @@ fn test(args: &[String]) -> Result<()> {
     }
 }
 
-/// Tests known to take several minutes in the VM: started first.
-fn long_test(name: &str) -> bool {
-    LONG_TESTS.contains(&name)
+/// The VM seconds each test took in the last whole run, committed so that a fresh clone
+/// (CI) orders its tests by them: one line per test, `SECONDS NAME [PROFILE]`.
+const COSTS: &str = "xtask/test-costs.txt";
+/// A test the file does not know yet (new since): started among the long ones.
+const UNKNOWN_COST: f64 = 120.0;
+
+fn cost_key(name: &str, profile: Profile) -> String {
+    format!("{name} [{}]", profile.name())
 }
 
-/// The longest tests of the last measured run (`print_costs`'s slowest ten).
-const LONG_TESTS: &[&str] = &[
-    "a_burst_into_a_fresh_owned_pool_never_waits_for_growth",
-    "cron_still_saves_a_burst_when_the_watcher_dies",
-    "exports_read_only_the_data_and_qemu_reads_them_identical",
-    "imports_stay_thin_and_equal_their_source",
-];
+fn read_costs() -> std::collections::HashMap<String, f64> {
+    std::fs::read_to_string(root().join(COSTS))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (secs, key) = l.trim().split_once(' ')?;
+            Some((key.to_string(), secs.parse().ok()?))
+        })
+        .collect()
+}
+
+/// After a whole run, the costs it measured, for the next run's order.
+fn write_costs(ran: &[Ran]) -> Result<()> {
+    let mut lines: Vec<(f64, String)> = ran
+        .iter()
+        .map(|r| (r.secs, cost_key(&r.name, r.profile)))
+        .collect();
+    lines.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    let text: String = lines.iter().map(|(s, k)| format!("{s:.0} {k}\n")).collect();
+    std::fs::write(root().join(COSTS), text)?;
+    Ok(())
+}
 
 /// `cargo xtask bench [PART]`: tests/bench.rs in one VM, its table echoed; PART names one
 /// of its parts alone (`bench_origins`). Release build: the figures are about thinsr as
@@ -483,6 +517,11 @@ fn bench(args: &[String]) -> Result<()> {
     let mut extra = vec![thinsr, bench];
     if part.contains("replicate") {
         extra.push(linbit_thin_send_recv()?);
+    }
+    // THINSR_BENCH_PERF=1: the host's perf in the VM, and the parts that look for it
+    // profile what they measure (a profile to read, never a figure to report).
+    if std::env::var_os("THINSR_BENCH_PERF").is_some() {
+        extra.push(PathBuf::from("/usr/bin/perf"));
     }
     let bed = vm::build(&work_dir()?, &extra, &jobs, None)?;
     let outcome = vm::boot(

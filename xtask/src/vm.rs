@@ -85,8 +85,13 @@ const MODULES: &[&str] = &[
     "dm-mirror",
     "nbd",
     "loop",
-    // Template shares: the NFS and SMB clients thinsr mounts with, and the servers the
-    // tests run on the VM's loopback.
+    "virtio_pci",
+    "virtio_blk",
+];
+/// Template shares: the NFS and SMB clients thinsr mounts with, and the servers the tests
+/// run on the VM's loopback. Loaded only where shares are used (a third of a boot's module
+/// loading under TCG): every VM but the test jobs that say `thinsr_lean`.
+const SHARE_MODULES: &[&str] = &[
     "nfsv4",
     "nfsv3",
     // SMB 3 signing and encryption, which cifs loads by name when it needs them.
@@ -100,8 +105,6 @@ const MODULES: &[&str] = &[
     "des",
     "cifs",
     "nfsd",
-    "virtio_pci",
-    "virtio_blk",
 ];
 /// Debian packages the test bed needs; qemu-utils is pinned to qemu-system-x86's version
 /// because the machine may carry a newer backport that conflicts with it.
@@ -226,6 +229,9 @@ mkdir -p /run/lock /dev/mapper /dev/pts
 ln -sfn /run/lock /var/lock
 mount -t devpts devpts /dev/pts
 for m in $(cat /modules.list); do insmod "$m" 2>/dev/null; done
+if ! grep -q thinsr_lean /proc/cmdline; then
+    for m in $(cat /modules-shares.list); do insmod "$m" 2>/dev/null; done
+fi
 # nbd devices appear asynchronously after insmod; mdev gives the nodes a moment.
 sleep 0.2
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root THINSR_VM=1 LC_ALL=C
@@ -429,9 +435,13 @@ pub fn build_with(
         symlink(t, root.join("usr/sbin/thinsr"))?;
     }
 
-    // Modules in dependency order, each once.
+    // Modules in dependency order, each once: the base, then the shares' own.
     let mut order: Vec<String> = Vec::new();
-    for m in MODULES {
+    let mut base = 0;
+    for (i, m) in MODULES.iter().chain(SHARE_MODULES).enumerate() {
+        if i == MODULES.len() {
+            base = order.len();
+        }
         let out = Command::new("modprobe")
             .args(["-S", &kver, "--show-depends", m])
             .output()?;
@@ -450,7 +460,11 @@ pub fn build_with(
             }
         }
     }
-    fs::write(root.join("modules.list"), order.join("\n") + "\n")?;
+    fs::write(root.join("modules.list"), order[..base].join("\n") + "\n")?;
+    fs::write(
+        root.join("modules-shares.list"),
+        order[base..].join("\n") + "\n",
+    )?;
     fs::write(root.join("etc/lvm/lvm.conf"), lvm_conf(false))?;
     if let Some(bin) = dom0_thinsr {
         let dir = root.join("dom0");
@@ -538,7 +552,12 @@ pub fn boot(bed: &Bed, tag: &str, append: &str, echo: bool, timeout: Duration) -
         "-initrd".into(),
         bed.initrd.display().to_string(),
         "-append".into(),
-        format!("console=ttyS0 quiet panic=-1 {append}"),
+        // THINSR_VM_APPEND: more kernel arguments, for a debugging run (`loglevel=7` shows
+        // a hung task's stack).
+        format!(
+            "console=ttyS0 quiet panic=-1 {append} {}",
+            std::env::var("THINSR_VM_APPEND").unwrap_or_default()
+        ),
     ];
     for i in 0..DISKS {
         let disk = dir.join(format!("disk{i}.raw"));
@@ -611,7 +630,13 @@ pub fn boot(bed: &Bed, tag: &str, append: &str, echo: bool, timeout: Duration) -
                 if line.contains("blocked for more than") && hung.is_none() {
                     hung = Some(line.trim().to_string());
                     output.push_str(&line);
-                    output.push_str("\n[xtask] stopped the VM: a task hung in its kernel\n");
+                    output.push('\n');
+                    // What the kernel prints with it (its stack, at loglevel 7).
+                    while let Ok(l) = rx.recv_timeout(Duration::from_secs(3)) {
+                        output.push_str(&l);
+                        output.push('\n');
+                    }
+                    output.push_str("[xtask] stopped the VM: a task hung in its kernel\n");
                     let _ = child.kill();
                     break;
                 }
