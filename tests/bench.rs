@@ -694,8 +694,8 @@ fn bench_lazy_seq() {
 type First<'a> = dyn Fn(&str, &str, &[&str], u64) -> (f64, f64, u64) + 'a;
 
 /// A first sequential read of 64 MiB through a fresh clone, against nbdkit's curl plugin
-/// with its cache filter on a kernel NBD device (nbd-client). `first` introduces, clones,
-/// attaches and reads (seconds in all, seconds reading, bytes the server sent).
+/// with its cache filter on a kernel NBD device (nbd-client), in `ROUNDS` alternating
+/// rounds.
 fn lazy_seq_rows(rows: &mut Vec<Row>, first: &First<'_>, base: &str, web: &common::servers::Https) {
     use std::sync::atomic::Ordering;
     const MIB: u64 = 1 << 20;
@@ -705,25 +705,28 @@ fn lazy_seq_rows(rows: &mut Vec<Row>, first: &First<'_>, base: &str, web: &commo
             web.connections.load(Ordering::SeqCst),
         )
     };
-    // Three rounds, each one of thinsr's then one of nbdkit's over a URL of its own
-    // (nothing cached), so that a change in the machine's speed during the run weighs on
-    // both alike.
+    // Each round one of thinsr's then one of nbdkit's, over a URL of its own (nothing
+    // cached), so that a change in the machine's speed during the run weighs on both alike.
+    const ROUNDS: u32 = 3;
     let (mut ours, mut theirs, mut fetched) = (0.0, 0.0, 0);
     let mut each = Vec::new();
-    for round in 0..3 {
+    for round in 0..ROUNDS {
         let before = counts();
         let profile = if round == 0 { perf_start() } else { None };
         let name = format!("seq{round}");
         let (_, t, f) = first(&name, &format!("{base}/big.raw?{name}"), &[], 64);
         perf_report(profile);
         let mid = counts();
-        let sock = &format!("/tmp/nbdkit{round}.sock");
+        let (sock, pidfile) = (
+            &format!("/tmp/nbdkit{round}.sock"),
+            &format!("/tmp/nbdkit{round}.pid"),
+        );
         sh(&[
             "nbdkit",
             "-U",
             sock,
             "-P",
-            &format!("/tmp/nbdkit{round}.pid"),
+            pidfile,
             "--filter=cache",
             "curl",
             &format!("url={base}/big.raw?nbdkit{round}"),
@@ -742,7 +745,7 @@ fn lazy_seq_rows(rows: &mut Vec<Row>, first: &First<'_>, base: &str, web: &commo
         let n = direct_read("/dev/nbd15", MIB as usize, 64 * MIB);
         perf_report(profile);
         sh(&["nbd-client", "-d", "/dev/nbd15"]);
-        let pid = std::fs::read_to_string(format!("/tmp/nbdkit{round}.pid")).unwrap();
+        let pid = std::fs::read_to_string(pidfile).unwrap();
         sh(&["kill", pid.trim()]);
         let after = counts();
         println!(
@@ -758,9 +761,11 @@ fn lazy_seq_rows(rows: &mut Vec<Row>, first: &First<'_>, base: &str, web: &commo
         fetched = f;
     }
     println!("rounds: {}", each.join(", "));
-    let (ours, theirs) = (ours / 3.0, theirs / 3.0);
+    let (ours, theirs) = (ours / f64::from(ROUNDS), theirs / f64::from(ROUNDS));
     rows.push(Row {
-        what: "first sequential read, 64 MiB (3 rounds): thinsr clone vs nbdkit curl+cache".into(),
+        what: format!(
+            "first sequential read, 64 MiB ({ROUNDS} rounds): thinsr clone vs nbdkit curl+cache"
+        ),
         thinsr: format!("{:.1} MiB/s", 64.0 / ours),
         bare: format!("{:.1} MiB/s", 64.0 / theirs),
         ratio: format!("{:.2}x their speed", theirs / ours),
@@ -1709,7 +1714,7 @@ fn nfs_rows(rows: &mut Vec<Row>) {
 fn perf_start() -> Option<std::process::Child> {
     std::path::Path::new("/usr/bin/perf").exists().then(|| {
         std::process::Command::new("/usr/bin/perf")
-            .args(["record", "-a", "-g", "-F", "499", "-o", "/tmp/perf.data"])
+            .args(["record", "-a", "-F", "499", "-o", "/tmp/perf.data"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -1732,8 +1737,6 @@ fn perf_report(child: Option<std::process::Child>) {
                 "/tmp/perf.data",
                 "--stdio",
                 "--no-children",
-                "-g",
-                "none",
                 "--percent-limit",
                 "0.7",
                 "--sort",

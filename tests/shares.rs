@@ -564,9 +564,8 @@ fn https_templates_are_fetched_once_resumed_after_a_drop_and_checked() {
     let show = json(&["template", "show", "web"]);
     assert_eq!(show["server"]["place"], base.as_str(), "{show}");
     assert_eq!(show["server"]["reachable"], true, "{show}");
-    let kinds = finding_kinds;
     let check = thinsr(&["--json", "sr", "check", "local"]).json();
-    assert_eq!(kinds(&check), ["orphan_local_copy"], "{check}");
+    assert_eq!(finding_kinds(&check), ["orphan_local_copy"], "{check}");
 
     // A crash right after the download's LV is made, before the template names it.
     let again = format!("{base}/base.raw?again");
@@ -577,7 +576,7 @@ fn https_templates_are_fetched_once_resumed_after_a_drop_and_checked() {
     assert!(json(&["template", "list"]).as_array().unwrap().len() == 2);
     let check = thinsr(&["--json", "sr", "check", "local"]).json();
     assert_eq!(
-        kinds(&check),
+        finding_kinds(&check),
         ["orphan_local_copy", "orphan_local_copy"],
         "{check}"
     );

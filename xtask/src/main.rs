@@ -302,15 +302,13 @@ fn test(args: &[String]) -> Result<()> {
     // The longest first (by the last whole run's costs), so the two VMs finish together
     // rather than one waiting on a long test started last.
     let costs = read_costs();
-    jobs.sort_by(|a, b| {
-        let cost = |j: &(PathBuf, String, String, Profile)| {
-            costs
-                .get(&cost_key(&j.2, j.3))
-                .copied()
-                .unwrap_or(UNKNOWN_COST)
-        };
-        cost(b).total_cmp(&cost(a))
-    });
+    let cost = |j: &(PathBuf, String, String, Profile)| {
+        costs
+            .get(&cost_key(&j.2, j.3))
+            .copied()
+            .unwrap_or(UNKNOWN_COST)
+    };
+    jobs.sort_by(|a, b| cost(b).total_cmp(&cost(a)));
     let mut extra = vec![thinsr];
     extra.extend(bins.iter().cloned());
     // The S3 server s3:// templates are read from in tests/lazy.rs.

@@ -374,6 +374,29 @@ pub fn build(
     build_with(work, extra, jobs, demo, None)
 }
 
+/// Copies module `m` and those it needs into `root`, adding each not yet in `order` after
+/// what it depends on.
+fn add_module(root: &Path, kver: &str, m: &str, order: &mut Vec<String>) -> Result<()> {
+    let out = Command::new("modprobe")
+        .args(["-S", kver, "--show-depends", m])
+        .output()?;
+    if !out.status.success() {
+        return Err(format!("modprobe --show-depends {m} failed for kernel {kver}").into());
+    }
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some(path) = line.strip_prefix("insmod ") {
+            // The module alone: options a package set in /etc/modprobe.d (nbd-client's
+            // max_part) are not the test bed's.
+            let path = path.split_whitespace().next().unwrap_or("").to_string();
+            if !order.contains(&path) {
+                copy_into(root, Path::new(&path))?;
+                order.push(path);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// As `build`, with the dom0 profile's static thinsr (`thinsr_profile=dom0` selects it).
 pub fn build_with(
     work: &Path,
@@ -437,28 +460,12 @@ pub fn build_with(
 
     // Modules in dependency order, each once: the base, then the shares' own.
     let mut order: Vec<String> = Vec::new();
-    let mut base = 0;
-    for (i, m) in MODULES.iter().chain(SHARE_MODULES).enumerate() {
-        if i == MODULES.len() {
-            base = order.len();
-        }
-        let out = Command::new("modprobe")
-            .args(["-S", &kver, "--show-depends", m])
-            .output()?;
-        if !out.status.success() {
-            return Err(format!("modprobe --show-depends {m} failed for kernel {kver}").into());
-        }
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            if let Some(path) = line.strip_prefix("insmod ") {
-                // The module alone: options a package set in /etc/modprobe.d (nbd-client's
-                // max_part) are not the test bed's.
-                let path = path.split_whitespace().next().unwrap_or("").to_string();
-                if !order.contains(&path) {
-                    copy_into(&root, Path::new(&path))?;
-                    order.push(path);
-                }
-            }
-        }
+    for m in MODULES {
+        add_module(&root, &kver, m, &mut order)?;
+    }
+    let base = order.len();
+    for m in SHARE_MODULES {
+        add_module(&root, &kver, m, &mut order)?;
     }
     fs::write(root.join("modules.list"), order[..base].join("\n") + "\n")?;
     fs::write(
@@ -631,8 +638,11 @@ pub fn boot(bed: &Bed, tag: &str, append: &str, echo: bool, timeout: Duration) -
                     hung = Some(line.trim().to_string());
                     output.push_str(&line);
                     output.push('\n');
-                    // What the kernel prints with it (its stack, at loglevel 7).
-                    while let Ok(l) = rx.recv_timeout(Duration::from_secs(3)) {
+                    // What the kernel prints with it for 3 s (its stack, at loglevel 7).
+                    let until = Instant::now() + Duration::from_secs(3);
+                    while let Ok(l) =
+                        rx.recv_timeout(until.saturating_duration_since(Instant::now()))
+                    {
                         output.push_str(&l);
                         output.push('\n');
                     }
