@@ -28,8 +28,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::crash;
 use crate::engine::context::Ctx;
+use crate::engine::lazy::map::Layout;
 use crate::engine::lazy::server as lazy_server;
-use crate::engine::lazy::store::Layout;
 use crate::engine::meta::{Lazy, VdiMeta};
 use crate::engine::registry::Entry;
 use crate::engine::share::holders::{self as share, Holder};

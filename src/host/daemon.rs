@@ -108,6 +108,11 @@ pub fn running(pid: u32, marks: &[&str]) -> bool {
     marks.iter().all(|m| args.contains(&m.as_bytes()))
 }
 
+/// True once process `pid` holds no open file (gone, a zombie, or exiting past that).
+fn files_closed(pid: u32) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(true, |mut d| d.next().is_none())
+}
+
 /// Asks `pid` to end (SIGTERM), waits for it, then kills it. Only a process that
 /// `running(pid, marks)` recognises is signalled.
 pub fn stop(pid: u32, marks: &[&str]) {
@@ -119,12 +124,16 @@ pub fn stop(pid: u32, marks: &[&str]) {
     };
     let _ = kill(p, Signal::SIGTERM);
     let deadline = Instant::now() + WAIT;
-    while running(pid, marks) && Instant::now() < deadline {
+    // Its command line goes before its files (the kernel lets go of a process's memory
+    // first, and of its descriptors once its last thread ends): a device it held may
+    // still be open while it no longer looks like running.
+    let holds = |pid: u32| running(pid, marks) || !files_closed(pid);
+    while holds(pid) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     if running(pid, marks) {
         let _ = kill(p, Signal::SIGKILL);
-        while running(pid, marks) && Instant::now() < deadline + WAIT {
+        while holds(pid) && Instant::now() < deadline + WAIT {
             std::thread::sleep(Duration::from_millis(20));
         }
     }

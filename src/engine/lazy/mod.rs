@@ -12,6 +12,8 @@
 //! reads of pieces not on the host (EIO) and is named by `template show`; what is on the
 //! host stays as it is.
 
+mod device;
+pub mod map;
 pub mod server;
 pub mod store;
 
@@ -32,7 +34,7 @@ use crate::image::be;
 use crate::progress::Progress;
 use crate::units::{clip, Bytes};
 use crate::{cancel, crash};
-use store::Layout;
+use map::Layout;
 
 /// What introduce reads of the file: enough for any format's header.
 const HEAD: u64 = 64 << 10;

@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::store::{Counts, Layout, Store};
+use super::map::Layout;
+use super::store::{Counts, Store};
 use crate::cancel;
 use crate::error::{Error, Result};
 use crate::host::http::{Pinned, RangeError, Ranged};
@@ -284,7 +285,8 @@ fn serve(l: &Launch) -> Result<()> {
         l.layout.length,
         l.timeout,
     )?;
-    let store = Store::open(dev, l.layout, l.version, &source, l.timeout)
+    let direct = nbd_server::direct_handle(l.device);
+    let store = Store::open(dev, direct, l.layout, l.version, &source, l.timeout)
         .map_err(|e| Error::io(l.device.display().to_string(), e))?;
     rundir::private_dir(ep.socket.parent().unwrap_or(Path::new(DIR)))?;
     let plain = Socket::bind(&ep.socket)?;
@@ -304,6 +306,7 @@ fn serve(l: &Launch) -> Result<()> {
     let kernel_gone = AtomicBool::new(false);
     let last_error: Mutex<Option<RangeError>> = Mutex::new(None);
     std::thread::scope(|scope| -> Result<()> {
+        let writer = scope.spawn(|| store.writer());
         let committer = scope.spawn(|| store.committer(COMMIT_EVERY));
         let reporter = scope.spawn(|| report(&ep, &store, &last_error, &kernel_gone));
         // Whatever ends the serving, the threads above are told to end and joined.
@@ -359,7 +362,10 @@ fn serve(l: &Launch) -> Result<()> {
         })();
         kernel_gone.store(true, Ordering::SeqCst);
         store.stop();
+        let _ = writer.join();
         let _ = committer.join();
+        // What the writer wrote after the committer's last pass.
+        let _ = store.mark_written();
         let _ = reporter.join();
         ran
     })?;

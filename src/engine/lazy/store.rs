@@ -1,41 +1,57 @@
 //! A lazy template's store: the file's bytes on this host as far as they were fetched, in a
-//! thin LV of the pool, and at the LV's end a map of the pieces that are there.
-//!
-//! ```text
-//! [ the file's bytes, piece by piece, zeros where not fetched ][ header 4 KiB ][ bitmap ]
-//!   0                                                   map_at   map_at+4096
-//! ```
+//! thin LV of the pool, and at the LV's end a map of the pieces that are there (`map.rs`).
 //!
 //! A read of pieces not on the host fetches them (one ranged request per run of missing
-//! pieces, extended ahead on sequential reads), writes them into the LV and answers from
-//! there; a piece asked for twice at once is fetched once (the second reader waits for the
-//! first). The map on disk only ever says what is on disk: a committer syncs the data
-//! written, then sets its bits and writes the bitmap blocks they are in, then syncs again.
-//! A crash loses at most the marks of the last pieces, which are then fetched again (the
-//! same bytes: every request is pinned to one version of the file).
+//! pieces, extended ahead on sequential reads) and answers from the bytes fetched; a piece
+//! asked for twice at once is fetched once (the second reader waits for the first). The
+//! run is handed to a writer thread, which writes it into the LV (O_DIRECT where the
+//! device takes it); until written, and a while after, reads of its pieces are answered
+//! from memory.
+//!
+//! Why a reader never waits for the writer: the LV is a thin volume of the pool whose
+//! clones read this server through their external origin. Writing a new block of the LV
+//! needs the pool's one worker thread, and that worker, submitting a clone's origin read,
+//! waits for a free request of the NBD device, which only this server's answers free. A
+//! reader that waited for its write would close the circle (seen: every NBD worker in an
+//! O_DIRECT write, the pool's worker waiting for an NBD tag, the device's queue full). So
+//! the writer's queue is bounded, and a run that does not fit is answered and dropped (its
+//! pieces fetched again when read again), never waited for. Reads of pieces already on
+//! the host are of mapped blocks, which dm-thin remaps without its worker while their
+//! metadata is in memory; `device.rs` keeps a reader from waiting on them for long when
+//! it is not.
+//!
+//! The map on disk only ever says what is on disk: a committer syncs the data written,
+//! then sets its bits and writes the bitmap blocks they are in, then syncs again. A crash
+//! loses at most the marks of the last pieces, which are then fetched again (the same
+//! bytes: every request is pinned to one version of the file).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+use super::device::{self, Reads};
+use super::map::{self, bit, set, Layout};
+use crate::aligned::AlignedBuf;
 use crate::host::http::RangeError;
 
-const MAGIC: &[u8; 8] = b"THINSRLZ";
-const VERSION: u32 = 1;
-const HEADER: u64 = 4096;
-const MAP_BLOCK: u64 = 4096;
 /// The longest run fetched in one request, readahead included.
 pub const MAX_RUN: u64 = 4 << 20;
 /// Readahead on sequential reads grows to this many bytes,
 const MAX_AHEAD: u64 = 2 << 20;
 /// once they have read this much in a row (a scattered read of a few blocks never does).
 const STREAK: u64 = 512 << 10;
+/// Fetched bytes waiting for the writer, at most: a reader's run past it is not kept.
+const UNWRITTEN_MAX: u64 = 32 << 20;
+/// Written runs kept in memory for the reads that follow a readahead, at most.
+const RECENT_MAX: u64 = 16 << 20;
+/// How long a reader waits for the device before it asks the server (`device.rs`).
+const PATIENCE: Duration = Duration::from_secs(5);
 
 /// Where the bytes come from (an http(s) or s3 server), pinned to one version.
 pub trait Source: Sync {
@@ -48,43 +64,6 @@ impl Source for crate::host::http::Ranged {
     }
 }
 
-/// The store's geometry: the file's length and the piece (the pool's block).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Layout {
-    pub length: u64,
-    pub piece: u64,
-}
-
-impl Layout {
-    pub fn pieces(&self) -> u64 {
-        self.length.div_ceil(self.piece)
-    }
-    /// Where the header is: after the last piece.
-    pub fn map_at(&self) -> u64 {
-        self.pieces() * self.piece
-    }
-    fn bitmap_at(&self) -> u64 {
-        self.map_at() + HEADER
-    }
-    fn bitmap_len(&self) -> u64 {
-        self.pieces().div_ceil(8).div_ceil(MAP_BLOCK).max(1) * MAP_BLOCK
-    }
-    /// The LV's least size.
-    pub fn store_size(&self) -> u64 {
-        self.bitmap_at() + self.bitmap_len()
-    }
-}
-
-fn header(layout: &Layout, pinned: &str) -> Vec<u8> {
-    let mut h = vec![0u8; HEADER as usize];
-    h[..8].copy_from_slice(MAGIC);
-    h[8..12].copy_from_slice(&VERSION.to_le_bytes());
-    h[16..24].copy_from_slice(&layout.piece.to_le_bytes());
-    h[24..32].copy_from_slice(&layout.length.to_le_bytes());
-    h[32..64].copy_from_slice(&Sha256::digest(pinned.as_bytes()));
-    h
-}
-
 /// What the store did, for `template show`.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counts {
@@ -94,6 +73,27 @@ pub struct Counts {
     /// Bytes received from the server since the store was opened.
     pub fetched: u64,
     pub requests: u64,
+    /// Reads of pieces on the host answered from the server, the device too slow.
+    #[serde(default)]
+    pub slow_reads: u64,
+}
+
+/// The bytes of one fetched run of pieces, in memory while the writer has them and a
+/// while after.
+struct Run {
+    first: u64,
+    n: u64,
+    /// Whole blocks; zeros past the file's end.
+    data: AlignedBuf,
+}
+
+impl Run {
+    fn covers(&self, p: u64) -> bool {
+        (self.first..self.first + self.n).contains(&p)
+    }
+    fn bytes(&self) -> u64 {
+        self.data.as_slice().len() as u64
+    }
 }
 
 struct State {
@@ -108,22 +108,40 @@ struct State {
     /// The last failure of a piece, and when: a reader that waited on it fails with it.
     failed: HashMap<u64, (Instant, RangeError)>,
     present: u64,
+    /// Pieces whose bytes are in memory (being written, or written lately).
+    held: HashMap<u64, Arc<Run>>,
+    /// Runs for the writer, oldest first, and the bytes of those it has not written.
+    queue: VecDeque<Arc<Run>>,
+    unwritten: u64,
+    /// Written runs still held, oldest first, and their bytes.
+    recent: VecDeque<Arc<Run>>,
+    recent_bytes: u64,
 }
 
-fn bit(v: &[u64], i: u64) -> bool {
-    v[(i / 64) as usize] & (1 << (i % 64)) != 0
-}
-
-fn set(v: &mut [u64], i: u64) {
-    v[(i / 64) as usize] |= 1 << (i % 64);
+impl State {
+    /// The run holding `p`'s bytes stops doing so (if it still does).
+    fn let_go(&mut self, run: &Arc<Run>) {
+        for p in run.first..run.first + run.n {
+            if self.held.get(&p).is_some_and(|r| Arc::ptr_eq(r, run)) {
+                self.held.remove(&p);
+            }
+        }
+    }
 }
 
 pub struct Store<'s> {
     dev: File,
+    /// The same device opened O_DIRECT, for the file's bytes (the map goes through `dev`).
+    direct: Option<File>,
     pub layout: Layout,
     source: &'s dyn Source,
     state: Mutex<State>,
+    /// Pieces became present, held or failed.
     changed: Condvar,
+    /// The writer has work.
+    work: Condvar,
+    /// The writer wrote a run.
+    written: Condvar,
     /// The longest a read waits for its pieces before it fails.
     bound: Duration,
     fetched: AtomicU64,
@@ -133,53 +151,32 @@ pub struct Store<'s> {
     stop: AtomicBool,
     /// The last fetch's failure, until a fetch succeeds.
     last_error: Mutex<Option<RangeError>>,
+    /// Reads of the device for readers, and how long a reader waits for one.
+    reads: Reads,
+    patience: Duration,
+    /// Reads of pieces on the host answered from the server: the device was too slow.
+    slow_reads: AtomicU64,
 }
 
 impl<'s> Store<'s> {
-    /// Opens the store on `dev` (the LV, at least `layout.store_size()` long): reads its map,
-    /// or writes a new header and an empty map on a new LV (which reads zeros). A header
-    /// for another file or version is refused.
+    /// Opens the store on `dev` (the LV, at least `layout.store_size()` long; `direct`, the
+    /// same opened O_DIRECT, when it takes that): reads its map, or writes a new header and
+    /// an empty map on a new LV (which reads zeros). A header for another file or version
+    /// is refused. Fetched runs reach the LV only while `writer` runs.
     pub fn open(
         dev: File,
+        direct: Option<File>,
         layout: Layout,
         pinned: &str,
         source: &'s dyn Source,
         bound: Duration,
     ) -> io::Result<Store<'s>> {
-        let want = header(&layout, pinned);
-        let mut got = vec![0u8; HEADER as usize];
-        dev.read_exact_at(&mut got, layout.map_at())?;
-        let words = layout.pieces().div_ceil(64) as usize;
-        let mut have = vec![0u64; words];
-        if got.iter().all(|b| *b == 0) {
-            dev.write_all_at(&want, layout.map_at())?;
-            dev.sync_data()?;
-        } else if got != want {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "the store's header is for another file, version or piece size",
-            ));
-        } else {
-            let mut map = vec![0u8; layout.bitmap_len() as usize];
-            dev.read_exact_at(&mut map, layout.bitmap_at())?;
-            for (i, w) in have.iter_mut().enumerate() {
-                let mut b = [0u8; 8];
-                for (j, byte) in b.iter_mut().enumerate() {
-                    *byte = map.get(i * 8 + j).copied().unwrap_or(0);
-                }
-                *w = u64::from_le_bytes(b);
-            }
-            // Bits past the last piece mean nothing.
-            let n = layout.pieces();
-            if !n.is_multiple_of(64) {
-                if let Some(last) = have.last_mut() {
-                    *last &= (1u64 << (n % 64)) - 1;
-                }
-            }
-        }
+        let have = map::open(&dev, &layout, pinned)?;
+        let reads = Reads::start(direct.as_ref().unwrap_or(&dev))?;
         let present = have.iter().map(|w| u64::from(w.count_ones())).sum();
         Ok(Store {
             dev,
+            direct,
             layout,
             source,
             state: Mutex::new(State {
@@ -189,14 +186,24 @@ impl<'s> Store<'s> {
                 flying: HashSet::new(),
                 failed: HashMap::new(),
                 present,
+                held: HashMap::new(),
+                queue: VecDeque::new(),
+                unwritten: 0,
+                recent: VecDeque::new(),
+                recent_bytes: 0,
             }),
             changed: Condvar::new(),
+            work: Condvar::new(),
+            written: Condvar::new(),
             bound,
             fetched: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             commit: Mutex::new(()),
             stop: AtomicBool::new(false),
             last_error: Mutex::new(None),
+            reads,
+            patience: PATIENCE,
+            slow_reads: AtomicU64::new(0),
         })
     }
 
@@ -207,6 +214,7 @@ impl<'s> Store<'s> {
             pieces: self.layout.pieces(),
             fetched: self.fetched.load(Ordering::Relaxed),
             requests: self.requests.load(Ordering::Relaxed),
+            slow_reads: self.slow_reads.load(Ordering::Relaxed),
         }
     }
 
@@ -226,29 +234,90 @@ impl<'s> Store<'s> {
         }
         let first = offset / self.layout.piece;
         let last = (offset + inside as u64 - 1) / self.layout.piece;
-        // Answered from what this read fetched when that covers it (no read back).
-        if let Some((from, data)) = self.ensure(first, last, true)? {
-            let at = (offset - from) as usize;
-            if let Some(mine) = data.get(at..at + inside) {
-                buf[..inside].copy_from_slice(mine);
-                return Ok(());
+        loop {
+            let mine = self.ensure(first, last, true)?;
+            // None only when a held run's write failed meanwhile: its pieces are missing
+            // again, and the next pass fetches them.
+            if let Some(parts) = self.parts(first, last, &mine) {
+                return self.copy_out(&mut buf[..inside], offset, first, &parts);
             }
         }
-        self.dev
-            .read_exact_at(&mut buf[..inside], offset)
-            .map_err(|e| RangeError::Refused(format!("reading the local store: {e}")))
     }
 
-    /// Makes pieces `first..=last` present: fetches the missing ones nobody fetches (in
-    /// runs, extended ahead when sequential reads continue), waits for the others.
-    /// Returns the last run this call fetched (its first byte, its bytes).
-    fn ensure(
+    /// Where each of pieces `first..=last` is read from: a run in memory (this reader's
+    /// own first), or the LV (None). None at all when one is in neither.
+    fn parts(&self, first: u64, last: u64, mine: &[Arc<Run>]) -> Option<Vec<Option<Arc<Run>>>> {
+        let st = self.state.lock().expect("not poisoned");
+        (first..=last)
+            .map(
+                |p| match mine.iter().find(|r| r.covers(p)).or(st.held.get(&p)) {
+                    Some(run) => Some(Some(run.clone())),
+                    None if bit(&st.have, p) => Some(None),
+                    None => None,
+                },
+            )
+            .collect()
+    }
+
+    /// Fills `buf` (the file's bytes at `offset`, within pieces `first..`) from `parts`:
+    /// memory copied, the LV's runs of pieces read in one read each.
+    fn copy_out(
         &self,
+        buf: &mut [u8],
+        offset: u64,
         first: u64,
-        last: u64,
-        reader: bool,
-    ) -> Result<Option<(u64, Vec<u8>)>, RangeError> {
-        let mut fetched = None;
+        parts: &[Option<Arc<Run>>],
+    ) -> Result<(), RangeError> {
+        let piece = self.layout.piece;
+        let end = offset + buf.len() as u64;
+        let mut i = 0;
+        while i < parts.len() {
+            let p = first + i as u64;
+            let from = offset.max(p * piece);
+            match &parts[i] {
+                Some(run) => {
+                    let to = end.min((p + 1) * piece);
+                    let at = (from - run.first * piece) as usize;
+                    buf[(from - offset) as usize..(to - offset) as usize]
+                        .copy_from_slice(&run.data.as_slice()[at..at + (to - from) as usize]);
+                    i += 1;
+                }
+                None => {
+                    let mut j = i + 1;
+                    while j < parts.len() && parts[j].is_none() {
+                        j += 1;
+                    }
+                    let to = end.min((first + j as u64) * piece);
+                    self.read_present(
+                        &mut buf[(from - offset) as usize..(to - offset) as usize],
+                        from,
+                    )?;
+                    i = j;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the LV's bytes at `offset` (pieces on the host) for a reader: from the device
+    /// when it answers within `PATIENCE`, else from the server (`device.rs` says why).
+    fn read_present(&self, buf: &mut [u8], offset: u64) -> Result<(), RangeError> {
+        let local = |e: io::Error| RangeError::Refused(format!("reading the local store: {e}"));
+        if let Some(read) = self.reads.read(buf, offset, self.patience) {
+            return read.map_err(local);
+        }
+        self.slow_reads.fetch_add(1, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.source.read(offset, buf)?;
+        self.fetched.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Makes pieces `first..=last` readable (on the host, or in memory): fetches the
+    /// missing ones nobody fetches (in runs, extended ahead when sequential reads
+    /// continue), waits for the others. Returns the runs this call fetched.
+    fn ensure(&self, first: u64, last: u64, reader: bool) -> Result<Vec<Arc<Run>>, RangeError> {
+        let mut mine: Vec<Arc<Run>> = Vec::new();
         let began = Instant::now();
         let piece = self.layout.piece;
         // Whether this read was counted in the sequential streak (once, not per pass).
@@ -258,7 +327,8 @@ impl<'s> Store<'s> {
             let mut claimed: Vec<(u64, u64)> = Vec::new();
             let mut waiting = false;
             for p in first..=last {
-                if bit(&st.have, p) {
+                if bit(&st.have, p) || st.held.contains_key(&p) || mine.iter().any(|r| r.covers(p))
+                {
                     continue;
                 }
                 if let Some((at, e)) = st.failed.get(&p) {
@@ -286,7 +356,7 @@ impl<'s> Store<'s> {
                     .take_while(|k| {
                         first >= *k && {
                             let p = first - k;
-                            bit(&st.have, p) || st.flying.contains(&p)
+                            bit(&st.have, p) || st.flying.contains(&p) || st.held.contains_key(&p)
                         }
                     })
                     .count() as u64
@@ -301,6 +371,7 @@ impl<'s> Store<'s> {
                         && (*n + 1) * piece <= MAX_RUN
                         && !bit(&st.have, p)
                         && !st.flying.contains(&p)
+                        && !st.held.contains_key(&p)
                     {
                         st.flying.insert(p);
                         *n += 1;
@@ -310,7 +381,7 @@ impl<'s> Store<'s> {
                 }
             }
             if claimed.is_empty() && !waiting {
-                return Ok(fetched);
+                return Ok(mine);
             }
             if claimed.is_empty() {
                 let left = (began + self.bound).saturating_duration_since(Instant::now());
@@ -329,8 +400,8 @@ impl<'s> Store<'s> {
             drop(st);
             let mut failure = None;
             for (start, n) in claimed {
-                match self.fetch_run(start, n) {
-                    Ok(data) => fetched = Some((start * piece, data)),
+                match self.fetch_run(start, n, reader) {
+                    Ok(run) => mine.push(run),
                     Err(e) => {
                         failure.get_or_insert(e);
                     }
@@ -342,43 +413,129 @@ impl<'s> Store<'s> {
         }
     }
 
-    /// Fetches pieces `start..start+n` (claimed by the caller), writes them, and tells
-    /// the waiters; returns their bytes.
-    fn fetch_run(&self, start: u64, n: u64) -> Result<Vec<u8>, RangeError> {
+    /// Fetches pieces `start..start+n` (claimed by the caller), hands them to the writer
+    /// (a reader's only when the writer's queue has room), and tells the waiters; returns
+    /// their bytes.
+    fn fetch_run(&self, start: u64, n: u64, reader: bool) -> Result<Arc<Run>, RangeError> {
         let piece = self.layout.piece;
         let from = start * piece;
         let len = ((start + n) * piece).min(self.layout.length) - from;
-        let mut buf = vec![0u8; len as usize];
+        let mut data = AlignedBuf::zeroed(len as usize);
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let got = self.source.read(from, &mut buf).and_then(|_| {
+        let got = self
+            .source
+            .read(from, &mut data.as_mut_slice()[..len as usize]);
+        if got.is_ok() {
             self.fetched.fetch_add(len, Ordering::Relaxed);
             crate::crash::point("lazy.fetched");
-            self.dev
-                .write_all_at(&buf, from)
-                .map_err(|e| RangeError::Refused(format!("writing the local store: {e}")))
+        }
+        let run = Arc::new(Run {
+            first: start,
+            n,
+            data,
         });
-        crate::crash::point("lazy.written");
         let mut st = self.state.lock().expect("not poisoned");
         for p in start..start + n {
             st.flying.remove(&p);
             match &got {
-                Ok(()) => {
-                    st.failed.remove(&p);
-                    if !bit(&st.have, p) {
-                        set(&mut st.have, p);
-                        st.present += 1;
-                        st.pending.push(p);
-                    }
-                }
-                Err(e) => {
-                    st.failed.insert(p, (Instant::now(), e.clone()));
+                Ok(()) => st.failed.remove(&p),
+                Err(e) => st.failed.insert(p, (Instant::now(), e.clone())),
+            };
+        }
+        let room = st.unwritten == 0 || st.unwritten + run.bytes() <= UNWRITTEN_MAX;
+        if got.is_ok() && (room || !reader) {
+            for p in start..start + n {
+                if !bit(&st.have, p) {
+                    st.held.insert(p, run.clone());
                 }
             }
+            st.unwritten += run.bytes();
+            st.queue.push_back(run.clone());
+            self.work.notify_one();
         }
         drop(st);
         self.changed.notify_all();
         *self.last_error.lock().expect("not poisoned") = got.as_ref().err().cloned();
-        got.map(|()| buf)
+        got.map(|()| run)
+    }
+
+    /// Writes the runs fetched into the LV, oldest first, until `stop` is called and none
+    /// is left; run in a thread of its own. A written run's pieces are present (and marked
+    /// by the next commit); a failed write's are missing again.
+    pub fn writer(&self) {
+        let dev = self.direct.as_ref().unwrap_or(&self.dev);
+        loop {
+            let run = {
+                let mut st = self.state.lock().expect("not poisoned");
+                loop {
+                    if let Some(run) = st.queue.pop_front() {
+                        break run;
+                    }
+                    if self.stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    st = self
+                        .work
+                        .wait_timeout(st, Duration::from_millis(200))
+                        .expect("not poisoned")
+                        .0;
+                }
+            };
+            let wrote = dev.write_all_at(run.data.as_slice(), run.first * self.layout.piece);
+            if wrote.is_ok() {
+                crate::crash::point("lazy.written");
+            }
+            let mut st = self.state.lock().expect("not poisoned");
+            st.unwritten -= run.bytes();
+            match &wrote {
+                Ok(()) => {
+                    for p in run.first..run.first + run.n {
+                        if !bit(&st.have, p) {
+                            set(&mut st.have, p);
+                            st.present += 1;
+                            st.pending.push(p);
+                        }
+                    }
+                    st.recent_bytes += run.bytes();
+                    st.recent.push_back(run);
+                    while st.recent_bytes > RECENT_MAX {
+                        let Some(old) = st.recent.pop_front() else {
+                            break;
+                        };
+                        st.recent_bytes -= old.bytes();
+                        st.let_go(&old);
+                    }
+                }
+                Err(_) => st.let_go(&run),
+            }
+            drop(st);
+            if let Err(e) = wrote {
+                *self.last_error.lock().expect("not poisoned") =
+                    Some(RangeError::Refused(format!("writing the local store: {e}")));
+            }
+            self.written.notify_all();
+            self.changed.notify_all();
+        }
+    }
+
+    /// Waits until the writer's queue has room for `bytes` more (or the store stops).
+    fn wait_room(&self, bytes: u64) {
+        let mut st = self.state.lock().expect("not poisoned");
+        while st.unwritten > 0
+            && st.unwritten + bytes > UNWRITTEN_MAX
+            && !self.stop.load(Ordering::Relaxed)
+        {
+            st = self
+                .written
+                .wait_timeout(st, Duration::from_millis(200))
+                .expect("not poisoned")
+                .0;
+        }
+    }
+
+    /// Waits until the writer wrote every run handed to it (or the store stops).
+    pub fn drain(&self) {
+        self.wait_room(UNWRITTEN_MAX + 1);
     }
 
     /// The last fetch's failure, while no fetch has succeeded since.
@@ -404,25 +561,14 @@ impl<'s> Store<'s> {
         };
         self.dev.sync_data().map_err(undo)?;
         crate::crash::point("lazy.synced");
-        let (blocks, durable) = {
+        let durable = {
             let mut st = self.state.lock().expect("not poisoned");
-            let mut blocks: Vec<u64> = pending.iter().map(|p| p / 8 / MAP_BLOCK).collect();
-            blocks.sort_unstable();
-            blocks.dedup();
             for p in &pending {
                 set(&mut st.durable, *p);
             }
-            (blocks, st.durable.clone())
+            st.durable.clone()
         };
-        let bytes: Vec<u8> = durable.iter().flat_map(|w| w.to_le_bytes()).collect();
-        for b in blocks {
-            let mut block = vec![0u8; MAP_BLOCK as usize];
-            let from = (b * MAP_BLOCK) as usize;
-            let to = (from + MAP_BLOCK as usize).min(bytes.len());
-            block[..to - from].copy_from_slice(&bytes[from..to]);
-            self.dev
-                .write_all_at(&block, self.layout.bitmap_at() + b * MAP_BLOCK)?;
-        }
+        map::write_bits(&self.dev, &self.layout, &durable, &pending)?;
         self.dev.sync_data()?;
         crate::crash::point("lazy.marked");
         Ok(pending.len())
@@ -443,7 +589,8 @@ impl<'s> Store<'s> {
 
     /// Fetches every piece not on the host, in runs of `MAX_RUN`, at most `rate` bytes a
     /// second (0: unbounded), telling `told` the bytes present after each run; stops
-    /// (Ok(false)) when `go_on` says so. Ok(true) once everything is here and marked.
+    /// (Ok(false)) when `go_on` says so. Ok(true) once everything is written and marked.
+    /// Waits for the writer (a reader never does; the warm holds no NBD request).
     pub fn fill(
         &self,
         rate: u64,
@@ -453,21 +600,38 @@ impl<'s> Store<'s> {
         let mut sent = 0u64;
         let per_run = (MAX_RUN / self.layout.piece).max(1);
         let pieces = self.layout.pieces();
-        let mut p = 0;
-        while p < pieces {
-            let last = (p + per_run - 1).min(pieces - 1);
-            self.ensure(p, last, false)?;
-            sent += (last + 1 - p) * self.layout.piece;
-            p = last + 1;
+        // A reader's run dropped while the writer was behind is missing again: a second
+        // pass fetches what the first one found held and later lost.
+        for _pass in 0..3 {
+            let mut p = 0;
+            while p < pieces {
+                let last = (p + per_run - 1).min(pieces - 1);
+                self.wait_room(MAX_RUN);
+                self.ensure(p, last, false)?;
+                sent += (last + 1 - p) * self.layout.piece;
+                p = last + 1;
+                if !told(self.counts()) {
+                    return Ok(false);
+                }
+                if rate > 0 {
+                    let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+                    if let Some(wait) = due.checked_sub(began.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
+                }
+            }
+            self.drain();
             if !told(self.counts()) {
                 return Ok(false);
             }
-            if rate > 0 {
-                let due = Duration::from_secs_f64(sent as f64 / rate as f64);
-                if let Some(wait) = due.checked_sub(began.elapsed()) {
-                    std::thread::sleep(wait);
-                }
+            if self.complete() {
+                break;
             }
+        }
+        if !self.complete() {
+            return Err(self.last_error().unwrap_or_else(|| {
+                RangeError::Refused("pieces still missing after three passes".into())
+            }));
         }
         self.mark_written()
             .map_err(|e| RangeError::Refused(format!("marking the local store: {e}")))?;
@@ -477,27 +641,16 @@ impl<'s> Store<'s> {
     /// The SHA-256 of the file's bytes as the store holds them (all present).
     pub fn sha256(&self) -> io::Result<String> {
         let mut h = Sha256::new();
-        let mut buf = vec![0u8; 4 << 20];
+        let mut buf = vec![0u8; MAX_RUN as usize];
         let mut at = 0;
         while at < self.layout.length {
             let n = (self.layout.length - at).min(buf.len() as u64) as usize;
-            self.dev.read_exact_at(&mut buf[..n], at)?;
+            device::read_aligned(self.direct.as_ref().unwrap_or(&self.dev), &mut buf[..n], at)?;
             h.update(&buf[..n]);
             at += n as u64;
         }
         Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
     }
-}
-
-/// The pieces a store's map on `dev` marks present, read without opening the store.
-#[cfg(test)]
-pub fn present_in(dev: &File, layout: &Layout) -> io::Result<u64> {
-    let mut map = vec![0u8; layout.bitmap_len() as usize];
-    dev.read_exact_at(&mut map, layout.bitmap_at())?;
-    let mut n: u64 = map.iter().map(|b| u64::from(b.count_ones())).sum();
-    // Bits past the last piece mean nothing (a store never sets them).
-    n = n.min(layout.pieces());
-    Ok(n)
 }
 
 #[cfg(test)]
