@@ -570,14 +570,19 @@ fn cache_rows(rows: &mut Vec<Row>) {
     });
 }
 
-/// `cargo xtask bench bench_origins`: the template clones' read speed alone.
-#[test]
-fn bench_origins() {
+/// One bench part on a fresh VM with an SR named `bench`: its rows, then the table.
+fn on_bench_sr(rows_of: impl FnOnce(&mut Vec<Row>)) {
     vm();
     ok(&["sr", "create", DISKS[0], DISKS[1], "--name", "bench"]);
     let mut rows = Vec::new();
-    origin_rows(&mut rows);
+    rows_of(&mut rows);
     print_rows(&rows);
+}
+
+/// `cargo xtask bench bench_origins`: the template clones' read speed alone.
+#[test]
+fn bench_origins() {
+    on_bench_sr(origin_rows);
 }
 
 /// `cargo xtask bench bench_burst`: a VM's burst of writes into a fresh pool alone.
@@ -592,11 +597,7 @@ fn bench_burst() {
 /// `cargo xtask bench bench_cbt`: changed blocks against a full read, alone.
 #[test]
 fn bench_cbt() {
-    vm();
-    ok(&["sr", "create", DISKS[0], DISKS[1], "--name", "bench"]);
-    let mut rows = Vec::new();
-    cbt_rows(&mut rows);
-    print_rows(&rows);
+    on_bench_sr(cbt_rows);
 }
 
 /// `cargo xtask bench bench_lazy`: lazy https templates, in one run: the time to a clone's
@@ -605,11 +606,7 @@ fn bench_cbt() {
 /// server, and the bytes fetched against the bytes read.
 #[test]
 fn bench_lazy() {
-    vm();
-    ok(&["sr", "create", DISKS[0], DISKS[1], "--name", "bench"]);
-    let mut rows = Vec::new();
-    lazy_rows(&mut rows, false);
-    print_rows(&rows);
+    on_bench_sr(|rows| lazy_rows(rows, false));
 }
 
 /// Images on the test's HTTPS server: 256 MiB and 2 GiB, the first 64 MiB noise (as an
@@ -682,11 +679,7 @@ fn lazy_rows(rows: &mut Vec<Row>, seq_only: bool) {
 /// `cargo xtask bench bench_lazy_seq`: the sequential read against nbdkit alone.
 #[test]
 fn bench_lazy_seq() {
-    vm();
-    ok(&["sr", "create", DISKS[0], DISKS[1], "--name", "bench"]);
-    let mut rows = Vec::new();
-    lazy_rows(&mut rows, true);
-    print_rows(&rows);
+    on_bench_sr(|rows| lazy_rows(rows, true));
 }
 
 /// Introduces URI as NAME (with more arguments), clones, attaches and reads its first MiB
@@ -912,21 +905,13 @@ fn replicate_rows(rows: &mut Vec<Row>) {
 /// `cargo xtask bench bench_zeroing`: what zeroing new blocks costs, alone.
 #[test]
 fn bench_zeroing() {
-    vm();
-    ok(&["sr", "create", DISKS[0], DISKS[1], "--name", "bench"]);
-    let mut rows = Vec::new();
-    zeroing_rows(&mut rows);
-    print_rows(&rows);
+    on_bench_sr(zeroing_rows);
 }
 
 /// `cargo xtask bench bench_nbd`: an image written over thinsr's NBD export, alone.
 #[test]
 fn bench_nbd() {
-    vm();
-    ok(&["sr", "create", DISKS[0], DISKS[1], "--name", "bench"]);
-    let mut rows = Vec::new();
-    nbd_rows(&mut rows);
-    print_rows(&rows);
+    on_bench_sr(nbd_rows);
 }
 
 /// Writing a disk into thinsr over NBD, as a migration's copy does: a 1 GiB raw image with
@@ -1407,11 +1392,7 @@ fn origin_rows(rows: &mut Vec<Row>) {
 
 #[test]
 fn bench_mirror() {
-    vm();
-    ok(&["sr", "create", DISKS[0], DISKS[1], "--name", "bench"]);
-    let mut rows = Vec::new();
-    mirror_rows(&mut rows);
-    print_rows(&rows);
+    on_bench_sr(mirror_rows);
 }
 
 /// A relay like xapi's nbd proxy: accepts one connection on `listen` and relays it to
@@ -1653,11 +1634,7 @@ fn mirror_rows(rows: &mut Vec<Row>) {
 /// `cargo xtask bench bench_nfs`: a clone's first read of a template on NFS, alone.
 #[test]
 fn bench_nfs() {
-    vm();
-    ok(&["sr", "create", DISKS[0], DISKS[1], "--name", "bench"]);
-    let mut rows = Vec::new();
-    nfs_rows(&mut rows);
-    print_rows(&rows);
+    on_bench_sr(nfs_rows);
 }
 
 /// A clone's first read of a template on an NFS export (the kernel's nfsd on the loopback,

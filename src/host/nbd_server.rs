@@ -13,7 +13,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Condvar, Mutex};
 
-use crate::aligned::AlignedBuf;
+use crate::aligned::{AlignedBuf, Spare};
 use crate::host::zero;
 use crate::image::be;
 
@@ -236,7 +236,7 @@ struct Request {
 struct Budget {
     used: Mutex<u64>,
     freed: Condvar,
-    spare: Mutex<Vec<AlignedBuf>>,
+    spare: Spare,
 }
 
 impl Budget {
@@ -252,22 +252,6 @@ impl Budget {
         *self.used.lock().expect("not poisoned") -= n;
         self.freed.notify_all();
     }
-
-    /// A buffer of at least `len` bytes.
-    fn buffer(&self, len: usize) -> AlignedBuf {
-        let mut spare = self.spare.lock().expect("not poisoned");
-        match spare.iter().position(|b| b.as_slice().len() >= len) {
-            Some(i) => spare.swap_remove(i),
-            None => AlignedBuf::zeroed(len),
-        }
-    }
-
-    fn keep(&self, b: AlignedBuf) {
-        let mut spare = self.spare.lock().expect("not poisoned");
-        if spare.len() < 2 * WORKERS + 2 {
-            spare.push(b);
-        }
-    }
 }
 
 /// Serves one client on `s` until it disconnects (or the stream fails or closes): the
@@ -281,7 +265,7 @@ pub fn serve(s: &mut UnixStream, export: &Export) -> io::Result<Served> {
     let budget = Budget {
         used: Mutex::new(0),
         freed: Condvar::new(),
-        spare: Mutex::new(Vec::new()),
+        spare: Spare::new(2 * WORKERS + 2),
     };
     let (tx, rx) = sync_channel::<Request>(WORKERS);
     let rx = Mutex::new(rx);
@@ -338,7 +322,7 @@ fn read_requests(s: &mut UnixStream, tx: &SyncSender<Request>, budget: &Budget) 
                     return Err(protocol(format!("a write of {} bytes", r.len)));
                 }
                 budget.take(u64::from(r.len));
-                let mut data = budget.buffer(r.len as usize);
+                let mut data = budget.spare.take(r.len as usize);
                 let read = s.read_exact(&mut data.as_mut_slice()[..r.len as usize]);
                 if let Err(e) = read {
                     budget.give(u64::from(r.len));
@@ -385,7 +369,7 @@ fn work(
         });
         drop(out);
         if let Some(b) = r.data.take() {
-            budget.keep(b);
+            budget.spare.give(b);
         }
         budget.give(held);
         sent?;

@@ -88,8 +88,6 @@ struct Disk {
     file: File,
 }
 
-const GRID: u64 = 4096;
-
 impl Disk {
     fn open(path: &Path) -> io::Result<Disk> {
         use std::os::unix::fs::OpenOptionsExt;
@@ -106,11 +104,6 @@ impl Disk {
         Ok(Disk { file })
     }
 
-    fn window(offset: u64, len: u64) -> (u64, u64) {
-        let start = offset / GRID * GRID;
-        (start, (offset + len).div_ceil(GRID) * GRID - start)
-    }
-
     /// Reads whole blocks: `len` bytes from `offset`, both on the grid.
     fn read_blocks(&self, offset: u64, len: u64) -> io::Result<AlignedBuf> {
         let mut b = AlignedBuf::zeroed(len as usize);
@@ -119,7 +112,7 @@ impl Disk {
     }
 
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        let (start, len) = Disk::window(offset, buf.len() as u64);
+        let (start, len) = crate::aligned::around(offset, buf.len() as u64);
         let b = self.read_blocks(start, len)?;
         let at = (offset - start) as usize;
         buf.copy_from_slice(&b.as_slice()[at..at + buf.len()]);
@@ -127,7 +120,7 @@ impl Disk {
     }
 
     fn write_all_at(&self, data: &[u8], offset: u64) -> io::Result<()> {
-        let (start, len) = Disk::window(offset, data.len() as u64);
+        let (start, len) = crate::aligned::around(offset, data.len() as u64);
         let mut b = if (start, len) == (offset, data.len() as u64) {
             AlignedBuf::zeroed(len as usize)
         } else {

@@ -1,5 +1,5 @@
-//! Reads of a lazy store's device (its thin LV): aligned for O_DIRECT, and, for the NBD
-//! server's readers, done by threads of their own so that a reader can stop waiting.
+//! Reads of a lazy store's device (its thin LV) for the NBD server's readers, done by
+//! threads of their own so that a reader can stop waiting.
 //!
 //! Why a reader may need to stop waiting: reading a block the LV has mapped is remapped by
 //! dm-thin at once, unless the pool's metadata for it is no longer in memory (dm-bufio lets
@@ -10,7 +10,6 @@
 //! answers its request, the freed request lets the worker on, and the device read ends
 //! too, its bytes dropped.
 
-use std::cell::RefCell;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -18,39 +17,10 @@ use std::sync::mpsc::{channel, sync_channel, Receiver, RecvTimeoutError, Sender,
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::aligned::AlignedBuf;
+use crate::aligned::{around, AlignedBuf, Spare};
 
-/// O_DIRECT wants buffers, offsets and lengths in whole blocks of this.
-const BLOCK: u64 = 4096;
 /// Threads reading for the NBD server's readers (as many as its workers).
 const THREADS: usize = 8;
-
-/// The block-aligned span around `len` bytes at `offset`: its start and length.
-fn span(offset: u64, len: usize) -> (u64, usize) {
-    let from = offset / BLOCK * BLOCK;
-    let to = (offset + len as u64).div_ceil(BLOCK) * BLOCK;
-    (from, (to - from) as usize)
-}
-
-/// Reads `buf.len()` bytes at `offset` of `file` (O_DIRECT or not) through a block-aligned
-/// buffer of the calling thread's.
-pub fn read_aligned(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
-    thread_local! {
-        static ALIGNED: RefCell<Option<AlignedBuf>> = const { RefCell::new(None) };
-    }
-    let (from, len) = span(offset, buf.len());
-    ALIGNED.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        if slot.as_ref().is_none_or(|b| b.as_slice().len() < len) {
-            *slot = Some(AlignedBuf::zeroed(len));
-        }
-        let aligned = slot.as_mut().expect("just made").as_mut_slice();
-        file.read_exact_at(&mut aligned[..len], from)?;
-        let at = (offset - from) as usize;
-        buf.copy_from_slice(&aligned[at..at + buf.len()]);
-        Ok(())
-    })
-}
 
 struct Job {
     from: u64,
@@ -65,7 +35,7 @@ pub struct Reads {
     jobs: Mutex<Option<Sender<Job>>>,
     threads: Vec<std::thread::JoinHandle<()>>,
     /// Buffers back from finished reads, for the next.
-    spare: Mutex<Vec<AlignedBuf>>,
+    spare: Spare,
     /// For tests: how long a thread sleeps before each read (ms).
     #[cfg(test)]
     pub stall: Arc<std::sync::atomic::AtomicU64>,
@@ -78,7 +48,7 @@ impl Reads {
         let mut reads = Reads {
             jobs: Mutex::new(Some(tx)),
             threads: Vec::with_capacity(THREADS),
-            spare: Mutex::new(Vec::new()),
+            spare: Spare::new(THREADS),
             #[cfg(test)]
             stall: Arc::default(),
         };
@@ -102,19 +72,12 @@ impl Reads {
     /// Reads `buf.len()` bytes at `offset`: Some once the device answered within
     /// `patience`, None when it did not (the read goes on, its bytes dropped).
     pub fn read(&self, buf: &mut [u8], offset: u64, patience: Duration) -> Option<io::Result<()>> {
-        let (from, len) = span(offset, buf.len());
-        let aligned = {
-            let mut spare = self.spare.lock().expect("not poisoned");
-            match spare.iter().position(|b| b.as_slice().len() >= len) {
-                Some(i) => spare.swap_remove(i),
-                None => AlignedBuf::zeroed(len),
-            }
-        };
+        let (from, len) = around(offset, buf.len() as u64);
         let (reply, answer) = sync_channel(1);
         let job = Job {
             from,
-            len,
-            buf: aligned,
+            len: len as usize,
+            buf: self.spare.take(len as usize),
             reply,
         };
         let sent = match &*self.jobs.lock().expect("not poisoned") {
@@ -135,10 +98,7 @@ impl Reads {
             let at = (offset - from) as usize;
             buf.copy_from_slice(&aligned.as_slice()[at..at + buf.len()]);
         }
-        let mut spare = self.spare.lock().expect("not poisoned");
-        if spare.len() < THREADS {
-            spare.push(aligned);
-        }
+        self.spare.give(aligned);
         Some(read)
     }
 }

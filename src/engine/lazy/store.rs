@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use super::device::{self, Reads};
+use super::device::Reads;
 use super::map::{self, bit, set, Layout};
 use crate::aligned::AlignedBuf;
 use crate::host::http::RangeError;
@@ -638,16 +638,19 @@ impl<'s> Store<'s> {
         Ok(self.complete())
     }
 
-    /// The SHA-256 of the file's bytes as the store holds them (all present).
+    /// The SHA-256 of the file's bytes as the store holds them (all present), read from
+    /// the device (O_DIRECT: whole blocks, the last piece's zeros past the file included).
     pub fn sha256(&self) -> io::Result<String> {
         let mut h = Sha256::new();
-        let mut buf = vec![0u8; MAX_RUN as usize];
+        let mut buf = AlignedBuf::zeroed(MAX_RUN as usize);
+        let dev = self.direct.as_ref().unwrap_or(&self.dev);
         let mut at = 0;
         while at < self.layout.length {
-            let n = (self.layout.length - at).min(buf.len() as u64) as usize;
-            device::read_aligned(self.direct.as_ref().unwrap_or(&self.dev), &mut buf[..n], at)?;
-            h.update(&buf[..n]);
-            at += n as u64;
+            let n = (self.layout.length - at).min(MAX_RUN);
+            let (_, whole) = crate::aligned::around(at, n);
+            dev.read_exact_at(&mut buf.as_mut_slice()[..whole as usize], at)?;
+            h.update(&buf.as_slice()[..n as usize]);
+            at += n;
         }
         Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
     }
