@@ -637,8 +637,9 @@ pub fn boot(bed: &Bed, tag: &str, append: &str, echo: bool, timeout: Duration) -
         // a hung task's stack).
         format!(
             // cryptomgr.notests: the kernel's self-tests of its ciphers, a second of each
-            // boot under TCG, prove nothing about thinsr.
-            "console=ttyS0 quiet panic=-1 cryptomgr.notests {append} {}",
+            // boot under TCG, prove nothing about thinsr. mitigations=off: the retpolines
+            // of a throwaway VM's kernel halve its fork and exec speed under TCG.
+            "console=ttyS0 quiet panic=-1 cryptomgr.notests mitigations=off {append} {}",
             std::env::var("THINSR_VM_APPEND").unwrap_or_default()
         ),
     ];
