@@ -4,6 +4,7 @@
 mod common;
 
 use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -260,7 +261,7 @@ fn preallocation_zeroes_old_data_and_cancels_cleanly() {
     let junk_extents = lv_field("local/junk", "seg_pe_ranges");
     let pattern = noise(64 * MIB as usize, 7);
     for i in 0..16 {
-        write_at("/dev/local/junk", i * 64 * MIB, &pattern);
+        write_direct("/dev/local/junk", i * 64 * MIB, &pattern);
     }
     assert_ne!(read_at("/dev/local/junk", 512 * MIB, 4096), vec![0u8; 4096]);
     sh(&["lvm", "lvremove", "-y", "local/junk"]);
@@ -295,16 +296,22 @@ fn preallocation_zeroes_old_data_and_cancels_cleanly() {
     assert_eq!(lv_field("local/fat", "seg_pe_ranges"), junk_extents);
     assert_eq!(json(&["vdi", "show", "fat"])["attached"], false);
     let dev = ok(&["vdi", "attach", "fat"]).trim().to_string();
-    let mut f = std::fs::File::open(&dev).unwrap();
-    let mut buf = vec![0u8; 16 << 20];
+    // Direct reads, compared whole: byte by byte through the page cache, a minute.
+    let mut f = std::fs::File::options()
+        .read(true)
+        .custom_flags(0o40000) // O_DIRECT
+        .open(&dev)
+        .unwrap();
+    let mut buf = thinsr::aligned::AlignedBuf::zeroed(16 << 20);
+    let zeros = vec![0u8; 16 << 20];
     let mut total = 0u64;
     loop {
-        let n = f.read(&mut buf).unwrap();
+        let n = f.read(buf.as_mut_slice()).unwrap();
         if n == 0 {
             break;
         }
         assert!(
-            buf[..n].iter().all(|b| *b == 0),
+            buf.as_slice()[..n] == zeros[..n],
             "non-zero byte near {total}"
         );
         total += n as u64;

@@ -272,6 +272,21 @@ pub fn write_at(path: &str, offset: u64, data: &[u8]) {
     f.sync_all().unwrap();
 }
 
+/// Writes `data` at `offset` of a device with O_DIRECT (both in whole 4 KiB) and flushes
+/// it: large writes through the page cache crawl under TCG.
+pub fn write_direct(path: &str, offset: u64, data: &[u8]) {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(0o40000) // O_DIRECT
+        .open(path)
+        .unwrap_or_else(|e| panic!("opening {path}: {e}"));
+    let mut buf = thinsr::aligned::AlignedBuf::zeroed(data.len());
+    buf.as_mut_slice().copy_from_slice(data);
+    f.write_all_at(buf.as_slice(), offset).unwrap();
+    f.sync_all().unwrap();
+}
+
 /// Reads `len` bytes at `offset` of a device, bypassing nothing but our own process.
 pub fn read_at(path: &str, offset: u64, len: usize) -> Vec<u8> {
     use std::os::unix::fs::FileExt;
