@@ -571,7 +571,8 @@ fn pack_bulk(work: &Path, root: &Path) -> Result<PathBuf> {
     // (a minute more of the plugin tests under TCG). The bytecode names the source's mtime
     // and size, which mke2fs keeps.
     run(Command::new("python3")
-        .args(["-m", "compileall", "-q", "-j", "0", "-s"])
+        // One process: `-j` needs concurrent.futures, which python3-minimal lacks.
+        .args(["-m", "compileall", "-q", "-s"])
         .arg(&dir)
         .args(["-p", "/"])
         .arg(dir.join("usr/lib")))?;
