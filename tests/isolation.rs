@@ -14,17 +14,11 @@ const MARKER: &[u8; 16] = b"OLD-TENANT-DATA!";
 /// Fills the first `mib` MiB of `dev` with the marker. O_DIRECT: through the page cache
 /// the same writes take minutes under TCG.
 fn prefill(dev: &str, mib: u64) {
-    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    use std::os::unix::fs::FileExt;
     const STEP: u64 = 16 * MIB;
-    let mut chunk = thinsr::aligned::AlignedBuf::zeroed(STEP as usize);
-    for (b, m) in chunk.as_mut_slice().iter_mut().zip(MARKER.iter().cycle()) {
-        *b = *m;
-    }
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(0o40000) // O_DIRECT
-        .open(dev)
-        .unwrap();
+    let marks: Vec<u8> = MARKER.iter().copied().cycle().take(STEP as usize).collect();
+    let chunk = thinsr::aligned::AlignedBuf::copy_of(&marks);
+    let f = open_direct(dev, true).unwrap();
     for i in 0..mib * MIB / STEP {
         f.write_all_at(chunk.as_slice(), i * STEP).unwrap();
     }

@@ -35,16 +35,11 @@ fn attach(vdi: &str) -> String {
 /// Reads `len` bytes at `offset` of `dev` with O_DIRECT (as a VM's disk is read: nothing
 /// from the page cache, no readahead of the kernel's).
 fn read_direct(dev: &str, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
-    use std::os::unix::fs::{FileExt, OpenOptionsExt};
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_DIRECT)
-        .open(dev)?;
-    let mut raw = vec![0u8; len + 4096];
-    let skip = raw.as_ptr().align_offset(4096);
-    let buf = &mut raw[skip..skip + len];
-    f.read_exact_at(buf, offset)?;
-    Ok(buf.to_vec())
+    use std::os::unix::fs::FileExt;
+    let f = open_direct(dev, false)?;
+    let mut buf = thinsr::aligned::AlignedBuf::zeroed(len);
+    f.read_exact_at(&mut buf.as_mut_slice()[..len], offset)?;
+    Ok(buf.as_slice()[..len].to_vec())
 }
 
 fn sha_of(bytes: &[u8]) -> String {

@@ -519,13 +519,7 @@ const COVERED_READ: usize = 4;
 
 /// A domain's disk I/O as blkback's: O_DIRECT, 4 KiB aligned.
 fn direct(dev: &str) -> std::fs::File {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(0o40000) // O_DIRECT
-        .open(dev)
-        .unwrap()
+    open_direct(dev, true).unwrap()
 }
 
 fn direct_read(f: &std::fs::File, at: u64, len: usize) -> std::io::Result<Vec<u8>> {

@@ -29,16 +29,8 @@ fn fill_range(
     mib: u64,
     seed: u64,
 ) -> Result<(), (std::io::Error, Duration)> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(0o40000) // O_DIRECT
-        .open(dev)
-        .map_err(|e| (e, Duration::ZERO))?;
-    let mut chunk = thinsr::aligned::AlignedBuf::zeroed(32 * MIB as usize);
-    chunk
-        .as_mut_slice()
-        .copy_from_slice(&noise(32 * MIB as usize, seed));
+    let f = open_direct(dev, true).map_err(|e| (e, Duration::ZERO))?;
+    let chunk = thinsr::aligned::AlignedBuf::copy_of(&noise(32 * MIB as usize, seed));
     let chunk = chunk.as_slice();
     let mut off = 0;
     while off < mib * MIB {

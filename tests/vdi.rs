@@ -4,7 +4,6 @@
 mod common;
 
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -297,11 +296,7 @@ fn preallocation_zeroes_old_data_and_cancels_cleanly() {
     assert_eq!(json(&["vdi", "show", "fat"])["attached"], false);
     let dev = ok(&["vdi", "attach", "fat"]).trim().to_string();
     // Direct reads, compared whole: byte by byte through the page cache, a minute.
-    let mut f = std::fs::File::options()
-        .read(true)
-        .custom_flags(0o40000) // O_DIRECT
-        .open(&dev)
-        .unwrap();
+    let mut f = open_direct(&dev, false).unwrap();
     let mut buf = thinsr::aligned::AlignedBuf::zeroed(16 << 20);
     let zeros = vec![0u8; 16 << 20];
     let mut total = 0u64;

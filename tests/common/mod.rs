@@ -272,18 +272,27 @@ pub fn write_at(path: &str, offset: u64, data: &[u8]) {
     f.sync_all().unwrap();
 }
 
-/// Writes `data` at `offset` of a device with O_DIRECT (both in whole 4 KiB) and flushes
-/// it: large writes through the page cache crawl under TCG.
-pub fn write_direct(path: &str, offset: u64, data: &[u8]) {
-    use std::os::unix::fs::{FileExt, OpenOptionsExt};
-    let f = std::fs::OpenOptions::new()
-        .write(true)
+/// Opens a device with O_DIRECT (for writing too with `write`), as a VM's disk does its
+/// I/O: buffers, offsets and lengths then go in whole 4 KiB (`thinsr::aligned`). Large I/O
+/// through the page cache crawls under TCG.
+pub fn open_direct(path: &str, write: bool) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(write)
         .custom_flags(0o40000) // O_DIRECT
         .open(path)
-        .unwrap_or_else(|e| panic!("opening {path}: {e}"));
-    let mut buf = thinsr::aligned::AlignedBuf::zeroed(data.len());
-    buf.as_mut_slice().copy_from_slice(data);
-    f.write_all_at(buf.as_slice(), offset).unwrap();
+}
+
+/// Writes `data` at `offset` of a device with O_DIRECT (both in whole 4 KiB) and flushes it.
+pub fn write_direct(path: &str, offset: u64, data: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let f = open_direct(path, true).unwrap_or_else(|e| panic!("opening {path}: {e}"));
+    f.write_all_at(
+        thinsr::aligned::AlignedBuf::copy_of(data).as_slice(),
+        offset,
+    )
+    .unwrap();
     f.sync_all().unwrap();
 }
 
@@ -451,13 +460,9 @@ pub fn burst_block(noise: &[u8], index: u64) -> Vec<u8> {
 /// writes, back to back, from offset 0. `between` runs after each write with the bytes
 /// written so far. Fails the test on any write error.
 pub fn burst_write(dev: &str, mib: u64, seed: u64, mut between: impl FnMut(u64)) -> Burst {
-    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    use std::os::unix::fs::FileExt;
     const BLOCK: usize = 4 << 20;
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(0o40000) // O_DIRECT
-        .open(dev)
-        .unwrap_or_else(|e| panic!("opening {dev}: {e}"));
+    let f = open_direct(dev, true).unwrap_or_else(|e| panic!("opening {dev}: {e}"));
     let base = noise(BLOCK, seed);
     let mut buf = thinsr::aligned::AlignedBuf::zeroed(BLOCK);
     let start = std::time::Instant::now();
@@ -482,13 +487,9 @@ pub fn burst_write(dev: &str, mib: u64, seed: u64, mut between: impl FnMut(u64))
 /// Reads back what `burst_write` wrote (direct I/O) and returns the first block that
 /// differs, or None when all are intact.
 pub fn burst_differs(dev: &str, mib: u64, seed: u64) -> Option<u64> {
-    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    use std::os::unix::fs::FileExt;
     const BLOCK: usize = 4 << 20;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(0o40000)
-        .open(dev)
-        .unwrap();
+    let f = open_direct(dev, false).unwrap();
     let base = noise(BLOCK, seed);
     let mut buf = thinsr::aligned::AlignedBuf::zeroed(BLOCK);
     (0..mib * (1 << 20) / BLOCK as u64).find(|&i| {
