@@ -221,6 +221,10 @@ impl Ctx {
             .snapshot(&LvPath::new(&vg.name, &slv.name));
         self.lvm.run(&args)?;
         crash::point("revert.created");
+        // A new thin snapshot maps exactly what its origin does.
+        let physical = self
+            .volume(&op.entry, &op.meta, &vg, &s, None)
+            .physical_utilisation;
         let size = s.size;
         {
             let e = op.vdi_mut(&v.uuid)?;
@@ -231,7 +235,7 @@ impl Ctx {
         }
         op.save()?;
         self.forget_devices();
-        self.reported_volume(op, &v.uuid)
+        self.made_volume(op, &v.uuid, physical)
     }
 }
 

@@ -80,7 +80,7 @@ mod tests {
                 records: 3,
                 bytes: 4,
                 offset: 5,
-                chain: "00".repeat(32),
+                chain: "00".repeat(16),
             },
         };
         assert_eq!(Token::decode(&t.encode()).unwrap(), t);

@@ -463,10 +463,10 @@ impl Ctx {
     /// The verified stream becomes the replica's newest snapshot and its head reads it.
     fn commit(&self, op: &mut Locked, h: &Header, stage: &Stage, file: File) -> Result<Volume> {
         let s = stage.snapshot.clone();
-        self.lvm.run(&cmd::add_tag(&stage.lv, &vdi_tag(&s)))?;
-        crash::point("receive.tagged");
         drop(file);
-        self.set_active(&stage.lv, false)?;
+        self.lvm
+            .run(&cmd::add_tag_and_deactivate(&stage.lv, &vdi_tag(&s)))?;
+        crash::point("receive.tagged");
         let replica = |snapshot: &str| Replica {
             sr: h.sr.clone(),
             vdi: h.vdi.clone(),

@@ -254,6 +254,30 @@ impl Ctx {
         Ok(vol)
     }
 
+    /// VDI `uuid`'s volume record just after its LV was made anew (inactive, `physical`
+    /// bytes mapped), without a fresh report: what `reported_volume` would read.
+    pub(crate) fn made_volume(&self, op: &Locked, uuid: &str, physical: Bytes) -> Result<Volume> {
+        let v = op.vdi(uuid)?.clone();
+        let mut vol = self.volume_of(
+            &op.entry,
+            &op.entry.vg,
+            &v,
+            None,
+            v.size,
+            false,
+            Some(physical),
+        );
+        vol.sr_name = op.meta.name.clone();
+        vol.parent_name = v.parent.as_ref().map(|p| {
+            op.meta
+                .vdi(p)
+                .map(|pv| pv.name.clone())
+                .unwrap_or_else(|| "(destroyed)".into())
+        });
+        vol.origin_name = origin_name(&op.meta, &v);
+        Ok(vol)
+    }
+
     /// A volume record from what is known without a fresh report.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn volume_of(

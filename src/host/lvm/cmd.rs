@@ -200,9 +200,11 @@ pub fn retag(path: &LvPath, add: &str, remove: &str) -> Vec<String> {
     ])
 }
 
-/// Adds `tag` to `path`'s tags.
-pub fn add_tag(path: &LvPath, tag: &str) -> Vec<String> {
-    argv(&["lvchange", "--addtag", tag, &path.to_string()])
+/// Adds `tag` to `path` and deactivates it, in one call: lvchange takes `--activate`
+/// beside metadata changes and applies it after them (lvm2's command-lines.in), so a
+/// failure leaves the tag without the deactivation, never the reverse.
+pub fn add_tag_and_deactivate(path: &LvPath, tag: &str) -> Vec<String> {
+    argv(&["lvchange", "--addtag", tag, "-an", &path.to_string()])
 }
 
 /// Resizes `path` to `size`; `force` (`-f`) asks no question, even to make it smaller.
