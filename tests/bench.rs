@@ -454,44 +454,6 @@ fn drop_caches() {
     std::fs::write("/proc/sys/vm/drop_caches", "3").unwrap();
 }
 
-/// The CPU's (busy, total) jiffies so far, from /proc/stat.
-fn cpu_jiffies() -> (u64, u64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap();
-    let v: Vec<u64> = stat
-        .lines()
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .skip(1)
-        .map(|x| x.parse().unwrap())
-        .collect();
-    let idle = v[3] + v.get(4).copied().unwrap_or(0);
-    (v.iter().sum::<u64>() - idle, v.iter().sum())
-}
-
-/// Drops the caches, then waits (at most a minute) until the VM's one CPU is idle for a
-/// second: the kernel goes on working for a while after a large write (seen: the first
-/// lvm call after a whole 3 GiB receive took 14 s, of kernel time, the next 0.4 s), which
-/// would otherwise be charged to whatever is measured next.
-fn settle() {
-    drop_caches();
-    let start = std::time::Instant::now();
-    loop {
-        let (b0, t0) = cpu_jiffies();
-        std::thread::sleep(std::time::Duration::from_secs(1));
-        let (b1, t1) = cpu_jiffies();
-        let busy = (b1 - b0) as f64 / (t1 - t0).max(1) as f64;
-        if busy < 0.1 || start.elapsed().as_secs() >= 60 {
-            eprintln!(
-                "settled in {:.0} s (busy {:.0} %)",
-                start.elapsed().as_secs_f64(),
-                busy * 100.0
-            );
-            return;
-        }
-    }
-}
-
 /// Export against `qemu-img convert` of the same LV (activated by LVM), for VDIs with 3, 30
 /// and 90 % of their blocks holding data; best of 2 each, caches dropped before every run.
 fn export_rows(rows: &mut Vec<Row>) {
@@ -826,8 +788,8 @@ fn bench_replicate() {
 /// again. `vdi send | vdi receive` of the first snapshot whole into another SR, against the
 /// same pipe of the second relative to the first: the bytes each carried and the time; then
 /// LINBIT's thin_send | thin_recv (built by `cargo xtask bench`) of the same two snapshots
-/// into a thin LV of dr's pool, which has room for both copies. Each pipe starts with the
-/// caches dropped on a quiet VM (`settle`).
+/// into a thin LV of dr's pool, which has room for both copies. Caches are dropped before
+/// each pipe.
 fn replicate_rows(rows: &mut Vec<Row>) {
     use std::os::unix::fs::FileExt;
     const K: u64 = 64 << 10;
@@ -875,9 +837,9 @@ fn replicate_rows(rows: &mut Vec<Row>) {
             serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
         (secs, r["written"].as_u64().unwrap())
     };
-    settle();
+    drop_caches();
     let (full, full_bytes) = pipe(a.clone());
-    settle();
+    drop_caches();
     let (inc, inc_bytes) = pipe(format!("{b} --base {a}"));
     assert!(inc_bytes >= n * K, "{inc_bytes} for {n} blocks");
     rows.push(Row {
@@ -914,7 +876,7 @@ fn replicate_rows(rows: &mut Vec<Row>) {
         "dr/thinsr_pool",
     ]);
     let theirs = |send: &str| {
-        settle();
+        drop_caches();
         timed(|| {
             sh(&[
                 "sh",

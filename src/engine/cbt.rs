@@ -222,9 +222,7 @@ impl Ctx {
         self.lvm.run(&args)?;
         crash::point("revert.created");
         // A new thin snapshot maps exactly what its origin does.
-        let physical = self
-            .volume(&op.entry, &op.meta, &vg, &s, None)
-            .physical_utilisation;
+        let physical = slv.mapped().unwrap_or(Bytes(0));
         let size = s.size;
         {
             let e = op.vdi_mut(&v.uuid)?;

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{is_thin, origin_name, Found, Listing, Volume, VolumeType};
+use super::{is_thin, origin_name, parent_name, Found, Listing, Volume, VolumeType};
 use crate::engine::context::{ours, Ctx, Locked};
 use crate::engine::meta::{SrMeta, VdiMeta};
 use crate::engine::registry::Entry;
@@ -196,8 +196,8 @@ impl Ctx {
     ) -> Volume {
         let lv = vg.vdi_lv(&v.uuid);
         let size = lv.map(|l| l.size).unwrap_or(v.size);
-        let used = |l: &Lv| match (l.data_percent, l.thin_id.and_then(|id| mapped?.get(&id))) {
-            (Some(p), _) => (l.size.0 as f64 * p / 100.0).round() as u64,
+        let used = |l: &Lv| match (l.mapped(), l.thin_id.and_then(|id| mapped?.get(&id))) {
+            (Some(b), _) => b.0,
             (None, Some(b)) => *b,
             (None, None) => 0,
         };
@@ -206,11 +206,6 @@ impl Ctx {
             Some(l) if !is_thin(v.kind) => l.size.0,
             Some(l) => used(l),
         };
-        let parent_name = v.parent.as_ref().map(|p| {
-            meta.vdi(p)
-                .map(|pv| pv.name.clone())
-                .unwrap_or_else(|| "(destroyed)".into())
-        });
         let mine = self.our_device(&v.uuid);
         let mut vol = self.volume_of(
             e,
@@ -227,7 +222,7 @@ impl Ctx {
             .as_ref()
             .or(v.local.as_ref())
             .map(|c| vg.lv(c).map(used).unwrap_or(0));
-        vol.parent_name = parent_name;
+        vol.parent_name = parent_name(meta, v);
         vol.origin_name = origin_name(meta, v);
         if let Some(d) = mine {
             vol.path = d.path().display().to_string();
@@ -268,12 +263,7 @@ impl Ctx {
             Some(physical),
         );
         vol.sr_name = op.meta.name.clone();
-        vol.parent_name = v.parent.as_ref().map(|p| {
-            op.meta
-                .vdi(p)
-                .map(|pv| pv.name.clone())
-                .unwrap_or_else(|| "(destroyed)".into())
-        });
+        vol.parent_name = parent_name(&op.meta, &v);
         vol.origin_name = origin_name(&op.meta, &v);
         Ok(vol)
     }

@@ -339,6 +339,15 @@ impl Ctx {
     }
 }
 
+/// The name of `v`'s parent, for display.
+fn parent_name(meta: &SrMeta, v: &VdiMeta) -> Option<String> {
+    v.parent.as_ref().map(|p| {
+        meta.vdi(p)
+            .map(|pv| pv.name.clone())
+            .unwrap_or_else(|| "(destroyed)".into())
+    })
+}
+
 /// The name of the template `v` reads, for display.
 fn origin_name(meta: &SrMeta, v: &VdiMeta) -> Option<String> {
     v.origin.as_ref().map(|o| {

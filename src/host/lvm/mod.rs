@@ -93,6 +93,12 @@ pub struct Lv {
 }
 
 impl Lv {
+    /// Bytes of data the LV holds, as LVM reported its data use (None: not reported).
+    pub fn mapped(&self) -> Option<Bytes> {
+        self.data_percent
+            .map(|p| Bytes((self.size.0 as f64 * p / 100.0).round() as u64))
+    }
+
     pub fn has_tag(&self, tag: &str) -> bool {
         self.tags.iter().any(|t| t == tag)
     }
